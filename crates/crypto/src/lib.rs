@@ -1,0 +1,38 @@
+//! Public-key cryptography for postkey: everything that needs no secret.
+//!
+//! Start from [`VerifyingKey`] (Ed25519, always verified strictly), [`HpkePublicKey`] with
+//! [`seal`], and [`HpkeInfo`], which builds the HPKE `info` string that binds every sealed key to
+//! its record type, domain, key ID and recipient (SPEC §4).
+//!
+//! Key design decision: this crate holds no private key and no plaintext secret type, so the KMS
+//! computer, the archive and the wire codec can depend on it freely. Sealing a secret to a public
+//! key takes the plaintext as a borrowed slice from the caller (a box or a meter, through the
+//! secrets crate) and the randomness from the caller's generator: this crate never draws its own.
+
+#![forbid(unsafe_code)]
+
+mod error;
+mod hash;
+mod hpke_seal;
+mod sign;
+
+pub use error::CryptoError;
+pub use hash::{Fingerprint, sha256};
+pub use hpke_seal::{
+    HPKE_ENC_LEN, HpkeCiphertext, HpkeInfo, HpkePublicKey, HpkeRecordType, MAX_HPKE_PLAINTEXT,
+    seal,
+};
+pub use sign::{Signature, Signer, VerifyingKey};
+
+/// The random source every operation here draws from: a box's or meter's generator.
+pub use rand_core::CryptoRng;
+
+/// The HPKE suite of SPEC §4, fixed at compile time. The secrets crate opens with the same types.
+pub mod suite {
+    /// DHKEM(X25519, HKDF-SHA256).
+    pub type Kem = hpke::kem::X25519HkdfSha256;
+    /// HKDF-SHA256.
+    pub type Kdf = hpke::kdf::HkdfSha256;
+    /// AES-256-GCM.
+    pub type Aead = hpke::aead::AesGcm256;
+}

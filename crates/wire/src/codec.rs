@@ -1,0 +1,104 @@
+//! The one place where values become bytes and bytes become values.
+//!
+//! Every record is deterministic CBOR (RFC 8949 §4.2: minimal lengths, definite lengths, map
+//! fields in ascending index order), produced by `minicbor` with explicit field indices.
+//! [`from_bytes`] enforces the size limit, decodes, rejects trailing bytes, then re-encodes the
+//! value and requires the identical bytes: `minicbor` alone is lenient (it skips unknown fields,
+//! accepts any field order and non-minimal integers), and this round trip is what makes one value
+//! have exactly one encoding.
+
+use minicbor::{Decode, Decoder, Encode};
+
+use crate::WireError;
+
+/// The largest message postkey accepts of any type, before its own tighter limit applies.
+pub const MAX_MESSAGE_LEN: usize = 64 * 1024;
+
+/// Encodes `value` canonically.
+pub fn to_bytes<T: Encode<()>>(value: &T) -> Vec<u8> {
+    // Writing to a `Vec` cannot fail and no Encode impl of ours returns an error, so the only
+    // error minicbor could report is unreachable; an empty result would be refused by every
+    // decoder rather than silently accepted.
+    minicbor::to_vec(value).unwrap_or_default()
+}
+
+/// Decodes a `T` from exactly `bytes`, at most `max` long, in canonical encoding only.
+pub fn from_bytes<'b, T>(bytes: &'b [u8], max: usize) -> Result<T, WireError>
+where
+    T: Decode<'b, ()> + Encode<()>,
+{
+    if bytes.len() > max.min(MAX_MESSAGE_LEN) {
+        return Err(WireError::TooLarge { len: bytes.len(), max: max.min(MAX_MESSAGE_LEN) });
+    }
+    let mut d = Decoder::new(bytes);
+    let value: T = d.decode()?;
+    let end = d.position();
+    if end != bytes.len() {
+        return Err(WireError::Trailing(bytes.len() - end));
+    }
+    if to_bytes(&value) != bytes {
+        return Err(WireError::NonCanonical);
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use minicbor::{Decode, Encode};
+
+    use super::*;
+
+    #[derive(Debug, PartialEq, Encode, Decode)]
+    #[cbor(map)]
+    struct Pair {
+        #[n(0)]
+        a: u32,
+        #[n(1)]
+        b: Option<String>,
+    }
+
+    fn ok() -> Vec<u8> {
+        // {0: 1, 1: "x"}
+        vec![0xa2, 0x00, 0x01, 0x01, 0x61, b'x']
+    }
+
+    #[test]
+    fn canonical_bytes_decode() {
+        assert_eq!(from_bytes::<Pair>(&ok(), 100).unwrap(), Pair { a: 1, b: Some("x".into()) });
+        assert_eq!(to_bytes(&Pair { a: 1, b: Some("x".into()) }), ok());
+    }
+
+    #[test]
+    fn every_non_canonical_form_is_refused() {
+        let cases: &[(&str, Vec<u8>, WireError)] = &[
+            ("trailing byte", [ok(), vec![0]].concat(), WireError::Trailing(1)),
+            ("truncated", ok()[..5].to_vec(), WireError::Malformed(String::new())),
+            ("reordered fields", vec![0xa2, 0x01, 0x61, b'x', 0x00, 0x01], WireError::NonCanonical),
+            (
+                "duplicate field",
+                vec![0xa3, 0x00, 0x01, 0x00, 0x01, 0x01, 0x61, b'x'],
+                WireError::NonCanonical,
+            ),
+            (
+                "unknown field",
+                vec![0xa3, 0x00, 0x01, 0x01, 0x61, b'x', 0x07, 0x00],
+                WireError::NonCanonical,
+            ),
+            ("non-minimal integer", vec![0xa2, 0x00, 0x18, 0x01, 0x01, 0x61, b'x'], WireError::NonCanonical),
+            ("explicit null", vec![0xa2, 0x00, 0x01, 0x01, 0xf6], WireError::NonCanonical),
+            ("indefinite map", vec![0xbf, 0x00, 0x01, 0x01, 0x61, b'x', 0xff], WireError::NonCanonical),
+        ];
+        for (name, bytes, want) in cases {
+            let got = from_bytes::<Pair>(bytes, 100).unwrap_err();
+            match (want, &got) {
+                (WireError::Malformed(_), WireError::Malformed(_)) => {}
+                _ => assert_eq!(&got, want, "{name}"),
+            }
+        }
+    }
+
+    #[test]
+    fn oversize_input_is_refused_before_decoding() {
+        assert_eq!(from_bytes::<Pair>(&ok(), 5), Err(WireError::TooLarge { len: 6, max: 5 }));
+    }
+}

@@ -1,0 +1,33 @@
+//! postkey's identifiers, records and their canonical CBOR encoding.
+//!
+//! Start from [`Message`], a typed [`Header`] plus a [`Body`], and from [`Unverified`], which is
+//! what the decoder yields for a signed record: only [`Unverified::verify`] turns it into a
+//! [`Verified`], and code that acts on a record takes a `Verified<B>`.
+//!
+//! Key design decision: every byte that crosses a boundary goes through [`codec`], which decodes
+//! deterministic CBOR and then re-encodes the value, requiring identical bytes. One value therefore
+//! has exactly one encoding, so a signature over "the bytes" is a signature over "the value", and
+//! unknown, duplicate, reordered or non-minimal fields are rejected without a rule for each.
+//!
+//! This crate holds no secret type; encrypted content travels as [`postkey_crypto::HpkeCiphertext`]
+//! or opaque bytes, and signing goes through the [`postkey_crypto::Signer`] trait.
+
+#![forbid(unsafe_code)]
+
+pub mod codec;
+mod date;
+mod envelope;
+mod error;
+mod ids;
+mod message;
+mod response;
+
+pub use date::{Date, Period, Timestamp};
+pub use envelope::{SIGNED_CONTEXT, Unverified, Verified, peek_record_type, sign};
+pub use error::WireError;
+pub use ids::{
+    BoxId, BoxType, Country, DomainId, Isn, KeyId, MeterId, Msn, ProductCode, StateVersion,
+    SubdomainId, UNINITIALIZED_BOX, Zip,
+};
+pub use message::{Body, Context, Header, Message, RecordType, Role, Sender, peek_header};
+pub use response::ResponseCode;
