@@ -19,8 +19,7 @@ mod sign;
 pub use error::CryptoError;
 pub use hash::{Fingerprint, sha256};
 pub use hpke_seal::{
-    HPKE_ENC_LEN, HpkeCiphertext, HpkeInfo, HpkePublicKey, HpkeRecordType, MAX_HPKE_PLAINTEXT,
-    seal,
+    HPKE_ENC_LEN, HpkeCiphertext, HpkeInfo, HpkePublicKey, HpkeRecordType, MAX_HPKE_PLAINTEXT, seal,
 };
 pub use sign::{Signature, Signer, VerifyingKey};
 

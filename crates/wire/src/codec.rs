@@ -84,9 +84,17 @@ mod tests {
                 vec![0xa3, 0x00, 0x01, 0x01, 0x61, b'x', 0x07, 0x00],
                 WireError::NonCanonical,
             ),
-            ("non-minimal integer", vec![0xa2, 0x00, 0x18, 0x01, 0x01, 0x61, b'x'], WireError::NonCanonical),
+            (
+                "non-minimal integer",
+                vec![0xa2, 0x00, 0x18, 0x01, 0x01, 0x61, b'x'],
+                WireError::NonCanonical,
+            ),
             ("explicit null", vec![0xa2, 0x00, 0x01, 0x01, 0xf6], WireError::NonCanonical),
-            ("indefinite map", vec![0xbf, 0x00, 0x01, 0x01, 0x61, b'x', 0xff], WireError::NonCanonical),
+            (
+                "indefinite map",
+                vec![0xbf, 0x00, 0x01, 0x01, 0x61, b'x', 0xff],
+                WireError::NonCanonical,
+            ),
         ];
         for (name, bytes, want) in cases {
             let got = from_bytes::<Pair>(bytes, 100).unwrap_err();

@@ -73,7 +73,11 @@ impl fmt::Debug for Date {
 }
 
 impl<C> Encode<C> for Date {
-    fn encode<W: encode::Write>(&self, e: &mut Encoder<W>, _: &mut C) -> Result<(), encode::Error<W::Error>> {
+    fn encode<W: encode::Write>(
+        &self,
+        e: &mut Encoder<W>,
+        _: &mut C,
+    ) -> Result<(), encode::Error<W::Error>> {
         e.str(&self.to_string())?;
         Ok(())
     }
@@ -98,10 +102,9 @@ impl Period {
         if s.len() != 6 {
             return Err(WireError::InvalidField { field: "period", reason: "must be YYYYMM" });
         }
-        Date::parse(&format!("{s}01")).map(|d| d.period()).map_err(|_| WireError::InvalidField {
-            field: "period",
-            reason: "must be YYYYMM",
-        })
+        Date::parse(&format!("{s}01"))
+            .map(|d| d.period())
+            .map_err(|_| WireError::InvalidField { field: "period", reason: "must be YYYYMM" })
     }
 }
 
@@ -118,7 +121,7 @@ impl fmt::Debug for Period {
 }
 
 fn is_leap(y: u16) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+    (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400)
 }
 
 fn days_in_month(y: u16, m: u8) -> u8 {

@@ -55,7 +55,8 @@ fn decode_envelope(bytes: &[u8], max: usize) -> Result<RawEnvelope<'_>, WireErro
         return Err(WireError::TooLarge { len: bytes.len(), max });
     }
     let mut d = Decoder::new(bytes);
-    let shape = || WireError::Malformed("envelope must be {0: type, 1: message, 2: signature}".into());
+    let shape =
+        || WireError::Malformed("envelope must be {0: type, 1: message, 2: signature}".into());
     if d.map()? != Some(3) || d.u8()? != 0 {
         return Err(shape());
     }
@@ -68,7 +69,9 @@ fn decode_envelope(bytes: &[u8], max: usize) -> Result<RawEnvelope<'_>, WireErro
         return Err(shape());
     }
     let signature = Signature(
-        d.bytes()?.try_into().map_err(|_| WireError::Malformed("signature must be 64 bytes".into()))?,
+        d.bytes()?
+            .try_into()
+            .map_err(|_| WireError::Malformed("signature must be 64 bytes".into()))?,
     );
     if d.position() != bytes.len() {
         return Err(WireError::Trailing(bytes.len() - d.position()));
@@ -108,7 +111,10 @@ impl<B: Body> Unverified<B> {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, WireError> {
         let raw = decode_envelope(bytes, B::MAX_LEN + ENVELOPE_OVERHEAD)?;
         if raw.record_type != B::RECORD_TYPE {
-            return Err(WireError::WrongRecordType { found: raw.record_type, expected: B::RECORD_TYPE });
+            return Err(WireError::WrongRecordType {
+                found: raw.record_type,
+                expected: B::RECORD_TYPE,
+            });
         }
         let message = Message::<B>::from_bytes(raw.message)?;
         Ok(Self {

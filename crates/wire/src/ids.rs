@@ -164,7 +164,8 @@ pub enum BoxType {
 
 impl BoxType {
     /// Every type, in the order of SPEC §2.
-    pub const ALL: [BoxType; 5] = [Self::Manufacturing, Self::Oak, Self::Steel, Self::Brass, Self::Tin];
+    pub const ALL: [BoxType; 5] =
+        [Self::Manufacturing, Self::Oak, Self::Steel, Self::Brass, Self::Tin];
 
     /// The ID letter.
     pub fn letter(self) -> char {
@@ -215,14 +216,20 @@ impl BoxId {
     /// The ID of the `number`th box of a type; 0 and numbers past 8 digits are refused.
     pub fn new(box_type: BoxType, number: u32) -> Result<Self, WireError> {
         if number == 0 || number > Self::MAX_NUMBER {
-            return Err(WireError::InvalidField { field: "box ID", reason: "number must be 1 to 99999999" });
+            return Err(WireError::InvalidField {
+                field: "box ID",
+                reason: "number must be 1 to 99999999",
+            });
         }
         Ok(Self { box_type, number })
     }
 
     /// Parses `O00000003`.
     pub fn parse(s: &str) -> Result<Self, WireError> {
-        let bad = WireError::InvalidField { field: "box ID", reason: "must be M, O, S, B or T then 8 digits" };
+        let bad = WireError::InvalidField {
+            field: "box ID",
+            reason: "must be M, O, S, B or T then 8 digits",
+        };
         let mut chars = s.chars();
         let box_type = chars.next().and_then(BoxType::from_letter).ok_or_else(|| bad.clone())?;
         let digits = chars.as_str();
@@ -264,7 +271,11 @@ impl fmt::Debug for BoxId {
 }
 
 impl<C> Encode<C> for BoxId {
-    fn encode<W: encode::Write>(&self, e: &mut Encoder<W>, _: &mut C) -> Result<(), encode::Error<W::Error>> {
+    fn encode<W: encode::Write>(
+        &self,
+        e: &mut Encoder<W>,
+        _: &mut C,
+    ) -> Result<(), encode::Error<W::Error>> {
         e.str(&self.to_string())?;
         Ok(())
     }
@@ -291,10 +302,9 @@ impl SubdomainId {
 
     /// Parses `USPS/US`.
     pub fn parse(s: &str) -> Result<Self, WireError> {
-        let (d, c) = s.split_once('/').ok_or(WireError::InvalidField {
-            field: "sub-domain",
-            reason: "must be DOMAIN/CC",
-        })?;
+        let (d, c) = s
+            .split_once('/')
+            .ok_or(WireError::InvalidField { field: "sub-domain", reason: "must be DOMAIN/CC" })?;
         Ok(Self { domain: DomainId::parse(d)?, country: Country::parse(c)? })
     }
 
@@ -329,7 +339,11 @@ impl fmt::Debug for SubdomainId {
 }
 
 impl<C> Encode<C> for SubdomainId {
-    fn encode<W: encode::Write>(&self, e: &mut Encoder<W>, _: &mut C) -> Result<(), encode::Error<W::Error>> {
+    fn encode<W: encode::Write>(
+        &self,
+        e: &mut Encoder<W>,
+        _: &mut C,
+    ) -> Result<(), encode::Error<W::Error>> {
         e.str(&self.to_string())?;
         Ok(())
     }
@@ -356,10 +370,9 @@ impl MeterId {
 
     /// Parses `PB1234-000123`.
     pub fn parse(s: &str) -> Result<Self, WireError> {
-        let (p, m) = s.split_once('-').ok_or(WireError::InvalidField {
-            field: "meter ID",
-            reason: "must be PRODUCT-MSN",
-        })?;
+        let (p, m) = s
+            .split_once('-')
+            .ok_or(WireError::InvalidField { field: "meter ID", reason: "must be PRODUCT-MSN" })?;
         Ok(Self { product: ProductCode::parse(p)?, msn: Msn::parse(m)? })
     }
 
@@ -394,7 +407,11 @@ impl fmt::Debug for MeterId {
 }
 
 impl<C> Encode<C> for MeterId {
-    fn encode<W: encode::Write>(&self, e: &mut Encoder<W>, _: &mut C) -> Result<(), encode::Error<W::Error>> {
+    fn encode<W: encode::Write>(
+        &self,
+        e: &mut Encoder<W>,
+        _: &mut C,
+    ) -> Result<(), encode::Error<W::Error>> {
         e.str(&self.to_string())?;
         Ok(())
     }
@@ -432,7 +449,11 @@ impl fmt::Display for KeyId {
 }
 
 impl<C> Encode<C> for KeyId {
-    fn encode<W: encode::Write>(&self, e: &mut Encoder<W>, _: &mut C) -> Result<(), encode::Error<W::Error>> {
+    fn encode<W: encode::Write>(
+        &self,
+        e: &mut Encoder<W>,
+        _: &mut C,
+    ) -> Result<(), encode::Error<W::Error>> {
         e.u64(self.0)?;
         Ok(())
     }
@@ -466,7 +487,16 @@ mod tests {
         assert_eq!(id.box_type(), BoxType::Oak);
         assert_eq!(id.number(), 3);
         assert_eq!(id.to_string(), "O00000003");
-        for bad in ["X00000000", "O00000000", "O0000003", "O000000003", "Q00000001", "o00000001", "O0000000a", ""] {
+        for bad in [
+            "X00000000",
+            "O00000000",
+            "O0000003",
+            "O000000003",
+            "Q00000001",
+            "o00000001",
+            "O0000000a",
+            "",
+        ] {
             assert!(BoxId::parse(bad).is_err(), "{bad}");
         }
     }

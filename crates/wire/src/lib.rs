@@ -19,8 +19,10 @@ mod date;
 mod envelope;
 mod error;
 mod ids;
+mod mailpiece;
 mod message;
 mod response;
+mod share;
 
 pub use date::{Date, Period, Timestamp};
 pub use envelope::{SIGNED_CONTEXT, Unverified, Verified, peek_record_type, sign};
@@ -29,5 +31,7 @@ pub use ids::{
     BoxId, BoxType, Country, DomainId, Isn, KeyId, MeterId, Msn, ProductCode, StateVersion,
     SubdomainId, UNINITIALIZED_BOX, Zip,
 };
+pub use mailpiece::{Mailpiece, RegistrationToken, TestTokens, Token};
 pub use message::{Body, Context, Header, Message, RecordType, Role, Sender, peek_header};
 pub use response::ResponseCode;
+pub use share::{SharePurpose, ShareSetId};

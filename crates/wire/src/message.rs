@@ -4,7 +4,9 @@ use core::fmt;
 
 use minicbor::{Decode, Decoder, Encode, Encoder, decode, encode};
 
-use crate::{BoxId, DomainId, KeyId, MeterId, StateVersion, Timestamp, UNINITIALIZED_BOX, WireError, codec};
+use crate::{
+    BoxId, DomainId, KeyId, MeterId, StateVersion, Timestamp, UNINITIALIZED_BOX, WireError, codec,
+};
 
 /// A record type: an open code point, so that a peer's unknown type decodes as a value we can
 /// name in an error and in the configuration tables (SPEC §8) rather than as a parse failure.
@@ -184,7 +186,11 @@ impl fmt::Debug for Sender {
 }
 
 impl<C> Encode<C> for Sender {
-    fn encode<W: encode::Write>(&self, e: &mut Encoder<W>, _: &mut C) -> Result<(), encode::Error<W::Error>> {
+    fn encode<W: encode::Write>(
+        &self,
+        e: &mut Encoder<W>,
+        _: &mut C,
+    ) -> Result<(), encode::Error<W::Error>> {
         e.str(&self.to_string())?;
         Ok(())
     }
@@ -334,7 +340,11 @@ impl<B: Body> Message<B> {
 }
 
 impl<B: Body, C> Encode<C> for Message<B> {
-    fn encode<W: encode::Write>(&self, e: &mut Encoder<W>, _: &mut C) -> Result<(), encode::Error<W::Error>> {
+    fn encode<W: encode::Write>(
+        &self,
+        e: &mut Encoder<W>,
+        _: &mut C,
+    ) -> Result<(), encode::Error<W::Error>> {
         e.map(2)?.u8(0)?.encode(&self.header)?.u8(1)?.encode(&self.body)?;
         Ok(())
     }

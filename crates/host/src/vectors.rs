@@ -1,0 +1,35 @@
+use postkey_secrets::vectors::{self, Value};
+use postkey_wire::WireError;
+
+/// The published token test vectors as the JSON document of `docs/test-vectors.json`:
+/// `{"vectors": [...]}`, one vector per line, fields in their documented order.
+pub fn test_vectors_json() -> Result<String, WireError> {
+    let mut out = String::from("{\"vectors\": [\n");
+    let all = vectors::all()?;
+    for (i, v) in all.iter().enumerate() {
+        out.push_str("  {");
+        for (j, (name, value)) in v.iter().enumerate() {
+            if j > 0 {
+                out.push_str(", ");
+            }
+            out.push_str(&json_string(name));
+            out.push_str(": ");
+            match value {
+                Value::Str(s) => out.push_str(&json_string(s)),
+                Value::Int(n) => out.push_str(&n.to_string()),
+            }
+        }
+        out.push('}');
+        if i + 1 < all.len() {
+            out.push(',');
+        }
+        out.push('\n');
+    }
+    out.push_str("]}\n");
+    Ok(out)
+}
+
+fn json_string(s: &str) -> String {
+    // Serializing a &str cannot fail.
+    serde_json::to_string(s).unwrap_or_default()
+}

@@ -1,0 +1,104 @@
+//! Architecture invariant: only the box, meter and host crates may depend on the secrets crate,
+//! and no other workspace crate may reach it through any chain of normal or dev dependencies
+//! except through those three. So the KMS computer, the archive, the wire codec and the public
+//! crypto crate cannot name a plaintext key type. Read from `cargo metadata`, so a new crate or
+//! a new dependency is checked the day it is added.
+
+// Tests fail by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+
+const SECRETS: &str = "postkey-secrets";
+/// The crates that may depend on the secrets crate directly.
+const MAY_HOLD_SECRETS: &[&str] = &["postkey-box", "postkey-meter", "postkey-host"];
+
+/// Workspace crate → the workspace crates it depends on through normal or dev dependencies.
+type Graph = BTreeMap<String, BTreeSet<String>>;
+
+fn workspace_graph() -> Graph {
+    let out = Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo metadata runs");
+    assert!(
+        out.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata is JSON");
+    let packages = meta["packages"].as_array().expect("packages");
+    let names: BTreeSet<String> =
+        packages.iter().map(|p| p["name"].as_str().unwrap().to_owned()).collect();
+    packages
+        .iter()
+        .map(|p| {
+            let deps = p["dependencies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                // Build scripts cannot hand a key to the crate at run time; normal and dev can.
+                .filter(|d| d["kind"].as_str() != Some("build"))
+                .map(|d| d["name"].as_str().unwrap().to_owned())
+                .filter(|n| names.contains(n))
+                .collect();
+            (p["name"].as_str().unwrap().to_owned(), deps)
+        })
+        .collect()
+}
+
+/// Every rule broken by `graph`, as sentences.
+fn violations(graph: &Graph) -> Vec<String> {
+    let mut found = Vec::new();
+    for (name, deps) in graph {
+        if name == SECRETS || MAY_HOLD_SECRETS.contains(&name.as_str()) {
+            continue;
+        }
+        // Walk the dependencies without passing through an allowed holder: reaching the secrets
+        // crate that way means this crate could name a secret type itself.
+        let mut stack: Vec<(&String, Vec<&String>)> = deps.iter().map(|d| (d, vec![d])).collect();
+        let mut seen = BTreeSet::new();
+        while let Some((dep, path)) = stack.pop() {
+            if !seen.insert(dep) || MAY_HOLD_SECRETS.contains(&dep.as_str()) {
+                continue;
+            }
+            if dep == SECRETS {
+                let chain: Vec<&str> = path.iter().map(|s| s.as_str()).collect();
+                found.push(format!("{name} reaches {SECRETS} through {}", chain.join(" -> ")));
+                continue;
+            }
+            for next in graph.get(dep).into_iter().flatten() {
+                let mut p = path.clone();
+                p.push(next);
+                stack.push((next, p));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn only_boxes_meter_and_host_reach_the_secrets_crate() {
+    let graph = workspace_graph();
+    assert!(graph.contains_key(SECRETS), "the secrets crate is in the workspace");
+    assert!(graph.contains_key("postkey-wire") && graph.contains_key("postkey-crypto"));
+    let v = violations(&graph);
+    assert!(v.is_empty(), "crate graph breaks the secrets rule:\n{}", v.join("\n"));
+}
+
+#[test]
+fn the_rule_catches_direct_and_indirect_dependencies() {
+    let mut graph = workspace_graph();
+    // A KMS computer that depends on the wire crate, which (wrongly) depends on the secrets crate.
+    graph.insert("postkey-kmc".into(), ["postkey-wire".to_owned()].into());
+    graph.get_mut("postkey-wire").unwrap().insert(SECRETS.into());
+    let v = violations(&graph);
+    assert!(v.iter().any(|s| s.starts_with("postkey-wire reaches")), "{v:?}");
+    assert!(v.iter().any(|s| s.starts_with("postkey-kmc reaches")), "{v:?}");
+    // Reaching it only through the host crate is allowed (the CLI wires the host).
+    let mut graph = workspace_graph();
+    graph.insert("postkey-cli-like".into(), ["postkey-host".to_owned()].into());
+    assert!(violations(&graph).is_empty());
+}
