@@ -17,7 +17,12 @@ const EXIT_OPERATIONAL: u8 = 3;
 
 /// postkey: key management for digital postage meters.
 #[derive(Debug, Parser)]
-#[command(name = "postkey", version, about, long_about = None)]
+#[command(
+    name = "postkey",
+    version,
+    about = "postkey: key management for digital postage meters",
+    long_about = None
+)]
 struct Cli {
     #[command(subcommand)]
     command: cmd::Command,

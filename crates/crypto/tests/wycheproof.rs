@@ -85,7 +85,7 @@ fn ed25519_verification_matches_wycheproof() {
         mismatches.len()
     );
     println!(
-        "  {valid} valid all verified, {invalid} invalid all rejected; acceptable: {}",
+        "  {valid} valid and {invalid} invalid cases; acceptable: {}",
         if acceptable.is_empty() { "none in the file".to_string() } else { acceptable.join(", ") }
     );
     println!(
