@@ -14,6 +14,7 @@
 
 #![forbid(unsafe_code)]
 
+mod boxes;
 pub mod codec;
 mod date;
 mod envelope;
@@ -24,6 +25,11 @@ mod message;
 mod response;
 mod share;
 
+pub use boxes::{
+    BlankOffer, BoxKeys, Certificate, CommandCode, ConfigTables, Delivery, DomainBundle,
+    DomainKind, DomainPublicKeys, IdRange, Kit, Nonce, ProcessRecord, SetId, ShareRef,
+    StateAttestation, TableUpdate, Transcript, TrustAnchors,
+};
 pub use date::{Date, Period, Timestamp};
 pub use envelope::{SIGNED_CONTEXT, Unverified, Verified, peek_record_type, sign};
 pub use error::WireError;

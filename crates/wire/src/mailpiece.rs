@@ -61,7 +61,8 @@ macro_rules! public_tag {
                     field: $field,
                     reason: "wrong number of hex digits, or not hex",
                 };
-                if s.len() != $len * 2 {
+                // `from_str_radix` alone would also take a sign: "+0" parses as 0.
+                if s.len() != $len * 2 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
                     return Err(bad);
                 }
                 let mut out = [0u8; $len];

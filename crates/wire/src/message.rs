@@ -84,6 +84,10 @@ record_types! {
     TRANSCRIPT = 0x0409;
     /// A domain key bundle.
     DOMAIN_BUNDLE = 0x040A;
+    /// Manufacturing box: the record that a box runs a domain process.
+    PROCESS = 0x040B;
+    /// Manufacturing box → new manufacturing box: the Domain Key Set and startup keys.
+    KIT = 0x040C;
     /// An audit-chain checkpoint.
     CHECKPOINT = 0x0501;
 }

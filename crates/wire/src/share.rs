@@ -17,7 +17,8 @@ impl ShareSetId {
     pub fn parse_hex(s: &str) -> Result<Self, WireError> {
         let bad =
             WireError::InvalidField { field: "share-set ID", reason: "must be 32 hex digits" };
-        if s.len() != 32 {
+        // `from_str_radix` alone would also take a sign: "+0" parses as 0.
+        if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(bad);
         }
         let mut out = [0u8; 16];
