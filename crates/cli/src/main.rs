@@ -6,6 +6,7 @@
 
 mod cmd;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -24,13 +25,21 @@ const EXIT_OPERATIONAL: u8 = 3;
     long_about = None
 )]
 struct Cli {
+    /// The postkey home: sealed box states, domain bundles, transcripts, error log [default:
+    /// ./postkey-home; `demo` makes a fresh temporary home]
+    #[arg(long, global = true, env = "POSTKEY_HOME", value_name = "DIR")]
+    home: Option<PathBuf>,
     #[command(subcommand)]
     command: cmd::Command,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cmd::run(cli.command) {
+    // A process that may hold keys never dumps core (SPEC §7.2 item 8).
+    if let Err(e) = postkey_host::harden_process() {
+        eprintln!("postkey: warning: {e}");
+    }
+    match cmd::run(cli.home, cli.command) {
         Ok(cmd::Outcome::Success) => ExitCode::SUCCESS,
         Ok(cmd::Outcome::CheckFailed) => ExitCode::from(EXIT_CHECK_FAILED),
         Err(e) => {

@@ -24,10 +24,21 @@ fn help_lists_every_command() {
     assert_eq!(o.status.code(), Some(0));
     let help = stdout(&o);
     assert!(help.starts_with("postkey: key management for digital postage meters"), "{help}");
-    for cmd in ["test-vectors", "self-test", "help"] {
+    for cmd in
+        ["init", "domain", "box", "share", "errors", "demo", "test-vectors", "self-test", "help"]
+    {
         assert!(help.contains(cmd), "help lacks {cmd}:\n{help}");
     }
-    for sub in [&["test-vectors", "--help"][..], &["self-test", "--help"]] {
+    for sub in [
+        &["test-vectors", "--help"][..],
+        &["self-test", "--help"],
+        &["init", "--help"],
+        &["domain", "create", "--help"],
+        &["box", "manufacture", "--help"],
+        &["box", "list", "--help"],
+        &["share", "check", "--help"],
+        &["demo", "--help"],
+    ] {
         assert_eq!(postkey(sub).status.code(), Some(0), "{sub:?}");
     }
 }
@@ -78,4 +89,80 @@ fn test_vectors_check_exit_codes() {
     assert_eq!(o.status.code(), Some(3));
     let err = stderr(&o);
     assert!(err.starts_with("postkey: error: reading ") && err.lines().count() == 1, "{err}");
+}
+
+fn at(home: &std::path::Path, args: &[&str]) -> Output {
+    let mut all = vec!["--home", home.to_str().unwrap()];
+    all.extend_from_slice(args);
+    postkey(&all)
+}
+
+#[test]
+fn init_box_and_share_commands_speak_json_and_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let o = at(home, &["init", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let init: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(init["id"], "M00000001");
+    assert!(stderr(&o).contains("warning: simulation"), "the simulator warning of SPEC §12");
+
+    // A second first ceremony: an operational error, one friendly line.
+    let o = at(home, &["init"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("3011"));
+
+    let o = at(home, &["domain", "create", "USPS", "--kind", "postal", "--subdomain", "USPS/US"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = at(home, &["box", "manufacture", "--type", "brass", "--domain", "USPS", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = at(home, &["box", "list", "--json"]);
+    let list: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let brass = list.as_array().unwrap().iter().find(|b| b["type"] == "brass").unwrap();
+    assert_eq!(brass["id"], "B00000001");
+    assert_eq!(brass["domains"], serde_json::json!(["USPS"]));
+
+    // Usage errors exit 2: a malformed box ID, a domain kind that does not exist.
+    assert_eq!(at(home, &["box", "show", "B1"]).status.code(), Some(2));
+    assert_eq!(
+        at(home, &["domain", "create", "UKRM", "--kind", "moon", "--subdomain", "UKRM/GB"])
+            .status
+            .code(),
+        Some(2)
+    );
+
+    // A share checked alone: valid exits 0, corrupted exits 1.
+    let share = std::fs::read_dir(home.join("media"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("B00000001-operation-combination"))
+        .unwrap();
+    let o = at(home, &["share", "check", share.to_str().unwrap(), "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let mut bytes = std::fs::read(&share).unwrap();
+    bytes[30] ^= 1;
+    let bad = dir.path().join("bad.share");
+    std::fs::write(&bad, bytes).unwrap();
+    let o = at(home, &["share", "check", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains("INVALID"));
+
+    let o = at(home, &["box", "self-test", "B00000001", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = at(home, &["errors", "--json"]);
+    let errors: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(errors.as_array().unwrap().iter().any(|e| e["code"] == 3011));
+}
+
+#[test]
+fn demo_runs_end_to_end_in_the_given_home() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = at(dir.path(), &["demo", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["boxes"].as_array().unwrap().len(), 6);
+    assert_eq!(report["errors"], 0);
+    // A second run in the same home refuses: the first ceremony already happened there.
+    assert_eq!(at(dir.path(), &["demo"]).status.code(), Some(3));
 }

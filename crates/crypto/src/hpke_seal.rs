@@ -87,6 +87,10 @@ pub enum HpkeRecordType {
     Delivery,
     /// Brass → Tin: one month's token keys.
     TinExport,
+    /// Manufacturing box → the Domain Key Set: a domain's private keys in its bundle.
+    Bundle,
+    /// Manufacturing box → a new manufacturing box: the Domain Key Set and startup keys.
+    Kit,
 }
 
 impl HpkeRecordType {
@@ -99,6 +103,8 @@ impl HpkeRecordType {
             Self::Mi9 => "MI9",
             Self::Delivery => "DELIVERY",
             Self::TinExport => "TINEXPORT",
+            Self::Bundle => "BUNDLE",
+            Self::Kit => "KIT",
         }
     }
 }

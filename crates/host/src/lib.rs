@@ -1,18 +1,38 @@
 //! The host: wires the KMS computer to the secure boxes it hosts, for the embedded default (every
 //! box inside the `postkey` process) and, later, the server.
 //!
-//! Start from [`test_vectors_json`], which publishes the token test vectors, and
-//! [`run_self_tests`].
+//! Start from [`Home`] (where a deployment keeps its files), [`Session`] (the boxes a command
+//! has enabled from their shares) and the ceremonies ([`init`], [`create_domain`],
+//! [`manufacture`], [`install_process`]); [`demo`] runs them all.
 //!
 //! Key design decision: this is the one crate besides the boxes and the meter that may depend on
-//! the secrets crate, because hosting a box means constructing it. It hands the KMS computer only
-//! the box's message interface, so the KMS computer never holds a box's keys.
+//! the secrets crate, because hosting a box means constructing it. Everything it persists about a
+//! box goes through the box's own sealing; every refusal of a box reaches the error log with its
+//! response code before the caller sees it.
 
 #![forbid(unsafe_code)]
 
+mod ceremony;
+mod clock;
+pub mod demo;
+mod error;
+mod home;
+mod inventory;
+mod session;
 mod vectors;
 
+pub use ceremony::{
+    DomainReport, InitReport, ManufactureReport, ShareReport, check_share, create_domain, init,
+    install_process, manufacture,
+};
+pub use clock::now;
+pub use error::HostError;
+pub use home::{ErrorEntry, Home};
+pub use inventory::{BoxReport, DomainSummary, ProcessSummary, box_report, boxes, domains};
+pub use postkey_box::SharePolicy;
+pub use postkey_box::runtime::harden_process;
 pub use postkey_secrets::selftest::KatResult;
+pub use session::Session;
 pub use vectors::test_vectors_json;
 
 /// Runs the power-up known-answer test of every primitive, as a box does before it is enabled.

@@ -130,6 +130,12 @@ impl<B: Body> Unverified<B> {
         self.message.header()
     }
 
+    /// The body, untrusted. Only for a self-signed record whose key is in its own body (a new
+    /// box's keys, checked as a proof of possession), or to choose which key to verify with.
+    pub fn claimed_body(&self) -> &B {
+        self.message.body()
+    }
+
     /// Checks the signature over the bytes as received with the key the caller expects.
     pub fn verify(self, key: &VerifyingKey) -> Result<Verified<B>, WireError> {
         key.verify(&signed_bytes(&self.message_bytes), &self.signature)

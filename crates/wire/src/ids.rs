@@ -213,6 +213,9 @@ impl BoxId {
     /// The largest box number.
     pub const MAX_NUMBER: u32 = 99_999_999;
 
+    /// `M00000001`, the first manufacturing box, made by the first ceremony.
+    pub const FIRST_MANUFACTURING: BoxId = BoxId { box_type: BoxType::Manufacturing, number: 1 };
+
     /// The ID of the `number`th box of a type; 0 and numbers past 8 digits are refused.
     pub fn new(box_type: BoxType, number: u32) -> Result<Self, WireError> {
         if number == 0 || number > Self::MAX_NUMBER {

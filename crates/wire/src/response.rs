@@ -47,6 +47,22 @@ codes! {
     DOMAIN_NOT_IN_TABLE = 3002, "domain not in this component's configuration table";
     /// 3xxx processing: record type outside this component's record table.
     RECORD_NOT_IN_TABLE = 3003, "record type not in this component's configuration table";
+    /// 3xxx processing: a record addressed to another box.
+    RECORD_NOT_FOR_THIS_BOX = 3004, "record addressed to another box";
+    /// 3xxx processing: an answer bound to another nonce (or replayed).
+    NONCE_MISMATCH = 3005, "nonce does not match the one offered";
+    /// 3xxx processing: keys or a record meant for another box type.
+    WRONG_BOX_TYPE = 3006, "keys or record meant for another box type";
+    /// 3xxx processing: a box ID certified a second time.
+    ALREADY_CERTIFIED = 3007, "box ID already certified";
+    /// 3xxx processing: a domain this box does not know.
+    UNKNOWN_DOMAIN = 3008, "domain unknown to this box";
+    /// 3xxx processing: a configuration update not newer than the last applied.
+    STALE_UPDATE = 3009, "configuration update not newer than the last applied (replay)";
+    /// 3xxx processing: a domain that already exists.
+    DOMAIN_EXISTS = 3010, "domain already exists";
+    /// 3xxx processing: the first ceremony was already run in this home.
+    FIRST_CEREMONY_DONE = 3011, "the first manufacturing box already exists here";
     /// 3xxx processing: a signature did not verify.
     BAD_SIGNATURE = 3100, "signature verification failed";
     /// 3xxx processing: a MAC did not verify.
@@ -61,13 +77,60 @@ codes! {
     SHARE_QUORUM_NOT_MET = 3112, "fewer distinct shares than the threshold";
     /// 3xxx processing: the recombined secret fails its check value.
     SHARE_CHECK_FAILED = 3113, "recombined secret fails its check value";
+    /// 3xxx processing: a key record names an ID its domain archive never allocated.
+    KEY_ID_NOT_ALLOCATED = 3210, "key ID never allocated by the domain archive";
+    /// 3xxx processing: the key ID was burned (allocated, never a key) and never becomes one.
+    KEY_ID_BURNED = 3211, "key ID burned: allocated but never a key";
+    /// 3xxx processing: a time earlier than one already recorded for the key (SPEC §6.6).
+    TIME_WENT_BACKWARDS = 3310, "time earlier than one already recorded for the key";
+    /// 3xxx processing: a key status change that SPEC §6.4 does not allow.
+    TRANSITION_NOT_ALLOWED = 3400, "key status transition not allowed";
+    /// 3xxx processing: the key is not in the expected status; another writer changed it first.
+    STATUS_CONFLICT = 3401, "key not in the expected status: changed by another writer";
     /// 3xxx processing: the random number generator failed its health tests.
     RNG_FAILURE = 3500, "random number generator failure: no key made";
     /// 3xxx processing: a sealed state does not open (altered, truncated, wrong key).
     SEALED_STATE_INVALID = 3501, "sealed state does not open";
 
+    /// 3xxx processing: the manufacturing box has no box IDs of that type left.
+    ID_RANGE_EXHAUSTED = 3601, "no box IDs of that type left in this manufacturing box's range";
+    /// 3xxx processing: durable storage failed (file or database).
+    STORAGE_FAILED = 3602, "durable storage failed";
+    /// 3xxx processing: the archive holds no such record.
+    ARCHIVE_NOT_FOUND = 3650, "archive record not found";
+    /// 3xxx processing: the archive holds this record already; IDs are never reused.
+    ARCHIVE_DUPLICATE = 3651, "archive record already exists";
+    /// 3xxx processing: a set-once field of an archive record already holds another value.
+    ARCHIVE_FIELD_ALREADY_SET = 3652, "archive field already set: history is never rewritten";
+    /// 3xxx processing: the change needs a field that is neither given nor recorded.
+    ARCHIVE_MISSING_FIELD = 3653, "a field the archive change needs is missing";
+    /// 3xxx processing: a value of another security domain or of the wrong box type.
+    ARCHIVE_MISMATCH = 3654, "archive record of another domain or box type";
+    /// 3xxx processing: the archive refused a value that breaks one of its rules.
+    ARCHIVE_INVALID = 3655, "archive record invalid";
+    /// 3xxx processing: the archive's backend cannot be reached or failed.
+    ARCHIVE_UNAVAILABLE = 3660, "archive unavailable";
+    /// 3xxx processing: the archive's backend is busy; the call may be retried.
+    ARCHIVE_BUSY = 3661, "archive busy: retry later";
+    /// 3xxx processing: a hash chain of the audit trail does not verify.
+    ARCHIVE_CHAIN_BROKEN = 3670, "archive hash chain does not verify";
+    /// 3xxx processing: the archive's schema is newer than this build knows.
+    ARCHIVE_SCHEMA_TOO_NEW = 3671, "archive schema newer than this build";
+    /// 3xxx processing: a stored value does not parse as its type.
+    ARCHIVE_CORRUPT = 3672, "archive holds a malformed value";
+
+    /// 4xxx box state: the box is locked.
+    BOX_LOCKED = 4001, "box is locked: present its shares to enable it";
+    /// 4xxx box state: the box is in its error state.
+    BOX_ERROR_STATE = 4002, "box is in its error state";
     /// 4xxx box state: a power-up self-test failed; the box is in its error state.
     SELF_TEST_FAILED = 4003, "power-up self-test failed";
+    /// 4xxx box state: the box's state version is older than the highest recorded.
+    STATE_ROLLBACK = 4004, "box state version went backwards: an old state was restored";
+    /// 4xxx box state: the box has no ID yet.
+    BOX_NOT_INITIALIZED = 4005, "box is not initialized";
+    /// 4xxx box state: the box already has an ID.
+    BOX_ALREADY_INITIALIZED = 4006, "box is already initialized";
 }
 
 impl ResponseCode {

@@ -1,7 +1,19 @@
 //! One module per subcommand.
 
+mod boxes;
+mod demo;
+mod domain;
+mod errors;
+mod init;
 mod self_test;
+mod share;
 mod test_vectors;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use postkey_host::Home;
 
 /// What a command found, when it ran to the end.
 #[derive(Debug, PartialEq, Eq)]
@@ -15,15 +27,67 @@ pub(crate) enum Outcome {
 /// The subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Command {
+    /// Run the first ceremony: make M00000001, the trust anchors and the first shares.
+    Init(init::Args),
+    /// Security domains: create and list.
+    #[command(subcommand)]
+    Domain(domain::Command),
+    /// Secure boxes: manufacture, install processes, list, show, self-test.
+    #[command(subcommand, name = "box")]
+    Box(boxes::Command),
+    /// Share files: check one alone.
+    #[command(subcommand)]
+    Share(share::Command),
+    /// Show the error log.
+    Errors(errors::Args),
+    /// Run the whole system end to end on the embedded default.
+    Demo(demo::Args),
     /// Write the published token test vectors (docs/test-vectors.json).
     TestVectors(test_vectors::Args),
     /// Run the power-up self-tests of every cryptographic primitive.
     SelfTest(self_test::Args),
 }
 
-pub(crate) fn run(command: Command) -> anyhow::Result<Outcome> {
+pub(crate) fn run(home: Option<PathBuf>, command: Command) -> anyhow::Result<Outcome> {
+    let home_or_default =
+        || Home::new(home.clone().unwrap_or_else(|| PathBuf::from("postkey-home")));
     match command {
+        Command::Init(args) => init::run(&home_or_default(), args),
+        Command::Domain(c) => domain::run(&home_or_default(), c),
+        Command::Box(c) => boxes::run(&home_or_default(), c),
+        Command::Share(c) => share::run(&home_or_default(), c),
+        Command::Errors(args) => errors::run(&home_or_default(), args),
+        Command::Demo(args) => demo::run(home, args),
         Command::TestVectors(args) => test_vectors::run(args),
         Command::SelfTest(args) => self_test::run(args),
     }
+}
+
+/// Prints `value` as one JSON document on standard output.
+pub(crate) fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value).context("encoding JSON")?;
+    writeln!(std::io::stdout().lock(), "{text}").context("writing to standard output")
+}
+
+/// Prints lines on standard output.
+pub(crate) fn print_lines(lines: &[String]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    for l in lines {
+        writeln!(out, "{l}").context("writing to standard output")?;
+    }
+    Ok(())
+}
+
+/// The directory of share files: `--shares-dir`, else the home's media directory.
+pub(crate) fn shares_dir(home: &Home, given: Option<&Path>) -> PathBuf {
+    given.map(Path::to_path_buf).unwrap_or_else(|| home.media_dir())
+}
+
+/// The simulator warning of SPEC §12, on standard error.
+pub(crate) fn warn_media(dir: &Path) {
+    eprintln!(
+        "postkey: warning: simulation: share files are written to {} beside the sealed box states; \
+         a real deployment hands each share to its custodian on removable media (see SECURITY.md)",
+        dir.display()
+    );
 }

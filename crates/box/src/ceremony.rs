@@ -1,0 +1,195 @@
+//! The first ceremony (SPEC §7.2 item 2) and the equipping of later manufacturing boxes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use postkey_crypto::{HpkeInfo, HpkeRecordType, Signer as _};
+use postkey_secrets::rng::BoxRng;
+use postkey_secrets::shares::ShareBody;
+use postkey_secrets::{DomainKeySetSeed, HpkePrivateKey, OperationCombination, SigningKey};
+use postkey_wire::{
+    BoxId, BoxType, Certificate, CommandCode, DomainBundle, DomainId, DomainKind, IdRange, Kit,
+    Message, ShareSetId, StateVersion, Timestamp, TrustAnchors, Unverified, Verified, codec,
+};
+
+use crate::blank::SharePolicy;
+use crate::core::{Health, Kind};
+use crate::image::KitImage;
+use crate::manufacturing::ManufacturingState;
+use crate::{BoxError, SecureBox, tables};
+
+/// What the first ceremony makes.
+#[derive(Debug)]
+pub struct FirstCeremony {
+    /// `M00000001`, enabled.
+    pub secure_box: SecureBox,
+    /// Its certificate, signed with the M startup key it just made.
+    pub certificate: Verified<Certificate>,
+    /// The shares of its operation combination.
+    pub combination_shares: Vec<Verified<ShareBody>>,
+    /// The shares of the Domain Key Set.
+    pub domain_key_set_shares: Vec<Verified<ShareBody>>,
+    /// The `ADMIN` domain's bundle (its audit key signs the audit trail).
+    pub admin_bundle: Verified<DomainBundle>,
+}
+
+/// The first manufacturing box, in the order of SPEC §7.2 item 2: the five startup keys (and so
+/// the trust anchors), its identity and confidentiality keys and self-certificate, its ID, then
+/// its operation combination and the Domain Key Set, each split and signed for the custodians.
+/// Finally the `ADMIN` domain is created.
+pub fn first_manufacturing_box(
+    mut rng: BoxRng,
+    combination_policy: SharePolicy,
+    domain_key_set_policy: SharePolicy,
+    now: Timestamp,
+) -> Result<FirstCeremony, BoxError> {
+    let mut startup = Vec::with_capacity(5);
+    for _ in BoxType::ALL {
+        startup.push(SigningKey::generate(&mut rng)?);
+    }
+    let anchor = |i: usize| startup.get(i).map(|k: &SigningKey| k.verifying_key());
+    let anchors = match (anchor(0), anchor(1), anchor(2), anchor(3), anchor(4)) {
+        (Some(manufacturing), Some(oak), Some(steel), Some(brass), Some(tin)) => {
+            TrustAnchors { manufacturing, oak, steel, brass, tin }
+        }
+        _ => return Err(BoxError::Secret(postkey_secrets::SecretError::Malformed)),
+    };
+    let identity = SigningKey::generate(&mut rng)?;
+    let confidentiality = HpkePrivateKey::generate(&mut rng)?;
+    let id = BoxId::FIRST_MANUFACTURING;
+    let combination = OperationCombination::generate(&mut rng)?;
+    let domain_key_set = DomainKeySetSeed::generate(&mut rng)?;
+    let ranges = BoxType::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, t)| IdRange {
+            box_type: i as u8,
+            first: if *t == BoxType::Manufacturing { 2 } else { 1 },
+            last: BoxId::MAX_NUMBER,
+        })
+        .collect();
+    let state = ManufacturingState {
+        domain_key_set,
+        startup,
+        ranges,
+        certified: BTreeSet::from([id]),
+        pending: BTreeMap::new(),
+        table_sequences: BTreeMap::new(),
+        domains: BTreeSet::new(),
+    };
+    let mut secure_box = SecureBox {
+        id,
+        anchors,
+        identity,
+        confidentiality,
+        combination,
+        certificate: None,
+        tables: tables::initial(BoxType::Manufacturing),
+        table_sequence: 0,
+        version: StateVersion(0),
+        rng,
+        processes: BTreeMap::new(),
+        kind: Kind::Manufacturing(Box::new(state)),
+        health: Health::Operational,
+        dirty: false,
+    };
+    let cert = Certificate {
+        box_id: id,
+        identity: secure_box.identity.verifying_key(),
+        confidentiality: secure_box.confidentiality.public_key(),
+        issuer: id,
+        issued: now,
+    };
+    let message = Message::new(secure_box.context(DomainId::admin(), now), cert);
+    let certificate = match &secure_box.kind {
+        Kind::Manufacturing(m) => m.startup.first().map(|k| postkey_wire::sign(message, k)),
+        _ => None,
+    }
+    .ok_or(BoxError::Secret(postkey_secrets::SecretError::Malformed))?;
+    secure_box.install_certificate(certificate.as_bytes())?;
+
+    let set = |rng: &mut BoxRng| -> Result<ShareSetId, BoxError> {
+        let mut b = [0u8; 16];
+        rng.fill(&mut b)?;
+        Ok(ShareSetId(b))
+    };
+    let oc_set = set(&mut secure_box.rng)?;
+    let spec = postkey_secrets::shares::SplitSpec {
+        set: oc_set,
+        owner: id,
+        issuer: id,
+        threshold: combination_policy.threshold,
+        count: combination_policy.count,
+        timestamp: now,
+    };
+    let combination_shares = postkey_secrets::shares::split(
+        &secure_box.combination,
+        &spec,
+        &secure_box.identity,
+        &mut secure_box.rng,
+    )?;
+    let dks_set = set(&mut secure_box.rng)?;
+    let mut m = secure_box.manufacturing()?;
+    let domain_key_set_shares = m.split_domain_key_set(
+        dks_set,
+        domain_key_set_policy.threshold,
+        domain_key_set_policy.count,
+        now,
+    )?;
+    let admin_bundle = m.create_domain(DomainId::admin(), DomainKind::Admin, Vec::new(), now)?;
+    Ok(FirstCeremony {
+        secure_box,
+        certificate,
+        combination_shares,
+        domain_key_set_shares,
+        admin_bundle,
+    })
+}
+
+impl SecureBox {
+    /// A new manufacturing box takes its kit: the Domain Key Set and the startup private keys,
+    /// sealed to it and signed with the M startup key, whose public halves must be exactly its
+    /// trust anchors; and the box-number ranges it may allocate from.
+    pub fn install_kit(&mut self, kit: &[u8]) -> Result<(), BoxError> {
+        if !matches!(self.kind, Kind::AwaitingKit) {
+            return Err(BoxError::WrongBoxType {
+                expected: "new manufacturing",
+                actual: self.box_type().name(),
+            });
+        }
+        self.admit(CommandCode::SELF_TEST)?;
+        let kit = Unverified::<Kit>::from_bytes(kit)?.verify(&self.anchors.manufacturing)?;
+        let body = kit.body();
+        if body.recipient != self.id {
+            return Err(BoxError::NotForThisBox { addressed: body.recipient, this: self.id });
+        }
+        let info = HpkeInfo::new(HpkeRecordType::Kit, "ADMIN", 0, &self.id.to_string())
+            .map_err(|_| BoxError::Secret(postkey_secrets::SecretError::Malformed))?;
+        let plain = self.confidentiality.open(&info, &body.sealed)?;
+        let image: KitImage = codec::from_bytes(plain.expose_secret(), 4096)?;
+        let startup: Vec<SigningKey> =
+            image.startup.iter().map(|s| SigningKey::from_bytes(s.0)).collect();
+        let matches = startup.len() == 5
+            && BoxType::ALL
+                .iter()
+                .zip(&startup)
+                .all(|(t, k)| k.verifying_key() == *self.anchors.for_type(*t));
+        if !matches || body.ranges.len() != 5 {
+            return Err(BoxError::WrongBoxType {
+                expected: "a kit matching this box's anchors",
+                actual: "manufacturing",
+            });
+        }
+        let state = ManufacturingState {
+            domain_key_set: DomainKeySetSeed::from_bytes(image.domain_key_set),
+            startup,
+            ranges: body.ranges.clone(),
+            certified: BTreeSet::new(),
+            pending: BTreeMap::new(),
+            table_sequences: BTreeMap::new(),
+            domains: BTreeSet::new(),
+        };
+        self.kind = Kind::Manufacturing(Box::new(state));
+        self.changed();
+        Ok(())
+    }
+}

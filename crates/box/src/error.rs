@@ -1,0 +1,133 @@
+use postkey_secrets::SecretError;
+use postkey_secrets::selftest::SelfTestFailed;
+use postkey_wire::{
+    BoxId, CommandCode, DomainId, RecordType, ResponseCode, StateVersion, WireError,
+};
+
+/// Why a box refused a command. Every variant has a documented response code; the runtime
+/// writes each refusal to the error log, and a refused command leaves the box's state unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BoxError {
+    /// The input did not decode, or its signature did not verify (peer's fault).
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// A cryptographic operation on a secret failed (peer's fault or resource).
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    /// The record is addressed to another box.
+    #[error("record addressed to {addressed}, not to this box ({this})")]
+    NotForThisBox {
+        /// The box it names.
+        addressed: BoxId,
+        /// This box.
+        this: BoxId,
+    },
+    /// An answer bound to another nonce, or replayed to a second box.
+    #[error("nonce does not match the one this box offered")]
+    NonceMismatch,
+    /// Keys or a record meant for another box type.
+    #[error("record meant for a {expected} box, and this is a {actual} box")]
+    WrongBoxType {
+        /// The type the record is for.
+        expected: &'static str,
+        /// This box's type.
+        actual: &'static str,
+    },
+    /// A box ID certified a second time.
+    #[error("box {0} is already certified")]
+    AlreadyCertified(BoxId),
+    /// A domain this box does not know.
+    #[error("domain {0} is unknown to this box")]
+    UnknownDomain(DomainId),
+    /// A domain that already exists.
+    #[error("domain {0} already exists")]
+    DomainExists(DomainId),
+    /// A configuration update not newer than the last applied.
+    #[error("configuration update {got} is not newer than {last}: refused as a replay")]
+    StaleUpdate {
+        /// The update's sequence number.
+        got: u64,
+        /// The last applied.
+        last: u64,
+    },
+    /// A command outside this box's command table.
+    #[error("command {0:?} is not in this box's command table")]
+    CommandNotInTable(CommandCode),
+    /// A domain outside this box's domain table.
+    #[error("domain {0} is not in this box's domain table")]
+    DomainNotInTable(DomainId),
+    /// A record type outside this box's record table.
+    #[error("record type {0} is not in this box's record table")]
+    RecordNotInTable(RecordType),
+    /// No box IDs of a type left in this manufacturing box's range.
+    #[error("no {0} box IDs left in this manufacturing box's range")]
+    IdRangeExhausted(&'static str),
+    /// The box is locked.
+    #[error("box is locked: present its shares to enable it")]
+    Locked,
+    /// The box is in its error state after a failed self-test.
+    #[error("box is in its error state after a failed self-test; it accepts only a new self-test")]
+    ErrorState,
+    /// A power-up self-test failed.
+    #[error(transparent)]
+    SelfTest(#[from] SelfTestFailed),
+    /// The state version went backwards: an old copy of the state was restored.
+    #[error(
+        "state version {presented} is older than {recorded}, the highest recorded: an old state was restored; the box is refused"
+    )]
+    Rollback {
+        /// The highest version recorded.
+        recorded: StateVersion,
+        /// The version the box presents.
+        presented: StateVersion,
+    },
+    /// The box already has an ID.
+    #[error("box is already initialized as {0}")]
+    AlreadyInitialized(BoxId),
+    /// The first ceremony was already run in this home.
+    #[error("the first manufacturing box already exists in this home")]
+    FirstCeremonyDone,
+    /// Durable storage failed.
+    #[error("storage failed: {0}")]
+    Storage(String),
+}
+
+impl BoxError {
+    /// The documented response code.
+    pub fn response_code(&self) -> ResponseCode {
+        match self {
+            Self::Wire(e) => e.response_code(),
+            Self::Secret(e) => e.response_code(),
+            Self::NotForThisBox { .. } => ResponseCode::RECORD_NOT_FOR_THIS_BOX,
+            Self::NonceMismatch => ResponseCode::NONCE_MISMATCH,
+            Self::WrongBoxType { .. } => ResponseCode::WRONG_BOX_TYPE,
+            Self::AlreadyCertified(_) => ResponseCode::ALREADY_CERTIFIED,
+            Self::UnknownDomain(_) => ResponseCode::UNKNOWN_DOMAIN,
+            Self::DomainExists(_) => ResponseCode::DOMAIN_EXISTS,
+            Self::StaleUpdate { .. } => ResponseCode::STALE_UPDATE,
+            Self::CommandNotInTable(_) => ResponseCode::COMMAND_NOT_IN_TABLE,
+            Self::DomainNotInTable(_) => ResponseCode::DOMAIN_NOT_IN_TABLE,
+            Self::RecordNotInTable(_) => ResponseCode::RECORD_NOT_IN_TABLE,
+            Self::IdRangeExhausted(_) => ResponseCode::ID_RANGE_EXHAUSTED,
+            Self::Locked => ResponseCode::BOX_LOCKED,
+            Self::ErrorState => ResponseCode::BOX_ERROR_STATE,
+            Self::SelfTest(e) => e.response_code(),
+            Self::Rollback { .. } => ResponseCode::STATE_ROLLBACK,
+            Self::AlreadyInitialized(_) => ResponseCode::BOX_ALREADY_INITIALIZED,
+            Self::FirstCeremonyDone => ResponseCode::FIRST_CEREMONY_DONE,
+            Self::Storage(_) => ResponseCode::STORAGE_FAILED,
+        }
+    }
+}
+
+impl From<postkey_secrets::rng::RngError> for BoxError {
+    fn from(e: postkey_secrets::rng::RngError) -> Self {
+        Self::Secret(SecretError::Rng(e))
+    }
+}
+
+impl From<postkey_secrets::shares::ShareError> for BoxError {
+    fn from(e: postkey_secrets::shares::ShareError) -> Self {
+        Self::Secret(SecretError::Share(e))
+    }
+}

@@ -1,0 +1,156 @@
+//! The plaintext images of what a box keeps secret: its sealed state, a domain bundle's private
+//! keys and a delivery's private keys. Secret bytes live here only between a secret type and
+//! the sealing (or opening) call; every image zeroizes on drop and has no `Debug` that shows
+//! them.
+
+use minicbor::{Decode, Encode};
+use postkey_wire::{BoxId, ConfigTables, IdRange, SubdomainId, TrustAnchors};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// The private keys of a domain (in a bundle) or of one process (in a delivery). A field that a
+/// recipient must not get is empty; the recipient checks that exactly its own fields are set.
+#[derive(Default, Encode, Decode, Zeroize, ZeroizeOnDrop)]
+#[cbor(map)]
+pub(crate) struct KeyImage {
+    /// The box type these keys are for (`BoxType::ALL` index), or 255 in a bundle.
+    #[n(0)]
+    pub(crate) for_type: u8,
+    #[cbor(n(1), with = "minicbor::bytes")]
+    pub(crate) oak_auth: Vec<u8>,
+    #[cbor(n(2), with = "minicbor::bytes")]
+    pub(crate) steel_auth: Vec<u8>,
+    #[cbor(n(3), with = "minicbor::bytes")]
+    pub(crate) brass_conf: Vec<u8>,
+    #[cbor(n(4), with = "minicbor::bytes")]
+    pub(crate) brass_auth: Vec<u8>,
+    #[cbor(n(5), with = "minicbor::bytes")]
+    pub(crate) audit: Vec<u8>,
+    #[n(6)]
+    pub(crate) subdomains: Vec<SubdomainImage>,
+}
+
+/// One sub-domain's two secret keys.
+#[derive(Encode, Decode, Zeroize, ZeroizeOnDrop)]
+#[cbor(map)]
+pub(crate) struct SubdomainImage {
+    #[n(0)]
+    #[zeroize(skip)]
+    pub(crate) subdomain: SubdomainId,
+    #[cbor(n(1), with = "minicbor::bytes")]
+    pub(crate) conf: [u8; 32],
+    #[cbor(n(2), with = "minicbor::bytes")]
+    pub(crate) auth: [u8; 32],
+}
+
+/// Marks a key image that holds keys of a whole domain, not of one box type.
+pub(crate) const BUNDLE_TYPE: u8 = 255;
+
+/// What a new manufacturing box receives in its kit.
+#[derive(Encode, Decode, Zeroize, ZeroizeOnDrop)]
+#[cbor(map)]
+pub(crate) struct KitImage {
+    #[cbor(n(0), with = "minicbor::bytes")]
+    pub(crate) domain_key_set: [u8; 32],
+    /// The five startup private keys, in the order of `BoxType::ALL`.
+    #[n(1)]
+    pub(crate) startup: Vec<Seed>,
+}
+
+/// A 32-byte secret in an image.
+#[derive(Encode, Decode, Zeroize, ZeroizeOnDrop)]
+#[cbor(transparent)]
+pub(crate) struct Seed(#[cbor(n(0), with = "minicbor::bytes")] pub(crate) [u8; 32]);
+
+/// A box's whole state, as sealed at rest.
+#[derive(Encode, Decode, Zeroize, ZeroizeOnDrop)]
+#[cbor(map)]
+pub(crate) struct StateImage {
+    #[n(0)]
+    #[zeroize(skip)]
+    pub(crate) box_id: BoxId,
+    #[n(1)]
+    pub(crate) version: u64,
+    #[n(2)]
+    #[zeroize(skip)]
+    pub(crate) anchors: TrustAnchors,
+    #[cbor(n(3), with = "minicbor::bytes")]
+    pub(crate) identity: [u8; 32],
+    #[cbor(n(4), with = "minicbor::bytes")]
+    pub(crate) confidentiality: [u8; 32],
+    /// The signed certificate, once the box has it.
+    #[cbor(n(5), with = "minicbor::bytes")]
+    pub(crate) certificate: Vec<u8>,
+    #[n(6)]
+    #[zeroize(skip)]
+    pub(crate) tables: ConfigTables,
+    #[n(7)]
+    pub(crate) table_sequence: u64,
+    /// The DRBG's working state (`DrbgState::to_bytes`).
+    #[cbor(n(8), with = "minicbor::bytes")]
+    pub(crate) drbg: Vec<u8>,
+    /// The signed deliveries of the processes installed, in order; their keys are re-opened
+    /// with the box's confidentiality key when the box is enabled.
+    #[n(9)]
+    pub(crate) deliveries: Vec<Blob>,
+    /// A manufacturing box's own state.
+    #[n(10)]
+    pub(crate) manufacturing: Option<ManufacturingImage>,
+    /// A new manufacturing box that has not received its kit yet.
+    #[n(11)]
+    pub(crate) awaiting_kit: bool,
+}
+
+/// Opaque public bytes in an image (a signed record).
+#[derive(Encode, Decode, Zeroize)]
+#[cbor(transparent)]
+pub(crate) struct Blob(#[cbor(n(0), with = "minicbor::bytes")] pub(crate) Vec<u8>);
+
+/// A manufacturing box's secrets and bookkeeping.
+#[derive(Encode, Decode, Zeroize, ZeroizeOnDrop)]
+#[cbor(map)]
+pub(crate) struct ManufacturingImage {
+    #[cbor(n(0), with = "minicbor::bytes")]
+    pub(crate) domain_key_set: [u8; 32],
+    #[n(1)]
+    pub(crate) startup: Vec<Seed>,
+    /// The box numbers left per type, in the order of `BoxType::ALL`.
+    #[n(2)]
+    #[zeroize(skip)]
+    pub(crate) ranges: Vec<IdRange>,
+    /// Every box ID this box has certified: each only once.
+    #[n(3)]
+    #[zeroize(skip)]
+    pub(crate) certified: Vec<BoxId>,
+    /// Nonces of Set-IDs issued and not yet answered, with the ID given.
+    #[n(4)]
+    #[zeroize(skip)]
+    pub(crate) pending: Vec<Pending>,
+    /// The last table-update sequence number used, per box.
+    #[n(5)]
+    #[zeroize(skip)]
+    pub(crate) table_sequences: Vec<TableSequence>,
+    /// The domains whose bundles this box created or adopted.
+    #[n(6)]
+    #[zeroize(skip)]
+    pub(crate) domains: Vec<postkey_wire::DomainId>,
+}
+
+/// The last table-update sequence number a manufacturing box used for one box.
+#[derive(Clone, Encode, Decode)]
+#[cbor(map)]
+pub(crate) struct TableSequence {
+    #[n(0)]
+    pub(crate) box_id: BoxId,
+    #[n(1)]
+    pub(crate) sequence: u64,
+}
+
+/// A Set-ID issued and waiting for the new box's keys.
+#[derive(Clone, Encode, Decode)]
+#[cbor(map)]
+pub(crate) struct Pending {
+    #[cbor(n(0), with = "minicbor::bytes")]
+    pub(crate) nonce: [u8; 32],
+    #[n(1)]
+    pub(crate) box_id: BoxId,
+}

@@ -1,0 +1,33 @@
+//! The secure boxes of postkey: Manufacturing, Oak, Steel, Brass and Tin (SPEC §3, §7).
+//!
+//! Start from [`first_manufacturing_box`] and [`BlankBox`], which make a [`SecureBox`];
+//! [`SecureBox::manufacturing`] is the manufacturing box's typed view; [`runtime`] keeps boxes
+//! sealed at rest and enables them from their custodians' shares.
+//!
+//! Key design decision: a box is sans-IO. It takes its state, a message, the time and its own
+//! generator, and returns its answer with its state changed in memory; it never reads a clock,
+//! a file or a socket. The runtime seals the state and writes it durably before any answer
+//! leaves, so every protocol path can be tested in memory with a controlled clock, and the same
+//! core serves the embedded default and boxes on other hosts. This crate never depends on the
+//! archive or the server.
+
+#![forbid(unsafe_code)]
+
+mod blank;
+mod ceremony;
+mod core;
+mod error;
+mod image;
+mod manufacturing;
+mod process;
+pub mod runtime;
+mod state;
+pub mod tables;
+
+pub use blank::{BlankBox, Initialization, Rejected, SharePolicy};
+pub use ceremony::{FirstCeremony, first_manufacturing_box};
+pub use core::{Health, SecureBox};
+pub use error::BoxError;
+pub use manufacturing::{DELEGATED_BLOCK, DeliveryOutput, DomainKeySetPublic, Manufacturing};
+pub use process::{DomainProcess, ProcessKeys, SubdomainKeys};
+pub use state::{MAX_SEALED_LEN, SealedState};

@@ -1,0 +1,500 @@
+//! The manufacturing box: the first ceremony, box initialization (Set-ID, certificates, kits
+//! for new manufacturing boxes), domain creation and deliveries (SPEC §7.2).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use postkey_crypto::{HpkeInfo, HpkePublicKey, HpkeRecordType, Signer as _, VerifyingKey};
+use postkey_secrets::kdf::hkdf_sha256;
+use postkey_secrets::shares::{ShareBody, SplitSpec};
+use postkey_secrets::{
+    DomainKeySetSeed, HpkePrivateKey, SigningKey, SubdomainAuthKey, SubdomainConfKey,
+};
+use postkey_wire::{
+    BlankOffer, BoxId, BoxKeys, BoxType, Certificate, CommandCode, ConfigTables, Delivery,
+    DomainBundle, DomainId, DomainKind, DomainPublicKeys, IdRange, Kit, Message, ProcessRecord,
+    SubdomainId, TableUpdate, Timestamp, Transcript, Unverified, Verified, codec,
+};
+
+use crate::image::{BUNDLE_TYPE, KeyImage, KitImage, Seed, SubdomainImage};
+use crate::process::delivery_info;
+use crate::{BoxError, SecureBox, tables};
+
+/// How many box numbers of each type a manufacturing box hands to each new manufacturing box.
+pub const DELEGATED_BLOCK: u32 = 1_000_000;
+
+/// What only a manufacturing box holds.
+pub(crate) struct ManufacturingState {
+    pub(crate) domain_key_set: DomainKeySetSeed,
+    /// The five startup authentication private keys, in the order of `BoxType::ALL`.
+    pub(crate) startup: Vec<SigningKey>,
+    /// The box numbers still free, per type (`first` is the next to allocate).
+    pub(crate) ranges: Vec<IdRange>,
+    pub(crate) certified: BTreeSet<BoxId>,
+    /// Set-IDs issued and not yet answered: nonce → the ID given.
+    pub(crate) pending: BTreeMap<[u8; 32], BoxId>,
+    /// The last table-update sequence number signed per box.
+    pub(crate) table_sequences: BTreeMap<BoxId, u64>,
+    /// The domains whose bundles this box created or adopted.
+    pub(crate) domains: BTreeSet<DomainId>,
+}
+
+fn type_index(t: BoxType) -> usize {
+    BoxType::ALL.iter().position(|x| *x == t).unwrap_or(0)
+}
+
+/// The Domain Key Set's key pairs, derived from its shared seed.
+pub(crate) struct DomainKeySet {
+    pub(crate) conf: HpkePrivateKey,
+    pub(crate) auth: SigningKey,
+}
+
+impl DomainKeySet {
+    pub(crate) fn derive(seed: &DomainKeySetSeed) -> Result<Self, BoxError> {
+        let part = |label: &[u8]| -> Result<[u8; 32], BoxError> {
+            let okm = hkdf_sha256(seed.expose_secret(), b"postkey/domain-key-set/v1", label, 32)?;
+            okm.expose_secret()
+                .try_into()
+                .map_err(|_| BoxError::Secret(postkey_secrets::SecretError::Malformed))
+        };
+        Ok(Self {
+            conf: HpkePrivateKey::from_bytes(part(b"confidentiality")?),
+            auth: SigningKey::from_bytes(part(b"authentication")?),
+        })
+    }
+
+    fn bundle_info(domain: &DomainId) -> Result<HpkeInfo, BoxError> {
+        HpkeInfo::new(HpkeRecordType::Bundle, domain.as_str(), 0, "DKS")
+            .map_err(|_| BoxError::Secret(postkey_secrets::SecretError::Malformed))
+    }
+}
+
+/// The public half of the Domain Key Set: what every manufacturing box and auditor checks
+/// domain bundles against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainKeySetPublic {
+    /// Bundles are sealed to this key.
+    pub confidentiality: HpkePublicKey,
+    /// Bundles are signed with this key.
+    pub authentication: VerifyingKey,
+}
+
+/// A manufacturing box's commands: a typed view of a [`SecureBox`] of type M.
+#[derive(Debug)]
+pub struct Manufacturing<'a> {
+    pub(crate) b: &'a mut SecureBox,
+}
+
+/// What [`Manufacturing::deliver`] makes.
+#[derive(Debug)]
+pub struct DeliveryOutput {
+    /// The keys, sealed to the box and signed with its type's startup key.
+    pub delivery: Verified<Delivery>,
+    /// The record that the box runs the process, for the KMC and the domain's other boxes.
+    pub record: Verified<ProcessRecord>,
+}
+
+impl Manufacturing<'_> {
+    fn state(&self) -> Result<&ManufacturingState, BoxError> {
+        match &self.b.kind {
+            crate::core::Kind::Manufacturing(m) => Ok(m),
+            _ => Err(BoxError::WrongBoxType {
+                expected: "manufacturing",
+                actual: self.b.box_type().name(),
+            }),
+        }
+    }
+
+    fn state_mut(&mut self) -> Result<&mut ManufacturingState, BoxError> {
+        let actual = self.b.box_type().name();
+        match &mut self.b.kind {
+            crate::core::Kind::Manufacturing(m) => Ok(m),
+            _ => Err(BoxError::WrongBoxType { expected: "manufacturing", actual }),
+        }
+    }
+
+    fn startup_key(&self, t: BoxType) -> Result<&SigningKey, BoxError> {
+        self.state()?
+            .startup
+            .get(type_index(t))
+            .ok_or(BoxError::Secret(postkey_secrets::SecretError::Malformed))
+    }
+
+    fn domain_key_set(&self) -> Result<DomainKeySet, BoxError> {
+        DomainKeySet::derive(&self.state()?.domain_key_set)
+    }
+
+    /// The Domain Key Set's public keys.
+    pub fn domain_key_set_public(&self) -> Result<DomainKeySetPublic, BoxError> {
+        let dks = self.domain_key_set()?;
+        Ok(DomainKeySetPublic {
+            confidentiality: dks.conf.public_key(),
+            authentication: dks.auth.verifying_key(),
+        })
+    }
+
+    /// Set-ID (SPEC §7.2 item 3): the next ID of `box_type` from this box's own range, bound to
+    /// the blank box's nonce and signed with the type's startup key.
+    pub fn issue_set_id(
+        &mut self,
+        offer: &Message<BlankOffer>,
+        box_type: BoxType,
+        now: Timestamp,
+    ) -> Result<Verified<postkey_wire::SetId>, BoxError> {
+        self.b.admit(CommandCode::ISSUE_SET_ID)?;
+        if offer.body().anchors != self.b.anchors.fingerprint() {
+            return Err(BoxError::Wire(postkey_wire::WireError::InvalidField {
+                field: "blank offer",
+                reason: "the blank box holds other trust anchors",
+            }));
+        }
+        let state = self.state_mut()?;
+        let range = state
+            .ranges
+            .get_mut(type_index(box_type))
+            .ok_or(BoxError::IdRangeExhausted(box_type.name()))?;
+        if range.first > range.last {
+            return Err(BoxError::IdRangeExhausted(box_type.name()));
+        }
+        let new_id = BoxId::new(box_type, range.first)?;
+        range.first += 1;
+        state.pending.insert(offer.body().nonce.0, new_id);
+        let body = postkey_wire::SetId { nonce: offer.body().nonce, new_id, issuer: self.b.id };
+        let message = Message::new(self.b.context(DomainId::admin(), now), body);
+        let signed = postkey_wire::sign(message, self.startup_key(box_type)?);
+        self.b.changed();
+        Ok(signed)
+    }
+
+    /// Certifies a new box's keys: the answer to a Set-ID this box issued, signed by the new
+    /// box's own identity key. Each ID is certified once.
+    pub fn certify(
+        &mut self,
+        keys: &[u8],
+        now: Timestamp,
+    ) -> Result<Verified<Certificate>, BoxError> {
+        self.b.admit(CommandCode::CERTIFY)?;
+        let unverified = Unverified::<BoxKeys>::from_bytes(keys)?;
+        let identity = unverified.header().sender.clone();
+        let claimed = unverified.claimed_body().identity;
+        let keys = unverified.verify(&claimed)?;
+        let body = keys.body();
+        if identity != postkey_wire::Sender::Box(body.box_id) {
+            return Err(BoxError::NonceMismatch);
+        }
+        let state = self.state_mut()?;
+        if state.certified.contains(&body.box_id) {
+            return Err(BoxError::AlreadyCertified(body.box_id));
+        }
+        match state.pending.get(&body.nonce.0) {
+            Some(id) if *id == body.box_id => {}
+            _ => return Err(BoxError::NonceMismatch),
+        }
+        state.pending.remove(&body.nonce.0);
+        state.certified.insert(body.box_id);
+        let cert = Certificate {
+            box_id: body.box_id,
+            identity: body.identity,
+            confidentiality: body.confidentiality,
+            issuer: self.b.id,
+            issued: now,
+        };
+        let message = Message::new(self.b.context(DomainId::admin(), now), cert);
+        let signed = postkey_wire::sign(message, self.startup_key(body.box_id.box_type())?);
+        self.b.changed();
+        Ok(signed)
+    }
+
+    /// Creates a security domain in the ADMIN domain: generates every key of SPEC §5 for it and
+    /// its sub-domains, and returns its bundle, sealed to and signed with the Domain Key Set.
+    pub fn create_domain(
+        &mut self,
+        domain: DomainId,
+        kind: DomainKind,
+        subdomains: Vec<SubdomainId>,
+        now: Timestamp,
+    ) -> Result<Verified<DomainBundle>, BoxError> {
+        self.b.admit(CommandCode::CREATE_DOMAIN)?;
+        if self.state()?.domains.contains(&domain) {
+            return Err(BoxError::DomainExists(domain));
+        }
+        if domain.is_admin() != (kind == DomainKind::Admin) {
+            return Err(BoxError::Wire(postkey_wire::WireError::InvalidField {
+                field: "domain",
+                reason: "only ADMIN is the administration domain",
+            }));
+        }
+        if subdomains.iter().any(|s| s.domain() != &domain)
+            || (subdomains.is_empty() && kind != DomainKind::Admin)
+        {
+            return Err(BoxError::Wire(postkey_wire::WireError::InvalidField {
+                field: "sub-domains",
+                reason: "every domain has at least one sub-domain, each of its own domain",
+            }));
+        }
+        let rng = &mut self.b.rng;
+        let oak_auth = SigningKey::generate(rng)?;
+        let steel_auth = SigningKey::generate(rng)?;
+        let brass_conf = HpkePrivateKey::generate(rng)?;
+        let brass_auth = SigningKey::generate(rng)?;
+        let audit = if kind == DomainKind::Admin { Some(SigningKey::generate(rng)?) } else { None };
+        let mut sub_images = Vec::with_capacity(subdomains.len());
+        for s in &subdomains {
+            let conf = SubdomainConfKey::generate(rng)?;
+            let auth = SubdomainAuthKey::generate(rng)?;
+            sub_images.push(SubdomainImage {
+                subdomain: s.clone(),
+                conf: *conf.expose_secret(),
+                auth: *auth.expose_secret(),
+            });
+        }
+        let public = DomainPublicKeys {
+            oak_auth: oak_auth.verifying_key(),
+            steel_auth: steel_auth.verifying_key(),
+            brass_conf: brass_conf.public_key(),
+            brass_auth: brass_auth.verifying_key(),
+            audit: audit.as_ref().map(|a| a.verifying_key()),
+        };
+        let image = KeyImage {
+            for_type: BUNDLE_TYPE,
+            oak_auth: oak_auth.expose_secret().to_vec(),
+            steel_auth: steel_auth.expose_secret().to_vec(),
+            brass_conf: brass_conf.expose_secret().to_vec(),
+            brass_auth: brass_auth.expose_secret().to_vec(),
+            audit: audit.as_ref().map(|a| a.expose_secret().to_vec()).unwrap_or_default(),
+            subdomains: sub_images,
+        };
+        let dks = self.domain_key_set()?;
+        let plain = zeroize::Zeroizing::new(codec::to_bytes(&image));
+        let sealed = postkey_secrets::seal_secret(
+            &dks.conf.public_key(),
+            &DomainKeySet::bundle_info(&domain)?,
+            &plain,
+            &mut self.b.rng,
+        )?;
+        let body = DomainBundle { domain: domain.clone(), kind, subdomains, public, sealed };
+        let signed =
+            postkey_wire::sign(Message::new(self.b.context(domain.clone(), now), body), &dks.auth);
+        self.state_mut()?.domains.insert(domain.clone());
+        if !self.b.tables.domains.contains(&domain) {
+            self.b.tables.domains.push(domain);
+        }
+        self.b.changed();
+        Ok(signed)
+    }
+
+    /// Checks a domain bundle against the Domain Key Set.
+    pub fn check_bundle(&self, bundle: &[u8]) -> Result<Verified<DomainBundle>, BoxError> {
+        let dks = self.domain_key_set()?;
+        Ok(Unverified::<DomainBundle>::from_bytes(bundle)?.verify(&dks.auth.verifying_key())?)
+    }
+
+    /// Adopts a domain created by another manufacturing box (SPEC §7.2 item 5): its bundle,
+    /// checked against the shared Domain Key Set, puts the domain in this box's table.
+    pub fn adopt_domain(&mut self, bundle: &[u8]) -> Result<DomainId, BoxError> {
+        self.b.admit(CommandCode::ADOPT_DOMAIN)?;
+        let bundle = self.check_bundle(bundle)?;
+        let domain = bundle.body().domain.clone();
+        if !self.state_mut()?.domains.insert(domain.clone()) {
+            return Err(BoxError::DomainExists(domain));
+        }
+        if !self.b.tables.domains.contains(&domain) {
+            self.b.tables.domains.push(domain.clone());
+        }
+        self.b.changed();
+        Ok(domain)
+    }
+
+    /// Makes a domain process in another box (SPEC §7.2 item 4): the keys its type needs of the
+    /// domain's bundle, sealed to the box's certified confidentiality key, signed with the startup
+    /// key of its type. A Brass process gets the keys of exactly the sub-domains it serves.
+    pub fn deliver(
+        &mut self,
+        bundle: &[u8],
+        recipient: &[u8],
+        subdomains: Vec<SubdomainId>,
+        now: Timestamp,
+    ) -> Result<DeliveryOutput, BoxError> {
+        self.b.admit(CommandCode::DELIVER)?;
+        let bundle = self.check_bundle(bundle)?;
+        let domain = bundle.body().domain.clone();
+        tables::check_domain(&self.b.tables, &domain)?;
+        if !self.state()?.domains.contains(&domain) {
+            return Err(BoxError::UnknownDomain(domain));
+        }
+        let cert = Unverified::<Certificate>::from_bytes(recipient)?;
+        let target_type = cert.claimed_body().box_id.box_type();
+        let cert = cert.verify(self.b.anchors.for_type(target_type))?;
+        let target = cert.body().box_id;
+        if target_type == BoxType::Manufacturing {
+            return Err(BoxError::WrongBoxType {
+                expected: "oak, steel, brass or tin",
+                actual: "manufacturing",
+            });
+        }
+        if target_type != BoxType::Brass && !subdomains.is_empty() {
+            return Err(BoxError::WrongBoxType { expected: "brass", actual: target_type.name() });
+        }
+        if subdomains.iter().any(|s| !bundle.body().subdomains.contains(s)) {
+            return Err(BoxError::UnknownDomain(domain));
+        }
+        let dks = self.domain_key_set()?;
+        let plain = dks.conf.open(&DomainKeySet::bundle_info(&domain)?, &bundle.body().sealed)?;
+        let all: KeyImage = codec::from_bytes(plain.expose_secret(), 16 * 1024)?;
+        let mut image = KeyImage::default();
+        image.for_type = type_index(target_type) as u8;
+        match target_type {
+            BoxType::Oak => image.oak_auth = all.oak_auth.clone(),
+            BoxType::Steel => image.steel_auth = all.steel_auth.clone(),
+            BoxType::Brass => {
+                image.brass_conf = all.brass_conf.clone();
+                image.brass_auth = all.brass_auth.clone();
+                image.audit = all.audit.clone();
+                image.subdomains = all
+                    .subdomains
+                    .iter()
+                    .filter(|s| subdomains.contains(&s.subdomain))
+                    .map(|s| SubdomainImage {
+                        subdomain: s.subdomain.clone(),
+                        conf: s.conf,
+                        auth: s.auth,
+                    })
+                    .collect();
+            }
+            BoxType::Tin | BoxType::Manufacturing => {}
+        }
+        let plain = zeroize::Zeroizing::new(codec::to_bytes(&image));
+        let sealed = postkey_secrets::seal_secret(
+            &cert.body().confidentiality,
+            &delivery_info(domain.as_str(), target)?,
+            &plain,
+            &mut self.b.rng,
+        )?;
+        let process = ProcessRecord { box_id: target, domain: domain.clone(), subdomains };
+        let startup = self.startup_key(target_type)?;
+        let record = postkey_wire::sign(
+            Message::new(self.b.context(domain.clone(), now), process.clone()),
+            startup,
+        );
+        let body =
+            Delivery { recipient: target, process, public: bundle.body().public.clone(), sealed };
+        let delivery = postkey_wire::sign(Message::new(self.b.context(domain, now), body), startup);
+        Ok(DeliveryOutput { delivery, record })
+    }
+
+    /// Signs a configuration-table update for `recipient`, with the next sequence number.
+    pub fn sign_tables(
+        &mut self,
+        recipient: BoxId,
+        tables: ConfigTables,
+        now: Timestamp,
+    ) -> Result<Verified<TableUpdate>, BoxError> {
+        self.b.admit(CommandCode::SIGN_TABLES)?;
+        let state = self.state_mut()?;
+        let sequence = state.table_sequences.get(&recipient).copied().unwrap_or(0) + 1;
+        state.table_sequences.insert(recipient, sequence);
+        let body = TableUpdate { recipient, sequence, tables };
+        let signed = postkey_wire::sign(
+            Message::new(self.b.context(DomainId::admin(), now), body),
+            self.startup_key(recipient.box_type())?,
+        );
+        self.b.changed();
+        Ok(signed)
+    }
+
+    /// Equips a new manufacturing box (SPEC §7.2 item 3): the Domain Key Set and the startup
+    /// private keys sealed to it, and a block of box numbers of every type from this box's range.
+    pub fn issue_kit(
+        &mut self,
+        recipient: &[u8],
+        now: Timestamp,
+    ) -> Result<Verified<Kit>, BoxError> {
+        self.b.admit(CommandCode::ISSUE_KIT)?;
+        let cert = Unverified::<Certificate>::from_bytes(recipient)?
+            .verify(&self.b.anchors.manufacturing)?;
+        let target = cert.body().box_id;
+        if target.box_type() != BoxType::Manufacturing {
+            return Err(BoxError::WrongBoxType {
+                expected: "manufacturing",
+                actual: target.box_type().name(),
+            });
+        }
+        let state = self.state_mut()?;
+        let mut ranges = Vec::with_capacity(5);
+        for r in &mut state.ranges {
+            let available = r.last.saturating_sub(r.first).saturating_add(1);
+            if available <= DELEGATED_BLOCK {
+                return Err(BoxError::IdRangeExhausted("any"));
+            }
+            // Hand over the top of the range, keeping this box's next numbers contiguous.
+            let first = r.last - DELEGATED_BLOCK + 1;
+            ranges.push(IdRange { box_type: r.box_type, first, last: r.last });
+            r.last = first - 1;
+        }
+        let image = KitImage {
+            domain_key_set: *state.domain_key_set.expose_secret(),
+            startup: state.startup.iter().map(|k| Seed(*k.expose_secret())).collect(),
+        };
+        let plain = zeroize::Zeroizing::new(codec::to_bytes(&image));
+        let info = HpkeInfo::new(HpkeRecordType::Kit, "ADMIN", 0, &target.to_string())
+            .map_err(|_| BoxError::Secret(postkey_secrets::SecretError::Malformed))?;
+        let sealed = postkey_secrets::seal_secret(
+            &cert.body().confidentiality,
+            &info,
+            &plain,
+            &mut self.b.rng,
+        )?;
+        let body = Kit { recipient: target, ranges, sealed };
+        let signed = postkey_wire::sign(
+            Message::new(self.b.context(DomainId::admin(), now), body),
+            self.startup_key(BoxType::Manufacturing)?,
+        );
+        self.b.changed();
+        Ok(signed)
+    }
+
+    /// Signs a ceremony transcript with this box's identity key.
+    pub fn sign_transcript(
+        &mut self,
+        transcript: Transcript,
+        now: Timestamp,
+    ) -> Result<Verified<Transcript>, BoxError> {
+        self.b.admit(CommandCode::SIGN_TRANSCRIPT)?;
+        Ok(postkey_wire::sign(
+            Message::new(self.b.context(DomainId::admin(), now), transcript),
+            &self.b.identity,
+        ))
+    }
+
+    /// Splits the Domain Key Set among custodians (k-of-n), shares signed by this box.
+    pub fn split_domain_key_set(
+        &mut self,
+        set: postkey_wire::ShareSetId,
+        threshold: u8,
+        count: u8,
+        now: Timestamp,
+    ) -> Result<Vec<Verified<ShareBody>>, BoxError> {
+        let spec = SplitSpec {
+            set,
+            owner: self.b.id,
+            issuer: self.b.id,
+            threshold,
+            count,
+            timestamp: now,
+        };
+        let state = match &self.b.kind {
+            crate::core::Kind::Manufacturing(m) => m,
+            _ => {
+                return Err(BoxError::WrongBoxType {
+                    expected: "manufacturing",
+                    actual: self.b.box_type().name(),
+                });
+            }
+        };
+        Ok(postkey_secrets::shares::split(
+            &state.domain_key_set,
+            &spec,
+            &self.b.identity,
+            &mut self.b.rng,
+        )?)
+    }
+}

@@ -1,0 +1,203 @@
+//! The thin runtime around a sans-IO box: sealed state files written atomically and durably,
+//! enabling from custodians' shares (power-up self-tests first), and process hardening.
+//!
+//! ```text
+//!  share files ──check each (signature, owner)──► combine (≥ k, check value)
+//!                                                     │ operation combination
+//!  <dir>/<ID>.state ──SealedState──► SecureBox::unseal ▼ ──► enabled SecureBox
+//!                                                     every change: seal ──► write_atomic
+//! ```
+//!
+//! The box stays enabled for the lifetime of the value that holds it; dropping it locks the
+//! box and zeroizes every key it held.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+
+use postkey_crypto::VerifyingKey;
+use postkey_secrets::OperationCombination;
+use postkey_secrets::rng::EntropySource;
+use postkey_secrets::shares::{self, ShareBody};
+use postkey_wire::{
+    BoxId, Certificate, ShareRef, StateVersion, TrustAnchors, Unverified, Verified,
+};
+
+use crate::{BoxError, SealedState, SecureBox};
+
+fn storage(what: &str, path: &Path, e: &std::io::Error) -> BoxError {
+    BoxError::Storage(format!("{what} {}: {e}", path.display()))
+}
+
+/// Writes `bytes` to `path` atomically and durably: a temporary file in the same directory,
+/// fsync, rename over the target, fsync of the directory. A crash leaves the old file or the
+/// new one, never a mix. `mode` is the new file's Unix permission bits.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), BoxError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(|e| storage("creating", dir, &e))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(|e| storage("creating", &tmp, &e))?;
+    file.write_all(bytes).map_err(|e| storage("writing", &tmp, &e))?;
+    file.sync_all().map_err(|e| storage("syncing", &tmp, &e))?;
+    drop(file);
+    fs::rename(&tmp, path).map_err(|e| storage("renaming", path, &e))?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| storage("syncing", dir, &e))?;
+    Ok(())
+}
+
+/// Refuses core dumps of this process (SPEC §7.2 item 8): not dumpable, core size 0. Call it
+/// before any box is enabled.
+pub fn harden_process() -> Result<(), BoxError> {
+    use rustix::process::{DumpableBehavior, Resource, Rlimit, set_dumpable_behavior, setrlimit};
+    set_dumpable_behavior(DumpableBehavior::NotDumpable)
+        .map_err(|e| BoxError::Storage(format!("cannot forbid core dumps: {e}")))?;
+    setrlimit(Resource::Core, Rlimit { current: Some(0), maximum: Some(0) })
+        .map_err(|e| BoxError::Storage(format!("cannot set the core size to 0: {e}")))?;
+    Ok(())
+}
+
+/// Where sealed box states and their public certificates live: `<dir>/<ID>.state`,
+/// `<dir>/<ID>.cert`.
+#[derive(Debug, Clone)]
+pub struct BoxStore {
+    dir: PathBuf,
+}
+
+impl BoxStore {
+    /// The store in `dir` (created on first write).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    fn state_path(&self, id: BoxId) -> PathBuf {
+        self.dir.join(format!("{id}.state"))
+    }
+
+    fn cert_path(&self, id: BoxId) -> PathBuf {
+        self.dir.join(format!("{id}.cert"))
+    }
+
+    /// Whether a box's state exists.
+    pub fn exists(&self, id: BoxId) -> bool {
+        self.state_path(id).exists()
+    }
+
+    /// Every box with a sealed state here, in ID order.
+    pub fn list(&self) -> Result<Vec<BoxId>, BoxError> {
+        let mut ids = Vec::new();
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ids),
+            Err(e) => return Err(storage("reading", &self.dir, &e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| storage("reading", &self.dir, &e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(id) = name.strip_suffix(".state").and_then(|s| BoxId::parse(s).ok()) {
+                ids.push(id);
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Seals `secure_box` and writes its state atomically and durably.
+    pub fn persist(&self, secure_box: &mut SecureBox) -> Result<StateVersion, BoxError> {
+        let sealed = secure_box.seal()?;
+        write_atomic(&self.state_path(sealed.box_id), &sealed.to_bytes(), 0o600)?;
+        if let Some(cert) = secure_box.certificate() {
+            let path = self.cert_path(sealed.box_id);
+            if !path.exists() {
+                write_atomic(&path, cert.as_bytes(), 0o644)?;
+            }
+        }
+        Ok(sealed.version)
+    }
+
+    /// Persists `secure_box` if it changed since the last persist: call it after every command
+    /// and before its answer leaves.
+    pub fn commit(&self, secure_box: &mut SecureBox) -> Result<(), BoxError> {
+        if secure_box.take_dirty() {
+            self.persist(secure_box)?;
+        }
+        Ok(())
+    }
+
+    /// A box's sealed state.
+    pub fn read_state(&self, id: BoxId) -> Result<SealedState, BoxError> {
+        let path = self.state_path(id);
+        let bytes = fs::read(&path).map_err(|e| storage("reading", &path, &e))?;
+        let sealed = SealedState::from_bytes(&bytes)?;
+        if sealed.box_id != id {
+            return Err(BoxError::NotForThisBox { addressed: sealed.box_id, this: id });
+        }
+        Ok(sealed)
+    }
+
+    /// A box's certificate, checked against the trust anchors.
+    pub fn read_certificate(
+        &self,
+        id: BoxId,
+        anchors: &TrustAnchors,
+    ) -> Result<Verified<Certificate>, BoxError> {
+        let path = self.cert_path(id);
+        let bytes = fs::read(&path).map_err(|e| storage("reading", &path, &e))?;
+        let cert = Unverified::<Certificate>::from_bytes(&bytes)?
+            .verify(anchors.for_type(id.box_type()))?;
+        if cert.body().box_id != id {
+            return Err(BoxError::NotForThisBox { addressed: cert.body().box_id, this: id });
+        }
+        Ok(cert)
+    }
+
+    /// Enables box `id` from share files: power-up self-tests first, then each share checked
+    /// alone against the box's certified identity key, then at least k distinct shares of one
+    /// set recombined into the operation combination, which must open the sealed state.
+    pub fn enable(
+        &self,
+        id: BoxId,
+        anchors: &TrustAnchors,
+        share_files: &[Vec<u8>],
+        os: impl EntropySource + Send + 'static,
+        enable_context: &[u8],
+    ) -> Result<Enabled, BoxError> {
+        postkey_secrets::selftest::power_up()?;
+        let cert = self.read_certificate(id, anchors)?;
+        let (combination, presented) = recombine(id, &cert.body().identity, share_files)?;
+        let sealed = self.read_state(id)?;
+        let secure_box = SecureBox::unseal(&sealed, combination, os, enable_context)?;
+        Ok(Enabled { secure_box, presented })
+    }
+}
+
+/// Checks share files of box `id` against its identity key and recombines them.
+fn recombine(
+    id: BoxId,
+    identity: &VerifyingKey,
+    share_files: &[Vec<u8>],
+) -> Result<(OperationCombination, Vec<ShareRef>), BoxError> {
+    let checked: Vec<Verified<ShareBody>> = share_files
+        .iter()
+        .map(|f| shares::check_share(f, identity, id))
+        .collect::<Result<_, _>>()?;
+    let presented =
+        checked.iter().map(|s| ShareRef { set: s.body().set, index: s.body().index }).collect();
+    Ok((shares::combine(&checked)?, presented))
+}
+
+/// An enabled box and the shares that enabled it (by set and index, for the transcript).
+#[derive(Debug)]
+pub struct Enabled {
+    /// The box.
+    pub secure_box: SecureBox,
+    /// The shares presented.
+    pub presented: Vec<ShareRef>,
+}

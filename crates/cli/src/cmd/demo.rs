@@ -1,0 +1,84 @@
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use postkey_host::Home;
+
+use super::{Outcome, print_json, print_lines, warn_media};
+
+/// Arguments of `postkey demo`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A fresh home under the system's temporary directory, kept after the demo so it can be looked
+/// at (its path is printed).
+fn fresh_home() -> anyhow::Result<PathBuf> {
+    let base = std::env::temp_dir();
+    for attempt in 0..100u32 {
+        let micros = postkey_host::now().unix_micros();
+        let dir = base.join(format!("postkey-demo-{}-{micros}-{attempt}", std::process::id()));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).with_context(|| format!("creating {}", dir.display())),
+        }
+    }
+    anyhow::bail!("cannot create a fresh home under {}", base.display())
+}
+
+pub(crate) fn run(home: Option<PathBuf>, args: Args) -> anyhow::Result<Outcome> {
+    let root = match home {
+        Some(h) => h,
+        None => fresh_home()?,
+    };
+    let home = Home::new(&root);
+    eprintln!("postkey demo: home {}", root.display());
+    warn_media(&home.media_dir());
+    let report = postkey_host::demo::run(&home, |step| eprintln!("  {step}"))?;
+    if args.json {
+        print_json(&report)?;
+        return Ok(Outcome::Success);
+    }
+    let mut lines = vec![
+        format!("postkey demo in {}", report.home),
+        format!(
+            "first ceremony: {} (trust anchors {})",
+            report.init.id, report.init.anchors_fingerprint
+        ),
+        String::new(),
+        "domains:".into(),
+    ];
+    lines.extend(
+        report
+            .domains
+            .iter()
+            .map(|d| format!("  {:<6} {:<7} {}", d.domain, d.kind, d.subdomains.join(" "))),
+    );
+    lines.push(String::new());
+    lines.push("boxes:".into());
+    for b in &report.boxes {
+        let processes: Vec<String> = b
+            .processes
+            .iter()
+            .map(|p| {
+                if p.subdomains.is_empty() {
+                    p.domain.clone()
+                } else {
+                    format!("{}[{}]", p.domain, p.subdomains.join(","))
+                }
+            })
+            .collect();
+        lines.push(format!("  {}  {:<13} {}", b.id, b.box_type, processes.join(" ")));
+    }
+    lines.push(String::new());
+    lines.push(format!(
+        "{} signed ceremony transcripts; {} error-log entries",
+        report.transcripts, report.errors
+    ));
+    lines.push(format!("look around: postkey --home {} box list", report.home));
+    print_lines(&lines)?;
+    Ok(Outcome::Success)
+}

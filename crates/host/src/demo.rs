@@ -1,0 +1,99 @@
+//! `postkey demo`: the whole system end to end on the embedded default. It grows with every part
+//! of the system; today it runs the first ceremony, creates the demo domains, manufactures one
+//! box of each type with the processes each needs, and reports them.
+
+use std::path::Path;
+
+use postkey_wire::{BoxId, BoxType, DomainId, DomainKind, SubdomainId};
+
+use crate::{
+    BoxReport, DomainSummary, Home, HostError, InitReport, Session, SharePolicy, ceremony,
+    inventory,
+};
+
+/// What the demo did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DemoReport {
+    /// The home it ran in.
+    pub home: String,
+    /// The first ceremony.
+    pub init: InitReport,
+    /// The domains.
+    pub domains: Vec<DomainSummary>,
+    /// The boxes.
+    pub boxes: Vec<BoxReport>,
+    /// Ceremony transcripts written.
+    pub transcripts: usize,
+    /// Error-log entries (refusals) during the run.
+    pub errors: usize,
+}
+
+fn sub(s: &str) -> Result<SubdomainId, HostError> {
+    Ok(SubdomainId::parse(s)?)
+}
+
+/// The demo domains: the vendor, one postal operator and EARTH.
+fn demo_domains() -> Result<Vec<(DomainId, DomainKind, Vec<SubdomainId>)>, HostError> {
+    Ok(vec![
+        (
+            DomainId::parse("VE")?,
+            DomainKind::Vendor,
+            vec![sub("VE/US")?, sub("VE/DE")?, sub("VE/GB")?],
+        ),
+        (DomainId::parse("USPS")?, DomainKind::Postal, vec![sub("USPS/US")?]),
+        (DomainId::parse("EARTH")?, DomainKind::Earth, vec![sub("EARTH/DE")?, sub("EARTH/GB")?]),
+    ])
+}
+
+/// Runs the demo in `home` (which must not be initialized yet). `progress` is told each step.
+pub fn run(home: &Home, mut progress: impl FnMut(&str)) -> Result<DemoReport, HostError> {
+    let media = home.media_dir();
+    progress("first ceremony: M00000001, trust anchors, shares");
+    let init = ceremony::init(home, &media)?;
+    let mut session = Session::new(home)?;
+    let m = BoxId::FIRST_MANUFACTURING;
+    session.enable(m, &media)?;
+
+    let domains = demo_domains()?;
+    for (domain, kind, subs) in &domains {
+        progress(&format!("domain {domain}"));
+        ceremony::create_domain(&mut session, m, domain.clone(), *kind, subs.clone())?;
+    }
+
+    let mut made = Vec::new();
+    for t in [BoxType::Manufacturing, BoxType::Oak, BoxType::Steel, BoxType::Brass, BoxType::Tin] {
+        progress(&format!("manufacture a box of type {t}"));
+        let report =
+            ceremony::manufacture(&mut session, m, t, &media, SharePolicy::default_for(t))?;
+        made.push(BoxId::parse(&report.id)?);
+    }
+    for id in made {
+        for (domain, kind, subs) in &domains {
+            let served = match id.box_type() {
+                BoxType::Manufacturing => continue,
+                BoxType::Tin if *kind != DomainKind::Postal => continue,
+                BoxType::Brass => subs.clone(),
+                _ => Vec::new(),
+            };
+            progress(&format!("{id}: {} process of {domain}", id.box_type()));
+            ceremony::install_process(&mut session, m, id, domain, served)?;
+        }
+        if id.box_type() == BoxType::Brass {
+            progress(&format!("{id}: brass process of ADMIN (audit key)"));
+            ceremony::install_process(&mut session, m, id, &DomainId::admin(), Vec::new())?;
+        }
+    }
+    session.lock();
+    Ok(DemoReport {
+        home: home.root().display().to_string(),
+        init,
+        domains: inventory::domains(home)?,
+        boxes: inventory::boxes(home)?,
+        transcripts: count(&home.root().join("transcripts")),
+        errors: home.errors()?.len(),
+    })
+}
+
+fn count(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}

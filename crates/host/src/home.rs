@@ -1,0 +1,286 @@
+//! The postkey home: where the embedded default keeps what the archive will keep later (box
+//! registry files, domain bundles, transcripts, the error log and the highest state version of
+//! each box), beside the sealed box states and, in this simulation, the removable media.
+//!
+//! ```text
+//!  <home>/trust-anchors.cbor     the five startup public keys (also on the media)
+//!  <home>/boxes/<ID>.state       sealed box states        <ID>.cert  certificates
+//!  <home>/boxes/<ID>.<DOMAIN>.process   signed domain-process records
+//!  <home>/versions/<ID>          the highest state version recorded for a box
+//!  <home>/domains/<DOMAIN>.bundle       domain key bundles (sealed and signed)
+//!  <home>/transcripts/NNNN-<ceremony>.transcript   signed ceremony transcripts
+//!  <home>/errors.log             the error log, one JSON object per line
+//!  <home>/media/                 share files (simulation only: SECURITY.md)
+//! ```
+
+use std::fs::{self, OpenOptions};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use postkey_box::runtime::{BoxStore, write_atomic};
+use postkey_secrets::shares::ShareBody;
+use postkey_wire::{
+    BoxId, DomainBundle, DomainId, ProcessRecord, ResponseCode, SharePurpose, StateVersion,
+    Timestamp, TrustAnchors, Unverified, Verified, codec,
+};
+
+use crate::HostError;
+
+/// One line of the error log.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ErrorEntry {
+    /// When, RFC 3339 UTC.
+    pub time: String,
+    /// The component that refused: a box ID or `host`.
+    pub component: String,
+    /// The four-digit response code.
+    pub code: u16,
+    /// What happened.
+    pub message: String,
+}
+
+/// A postkey home directory.
+#[derive(Debug, Clone)]
+pub struct Home {
+    root: PathBuf,
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, HostError> {
+    fs::read(path).map_err(|e| HostError::io("reading", path, e))
+}
+
+impl Home {
+    /// The home at `root` (created on first write).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// Its directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The default removable-media directory of the simulation.
+    pub fn media_dir(&self) -> PathBuf {
+        self.root.join("media")
+    }
+
+    /// The sealed box states.
+    pub fn store(&self) -> BoxStore {
+        BoxStore::new(self.root.join("boxes"))
+    }
+
+    fn anchors_path(&self) -> PathBuf {
+        self.root.join("trust-anchors.cbor")
+    }
+
+    /// Whether the first ceremony ran here.
+    pub fn is_initialized(&self) -> bool {
+        self.anchors_path().exists() || self.store().exists(BoxId::FIRST_MANUFACTURING)
+    }
+
+    /// The trust anchors.
+    pub fn anchors(&self) -> Result<TrustAnchors, HostError> {
+        let path = self.anchors_path();
+        if !path.exists() {
+            return Err(HostError::Usage(format!(
+                "{} is not initialized: run `postkey init` first",
+                self.root.display()
+            )));
+        }
+        Ok(codec::from_bytes(&read(&path)?, 4096)?)
+    }
+
+    pub(crate) fn write_anchors(&self, anchors: &TrustAnchors) -> Result<(), HostError> {
+        let bytes = codec::to_bytes(anchors);
+        write_atomic(&self.anchors_path(), &bytes, 0o644)
+            .map_err(|e| HostError::boxed("host", e))?;
+        write_atomic(&self.media_dir().join("trust-anchors.cbor"), &bytes, 0o644)
+            .map_err(|e| HostError::boxed("host", e))
+    }
+
+    fn version_path(&self, id: BoxId) -> PathBuf {
+        self.root.join("versions").join(id.to_string())
+    }
+
+    /// The highest state version recorded for `id`.
+    pub fn recorded_version(&self, id: BoxId) -> Result<Option<StateVersion>, HostError> {
+        let path = self.version_path(id);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let text = String::from_utf8_lossy(&read(&path)?).trim().to_owned();
+        text.parse()
+            .map(|v| Some(StateVersion(v)))
+            .map_err(|_| HostError::Usage(format!("{} is corrupt", path.display())))
+    }
+
+    /// Records `version` as the highest seen for `id`; a lower one is refused.
+    pub(crate) fn record_version(&self, id: BoxId, version: StateVersion) -> Result<(), HostError> {
+        if let Some(recorded) = self.recorded_version(id)?
+            && version < recorded
+        {
+            return Err(HostError::boxed(
+                id,
+                postkey_box::BoxError::Rollback { recorded, presented: version },
+            ));
+        }
+        write_atomic(&self.version_path(id), version.0.to_string().as_bytes(), 0o644)
+            .map_err(|e| HostError::boxed(id, e))
+    }
+
+    /// Appends a line to the error log, durably.
+    pub fn log_error(
+        &self,
+        component: &str,
+        code: ResponseCode,
+        message: &str,
+        now: Timestamp,
+    ) -> Result<(), HostError> {
+        let entry = ErrorEntry {
+            time: now.to_rfc3339(),
+            component: component.to_owned(),
+            code: code.0,
+            message: message.to_owned(),
+        };
+        let path = self.root.join("errors.log");
+        fs::create_dir_all(&self.root).map_err(|e| HostError::io("creating", &self.root, e))?;
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| HostError::io("opening", &path, e))?;
+        let line = serde_json::to_string(&entry).map_err(|e| HostError::Usage(e.to_string()))?;
+        writeln!(f, "{line}")
+            .and_then(|()| f.sync_all())
+            .map_err(|e| HostError::io("writing", &path, e))
+    }
+
+    /// The error log, oldest first.
+    pub fn errors(&self) -> Result<Vec<ErrorEntry>, HostError> {
+        let path = self.root.join("errors.log");
+        if !path.exists() {
+            return Ok(Vec::new());
+        }
+        let text = String::from_utf8_lossy(&read(&path)?).into_owned();
+        text.lines()
+            .map(|l| {
+                serde_json::from_str(l)
+                    .map_err(|e| HostError::Usage(format!("{}: {e}", path.display())))
+            })
+            .collect()
+    }
+
+    /// Writes a share file to `media` (mode 0600) and returns its path.
+    pub(crate) fn write_share(
+        &self,
+        media: &Path,
+        share: &Verified<ShareBody>,
+    ) -> Result<PathBuf, HostError> {
+        let b = share.body();
+        let set = b.set.to_string();
+        let name = format!(
+            "{}-{}-{}-{}of{}.share",
+            b.owner,
+            b.purpose.name(),
+            &set[..8],
+            b.index,
+            b.count
+        );
+        let path = media.join(name);
+        write_atomic(&path, share.as_bytes(), 0o600).map_err(|e| HostError::boxed(b.owner, e))?;
+        Ok(path)
+    }
+
+    /// The operation-combination share files of `id` found in `dir`.
+    pub fn share_files(&self, dir: &Path, id: BoxId) -> Result<Vec<Vec<u8>>, HostError> {
+        let prefix = format!("{id}-{}-", SharePurpose::OperationCombination.name());
+        let mut files = Vec::new();
+        let entries = fs::read_dir(dir).map_err(|e| HostError::io("reading", dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| HostError::io("reading", dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&prefix) && name.ends_with(".share") {
+                files.push((name, read(&entry.path())?));
+            }
+        }
+        files.sort();
+        Ok(files.into_iter().map(|(_, b)| b).collect())
+    }
+
+    fn bundle_path(&self, domain: &DomainId) -> PathBuf {
+        self.root.join("domains").join(format!("{domain}.bundle"))
+    }
+
+    pub(crate) fn write_bundle(&self, bundle: &Verified<DomainBundle>) -> Result<(), HostError> {
+        write_atomic(&self.bundle_path(&bundle.body().domain), bundle.as_bytes(), 0o644)
+            .map_err(|e| HostError::boxed("host", e))
+    }
+
+    /// A domain's bundle file (sealed and signed; checked by the manufacturing box that uses it).
+    pub fn bundle(&self, domain: &DomainId) -> Result<Vec<u8>, HostError> {
+        let path = self.bundle_path(domain);
+        if !path.exists() {
+            return Err(HostError::Usage(format!(
+                "domain {domain} does not exist: create it with `postkey domain create`"
+            )));
+        }
+        read(&path)
+    }
+
+    /// Every domain with a bundle here, decoded (not verified: the Domain Key Set's public key
+    /// is checked by a manufacturing box when the bundle is used).
+    pub fn domains(&self) -> Result<Vec<Unverified<DomainBundle>>, HostError> {
+        let dir = self.root.join("domains");
+        let mut out = Vec::new();
+        let Ok(entries) = fs::read_dir(&dir) else { return Ok(out) };
+        let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        paths.sort();
+        for path in paths.into_iter().filter(|p| p.extension().is_some_and(|e| e == "bundle")) {
+            out.push(Unverified::<DomainBundle>::from_bytes(&read(&path)?)?);
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn write_process(&self, record: &Verified<ProcessRecord>) -> Result<(), HostError> {
+        let b = record.body();
+        let path = self.root.join("boxes").join(format!("{}.{}.process", b.box_id, b.domain));
+        write_atomic(&path, record.as_bytes(), 0o644).map_err(|e| HostError::boxed(b.box_id, e))
+    }
+
+    /// The domain-process records of box `id`, checked against the trust anchors.
+    pub fn processes(&self, id: BoxId) -> Result<Vec<Verified<ProcessRecord>>, HostError> {
+        let anchors = self.anchors()?;
+        let dir = self.root.join("boxes");
+        let prefix = format!("{id}.");
+        let mut out = Vec::new();
+        let Ok(entries) = fs::read_dir(&dir) else { return Ok(out) };
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+                    && p.extension().is_some_and(|e| e == "process")
+            })
+            .collect();
+        paths.sort();
+        for path in paths {
+            let record = Unverified::<ProcessRecord>::from_bytes(&read(&path)?)?
+                .verify(anchors.for_type(id.box_type()))
+                .map_err(|e| HostError::boxed(id, e.into()))?;
+            out.push(record);
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn write_transcript(
+        &self,
+        transcript: &Verified<postkey_wire::Transcript>,
+    ) -> Result<PathBuf, HostError> {
+        let dir = self.root.join("transcripts");
+        let n = fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0) + 1;
+        let path = dir.join(format!("{n:04}-{}.transcript", transcript.body().ceremony));
+        write_atomic(&path, transcript.as_bytes(), 0o644)
+            .map_err(|e| HostError::boxed("host", e))?;
+        Ok(path)
+    }
+}
