@@ -20,6 +20,7 @@ mod date;
 mod envelope;
 mod error;
 mod ids;
+mod install;
 mod mailpiece;
 mod message;
 mod response;
@@ -36,6 +37,10 @@ pub use error::WireError;
 pub use ids::{
     BoxId, BoxType, Country, DomainId, Isn, KeyId, MeterId, Msn, ProductCode, StateVersion,
     SubdomainId, UNINITIALIZED_BOX, Zip,
+};
+pub use install::{
+    Aborted, BadKey, GenerateKey, InstallConfirmed, Installed, InstalledKeyRecord, KeyForMeter,
+    KeyForSteel, KeyRequest, MeterHello, MeterTestTokens, NewKeyRecord,
 };
 pub use mailpiece::{Mailpiece, RegistrationToken, TestTokens, Token};
 pub use message::{Body, Context, Header, Message, RecordType, Role, Sender, peek_header};

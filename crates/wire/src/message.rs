@@ -48,6 +48,8 @@ record_types! {
     MI9 = 0x0109;
     /// Brass → KDC: installed.
     MI10 = 0x010A;
+    /// Meter → Steel: the meter's transport key, over the meter link.
+    METER_HELLO = 0x010B;
     /// Steel: an in-flight install ended by a crash.
     ABORTED = 0x0110;
     /// Brass: a mismatch found.

@@ -63,6 +63,12 @@ codes! {
     DOMAIN_EXISTS = 3010, "domain already exists";
     /// 3xxx processing: the first ceremony was already run in this home.
     FIRST_CEREMONY_DONE = 3011, "the first manufacturing box already exists here";
+    /// 3xxx processing: a box named for a domain has no process of it.
+    NOT_CERTIFIED_FOR_DOMAIN = 3012, "box not certified for the domain (no process of it)";
+    /// 3xxx processing: a message about an installation this box is not running.
+    NO_INSTALL_IN_FLIGHT = 3013, "no installation in flight for this key and meter";
+    /// 3xxx processing: records that should describe one key do not match.
+    RECORD_MISMATCH = 3014, "records do not match (domain, key ID, boxes or meter)";
     /// 3xxx processing: a signature did not verify.
     BAD_SIGNATURE = 3100, "signature verification failed";
     /// 3xxx processing: a MAC did not verify.
@@ -87,6 +93,12 @@ codes! {
     TRANSITION_NOT_ALLOWED = 3400, "key status transition not allowed";
     /// 3xxx processing: the key is not in the expected status; another writer changed it first.
     STATUS_CONFLICT = 3401, "key not in the expected status: changed by another writer";
+    /// 3xxx processing: test tokens that do not match.
+    TEST_TOKENS_MISMATCH = 3104, "test tokens do not match";
+    /// 3xxx processing: a key ID not greater than the last processed.
+    KEY_ID_NOT_FRESH = 3201, "key ID not greater than the last processed for the domain (replay)";
+    /// 3xxx processing: a key ID too far above the last processed.
+    KEY_ID_BEYOND_WINDOW = 3202, "key ID too far above the last processed for the domain";
     /// 3xxx processing: the random number generator failed its health tests.
     RNG_FAILURE = 3500, "random number generator failure: no key made";
     /// 3xxx processing: a sealed state does not open (altered, truncated, wrong key).

@@ -1,0 +1,185 @@
+//! Replays the fuzz corpus under `cargo test`, so that every seed and every input a fuzzer run
+//! saved as a regression keeps passing without cargo-fuzz or a fuzzing session.
+//!
+//! Each target of `fuzz/fuzz_targets/` has a directory `fuzz/corpus/<target>/`; every file in it
+//! goes through the same check as the target (decode; if accepted, the canonical re-encoding is
+//! exactly the input). Files named `valid-*` must also be accepted and files named `invalid-*`
+//! refused, so a seed that silently stops meaning what its name says fails here. The seeds are
+//! the cases of `tests/vectors/`; `write_seed_corpus` (ignored) writes them out again.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use common::{
+    TestBody, TestSigner, VECTOR_KEY_SEED, check_codec, check_envelope, check_message,
+    check_peek_record_type, hex, unhex,
+};
+use postkey_crypto::Signer as _;
+use postkey_wire::{
+    BoxId, Country, Date, DomainId, Header, Isn, KeyId, MeterId, Msn, ProductCode, RecordType,
+    RegistrationToken, Sender, SharePurpose, ShareSetId, StateVersion, SubdomainId, TestTokens,
+    Timestamp, Token, Zip,
+};
+
+/// A fuzz target's check: runs the target's assertions and says whether the input was accepted.
+type Check = fn(&[u8]) -> bool;
+
+/// Every fuzz target, the vector file and type its seeds come from, and its check.
+const TARGETS: &[(&str, &str, Option<&str>, Check)] = &[
+    ("decode_box_id", "ids.json", Some("BoxId"), |b| check_codec::<BoxId>(b).is_ok()),
+    ("decode_domain_id", "ids.json", Some("DomainId"), |b| check_codec::<DomainId>(b).is_ok()),
+    ("decode_country", "ids.json", Some("Country"), |b| check_codec::<Country>(b).is_ok()),
+    ("decode_subdomain_id", "ids.json", Some("SubdomainId"), |b| {
+        check_codec::<SubdomainId>(b).is_ok()
+    }),
+    ("decode_product_code", "ids.json", Some("ProductCode"), |b| {
+        check_codec::<ProductCode>(b).is_ok()
+    }),
+    ("decode_msn", "ids.json", Some("Msn"), |b| check_codec::<Msn>(b).is_ok()),
+    ("decode_meter_id", "ids.json", Some("MeterId"), |b| check_codec::<MeterId>(b).is_ok()),
+    ("decode_isn", "ids.json", Some("Isn"), |b| check_codec::<Isn>(b).is_ok()),
+    ("decode_zip", "ids.json", Some("Zip"), |b| check_codec::<Zip>(b).is_ok()),
+    ("decode_key_id", "ids.json", Some("KeyId"), |b| check_codec::<KeyId>(b).is_ok()),
+    ("decode_state_version", "ids.json", Some("StateVersion"), |b| {
+        check_codec::<StateVersion>(b).is_ok()
+    }),
+    ("decode_date", "ids.json", Some("Date"), |b| check_codec::<Date>(b).is_ok()),
+    ("decode_timestamp", "ids.json", Some("Timestamp"), |b| check_codec::<Timestamp>(b).is_ok()),
+    ("decode_record_type", "ids.json", Some("RecordType"), |b| {
+        check_codec::<RecordType>(b).is_ok()
+    }),
+    ("decode_sender", "ids.json", Some("Sender"), |b| check_codec::<Sender>(b).is_ok()),
+    ("decode_token", "ids.json", Some("Token"), |b| check_codec::<Token>(b).is_ok()),
+    ("decode_test_tokens", "ids.json", Some("TestTokens"), |b| {
+        check_codec::<TestTokens>(b).is_ok()
+    }),
+    ("decode_registration_token", "ids.json", Some("RegistrationToken"), |b| {
+        check_codec::<RegistrationToken>(b).is_ok()
+    }),
+    ("decode_share_set_id", "ids.json", Some("ShareSetId"), |b| {
+        check_codec::<ShareSetId>(b).is_ok()
+    }),
+    ("decode_share_purpose", "ids.json", Some("SharePurpose"), |b| {
+        check_codec::<SharePurpose>(b).is_ok()
+    }),
+    ("decode_header", "header.json", None, |b| check_codec::<Header>(b).is_ok()),
+    ("decode_message", "message.json", None, |b| check_message::<TestBody>(b).is_ok()),
+    ("decode_envelope", "envelope.json", None, |b| {
+        // Both decoders run on every input, as in the fuzz target.
+        let peeked = check_peek_record_type(b).is_ok();
+        let key = TestSigner::from_seed(VECTOR_KEY_SEED).verifying_key();
+        check_envelope::<TestBody>(b, &key).is_ok() && peeked
+    }),
+];
+
+/// At most this many refused seeds per target: enough to start the fuzzer near each error path.
+const MAX_INVALID_SEEDS: usize = 6;
+
+fn fuzz_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
+}
+
+fn file_names(dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .filter(|name| !name.starts_with('.'))
+        .collect()
+}
+
+#[test]
+fn every_fuzz_target_has_a_check_and_a_corpus() {
+    let targets: BTreeSet<String> = file_names(&fuzz_dir().join("fuzz_targets"))
+        .into_iter()
+        .map(|f| f.strip_suffix(".rs").expect("targets are .rs files").to_owned())
+        .collect();
+    let checked: BTreeSet<String> = TARGETS.iter().map(|(t, ..)| (*t).to_owned()).collect();
+    assert_eq!(targets, checked, "each fuzz target needs an entry in TARGETS");
+    assert_eq!(file_names(&fuzz_dir().join("corpus")), checked, "one corpus directory per target");
+}
+
+#[test]
+fn the_fuzz_crate_verifies_with_the_key_that_signed_the_seeds() {
+    let lib = std::fs::read_to_string(fuzz_dir().join("src/lib.rs")).unwrap();
+    let key = TestSigner::from_seed(VECTOR_KEY_SEED).verifying_key().to_bytes();
+    let as_rust: Vec<String> = key.iter().map(|b| format!("0x{b:02x}")).collect();
+    let flat: String = lib.split_whitespace().collect();
+    assert!(flat.contains(&as_rust.join(",")), "SEED_KEY in fuzz/src/lib.rs is not {}", hex(&key));
+}
+
+#[test]
+fn the_fuzz_corpus_passes_every_target_check() {
+    for (target, _, _, check) in TARGETS {
+        let dir = fuzz_dir().join("corpus").join(target);
+        let files = file_names(&dir);
+        assert!(
+            files.iter().any(|f| f.starts_with("valid-")),
+            "{target}: the corpus needs at least one valid seed"
+        );
+        for file in &files {
+            let bytes = std::fs::read(dir.join(file)).unwrap();
+            let accepted = check(&bytes);
+            if file.starts_with("valid-") {
+                assert!(accepted, "{target}/{file} is no longer accepted");
+            } else if file.starts_with("invalid-") {
+                assert!(!accepted, "{target}/{file} is now accepted");
+            }
+        }
+    }
+}
+
+/// `every field` → `every-field`.
+fn slug(name: &str) -> String {
+    let dashed: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .collect();
+    dashed.split('-').filter(|s| !s.is_empty()).collect::<Vec<_>>().join("-")
+}
+
+/// Writes the seed corpus from the vector files: every good case and the first few bad ones.
+/// Run by hand after adding a target or vectors:
+/// `cargo test -p postkey-wire --test fuzz_corpus -- --ignored write_seed_corpus`.
+#[test]
+#[ignore = "writes fuzz/corpus; run by hand"]
+fn write_seed_corpus() {
+    let vectors = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors");
+    for (target, file, type_name, _) in TARGETS {
+        let text = std::fs::read_to_string(vectors.join(file)).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let dir = fuzz_dir().join("corpus").join(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        for old in
+            file_names(&dir).iter().filter(|f| f.starts_with("valid-") || f.starts_with("invalid-"))
+        {
+            std::fs::remove_file(dir.join(old)).unwrap();
+        }
+        let mut invalid = 0;
+        for case in json["cases"].as_array().unwrap() {
+            // A case verified with a key of its own would pass under the seed key.
+            if type_name.is_some_and(|t| case["type"] != t) || case.get("public_key").is_some() {
+                continue;
+            }
+            let name = slug(case["name"].as_str().unwrap());
+            let name = match type_name {
+                // Drop the type name that starts every case name in ids.json.
+                Some(t) => name.strip_prefix(&format!("{}-", slug(t))).unwrap_or(&name).to_owned(),
+                None => name,
+            };
+            let prefix = if case.get("value").is_some() {
+                "valid"
+            } else if invalid < MAX_INVALID_SEEDS {
+                invalid += 1;
+                "invalid"
+            } else {
+                continue;
+            };
+            let bytes = unhex(case["hex"].as_str().unwrap());
+            std::fs::write(dir.join(format!("{prefix}-{name}")), bytes).unwrap();
+        }
+    }
+}

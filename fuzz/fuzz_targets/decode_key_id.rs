@@ -1,0 +1,10 @@
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use postkey_wire::{KeyId, codec};
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(value) = codec::from_bytes::<KeyId>(data, codec::MAX_MESSAGE_LEN) {
+        assert_eq!(codec::to_bytes(&value), data);
+    }
+});

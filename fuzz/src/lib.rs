@@ -1,0 +1,74 @@
+//! What the fuzz targets share: a message body to decode messages and envelopes as, and the
+//! envelope check, which is too long for a one-line target.
+//!
+//! `FuzzBody` is kept identical to `TestBody` of the wire crate's tests, and the key below is the
+//! one that signed the envelopes of `crates/wire/tests/vectors/envelope.json`, so the seed corpus
+//! means the same thing here and in the `fuzz_corpus` test that replays it under `cargo test`.
+
+use minicbor::{Decode, Encode};
+use postkey_crypto::VerifyingKey;
+use postkey_wire::{Body, Message, MeterId, RecordType, Unverified, peek_record_type};
+
+/// A test record type no real record uses.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct FuzzBody {
+    #[n(0)]
+    pub count: u32,
+    #[n(1)]
+    pub label: Option<String>,
+    #[n(2)]
+    #[cbor(with = "minicbor::bytes")]
+    pub payload: Vec<u8>,
+    #[n(3)]
+    pub meter: Option<MeterId>,
+}
+
+impl Body for FuzzBody {
+    const RECORD_TYPE: RecordType = RecordType(0xFFF1);
+    const VERSION: u16 = 1;
+    const MAX_LEN: usize = 512;
+}
+
+/// The envelope `{0: record type, 1: message, 2: signature}`, defined independently of the
+/// codec: any envelope the codec accepts must be exactly the canonical encoding of this.
+#[derive(Debug, Encode, Decode)]
+#[cbor(map)]
+struct RawEnvelope {
+    #[n(0)]
+    record_type: u16,
+    #[n(1)]
+    #[cbor(with = "minicbor::bytes")]
+    message: Vec<u8>,
+    #[n(2)]
+    #[cbor(with = "minicbor::bytes")]
+    signature: [u8; 64],
+}
+
+/// The public key of the test key that signed the seed envelopes.
+const SEED_KEY: [u8; 32] = [
+    0x47, 0x8b, 0x8e, 0x50, 0x7e, 0x0b, 0xb2, 0xb1, 0x8c, 0x0f, 0x9e, 0x08, 0x24, 0x76, 0x9e, 0x85,
+    0x62, 0xd1, 0x0d, 0xf9, 0xab, 0xe2, 0xe7, 0x74, 0x89, 0x6f, 0x82, 0xb4, 0xb4, 0x40, 0x52, 0x66,
+];
+
+/// Decodes `data` as any envelope and as an envelope of [`FuzzBody`]; whatever is accepted must
+/// be canonical, and a record that verifies must keep exactly the bytes received.
+pub fn check_envelope(data: &[u8]) {
+    if let Ok(record_type) = peek_record_type(data) {
+        let raw: RawEnvelope = minicbor::decode(data).expect("an accepted envelope decodes");
+        assert_eq!(raw.record_type, record_type.0);
+        assert_eq!(minicbor::to_vec(&raw).expect("encodes"), data);
+    }
+    if let Ok(unverified) = Unverified::<FuzzBody>::from_bytes(data) {
+        let raw: RawEnvelope = minicbor::decode(data).expect("an accepted envelope decodes");
+        assert_eq!(raw.record_type, FuzzBody::RECORD_TYPE.0);
+        let message = Message::<FuzzBody>::from_bytes(&raw.message).expect("its message decodes");
+        assert_eq!(message.to_bytes(), raw.message);
+        assert_eq!(unverified.header(), message.header());
+        let key = VerifyingKey::from_bytes(&SEED_KEY).expect("a valid key");
+        if let Ok(verified) = unverified.verify(&key) {
+            assert_eq!(verified.as_bytes(), data);
+            assert_eq!(verified.message(), &message);
+        }
+    }
+}
