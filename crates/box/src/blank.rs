@@ -169,6 +169,7 @@ impl BlankBox {
             kind,
             health: Health::Operational,
             dirty: false,
+            pending_install: None,
         };
         secure_box.changed();
         let body = BoxKeys {

@@ -91,6 +91,7 @@ pub fn first_manufacturing_box(
         kind: Kind::Manufacturing(Box::new(state)),
         health: Health::Operational,
         dirty: false,
+        pending_install: None,
     };
     let cert = Certificate {
         box_id: id,

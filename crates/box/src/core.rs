@@ -57,6 +57,9 @@ pub struct SecureBox {
     pub(crate) kind: Kind,
     pub(crate) health: Health,
     pub(crate) dirty: bool,
+    /// Steel: what the meter must answer for the installation in flight (memory only: after a
+    /// crash the sealed in-flight record leads to ABORTED instead).
+    pub(crate) pending_install: Option<crate::install::PendingInstall>,
 }
 
 impl core::fmt::Debug for SecureBox {

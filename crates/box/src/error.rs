@@ -87,6 +87,38 @@ pub enum BoxError {
     /// The first ceremony was already run in this home.
     #[error("the first manufacturing box already exists in this home")]
     FirstCeremonyDone,
+    /// A key ID not greater than the last this process processed or saw for the domain.
+    #[error(
+        "key ID {got} is not greater than {last}, the last processed for the domain: refused as a replay"
+    )]
+    KeyIdNotFresh {
+        /// The key ID received.
+        got: u64,
+        /// The last processed.
+        last: u64,
+    },
+    /// A key ID too far above the last processed.
+    #[error("key ID {got} is more than {window} above {last}, the last processed for the domain")]
+    KeyIdBeyondWindow {
+        /// The key ID received.
+        got: u64,
+        /// The last processed.
+        last: u64,
+        /// The window.
+        window: u64,
+    },
+    /// A box named for a domain has no process of it.
+    #[error("{0} is not certified for domain {1}")]
+    NotCertifiedForDomain(BoxId, DomainId),
+    /// A message about an installation this box is not running.
+    #[error("no installation in flight for this key and meter")]
+    NoInstallInFlight,
+    /// An installation is already in flight.
+    #[error("an installation is already in flight in this box; finish it first")]
+    InstallInFlight,
+    /// Records that should describe one key do not match.
+    #[error("records do not match: {0}")]
+    RecordMismatch(&'static str),
     /// Durable storage failed.
     #[error("storage failed: {0}")]
     Storage(String),
@@ -116,6 +148,12 @@ impl BoxError {
             Self::AlreadyInitialized(_) => ResponseCode::BOX_ALREADY_INITIALIZED,
             Self::FirstCeremonyDone => ResponseCode::FIRST_CEREMONY_DONE,
             Self::Storage(_) => ResponseCode::STORAGE_FAILED,
+            Self::KeyIdNotFresh { .. } => ResponseCode::KEY_ID_NOT_FRESH,
+            Self::KeyIdBeyondWindow { .. } => ResponseCode::KEY_ID_BEYOND_WINDOW,
+            Self::NotCertifiedForDomain(..) => ResponseCode::NOT_CERTIFIED_FOR_DOMAIN,
+            Self::NoInstallInFlight => ResponseCode::NO_INSTALL_IN_FLIGHT,
+            Self::InstallInFlight => ResponseCode::INSTALL_IN_FLIGHT,
+            Self::RecordMismatch(_) => ResponseCode::RECORD_MISMATCH,
         }
     }
 }

@@ -98,6 +98,24 @@ pub(crate) struct StateImage {
     /// A new manufacturing box that has not received its kit yet.
     #[n(11)]
     pub(crate) awaiting_kit: bool,
+    /// Per process, in the order of `deliveries`: its key-ID counter and in-flight install.
+    #[n(12)]
+    #[zeroize(skip)]
+    pub(crate) counters: Vec<CounterImage>,
+}
+
+/// A process's durable counters.
+#[derive(Clone, Encode, Decode)]
+#[cbor(map)]
+pub(crate) struct CounterImage {
+    #[n(0)]
+    pub(crate) last_key_id: u64,
+    #[n(1)]
+    pub(crate) in_flight_key: Option<postkey_wire::KeyId>,
+    #[n(2)]
+    pub(crate) in_flight_meter: Option<postkey_wire::MeterId>,
+    #[n(3)]
+    pub(crate) in_flight_oak: Option<BoxId>,
 }
 
 /// Opaque public bytes in an image (a signed record).

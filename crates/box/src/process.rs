@@ -76,6 +76,22 @@ pub struct DomainProcess {
     pub(crate) delivery: Verified<Delivery>,
     /// Its keys.
     pub(crate) keys: ProcessKeys,
+    /// Oak: the last key ID processed; Steel: the last key ID seen. Durable: advanced only
+    /// after the message authenticated, and sealed before the box answers.
+    pub(crate) last_key_id: u64,
+    /// Steel: the installation in progress, sealed so that a crash is followed by ABORTED.
+    pub(crate) in_flight: Option<InFlight>,
+}
+
+/// A Steel box's installation in progress: the key and the meter (no key material).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InFlight {
+    /// The key being installed.
+    pub key_id: postkey_wire::KeyId,
+    /// The meter it is being installed into.
+    pub meter_id: postkey_wire::MeterId,
+    /// The Oak box that generated it.
+    pub oak: BoxId,
 }
 
 impl DomainProcess {
@@ -97,6 +113,16 @@ impl DomainProcess {
     /// Its keys.
     pub fn keys(&self) -> &ProcessKeys {
         &self.keys
+    }
+
+    /// The last key ID this process processed (Oak) or saw (Steel); 0 before the first.
+    pub fn last_key_id(&self) -> u64 {
+        self.last_key_id
+    }
+
+    /// The installation in progress (Steel).
+    pub fn in_flight(&self) -> Option<&InFlight> {
+        self.in_flight.as_ref()
     }
 }
 
@@ -216,6 +242,6 @@ impl SecureBox {
         let plain = self.confidentiality.open(&info, &body.sealed)?;
         let image: KeyImage = codec::from_bytes(plain.expose_secret(), 16 * 1024)?;
         let keys = keys_from_image(self.box_type(), &image, &body.process.subdomains)?;
-        Ok(DomainProcess { delivery, keys })
+        Ok(DomainProcess { delivery, keys, last_key_id: 0, in_flight: None })
     }
 }

@@ -14,7 +14,9 @@ use postkey_secrets::{DomainKeySetSeed, HpkePrivateKey, SigningKey};
 use postkey_wire::{BoxId, Certificate, Delivery, StateVersion, Unverified, codec};
 
 use crate::core::{Health, Kind};
-use crate::image::{Blob, ManufacturingImage, Pending, Seed, StateImage, TableSequence};
+use crate::image::{
+    Blob, CounterImage, ManufacturingImage, Pending, Seed, StateImage, TableSequence,
+};
 use crate::manufacturing::ManufacturingState;
 use crate::{BoxError, SecureBox};
 
@@ -117,6 +119,16 @@ impl SecureBox {
                 .collect(),
             manufacturing,
             awaiting_kit: matches!(self.kind, Kind::AwaitingKit),
+            counters: self
+                .processes
+                .values()
+                .map(|p| CounterImage {
+                    last_key_id: p.last_key_id,
+                    in_flight_key: p.in_flight.as_ref().map(|f| f.key_id),
+                    in_flight_meter: p.in_flight.as_ref().map(|f| f.meter_id.clone()),
+                    in_flight_oak: p.in_flight.as_ref().map(|f| f.oak),
+                })
+                .collect(),
         }
     }
 
@@ -174,11 +186,24 @@ impl SecureBox {
             kind,
             health: Health::Operational,
             dirty: false,
+            pending_install: None,
         };
-        for blob in &image.deliveries {
+        if image.counters.len() != image.deliveries.len() {
+            return Err(corrupt());
+        }
+        for (blob, counter) in image.deliveries.iter().zip(&image.counters) {
             let delivery = Unverified::<Delivery>::from_bytes(&blob.0)?
                 .verify(secure_box.anchors.for_type(secure_box.box_type()))?;
-            let process = secure_box.open_delivery(delivery)?;
+            let mut process = secure_box.open_delivery(delivery)?;
+            process.last_key_id = counter.last_key_id;
+            process.in_flight =
+                match (counter.in_flight_key, &counter.in_flight_meter, counter.in_flight_oak) {
+                    (Some(key_id), Some(meter_id), Some(oak)) => {
+                        Some(crate::process::InFlight { key_id, meter_id: meter_id.clone(), oak })
+                    }
+                    (None, None, None) => None,
+                    _ => return Err(corrupt()),
+                };
             secure_box.processes.insert(process.record().domain.clone(), process);
         }
         Ok(secure_box)

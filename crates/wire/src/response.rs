@@ -67,6 +67,8 @@ codes! {
     NOT_CERTIFIED_FOR_DOMAIN = 3012, "box not certified for the domain (no process of it)";
     /// 3xxx processing: a message about an installation this box is not running.
     NO_INSTALL_IN_FLIGHT = 3013, "no installation in flight for this key and meter";
+    /// 3xxx processing: an installation is already in flight in this box.
+    INSTALL_IN_FLIGHT = 3015, "an installation is already in flight in this box";
     /// 3xxx processing: records that should describe one key do not match.
     RECORD_MISMATCH = 3014, "records do not match (domain, key ID, boxes or meter)";
     /// 3xxx processing: a signature did not verify.

@@ -1,0 +1,460 @@
+//! The installation processes of SPEC §6.1 inside the boxes: Oak generates (MI1 → MI3, MI4),
+//! Steel installs over the meter link (MI4 → MI5, MI6 → MI7 or ABORTED), Brass checks
+//! (MI3 + MI7 → MI9 and MI10, or BAD).
+//!
+//! Last-seen key IDs advance only after everything the message carries has been authenticated,
+//! and every change is sealed by the runtime before the answer leaves the box. Refusals happen
+//! before any change, so a refused message leaves the box as it was.
+
+use postkey_crypto::{HpkeInfo, HpkeRecordType};
+use postkey_secrets::{MasterKey, SecretBytes};
+use postkey_wire::{
+    Aborted, BadKey, BoxType, Certificate, CommandCode, Context, DomainId, GenerateKey,
+    InstallConfirmed, Installed, InstalledKeyRecord, KeyForMeter, KeyForSteel, KeyId, Message,
+    MeterHello, MeterId, MeterTestTokens, NewKeyRecord, ProcessRecord, RecordType, ResponseCode,
+    Sender, TestTokens, Timestamp, Unverified, Verified,
+};
+use subtle::ConstantTimeEq as _;
+
+use crate::process::{DomainProcess, InFlight, ProcessKeys};
+use crate::{BoxError, SecureBox, tables};
+
+/// How far above the last processed key ID an Oak box accepts a new one (SPEC §6.1 default).
+pub const DEFAULT_KEY_ID_WINDOW: u64 = 1_000_000;
+
+/// The HPKE `info` for a sealed key of SPEC §4.
+pub(crate) fn key_info(
+    record: HpkeRecordType,
+    domain: &DomainId,
+    key_id: KeyId,
+    recipient: &str,
+) -> Result<HpkeInfo, BoxError> {
+    HpkeInfo::new(record, domain.as_str(), key_id.get(), recipient)
+        .map_err(|_| BoxError::Secret(postkey_secrets::SecretError::Malformed))
+}
+
+/// `BRASS:<domain>`, the recipient of MI3 and MI9.
+fn brass_recipient(domain: &DomainId) -> String {
+    format!("BRASS:{domain}")
+}
+
+/// What an Oak box makes for one key (MI2).
+#[derive(Debug)]
+pub struct GeneratedKey {
+    /// MI3, for the archive.
+    pub mi3: Verified<NewKeyRecord>,
+    /// MI4, for the Steel box; leaves the KMC only after MI3 is committed.
+    pub mi4: Verified<KeyForSteel>,
+}
+
+/// A Steel box's expectation for the installation in flight.
+pub(crate) struct PendingInstall {
+    domain: DomainId,
+    key_id: KeyId,
+    meter_id: MeterId,
+    expected: TestTokens,
+}
+
+/// How an installation ended at the Steel box.
+#[derive(Debug)]
+pub enum InstallOutcome {
+    /// The meter answered the right test tokens: MI7.
+    Installed(Verified<Installed>),
+    /// It did not: the key must become `Bad`.
+    Aborted(Verified<Aborted>),
+}
+
+/// What a Brass process found in MI3 and MI7.
+// Made once per key and moved once: boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum CheckOutcome {
+    /// They match: MI9 for the archive and MI10 for the KDC.
+    Installed {
+        /// MI9.
+        mi9: Verified<InstalledKeyRecord>,
+        /// MI10.
+        mi10: Verified<InstallConfirmed>,
+    },
+    /// They do not: BAD.
+    Bad(Verified<BadKey>),
+}
+
+fn header_key(key_id: Option<KeyId>) -> Result<KeyId, BoxError> {
+    key_id.ok_or(BoxError::Wire(postkey_wire::WireError::InvalidField {
+        field: "key ID",
+        reason: "missing from the header",
+    }))
+}
+
+fn header_meter(meter_id: Option<&MeterId>) -> Result<MeterId, BoxError> {
+    meter_id.cloned().ok_or(BoxError::Wire(postkey_wire::WireError::InvalidField {
+        field: "meter ID",
+        reason: "missing from the header",
+    }))
+}
+
+impl SecureBox {
+    fn process_of(&self, domain: &DomainId) -> Result<&DomainProcess, BoxError> {
+        tables::check_domain(&self.tables, domain)?;
+        self.processes.get(domain).ok_or_else(|| BoxError::UnknownDomain(domain.clone()))
+    }
+
+    fn key_context(
+        &self,
+        domain: &DomainId,
+        key_id: KeyId,
+        meter_id: Option<MeterId>,
+        now: Timestamp,
+    ) -> Context {
+        Context { key_id: Some(key_id), meter_id, ..self.context(domain.clone(), now) }
+    }
+
+    /// Oak, MI1 → MI3 + MI4: checks that the domain is served here, that the Steel box is
+    /// certified and runs a process of the domain, and that the key ID is fresh and within the
+    /// window; then generates K and its test tokens and seals them.
+    pub fn generate_key(&mut self, mi1: &[u8], now: Timestamp) -> Result<GeneratedKey, BoxError> {
+        self.admit(CommandCode::GENERATE_KEY)?;
+        tables::check_record(&self.tables, RecordType::MI1)?;
+        let order = Message::<GenerateKey>::from_bytes(mi1)?;
+        let domain = order.header().domain.clone();
+        let key_id = header_key(order.header().key_id)?;
+        let process = self.process_of(&domain)?;
+        let ProcessKeys::Oak { .. } = process.keys else {
+            return Err(BoxError::WrongBoxType { expected: "oak", actual: self.box_type().name() });
+        };
+        let cert = Unverified::<Certificate>::from_bytes(&order.body().steel_certificate)?
+            .verify(&self.anchors.steel)?;
+        let steel = cert.body().box_id;
+        if steel.box_type() != BoxType::Steel {
+            return Err(BoxError::WrongBoxType {
+                expected: "steel",
+                actual: steel.box_type().name(),
+            });
+        }
+        let record = Unverified::<ProcessRecord>::from_bytes(&order.body().steel_process)?
+            .verify(&self.anchors.steel)?;
+        if record.body().box_id != steel || record.body().domain != domain {
+            return Err(BoxError::NotCertifiedForDomain(steel, domain));
+        }
+        let last = process.last_key_id;
+        if key_id.get() <= last {
+            return Err(BoxError::KeyIdNotFresh { got: key_id.get(), last });
+        }
+        if key_id.get() - last > DEFAULT_KEY_ID_WINDOW {
+            return Err(BoxError::KeyIdBeyondWindow {
+                got: key_id.get(),
+                last,
+                window: DEFAULT_KEY_ID_WINDOW,
+            });
+        }
+        let brass_conf = process.public().brass_conf;
+        let key = MasterKey::generate(&mut self.rng)?;
+        let tokens = key.test_tokens();
+        let mi3_sealed = key.seal_to(
+            &brass_conf,
+            &key_info(HpkeRecordType::Mi3, &domain, key_id, &brass_recipient(&domain))?,
+            &mut self.rng,
+        )?;
+        let mut both = zeroize::Zeroizing::new([0u8; 48]);
+        both[..32].copy_from_slice(key.expose_secret());
+        both[32..].copy_from_slice(&tokens.to_bytes());
+        let mi4_sealed = postkey_secrets::seal_secret(
+            &cert.body().confidentiality,
+            &key_info(HpkeRecordType::Mi4, &domain, key_id, &steel.to_string())?,
+            &*both,
+            &mut self.rng,
+        )?;
+        drop(key);
+        // Everything authenticated and made: now the counter advances, durably before MI2 leaves.
+        if let Some(p) = self.processes.get_mut(&domain) {
+            p.last_key_id = key_id.get();
+        }
+        self.changed();
+        let context = self.key_context(&domain, key_id, None, now);
+        let oak_auth = match &self.process_of(&domain)?.keys {
+            ProcessKeys::Oak { oak_auth } => oak_auth,
+            _ => {
+                return Err(BoxError::WrongBoxType {
+                    expected: "oak",
+                    actual: self.box_type().name(),
+                });
+            }
+        };
+        let mi3 = postkey_wire::sign(
+            Message::new(context.clone(), NewKeyRecord { oak: self.id, steel, sealed: mi3_sealed }),
+            oak_auth,
+        );
+        let mi4 = postkey_wire::sign(
+            Message::new(context, KeyForSteel { oak: self.id, steel, sealed: mi4_sealed }),
+            oak_auth,
+        );
+        Ok(GeneratedKey { mi3, mi4 })
+    }
+
+    /// Steel, MI4 + the meter's hello → MI5: checks Oak's signature, that MI4 is addressed to
+    /// this box and its key ID is fresh; opens K and Oak's test tokens; seals K to the meter's
+    /// transport key. The in-flight installation is sealed before MI5 leaves.
+    pub fn begin_install(
+        &mut self,
+        mi4: &[u8],
+        hello: &[u8],
+        now: Timestamp,
+    ) -> Result<Message<KeyForMeter>, BoxError> {
+        self.admit(CommandCode::INSTALL_KEY)?;
+        tables::check_record(&self.tables, RecordType::MI4)?;
+        if self.pending_install.is_some() || self.processes.values().any(|p| p.in_flight.is_some())
+        {
+            return Err(BoxError::InstallInFlight);
+        }
+        let unverified = Unverified::<KeyForSteel>::from_bytes(mi4)?;
+        let domain = unverified.header().domain.clone();
+        let process = self.process_of(&domain)?;
+        let ProcessKeys::Steel { .. } = process.keys else {
+            return Err(BoxError::WrongBoxType {
+                expected: "steel",
+                actual: self.box_type().name(),
+            });
+        };
+        let mi4 = unverified.verify(&process.public().oak_auth)?;
+        let key_id = header_key(mi4.header().key_id)?;
+        if mi4.body().steel != self.id {
+            return Err(BoxError::NotForThisBox { addressed: mi4.body().steel, this: self.id });
+        }
+        let last = process.last_key_id;
+        if key_id.get() <= last {
+            return Err(BoxError::KeyIdNotFresh { got: key_id.get(), last });
+        }
+        let hello = Message::<MeterHello>::from_bytes(hello)?;
+        let meter_id = match &hello.header().sender {
+            Sender::Meter(m) => m.clone(),
+            _ => {
+                return Err(BoxError::RecordMismatch(
+                    "the meter link's greeting does not come from a meter",
+                ));
+            }
+        };
+        let opened: SecretBytes = self.confidentiality.open(
+            &key_info(HpkeRecordType::Mi4, &domain, key_id, &self.id.to_string())?,
+            &mi4.body().sealed,
+        )?;
+        let (k, tt) = opened
+            .expose_secret()
+            .split_at_checked(32)
+            .ok_or(BoxError::Secret(postkey_secrets::SecretError::DecryptionFailed))?;
+        let key = MasterKey::from_bytes(
+            k.try_into()
+                .map_err(|_| BoxError::Secret(postkey_secrets::SecretError::DecryptionFailed))?,
+        );
+        let expected = TestTokens::from_bytes(
+            tt.try_into()
+                .map_err(|_| BoxError::Secret(postkey_secrets::SecretError::DecryptionFailed))?,
+        );
+        let sealed = key.seal_to(
+            &hello.body().transport,
+            &key_info(HpkeRecordType::Mi5, &domain, key_id, &meter_id.to_string())?,
+            &mut self.rng,
+        )?;
+        drop(key);
+        let oak = mi4.body().oak;
+        if let Some(p) = self.processes.get_mut(&domain) {
+            p.last_key_id = key_id.get();
+            p.in_flight = Some(InFlight { key_id, meter_id: meter_id.clone(), oak });
+        }
+        self.pending_install = Some(PendingInstall {
+            domain: domain.clone(),
+            key_id,
+            meter_id: meter_id.clone(),
+            expected,
+        });
+        self.changed();
+        Ok(Message::new(
+            self.key_context(&domain, key_id, Some(meter_id), now),
+            KeyForMeter { sealed },
+        ))
+    }
+
+    /// Steel, MI6 → MI7 (or ABORTED): compares the meter's test tokens with Oak's in constant
+    /// time and ends the installation in flight.
+    pub fn finish_install(
+        &mut self,
+        mi6: &[u8],
+        now: Timestamp,
+    ) -> Result<InstallOutcome, BoxError> {
+        self.admit(CommandCode::INSTALL_KEY)?;
+        tables::check_record(&self.tables, RecordType::MI6)?;
+        let answer = Message::<MeterTestTokens>::from_bytes(mi6)?;
+        let pending = self.pending_install.as_ref().ok_or(BoxError::NoInstallInFlight)?;
+        let h = answer.header();
+        if h.domain != pending.domain
+            || h.key_id != Some(pending.key_id)
+            || h.sender != Sender::Meter(pending.meter_id.clone())
+        {
+            return Err(BoxError::NoInstallInFlight);
+        }
+        let matches = bool::from(answer.body().test_tokens.ct_eq(&pending.expected));
+        let pending = self.pending_install.take().ok_or(BoxError::NoInstallInFlight)?;
+        let oak = self
+            .processes
+            .get_mut(&pending.domain)
+            .and_then(|p| p.in_flight.take())
+            .map(|f| f.oak)
+            .unwrap_or(self.id);
+        self.changed();
+        let context =
+            self.key_context(&pending.domain, pending.key_id, Some(pending.meter_id.clone()), now);
+        let steel_auth = match &self.process_of(&pending.domain)?.keys {
+            ProcessKeys::Steel { steel_auth } => steel_auth,
+            _ => {
+                return Err(BoxError::WrongBoxType {
+                    expected: "steel",
+                    actual: self.box_type().name(),
+                });
+            }
+        };
+        Ok(if matches {
+            InstallOutcome::Installed(postkey_wire::sign(
+                Message::new(
+                    context,
+                    Installed { oak, steel: self.id, test_tokens: answer.body().test_tokens },
+                ),
+                steel_auth,
+            ))
+        } else {
+            InstallOutcome::Aborted(postkey_wire::sign(
+                Message::new(
+                    context,
+                    Aborted {
+                        steel: self.id,
+                        reason: "the meter answered other test tokens than Oak's".into(),
+                    },
+                ),
+                steel_auth,
+            ))
+        })
+    }
+
+    /// Steel, after a restart: an installation sealed as in flight was interrupted. Each one
+    /// gets a signed ABORTED record, so its key becomes `Bad` and is never installed again.
+    pub fn abort_interrupted(
+        &mut self,
+        now: Timestamp,
+    ) -> Result<Vec<Verified<Aborted>>, BoxError> {
+        if self.pending_install.is_some() {
+            return Ok(Vec::new());
+        }
+        let interrupted: Vec<(DomainId, InFlight)> = self
+            .processes
+            .iter_mut()
+            .filter_map(|(d, p)| p.in_flight.take().map(|f| (d.clone(), f)))
+            .collect();
+        if interrupted.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.changed();
+        let mut out = Vec::with_capacity(interrupted.len());
+        for (domain, flight) in interrupted {
+            let context = self.key_context(&domain, flight.key_id, Some(flight.meter_id), now);
+            if let ProcessKeys::Steel { steel_auth } = &self.process_of(&domain)?.keys {
+                let body = Aborted {
+                    steel: self.id,
+                    reason: "the Steel box stopped during the installation".into(),
+                };
+                out.push(postkey_wire::sign(Message::new(context, body), steel_auth));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Brass, MI8 (MI3 + MI7) → MI9 + MI10, or BAD: checks Oak's and Steel's signatures with the
+    /// domain's keys, that both records name the same key and boxes, opens K from MI3 and
+    /// recomputes the test tokens the meter reported in MI7.
+    pub fn check_install(
+        &mut self,
+        mi3: &[u8],
+        mi7: &[u8],
+        now: Timestamp,
+    ) -> Result<CheckOutcome, BoxError> {
+        self.admit(CommandCode::CHECK_INSTALL)?;
+        tables::check_record(&self.tables, RecordType::MI3)?;
+        tables::check_record(&self.tables, RecordType::MI7)?;
+        let unverified3 = Unverified::<NewKeyRecord>::from_bytes(mi3)?;
+        let domain = unverified3.header().domain.clone();
+        let process = self.process_of(&domain)?;
+        let ProcessKeys::Brass { brass_conf, brass_auth, .. } = &process.keys else {
+            return Err(BoxError::WrongBoxType {
+                expected: "brass",
+                actual: self.box_type().name(),
+            });
+        };
+        let public = process.public().clone();
+        let mi3 = unverified3.verify(&public.oak_auth)?;
+        let mi7 = Unverified::<Installed>::from_bytes(mi7)?.verify(&public.steel_auth)?;
+        if mi7.header().domain != domain {
+            return Err(BoxError::RecordMismatch("MI3 and MI7 belong to different domains"));
+        }
+        let key_id = header_key(mi3.header().key_id)?;
+        let meter_id = header_meter(mi7.header().meter_id.as_ref())?;
+        let context = self.key_context(&domain, key_id, Some(meter_id.clone()), now);
+        let bad = |code: ResponseCode, reason: &str| {
+            CheckOutcome::Bad(postkey_wire::sign(
+                Message::new(
+                    context.clone(),
+                    BadKey { brass: self.id, code: code.0, reason: reason.into() },
+                ),
+                brass_auth,
+            ))
+        };
+        if mi7.header().key_id != Some(key_id)
+            || mi7.body().oak != mi3.body().oak
+            || mi7.body().steel != mi3.body().steel
+        {
+            return Ok(bad(
+                ResponseCode::RECORD_MISMATCH,
+                "MI3 and MI7 name different keys or boxes",
+            ));
+        }
+        let Ok(key) = brass_conf.open_master_key(
+            &key_info(HpkeRecordType::Mi3, &domain, key_id, &brass_recipient(&domain))?,
+            &mi3.body().sealed,
+        ) else {
+            return Ok(bad(
+                ResponseCode::DECRYPTION_FAILED,
+                "the archive copy of the key does not open",
+            ));
+        };
+        if !bool::from(key.test_tokens().ct_eq(&mi7.body().test_tokens)) {
+            return Ok(bad(
+                ResponseCode::TEST_TOKENS_MISMATCH,
+                "the meter's test tokens do not match the archive copy of the key",
+            ));
+        }
+        let sealed = key.seal_to(
+            &public.brass_conf,
+            &key_info(HpkeRecordType::Mi9, &domain, key_id, &brass_recipient(&domain))?,
+            &mut self.rng,
+        )?;
+        drop(key);
+        let brass_auth = match &self.process_of(&domain)?.keys {
+            ProcessKeys::Brass { brass_auth, .. } => brass_auth,
+            _ => {
+                return Err(BoxError::WrongBoxType {
+                    expected: "brass",
+                    actual: self.box_type().name(),
+                });
+            }
+        };
+        let mi9 = postkey_wire::sign(
+            Message::new(
+                context.clone(),
+                InstalledKeyRecord { oak: mi3.body().oak, steel: mi3.body().steel, sealed },
+            ),
+            brass_auth,
+        );
+        let mi10 = postkey_wire::sign(
+            Message::new(context, InstallConfirmed { brass: self.id }),
+            brass_auth,
+        );
+        Ok(CheckOutcome::Installed { mi9, mi10 })
+    }
+}

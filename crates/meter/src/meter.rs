@@ -1,0 +1,233 @@
+use std::collections::BTreeMap;
+
+use minicbor::{Decode, Encode};
+use postkey_crypto::{HpkeInfo, HpkeRecordType};
+use postkey_secrets::rng::BoxRng;
+use postkey_secrets::{HpkePrivateKey, MasterKey};
+use postkey_wire::{
+    Context, DomainId, KeyForMeter, KeyId, Message, MeterHello, MeterId, MeterTestTokens,
+    ResponseCode, Sender, Timestamp, WireError, codec,
+};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// Why a meter refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MeterError {
+    /// A message that does not decode.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// MI5 for another meter.
+    #[error("the key is for meter {0}, not this one")]
+    NotThisMeter(MeterId),
+    /// MI5 did not open with this meter's transport key.
+    #[error("the key does not open with this meter's transport key")]
+    DoesNotOpen,
+    /// A second key for a domain: a meter takes one key per domain, once.
+    #[error("this meter already holds a key of domain {0}")]
+    AlreadyInstalled(DomainId),
+    /// More domains than a meter holds (one vendor, one postal).
+    #[error("this meter already holds two keys (one vendor, one postal)")]
+    Full,
+    /// The generator failed at manufacture.
+    #[error("the meter's random number generator failed")]
+    Rng,
+    /// A simulator state file that does not decode.
+    #[error("the meter state file is corrupt")]
+    Corrupt,
+}
+
+impl MeterError {
+    /// The documented response code.
+    pub fn response_code(&self) -> ResponseCode {
+        match self {
+            Self::Wire(e) => e.response_code(),
+            Self::NotThisMeter(_) => ResponseCode::RECORD_NOT_FOR_THIS_BOX,
+            Self::DoesNotOpen => ResponseCode::DECRYPTION_FAILED,
+            Self::AlreadyInstalled(_) | Self::Full => ResponseCode::RECORD_MISMATCH,
+            Self::Rng => ResponseCode::RNG_FAILURE,
+            Self::Corrupt => ResponseCode::PARAMETER_SYNTAX,
+        }
+    }
+}
+
+/// A master key held by the meter.
+pub struct InstalledKey {
+    /// Its key ID.
+    pub key_id: KeyId,
+    key: MasterKey,
+}
+
+impl core::fmt::Debug for InstalledKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "InstalledKey({}, [redacted])", self.key_id)
+    }
+}
+
+impl InstalledKey {
+    /// The key, for the token formulas.
+    pub fn master_key(&self) -> &MasterKey {
+        &self.key
+    }
+}
+
+/// A postage meter: its ID, its transport key, and the master keys it holds per domain.
+pub struct Meter {
+    id: MeterId,
+    transport: HpkePrivateKey,
+    keys: BTreeMap<DomainId, InstalledKey>,
+}
+
+impl core::fmt::Debug for Meter {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Meter")
+            .field("id", &self.id)
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The most master keys a meter holds: one vendor, one postal.
+pub const MAX_KEYS: usize = 2;
+
+impl Meter {
+    /// A new meter, its transport key from `rng`.
+    pub fn manufacture(id: MeterId, rng: &mut BoxRng) -> Result<Self, MeterError> {
+        Ok(Self {
+            id,
+            transport: HpkePrivateKey::generate(rng).map_err(|_| MeterError::Rng)?,
+            keys: BTreeMap::new(),
+        })
+    }
+
+    /// Its ID.
+    pub fn id(&self) -> &MeterId {
+        &self.id
+    }
+
+    /// The keys it holds, by domain.
+    pub fn keys(&self) -> &BTreeMap<DomainId, InstalledKey> {
+        &self.keys
+    }
+
+    fn context(&self, domain: DomainId, key_id: Option<KeyId>, now: Timestamp) -> Context {
+        Context {
+            domain,
+            sender: Sender::Meter(self.id.clone()),
+            meter_id: Some(self.id.clone()),
+            key_id,
+            state_version: None,
+            timestamp: now,
+        }
+    }
+
+    /// Its greeting on the meter link: the transport public key.
+    pub fn hello(&self, domain: DomainId, now: Timestamp) -> Message<MeterHello> {
+        Message::new(
+            self.context(domain, None, now),
+            MeterHello { transport: self.transport.public_key() },
+        )
+    }
+
+    /// MI5 → MI6: opens K with the transport key under the `info` binding domain, key ID and this
+    /// meter, keeps it, and answers its test tokens. A second key for a domain is refused.
+    pub fn install(
+        &mut self,
+        mi5: &[u8],
+        now: Timestamp,
+    ) -> Result<Message<MeterTestTokens>, MeterError> {
+        let message = Message::<KeyForMeter>::from_bytes(mi5)?;
+        let h = message.header();
+        let key_id = h
+            .key_id
+            .ok_or(WireError::InvalidField { field: "key ID", reason: "missing from MI5" })?;
+        let domain = h.domain.clone();
+        match &h.meter_id {
+            Some(m) if *m == self.id => {}
+            Some(m) => return Err(MeterError::NotThisMeter(m.clone())),
+            None => {
+                return Err(WireError::InvalidField {
+                    field: "meter ID",
+                    reason: "missing from MI5",
+                }
+                .into());
+            }
+        }
+        if self.keys.contains_key(&domain) {
+            return Err(MeterError::AlreadyInstalled(domain));
+        }
+        if self.keys.len() >= MAX_KEYS {
+            return Err(MeterError::Full);
+        }
+        let info =
+            HpkeInfo::new(HpkeRecordType::Mi5, domain.as_str(), key_id.get(), &self.id.to_string())
+                .map_err(|_| MeterError::DoesNotOpen)?;
+        let key = self
+            .transport
+            .open_master_key(&info, &message.body().sealed)
+            .map_err(|_| MeterError::DoesNotOpen)?;
+        let test_tokens = key.test_tokens();
+        self.keys.insert(domain.clone(), InstalledKey { key_id, key });
+        Ok(Message::new(self.context(domain, Some(key_id), now), MeterTestTokens { test_tokens }))
+    }
+
+    /// The simulator's state file (SPEC §12: a simulation keeps the meter's keys in a file; a real
+    /// meter keeps them in its secure element).
+    pub fn to_simulator_file(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        let image = MeterImage {
+            id: self.id.clone(),
+            transport: *self.transport.expose_secret(),
+            keys: self
+                .keys
+                .iter()
+                .map(|(d, k)| KeyImage {
+                    domain: d.clone(),
+                    key_id: k.key_id,
+                    key: *k.key.expose_secret(),
+                })
+                .collect(),
+        };
+        zeroize::Zeroizing::new(codec::to_bytes(&image))
+    }
+
+    /// Reads a simulator state file.
+    pub fn from_simulator_file(bytes: &[u8]) -> Result<Self, MeterError> {
+        let image: MeterImage = codec::from_bytes(bytes, 4096).map_err(|_| MeterError::Corrupt)?;
+        let mut keys = BTreeMap::new();
+        for k in &image.keys {
+            keys.insert(
+                k.domain.clone(),
+                InstalledKey { key_id: k.key_id, key: MasterKey::from_bytes(k.key) },
+            );
+        }
+        Ok(Self {
+            id: image.id.clone(),
+            transport: HpkePrivateKey::from_bytes(image.transport),
+            keys,
+        })
+    }
+}
+
+#[derive(Encode, Decode, Zeroize, ZeroizeOnDrop)]
+#[cbor(map)]
+struct MeterImage {
+    #[n(0)]
+    #[zeroize(skip)]
+    id: MeterId,
+    #[cbor(n(1), with = "minicbor::bytes")]
+    transport: [u8; 32],
+    #[n(2)]
+    keys: Vec<KeyImage>,
+}
+
+#[derive(Encode, Decode, Zeroize, ZeroizeOnDrop)]
+#[cbor(map)]
+struct KeyImage {
+    #[n(0)]
+    #[zeroize(skip)]
+    domain: DomainId,
+    #[n(1)]
+    #[zeroize(skip)]
+    key_id: KeyId,
+    #[cbor(n(2), with = "minicbor::bytes")]
+    key: [u8; 32],
+}
