@@ -34,9 +34,10 @@ pub fn initial(box_type: BoxType) -> ConfigTables {
             &[C::INSTALL_PROCESS, C::GENERATE_KEY],
             &[R::DELIVERY, R::TABLE_UPDATE, R::MI1, R::CERTIFICATE, R::PROCESS],
         ),
-        BoxType::Steel => {
-            (&[C::INSTALL_PROCESS, C::INSTALL_KEY], &[R::DELIVERY, R::TABLE_UPDATE, R::MI4, R::MI6])
-        }
+        BoxType::Steel => (
+            &[C::INSTALL_PROCESS, C::INSTALL_KEY, C::RECOVER],
+            &[R::DELIVERY, R::TABLE_UPDATE, R::MI4, R::MI6],
+        ),
         BoxType::Brass => (
             &[
                 C::INSTALL_PROCESS,

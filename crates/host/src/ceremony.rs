@@ -47,6 +47,12 @@ pub fn init(home: &Home, media: &Path) -> Result<InitReport, HostError> {
     f.secure_box.take_dirty();
     home.record_version(id, f.secure_box.version())?;
     home.write_anchors(f.secure_box.anchors())?;
+    let dks = f
+        .secure_box
+        .manufacturing()
+        .and_then(|m| m.domain_key_set_public())
+        .map_err(|e| HostError::boxed(id, e))?;
+    home.write_domain_key_set_key(&dks.authentication)?;
     let mut share_files = Vec::new();
     for share in f.combination_shares.iter().chain(&f.domain_key_set_shares) {
         share_files.push(home.write_share(media, share)?.display().to_string());

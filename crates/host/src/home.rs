@@ -99,6 +99,55 @@ impl Home {
             .map_err(|e| HostError::boxed("host", e))
     }
 
+    fn dks_path(&self) -> PathBuf {
+        self.root.join("domain-key-set.key")
+    }
+
+    pub(crate) fn write_domain_key_set_key(
+        &self,
+        key: &postkey_crypto::VerifyingKey,
+    ) -> Result<(), HostError> {
+        write_atomic(&self.dks_path(), &key.to_bytes(), 0o644)
+            .map_err(|e| HostError::boxed("host", e))
+    }
+
+    /// The Domain Key Set's authentication (public) key, written by the first ceremony: domain
+    /// bundles are signed with it.
+    pub fn domain_key_set_key(&self) -> Result<postkey_crypto::VerifyingKey, HostError> {
+        let bytes: [u8; 32] = read(&self.dks_path())?
+            .try_into()
+            .map_err(|_| HostError::Usage(format!("{} is corrupt", self.dks_path().display())))?;
+        postkey_crypto::VerifyingKey::from_bytes(&bytes)
+            .map_err(|_| HostError::Usage(format!("{} is corrupt", self.dks_path().display())))
+    }
+
+    fn meter_path(&self, id: &postkey_wire::MeterId) -> PathBuf {
+        self.root.join("meters").join(format!("{id}.meter"))
+    }
+
+    /// Writes a simulated meter's state (SPEC §12: the simulator keeps its keys in a file under
+    /// the home, mode 0600; a real meter keeps them in its secure element).
+    pub fn save_meter(&self, meter: &postkey_meter::Meter) -> Result<(), HostError> {
+        write_atomic(&self.meter_path(meter.id()), &meter.to_simulator_file(), 0o600)
+            .map_err(|e| HostError::boxed("host", e))
+    }
+
+    /// A simulated meter's state.
+    pub fn load_meter(
+        &self,
+        id: &postkey_wire::MeterId,
+    ) -> Result<postkey_meter::Meter, HostError> {
+        let path = self.meter_path(id);
+        if !path.exists() {
+            return Err(HostError::Usage(format!(
+                "no meter {id}: make it with `postkey meter new`"
+            )));
+        }
+        let bytes = zeroize::Zeroizing::new(read(&path)?);
+        postkey_meter::Meter::from_simulator_file(&bytes)
+            .map_err(|e| HostError::Usage(format!("{}: {e}", path.display())))
+    }
+
     fn version_path(&self, id: BoxId) -> PathBuf {
         self.root.join("versions").join(id.to_string())
     }

@@ -18,6 +18,8 @@ pub mod demo;
 mod error;
 mod home;
 mod inventory;
+mod link;
+mod registry;
 mod session;
 mod vectors;
 
@@ -29,9 +31,11 @@ pub use clock::now;
 pub use error::HostError;
 pub use home::{ErrorEntry, Home};
 pub use inventory::{BoxReport, DomainSummary, ProcessSummary, box_report, boxes, domains};
+pub use link::{EmbeddedBoxes, MeterLinks};
 pub use postkey_box::SharePolicy;
 pub use postkey_box::runtime::harden_process;
 pub use postkey_secrets::selftest::KatResult;
+pub use registry::register_in_archive;
 pub use session::Session;
 pub use vectors::test_vectors_json;
 

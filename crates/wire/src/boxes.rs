@@ -378,6 +378,8 @@ command_codes! {
     GENERATE_KEY = 0x0201, "generate-key";
     /// Steel: install a master key into a meter (MI4).
     INSTALL_KEY = 0x0301, "install-key";
+    /// Steel: sign ABORTED for installations a stop interrupted.
+    RECOVER = 0x0302, "recover";
     /// Brass: check an installation (MI8).
     CHECK_INSTALL = 0x0401, "check-install";
     /// Brass: register a meter (MR2).

@@ -1,0 +1,66 @@
+use postkey_archive::StoreError;
+use postkey_wire::{BoxId, DomainId, ResponseCode, WireError};
+
+use crate::Refusal;
+
+/// Why the KMC could not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum KmcError {
+    /// The archive refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A box refused (its response code says why).
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// A box answered something that does not decode or verify.
+    #[error("{box_id} answered an invalid record: {error}")]
+    BadAnswer {
+        /// The box.
+        box_id: BoxId,
+        /// What is wrong with it.
+        error: WireError,
+    },
+    /// A box answered records that do not describe the key asked about.
+    #[error("{box_id} answered records of another key, domain or meter")]
+    WrongAnswer {
+        /// The box.
+        box_id: BoxId,
+    },
+    /// The archive has no (valid) bundle of a domain.
+    #[error("domain {0} has no bundle signed by the Domain Key Set in the archive")]
+    NoBundle(DomainId),
+    /// A box is not registered, or has no process of the domain.
+    #[error("{0} is not registered with a process of domain {1}")]
+    NotCertified(BoxId, DomainId),
+    /// A box presented a state version below the highest recorded (SPEC §7.2 item 7).
+    #[error(
+        "{box_id} presented state version {presented}, below {recorded}: an old state was restored; the box is refused"
+    )]
+    Rollback {
+        /// The box.
+        box_id: BoxId,
+        /// The highest recorded.
+        recorded: u64,
+        /// What it presented.
+        presented: u64,
+    },
+    /// Oak kept refusing fresh key IDs.
+    #[error("{0} refused {1} key IDs in a row as not fresh; the IDs were burned")]
+    KeyIdsRefused(BoxId, u32),
+}
+
+impl KmcError {
+    /// The documented response code.
+    pub fn response_code(&self) -> ResponseCode {
+        match self {
+            Self::Store(e) => e.response_code(),
+            Self::Refused(r) => r.code,
+            Self::BadAnswer { error, .. } => error.response_code(),
+            Self::WrongAnswer { .. } => ResponseCode::RECORD_MISMATCH,
+            Self::NoBundle(_) => ResponseCode::UNKNOWN_DOMAIN,
+            Self::NotCertified(..) => ResponseCode::NOT_CERTIFIED_FOR_DOMAIN,
+            Self::Rollback { .. } => ResponseCode::STATE_ROLLBACK,
+            Self::KeyIdsRefused(..) => ResponseCode::KEY_ID_NOT_FRESH,
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! The KMS computer (KMC): it drives key installation (SPEC §6.1, MI0 to MI10) between the KDC,
+//! the domain archive and the Oak, Steel and Brass boxes, and checks every box's state version
+//! before anything else is asked of it (SPEC §7.2 item 7).
+//!
+//! Start from [`Kmc`], generic over the archive's [`postkey_archive::Store`], and [`Boxes`], the
+//! box links it talks through.
+//!
+//! Key design decision: this crate cannot name a plaintext key: it depends on neither the secrets
+//! crate nor the boxes (a test reads the crate graph). It sees only signed records and sealed
+//! keys, verifies each record with the domain's public keys from a bundle checked against the
+//! Domain Key Set, and makes every archive change durable before the next message leaves: MI4
+//! goes to Steel only after MI3 is committed as `New`.
+
+#![forbid(unsafe_code)]
+
+mod error;
+mod install;
+mod link;
+mod recovery;
+mod version;
+
+pub use error::KmcError;
+pub use install::{InstallConfig, KeyOrder, KeyOutcome};
+pub use link::{Boxes, Refusal};
+
+use postkey_archive::Store;
+use postkey_crypto::VerifyingKey;
+
+/// The KMS computer over an archive `S`.
+#[derive(Debug)]
+pub struct Kmc<S> {
+    store: S,
+    domain_key_set: VerifyingKey,
+    config: InstallConfig,
+}
+
+impl<S: Store> Kmc<S> {
+    /// A KMC on `store`, trusting domain bundles signed with `domain_key_set` (the Domain Key
+    /// Set's authentication key).
+    pub fn new(store: S, domain_key_set: VerifyingKey, config: InstallConfig) -> Self {
+        Self { store, domain_key_set, config }
+    }
+
+    /// The archive.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+}
