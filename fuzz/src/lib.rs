@@ -1,9 +1,12 @@
 //! What the fuzz targets share: a message body to decode messages and envelopes as, and the
-//! envelope check, which is too long for a one-line target.
+//! message and envelope checks, which are too long for a one-line target.
 //!
 //! `FuzzBody` is kept identical to `TestBody` of the wire crate's tests, and the key below is the
-//! one that signed the envelopes of `crates/wire/tests/vectors/envelope.json`, so the seed corpus
-//! means the same thing here and in the `fuzz_corpus` test that replays it under `cargo test`.
+//! one that signed the envelopes of `crates/wire/tests/vectors/envelope.json` and `records.json`,
+//! so the seed corpus means the same thing here and in the `fuzz_corpus` test that replays it
+//! under `cargo test`.
+
+use core::fmt::Debug;
 
 use minicbor::{Decode, Encode};
 use postkey_crypto::VerifyingKey;
@@ -59,10 +62,27 @@ pub fn check_envelope(data: &[u8]) {
         assert_eq!(raw.record_type, record_type.0);
         assert_eq!(minicbor::to_vec(&raw).expect("encodes"), data);
     }
-    if let Ok(unverified) = Unverified::<FuzzBody>::from_bytes(data) {
+    check_envelope_of::<FuzzBody>(data);
+}
+
+/// Decodes `data` as a message of `B` and as a signed envelope of `B`: the target of each record
+/// body. Whatever is accepted must be canonical.
+pub fn check_record<B: Body + PartialEq + Debug>(data: &[u8]) {
+    if let Ok(message) = Message::<B>::from_bytes(data) {
+        assert_eq!(message.to_bytes(), data);
+    }
+    check_envelope_of::<B>(data);
+}
+
+/// Decodes `data` as a signed envelope of `B`; if accepted, it must be the canonical encoding of
+/// its parts, its message must decode on its own, and a record that verifies under the seed key
+/// must keep exactly the bytes received.
+fn check_envelope_of<B: Body + PartialEq + Debug>(data: &[u8]) {
+    if let Ok(unverified) = Unverified::<B>::from_bytes(data) {
         let raw: RawEnvelope = minicbor::decode(data).expect("an accepted envelope decodes");
-        assert_eq!(raw.record_type, FuzzBody::RECORD_TYPE.0);
-        let message = Message::<FuzzBody>::from_bytes(&raw.message).expect("its message decodes");
+        assert_eq!(minicbor::to_vec(&raw).expect("encodes"), data);
+        assert_eq!(raw.record_type, B::RECORD_TYPE.0);
+        let message = Message::<B>::from_bytes(&raw.message).expect("its message decodes");
         assert_eq!(message.to_bytes(), raw.message);
         assert_eq!(unverified.header(), message.header());
         let key = VerifyingKey::from_bytes(&SEED_KEY).expect("a valid key");

@@ -53,9 +53,30 @@ pub fn first_manufacturing_box(
         }
         _ => return Err(BoxError::Secret(postkey_secrets::SecretError::Malformed)),
     };
+    // Its identity and confidentiality keys, and its certificate under the M startup key.
     let identity = SigningKey::generate(&mut rng)?;
     let confidentiality = HpkePrivateKey::generate(&mut rng)?;
     let id = BoxId::FIRST_MANUFACTURING;
+    let cert = Certificate {
+        box_id: id,
+        identity: identity.verifying_key(),
+        confidentiality: confidentiality.public_key(),
+        issuer: id,
+        issued: now,
+    };
+    let context = postkey_wire::Context {
+        domain: DomainId::admin(),
+        sender: postkey_wire::Sender::Box(id),
+        meter_id: None,
+        key_id: None,
+        state_version: None,
+        timestamp: now,
+    };
+    let certificate = startup
+        .first()
+        .map(|m| postkey_wire::sign(Message::new(context, cert), m))
+        .ok_or(BoxError::Secret(postkey_secrets::SecretError::Malformed))?;
+    // Only then its operation combination and the Domain Key Set (SPEC §7.2 item 2).
     let combination = OperationCombination::generate(&mut rng)?;
     let domain_key_set = DomainKeySetSeed::generate(&mut rng)?;
     let ranges = BoxType::ALL
@@ -93,19 +114,6 @@ pub fn first_manufacturing_box(
         dirty: false,
         pending_install: None,
     };
-    let cert = Certificate {
-        box_id: id,
-        identity: secure_box.identity.verifying_key(),
-        confidentiality: secure_box.confidentiality.public_key(),
-        issuer: id,
-        issued: now,
-    };
-    let message = Message::new(secure_box.context(DomainId::admin(), now), cert);
-    let certificate = match &secure_box.kind {
-        Kind::Manufacturing(m) => m.startup.first().map(|k| postkey_wire::sign(message, k)),
-        _ => None,
-    }
-    .ok_or(BoxError::Secret(postkey_secrets::SecretError::Malformed))?;
     secure_box.install_certificate(certificate.as_bytes())?;
 
     let set = |rng: &mut BoxRng| -> Result<ShareSetId, BoxError> {
@@ -157,7 +165,7 @@ impl SecureBox {
                 actual: self.box_type().name(),
             });
         }
-        self.admit(CommandCode::SELF_TEST)?;
+        self.admit(CommandCode::INSTALL_KIT)?;
         let kit = Unverified::<Kit>::from_bytes(kit)?.verify(&self.anchors.manufacturing)?;
         let body = kit.body();
         if body.recipient != self.id {
@@ -174,7 +182,14 @@ impl SecureBox {
                 .iter()
                 .zip(&startup)
                 .all(|(t, k)| k.verifying_key() == *self.anchors.for_type(*t));
-        if !matches || body.ranges.len() != 5 {
+        let ranges_ok = body.ranges.len() == 5
+            && body.ranges.iter().enumerate().all(|(i, r)| {
+                usize::from(r.box_type) == i
+                    && r.first >= 1
+                    && r.first <= r.last
+                    && r.last <= BoxId::MAX_NUMBER
+            });
+        if !matches || !ranges_ok {
             return Err(BoxError::WrongBoxType {
                 expected: "a kit matching this box's anchors",
                 actual: "manufacturing",

@@ -222,6 +222,7 @@ impl SecureBox {
     /// Installs this box's certificate, which must name this box and its keys and be signed
     /// with the startup key of its type.
     pub fn install_certificate(&mut self, certificate: &[u8]) -> Result<(), BoxError> {
+        self.admit(CommandCode::INSTALL_CERTIFICATE)?;
         let cert = Unverified::<Certificate>::from_bytes(certificate)?
             .verify(self.anchors.for_type(self.box_type()))?;
         let body = cert.body();
@@ -242,7 +243,7 @@ impl SecureBox {
     pub fn manufacturing(&mut self) -> Result<crate::Manufacturing<'_>, BoxError> {
         match self.kind {
             Kind::Manufacturing(_) => Ok(crate::Manufacturing { b: self }),
-            Kind::AwaitingKit => Err(BoxError::Locked),
+            Kind::AwaitingKit => Err(BoxError::AwaitingKit),
             Kind::Other => Err(BoxError::WrongBoxType {
                 expected: "manufacturing",
                 actual: self.box_type().name(),

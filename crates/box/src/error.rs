@@ -81,6 +81,11 @@ pub enum BoxError {
         /// The version the box presents.
         presented: StateVersion,
     },
+    /// A new manufacturing box that has not received its kit.
+    #[error(
+        "this manufacturing box has not received its kit (Domain Key Set and startup keys) yet"
+    )]
+    AwaitingKit,
     /// The box already has an ID.
     #[error("box is already initialized as {0}")]
     AlreadyInitialized(BoxId),
@@ -146,6 +151,7 @@ impl BoxError {
             Self::SelfTest(e) => e.response_code(),
             Self::Rollback { .. } => ResponseCode::STATE_ROLLBACK,
             Self::AlreadyInitialized(_) => ResponseCode::BOX_ALREADY_INITIALIZED,
+            Self::AwaitingKit => ResponseCode::BOX_NOT_INITIALIZED,
             Self::FirstCeremonyDone => ResponseCode::FIRST_CEREMONY_DONE,
             Self::Storage(_) => ResponseCode::STORAGE_FAILED,
             Self::KeyIdNotFresh { .. } => ResponseCode::KEY_ID_NOT_FRESH,

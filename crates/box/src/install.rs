@@ -12,7 +12,7 @@ use postkey_wire::{
     Aborted, BadKey, BoxType, Certificate, CommandCode, Context, DomainId, GenerateKey,
     InstallConfirmed, Installed, InstalledKeyRecord, KeyForMeter, KeyForSteel, KeyId, Message,
     MeterHello, MeterId, MeterTestTokens, NewKeyRecord, ProcessRecord, RecordType, ResponseCode,
-    Sender, TestTokens, Timestamp, Unverified, Verified,
+    Sender, StateVersion, TestTokens, Timestamp, Unverified, Verified,
 };
 use subtle::ConstantTimeEq as _;
 
@@ -345,24 +345,39 @@ impl SecureBox {
         }
         let interrupted: Vec<(DomainId, InFlight)> = self
             .processes
-            .iter_mut()
-            .filter_map(|(d, p)| p.in_flight.take().map(|f| (d.clone(), f)))
+            .iter()
+            .filter_map(|(d, p)| p.in_flight.clone().map(|f| (d.clone(), f)))
             .collect();
         if interrupted.is_empty() {
             return Ok(Vec::new());
         }
-        self.changed();
+        // Every ABORTED record is signed before any in-flight record is cleared: a failure on the
+        // way leaves all of them in flight, to be aborted again.
+        let version = StateVersion(self.version.0 + 1);
         let mut out = Vec::with_capacity(interrupted.len());
-        for (domain, flight) in interrupted {
-            let context = self.key_context(&domain, flight.key_id, Some(flight.meter_id), now);
-            if let ProcessKeys::Steel { steel_auth } = &self.process_of(&domain)?.keys {
-                let body = Aborted {
-                    steel: self.id,
-                    reason: "the Steel box stopped during the installation".into(),
-                };
-                out.push(postkey_wire::sign(Message::new(context, body), steel_auth));
+        for (domain, flight) in &interrupted {
+            let context = Context {
+                state_version: Some(version),
+                ..self.key_context(domain, flight.key_id, Some(flight.meter_id.clone()), now)
+            };
+            let ProcessKeys::Steel { steel_auth } = &self.process_of(domain)?.keys else {
+                return Err(BoxError::WrongBoxType {
+                    expected: "steel",
+                    actual: self.box_type().name(),
+                });
+            };
+            let body = Aborted {
+                steel: self.id,
+                reason: "the Steel box stopped during the installation".into(),
+            };
+            out.push(postkey_wire::sign(Message::new(context, body), steel_auth));
+        }
+        for (domain, _) in &interrupted {
+            if let Some(p) = self.processes.get_mut(domain) {
+                p.in_flight = None;
             }
         }
+        self.changed();
         Ok(out)
     }
 

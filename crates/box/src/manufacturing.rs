@@ -337,6 +337,12 @@ impl Manufacturing<'_> {
         if subdomains.iter().any(|s| !bundle.body().subdomains.contains(s)) {
             return Err(BoxError::UnknownDomain(domain));
         }
+        if subdomains.iter().collect::<BTreeSet<_>>().len() != subdomains.len() {
+            return Err(BoxError::Wire(postkey_wire::WireError::InvalidField {
+                field: "sub-domains",
+                reason: "a sub-domain is listed twice",
+            }));
+        }
         let dks = self.domain_key_set()?;
         let plain = dks.conf.open(&DomainKeySet::bundle_info(&domain)?, &bundle.body().sealed)?;
         let all: KeyImage = codec::from_bytes(plain.expose_secret(), 16 * 1024)?;
@@ -419,12 +425,16 @@ impl Manufacturing<'_> {
             });
         }
         let state = self.state_mut()?;
+        // Every range must have a block to give before any is shrunk: a refusal changes nothing.
+        if state
+            .ranges
+            .iter()
+            .any(|r| r.last.saturating_sub(r.first).saturating_add(1) <= DELEGATED_BLOCK)
+        {
+            return Err(BoxError::IdRangeExhausted("any"));
+        }
         let mut ranges = Vec::with_capacity(5);
         for r in &mut state.ranges {
-            let available = r.last.saturating_sub(r.first).saturating_add(1);
-            if available <= DELEGATED_BLOCK {
-                return Err(BoxError::IdRangeExhausted("any"));
-            }
             // Hand over the top of the range, keeping this box's next numbers contiguous.
             let first = r.last - DELEGATED_BLOCK + 1;
             ranges.push(IdRange { box_type: r.box_type, first, last: r.last });
@@ -465,8 +475,9 @@ impl Manufacturing<'_> {
         ))
     }
 
-    /// Splits the Domain Key Set among custodians (k-of-n), shares signed by this box.
-    pub fn split_domain_key_set(
+    /// Splits the Domain Key Set among custodians (k-of-n), shares signed by this box; only the
+    /// first ceremony does this.
+    pub(crate) fn split_domain_key_set(
         &mut self,
         set: postkey_wire::ShareSetId,
         threshold: u8,

@@ -134,6 +134,10 @@ impl BoxStore {
     /// A box's sealed state.
     pub fn read_state(&self, id: BoxId) -> Result<SealedState, BoxError> {
         let path = self.state_path(id);
+        let len = fs::metadata(&path).map_err(|e| storage("reading", &path, &e))?.len();
+        if len > crate::MAX_SEALED_LEN as u64 {
+            return Err(BoxError::Secret(postkey_secrets::SecretError::SealedStateInvalid));
+        }
         let bytes = fs::read(&path).map_err(|e| storage("reading", &path, &e))?;
         let sealed = SealedState::from_bytes(&bytes)?;
         if sealed.box_id != id {

@@ -8,7 +8,7 @@ use crate::BoxError;
 
 /// The tables a new box of `box_type` starts with.
 pub fn initial(box_type: BoxType) -> ConfigTables {
-    let common = [C::SELF_TEST, C::ATTEST_STATE, C::UPDATE_TABLES];
+    let common = [C::SELF_TEST, C::ATTEST_STATE, C::UPDATE_TABLES, C::INSTALL_CERTIFICATE];
     let (commands, records): (&[C], &[R]) = match box_type {
         BoxType::Manufacturing => (
             &[
@@ -20,6 +20,7 @@ pub fn initial(box_type: BoxType) -> ConfigTables {
                 C::ISSUE_KIT,
                 C::SIGN_TABLES,
                 C::SIGN_TRANSCRIPT,
+                C::INSTALL_KIT,
             ],
             &[
                 R::BLANK_NONCE,

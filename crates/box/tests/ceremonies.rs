@@ -360,7 +360,7 @@ fn a_new_manufacturing_box_gets_the_domain_key_set_and_adopts_domains() {
     let bundle = usps(m);
     let mut m2 = manufacture(m, BoxType::Manufacturing, 70).secure_box;
     // Before its kit it cannot act as a manufacturing box.
-    assert_eq!(m2.manufacturing().unwrap_err(), BoxError::Locked);
+    assert_eq!(m2.manufacturing().unwrap_err(), BoxError::AwaitingKit);
     let kit =
         m.manufacturing().unwrap().issue_kit(m2.certificate().unwrap().as_bytes(), now()).unwrap();
     m2.install_kit(kit.as_bytes()).unwrap();

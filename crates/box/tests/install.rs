@@ -115,7 +115,8 @@ fn a_key_goes_from_oak_through_steel_into_the_meter_and_brass_confirms_it() {
     assert_eq!(mi9.header().key_id, Some(KeyId::new(1).unwrap()));
     assert_eq!(mi10.header().meter_id.as_ref(), Some(m.meter().id()));
     // The meter holds exactly the key the archive copy holds: their test tokens agree.
-    let installed = &m.meter().keys()[&usps_id()];
+    let meter = m.meter();
+    let installed = &meter.keys()[&usps_id()];
     assert_eq!(installed.key_id, KeyId::new(1).unwrap());
     assert_eq!(installed.master_key().test_tokens(), mi7.body().test_tokens);
 }

@@ -35,9 +35,11 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // A process that may hold keys never dumps core (SPEC §7.2 item 8).
+    // A process that may hold keys never dumps core (SPEC §7.2 item 8): refuse to go on if that
+    // cannot be ensured.
     if let Err(e) = postkey_host::harden_process() {
-        eprintln!("postkey: warning: {e}");
+        eprintln!("postkey: error: {e}; refusing to run a process that could dump keys to disk");
+        return ExitCode::from(EXIT_OPERATIONAL);
     }
     match cmd::run(cli.home, cli.command) {
         Ok(cmd::Outcome::Success) => ExitCode::SUCCESS,

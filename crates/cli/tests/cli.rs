@@ -158,7 +158,7 @@ fn init_box_and_share_commands_speak_json_and_exit_codes() {
 #[test]
 fn demo_runs_end_to_end_in_the_given_home() {
     let dir = tempfile::tempdir().unwrap();
-    let o = at(dir.path(), &["demo", "--json"]);
+    let o = at(dir.path(), &["demo", "--meters", "4", "--json"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(report["boxes"].as_array().unwrap().len(), 6);

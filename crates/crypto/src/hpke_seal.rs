@@ -154,13 +154,32 @@ impl HpkeInfo {
 }
 
 /// An HPKE ciphertext: the encapsulated key and the AEAD output (ciphertext ‖ tag).
-#[derive(Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Clone, PartialEq, Eq, Encode)]
 #[cbor(map)]
 pub struct HpkeCiphertext {
     #[cbor(n(0), with = "minicbor::bytes")]
     enc: [u8; HPKE_ENC_LEN],
     #[cbor(n(1), with = "minicbor::bytes")]
     ct: Vec<u8>,
+}
+
+/// Decoded through the same bounds as [`HpkeCiphertext::from_parts`]: a ciphertext too short to
+/// hold a tag, or longer than any plaintext postkey seals, is refused at the decoder.
+#[derive(Decode)]
+#[cbor(map)]
+struct RawCiphertext {
+    #[cbor(n(0), with = "minicbor::bytes")]
+    enc: [u8; HPKE_ENC_LEN],
+    #[cbor(n(1), with = "minicbor::bytes")]
+    ct: Vec<u8>,
+}
+
+impl<'b, C> Decode<'b, C> for HpkeCiphertext {
+    fn decode(d: &mut minicbor::Decoder<'b>, ctx: &mut C) -> Result<Self, minicbor::decode::Error> {
+        let raw = RawCiphertext::decode(d, ctx)?;
+        Self::from_parts(raw.enc, raw.ct)
+            .map_err(|_| minicbor::decode::Error::message("HPKE ciphertext length out of range"))
+    }
 }
 
 impl HpkeCiphertext {

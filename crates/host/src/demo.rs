@@ -1,6 +1,7 @@
 //! `postkey demo`: the whole system end to end on the embedded default. It grows with every part
 //! of the system; today it runs the first ceremony, creates the demo domains, manufactures one
-//! box of each type with the processes each needs, and reports them.
+//! box of each type with the processes each needs, then makes meters and installs a vendor key
+//! and a postal key into each through the KMC and the archive, and reports it all.
 
 use std::path::Path;
 
@@ -26,6 +27,21 @@ pub struct DemoReport {
     pub transcripts: usize,
     /// Error-log entries (refusals) during the run.
     pub errors: usize,
+    /// Meters made and keyed.
+    pub meters: usize,
+    /// Keys per domain and status.
+    pub keys: Vec<KeyCount>,
+}
+
+/// How many keys of a domain are in a status.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeyCount {
+    /// The domain.
+    pub domain: String,
+    /// The status.
+    pub status: String,
+    /// How many.
+    pub count: usize,
 }
 
 fn sub(s: &str) -> Result<SubdomainId, HostError> {
@@ -45,10 +61,60 @@ fn demo_domains() -> Result<Vec<(DomainId, DomainKind, Vec<SubdomainId>)>, HostE
     ])
 }
 
-/// Runs the demo in `home` (which must not be initialized yet). `progress` is told each step.
-pub fn run(home: &Home, mut progress: impl FnMut(&str)) -> Result<DemoReport, HostError> {
+/// What the demo reports as it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// A ceremony step.
+    Step(String),
+    /// Meters keyed so far, of how many.
+    Meters(usize, usize),
+}
+
+/// Runs the demo in `home` (which must not be initialized yet) with `meters` meters: half get
+/// `VE` and `USPS` keys, half `VE` and `EARTH` keys. `progress` is told each step.
+pub async fn run(
+    home: &Home,
+    meters: usize,
+    mut progress: impl FnMut(Progress),
+) -> Result<DemoReport, HostError> {
+    let report = ceremonies(home, |s| progress(Progress::Step(s)))?;
+    let keys = install_meters(home, meters, &mut progress).await?;
+    Ok(DemoReport { keys, meters, errors: home.errors()?.len(), ..report })
+}
+
+async fn install_meters(
+    home: &Home,
+    meters: usize,
+    progress: &mut impl FnMut(Progress),
+) -> Result<Vec<KeyCount>, HostError> {
+    let (ve, usps, earth) =
+        (DomainId::parse("VE")?, DomainId::parse("USPS")?, DomainId::parse("EARTH")?);
+    let mut factory =
+        crate::Factory::open(home, &home.media_dir(), &[ve.clone(), usps.clone(), earth.clone()])
+            .await?;
+    let mut counts = std::collections::BTreeMap::<(String, String), usize>::new();
+    progress(Progress::Meters(0, meters));
+    for n in 1..=meters {
+        let id = postkey_wire::MeterId::parse(&format!("PB1234-{n:06}"))?;
+        crate::new_meter(home, &id)?;
+        let postal = if n % 2 == 1 { &usps } else { &earth };
+        let report = factory.install(&id, &ve, postal).await?;
+        for k in report.keys {
+            *counts.entry((k.domain, k.status)).or_default() += 1;
+        }
+        progress(Progress::Meters(n, meters));
+    }
+    factory.close();
+    Ok(counts
+        .into_iter()
+        .map(|((domain, status), count)| KeyCount { domain, status, count })
+        .collect())
+}
+
+/// The ceremonies of the demo.
+fn ceremonies(home: &Home, mut progress: impl FnMut(String)) -> Result<DemoReport, HostError> {
     let media = home.media_dir();
-    progress("first ceremony: M00000001, trust anchors, shares");
+    progress("first ceremony: M00000001, trust anchors, shares".into());
     let init = ceremony::init(home, &media)?;
     let mut session = Session::new(home)?;
     let m = BoxId::FIRST_MANUFACTURING;
@@ -56,13 +122,13 @@ pub fn run(home: &Home, mut progress: impl FnMut(&str)) -> Result<DemoReport, Ho
 
     let domains = demo_domains()?;
     for (domain, kind, subs) in &domains {
-        progress(&format!("domain {domain}"));
+        progress(format!("domain {domain}"));
         ceremony::create_domain(&mut session, m, domain.clone(), *kind, subs.clone())?;
     }
 
     let mut made = Vec::new();
     for t in [BoxType::Manufacturing, BoxType::Oak, BoxType::Steel, BoxType::Brass, BoxType::Tin] {
-        progress(&format!("manufacture a box of type {t}"));
+        progress(format!("manufacture a box of type {t}"));
         let report =
             ceremony::manufacture(&mut session, m, t, &media, SharePolicy::default_for(t))?;
         made.push(BoxId::parse(&report.id)?);
@@ -75,11 +141,11 @@ pub fn run(home: &Home, mut progress: impl FnMut(&str)) -> Result<DemoReport, Ho
                 BoxType::Brass => subs.clone(),
                 _ => Vec::new(),
             };
-            progress(&format!("{id}: {} process of {domain}", id.box_type()));
+            progress(format!("{id}: {} process of {domain}", id.box_type()));
             ceremony::install_process(&mut session, m, id, domain, served)?;
         }
         if id.box_type() == BoxType::Brass {
-            progress(&format!("{id}: brass process of ADMIN (audit key)"));
+            progress(format!("{id}: brass process of ADMIN (audit key)"));
             ceremony::install_process(&mut session, m, id, &DomainId::admin(), Vec::new())?;
         }
     }
@@ -91,6 +157,8 @@ pub fn run(home: &Home, mut progress: impl FnMut(&str)) -> Result<DemoReport, Ho
         boxes: inventory::boxes(home)?,
         transcripts: count(&home.root().join("transcripts")),
         errors: home.errors()?.len(),
+        meters: 0,
+        keys: Vec::new(),
     })
 }
 

@@ -137,8 +137,6 @@ impl Session {
             self.boxes.get_mut(&id).ok_or_else(|| HostError::boxed(id, BoxError::Locked))?;
         let answer = command(&mut enabled.secure_box);
         let alarms = enabled.secure_box.take_alarms();
-        let committed = self.home.store().commit(&mut enabled.secure_box);
-        let version = enabled.secure_box.version();
         for alarm in alarms {
             let _ = self.home.log_error(
                 &id.to_string(),
@@ -149,10 +147,18 @@ impl Session {
         }
         match answer {
             Ok(answer) => {
+                // Durable before the answer leaves: seal, write, record the version.
+                let enabled = self
+                    .boxes
+                    .get_mut(&id)
+                    .ok_or_else(|| HostError::boxed(id, BoxError::Locked))?;
+                let committed = self.home.store().commit(&mut enabled.secure_box);
+                let version = enabled.secure_box.version();
                 committed.map_err(|e| self.refuse(id, e))?;
                 self.home.record_version(id, version)?;
                 Ok(answer)
             }
+            // A refusal persists nothing: boxes refuse before they change anything.
             Err(e) => Err(self.refuse(id, e)),
         }
     }

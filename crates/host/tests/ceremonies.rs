@@ -124,11 +124,17 @@ fn a_refused_command_is_logged_and_leaves_the_state_unchanged() {
     assert_eq!(home.recorded_version(id).unwrap(), before);
 }
 
-#[test]
-fn the_demo_makes_one_box_of_each_type_with_the_processes_each_needs() {
+#[tokio::test]
+async fn the_demo_makes_one_box_of_each_type_with_the_processes_each_needs_and_keys_meters() {
     let dir = tempfile::tempdir().unwrap();
     let home = Home::new(dir.path());
-    let report = postkey_host::demo::run(&home, |_| {}).unwrap();
+    let report = postkey_host::demo::run(&home, 4, |_| {}).await.unwrap();
+    assert_eq!(report.meters, 4);
+    let installed: usize =
+        report.keys.iter().filter(|k| k.status == "installed").map(|k| k.count).sum();
+    assert_eq!(installed, 8, "{:?}", report.keys);
+    let ve = report.keys.iter().find(|k| k.domain == "VE" && k.status == "installed").unwrap();
+    assert_eq!(ve.count, 4);
     let types: Vec<&str> = report.boxes.iter().map(|b| b.box_type.as_str()).collect();
     for t in ["manufacturing", "oak", "steel", "brass", "tin"] {
         assert!(types.contains(&t), "{types:?}");

@@ -133,8 +133,7 @@ async fn a_meter_gets_a_vendor_and_a_postal_key_and_no_plaintext_key_crosses_the
     let mut session = enable_all(&w);
     let mut meters = MeterLinks::default();
     let (meter_id, sim) = meter(1);
-    let shared = std::sync::Arc::new(std::sync::Mutex::new(sim.into_meter()));
-    meters.connect(meter_id.clone(), Box::new(SharedMeter(shared.clone())));
+    meters.connect(meter_id.clone(), Box::new(sim.clone()));
     let mut boxes = EmbeddedBoxes { session: &mut session, meters: &mut meters };
     let mut tap = Tap { inner: &mut boxes, seen: Vec::new() };
     for b in [w.oak, w.steel, w.brass] {
@@ -154,7 +153,7 @@ async fn a_meter_gets_a_vendor_and_a_postal_key_and_no_plaintext_key_crosses_the
         assert!(t.kms_request <= t.kms_install);
     }
     let seen = std::mem::take(&mut tap.seen);
-    let meter = shared.lock().unwrap();
+    let meter = sim.meter();
     assert_eq!(meter.keys().len(), 2);
     let mut scanned = 0;
     for key in meter.keys().values() {
@@ -177,26 +176,6 @@ async fn a_meter_gets_a_vendor_and_a_postal_key_and_no_plaintext_key_crosses_the
             .windows(32)
             .any(|w| w == meter.keys().values().next().unwrap().master_key().expose_secret())
     );
-}
-
-/// The simulator behind the link, shared with the test so that it can read the installed keys.
-struct SharedMeter(std::sync::Arc<std::sync::Mutex<Meter>>);
-
-impl postkey_meter::MeterLink for SharedMeter {
-    fn hello(
-        &mut self,
-        domain: &DomainId,
-        now: postkey_wire::Timestamp,
-    ) -> Result<Vec<u8>, postkey_meter::MeterError> {
-        Ok(self.0.lock().unwrap().hello(domain.clone(), now).to_bytes())
-    }
-    fn install(
-        &mut self,
-        mi5: &[u8],
-        now: postkey_wire::Timestamp,
-    ) -> Result<Vec<u8>, postkey_meter::MeterError> {
-        Ok(self.0.lock().unwrap().install(mi5, now)?.to_bytes())
-    }
 }
 
 #[tokio::test]

@@ -307,7 +307,7 @@ pub struct Kit {
     /// The box IDs it may allocate, per type.
     #[n(1)]
     pub ranges: Vec<IdRange>,
-    /// The secrets (HPKE `DELIVERY` to the recipient, domain `ADMIN`).
+    /// The secrets (HPKE `KIT` to the recipient, domain `ADMIN`).
     #[n(2)]
     pub sealed: HpkeCiphertext,
 }
@@ -358,6 +358,10 @@ command_codes! {
     UPDATE_TABLES = 0x0003, "update-tables";
     /// Oak, Steel, Brass, Tin: install a domain process from a delivery.
     INSTALL_PROCESS = 0x0004, "install-process";
+    /// Any box: install its own certificate.
+    INSTALL_CERTIFICATE = 0x0005, "install-certificate";
+    /// A new manufacturing box: install its kit.
+    INSTALL_KIT = 0x0109, "install-kit";
     /// Manufacturing: give a blank box its ID.
     ISSUE_SET_ID = 0x0101, "issue-set-id";
     /// Manufacturing: certify a new box's keys.

@@ -97,7 +97,7 @@ pub fn sign<B: Body>(message: Message<B>, signer: &impl Signer) -> Verified<B> {
 }
 
 /// A signed record decoded and checked for form, its signature not yet checked.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Unverified<B> {
     envelope: Vec<u8>,
     message_bytes: Vec<u8>,
@@ -145,7 +145,7 @@ impl<B: Body> Unverified<B> {
 }
 
 /// A signed record whose signature has been checked (or that we signed ourselves).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Verified<B> {
     envelope: Vec<u8>,
     message: Message<B>,
@@ -175,5 +175,25 @@ impl<B: Body> Verified<B> {
     /// The message, consuming the record.
     pub fn into_message(self) -> Message<B> {
         self.message
+    }
+}
+
+// `Debug` shows the decoded message, through the body's own `Debug` (which redacts any secret it
+// carries, such as a share), and never the raw bytes, which would carry such a secret in clear.
+impl<B: core::fmt::Debug> core::fmt::Debug for Unverified<B> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Unverified")
+            .field("message", &self.message)
+            .field("len", &self.envelope.len())
+            .finish()
+    }
+}
+
+impl<B: core::fmt::Debug> core::fmt::Debug for Verified<B> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Verified")
+            .field("message", &self.message)
+            .field("len", &self.envelope.len())
+            .finish()
     }
 }

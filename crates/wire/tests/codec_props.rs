@@ -7,172 +7,30 @@
 
 mod common;
 
-use core::fmt::Debug;
 use std::collections::BTreeSet;
 
+use common::strategies::{
+    assert_round_trip, box_id, codec_properties, context, country, date, domain_id, header, isn,
+    key_id, meter_id, msn, mutate, mutation, product_code, record_type, registration_token, sender,
+    share_purpose, share_set_id, state_version, subdomain_id, test_tokens, timestamp, token, uint,
+    zip,
+};
 use common::{
     OTHER_RECORD, OtherBody, TEST_RECORD, TestBody, TestBodyV2, TestSigner, check_codec,
     check_envelope, check_message, check_peek_record_type, error_name, full_body, full_context,
 };
-use minicbor::{Decode, Encode};
 use postkey_crypto::Signer as _;
 use postkey_wire::{
-    BoxId, BoxType, Context, Country, Date, DomainId, Header, Isn, KeyId, Message, MeterId, Msn,
-    ProductCode, RecordType, RegistrationToken, Role, Sender, SharePurpose, ShareSetId,
-    StateVersion, SubdomainId, TestTokens, Timestamp, Token, Unverified, WireError, Zip, codec,
-    peek_header, sign,
+    BoxId, Country, Date, DomainId, Header, Isn, KeyId, Message, MeterId, Msn, ProductCode,
+    RecordType, RegistrationToken, Sender, SharePurpose, ShareSetId, StateVersion, SubdomainId,
+    TestTokens, Timestamp, Token, Unverified, WireError, Zip, codec, peek_header, sign,
 };
 use proptest::collection::vec;
 use proptest::option;
 use proptest::prelude::*;
-use proptest::sample::{Index, select};
+use proptest::sample::Index;
 
-// ---- Strategies: every value they produce is valid, so it must round-trip. ----
-
-/// Unsigned integers spread over every CBOR argument length (inline, 1, 2, 4 and 8 bytes).
-fn uint() -> impl Strategy<Value = u64> {
-    prop_oneof![
-        0..24u64,
-        24..0x100u64,
-        0x100..0x1_0000u64,
-        0x1_0000..0x1_0000_0000u64,
-        any::<u64>()
-    ]
-}
-
-fn box_id() -> impl Strategy<Value = BoxId> {
-    (select(BoxType::ALL.to_vec()), 1..=BoxId::MAX_NUMBER)
-        .prop_map(|(t, n)| BoxId::new(t, n).unwrap())
-}
-
-fn domain_id() -> impl Strategy<Value = DomainId> {
-    "[A-Z0-9]{2,8}".prop_map(|s| DomainId::parse(&s).unwrap())
-}
-
-fn country() -> impl Strategy<Value = Country> {
-    "[A-Z]{2}".prop_map(|s| Country::parse(&s).unwrap())
-}
-
-fn subdomain_id() -> impl Strategy<Value = SubdomainId> {
-    (domain_id(), country()).prop_map(|(d, c)| SubdomainId::new(d, c))
-}
-
-fn product_code() -> impl Strategy<Value = ProductCode> {
-    "[A-Z]{2}[0-9]{1,6}".prop_map(|s| ProductCode::parse(&s).unwrap())
-}
-
-fn msn() -> impl Strategy<Value = Msn> {
-    "[0-9]{6,10}".prop_map(|s| Msn::parse(&s).unwrap())
-}
-
-fn meter_id() -> impl Strategy<Value = MeterId> {
-    (product_code(), msn()).prop_map(|(p, m)| MeterId::new(p, m))
-}
-
-fn isn() -> impl Strategy<Value = Isn> {
-    "[A-Z0-9]{1,16}".prop_map(|s| Isn::parse(&s).unwrap())
-}
-
-fn zip() -> impl Strategy<Value = Zip> {
-    "[A-Z0-9]{1,10}".prop_map(|s| Zip::parse(&s).unwrap())
-}
-
-fn key_id() -> impl Strategy<Value = KeyId> {
-    uint().prop_map(|n| KeyId::new(n.max(1)).unwrap())
-}
-
-fn state_version() -> impl Strategy<Value = StateVersion> {
-    uint().prop_map(StateVersion)
-}
-
-fn date() -> impl Strategy<Value = Date> {
-    (2000u16..=9999, 1u8..=12, 1u8..=31)
-        .prop_filter_map("no such day in that month", |(y, m, d)| Date::new(y, m, d).ok())
-}
-
-fn timestamp() -> impl Strategy<Value = Timestamp> {
-    uint().prop_map(Timestamp::from_unix_micros)
-}
-
-fn record_type() -> impl Strategy<Value = RecordType> {
-    uint().prop_map(|n| RecordType(n as u16))
-}
-
-fn token() -> impl Strategy<Value = Token> {
-    any::<[u8; 8]>().prop_map(Token::from_bytes)
-}
-
-fn test_tokens() -> impl Strategy<Value = TestTokens> {
-    any::<[u8; 16]>().prop_map(TestTokens::from_bytes)
-}
-
-fn registration_token() -> impl Strategy<Value = RegistrationToken> {
-    any::<[u8; 8]>().prop_map(RegistrationToken::from_bytes)
-}
-
-fn share_set_id() -> impl Strategy<Value = ShareSetId> {
-    any::<[u8; 16]>().prop_map(ShareSetId)
-}
-
-fn share_purpose() -> impl Strategy<Value = SharePurpose> {
-    select(vec![SharePurpose::OperationCombination, SharePurpose::DomainKeySet])
-}
-
-fn sender() -> impl Strategy<Value = Sender> {
-    let role = select(vec![Role::Kmc, Role::Kdc, Role::Psr, Role::DataCapture, Role::Auditor]);
-    prop_oneof![
-        box_id().prop_map(Sender::Box),
-        Just(Sender::BlankBox),
-        meter_id().prop_map(Sender::Meter),
-        role.prop_map(Sender::Role),
-    ]
-}
-
-fn header() -> impl Strategy<Value = Header> {
-    (
-        record_type(),
-        uint().prop_map(|n| n as u16),
-        domain_id(),
-        sender(),
-        option::of(meter_id()),
-        option::of(key_id()),
-        option::of(state_version()),
-        timestamp(),
-    )
-        .prop_map(
-            |(record_type, version, domain, sender, meter_id, key_id, state_version, timestamp)| {
-                Header {
-                    record_type,
-                    version,
-                    domain,
-                    sender,
-                    meter_id,
-                    key_id,
-                    state_version,
-                    timestamp,
-                }
-            },
-        )
-}
-
-fn context() -> impl Strategy<Value = Context> {
-    (
-        domain_id(),
-        sender(),
-        option::of(meter_id()),
-        option::of(key_id()),
-        option::of(state_version()),
-        timestamp(),
-    )
-        .prop_map(|(domain, sender, meter_id, key_id, state_version, timestamp)| Context {
-            domain,
-            sender,
-            meter_id,
-            key_id,
-            state_version,
-            timestamp,
-        })
-}
+// ---- Strategies of the test body; the others are in `common::strategies`. ----
 
 fn test_body() -> impl Strategy<Value = TestBody> {
     (uint(), option::of(".{0,16}"), vec(any::<u8>(), 0..64), option::of(meter_id())).prop_map(
@@ -182,58 +40,6 @@ fn test_body() -> impl Strategy<Value = TestBody> {
 
 fn message() -> impl Strategy<Value = Message<TestBody>> {
     (context(), test_body()).prop_map(|(c, b)| Message::new(c, b))
-}
-
-// ---- Mutations of a valid encoding. ----
-
-#[derive(Debug, Clone)]
-enum Mutation {
-    /// XOR one byte with a non-zero mask.
-    Flip(Index, u8),
-    /// Keep a strict prefix.
-    Truncate(Index),
-    /// Add a byte at the end.
-    Append(u8),
-    /// Insert a byte anywhere.
-    Insert(Index, u8),
-    /// Remove one byte.
-    Remove(Index),
-}
-
-fn mutation() -> impl Strategy<Value = Mutation> {
-    prop_oneof![
-        (any::<Index>(), 1..=u8::MAX).prop_map(|(i, m)| Mutation::Flip(i, m)),
-        any::<Index>().prop_map(Mutation::Truncate),
-        any::<u8>().prop_map(Mutation::Append),
-        (any::<Index>(), any::<u8>()).prop_map(|(i, b)| Mutation::Insert(i, b)),
-        any::<Index>().prop_map(Mutation::Remove),
-    ]
-}
-
-/// `bytes` with `m` applied; always differs from `bytes` (which is never empty).
-fn mutate(bytes: &[u8], m: &Mutation) -> Vec<u8> {
-    let mut out = bytes.to_vec();
-    match m {
-        Mutation::Flip(i, mask) => out[i.index(bytes.len())] ^= mask,
-        Mutation::Truncate(i) => out.truncate(i.index(bytes.len())),
-        Mutation::Append(b) => out.push(*b),
-        Mutation::Insert(i, b) => out.insert(i.index(bytes.len() + 1), *b),
-        Mutation::Remove(i) => {
-            out.remove(i.index(bytes.len()));
-        }
-    }
-    out
-}
-
-/// Encode → decode gives back the value, and its encoding is the bytes decoded.
-fn assert_round_trip<T>(value: &T) -> Vec<u8>
-where
-    T: Encode<()> + for<'b> Decode<'b, ()> + PartialEq + Debug,
-{
-    let bytes = codec::to_bytes(value);
-    let back: T = check_codec(&bytes).unwrap_or_else(|e| panic!("{value:?} does not decode: {e}"));
-    assert_eq!(&back, value);
-    bytes
 }
 
 /// Runs `bytes` through every decoder; each either refuses or accepts exactly canonical bytes.
@@ -265,27 +71,6 @@ fn decode_with_everything(bytes: &[u8]) {
     let _ = peek_header(bytes);
     let _ = check_peek_record_type(bytes);
     let _ = check_envelope::<TestBody>(bytes, &key);
-}
-
-/// For each type: a round-trip property and a mutation property.
-macro_rules! codec_properties {
-    ($($module:ident: $ty:ty = $strategy:expr;)*) => {$(
-        mod $module {
-            use super::*;
-
-            proptest! {
-                #[test]
-                fn round_trips(value in $strategy) {
-                    assert_round_trip::<$ty>(&value);
-                }
-
-                #[test]
-                fn mutations_are_refused_or_canonical(value in $strategy, m in mutation()) {
-                    let _ = check_codec::<$ty>(&mutate(&codec::to_bytes(&value), &m));
-                }
-            }
-        }
-    )*};
 }
 
 codec_properties! {

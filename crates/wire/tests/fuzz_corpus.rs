@@ -5,7 +5,8 @@
 //! goes through the same check as the target (decode; if accepted, the canonical re-encoding is
 //! exactly the input). Files named `valid-*` must also be accepted and files named `invalid-*`
 //! refused, so a seed that silently stops meaning what its name says fails here. The seeds are
-//! the cases of `tests/vectors/`; `write_seed_corpus` (ignored) writes them out again.
+//! the cases of `tests/vectors/` (for a record body, its message and its signed envelope);
+//! `write_seed_corpus` (ignored) writes them out again.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -20,13 +21,25 @@ use common::{
 };
 use postkey_crypto::Signer as _;
 use postkey_wire::{
-    BoxId, Country, Date, DomainId, Header, Isn, KeyId, MeterId, Msn, ProductCode, RecordType,
-    RegistrationToken, Sender, SharePurpose, ShareSetId, StateVersion, SubdomainId, TestTokens,
-    Timestamp, Token, Zip,
+    Aborted, BadKey, BlankOffer, Body, BoxId, BoxKeys, Certificate, Country, Date, Delivery,
+    DomainBundle, DomainId, GenerateKey, Header, InstallConfirmed, Installed, InstalledKeyRecord,
+    Isn, KeyForMeter, KeyForSteel, KeyId, KeyRequest, Kit, MeterHello, MeterId, MeterTestTokens,
+    Msn, NewKeyRecord, ProcessRecord, ProductCode, RecordType, RegistrationToken, Sender, SetId,
+    SharePurpose, ShareSetId, StateAttestation, StateVersion, SubdomainId, TableUpdate, TestTokens,
+    Timestamp, Token, Transcript, Zip,
 };
 
 /// A fuzz target's check: runs the target's assertions and says whether the input was accepted.
 type Check = fn(&[u8]) -> bool;
+
+/// The check of a record body's target: the input is accepted as a message of `B`, or as a
+/// signed envelope of `B` that verifies under the key that signed the seeds. Both decoders run on
+/// every input, as in the fuzz target.
+fn check_record<B: Body + PartialEq + core::fmt::Debug>(bytes: &[u8]) -> bool {
+    let key = TestSigner::from_seed(VECTOR_KEY_SEED).verifying_key();
+    let as_message = check_message::<B>(bytes).is_ok();
+    check_envelope::<B>(bytes, &key).is_ok() || as_message
+}
 
 /// Every fuzz target, the vector file and type its seeds come from, and its check.
 const TARGETS: &[(&str, &str, Option<&str>, Check)] = &[
@@ -74,6 +87,49 @@ const TARGETS: &[(&str, &str, Option<&str>, Check)] = &[
         let key = TestSigner::from_seed(VECTOR_KEY_SEED).verifying_key();
         check_envelope::<TestBody>(b, &key).is_ok() && peeked
     }),
+    ("decode_blank_offer", "records.json", Some("BlankOffer"), check_record::<BlankOffer>),
+    ("decode_set_id", "records.json", Some("SetId"), check_record::<SetId>),
+    ("decode_box_keys", "records.json", Some("BoxKeys"), check_record::<BoxKeys>),
+    ("decode_certificate", "records.json", Some("Certificate"), check_record::<Certificate>),
+    ("decode_domain_bundle", "records.json", Some("DomainBundle"), check_record::<DomainBundle>),
+    ("decode_process_record", "records.json", Some("ProcessRecord"), check_record::<ProcessRecord>),
+    ("decode_delivery", "records.json", Some("Delivery"), check_record::<Delivery>),
+    ("decode_kit", "records.json", Some("Kit"), check_record::<Kit>),
+    ("decode_table_update", "records.json", Some("TableUpdate"), check_record::<TableUpdate>),
+    (
+        "decode_state_attestation",
+        "records.json",
+        Some("StateAttestation"),
+        check_record::<StateAttestation>,
+    ),
+    ("decode_transcript", "records.json", Some("Transcript"), check_record::<Transcript>),
+    ("decode_key_request", "records.json", Some("KeyRequest"), check_record::<KeyRequest>),
+    ("decode_generate_key", "records.json", Some("GenerateKey"), check_record::<GenerateKey>),
+    ("decode_new_key_record", "records.json", Some("NewKeyRecord"), check_record::<NewKeyRecord>),
+    ("decode_key_for_steel", "records.json", Some("KeyForSteel"), check_record::<KeyForSteel>),
+    ("decode_meter_hello", "records.json", Some("MeterHello"), check_record::<MeterHello>),
+    ("decode_key_for_meter", "records.json", Some("KeyForMeter"), check_record::<KeyForMeter>),
+    (
+        "decode_meter_test_tokens",
+        "records.json",
+        Some("MeterTestTokens"),
+        check_record::<MeterTestTokens>,
+    ),
+    ("decode_installed", "records.json", Some("Installed"), check_record::<Installed>),
+    (
+        "decode_installed_key_record",
+        "records.json",
+        Some("InstalledKeyRecord"),
+        check_record::<InstalledKeyRecord>,
+    ),
+    (
+        "decode_install_confirmed",
+        "records.json",
+        Some("InstallConfirmed"),
+        check_record::<InstallConfirmed>,
+    ),
+    ("decode_aborted", "records.json", Some("Aborted"), check_record::<Aborted>),
+    ("decode_bad_key", "records.json", Some("BadKey"), check_record::<BadKey>),
 ];
 
 /// At most this many refused seeds per target: enough to start the fuzzer near each error path.
@@ -180,6 +236,11 @@ fn write_seed_corpus() {
             };
             let bytes = unhex(case["hex"].as_str().unwrap());
             std::fs::write(dir.join(format!("{prefix}-{name}")), bytes).unwrap();
+            // A record body's good case also has its signed envelope.
+            if let Some(signed) = case.get("signed") {
+                let bytes = unhex(signed.as_str().unwrap());
+                std::fs::write(dir.join(format!("{prefix}-{name}-signed")), bytes).unwrap();
+            }
         }
     }
 }

@@ -16,12 +16,16 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use common::{TestBody, TestSigner, check_codec, error_name, hex, unhex};
-use postkey_crypto::{Signer as _, VerifyingKey};
+use postkey_crypto::{Fingerprint, HpkeCiphertext, HpkePublicKey, Signer as _, VerifyingKey};
 use postkey_wire::{
-    BoxId, Context, Country, Date, DomainId, Header, Isn, KeyId, Message, MeterId, Msn,
-    ProductCode, RecordType, RegistrationToken, Role, Sender, SharePurpose, ShareSetId,
-    StateVersion, SubdomainId, TestTokens, Timestamp, Token, Unverified, WireError, Zip, codec,
-    sign,
+    Aborted, BadKey, BlankOffer, Body, BoxId, BoxKeys, Certificate, CommandCode, ConfigTables,
+    Context, Country, Date, Delivery, DomainBundle, DomainId, DomainKind, DomainPublicKeys,
+    GenerateKey, Header, IdRange, InstallConfirmed, Installed, InstalledKeyRecord, Isn,
+    KeyForMeter, KeyForSteel, KeyId, KeyRequest, Kit, Message, MeterHello, MeterId,
+    MeterTestTokens, Msn, NewKeyRecord, Nonce, ProcessRecord, ProductCode, RecordType,
+    RegistrationToken, Role, Sender, SetId, SharePurpose, ShareRef, ShareSetId, StateAttestation,
+    StateVersion, SubdomainId, TableUpdate, TestTokens, Timestamp, Token, Transcript, TrustAnchors,
+    Unverified, WireError, Zip, codec, peek_header, sign,
 };
 use serde_json::Value;
 
@@ -170,10 +174,11 @@ fn every_vector_file_has_a_test() {
         .unwrap()
         .map(|entry| entry.unwrap().file_name().into_string().unwrap())
         .collect();
-    let tested: BTreeSet<String> = ["envelope.json", "header.json", "ids.json", "message.json"]
-        .into_iter()
-        .map(String::from)
-        .collect();
+    let tested: BTreeSet<String> =
+        ["envelope.json", "header.json", "ids.json", "message.json", "records.json"]
+            .into_iter()
+            .map(String::from)
+            .collect();
     assert_eq!(files, tested, "add a test for each new vector file");
 }
 
@@ -266,6 +271,396 @@ fn envelope_vectors() {
         );
         // Ed25519 signatures are deterministic, so signing the value again gives the same bytes.
         judge(case, bytes, decoded, message_of, |m| sign(m.clone(), &signer).as_bytes().to_vec())
+    });
+}
+
+// ---- records.json: the record bodies of the box lifecycle and of installation. ----
+
+fn array(v: &Value) -> &[Value] {
+    v.as_array().unwrap_or_else(|| panic!("{v} is not an array"))
+}
+
+fn hex_array<const N: usize>(v: &Value) -> [u8; N] {
+    unhex(text(v)).try_into().unwrap_or_else(|_| panic!("{v} is not {N} bytes of hex"))
+}
+
+fn box_of(v: &Value) -> BoxId {
+    BoxId::parse(text(v)).unwrap()
+}
+
+fn domain_of(v: &Value) -> DomainId {
+    DomainId::parse(text(v)).unwrap()
+}
+
+fn subdomains_of(v: &Value) -> Vec<SubdomainId> {
+    array(v).iter().map(|s| SubdomainId::parse(text(s)).unwrap()).collect()
+}
+
+fn hpke_key_of(v: &Value) -> HpkePublicKey {
+    HpkePublicKey::from_bytes(hex_array(v))
+}
+
+/// `{"enc": hex, "ct": hex}`.
+fn sealed_of(v: &Value) -> HpkeCiphertext {
+    HpkeCiphertext::from_parts(hex_array(&v["enc"]), unhex(text(&v["ct"]))).unwrap()
+}
+
+fn test_tokens_of(v: &Value) -> TestTokens {
+    TestTokens::parse_hex(text(v)).unwrap()
+}
+
+fn domain_kind_of(v: &Value) -> DomainKind {
+    let kinds = [DomainKind::Admin, DomainKind::Vendor, DomainKind::Postal, DomainKind::Earth];
+    kinds.into_iter().find(|k| k.name() == text(v)).unwrap_or_else(|| panic!("no kind {v}"))
+}
+
+fn public_keys_of(v: &Value) -> DomainPublicKeys {
+    DomainPublicKeys {
+        oak_auth: key_of(&v["oak_auth"]),
+        steel_auth: key_of(&v["steel_auth"]),
+        brass_conf: hpke_key_of(&v["brass_conf"]),
+        brass_auth: key_of(&v["brass_auth"]),
+        audit: optional(&v["audit"], key_of),
+    }
+}
+
+fn process_of(v: &Value) -> ProcessRecord {
+    ProcessRecord {
+        box_id: box_of(&v["box_id"]),
+        domain: domain_of(&v["domain"]),
+        subdomains: subdomains_of(&v["subdomains"]),
+    }
+}
+
+fn tables_of(v: &Value) -> ConfigTables {
+    let code = |c: &Value| u16::try_from(number(c)).unwrap();
+    ConfigTables {
+        commands: array(&v["commands"]).iter().map(|c| CommandCode(code(c))).collect(),
+        domains: array(&v["domains"]).iter().map(domain_of).collect(),
+        record_types: array(&v["record_types"]).iter().map(|c| RecordType(code(c))).collect(),
+    }
+}
+
+fn trust_anchors_of(v: &Value) -> TrustAnchors {
+    TrustAnchors {
+        manufacturing: key_of(&v["manufacturing"]),
+        oak: key_of(&v["oak"]),
+        steel: key_of(&v["steel"]),
+        brass: key_of(&v["brass"]),
+        tin: key_of(&v["tin"]),
+    }
+}
+
+fn blank_offer_of(v: &Value) -> BlankOffer {
+    BlankOffer {
+        nonce: Nonce(hex_array(&v["nonce"])),
+        anchors: Fingerprint(hex_array(&v["anchors"])),
+    }
+}
+
+fn set_id_of(v: &Value) -> SetId {
+    SetId {
+        nonce: Nonce(hex_array(&v["nonce"])),
+        new_id: box_of(&v["new_id"]),
+        issuer: box_of(&v["issuer"]),
+    }
+}
+
+fn box_keys_of(v: &Value) -> BoxKeys {
+    BoxKeys {
+        nonce: Nonce(hex_array(&v["nonce"])),
+        box_id: box_of(&v["box_id"]),
+        identity: key_of(&v["identity"]),
+        confidentiality: hpke_key_of(&v["confidentiality"]),
+    }
+}
+
+fn certificate_of(v: &Value) -> Certificate {
+    Certificate {
+        box_id: box_of(&v["box_id"]),
+        identity: key_of(&v["identity"]),
+        confidentiality: hpke_key_of(&v["confidentiality"]),
+        issuer: box_of(&v["issuer"]),
+        issued: Timestamp::from_unix_micros(number(&v["issued"])),
+    }
+}
+
+fn domain_bundle_of(v: &Value) -> DomainBundle {
+    DomainBundle {
+        domain: domain_of(&v["domain"]),
+        kind: domain_kind_of(&v["kind"]),
+        subdomains: subdomains_of(&v["subdomains"]),
+        public: public_keys_of(&v["public"]),
+        sealed: sealed_of(&v["sealed"]),
+    }
+}
+
+fn delivery_of(v: &Value) -> Delivery {
+    Delivery {
+        recipient: box_of(&v["recipient"]),
+        process: process_of(&v["process"]),
+        public: public_keys_of(&v["public"]),
+        sealed: sealed_of(&v["sealed"]),
+    }
+}
+
+fn kit_of(v: &Value) -> Kit {
+    let range = |r: &Value| IdRange {
+        box_type: number(&r["box_type"]).try_into().unwrap(),
+        first: number(&r["first"]).try_into().unwrap(),
+        last: number(&r["last"]).try_into().unwrap(),
+    };
+    Kit {
+        recipient: box_of(&v["recipient"]),
+        ranges: array(&v["ranges"]).iter().map(range).collect(),
+        sealed: sealed_of(&v["sealed"]),
+    }
+}
+
+fn table_update_of(v: &Value) -> TableUpdate {
+    TableUpdate {
+        recipient: box_of(&v["recipient"]),
+        sequence: number(&v["sequence"]),
+        tables: tables_of(&v["tables"]),
+    }
+}
+
+fn state_attestation_of(v: &Value) -> StateAttestation {
+    StateAttestation {
+        nonce: Nonce(hex_array(&v["nonce"])),
+        box_id: box_of(&v["box_id"]),
+        version: StateVersion(number(&v["version"])),
+    }
+}
+
+fn transcript_of(v: &Value) -> Transcript {
+    let share_set = |s: &Value| ShareSetId::parse_hex(text(s)).unwrap();
+    let share_ref = |r: &Value| ShareRef {
+        set: share_set(&r["set"]),
+        index: number(&r["index"]).try_into().unwrap(),
+    };
+    Transcript {
+        ceremony: text(&v["ceremony"]).to_owned(),
+        conducted_by: box_of(&v["conducted_by"]),
+        subject: optional(&v["subject"], box_of),
+        domain: optional(&v["domain"], domain_of),
+        shares_presented: array(&v["shares_presented"]).iter().map(share_ref).collect(),
+        anchors: Fingerprint(hex_array(&v["anchors"])),
+        shares_written: array(&v["shares_written"]).iter().map(share_set).collect(),
+        outcome: text(&v["outcome"]).to_owned(),
+    }
+}
+
+fn key_request_of(v: &Value) -> KeyRequest {
+    KeyRequest { steel: box_of(&v["steel"]) }
+}
+
+fn generate_key_of(v: &Value) -> GenerateKey {
+    GenerateKey {
+        steel_certificate: unhex(text(&v["steel_certificate"])),
+        steel_process: unhex(text(&v["steel_process"])),
+    }
+}
+
+fn new_key_record_of(v: &Value) -> NewKeyRecord {
+    NewKeyRecord {
+        oak: box_of(&v["oak"]),
+        steel: box_of(&v["steel"]),
+        sealed: sealed_of(&v["sealed"]),
+    }
+}
+
+fn key_for_steel_of(v: &Value) -> KeyForSteel {
+    KeyForSteel {
+        oak: box_of(&v["oak"]),
+        steel: box_of(&v["steel"]),
+        sealed: sealed_of(&v["sealed"]),
+    }
+}
+
+fn meter_hello_of(v: &Value) -> MeterHello {
+    MeterHello { transport: hpke_key_of(&v["transport"]) }
+}
+
+fn key_for_meter_of(v: &Value) -> KeyForMeter {
+    KeyForMeter { sealed: sealed_of(&v["sealed"]) }
+}
+
+fn meter_test_tokens_of(v: &Value) -> MeterTestTokens {
+    MeterTestTokens { test_tokens: test_tokens_of(&v["test_tokens"]) }
+}
+
+fn installed_of(v: &Value) -> Installed {
+    Installed {
+        oak: box_of(&v["oak"]),
+        steel: box_of(&v["steel"]),
+        test_tokens: test_tokens_of(&v["test_tokens"]),
+    }
+}
+
+fn installed_key_record_of(v: &Value) -> InstalledKeyRecord {
+    InstalledKeyRecord {
+        oak: box_of(&v["oak"]),
+        steel: box_of(&v["steel"]),
+        sealed: sealed_of(&v["sealed"]),
+    }
+}
+
+fn install_confirmed_of(v: &Value) -> InstallConfirmed {
+    InstallConfirmed { brass: box_of(&v["brass"]) }
+}
+
+fn aborted_of(v: &Value) -> Aborted {
+    Aborted { steel: box_of(&v["steel"]), reason: text(&v["reason"]).to_owned() }
+}
+
+fn bad_key_of(v: &Value) -> BadKey {
+    BadKey {
+        brass: box_of(&v["brass"]),
+        code: number(&v["code"]).try_into().unwrap(),
+        reason: text(&v["reason"]).to_owned(),
+    }
+}
+
+/// What a case of a record body is judged against: the file's header fields and signing key.
+struct RecordFile {
+    context: Context,
+    signer: TestSigner,
+    public_key: VerifyingKey,
+}
+
+impl RecordFile {
+    fn load() -> Self {
+        let vectors = load("records.json");
+        let signer = TestSigner::from_secret(&unhex(text(&vectors["secret_key"])));
+        let public_key = key_of(&vectors["public_key"]);
+        assert_eq!(signer.verifying_key(), public_key, "secret_key and public_key do not match");
+        Self { context: context_of(&vectors["context"]), signer, public_key }
+    }
+
+    /// Judges a case by the type it names.
+    fn judge_case(&self, case: &Value, bytes: &[u8]) -> Result<(), String> {
+        match text(&case["type"]) {
+            "TrustAnchors" => {
+                let decoded = check_codec::<TrustAnchors>(bytes);
+                judge(case, bytes, decoded, trust_anchors_of, codec::to_bytes)
+            }
+            "BlankOffer" => self.judge_record(case, bytes, blank_offer_of),
+            "SetId" => self.judge_record(case, bytes, set_id_of),
+            "BoxKeys" => self.judge_record(case, bytes, box_keys_of),
+            "Certificate" => self.judge_record(case, bytes, certificate_of),
+            "DomainBundle" => self.judge_record(case, bytes, domain_bundle_of),
+            "ProcessRecord" => self.judge_record(case, bytes, process_of),
+            "Delivery" => self.judge_record(case, bytes, delivery_of),
+            "Kit" => self.judge_record(case, bytes, kit_of),
+            "TableUpdate" => self.judge_record(case, bytes, table_update_of),
+            "StateAttestation" => self.judge_record(case, bytes, state_attestation_of),
+            "Transcript" => self.judge_record(case, bytes, transcript_of),
+            "KeyRequest" => self.judge_record(case, bytes, key_request_of),
+            "GenerateKey" => self.judge_record(case, bytes, generate_key_of),
+            "NewKeyRecord" => self.judge_record(case, bytes, new_key_record_of),
+            "KeyForSteel" => self.judge_record(case, bytes, key_for_steel_of),
+            "MeterHello" => self.judge_record(case, bytes, meter_hello_of),
+            "KeyForMeter" => self.judge_record(case, bytes, key_for_meter_of),
+            "MeterTestTokens" => self.judge_record(case, bytes, meter_test_tokens_of),
+            "Installed" => self.judge_record(case, bytes, installed_of),
+            "InstalledKeyRecord" => self.judge_record(case, bytes, installed_key_record_of),
+            "InstallConfirmed" => self.judge_record(case, bytes, install_confirmed_of),
+            "Aborted" => self.judge_record(case, bytes, aborted_of),
+            "BadKey" => self.judge_record(case, bytes, bad_key_of),
+            other => Err(format!("no decoder for type {other:?}")),
+        }
+    }
+
+    /// Judges a case of body `B` as a message; a good case's `signed` envelope must also verify
+    /// to the same message and be exactly what signing that message gives.
+    fn judge_record<B: Body + Clone + PartialEq + Debug>(
+        &self,
+        case: &Value,
+        bytes: &[u8],
+        body_of: fn(&Value) -> B,
+    ) -> Result<(), String> {
+        let message_of = |v: &Value| Message::new(self.context.clone(), body_of(v));
+        judge(case, bytes, Message::<B>::from_bytes(bytes), message_of, Message::to_bytes)?;
+        let Some(signed) = case.get("signed") else { return Ok(()) };
+        let signed = unhex(text(signed));
+        let decoded = Unverified::<B>::from_bytes(&signed)
+            .and_then(|u| u.verify(&self.public_key))
+            .map(|verified| {
+                assert_eq!(
+                    verified.as_bytes(),
+                    signed,
+                    "a verified record keeps the bytes received"
+                );
+                verified.into_message()
+            });
+        let sign_again = |m: &Message<B>| sign(m.clone(), &self.signer).as_bytes().to_vec();
+        judge(case, &signed, decoded, message_of, sign_again)
+            .map_err(|why| format!("signed: {why}"))
+    }
+}
+
+/// The record type of every body of records.json, with what its message decoder says of `bytes`.
+fn every_record_decoder(bytes: &[u8]) -> Vec<(RecordType, Result<(), WireError>)> {
+    macro_rules! decoders {
+        ($($ty:ty),*) => {
+            vec![$((<$ty as Body>::RECORD_TYPE, Message::<$ty>::from_bytes(bytes).map(drop))),*]
+        };
+    }
+    decoders!(
+        BlankOffer,
+        SetId,
+        BoxKeys,
+        Certificate,
+        DomainBundle,
+        ProcessRecord,
+        Delivery,
+        Kit,
+        TableUpdate,
+        StateAttestation,
+        Transcript,
+        KeyRequest,
+        GenerateKey,
+        NewKeyRecord,
+        KeyForSteel,
+        MeterHello,
+        KeyForMeter,
+        MeterTestTokens,
+        Installed,
+        InstalledKeyRecord,
+        InstallConfirmed,
+        Aborted,
+        BadKey
+    )
+}
+
+#[test]
+fn record_vectors() {
+    let file = RecordFile::load();
+    run("records.json", |case, bytes| file.judge_case(case, bytes));
+}
+
+#[test]
+fn a_record_is_refused_as_every_other_record_type() {
+    let decoders = every_record_decoder(&[]);
+    let distinct: BTreeSet<RecordType> = decoders.iter().map(|(t, _)| *t).collect();
+    assert_eq!(distinct.len(), decoders.len(), "two bodies share a record type");
+    run("records.json", |case, bytes| {
+        if case.get("value").is_none() || case["type"] == "TrustAnchors" {
+            return Ok(());
+        }
+        let found = peek_header(bytes).map_err(|e| format!("{e:?}"))?.record_type;
+        for (expected, verdict) in every_record_decoder(bytes) {
+            let want = if expected == found {
+                Ok(())
+            } else {
+                Err(WireError::WrongRecordType { found, expected })
+            };
+            if verdict != want {
+                return Err(format!("as {expected}: {verdict:?}, want {want:?}"));
+            }
+        }
+        Ok(())
     });
 }
 

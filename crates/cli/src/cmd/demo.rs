@@ -8,6 +8,9 @@ use super::{Outcome, print_json, print_lines, warn_media};
 /// Arguments of `postkey demo`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
+    /// How many meters to make and key (half VE+USPS, half VE+EARTH).
+    #[arg(long, default_value_t = 100)]
+    meters: usize,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -37,7 +40,20 @@ pub(crate) fn run(home: Option<PathBuf>, args: Args) -> anyhow::Result<Outcome> 
     let home = Home::new(&root);
     eprintln!("postkey demo: home {}", root.display());
     warn_media(&home.media_dir());
-    let report = postkey_host::demo::run(&home, |step| eprintln!("  {step}"))?;
+    let bar = indicatif::ProgressBar::new(args.meters as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("  meters keyed {bar:40} {pos}/{len} {elapsed}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    let report = super::block_on(postkey_host::demo::run(&home, args.meters, |p| match p {
+        postkey_host::demo::Progress::Step(step) => eprintln!("  {step}"),
+        postkey_host::demo::Progress::Meters(0, _) => {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr())
+        }
+        postkey_host::demo::Progress::Meters(n, _) => bar.set_position(n as u64),
+    }))??;
+    bar.finish();
     if args.json {
         print_json(&report)?;
         return Ok(Outcome::Success);
@@ -78,7 +94,10 @@ pub(crate) fn run(home: Option<PathBuf>, args: Args) -> anyhow::Result<Outcome> 
         "{} signed ceremony transcripts; {} error-log entries",
         report.transcripts, report.errors
     ));
-    lines.push(format!("look around: postkey --home {} box list", report.home));
+    lines.push(format!(
+        "look around: postkey --home {} keys list (or box list, domain list, errors)",
+        report.home
+    ));
     print_lines(&lines)?;
     Ok(Outcome::Success)
 }

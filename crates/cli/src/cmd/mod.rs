@@ -4,7 +4,10 @@ mod boxes;
 mod demo;
 mod domain;
 mod errors;
+mod factory;
 mod init;
+mod keys;
+mod meter;
 mod self_test;
 mod share;
 mod test_vectors;
@@ -38,6 +41,15 @@ pub(crate) enum Command {
     /// Share files: check one alone.
     #[command(subcommand)]
     Share(share::Command),
+    /// Simulated meters: make one.
+    #[command(subcommand)]
+    Meter(meter::Command),
+    /// The factory: install a vendor key and a postal key into a meter.
+    #[command(subcommand)]
+    Factory(factory::Command),
+    /// Master key records: list, show.
+    #[command(subcommand)]
+    Keys(keys::Command),
     /// Show the error log.
     Errors(errors::Args),
     /// Run the whole system end to end on the embedded default.
@@ -57,10 +69,22 @@ pub(crate) fn run(home: Option<PathBuf>, command: Command) -> anyhow::Result<Out
         Command::Box(c) => boxes::run(&home_or_default(), c),
         Command::Share(c) => share::run(&home_or_default(), c),
         Command::Errors(args) => errors::run(&home_or_default(), args),
+        Command::Meter(c) => meter::run(&home_or_default(), c),
+        Command::Factory(c) => factory::run(&home_or_default(), c),
+        Command::Keys(c) => keys::run(&home_or_default(), c),
         Command::Demo(args) => demo::run(home, args),
         Command::TestVectors(args) => test_vectors::run(args),
         Command::SelfTest(args) => self_test::run(args),
     }
+}
+
+/// Runs `future` to completion on a runtime of this command's own: the archive is asynchronous.
+pub(crate) fn block_on<T>(future: impl std::future::Future<Output = T>) -> anyhow::Result<T> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    Ok(runtime.block_on(future))
 }
 
 /// Prints `value` as one JSON document on standard output.

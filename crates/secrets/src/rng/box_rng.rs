@@ -144,11 +144,13 @@ impl BoxRng {
 
     /// Fault injection for [`testing`](super::testing): the DRBG stream's monitor alarms at its
     /// next use, as if its output had repeated one byte six times.
+    #[cfg(any(test, feature = "testing"))]
     pub(super) fn inject_drbg_health_fault(&mut self) {
         self.drbg_health.fail(HealthTest::RepetitionCount);
     }
 
     /// Fault injection for [`testing`](super::testing): the DRBG reaches its reseed limit.
+    #[cfg(any(test, feature = "testing"))]
     pub(super) fn inject_drbg_exhaustion(&mut self) {
         self.drbg.exhaust();
     }

@@ -167,6 +167,7 @@ impl HmacDrbg {
         Ok(())
     }
 
+    #[cfg(any(test, feature = "testing"))]
     pub(super) fn exhaust(&mut self) {
         self.state.reseed_counter = RESEED_INTERVAL + 1;
     }

@@ -56,6 +56,7 @@ impl HealthMonitor {
     }
 
     /// Latches a failure found outside the tests (the source reported an error).
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn fail(&mut self, test: HealthTest) {
         self.failure.get_or_insert(test);
     }

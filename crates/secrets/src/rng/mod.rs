@@ -26,6 +26,7 @@ mod error;
 mod guard;
 mod health;
 mod source;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 pub use box_rng::BoxRng;

@@ -1,10 +1,13 @@
 //! Shared by the wire crate's integration tests: a test body and two bodies it must never be
-//! mistaken for, a signer over a seeded Ed25519 key, the checks every decoder must pass, and hex.
+//! mistaken for, a signer over a seeded Ed25519 key, the checks every decoder must pass, and hex;
+//! proptest strategies and mutations in [`strategies`].
 //!
 //! `TestBody` is kept identical to the fuzz crate's `FuzzBody`, so the seed corpus under
 //! `fuzz/corpus/` decodes the same way under `cargo test` and under the fuzzer.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub(crate) mod strategies;
 
 use ed25519_dalek::SigningKey;
 use minicbor::{Decode, Encode};
