@@ -120,6 +120,15 @@ impl SecureBox {
         self.processes.get(domain)
     }
 
+    /// Whether it knows `domain`: for a manufacturing box, that it created or adopted the
+    /// domain's bundle; for any other box, that it runs a process of it.
+    pub fn knows_domain(&self, domain: &DomainId) -> bool {
+        match &self.kind {
+            Kind::Manufacturing(m) => m.domains.contains(domain),
+            _ => self.processes.contains_key(domain),
+        }
+    }
+
     /// Whether it may work.
     pub fn health(&self) -> Health {
         self.health

@@ -223,6 +223,12 @@ impl Manufacturing<'_> {
                 reason: "only ADMIN is the administration domain",
             }));
         }
+        if subdomains.iter().collect::<BTreeSet<_>>().len() != subdomains.len() {
+            return Err(BoxError::Wire(postkey_wire::WireError::InvalidField {
+                field: "sub-domains",
+                reason: "a sub-domain is listed twice",
+            }));
+        }
         if subdomains.iter().any(|s| s.domain() != &domain)
             || (subdomains.is_empty() && kind != DomainKind::Admin)
         {

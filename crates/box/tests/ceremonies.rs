@@ -217,6 +217,21 @@ fn domains_and_deliveries_give_each_type_only_its_keys() {
     let d =
         m.manufacturing().unwrap().deliver(bundle.as_bytes(), &cert(&tin), vec![], now()).unwrap();
     assert!(matches!(tin.install_process(d.delivery.as_bytes()).unwrap().keys(), ProcessKeys::Tin));
+    // A sub-domain listed twice is refused, at creation and at delivery.
+    let twice = m.manufacturing().unwrap().create_domain(
+        DomainId::parse("UKRM").unwrap(),
+        DomainKind::Postal,
+        vec![sub("UKRM/GB"), sub("UKRM/GB")],
+        now(),
+    );
+    assert_eq!(twice.unwrap_err().response_code(), ResponseCode::PARAMETER_SYNTAX);
+    let twice = m.manufacturing().unwrap().deliver(
+        ve.as_bytes(),
+        &cert(&brass),
+        vec![sub("VE/US"), sub("VE/US")],
+        now(),
+    );
+    assert_eq!(twice.unwrap_err().response_code(), ResponseCode::PARAMETER_SYNTAX);
     // A Brass process may be asked for sub-domains of its domain only.
     let err = m
         .manufacturing()
@@ -281,11 +296,23 @@ fn table_updates_are_checked_and_never_replayed() {
     let mut narrowed = oak.tables().clone();
     narrowed.commands.retain(|c| *c != CommandCode::INSTALL_PROCESS);
     let update = m.manufacturing().unwrap().sign_tables(oak.id(), narrowed.clone(), now()).unwrap();
-    // Forged and unsigned.
-    let mut bad = update.as_bytes().to_vec();
-    bad[10] ^= 1;
+    // Forged: signed by another system's manufacturing box with its Oak startup key.
+    let mut other = first_manufacturing_box(3);
+    let forged =
+        other.manufacturing().unwrap().sign_tables(oak.id(), narrowed.clone(), now()).unwrap();
     let v = oak.version();
-    assert!(oak.update_tables(&bad).is_err());
+    assert_eq!(
+        oak.update_tables(forged.as_bytes()).unwrap_err().response_code(),
+        ResponseCode::BAD_SIGNATURE
+    );
+    // Unsigned: the genuine update with its signature zeroed.
+    let mut unsigned = update.as_bytes().to_vec();
+    let n = unsigned.len();
+    unsigned[n - 64..].fill(0);
+    assert_eq!(
+        oak.update_tables(&unsigned).unwrap_err().response_code(),
+        ResponseCode::BAD_SIGNATURE
+    );
     assert_eq!(oak.version(), v);
     oak.update_tables(update.as_bytes()).unwrap();
     assert_eq!(oak.tables(), &narrowed);

@@ -187,11 +187,24 @@ pub fn manufacture(
     box_type: BoxType,
     media: &Path,
     policy: SharePolicy,
+    confirmed: Option<&str>,
 ) -> Result<ManufactureReport, HostError> {
     let now = clock::now();
     let blank = BlankBox::new(session.anchors().clone(), generator("blank box")?)
         .map_err(|e| session.refuse("X00000000", e))?;
     let fingerprint = blank.anchors().fingerprint();
+    // SPEC §7.2 item 1: the operators confirm the fingerprint of the anchors the blank box holds.
+    if let Some(confirmed) = confirmed {
+        let normalize =
+            |s: &str| s.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_uppercase();
+        if normalize(confirmed) != normalize(&fingerprint.to_string()) {
+            let e = postkey_box::BoxError::Wire(postkey_wire::WireError::InvalidField {
+                field: "trust anchors",
+                reason: "the blank box holds anchors of another fingerprint than the one confirmed",
+            });
+            return Err(session.refuse("X00000000", e));
+        }
+    }
     let offer = blank.offer(now);
     let set_id = session.run(m, |b| b.manufacturing()?.issue_set_id(&offer, box_type, now))?;
     let mut init = blank
@@ -219,7 +232,7 @@ pub fn manufacture(
             .map(|d| session.home().bundle(&d.header().domain))
             .collect::<Result<_, _>>()?;
         for bundle in bundles {
-            session.run(id, |b| b.manufacturing()?.adopt_domain(&bundle))?;
+            session.run(id, |b| b.manufacturing()?.adopt_domain(&bundle).map(|_| ()))?;
         }
     }
     let presented = session.presented(m);
@@ -235,8 +248,11 @@ pub fn manufacture(
             anchors: fingerprint,
             shares_written: shares.first().map(|s| vec![s.body().set]).unwrap_or_default(),
             outcome: format!(
-                "{id} initialized and certified; operation combination split {}-of-{}",
-                policy.threshold, policy.count
+                "{id} initialized and certified; operation combination split {}-of-{}; anchors \
+                 fingerprint {} by the operators",
+                policy.threshold,
+                policy.count,
+                if confirmed.is_some() { "confirmed" } else { "shown" }
             ),
         },
     )?;

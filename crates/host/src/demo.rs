@@ -126,11 +126,18 @@ fn ceremonies(home: &Home, mut progress: impl FnMut(String)) -> Result<DemoRepor
         ceremony::create_domain(&mut session, m, domain.clone(), *kind, subs.clone())?;
     }
 
+    let fingerprint = init.anchors_fingerprint.clone();
     let mut made = Vec::new();
     for t in [BoxType::Manufacturing, BoxType::Oak, BoxType::Steel, BoxType::Brass, BoxType::Tin] {
         progress(format!("manufacture a box of type {t}"));
-        let report =
-            ceremony::manufacture(&mut session, m, t, &media, SharePolicy::default_for(t))?;
+        let report = ceremony::manufacture(
+            &mut session,
+            m,
+            t,
+            &media,
+            SharePolicy::default_for(t),
+            Some(&fingerprint),
+        )?;
         made.push(BoxId::parse(&report.id)?);
     }
     for id in made {

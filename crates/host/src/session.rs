@@ -87,6 +87,23 @@ impl Session {
             .map_err(|e| self.refuse(id, e))?;
         self.check_version(&mut enabled.secure_box)?;
         self.boxes.insert(id, enabled);
+        if id.box_type() == postkey_wire::BoxType::Manufacturing {
+            self.catch_up_domains(id)?;
+        }
+        Ok(())
+    }
+
+    /// SPEC §7.2 item 5: a domain created in one manufacturing box is copied to every other. A
+    /// manufacturing box enabled here adopts every domain of the home it does not know yet.
+    fn catch_up_domains(&mut self, id: BoxId) -> Result<(), HostError> {
+        for bundle in self.home.domains()? {
+            let domain = bundle.claimed_body().domain.clone();
+            let bytes = self.home.bundle(&domain)?;
+            let knows = self.boxes.get(&id).is_some_and(|e| e.secure_box.knows_domain(&domain));
+            if !knows {
+                self.run(id, |b| b.manufacturing()?.adopt_domain(&bytes).map(|_| ()))?;
+            }
+        }
         Ok(())
     }
 

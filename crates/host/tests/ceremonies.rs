@@ -31,6 +31,7 @@ fn oak(home: &Home) -> BoxId {
         BoxType::Oak,
         &home.media_dir(),
         SharePolicy::default_for(BoxType::Oak),
+        None,
     )
     .unwrap();
     BoxId::parse(&r.id).unwrap()
@@ -159,4 +160,72 @@ async fn the_demo_makes_one_box_of_each_type_with_the_processes_each_needs_and_k
             );
         }
     }
+}
+
+#[test]
+fn a_command_that_fails_persists_nothing() {
+    let (dir, home) = initialized();
+    let id = oak(&home);
+    let state = dir.path().join("boxes").join(format!("{id}.state"));
+    let before = std::fs::read(&state).unwrap();
+    let version = home.recorded_version(id).unwrap();
+    let cert = home.store().read_certificate(id, &home.anchors().unwrap()).unwrap();
+    let mut s = Session::new(&home).unwrap();
+    s.enable(id, &home.media_dir()).unwrap();
+    // A change made, then a refusal: the sealed state on disk and the recorded version stay.
+    let err = s
+        .run(id, |b| {
+            b.install_certificate(cert.as_bytes())?;
+            Err::<(), _>(postkey_box::BoxError::NonceMismatch)
+        })
+        .unwrap_err();
+    assert_eq!(code(&err), ResponseCode::NONCE_MISMATCH.0);
+    assert_eq!(std::fs::read(&state).unwrap(), before);
+    assert_eq!(home.recorded_version(id).unwrap(), version);
+}
+
+#[test]
+fn a_domain_created_in_one_manufacturing_box_reaches_the_others() {
+    let (_d, home) = initialized();
+    let m1 = BoxId::FIRST_MANUFACTURING;
+    let mut s = Session::new(&home).unwrap();
+    s.enable(m1, &home.media_dir()).unwrap();
+    let m2 = postkey_host::manufacture(
+        &mut s,
+        m1,
+        BoxType::Manufacturing,
+        &home.media_dir(),
+        SharePolicy::default_for(BoxType::Manufacturing),
+        None,
+    )
+    .unwrap();
+    let m2 = BoxId::parse(&m2.id).unwrap();
+    s.lock();
+    // Created with M00000001 alone enabled.
+    let mut s = Session::new(&home).unwrap();
+    s.enable(m1, &home.media_dir()).unwrap();
+    postkey_host::create_domain(
+        &mut s,
+        m1,
+        DomainId::parse("UKRM").unwrap(),
+        DomainKind::Postal,
+        vec![SubdomainId::parse("UKRM/GB").unwrap()],
+    )
+    .unwrap();
+    s.lock();
+    // M00000002 adopts it when next enabled, and can then make UKRM processes.
+    let mut s = Session::new(&home).unwrap();
+    s.enable(m2, &home.media_dir()).unwrap();
+    let oak = postkey_host::manufacture(
+        &mut s,
+        m2,
+        BoxType::Oak,
+        &home.media_dir(),
+        SharePolicy::default_for(BoxType::Oak),
+        None,
+    )
+    .unwrap();
+    let oak = BoxId::parse(&oak.id).unwrap();
+    postkey_host::install_process(&mut s, m2, oak, &DomainId::parse("UKRM").unwrap(), vec![])
+        .unwrap();
 }

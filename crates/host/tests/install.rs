@@ -62,9 +62,15 @@ async fn world() -> World {
     .unwrap();
     let mut ids = Vec::new();
     for t in [BoxType::Oak, BoxType::Steel, BoxType::Brass] {
-        let r =
-            postkey_host::manufacture(&mut s, m, t, &home.media_dir(), SharePolicy::default_for(t))
-                .unwrap();
+        let r = postkey_host::manufacture(
+            &mut s,
+            m,
+            t,
+            &home.media_dir(),
+            SharePolicy::default_for(t),
+            None,
+        )
+        .unwrap();
         let b = id(&r.id);
         for domain in ["VE", "USPS"] {
             let subs = if t == BoxType::Brass {

@@ -69,3 +69,31 @@ fn generated_keys_come_from_the_box_generator_and_differ() {
     assert_ne!(a, b);
     assert_ne!(a.expose_secret(), &[0u8; 32]);
 }
+
+#[test]
+fn debug_of_signed_shares_shows_no_share_bytes() {
+    use postkey_secrets::shares::{SplitSpec, split};
+    use postkey_wire::{BoxId, BoxType, ShareSetId, Timestamp};
+    let mut rng =
+        BoxRng::instantiate(SeededSource(ChaCha20Rng::seed_from_u64(2)), b"test").unwrap();
+    let secret = OperationCombination::from_bytes(BYTES);
+    let id = BoxId::new(BoxType::Oak, 1).unwrap();
+    let spec = SplitSpec {
+        set: ShareSetId([1; 16]),
+        owner: id,
+        issuer: id,
+        threshold: 2,
+        count: 2,
+        timestamp: Timestamp::from_unix_micros(0),
+    };
+    let shares = split(&secret, &spec, &SigningKey::from_bytes([7; 32]), &mut rng).unwrap();
+    for share in &shares {
+        let debug = format!("{share:?}");
+        let value: String =
+            share.body().share.expose_secret().iter().map(|b| format!("{b:02x}")).collect();
+        assert!(!debug.contains(&value[..16]), "{debug}");
+        let decimal = format!("{:?}", &share.body().share.expose_secret()[..6]);
+        assert!(!debug.contains(decimal.trim_matches(|c| c == '[' || c == ']')), "{debug}");
+        assert!(debug.contains("redacted"), "{debug}");
+    }
+}

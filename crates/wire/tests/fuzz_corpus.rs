@@ -6,7 +6,7 @@
 //! exactly the input). Files named `valid-*` must also be accepted and files named `invalid-*`
 //! refused, so a seed that silently stops meaning what its name says fails here. The seeds are
 //! the cases of `tests/vectors/` (for a record body, its message and its signed envelope);
-//! `write_seed_corpus` (ignored) writes them out again.
+//! `the_seed_corpus_is_generated_from_the_vectors` keeps the seeds in step with the vector files.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -197,23 +197,18 @@ fn slug(name: &str) -> String {
     dashed.split('-').filter(|s| !s.is_empty()).collect::<Vec<_>>().join("-")
 }
 
-/// Writes the seed corpus from the vector files: every good case and the first few bad ones.
-/// Run by hand after adding a target or vectors:
-/// `cargo test -p postkey-wire --test fuzz_corpus -- --ignored write_seed_corpus`.
+/// The seed corpus is exactly what the vector files give: a vector added or changed without its
+/// seed fails here. `POSTKEY_WRITE_FUZZ_SEEDS=1 cargo test -p postkey-wire --test fuzz_corpus`
+/// rewrites the seeds instead.
 #[test]
-#[ignore = "writes fuzz/corpus; run by hand"]
-fn write_seed_corpus() {
+fn the_seed_corpus_is_generated_from_the_vectors() {
     let vectors = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors");
+    let write = std::env::var_os("POSTKEY_WRITE_FUZZ_SEEDS").is_some_and(|v| v == "1");
     for (target, file, type_name, _) in TARGETS {
         let text = std::fs::read_to_string(vectors.join(file)).unwrap();
         let json: serde_json::Value = serde_json::from_str(&text).unwrap();
         let dir = fuzz_dir().join("corpus").join(target);
-        std::fs::create_dir_all(&dir).unwrap();
-        for old in
-            file_names(&dir).iter().filter(|f| f.starts_with("valid-") || f.starts_with("invalid-"))
-        {
-            std::fs::remove_file(dir.join(old)).unwrap();
-        }
+        let mut expected = std::collections::BTreeMap::<String, Vec<u8>>::new();
         let mut invalid = 0;
         for case in json["cases"].as_array().unwrap() {
             // A case verified with a key of its own would pass under the seed key.
@@ -234,13 +229,36 @@ fn write_seed_corpus() {
             } else {
                 continue;
             };
-            let bytes = unhex(case["hex"].as_str().unwrap());
-            std::fs::write(dir.join(format!("{prefix}-{name}")), bytes).unwrap();
+            expected.insert(format!("{prefix}-{name}"), unhex(case["hex"].as_str().unwrap()));
             // A record body's good case also has its signed envelope.
             if let Some(signed) = case.get("signed") {
-                let bytes = unhex(signed.as_str().unwrap());
-                std::fs::write(dir.join(format!("{prefix}-{name}-signed")), bytes).unwrap();
+                expected.insert(format!("{prefix}-{name}-signed"), unhex(signed.as_str().unwrap()));
             }
         }
+        assert!(!expected.is_empty(), "{target}: the vectors give no seed");
+        if write {
+            std::fs::create_dir_all(&dir).unwrap();
+            for old in file_names(&dir)
+                .iter()
+                .filter(|f| f.starts_with("valid-") || f.starts_with("invalid-"))
+            {
+                std::fs::remove_file(dir.join(old)).unwrap();
+            }
+            for (name, bytes) in &expected {
+                std::fs::write(dir.join(name), bytes).unwrap();
+            }
+        }
+        let on_disk: std::collections::BTreeMap<String, Vec<u8>> = file_names(&dir)
+            .into_iter()
+            .filter(|f| f.starts_with("valid-") || f.starts_with("invalid-"))
+            .map(|f| {
+                let bytes = std::fs::read(dir.join(&f)).unwrap();
+                (f, bytes)
+            })
+            .collect();
+        assert!(
+            on_disk == expected,
+            "{target}: fuzz/corpus differs from the vectors; rerun with POSTKEY_WRITE_FUZZ_SEEDS=1"
+        );
     }
 }

@@ -74,6 +74,10 @@ pub(crate) struct ManufactureArgs {
     /// Where to write the new box's share files [default: <home>/media]
     #[arg(long, value_name = "DIR")]
     media: Option<PathBuf>,
+    /// The trust-anchor fingerprint the operators read from the media and confirm; the new box's
+    /// anchors must match it (shown by `postkey init`)
+    #[arg(long, value_name = "HEX")]
+    anchors_fingerprint: Option<String>,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -163,6 +167,7 @@ pub(crate) fn run(home: &Home, command: Command) -> anyhow::Result<Outcome> {
                 box_type,
                 &media,
                 policy,
+                a.anchors_fingerprint.as_deref(),
             )?;
             let id = BoxId::parse(&report.id)?;
             for domain in &a.domains {
