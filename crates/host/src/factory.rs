@@ -133,6 +133,10 @@ impl Factory {
         kmc.recover_steel(&mut boxes, line.steel, clock::now)
             .await
             .map_err(|e| kmc_error(home, e))?;
+        // A KMC that stopped mid-installation left `New` keys without MI7: they become `Bad`.
+        for domain in domains {
+            kmc.fail_stale_keys(domain, clock::now()).await.map_err(|e| kmc_error(home, e))?;
+        }
         Ok(Self { home: home.clone(), kmc, session, meters, line })
     }
 

@@ -243,3 +243,147 @@ async fn a_replayed_key_id_is_burned_and_a_failed_install_leaves_the_key_bad() {
     };
     assert!(next > key_id);
 }
+
+/// Flips one byte of the first answer to `command`.
+struct Flip<'a, B> {
+    inner: &'a mut B,
+    command: CommandCode,
+}
+
+impl<B: Boxes> Boxes for Flip<'_, B> {
+    fn call(
+        &mut self,
+        id: BoxId,
+        command: CommandCode,
+        params: &[&[u8]],
+    ) -> Result<Vec<Vec<u8>>, Refusal> {
+        let mut answer = self.inner.call(id, command, params)?;
+        if command == self.command
+            && let Some(first) = answer.first_mut()
+        {
+            let i = first.len() / 2;
+            first[i] ^= 0x01;
+        }
+        Ok(answer)
+    }
+}
+
+#[tokio::test]
+async fn a_flipped_byte_in_mi3_mi7_or_mi9_is_rejected_by_the_kmc() {
+    let w = world().await;
+    let kmc = Kmc::new(w.store.clone(), w.kmc_dks, InstallConfig::default());
+    let mut session = enable_all(&w);
+    let mut meters = MeterLinks::default();
+    for (n, command) in [
+        (10, CommandCode::GENERATE_KEY),
+        (11, CommandCode::INSTALL_KEY),
+        (12, CommandCode::CHECK_INSTALL),
+    ] {
+        let (meter_id, sim) = meter(n);
+        meters.connect(meter_id.clone(), Box::new(sim));
+        let mut boxes = EmbeddedBoxes { session: &mut session, meters: &mut meters };
+        let mut flip = Flip { inner: &mut boxes, command };
+        let err = kmc
+            .install_key(&mut flip, &order(&w, "USPS", &meter_id), postkey_host::now)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, KmcError::BadAnswer { .. }), "{command:?}: {err}");
+    }
+    // None of those keys is Installed.
+    let keys = w.store.keys(&postkey_archive::KeyFilter::domain(d("USPS"), 100)).await.unwrap();
+    assert!(keys.iter().all(|k| k.status != KeyStatus::Installed), "{keys:?}");
+}
+
+#[tokio::test]
+async fn after_a_kmc_restart_new_keys_without_mi7_become_bad() {
+    let w = world().await;
+    let config = InstallConfig { mi7_timeout_micros: 0, ..InstallConfig::default() };
+    let kmc = Kmc::new(w.store.clone(), w.kmc_dks, config);
+    let mut session = enable_all(&w);
+    let mut meters = MeterLinks::default();
+    let (meter_id, sim) = meter(13);
+    meters.connect(meter_id.clone(), Box::new(sim));
+    // The KMC stops right after Oak answered and MI3 was committed: Steel never sees MI4.
+    struct StopAfterOak<'a, B>(&'a mut B);
+    impl<B: Boxes> Boxes for StopAfterOak<'_, B> {
+        fn call(
+            &mut self,
+            id: BoxId,
+            command: CommandCode,
+            params: &[&[u8]],
+        ) -> Result<Vec<Vec<u8>>, Refusal> {
+            if command == CommandCode::INSTALL_KEY {
+                return Err(Refusal {
+                    box_id: id,
+                    code: postkey_wire::ResponseCode::STORAGE_FAILED,
+                    message: "the KMC stopped".into(),
+                });
+            }
+            self.0.call(id, command, params)
+        }
+    }
+    let mut boxes = EmbeddedBoxes { session: &mut session, meters: &mut meters };
+    let outcome = kmc
+        .install_key(&mut StopAfterOak(&mut boxes), &order(&w, "VE", &meter_id), postkey_host::now)
+        .await
+        .unwrap();
+    let KeyOutcome::Bad { key_id, .. } = outcome else { panic!() };
+    // A key left New by a stop in between: created by hand as the KMC would have, then recovered.
+    let _ = key_id;
+    let stale = kmc.fail_stale_keys(&d("VE"), postkey_host::now()).await.unwrap();
+    assert!(stale.is_empty(), "the refused install was already Bad");
+    let next = w.store.allocate_key_id(&d("VE")).await.unwrap();
+    let mi1 = postkey_wire::Message::new(
+        postkey_wire::Context {
+            domain: d("VE"),
+            sender: postkey_wire::Sender::Role(postkey_wire::Role::Kmc),
+            meter_id: None,
+            key_id: Some(next),
+            state_version: None,
+            timestamp: postkey_host::now(),
+        },
+        postkey_wire::GenerateKey {
+            steel_certificate: w
+                .store
+                .box_record(w.steel)
+                .await
+                .unwrap()
+                .unwrap()
+                .certificate
+                .bytes,
+            steel_process: w
+                .store
+                .domain_processes(w.steel)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|p| p.domain == d("VE"))
+                .unwrap()
+                .record
+                .bytes,
+        },
+    )
+    .to_bytes();
+    let answer = boxes.call(w.oak, CommandCode::GENERATE_KEY, &[&mi1]).unwrap();
+    let record = postkey_archive::SignedRecord {
+        record_type: postkey_wire::RecordType::MI3,
+        bytes: answer[0].clone(),
+    };
+    let requested = postkey_host::now();
+    w.store
+        .create_key(&postkey_archive::NewKey {
+            domain: d("VE"),
+            key_id: next,
+            oak_id: w.oak,
+            steel_id: w.steel,
+            kms_request_time: requested,
+            time: requested,
+            actor: postkey_wire::Sender::Box(w.oak),
+            record,
+        })
+        .await
+        .unwrap();
+    let stale = kmc.fail_stale_keys(&d("VE"), postkey_host::now()).await.unwrap();
+    assert_eq!(stale, vec![next]);
+    assert_eq!(w.store.key(&d("VE"), next).await.unwrap().unwrap().status, KeyStatus::Bad);
+}
