@@ -113,7 +113,11 @@ impl SecureBox {
     /// Oak, MI1 → MI3 + MI4: checks that the domain is served here, that the Steel box is
     /// certified and runs a process of the domain, and that the key ID is fresh and within the
     /// window; then generates K and its test tokens and seals them.
-    pub fn generate_key(&mut self, mi1: &[u8], now: Timestamp) -> Result<GeneratedKey, BoxError> {
+    pub(crate) fn generate_key(
+        &mut self,
+        mi1: &[u8],
+        now: Timestamp,
+    ) -> Result<GeneratedKey, BoxError> {
         self.admit(CommandCode::GENERATE_KEY)?;
         tables::check_record(&self.tables, RecordType::MI1)?;
         let order = Message::<GenerateKey>::from_bytes(mi1)?;
@@ -195,7 +199,7 @@ impl SecureBox {
     /// Steel, MI4 + the meter's hello → MI5: checks Oak's signature, that MI4 is addressed to
     /// this box and its key ID is fresh; opens K and Oak's test tokens; seals K to the meter's
     /// transport key. The in-flight installation is sealed before MI5 leaves.
-    pub fn begin_install(
+    pub(crate) fn begin_install(
         &mut self,
         mi4: &[u8],
         hello: &[u8],
@@ -276,7 +280,7 @@ impl SecureBox {
 
     /// Steel, MI6 → MI7 (or ABORTED): compares the meter's test tokens with Oak's in constant
     /// time and ends the installation in flight.
-    pub fn finish_install(
+    pub(crate) fn finish_install(
         &mut self,
         mi6: &[u8],
         now: Timestamp,
@@ -336,7 +340,7 @@ impl SecureBox {
 
     /// Steel, after a restart: an installation sealed as in flight was interrupted. Each one
     /// gets a signed ABORTED record, so its key becomes `Bad` and is never installed again.
-    pub fn abort_interrupted(
+    pub(crate) fn abort_interrupted(
         &mut self,
         now: Timestamp,
     ) -> Result<Vec<Verified<Aborted>>, BoxError> {
@@ -384,7 +388,7 @@ impl SecureBox {
     /// Brass, MI8 (MI3 + MI7) → MI9 + MI10, or BAD: checks Oak's and Steel's signatures with the
     /// domain's keys, that both records name the same key and boxes, opens K from MI3 and
     /// recomputes the test tokens the meter reported in MI7.
-    pub fn check_install(
+    pub(crate) fn check_install(
         &mut self,
         mi3: &[u8],
         mi7: &[u8],

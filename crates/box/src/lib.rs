@@ -24,6 +24,7 @@ mod process;
 pub mod runtime;
 mod state;
 pub mod tables;
+mod views;
 
 pub use blank::{BlankBox, Initialization, Rejected, SharePolicy};
 pub use ceremony::{FirstCeremony, first_manufacturing_box};
@@ -33,3 +34,4 @@ pub use install::{CheckOutcome, DEFAULT_KEY_ID_WINDOW, GeneratedKey, InstallOutc
 pub use manufacturing::{DELEGATED_BLOCK, DeliveryOutput, DomainKeySetPublic, Manufacturing};
 pub use process::{DomainProcess, InFlight, ProcessKeys, SubdomainKeys};
 pub use state::{MAX_SEALED_LEN, SealedState};
+pub use views::{Brass, Oak, Steel};

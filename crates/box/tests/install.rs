@@ -93,22 +93,22 @@ fn meter(n: u32) -> SimulatedMeter {
 /// Steel's side of one installation over the meter link.
 fn install(steel: &mut SecureBox, mi4: &[u8], m: &mut impl MeterLink) -> InstallOutcome {
     let hello = m.hello(&usps_id(), now()).unwrap();
-    let mi5 = steel.begin_install(mi4, &hello, now()).unwrap();
+    let mi5 = steel.steel().unwrap().begin_install(mi4, &hello, now()).unwrap();
     let mi6 = m.install(&mi5.to_bytes(), now()).unwrap();
-    steel.finish_install(&mi6, now()).unwrap()
+    steel.steel().unwrap().finish_install(&mi6, now()).unwrap()
 }
 
 #[test]
 fn a_key_goes_from_oak_through_steel_into_the_meter_and_brass_confirms_it() {
     let mut l = line();
-    let g = l.oak.generate_key(&mi1(&l.steel, &l.steel_record, 1), now()).unwrap();
+    let g = l.oak.oak().unwrap().generate_key(&mi1(&l.steel, &l.steel_record, 1), now()).unwrap();
     let mut m = meter(1);
     let InstallOutcome::Installed(mi7) = install(&mut l.steel, g.mi4.as_bytes(), &mut m) else {
         panic!("aborted")
     };
     assert_eq!(mi7.header().meter_id.as_ref(), Some(m.meter().id()));
     let CheckOutcome::Installed { mi9, mi10 } =
-        l.brass.check_install(g.mi3.as_bytes(), mi7.as_bytes(), now()).unwrap()
+        l.brass.brass().unwrap().check_install(g.mi3.as_bytes(), mi7.as_bytes(), now()).unwrap()
     else {
         panic!("bad")
     };
@@ -124,14 +124,21 @@ fn a_key_goes_from_oak_through_steel_into_the_meter_and_brass_confirms_it() {
 #[test]
 fn oak_refuses_replayed_and_far_key_ids_and_uncertified_steel_boxes() {
     let mut l = line();
-    l.oak.generate_key(&mi1(&l.steel, &l.steel_record, 5), now()).unwrap();
+    l.oak.oak().unwrap().generate_key(&mi1(&l.steel, &l.steel_record, 5), now()).unwrap();
     let v = l.oak.version();
     for replay in [5, 4, 1] {
-        let e = l.oak.generate_key(&mi1(&l.steel, &l.steel_record, replay), now()).unwrap_err();
+        let e = l
+            .oak
+            .oak()
+            .unwrap()
+            .generate_key(&mi1(&l.steel, &l.steel_record, replay), now())
+            .unwrap_err();
         assert_eq!(e.response_code(), ResponseCode::KEY_ID_NOT_FRESH, "{replay}");
     }
     let e = l
         .oak
+        .oak()
+        .unwrap()
         .generate_key(
             &mi1(&l.steel, &l.steel_record, 5 + postkey_box::DEFAULT_KEY_ID_WINDOW + 1),
             now(),
@@ -139,14 +146,20 @@ fn oak_refuses_replayed_and_far_key_ids_and_uncertified_steel_boxes() {
         .unwrap_err();
     assert_eq!(e.response_code(), ResponseCode::KEY_ID_BEYOND_WINDOW);
     // A Steel box with another box's process record: not certified for the domain here.
-    let e = l.oak.generate_key(&mi1(&l.steel, &l.steel2_record, 6), now()).unwrap_err();
+    let e =
+        l.oak.oak().unwrap().generate_key(&mi1(&l.steel, &l.steel2_record, 6), now()).unwrap_err();
     assert_eq!(e.response_code(), ResponseCode::NOT_CERTIFIED_FOR_DOMAIN);
     // A Brass box's certificate where a Steel box's belongs.
-    let e = l.oak.generate_key(&mi1(&l.brass, &l.steel_record, 6), now()).unwrap_err();
+    let e =
+        l.oak.oak().unwrap().generate_key(&mi1(&l.brass, &l.steel_record, 6), now()).unwrap_err();
     assert_eq!(e, BoxError::Wire(postkey_wire::WireError::BadSignature));
     assert_eq!(l.oak.version(), v, "refusals change nothing");
+    // Only an Oak box generates keys.
+    assert_eq!(l.brass.oak().unwrap_err().response_code(), ResponseCode::WRONG_BOX_TYPE);
     assert!(
         l.oak
+            .oak()
+            .unwrap()
             .generate_key(
                 &mi1(&l.steel, &l.steel_record, 5 + postkey_box::DEFAULT_KEY_ID_WINDOW),
                 now()
@@ -158,24 +171,24 @@ fn oak_refuses_replayed_and_far_key_ids_and_uncertified_steel_boxes() {
 #[test]
 fn steel_refuses_a_replayed_mi4_one_for_another_box_and_any_flipped_byte() {
     let mut l = line();
-    let g = l.oak.generate_key(&mi1(&l.steel, &l.steel_record, 1), now()).unwrap();
+    let g = l.oak.oak().unwrap().generate_key(&mi1(&l.steel, &l.steel_record, 1), now()).unwrap();
     let mut m = meter(2);
     let hello = m.hello(&usps_id(), now()).unwrap();
     // Addressed to another Steel box.
-    let e = l.steel2.begin_install(g.mi4.as_bytes(), &hello, now()).unwrap_err();
+    let e = l.steel2.steel().unwrap().begin_install(g.mi4.as_bytes(), &hello, now()).unwrap_err();
     assert_eq!(e.response_code(), ResponseCode::RECORD_NOT_FOR_THIS_BOX);
     // One flipped byte anywhere.
     let bytes = g.mi4.as_bytes();
     for i in (0..bytes.len()).step_by(5) {
         let mut bad = bytes.to_vec();
         bad[i] ^= 0x04;
-        assert!(l.steel.begin_install(&bad, &hello, now()).is_err(), "byte {i}");
+        assert!(l.steel.steel().unwrap().begin_install(&bad, &hello, now()).is_err(), "byte {i}");
     }
     assert!(matches!(install(&mut l.steel, bytes, &mut m), InstallOutcome::Installed(_)));
     // Replayed.
     let mut m2 = meter(3);
     let hello2 = m2.hello(&usps_id(), now()).unwrap();
-    let e = l.steel.begin_install(bytes, &hello2, now()).unwrap_err();
+    let e = l.steel.steel().unwrap().begin_install(bytes, &hello2, now()).unwrap_err();
     assert_eq!(e.response_code(), ResponseCode::KEY_ID_NOT_FRESH);
 }
 
@@ -205,7 +218,7 @@ impl MeterLink for LyingMeter {
 #[test]
 fn a_meter_answering_wrong_test_tokens_gets_aborted_never_installed() {
     let mut l = line();
-    let g = l.oak.generate_key(&mi1(&l.steel, &l.steel_record, 1), now()).unwrap();
+    let g = l.oak.oak().unwrap().generate_key(&mi1(&l.steel, &l.steel_record, 1), now()).unwrap();
     let mut liar = LyingMeter(meter(4));
     let InstallOutcome::Aborted(aborted) = install(&mut l.steel, g.mi4.as_bytes(), &mut liar)
     else {
@@ -218,7 +231,7 @@ fn a_meter_answering_wrong_test_tokens_gets_aborted_never_installed() {
 #[test]
 fn brass_finds_an_archive_copy_that_differs_from_the_installed_key() {
     let mut l = line();
-    let g = l.oak.generate_key(&mi1(&l.steel, &l.steel_record, 1), now()).unwrap();
+    let g = l.oak.oak().unwrap().generate_key(&mi1(&l.steel, &l.steel_record, 1), now()).unwrap();
     let mut m = meter(5);
     let InstallOutcome::Installed(mi7) = install(&mut l.steel, g.mi4.as_bytes(), &mut m) else {
         panic!()
@@ -242,7 +255,7 @@ fn brass_finds_an_archive_copy_that_differs_from_the_installed_key() {
     };
     let faulty = postkey_wire::sign(Message::new(context, body), oak_auth);
     let CheckOutcome::Bad(bad) =
-        l.brass.check_install(faulty.as_bytes(), mi7.as_bytes(), now()).unwrap()
+        l.brass.brass().unwrap().check_install(faulty.as_bytes(), mi7.as_bytes(), now()).unwrap()
     else {
         panic!("a differing archive copy was accepted")
     };
@@ -252,8 +265,8 @@ fn brass_finds_an_archive_copy_that_differs_from_the_installed_key() {
 #[test]
 fn an_mi3_moved_to_another_key_id_does_not_open_at_brass() {
     let mut l = line();
-    let g1 = l.oak.generate_key(&mi1(&l.steel, &l.steel_record, 1), now()).unwrap();
-    let g2 = l.oak.generate_key(&mi1(&l.steel, &l.steel_record, 2), now()).unwrap();
+    let g1 = l.oak.oak().unwrap().generate_key(&mi1(&l.steel, &l.steel_record, 1), now()).unwrap();
+    let g2 = l.oak.oak().unwrap().generate_key(&mi1(&l.steel, &l.steel_record, 2), now()).unwrap();
     let mut m = meter(6);
     let InstallOutcome::Installed(mi7) = install(&mut l.steel, g2.mi4.as_bytes(), &mut m) else {
         panic!()
@@ -269,7 +282,7 @@ fn an_mi3_moved_to_another_key_id_does_not_open_at_brass() {
     let context = Context { key_id: g2.mi3.header().key_id, ..context_of(&g2.mi3) };
     let moved = postkey_wire::sign(Message::new(context, body), oak_auth);
     let CheckOutcome::Bad(bad) =
-        l.brass.check_install(moved.as_bytes(), mi7.as_bytes(), now()).unwrap()
+        l.brass.brass().unwrap().check_install(moved.as_bytes(), mi7.as_bytes(), now()).unwrap()
     else {
         panic!()
     };
@@ -291,7 +304,7 @@ fn context_of<B: postkey_wire::Body>(v: &postkey_wire::Verified<B>) -> Context {
 #[test]
 fn brass_refuses_flipped_mi3_and_mi7() {
     let mut l = line();
-    let g = l.oak.generate_key(&mi1(&l.steel, &l.steel_record, 1), now()).unwrap();
+    let g = l.oak.oak().unwrap().generate_key(&mi1(&l.steel, &l.steel_record, 1), now()).unwrap();
     let mut m = meter(7);
     let InstallOutcome::Installed(mi7) = install(&mut l.steel, g.mi4.as_bytes(), &mut m) else {
         panic!()
@@ -301,15 +314,15 @@ fn brass_refuses_flipped_mi3_and_mi7() {
             let mut bad = bytes.to_vec();
             bad[i] ^= 0x10;
             let r = if which == "MI3" {
-                l.brass.check_install(&bad, mi7.as_bytes(), now())
+                l.brass.brass().unwrap().check_install(&bad, mi7.as_bytes(), now())
             } else {
-                l.brass.check_install(g.mi3.as_bytes(), &bad, now())
+                l.brass.brass().unwrap().check_install(g.mi3.as_bytes(), &bad, now())
             };
             assert!(r.is_err(), "{which} byte {i} accepted");
         }
     }
     assert!(matches!(
-        l.brass.check_install(g.mi3.as_bytes(), mi7.as_bytes(), now()).unwrap(),
+        l.brass.brass().unwrap().check_install(g.mi3.as_bytes(), mi7.as_bytes(), now()).unwrap(),
         CheckOutcome::Installed { .. }
     ));
 }
@@ -319,10 +332,10 @@ fn a_steel_box_stopped_mid_installation_aborts_the_key_after_restart_and_never_i
     let mut l = line();
     let dir = tempfile::tempdir().unwrap();
     let store = postkey_box::runtime::BoxStore::new(dir.path());
-    let g = l.oak.generate_key(&mi1(&l.steel, &l.steel_record, 1), now()).unwrap();
+    let g = l.oak.oak().unwrap().generate_key(&mi1(&l.steel, &l.steel_record, 1), now()).unwrap();
     let mut m = meter(8);
     let hello = m.hello(&usps_id(), now()).unwrap();
-    let _mi5 = l.steel.begin_install(g.mi4.as_bytes(), &hello, now()).unwrap();
+    let _mi5 = l.steel.steel().unwrap().begin_install(g.mi4.as_bytes(), &hello, now()).unwrap();
     // The runtime seals the in-flight installation before MI5 leaves; then the process dies.
     store.commit(&mut l.steel).unwrap();
     let id = l.steel.id();
@@ -333,13 +346,13 @@ fn a_steel_box_stopped_mid_installation_aborts_the_key_after_restart_and_never_i
     let mut steel =
         store.enable(id, &l.anchors, &l.steel_shares, os, b"restart").unwrap().secure_box;
     assert_eq!(steel.process(&usps_id()).unwrap().in_flight().map(|f| f.key_id.get()), Some(1));
-    let aborted = steel.abort_interrupted(now()).unwrap();
+    let aborted = steel.steel().unwrap().abort_interrupted(now()).unwrap();
     assert_eq!(aborted.len(), 1);
     assert_eq!(aborted[0].header().key_id, Some(KeyId::new(1).unwrap()));
     assert_eq!(aborted[0].header().meter_id.as_ref(), Some(m.meter().id()));
     // Nothing is in flight any more, and the key can never be installed again.
-    assert!(steel.abort_interrupted(now()).unwrap().is_empty());
-    let e = steel.begin_install(g.mi4.as_bytes(), &hello, now()).unwrap_err();
+    assert!(steel.steel().unwrap().abort_interrupted(now()).unwrap().is_empty());
+    let e = steel.steel().unwrap().begin_install(g.mi4.as_bytes(), &hello, now()).unwrap_err();
     assert_eq!(e.response_code(), ResponseCode::KEY_ID_NOT_FRESH);
     // MI6 for the aborted installation finds nothing in flight.
     assert!(store.list().unwrap().contains(&id));

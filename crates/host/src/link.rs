@@ -95,8 +95,9 @@ impl Boxes for EmbeddedBoxes<'_> {
             }
             CommandCode::GENERATE_KEY => {
                 count(id, params, 1)?;
-                let g =
-                    s.run(id, |b| b.generate_key(params[0], now)).map_err(|e| refusal(id, &e))?;
+                let g = s
+                    .run(id, |b| b.oak()?.generate_key(params[0], now))
+                    .map_err(|e| refusal(id, &e))?;
                 Ok(vec![bytes(g.mi3.as_bytes()), bytes(g.mi4.as_bytes())])
             }
             CommandCode::INSTALL_KEY => {
@@ -128,7 +129,7 @@ impl Boxes for EmbeddedBoxes<'_> {
                 let hello = link.hello(&domain, now).map_err(link_error)?;
                 // MI5 leaves only after the in-flight installation is sealed (Session::run commits).
                 let mi5 = s
-                    .run(id, |b| b.begin_install(params[0], &hello, now))
+                    .run(id, |b| b.steel()?.begin_install(params[0], &hello, now))
                     .map_err(|e| refusal(id, &e))?;
                 let mi6 = match link.install(&mi5.to_bytes(), now) {
                     Ok(mi6) => mi6,
@@ -137,7 +138,7 @@ impl Boxes for EmbeddedBoxes<'_> {
                     Err(e) => return Err(link_error(e)),
                 };
                 let outcome = s
-                    .run(id, |b| b.finish_install(&mi6, clock::now()))
+                    .run(id, |b| b.steel()?.finish_install(&mi6, clock::now()))
                     .map_err(|e| refusal(id, &e))?;
                 Ok(vec![match outcome {
                     postkey_box::InstallOutcome::Installed(mi7) => bytes(mi7.as_bytes()),
@@ -146,14 +147,15 @@ impl Boxes for EmbeddedBoxes<'_> {
             }
             CommandCode::RECOVER => {
                 count(id, params, 0)?;
-                let aborted =
-                    s.run(id, |b| b.abort_interrupted(now)).map_err(|e| refusal(id, &e))?;
+                let aborted = s
+                    .run(id, |b| b.steel()?.abort_interrupted(now))
+                    .map_err(|e| refusal(id, &e))?;
                 Ok(aborted.iter().map(|a| bytes(a.as_bytes())).collect())
             }
             CommandCode::CHECK_INSTALL => {
                 count(id, params, 2)?;
                 match s
-                    .run(id, |b| b.check_install(params[0], params[1], now))
+                    .run(id, |b| b.brass()?.check_install(params[0], params[1], now))
                     .map_err(|e| refusal(id, &e))?
                 {
                     postkey_box::CheckOutcome::Installed { mi9, mi10 } => {
