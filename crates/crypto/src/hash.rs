@@ -45,26 +45,7 @@ impl fmt::Debug for Fingerprint {
     }
 }
 
-impl<C> minicbor::Encode<C> for Fingerprint {
-    fn encode<W: minicbor::encode::Write>(
-        &self,
-        e: &mut minicbor::Encoder<W>,
-        _: &mut C,
-    ) -> Result<(), minicbor::encode::Error<W::Error>> {
-        e.bytes(&self.0)?;
-        Ok(())
-    }
-}
-
-impl<'b, C> minicbor::Decode<'b, C> for Fingerprint {
-    fn decode(d: &mut minicbor::Decoder<'b>, _: &mut C) -> Result<Self, minicbor::decode::Error> {
-        let b: [u8; 32] = d
-            .bytes()?
-            .try_into()
-            .map_err(|_| minicbor::decode::Error::message("fingerprint must be 32 bytes"))?;
-        Ok(Self(b))
-    }
-}
+crate::cbor_byte_string!(Fingerprint, 32, "fingerprint", |v| v.0, |b| Ok(Fingerprint(b)));
 
 #[cfg(test)]
 mod tests {

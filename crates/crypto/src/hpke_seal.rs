@@ -51,26 +51,7 @@ impl fmt::Debug for HpkePublicKey {
     }
 }
 
-impl<C> Encode<C> for HpkePublicKey {
-    fn encode<W: minicbor::encode::Write>(
-        &self,
-        e: &mut minicbor::Encoder<W>,
-        _: &mut C,
-    ) -> Result<(), minicbor::encode::Error<W::Error>> {
-        e.bytes(&self.0)?;
-        Ok(())
-    }
-}
-
-impl<'b, C> Decode<'b, C> for HpkePublicKey {
-    fn decode(d: &mut minicbor::Decoder<'b>, _: &mut C) -> Result<Self, minicbor::decode::Error> {
-        let bytes: [u8; 32] = d
-            .bytes()?
-            .try_into()
-            .map_err(|_| minicbor::decode::Error::message("HPKE public key must be 32 bytes"))?;
-        Ok(Self(bytes))
-    }
-}
+crate::cbor_byte_string!(HpkePublicKey, 32, "HPKE public key", |v| v.0, |b| Ok(HpkePublicKey(b)));
 
 /// The record types whose content is HPKE-sealed, named as in the `info` string (SPEC §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

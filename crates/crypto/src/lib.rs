@@ -23,6 +23,39 @@ pub use hpke_seal::{
 };
 pub use sign::{Signature, Signer, VerifyingKey};
 
+/// Implements `minicbor::Encode` and `Decode` for a type carried as a CBOR byte string of exactly
+/// `$len` bytes: keys, signatures, fingerprints, tokens, IDs. `$get` gives the bytes of `$v`,
+/// `$make` builds the value from the array `$b` (a `Result`, so that it can refuse, e.g. a point
+/// not on the curve). Any other length is refused at the decoder, naming `$what`.
+#[macro_export]
+macro_rules! cbor_byte_string {
+    ($ty:ty, $len:expr, $what:literal, |$v:ident| $get:expr, |$b:ident| $make:expr) => {
+        impl<C> minicbor::Encode<C> for $ty {
+            fn encode<W: minicbor::encode::Write>(
+                &self,
+                e: &mut minicbor::Encoder<W>,
+                _: &mut C,
+            ) -> Result<(), minicbor::encode::Error<W::Error>> {
+                let $v = self;
+                e.bytes(AsRef::<[u8]>::as_ref(&$get))?;
+                Ok(())
+            }
+        }
+
+        impl<'b, C> minicbor::Decode<'b, C> for $ty {
+            fn decode(
+                d: &mut minicbor::Decoder<'b>,
+                _: &mut C,
+            ) -> Result<Self, minicbor::decode::Error> {
+                let $b: [u8; $len] = d.bytes()?.try_into().map_err(|_| {
+                    minicbor::decode::Error::message(concat!($what, " has the wrong length"))
+                })?;
+                $make
+            }
+        }
+    };
+}
+
 /// The random source every operation here draws from: a box's or meter's generator.
 pub use rand_core::CryptoRng;
 

@@ -1,7 +1,6 @@
 use core::fmt;
 
 use ed25519_dalek::Verifier as _;
-use minicbor::{Decode, Decoder, Encode, Encoder, decode, encode};
 
 use crate::{CryptoError, Fingerprint};
 
@@ -60,27 +59,6 @@ impl fmt::Debug for VerifyingKey {
     }
 }
 
-impl<C> Encode<C> for VerifyingKey {
-    fn encode<W: encode::Write>(
-        &self,
-        e: &mut Encoder<W>,
-        _: &mut C,
-    ) -> Result<(), encode::Error<W::Error>> {
-        e.bytes(self.0.as_bytes())?;
-        Ok(())
-    }
-}
-
-impl<'b, C> Decode<'b, C> for VerifyingKey {
-    fn decode(d: &mut Decoder<'b>, _: &mut C) -> Result<Self, decode::Error> {
-        let bytes: [u8; 32] = d
-            .bytes()?
-            .try_into()
-            .map_err(|_| decode::Error::message("public key must be 32 bytes"))?;
-        Self::from_bytes(&bytes).map_err(|_| decode::Error::message("invalid Ed25519 public key"))
-    }
-}
-
 /// An Ed25519 signature, 64 bytes.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Signature(pub [u8; 64]);
@@ -95,26 +73,11 @@ impl fmt::Debug for Signature {
     }
 }
 
-impl<C> Encode<C> for Signature {
-    fn encode<W: encode::Write>(
-        &self,
-        e: &mut Encoder<W>,
-        _: &mut C,
-    ) -> Result<(), encode::Error<W::Error>> {
-        e.bytes(&self.0)?;
-        Ok(())
-    }
-}
-
-impl<'b, C> Decode<'b, C> for Signature {
-    fn decode(d: &mut Decoder<'b>, _: &mut C) -> Result<Self, decode::Error> {
-        let bytes: [u8; 64] = d
-            .bytes()?
-            .try_into()
-            .map_err(|_| decode::Error::message("signature must be 64 bytes"))?;
-        Ok(Self(bytes))
-    }
-}
+crate::cbor_byte_string!(VerifyingKey, 32, "Ed25519 public key", |v| v.0.to_bytes(), |b| {
+    VerifyingKey::from_bytes(&b)
+        .map_err(|_| minicbor::decode::Error::message("invalid Ed25519 public key"))
+});
+crate::cbor_byte_string!(Signature, 64, "signature", |v| v.0, |b| Ok(Signature(b)));
 
 /// Something that signs with an Ed25519 private key it keeps to itself. Implemented in the
 /// secrets crate; the wire codec signs envelopes through this trait without seeing the key.

@@ -4,7 +4,6 @@
 
 use core::fmt;
 
-use minicbor::{Decode, Decoder, Encode, Encoder, decode, encode};
 use subtle::ConstantTimeEq;
 
 use crate::{Date, Isn, SubdomainId, WireError, Zip};
@@ -102,26 +101,7 @@ macro_rules! public_tag {
             }
         }
 
-        impl<C> Encode<C> for $name {
-            fn encode<W: encode::Write>(
-                &self,
-                e: &mut Encoder<W>,
-                _: &mut C,
-            ) -> Result<(), encode::Error<W::Error>> {
-                e.bytes(&self.0)?;
-                Ok(())
-            }
-        }
-
-        impl<'b, C> Decode<'b, C> for $name {
-            fn decode(d: &mut Decoder<'b>, _: &mut C) -> Result<Self, decode::Error> {
-                let b: [u8; $len] = d
-                    .bytes()?
-                    .try_into()
-                    .map_err(|_| decode::Error::message(concat!($field, " has the wrong length")))?;
-                Ok(Self(b))
-            }
-        }
+        postkey_crypto::cbor_byte_string!($name, $len, $field, |v| v.0, |b| Ok($name(b)));
     };
 }
 

@@ -3,7 +3,7 @@
 
 use core::fmt;
 
-use minicbor::{Decode, Decoder, Encode, Encoder, decode, encode};
+use minicbor::{Decode, Encode};
 
 use crate::WireError;
 
@@ -47,26 +47,7 @@ impl fmt::Debug for ShareSetId {
     }
 }
 
-impl<C> Encode<C> for ShareSetId {
-    fn encode<W: encode::Write>(
-        &self,
-        e: &mut Encoder<W>,
-        _: &mut C,
-    ) -> Result<(), encode::Error<W::Error>> {
-        e.bytes(&self.0)?;
-        Ok(())
-    }
-}
-
-impl<'b, C> Decode<'b, C> for ShareSetId {
-    fn decode(d: &mut Decoder<'b>, _: &mut C) -> Result<Self, decode::Error> {
-        let b: [u8; 16] = d
-            .bytes()?
-            .try_into()
-            .map_err(|_| decode::Error::message("share-set ID must be 16 bytes"))?;
-        Ok(Self(b))
-    }
-}
+postkey_crypto::cbor_byte_string!(ShareSetId, 16, "share-set ID", |v| v.0, |b| Ok(ShareSetId(b)));
 
 /// What a share set protects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]
