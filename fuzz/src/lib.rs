@@ -6,6 +6,8 @@
 //! so the seed corpus means the same thing here and in the `fuzz_corpus` test that replays it
 //! under `cargo test`.
 
+#![forbid(unsafe_code)]
+
 use core::fmt::Debug;
 
 use minicbor::{Decode, Encode};
