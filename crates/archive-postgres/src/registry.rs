@@ -1,0 +1,287 @@
+//! Domains, the box registry, bundles, transcripts and the error log.
+
+use deadpool_postgres::{GenericClient, Transaction};
+use postkey_archive::backend::{
+    check_domain_process, state_version_from_sql, subdomains_to_sql, time_to_sql, to_i64,
+};
+use postkey_archive::{
+    Action, DomainRecord, ErrorLogEntry, ErrorLogQuery, EventEntry, LoggedError, NewBox, NewBundle,
+    NewDomain, NewDomainProcess, NewSubdomain, NewTranscript, RecordRef, StoreError, Subject,
+    TranscriptId,
+};
+use postkey_wire::{BoxId, DomainId, KeyId, Sender, StateVersion, Timestamp};
+use tokio_postgres::types::ToSql;
+
+use crate::chain::{self, Chains};
+use crate::conn::Pg;
+use crate::rows::{self, ERROR_COLUMNS};
+
+/// Every `ADMIN` change locks the `ADMIN` chain head first: registrations of boxes, domains and
+/// bundles are then serial across KMS computers, so their existence checks cannot race.
+async fn lock_admin(tx: &Transaction<'_>) -> Result<Chains, StoreError> {
+    Chains::lock(tx, [DomainId::admin()]).await
+}
+
+async fn append_admin(
+    tx: &Transaction<'_>,
+    mut chains: Chains,
+    entry: EventEntry,
+) -> Result<(), StoreError> {
+    chains.append(&DomainId::admin(), entry)?;
+    chains.finish(tx).await
+}
+
+fn entry(time: Timestamp, actor: &Sender, action: Action, record: Option<RecordRef>) -> EventEntry {
+    EventEntry { time, actor: actor.clone(), action, key_id: None, record, note: None }
+}
+
+async fn exists(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<bool, StoreError> {
+    let stmt = tx.prepare_cached(sql).await.pg()?;
+    Ok(tx.query_opt(&stmt, params).await.pg()?.is_some())
+}
+
+pub(crate) async fn create_domain(
+    tx: &Transaction<'_>,
+    d: &NewDomain,
+) -> Result<DomainRecord, StoreError> {
+    let chains = lock_admin(tx).await?;
+    if exists(tx, "SELECT 1 FROM domains WHERE id = $1", &[&d.id.as_str()]).await? {
+        return Err(StoreError::Duplicate(Subject::Domain(d.id.clone())));
+    }
+    tx.execute(
+        "INSERT INTO domains (id, created, next_key_id) VALUES ($1, $2, 1)",
+        &[&d.id.as_str(), &time_to_sql(d.time)?],
+    )
+    .await
+    .pg()?;
+    chain::create(tx, &d.id).await?;
+    append_admin(tx, chains, entry(d.time, &d.actor, Action::DomainCreated(d.id.clone()), None))
+        .await?;
+    let first = KeyId::new(1).map_err(|_| StoreError::Invalid("key ID 1"))?;
+    Ok(DomainRecord { id: d.id.clone(), created: d.time, next_key_id: first })
+}
+
+pub(crate) async fn add_subdomain(
+    tx: &Transaction<'_>,
+    s: &NewSubdomain,
+) -> Result<(), StoreError> {
+    let chains = lock_admin(tx).await?;
+    if !exists(tx, "SELECT 1 FROM domains WHERE id = $1", &[&s.id.domain().as_str()]).await? {
+        return Err(StoreError::NotFound(Subject::Domain(s.id.domain().clone())));
+    }
+    if exists(tx, "SELECT 1 FROM subdomains WHERE id = $1", &[&s.id.to_string()]).await? {
+        return Err(StoreError::Duplicate(Subject::Subdomain(s.id.clone())));
+    }
+    tx.execute(
+        "INSERT INTO subdomains (id, domain, created) VALUES ($1, $2, $3)",
+        &[&s.id.to_string(), &s.id.domain().as_str(), &time_to_sql(s.time)?],
+    )
+    .await
+    .pg()?;
+    append_admin(tx, chains, entry(s.time, &s.actor, Action::SubdomainAdded(s.id.clone()), None))
+        .await
+}
+
+pub(crate) async fn register_box(tx: &Transaction<'_>, b: &NewBox) -> Result<(), StoreError> {
+    let chains = lock_admin(tx).await?;
+    if exists(tx, "SELECT 1 FROM boxes WHERE id = $1", &[&b.id.to_string()]).await? {
+        return Err(StoreError::Duplicate(Subject::Box(b.id)));
+    }
+    tx.execute(
+        "INSERT INTO boxes (id, box_type, certificate_type, certificate, identity_key, \
+         confidentiality_key, state_version, registered) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        &[
+            &b.id.to_string(),
+            &b.id.box_type().letter().to_string(),
+            &i64::from(b.certificate.record_type.0),
+            &b.certificate.bytes,
+            &b.identity_key.to_bytes().as_slice(),
+            &b.confidentiality_key.to_bytes().as_slice(),
+            &to_i64(b.state_version.0)?,
+            &time_to_sql(b.time)?,
+        ],
+    )
+    .await
+    .pg()?;
+    let cert = Some(RecordRef::of(&b.certificate));
+    append_admin(tx, chains, entry(b.time, &b.actor, Action::BoxRegistered(b.id), cert)).await
+}
+
+pub(crate) async fn add_domain_process(
+    tx: &Transaction<'_>,
+    p: &NewDomainProcess,
+) -> Result<(), StoreError> {
+    check_domain_process(p)?;
+    let chains = lock_admin(tx).await?;
+    if !exists(tx, "SELECT 1 FROM boxes WHERE id = $1", &[&p.box_id.to_string()]).await? {
+        return Err(StoreError::NotFound(Subject::Box(p.box_id)));
+    }
+    if !exists(tx, "SELECT 1 FROM domains WHERE id = $1", &[&p.domain.as_str()]).await? {
+        return Err(StoreError::NotFound(Subject::Domain(p.domain.clone())));
+    }
+    for s in &p.subdomains {
+        if !exists(tx, "SELECT 1 FROM subdomains WHERE id = $1", &[&s.to_string()]).await? {
+            return Err(StoreError::NotFound(Subject::Subdomain(s.clone())));
+        }
+    }
+    let sql = "SELECT 1 FROM domain_processes WHERE box_id = $1 AND domain = $2";
+    if exists(tx, sql, &[&p.box_id.to_string(), &p.domain.as_str()]).await? {
+        return Err(StoreError::Duplicate(Subject::DomainProcess {
+            box_id: p.box_id,
+            domain: p.domain.clone(),
+        }));
+    }
+    tx.execute(
+        "INSERT INTO domain_processes (box_id, domain, subdomains, record_type, record, created) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            &p.box_id.to_string(),
+            &p.domain.as_str(),
+            &subdomains_to_sql(&p.subdomains),
+            &i64::from(p.record.record_type.0),
+            &p.record.bytes,
+            &time_to_sql(p.time)?,
+        ],
+    )
+    .await
+    .pg()?;
+    let action = Action::DomainProcessAdded { box_id: p.box_id, domain: p.domain.clone() };
+    append_admin(tx, chains, entry(p.time, &p.actor, action, Some(RecordRef::of(&p.record)))).await
+}
+
+pub(crate) async fn record_state_version(
+    c: &impl GenericClient,
+    box_id: BoxId,
+    v: StateVersion,
+) -> Result<(), StoreError> {
+    // One guarded statement: the version only grows, whoever writes concurrently; the same
+    // version again is an idempotent no-op.
+    let stmt = c
+        .prepare_cached("UPDATE boxes SET state_version = $2 WHERE id = $1 AND state_version <= $2")
+        .await
+        .pg()?;
+    if c.execute(&stmt, &[&box_id.to_string(), &to_i64(v.0)?]).await.pg()? == 1 {
+        return Ok(());
+    }
+    let recorded = state_version(c, box_id).await?;
+    Err(StoreError::StateVersionWentBackwards { box_id, recorded, offered: v })
+}
+
+pub(crate) async fn state_version(
+    c: &impl GenericClient,
+    box_id: BoxId,
+) -> Result<StateVersion, StoreError> {
+    let stmt = c.prepare_cached("SELECT state_version FROM boxes WHERE id = $1").await.pg()?;
+    let row = c.query_opt(&stmt, &[&box_id.to_string()]).await.pg()?;
+    let row = row.ok_or(StoreError::NotFound(Subject::Box(box_id)))?;
+    state_version_from_sql(row.try_get(0).pg()?)
+}
+
+pub(crate) async fn store_bundle(tx: &Transaction<'_>, b: &NewBundle) -> Result<(), StoreError> {
+    let chains = lock_admin(tx).await?;
+    if !exists(tx, "SELECT 1 FROM domains WHERE id = $1", &[&b.domain.as_str()]).await? {
+        return Err(StoreError::NotFound(Subject::Domain(b.domain.clone())));
+    }
+    let version = i64::from(b.version);
+    if exists(
+        tx,
+        "SELECT 1 FROM bundles WHERE domain = $1 AND version = $2",
+        &[&b.domain.as_str(), &version],
+    )
+    .await?
+    {
+        return Err(StoreError::Duplicate(Subject::Bundle {
+            domain: b.domain.clone(),
+            version: b.version,
+        }));
+    }
+    tx.execute(
+        "INSERT INTO bundles (domain, version, created_by, record_type, bundle, stored) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            &b.domain.as_str(),
+            &version,
+            &b.created_by.to_string(),
+            &i64::from(b.bundle.record_type.0),
+            &b.bundle.bytes,
+            &time_to_sql(b.time)?,
+        ],
+    )
+    .await
+    .pg()?;
+    let action = Action::BundleStored { domain: b.domain.clone(), version: b.version };
+    let actor = Sender::Box(b.created_by);
+    append_admin(tx, chains, entry(b.time, &actor, action, Some(RecordRef::of(&b.bundle)))).await
+}
+
+pub(crate) async fn store_transcript(
+    tx: &Transaction<'_>,
+    t: &NewTranscript,
+) -> Result<TranscriptId, StoreError> {
+    let chains = lock_admin(tx).await?;
+    let row = tx
+        .query_one(
+            "INSERT INTO transcripts (time, kind, box_id, record_type, transcript) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            &[
+                &time_to_sql(t.time)?,
+                &t.kind.as_str(),
+                &t.box_id.map(|b| b.to_string()),
+                &i64::from(t.transcript.record_type.0),
+                &t.transcript.bytes,
+            ],
+        )
+        .await
+        .pg()?;
+    let id: i64 = row.try_get(0).pg()?;
+    let id = TranscriptId(u64::try_from(id).map_err(|_| StoreError::Corrupt("transcript ID"))?);
+    let rec = Some(RecordRef::of(&t.transcript));
+    append_admin(tx, chains, entry(t.time, &t.actor, Action::TranscriptStored(id), rec)).await?;
+    Ok(id)
+}
+
+pub(crate) async fn log_error(c: &impl GenericClient, e: &ErrorLogEntry) -> Result<(), StoreError> {
+    let stmt = c
+        .prepare_cached(
+            "INSERT INTO error_log (time, component, response_code, message, domain, meter_id, key_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .await
+        .pg()?;
+    c.execute(
+        &stmt,
+        &[
+            &time_to_sql(e.time)?,
+            &e.component.as_str(),
+            &i64::from(e.response_code.0),
+            &e.message,
+            &e.domain.as_ref().map(DomainId::as_str),
+            &e.meter_id.as_ref().map(ToString::to_string),
+            &e.key_id.map(|k| to_i64(k.get())).transpose()?,
+        ],
+    )
+    .await
+    .pg()?;
+    Ok(())
+}
+
+pub(crate) async fn error_log(
+    c: &impl GenericClient,
+    q: &ErrorLogQuery,
+) -> Result<Vec<LoggedError>, StoreError> {
+    let sql = format!(
+        "SELECT {ERROR_COLUMNS} FROM error_log WHERE ($1::BIGINT IS NULL OR time >= $1) \
+         AND ($2::TEXT IS NULL OR domain = $2) AND ($3::BIGINT IS NULL OR response_code = $3) \
+         ORDER BY id DESC LIMIT $4"
+    );
+    let since = q.since.map(time_to_sql).transpose()?;
+    let domain = q.domain.as_ref().map(DomainId::as_str);
+    let code = q.response_code.map(|c| i64::from(c.0));
+    let stmt = c.prepare_cached(&sql).await.pg()?;
+    let rows = c.query(&stmt, &[&since, &domain, &code, &i64::from(q.limit)]).await.pg()?;
+    rows::all(&rows, rows::logged_error)
+}

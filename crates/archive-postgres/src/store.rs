@@ -1,0 +1,240 @@
+//! [`Store`] for [`PgStore`]: each write is one transaction on a pooled connection; each read
+//! one statement.
+
+use deadpool_postgres::GenericClient;
+use postkey_archive::backend::to_i64;
+use postkey_archive::{
+    BoxRecord, BurnKeyId, BurnedKeyId, ChainEvent, ChainHead, DomainBundle, DomainProcess,
+    DomainRecord, ErrorLogEntry, ErrorLogQuery, KeyFilter, KeyIdRange, KeyRecord, KeyUpdate,
+    LoggedError, NewBox, NewBundle, NewDomain, NewDomainProcess, NewKey, NewRecord, NewSubdomain,
+    NewTranscript, Store, StoreError, StoredRecord, SubdomainRecord, Transcript, TranscriptId,
+    Transition,
+};
+use postkey_wire::{BoxId, BoxType, DomainId, Isn, KeyId, StateVersion, SubdomainId};
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+use crate::conn::{Pg, PgStore, in_tx};
+use crate::rows::{
+    self, BOX_COLUMNS, BUNDLE_COLUMNS, DOMAIN_COLUMNS, PROCESS_COLUMNS, TRANSCRIPT_COLUMNS,
+};
+use crate::{chain, keys, registry};
+
+impl PgStore {
+    async fn query_opt<T>(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        read: fn(&Row) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(sql).await.pg()?;
+        client.query_opt(&stmt, params).await.pg()?.as_ref().map(read).transpose()
+    }
+
+    async fn query_all<T>(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        read: fn(&Row) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(sql).await.pg()?;
+        rows::all(&client.query(&stmt, params).await.pg()?, read)
+    }
+}
+
+impl Store for PgStore {
+    async fn create_domain(&self, domain: &NewDomain) -> Result<DomainRecord, StoreError> {
+        in_tx!(self, |tx| registry::create_domain(&tx, domain))
+    }
+
+    async fn domain(&self, id: &DomainId) -> Result<Option<DomainRecord>, StoreError> {
+        let sql = format!("SELECT {DOMAIN_COLUMNS} FROM domains WHERE id = $1");
+        self.query_opt(&sql, &[&id.as_str()], rows::domain).await
+    }
+
+    async fn domains(&self) -> Result<Vec<DomainRecord>, StoreError> {
+        let sql = format!("SELECT {DOMAIN_COLUMNS} FROM domains ORDER BY id");
+        self.query_all(&sql, &[], rows::domain).await
+    }
+
+    async fn add_subdomain(&self, subdomain: &NewSubdomain) -> Result<(), StoreError> {
+        in_tx!(self, |tx| registry::add_subdomain(&tx, subdomain))
+    }
+
+    async fn subdomains(&self, domain: &DomainId) -> Result<Vec<SubdomainRecord>, StoreError> {
+        let sql = "SELECT id, created FROM subdomains WHERE domain = $1 ORDER BY id";
+        self.query_all(sql, &[&domain.as_str()], rows::subdomain).await
+    }
+
+    async fn register_box(&self, new: &NewBox) -> Result<(), StoreError> {
+        in_tx!(self, |tx| registry::register_box(&tx, new))
+    }
+
+    async fn box_record(&self, id: BoxId) -> Result<Option<BoxRecord>, StoreError> {
+        let sql = format!("SELECT {BOX_COLUMNS} FROM boxes WHERE id = $1");
+        self.query_opt(&sql, &[&id.to_string()], rows::box_record).await
+    }
+
+    async fn boxes(&self, box_type: Option<BoxType>) -> Result<Vec<BoxRecord>, StoreError> {
+        let letter = box_type.map(|t| t.letter().to_string());
+        let sql = format!(
+            "SELECT {BOX_COLUMNS} FROM boxes WHERE $1::TEXT IS NULL OR box_type = $1 ORDER BY box_type, id"
+        );
+        self.query_all(&sql, &[&letter], rows::box_record).await
+    }
+
+    async fn add_domain_process(&self, process: &NewDomainProcess) -> Result<(), StoreError> {
+        in_tx!(self, |tx| registry::add_domain_process(&tx, process))
+    }
+
+    async fn domain_processes(&self, box_id: BoxId) -> Result<Vec<DomainProcess>, StoreError> {
+        let sql = format!(
+            "SELECT {PROCESS_COLUMNS} FROM domain_processes WHERE box_id = $1 ORDER BY domain"
+        );
+        self.query_all(&sql, &[&box_id.to_string()], rows::domain_process).await
+    }
+
+    async fn record_state_version(
+        &self,
+        box_id: BoxId,
+        version: StateVersion,
+    ) -> Result<(), StoreError> {
+        registry::record_state_version(&self.client().await?, box_id, version).await
+    }
+
+    async fn highest_state_version(&self, box_id: BoxId) -> Result<StateVersion, StoreError> {
+        registry::state_version(&self.client().await?, box_id).await
+    }
+
+    async fn store_bundle(&self, bundle: &NewBundle) -> Result<(), StoreError> {
+        in_tx!(self, |tx| registry::store_bundle(&tx, bundle))
+    }
+
+    async fn bundle(
+        &self,
+        domain: &DomainId,
+        version: u32,
+    ) -> Result<Option<DomainBundle>, StoreError> {
+        let sql =
+            format!("SELECT {BUNDLE_COLUMNS} FROM bundles WHERE domain = $1 AND version = $2");
+        self.query_opt(&sql, &[&domain.as_str(), &i64::from(version)], rows::bundle).await
+    }
+
+    async fn latest_bundle(&self, domain: &DomainId) -> Result<Option<DomainBundle>, StoreError> {
+        let sql = format!(
+            "SELECT {BUNDLE_COLUMNS} FROM bundles WHERE domain = $1 ORDER BY version DESC LIMIT 1"
+        );
+        self.query_opt(&sql, &[&domain.as_str()], rows::bundle).await
+    }
+
+    async fn allocate_key_ids(
+        &self,
+        domain: &DomainId,
+        count: u32,
+    ) -> Result<KeyIdRange, StoreError> {
+        in_tx!(self, |tx| keys::allocate(&tx, domain, count))
+    }
+
+    async fn burn_key_id(&self, burn: &BurnKeyId) -> Result<(), StoreError> {
+        in_tx!(self, |tx| keys::burn(&tx, burn))
+    }
+
+    async fn burned_key_ids(&self, domain: &DomainId) -> Result<Vec<BurnedKeyId>, StoreError> {
+        let sql = "SELECT domain, key_id, reason, time FROM burned_key_ids WHERE domain = $1 ORDER BY key_id";
+        self.query_all(sql, &[&domain.as_str()], rows::burned).await
+    }
+
+    async fn create_keys(&self, new: &[NewKey]) -> Result<Vec<KeyRecord>, StoreError> {
+        in_tx!(self, |tx| keys::create_keys(&tx, new))
+    }
+
+    async fn transitions(&self, transitions: &[Transition]) -> Result<Vec<KeyRecord>, StoreError> {
+        in_tx!(self, |tx| keys::transitions(&tx, transitions))
+    }
+
+    async fn update_key(&self, update: &KeyUpdate) -> Result<KeyRecord, StoreError> {
+        in_tx!(self, |tx| keys::update(&tx, update))
+    }
+
+    async fn key(&self, domain: &DomainId, key_id: KeyId) -> Result<Option<KeyRecord>, StoreError> {
+        keys::read_key(&self.client().await?, domain, key_id).await
+    }
+
+    async fn key_by_isn(
+        &self,
+        subdomain: &SubdomainId,
+        isn: &Isn,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        keys::read_key_by_isn(&self.client().await?, subdomain, isn).await
+    }
+
+    async fn keys(&self, filter: &KeyFilter) -> Result<Vec<KeyRecord>, StoreError> {
+        keys::list(&self.client().await?, filter).await
+    }
+
+    async fn store_record(&self, record: &NewRecord) -> Result<(), StoreError> {
+        in_tx!(self, |tx| keys::store_record(&tx, record))
+    }
+
+    async fn records(
+        &self,
+        domain: &DomainId,
+        key_id: KeyId,
+    ) -> Result<Vec<StoredRecord>, StoreError> {
+        keys::records(&self.client().await?, domain, key_id).await
+    }
+
+    async fn chain_head(&self, chain: &DomainId) -> Result<Option<ChainHead>, StoreError> {
+        chain::read_head(&self.client().await?, chain).await
+    }
+
+    async fn chain_heads(&self) -> Result<Vec<ChainHead>, StoreError> {
+        chain::heads(&self.client().await?).await
+    }
+
+    async fn chain_events(
+        &self,
+        chain: &DomainId,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<ChainEvent>, StoreError> {
+        chain::events(&self.client().await?, chain, after, limit).await
+    }
+
+    async fn key_history(
+        &self,
+        domain: &DomainId,
+        key_id: KeyId,
+    ) -> Result<Vec<ChainEvent>, StoreError> {
+        chain::key_history(&self.client().await?, domain, key_id).await
+    }
+
+    async fn log_error(&self, entry: &ErrorLogEntry) -> Result<(), StoreError> {
+        registry::log_error(&self.client().await?, entry).await
+    }
+
+    async fn error_log(&self, query: &ErrorLogQuery) -> Result<Vec<LoggedError>, StoreError> {
+        registry::error_log(&self.client().await?, query).await
+    }
+
+    async fn store_transcript(
+        &self,
+        transcript: &NewTranscript,
+    ) -> Result<TranscriptId, StoreError> {
+        in_tx!(self, |tx| registry::store_transcript(&tx, transcript))
+    }
+
+    async fn transcript(&self, id: TranscriptId) -> Result<Option<Transcript>, StoreError> {
+        let sql = format!("SELECT {TRANSCRIPT_COLUMNS} FROM transcripts WHERE id = $1");
+        self.query_opt(&sql, &[&to_i64(id.0)?], rows::transcript).await
+    }
+
+    async fn transcripts(&self, box_id: Option<BoxId>) -> Result<Vec<Transcript>, StoreError> {
+        let sql = format!(
+            "SELECT {TRANSCRIPT_COLUMNS} FROM transcripts WHERE $1::TEXT IS NULL OR box_id = $1 ORDER BY id"
+        );
+        self.query_all(&sql, &[&box_id.map(|b| b.to_string())], rows::transcript).await
+    }
+}

@@ -1,0 +1,197 @@
+//! Connections: one writer, a small pool of readers, and the pragmas every connection gets.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use postkey_archive::StoreError;
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+
+use crate::migrate;
+
+/// How long a connection waits for another process's lock before answering busy.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Reader connections kept open for reuse.
+const MAX_IDLE_READERS: usize = 8;
+/// Page cache per connection, in KiB (SQLite's negative `cache_size`): keeps the upper levels
+/// of the key index in memory at a million keys.
+const CACHE_KIB: i64 = 32 * 1024;
+/// The most of the database file a reader maps into memory (address space, not memory; SQLite
+/// caps it at its compile-time maximum, 2 GiB in the bundled build).
+const MMAP_BYTES: i64 = 16 << 30;
+
+/// The SQLite archive. Cheap to clone: clones share the connections.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.inner.path).finish_non_exhaustive()
+    }
+}
+
+/// Maps rusqlite's errors into the archive's: busy and locked are retryable, anything else
+/// means the database is unusable for this call. The driver's message stays in the source.
+pub(crate) trait Db<T> {
+    fn db(self) -> Result<T, StoreError>;
+}
+
+impl<T> Db<T> for rusqlite::Result<T> {
+    fn db(self) -> Result<T, StoreError> {
+        self.map_err(db_error)
+    }
+}
+
+pub(crate) fn db_error(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _) if matches!(f.code, DatabaseBusy | DatabaseLocked) => {
+            StoreError::Busy(Box::new(e))
+        }
+        _ => StoreError::Unavailable(Box::new(e)),
+    }
+}
+
+fn join_error(e: tokio::task::JoinError) -> StoreError {
+    StoreError::Unavailable(Box::new(e))
+}
+
+fn configure(conn: &Connection, reader: bool) -> Result<(), StoreError> {
+    conn.busy_timeout(BUSY_TIMEOUT).db()?;
+    // FULL: the WAL is synced at every commit, so a committed transaction survives power loss.
+    conn.pragma_update(None, "synchronous", "FULL").db()?;
+    conn.pragma_update(None, "foreign_keys", "ON").db()?;
+    conn.pragma_update(None, "cache_size", -CACHE_KIB).db()?;
+    if reader {
+        conn.pragma_update(None, "query_only", "ON").db()?;
+        // Readers map the database file: a page the OS has cached is then a memory access, not
+        // a read() into SQLite's own cache, which keeps lookups at a million keys close to
+        // lookups at ten thousand. The writer keeps ordinary I/O. SQLite's documented price: a
+        // disk error under a mapped page ends the process (SIGBUS) instead of failing the call,
+        // acceptable for a local file whose every write is fsynced.
+        conn.pragma_update(None, "mmap_size", MMAP_BYTES).db()?;
+    }
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens the archive at `path`, creating it if needed, and brings its schema up to
+    /// [`crate::SCHEMA_VERSION`]. Refuses a database whose schema is newer than this build
+    /// ([`StoreError::SchemaTooNew`]).
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        tokio::task::spawn_blocking(move || Self::open_blocking(path)).await.map_err(join_error)?
+    }
+
+    fn open_blocking(path: PathBuf) -> Result<Self, StoreError> {
+        let mut writer = Connection::open(&path).db()?;
+        configure(&writer, false)?;
+        // WAL is a property of the file: set once, it stays. Readers then never block the writer.
+        let mode: String =
+            writer.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).db()?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Invalid("the database cannot use write-ahead logging"));
+        }
+        migrate::run(&mut writer)?;
+        let inner = Inner { path, writer: Mutex::new(writer), readers: Mutex::new(Vec::new()) };
+        Ok(Self { inner: Arc::new(inner) })
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction on the writer, on a blocking thread, and
+    /// commits if it succeeds. Dropping the transaction on an error rolls it back.
+    pub(crate) async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            // A panic inside a transaction dropped (rolled back) it: the connection is sound.
+            let mut conn = inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).db()?;
+            let out = f(&tx)?;
+            tx.commit().db()?;
+            Ok(out)
+        })
+        .await
+        .map_err(join_error)?
+    }
+
+    /// Runs a short read on the caller's thread, on a pooled reader connection.
+    pub(crate) fn read_now<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let conn = self.inner.take_reader()?;
+        let out = f(&conn);
+        self.inner.put_reader(conn);
+        out
+    }
+
+    /// Runs a read that may scan many rows on a blocking thread.
+    pub(crate) async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.read_now(f)).await.map_err(join_error)?
+    }
+
+    /// Runs SQLite's `integrity_check` and `foreign_key_check`: the file's structure is sound and
+    /// every reference resolves.
+    pub async fn integrity_check(&self) -> Result<(), StoreError> {
+        self.read(|conn| {
+            let verdict: String =
+                conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).db()?;
+            if verdict != "ok" {
+                return Err(StoreError::Corrupt("database file (integrity_check)"));
+            }
+            let dangling = conn.prepare("PRAGMA foreign_key_check").db()?.exists([]).db()?;
+            if dangling {
+                return Err(StoreError::Corrupt("reference (foreign_key_check)"));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// The writer connection, for tests that change the database behind the store's back (to
+    /// show that the chain verification finds it). Not for production use.
+    #[doc(hidden)]
+    pub fn with_raw_connection<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
+        let conn = self.inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&conn)
+    }
+}
+
+impl Inner {
+    fn take_reader(&self) -> Result<Connection, StoreError> {
+        let pooled = self.readers.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        match pooled {
+            Some(conn) => Ok(conn),
+            None => {
+                let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+                let conn = Connection::open_with_flags(&self.path, flags).db()?;
+                configure(&conn, true)?;
+                Ok(conn)
+            }
+        }
+    }
+
+    fn put_reader(&self, conn: Connection) {
+        let mut pool = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
+        if pool.len() < MAX_IDLE_READERS {
+            pool.push(conn);
+        }
+    }
+}

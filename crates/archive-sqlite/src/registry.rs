@@ -1,0 +1,263 @@
+//! Domains, the box registry, bundles, transcripts and the error log.
+
+use postkey_archive::backend::{check_domain_process, subdomains_to_sql, time_to_sql, to_i64};
+use postkey_archive::{
+    Action, DomainRecord, ErrorLogEntry, ErrorLogQuery, EventEntry, LoggedError, NewBox, NewBundle,
+    NewDomain, NewDomainProcess, NewSubdomain, NewTranscript, RecordRef, StoreError, Subject,
+    TranscriptId,
+};
+use postkey_wire::{BoxId, DomainId, KeyId, StateVersion};
+use rusqlite::types::Value;
+use rusqlite::{Connection, Transaction, params, params_from_iter};
+
+use crate::chain::{self, Chains};
+use crate::conn::Db;
+use crate::rows::{self, ERROR_COLUMNS};
+
+fn admin_event(tx: &Transaction<'_>, entry: EventEntry) -> Result<(), StoreError> {
+    let mut chains = Chains::new();
+    chains.append(tx, &DomainId::admin(), entry)?;
+    chains.finish(tx)
+}
+
+fn exists(tx: &Transaction<'_>, sql: &str, key: &str) -> Result<bool, StoreError> {
+    tx.prepare_cached(sql).db()?.exists([key]).db()
+}
+
+pub(crate) fn create_domain(
+    tx: &Transaction<'_>,
+    d: &NewDomain,
+) -> Result<DomainRecord, StoreError> {
+    if exists(tx, "SELECT 1 FROM domains WHERE id = ?1", d.id.as_str())? {
+        return Err(StoreError::Duplicate(Subject::Domain(d.id.clone())));
+    }
+    tx.execute(
+        "INSERT INTO domains (id, created, next_key_id) VALUES (?1, ?2, 1)",
+        params![d.id.as_str(), time_to_sql(d.time)?],
+    )
+    .db()?;
+    chain::create(tx, &d.id)?;
+    admin_event(tx, entry(d.time, &d.actor, Action::DomainCreated(d.id.clone()), None))?;
+    Ok(DomainRecord { id: d.id.clone(), created: d.time, next_key_id: first_key_id()? })
+}
+
+fn first_key_id() -> Result<KeyId, StoreError> {
+    KeyId::new(1).map_err(|_| StoreError::Invalid("key ID 1"))
+}
+
+fn entry(
+    time: postkey_wire::Timestamp,
+    actor: &postkey_wire::Sender,
+    action: Action,
+    record: Option<RecordRef>,
+) -> EventEntry {
+    EventEntry { time, actor: actor.clone(), action, key_id: None, record, note: None }
+}
+
+pub(crate) fn add_subdomain(tx: &Transaction<'_>, s: &NewSubdomain) -> Result<(), StoreError> {
+    if !exists(tx, "SELECT 1 FROM domains WHERE id = ?1", s.id.domain().as_str())? {
+        return Err(StoreError::NotFound(Subject::Domain(s.id.domain().clone())));
+    }
+    if exists(tx, "SELECT 1 FROM subdomains WHERE id = ?1", &s.id.to_string())? {
+        return Err(StoreError::Duplicate(Subject::Subdomain(s.id.clone())));
+    }
+    tx.execute(
+        "INSERT INTO subdomains (id, domain, created) VALUES (?1, ?2, ?3)",
+        params![s.id.to_string(), s.id.domain().as_str(), time_to_sql(s.time)?],
+    )
+    .db()?;
+    admin_event(tx, entry(s.time, &s.actor, Action::SubdomainAdded(s.id.clone()), None))
+}
+
+pub(crate) fn register_box(tx: &Transaction<'_>, b: &NewBox) -> Result<(), StoreError> {
+    if exists(tx, "SELECT 1 FROM boxes WHERE id = ?1", &b.id.to_string())? {
+        return Err(StoreError::Duplicate(Subject::Box(b.id)));
+    }
+    tx.execute(
+        "INSERT INTO boxes (id, box_type, certificate_type, certificate, identity_key, \
+         confidentiality_key, state_version, registered) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            b.id.to_string(),
+            b.id.box_type().letter().to_string(),
+            i64::from(b.certificate.record_type.0),
+            b.certificate.bytes,
+            b.identity_key.to_bytes().as_slice(),
+            b.confidentiality_key.to_bytes().as_slice(),
+            to_i64(b.state_version.0)?,
+            time_to_sql(b.time)?,
+        ],
+    )
+    .db()?;
+    let cert = Some(RecordRef::of(&b.certificate));
+    admin_event(tx, entry(b.time, &b.actor, Action::BoxRegistered(b.id), cert))
+}
+
+pub(crate) fn add_domain_process(
+    tx: &Transaction<'_>,
+    p: &NewDomainProcess,
+) -> Result<(), StoreError> {
+    check_domain_process(p)?;
+    if !exists(tx, "SELECT 1 FROM boxes WHERE id = ?1", &p.box_id.to_string())? {
+        return Err(StoreError::NotFound(Subject::Box(p.box_id)));
+    }
+    if !exists(tx, "SELECT 1 FROM domains WHERE id = ?1", p.domain.as_str())? {
+        return Err(StoreError::NotFound(Subject::Domain(p.domain.clone())));
+    }
+    for s in &p.subdomains {
+        if !exists(tx, "SELECT 1 FROM subdomains WHERE id = ?1", &s.to_string())? {
+            return Err(StoreError::NotFound(Subject::Subdomain(s.clone())));
+        }
+    }
+    let dup = tx
+        .prepare_cached("SELECT 1 FROM domain_processes WHERE box_id = ?1 AND domain = ?2")
+        .db()?
+        .exists(params![p.box_id.to_string(), p.domain.as_str()])
+        .db()?;
+    if dup {
+        return Err(StoreError::Duplicate(Subject::DomainProcess {
+            box_id: p.box_id,
+            domain: p.domain.clone(),
+        }));
+    }
+    tx.execute(
+        "INSERT INTO domain_processes (box_id, domain, subdomains, record_type, record, created) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            p.box_id.to_string(),
+            p.domain.as_str(),
+            subdomains_to_sql(&p.subdomains),
+            i64::from(p.record.record_type.0),
+            p.record.bytes,
+            time_to_sql(p.time)?,
+        ],
+    )
+    .db()?;
+    let action = Action::DomainProcessAdded { box_id: p.box_id, domain: p.domain.clone() };
+    admin_event(tx, entry(p.time, &p.actor, action, Some(RecordRef::of(&p.record))))
+}
+
+pub(crate) fn record_state_version(
+    tx: &Transaction<'_>,
+    box_id: BoxId,
+    v: StateVersion,
+) -> Result<(), StoreError> {
+    // Guarded: the version only grows; the same version again is an idempotent no-op.
+    let n = tx
+        .prepare_cached("UPDATE boxes SET state_version = ?2 WHERE id = ?1 AND state_version <= ?2")
+        .db()?
+        .execute(params![box_id.to_string(), to_i64(v.0)?])
+        .db()?;
+    if n == 1 {
+        return Ok(());
+    }
+    let recorded = state_version(tx, box_id)?;
+    Err(StoreError::StateVersionWentBackwards { box_id, recorded, offered: v })
+}
+
+pub(crate) fn state_version(conn: &Connection, box_id: BoxId) -> Result<StateVersion, StoreError> {
+    let stmt = conn.prepare_cached("SELECT state_version FROM boxes WHERE id = ?1").db()?;
+    rows::first(stmt, [box_id.to_string()], |r| {
+        postkey_archive::backend::state_version_from_sql(r.get(0).db()?)
+    })?
+    .ok_or(StoreError::NotFound(Subject::Box(box_id)))
+}
+
+pub(crate) fn store_bundle(tx: &Transaction<'_>, b: &NewBundle) -> Result<(), StoreError> {
+    if !exists(tx, "SELECT 1 FROM domains WHERE id = ?1", b.domain.as_str())? {
+        return Err(StoreError::NotFound(Subject::Domain(b.domain.clone())));
+    }
+    let dup = tx
+        .prepare_cached("SELECT 1 FROM bundles WHERE domain = ?1 AND version = ?2")
+        .db()?
+        .exists(params![b.domain.as_str(), b.version])
+        .db()?;
+    if dup {
+        return Err(StoreError::Duplicate(Subject::Bundle {
+            domain: b.domain.clone(),
+            version: b.version,
+        }));
+    }
+    tx.execute(
+        "INSERT INTO bundles (domain, version, created_by, record_type, bundle, stored) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            b.domain.as_str(),
+            b.version,
+            b.created_by.to_string(),
+            i64::from(b.bundle.record_type.0),
+            b.bundle.bytes,
+            time_to_sql(b.time)?,
+        ],
+    )
+    .db()?;
+    let action = Action::BundleStored { domain: b.domain.clone(), version: b.version };
+    let actor = postkey_wire::Sender::Box(b.created_by);
+    admin_event(tx, entry(b.time, &actor, action, Some(RecordRef::of(&b.bundle))))
+}
+
+pub(crate) fn store_transcript(
+    tx: &Transaction<'_>,
+    t: &NewTranscript,
+) -> Result<TranscriptId, StoreError> {
+    let id: i64 = tx
+        .query_row(
+            "INSERT INTO transcripts (time, kind, box_id, record_type, transcript) \
+             VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+            params![
+                time_to_sql(t.time)?,
+                t.kind.as_str(),
+                t.box_id.map(|b| b.to_string()),
+                i64::from(t.transcript.record_type.0),
+                t.transcript.bytes,
+            ],
+            |r| r.get(0),
+        )
+        .db()?;
+    let id = TranscriptId(u64::try_from(id).map_err(|_| StoreError::Corrupt("transcript ID"))?);
+    let rec = Some(RecordRef::of(&t.transcript));
+    admin_event(tx, entry(t.time, &t.actor, Action::TranscriptStored(id), rec))?;
+    Ok(id)
+}
+
+pub(crate) fn log_error(tx: &Transaction<'_>, e: &ErrorLogEntry) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO error_log (time, component, response_code, message, domain, meter_id, key_id) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .db()?
+    .execute(params![
+        time_to_sql(e.time)?,
+        e.component.as_str(),
+        e.response_code.0,
+        e.message,
+        e.domain.as_ref().map(DomainId::as_str),
+        e.meter_id.as_ref().map(ToString::to_string),
+        e.key_id.map(|k| to_i64(k.get())).transpose()?,
+    ])
+    .db()?;
+    Ok(())
+}
+
+pub(crate) fn error_log(
+    conn: &Connection,
+    q: &ErrorLogQuery,
+) -> Result<Vec<LoggedError>, StoreError> {
+    let mut sql = format!("SELECT {ERROR_COLUMNS} FROM error_log WHERE 1 = 1");
+    let mut values = Vec::new();
+    if let Some(t) = q.since {
+        values.push(Value::Integer(time_to_sql(t)?));
+        sql.push_str(&format!(" AND time >= ?{}", values.len()));
+    }
+    if let Some(d) = &q.domain {
+        values.push(Value::Text(d.to_string()));
+        sql.push_str(&format!(" AND domain = ?{}", values.len()));
+    }
+    if let Some(c) = q.response_code {
+        values.push(Value::Integer(i64::from(c.0)));
+        sql.push_str(&format!(" AND response_code = ?{}", values.len()));
+    }
+    values.push(Value::Integer(i64::from(q.limit)));
+    sql.push_str(&format!(" ORDER BY id DESC LIMIT ?{}", values.len()));
+    let mut stmt = conn.prepare(&sql).db()?;
+    rows::all(&mut stmt, params_from_iter(values), rows::logged_error)
+}

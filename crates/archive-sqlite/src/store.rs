@@ -1,0 +1,263 @@
+//! [`Store`] for [`SqliteStore`]: each write is one `BEGIN IMMEDIATE` transaction on the writer;
+//! each read runs on a reader connection.
+
+use postkey_archive::backend::to_i64;
+use postkey_archive::{
+    BoxRecord, BurnKeyId, BurnedKeyId, ChainEvent, ChainHead, DomainBundle, DomainProcess,
+    DomainRecord, ErrorLogEntry, ErrorLogQuery, KeyFilter, KeyIdRange, KeyRecord, KeyUpdate,
+    LoggedError, NewBox, NewBundle, NewDomain, NewDomainProcess, NewKey, NewRecord, NewSubdomain,
+    NewTranscript, Store, StoreError, StoredRecord, SubdomainRecord, Transcript, TranscriptId,
+    Transition,
+};
+use postkey_wire::{BoxId, BoxType, DomainId, Isn, KeyId, StateVersion, SubdomainId};
+use rusqlite::params;
+
+use crate::conn::{Db, SqliteStore};
+use crate::rows::{self, BOX_COLUMNS, BUNDLE_COLUMNS, DOMAIN_COLUMNS, TRANSCRIPT_COLUMNS};
+use crate::{chain, keys, registry};
+
+impl Store for SqliteStore {
+    async fn create_domain(&self, domain: &NewDomain) -> Result<DomainRecord, StoreError> {
+        let d = domain.clone();
+        self.write(move |tx| registry::create_domain(tx, &d)).await
+    }
+
+    async fn domain(&self, id: &DomainId) -> Result<Option<DomainRecord>, StoreError> {
+        self.read_now(|c| {
+            let sql = format!("SELECT {DOMAIN_COLUMNS} FROM domains WHERE id = ?1");
+            rows::first(c.prepare_cached(&sql).db()?, [id.as_str()], rows::domain)
+        })
+    }
+
+    async fn domains(&self) -> Result<Vec<DomainRecord>, StoreError> {
+        self.read(|c| {
+            let sql = format!("SELECT {DOMAIN_COLUMNS} FROM domains ORDER BY id");
+            rows::all(c.prepare_cached(&sql).db()?, [], rows::domain)
+        })
+        .await
+    }
+
+    async fn add_subdomain(&self, subdomain: &NewSubdomain) -> Result<(), StoreError> {
+        let s = subdomain.clone();
+        self.write(move |tx| registry::add_subdomain(tx, &s)).await
+    }
+
+    async fn subdomains(&self, domain: &DomainId) -> Result<Vec<SubdomainRecord>, StoreError> {
+        let d = domain.clone();
+        self.read(move |c| {
+            let sql = "SELECT id, created FROM subdomains WHERE domain = ?1 ORDER BY id";
+            rows::all(c.prepare_cached(sql).db()?, [d.as_str()], rows::subdomain)
+        })
+        .await
+    }
+
+    async fn register_box(&self, new: &NewBox) -> Result<(), StoreError> {
+        let b = new.clone();
+        self.write(move |tx| registry::register_box(tx, &b)).await
+    }
+
+    async fn box_record(&self, id: BoxId) -> Result<Option<BoxRecord>, StoreError> {
+        self.read_now(|c| {
+            let sql = format!("SELECT {BOX_COLUMNS} FROM boxes WHERE id = ?1");
+            rows::first(c.prepare_cached(&sql).db()?, [id.to_string()], rows::box_record)
+        })
+    }
+
+    async fn boxes(&self, box_type: Option<BoxType>) -> Result<Vec<BoxRecord>, StoreError> {
+        self.read(move |c| {
+            let letter = box_type.map(|t| t.letter().to_string());
+            let sql = format!(
+                "SELECT {BOX_COLUMNS} FROM boxes WHERE ?1 IS NULL OR box_type = ?1 ORDER BY box_type, id"
+            );
+            rows::all(c.prepare_cached(&sql).db()?, [letter], rows::box_record)
+        })
+        .await
+    }
+
+    async fn add_domain_process(&self, process: &NewDomainProcess) -> Result<(), StoreError> {
+        let p = process.clone();
+        self.write(move |tx| registry::add_domain_process(tx, &p)).await
+    }
+
+    async fn domain_processes(&self, box_id: BoxId) -> Result<Vec<DomainProcess>, StoreError> {
+        self.read(move |c| {
+            let sql = "SELECT box_id, domain, subdomains, record_type, record, created \
+                       FROM domain_processes WHERE box_id = ?1 ORDER BY domain";
+            rows::all(c.prepare_cached(sql).db()?, [box_id.to_string()], rows::domain_process)
+        })
+        .await
+    }
+
+    async fn record_state_version(
+        &self,
+        box_id: BoxId,
+        version: StateVersion,
+    ) -> Result<(), StoreError> {
+        self.write(move |tx| registry::record_state_version(tx, box_id, version)).await
+    }
+
+    async fn highest_state_version(&self, box_id: BoxId) -> Result<StateVersion, StoreError> {
+        self.read_now(|c| registry::state_version(c, box_id))
+    }
+
+    async fn store_bundle(&self, bundle: &NewBundle) -> Result<(), StoreError> {
+        let b = bundle.clone();
+        self.write(move |tx| registry::store_bundle(tx, &b)).await
+    }
+
+    async fn bundle(
+        &self,
+        domain: &DomainId,
+        version: u32,
+    ) -> Result<Option<DomainBundle>, StoreError> {
+        self.read_now(|c| {
+            let sql =
+                format!("SELECT {BUNDLE_COLUMNS} FROM bundles WHERE domain = ?1 AND version = ?2");
+            rows::first(
+                c.prepare_cached(&sql).db()?,
+                params![domain.as_str(), version],
+                rows::bundle,
+            )
+        })
+    }
+
+    async fn latest_bundle(&self, domain: &DomainId) -> Result<Option<DomainBundle>, StoreError> {
+        self.read_now(|c| {
+            let sql = format!(
+                "SELECT {BUNDLE_COLUMNS} FROM bundles WHERE domain = ?1 ORDER BY version DESC LIMIT 1"
+            );
+            rows::first(c.prepare_cached(&sql).db()?, [domain.as_str()], rows::bundle)
+        })
+    }
+
+    async fn allocate_key_ids(
+        &self,
+        domain: &DomainId,
+        count: u32,
+    ) -> Result<KeyIdRange, StoreError> {
+        let d = domain.clone();
+        self.write(move |tx| keys::allocate(tx, &d, count)).await
+    }
+
+    async fn burn_key_id(&self, burn: &BurnKeyId) -> Result<(), StoreError> {
+        let b = burn.clone();
+        self.write(move |tx| keys::burn(tx, &b)).await
+    }
+
+    async fn burned_key_ids(&self, domain: &DomainId) -> Result<Vec<BurnedKeyId>, StoreError> {
+        let d = domain.clone();
+        self.read(move |c| {
+            let sql = "SELECT domain, key_id, reason, time FROM burned_key_ids WHERE domain = ?1 ORDER BY key_id";
+            rows::all(c.prepare_cached(sql).db()?, [d.as_str()], rows::burned)
+        })
+        .await
+    }
+
+    async fn create_keys(&self, new: &[NewKey]) -> Result<Vec<KeyRecord>, StoreError> {
+        let k = new.to_vec();
+        self.write(move |tx| keys::create_keys(tx, &k)).await
+    }
+
+    async fn transitions(&self, transitions: &[Transition]) -> Result<Vec<KeyRecord>, StoreError> {
+        let t = transitions.to_vec();
+        self.write(move |tx| keys::transitions(tx, &t)).await
+    }
+
+    async fn update_key(&self, update: &KeyUpdate) -> Result<KeyRecord, StoreError> {
+        let u = update.clone();
+        self.write(move |tx| keys::update(tx, &u)).await
+    }
+
+    async fn key(&self, domain: &DomainId, key_id: KeyId) -> Result<Option<KeyRecord>, StoreError> {
+        self.read_now(|c| keys::read_key(c, domain, key_id))
+    }
+
+    async fn key_by_isn(
+        &self,
+        subdomain: &SubdomainId,
+        isn: &Isn,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        self.read_now(|c| keys::read_key_by_isn(c, subdomain, isn))
+    }
+
+    async fn keys(&self, filter: &KeyFilter) -> Result<Vec<KeyRecord>, StoreError> {
+        let f = filter.clone();
+        self.read(move |c| keys::list(c, &f)).await
+    }
+
+    async fn store_record(&self, record: &NewRecord) -> Result<(), StoreError> {
+        let r = record.clone();
+        self.write(move |tx| keys::store_record(tx, &r)).await
+    }
+
+    async fn records(
+        &self,
+        domain: &DomainId,
+        key_id: KeyId,
+    ) -> Result<Vec<StoredRecord>, StoreError> {
+        let d = domain.clone();
+        self.read(move |c| keys::records(c, &d, key_id)).await
+    }
+
+    async fn chain_head(&self, chain: &DomainId) -> Result<Option<ChainHead>, StoreError> {
+        self.read_now(|c| chain::read_head(c, chain))
+    }
+
+    async fn chain_heads(&self) -> Result<Vec<ChainHead>, StoreError> {
+        self.read(chain::heads).await
+    }
+
+    async fn chain_events(
+        &self,
+        chain: &DomainId,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<ChainEvent>, StoreError> {
+        let d = chain.clone();
+        self.read(move |c| chain::events(c, &d, after, limit)).await
+    }
+
+    async fn key_history(
+        &self,
+        domain: &DomainId,
+        key_id: KeyId,
+    ) -> Result<Vec<ChainEvent>, StoreError> {
+        let d = domain.clone();
+        self.read(move |c| chain::key_history(c, &d, key_id)).await
+    }
+
+    async fn log_error(&self, entry: &ErrorLogEntry) -> Result<(), StoreError> {
+        let e = entry.clone();
+        self.write(move |tx| registry::log_error(tx, &e)).await
+    }
+
+    async fn error_log(&self, query: &ErrorLogQuery) -> Result<Vec<LoggedError>, StoreError> {
+        let q = query.clone();
+        self.read(move |c| registry::error_log(c, &q)).await
+    }
+
+    async fn store_transcript(
+        &self,
+        transcript: &NewTranscript,
+    ) -> Result<TranscriptId, StoreError> {
+        let t = transcript.clone();
+        self.write(move |tx| registry::store_transcript(tx, &t)).await
+    }
+
+    async fn transcript(&self, id: TranscriptId) -> Result<Option<Transcript>, StoreError> {
+        self.read_now(|c| {
+            let sql = format!("SELECT {TRANSCRIPT_COLUMNS} FROM transcripts WHERE id = ?1");
+            rows::first(c.prepare_cached(&sql).db()?, [to_i64(id.0)?], rows::transcript)
+        })
+    }
+
+    async fn transcripts(&self, box_id: Option<BoxId>) -> Result<Vec<Transcript>, StoreError> {
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {TRANSCRIPT_COLUMNS} FROM transcripts WHERE ?1 IS NULL OR box_id = ?1 ORDER BY id"
+            );
+            rows::all(c.prepare_cached(&sql).db()?, [box_id.map(|b| b.to_string())], rows::transcript)
+        })
+        .await
+    }
+}

@@ -1,0 +1,332 @@
+//! What the archive keeps besides keys: domains, the box registry, domain key bundles, ceremony
+//! transcripts, burned key IDs and the error log.
+
+use core::fmt;
+
+use postkey_crypto::{HpkePublicKey, VerifyingKey};
+use postkey_wire::{
+    BoxId, DomainId, KeyId, MeterId, ResponseCode, Sender, StateVersion, SubdomainId, Timestamp,
+};
+
+use crate::{SignedRecord, StoreError};
+
+/// Defines a short ASCII label newtype: 1 to 64 of `[a-z0-9-]`.
+macro_rules! label {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(String);
+
+        impl $name {
+            /// The label, if it is 1 to 64 of `[a-z0-9-]`.
+            pub fn parse(s: &str) -> Result<Self, StoreError> {
+                let ok = (1..=64).contains(&s.len())
+                    && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+                if ok {
+                    Ok(Self(s.to_owned()))
+                } else {
+                    Err(StoreError::Invalid(concat!(stringify!($name), " must be 1 to 64 of [a-z0-9-]")))
+                }
+            }
+
+            /// The text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({:?})", stringify!($name), self.0)
+            }
+        }
+    };
+}
+
+label!(
+    /// The component that logged an error: `kmc`, `box-link`, `http`, ...
+    Component
+);
+label!(
+    /// The kind of a ceremony: `first-box`, `box-init`, `domain-create`, ...
+    CeremonyKind
+);
+
+/// The number the archive gives a ceremony transcript.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TranscriptId(pub u64);
+
+impl fmt::Display for TranscriptId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A domain to create; its key IDs start at 1 and its chain starts empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDomain {
+    /// The domain.
+    pub id: DomainId,
+    /// When it is created.
+    pub time: Timestamp,
+    /// Who created it (the manufacturing box).
+    pub actor: Sender,
+}
+
+/// A domain as the archive keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainRecord {
+    /// The domain.
+    pub id: DomainId,
+    /// When it was created.
+    pub created: Timestamp,
+    /// The ID the next allocation hands out.
+    pub next_key_id: KeyId,
+}
+
+/// A sub-domain to add to an existing domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSubdomain {
+    /// The sub-domain (`USPS/US`); its domain must exist.
+    pub id: SubdomainId,
+    /// When it is added.
+    pub time: Timestamp,
+    /// Who added it.
+    pub actor: Sender,
+}
+
+/// A sub-domain as the archive keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubdomainRecord {
+    /// The sub-domain.
+    pub id: SubdomainId,
+    /// When it was added.
+    pub created: Timestamp,
+}
+
+/// A box to register: its ID is unique for ever.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewBox {
+    /// The box's ID, which names its type.
+    pub id: BoxId,
+    /// Its certificate, signed by a manufacturing box, exactly as received.
+    pub certificate: SignedRecord,
+    /// Its identity (signing) key.
+    pub identity_key: VerifyingKey,
+    /// Its confidentiality (HPKE) key.
+    pub confidentiality_key: HpkePublicKey,
+    /// Its state version at registration.
+    pub state_version: StateVersion,
+    /// When it is registered.
+    pub time: Timestamp,
+    /// Who registered it (the certifying manufacturing box).
+    pub actor: Sender,
+}
+
+/// A box as the registry keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoxRecord {
+    /// The box's ID; its type is `id.box_type()`.
+    pub id: BoxId,
+    /// Its certificate, as received.
+    pub certificate: SignedRecord,
+    /// Its identity key.
+    pub identity_key: VerifyingKey,
+    /// Its confidentiality key.
+    pub confidentiality_key: HpkePublicKey,
+    /// The highest state version the archive has seen from it.
+    pub state_version: StateVersion,
+    /// When it was registered.
+    pub registered: Timestamp,
+}
+
+/// A domain process made in a box (SPEC §7.2 item 4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDomainProcess {
+    /// The box.
+    pub box_id: BoxId,
+    /// The domain it now serves.
+    pub domain: DomainId,
+    /// The sub-domains it serves (a Brass process; may be none), all of `domain`.
+    pub subdomains: Vec<SubdomainId>,
+    /// The manufacturing box's signed record of the process, as received.
+    pub record: SignedRecord,
+    /// When it was made.
+    pub time: Timestamp,
+    /// Who made it.
+    pub actor: Sender,
+}
+
+/// A domain process as the registry keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainProcess {
+    /// The box.
+    pub box_id: BoxId,
+    /// The domain.
+    pub domain: DomainId,
+    /// The sub-domains it serves.
+    pub subdomains: Vec<SubdomainId>,
+    /// Its signed record.
+    pub record: SignedRecord,
+    /// When it was made.
+    pub created: Timestamp,
+}
+
+/// A domain key bundle (SPEC §5): encrypted and signed by the Domain Key Set, opaque here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewBundle {
+    /// The domain.
+    pub domain: DomainId,
+    /// Its version; unique within the domain.
+    pub version: u32,
+    /// The manufacturing box that made it.
+    pub created_by: BoxId,
+    /// The bundle's bytes, as received.
+    pub bundle: SignedRecord,
+    /// When it is stored.
+    pub time: Timestamp,
+}
+
+/// A domain key bundle as the archive keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainBundle {
+    /// The domain.
+    pub domain: DomainId,
+    /// Its version.
+    pub version: u32,
+    /// The manufacturing box that made it.
+    pub created_by: BoxId,
+    /// Its bytes.
+    pub bundle: SignedRecord,
+    /// When it was stored.
+    pub stored: Timestamp,
+}
+
+/// A ceremony transcript to keep, signed by a manufacturing box.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTranscript {
+    /// When the ceremony ended.
+    pub time: Timestamp,
+    /// The ceremony's kind.
+    pub kind: CeremonyKind,
+    /// The box the ceremony was about, if one.
+    pub box_id: Option<BoxId>,
+    /// The signed transcript, as received.
+    pub transcript: SignedRecord,
+    /// Who signed it.
+    pub actor: Sender,
+}
+
+/// A ceremony transcript as the archive keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transcript {
+    /// Its number.
+    pub id: TranscriptId,
+    /// When the ceremony ended.
+    pub time: Timestamp,
+    /// Its kind.
+    pub kind: CeremonyKind,
+    /// The box it was about.
+    pub box_id: Option<BoxId>,
+    /// The signed transcript.
+    pub transcript: SignedRecord,
+}
+
+/// A key ID to burn: allocated, never to become a key (SPEC §6.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BurnKeyId {
+    /// The domain.
+    pub domain: DomainId,
+    /// The ID; allocated and without a key record.
+    pub key_id: KeyId,
+    /// Why (`Oak refused it as not fresh`).
+    pub reason: String,
+    /// When.
+    pub time: Timestamp,
+    /// Who reported it.
+    pub actor: Sender,
+}
+
+/// A burned key ID as the archive keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BurnedKeyId {
+    /// The domain.
+    pub domain: DomainId,
+    /// The ID.
+    pub key_id: KeyId,
+    /// Why.
+    pub reason: String,
+    /// When it was burned.
+    pub time: Timestamp,
+}
+
+/// A run of freshly allocated key IDs, `first..=last`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyIdRange {
+    /// The first ID.
+    pub first: KeyId,
+    /// The last ID.
+    pub last: KeyId,
+}
+
+impl KeyIdRange {
+    /// Every ID of the range, in order.
+    pub fn ids(&self) -> impl Iterator<Item = KeyId> + use<> {
+        (self.first.get()..=self.last.get()).filter_map(|n| KeyId::new(n).ok())
+    }
+}
+
+/// An error to log (SPEC §9): every error is reported to its source and written here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorLogEntry {
+    /// When.
+    pub time: Timestamp,
+    /// Which component.
+    pub component: Component,
+    /// The response code sent.
+    pub response_code: ResponseCode,
+    /// What happened, for operators; never key material.
+    pub message: String,
+    /// The domain concerned, if any.
+    pub domain: Option<DomainId>,
+    /// The meter concerned, if any.
+    pub meter_id: Option<MeterId>,
+    /// The key concerned, if any.
+    pub key_id: Option<KeyId>,
+}
+
+/// A logged error with its number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedError {
+    /// Its number, increasing in the order logged.
+    pub id: u64,
+    /// The entry.
+    pub entry: ErrorLogEntry,
+}
+
+/// Which errors [`crate::Store::error_log`] returns: matching every filter given, newest first,
+/// at most `limit`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorLogQuery {
+    /// Only errors at or after this time.
+    pub since: Option<Timestamp>,
+    /// Only errors of this domain.
+    pub domain: Option<DomainId>,
+    /// Only errors with this code.
+    pub response_code: Option<ResponseCode>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+impl ErrorLogQuery {
+    /// The newest `limit` errors.
+    pub fn latest(limit: u32) -> Self {
+        Self { since: None, domain: None, response_code: None, limit }
+    }
+}
