@@ -270,7 +270,7 @@ impl Manufacturing<'_> {
             subdomains: sub_images,
         };
         let dks = self.domain_key_set()?;
-        let plain = zeroize::Zeroizing::new(codec::to_bytes(&image));
+        let plain = codec::to_secret_bytes(&image, 4096);
         let sealed = postkey_secrets::seal_secret(
             &dks.conf.public_key(),
             &DomainKeySet::bundle_info(&domain)?,
@@ -374,7 +374,7 @@ impl Manufacturing<'_> {
             }
             BoxType::Tin | BoxType::Manufacturing => {}
         }
-        let plain = zeroize::Zeroizing::new(codec::to_bytes(&image));
+        let plain = codec::to_secret_bytes(&image, 4096);
         let sealed = postkey_secrets::seal_secret(
             &cert.body().confidentiality,
             &delivery_info(domain.as_str(), target)?,
@@ -450,7 +450,7 @@ impl Manufacturing<'_> {
             domain_key_set: *state.domain_key_set.expose_secret(),
             startup: state.startup.iter().map(|k| Seed(*k.expose_secret())).collect(),
         };
-        let plain = zeroize::Zeroizing::new(codec::to_bytes(&image));
+        let plain = codec::to_secret_bytes(&image, 4096);
         let info = HpkeInfo::new(HpkeRecordType::Kit, "ADMIN", 0, &target.to_string())
             .map_err(|_| BoxError::Secret(postkey_secrets::SecretError::Malformed))?;
         let sealed = postkey_secrets::seal_secret(

@@ -70,7 +70,7 @@ impl SecureBox {
     /// Seals the whole state under the current version.
     pub fn seal(&mut self) -> Result<SealedState, BoxError> {
         let image = self.image();
-        let plain = zeroize::Zeroizing::new(codec::to_bytes(&image));
+        let plain = codec::to_secret_bytes(&image, 256 * 1024);
         drop(image);
         let key = self.combination.state_sealing_key(&self.id.to_string());
         let sealed = key.seal(&header(self.id, self.version), &plain, &mut self.rng)?;

@@ -186,7 +186,7 @@ impl Meter {
                 })
                 .collect(),
         };
-        zeroize::Zeroizing::new(codec::to_bytes(&image))
+        codec::to_secret_bytes(&image, 4096)
     }
 
     /// Reads a simulator state file.

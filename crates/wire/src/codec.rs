@@ -22,6 +22,17 @@ pub fn to_bytes<T: Encode<()>>(value: &T) -> Vec<u8> {
     minicbor::to_vec(value).unwrap_or_default()
 }
 
+/// Encodes a value that holds secrets (a box's state image, a key image) into a wiped buffer
+/// sized up front (`capacity`), so that growing it leaves no copy of the secret behind.
+pub fn to_secret_bytes<T: Encode<()>>(value: &T, capacity: usize) -> zeroize::Zeroizing<Vec<u8>> {
+    let mut out = zeroize::Zeroizing::new(Vec::with_capacity(capacity));
+    // Writing to a Vec cannot fail (see `to_bytes`); an empty result is refused by every reader.
+    if minicbor::encode(value, &mut *out).is_err() {
+        out.clear();
+    }
+    out
+}
+
 /// Decodes a `T` from exactly `bytes`, at most `max` long, in canonical encoding only.
 pub fn from_bytes<'b, T>(bytes: &'b [u8], max: usize) -> Result<T, WireError>
 where
@@ -36,7 +47,10 @@ where
     if end != bytes.len() {
         return Err(WireError::Trailing(bytes.len() - end));
     }
-    if to_bytes(&value) != bytes {
+    // The re-encoding may hold secrets (a sealed state's image, a share): it goes into a buffer
+    // of the input's size, so that it never reallocates and leaves copies behind, and is wiped.
+    let mut again = zeroize::Zeroizing::new(Vec::with_capacity(bytes.len()));
+    if minicbor::encode(&value, &mut *again).is_err() || again.as_slice() != bytes {
         return Err(WireError::NonCanonical);
     }
     Ok(value)
