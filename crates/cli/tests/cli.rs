@@ -24,9 +24,21 @@ fn help_lists_every_command() {
     assert_eq!(o.status.code(), Some(0));
     let help = stdout(&o);
     assert!(help.starts_with("postkey: key management for digital postage meters"), "{help}");
-    for cmd in
-        ["init", "domain", "box", "share", "errors", "demo", "test-vectors", "self-test", "help"]
-    {
+    for cmd in [
+        "init",
+        "domain",
+        "box",
+        "share",
+        "meter",
+        "factory",
+        "keys",
+        "errors",
+        "demo",
+        "bench",
+        "test-vectors",
+        "self-test",
+        "help",
+    ] {
         assert!(help.contains(cmd), "help lacks {cmd}:\n{help}");
     }
     for sub in [
@@ -165,4 +177,16 @@ fn demo_runs_end_to_end_in_the_given_home() {
     assert_eq!(report["errors"], 0);
     // A second run in the same home refuses: the first ceremony already happened there.
     assert_eq!(at(dir.path(), &["demo"]).status.code(), Some(3));
+}
+
+#[test]
+fn bench_install_reports_its_figures_and_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = at(dir.path(), &["bench", "install", "--meters", "2", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(r["keys"], 4);
+    for field in ["keys_per_second", "cpu_us_per_key", "public_key_ops_us_per_key", "ratio"] {
+        assert!(r[field].as_f64().unwrap() > 0.0, "{field}: {r}");
+    }
 }

@@ -12,6 +12,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bench;
 mod ceremony;
 mod clock;
 pub mod demo;

@@ -18,7 +18,7 @@ pub(crate) struct Args {
 
 /// A fresh home under the system's temporary directory, kept after the demo so it can be looked
 /// at (its path is printed).
-fn fresh_home() -> anyhow::Result<PathBuf> {
+pub(crate) fn fresh_home() -> anyhow::Result<PathBuf> {
     let base = std::env::temp_dir();
     for attempt in 0..100u32 {
         let micros = postkey_host::now().unix_micros();

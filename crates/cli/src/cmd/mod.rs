@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod bench;
 mod boxes;
 mod demo;
 mod domain;
@@ -54,6 +55,9 @@ pub(crate) enum Command {
     Errors(errors::Args),
     /// Run the whole system end to end on the embedded default.
     Demo(demo::Args),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(bench::Command),
     /// Write the published token test vectors (docs/test-vectors.json).
     TestVectors(test_vectors::Args),
     /// Run the power-up self-tests of every cryptographic primitive.
@@ -73,6 +77,7 @@ pub(crate) fn run(home: Option<PathBuf>, command: Command) -> anyhow::Result<Out
         Command::Factory(c) => factory::run(&home_or_default(), c),
         Command::Keys(c) => keys::run(&home_or_default(), c),
         Command::Demo(args) => demo::run(home, args),
+        Command::Bench(c) => bench::run(home, c),
         Command::TestVectors(args) => test_vectors::run(args),
         Command::SelfTest(args) => self_test::run(args),
     }

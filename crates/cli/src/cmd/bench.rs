@@ -1,0 +1,50 @@
+use postkey_host::Home;
+
+use super::{Outcome, block_on, print_json, print_lines};
+
+/// `postkey bench …`
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum Command {
+    /// Installation throughput end to end on the embedded default, with the cost of its
+    /// public-key operations measured in the same run.
+    Install(InstallArgs),
+}
+
+/// Arguments of `postkey bench install`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct InstallArgs {
+    /// Meters to key (two keys each: VE and USPS).
+    #[arg(long, default_value_t = 200)]
+    meters: usize,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn run(home: Option<std::path::PathBuf>, command: Command) -> anyhow::Result<Outcome> {
+    let Command::Install(a) = command;
+    let root = match home {
+        Some(h) => h,
+        None => super::demo::fresh_home()?,
+    };
+    eprintln!("postkey bench: home {}", root.display());
+    let r = block_on(postkey_host::bench::install(&Home::new(&root), a.meters))??;
+    if a.json {
+        print_json(&r)?;
+    } else {
+        print_lines(&[
+            format!("{} meters, {} keys installed in {:.2} s", r.meters, r.keys, r.seconds),
+            format!(
+                "  {:.0} keys/s, {:.0} meters/s (every durable write included)",
+                r.keys_per_second, r.meters_per_second
+            ),
+            format!("  CPU per key {:.0} µs", r.cpu_us_per_key),
+            format!(
+                "  public-key operations per key {:.0} µs (4 HPKE seals × {:.1}, 3 opens × {:.1}, 5 signatures × {:.1}, 9 verifications × {:.1})",
+                r.public_key_ops_us_per_key, r.hpke_seal_us, r.hpke_open_us, r.sign_us, r.verify_us
+            ),
+            format!("  ratio {:.2}", r.ratio),
+        ])?;
+    }
+    Ok(Outcome::Success)
+}

@@ -1,0 +1,138 @@
+//! `postkey bench install`: end-to-end installation throughput on the embedded default, and CPU
+//! per key beside the cost of the public-key operations one key needs, measured in the same run.
+//!
+//! One key needs 4 HPKE seals (MI3, MI4, MI5, MI9), 3 HPKE opens (MI4 at Steel, MI5 at the meter,
+//! MI3 at Brass), 5 Ed25519 signatures (MI3, MI4, MI7, MI9, MI10) and 9 strict verifications
+//! (Steel: MI4; Brass: MI3, MI7; KMC: MI3, MI4, MI7, MI9, MI10 and the domain bundle). The ratio
+//! of the CPU time per key to that sum says how much the rest (encoding, sealing box states,
+//! the archive) costs on top of the cryptography that cannot be avoided.
+
+use std::time::Instant;
+
+use postkey_crypto::{HpkeInfo, HpkeRecordType, Signer as _};
+use postkey_secrets::rng::{BoxRng, OsEntropy};
+use postkey_secrets::{HpkePrivateKey, MasterKey, SigningKey};
+use postkey_wire::{DomainId, MeterId};
+
+use crate::{Factory, Home, HostError};
+
+/// What `postkey bench install` measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct InstallBench {
+    /// Meters keyed.
+    pub meters: usize,
+    /// Keys installed (two per meter).
+    pub keys: usize,
+    /// Wall time of the installations, seconds.
+    pub seconds: f64,
+    /// Keys installed per second, end to end with every durable write.
+    pub keys_per_second: f64,
+    /// Meters keyed per second.
+    pub meters_per_second: f64,
+    /// Process CPU time per key, microseconds (time waiting on fsync is not CPU time).
+    pub cpu_us_per_key: f64,
+    /// The public-key operations of one key, measured in this run, microseconds.
+    pub public_key_ops_us_per_key: f64,
+    /// `cpu_us_per_key / public_key_ops_us_per_key`.
+    pub ratio: f64,
+    /// The baseline's parts, microseconds each.
+    pub hpke_seal_us: f64,
+    /// HPKE open.
+    pub hpke_open_us: f64,
+    /// Ed25519 signature.
+    pub sign_us: f64,
+    /// Ed25519 strict verification.
+    pub verify_us: f64,
+}
+
+/// This process's CPU time (user + system), seconds, from `/proc/self/stat`.
+fn cpu_seconds() -> Result<f64, HostError> {
+    let stat = std::fs::read_to_string("/proc/self/stat")
+        .map_err(|e| HostError::io("reading", std::path::Path::new("/proc/self/stat"), e))?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the state field here;
+    // the kernel counts them in clock ticks of 100 Hz on Linux.
+    Ok((ticks(11) + ticks(12)) / 100.0)
+}
+
+fn per_op(iterations: u32, mut op: impl FnMut()) -> f64 {
+    let start = Instant::now();
+    for _ in 0..iterations {
+        op();
+    }
+    start.elapsed().as_secs_f64() * 1e6 / f64::from(iterations)
+}
+
+fn baseline() -> Result<(f64, f64, f64, f64), HostError> {
+    let fail = |e: String| HostError::Usage(format!("benchmark baseline: {e}"));
+    let mut rng =
+        BoxRng::instantiate(OsEntropy, b"postkey bench").map_err(|e| fail(e.to_string()))?;
+    let sk = HpkePrivateKey::generate(&mut rng).map_err(|e| fail(e.to_string()))?;
+    let pk = sk.public_key();
+    let info = HpkeInfo::new(HpkeRecordType::Mi3, "USPS", 1, "BRASS:USPS")
+        .map_err(|e| fail(e.to_string()))?;
+    let key = MasterKey::generate(&mut rng).map_err(|e| fail(e.to_string()))?;
+    let ct = key.seal_to(&pk, &info, &mut rng).map_err(|e| fail(e.to_string()))?;
+    let signer = SigningKey::generate(&mut rng).map_err(|e| fail(e.to_string()))?;
+    let vk = signer.verifying_key();
+    let message = [7u8; 300];
+    let sig = signer.sign(&message);
+    let n = 300;
+    let seal = per_op(n, || {
+        let _ = key.seal_to(&pk, &info, &mut rng);
+    });
+    let open = per_op(n, || {
+        let _ = sk.open_master_key(&info, &ct);
+    });
+    let sign = per_op(n, || {
+        let _ = signer.sign(&message);
+    });
+    let verify = per_op(n, || {
+        let _ = vk.verify(&message, &sig);
+    });
+    Ok((seal, open, sign, verify))
+}
+
+/// Runs the benchmark in `home` (a fresh one: the demo's ceremonies run first, without meters).
+pub async fn install(home: &Home, meters: usize) -> Result<InstallBench, HostError> {
+    crate::demo::run(home, 0, |_| {}).await?;
+    let (ve, usps) = (DomainId::parse("VE")?, DomainId::parse("USPS")?);
+    let ids: Vec<MeterId> = (1..=meters)
+        .map(|n| MeterId::parse(&format!("PB9999-{n:06}")))
+        .collect::<Result<_, _>>()?;
+    for id in &ids {
+        crate::new_meter(home, id)?;
+    }
+    let mut factory = Factory::open(home, &home.media_dir(), &[ve.clone(), usps.clone()]).await?;
+    let (seal, open, sign, verify) = baseline()?;
+    let cpu_before = cpu_seconds()?;
+    let start = Instant::now();
+    let mut keys = 0;
+    for id in &ids {
+        let report = factory.install(id, &ve, &usps).await?;
+        keys += report.keys.iter().filter(|k| k.status == "installed").count();
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds()? - cpu_before;
+    factory.close();
+    let per_key_ops = 4.0 * seal + 3.0 * open + 5.0 * sign + 9.0 * verify;
+    let keys_f = keys.max(1) as f64;
+    let cpu_us_per_key = cpu * 1e6 / keys_f;
+    Ok(InstallBench {
+        meters,
+        keys,
+        seconds,
+        keys_per_second: keys_f / seconds,
+        meters_per_second: meters as f64 / seconds,
+        cpu_us_per_key,
+        public_key_ops_us_per_key: per_key_ops,
+        ratio: cpu_us_per_key / per_key_ops,
+        hpke_seal_us: seal,
+        hpke_open_us: open,
+        sign_us: sign,
+        verify_us: verify,
+    })
+}
