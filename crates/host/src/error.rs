@@ -18,6 +18,12 @@ pub enum HostError {
     /// Something the caller asked for that does not exist or cannot be done here.
     #[error("{0}")]
     Usage(String),
+    /// The archive refused or failed (its response code says why).
+    #[error("archive: {0} [response code {code}]", code = .0.response_code())]
+    Archive(#[from] postkey_archive::StoreError),
+    /// The KMS computer could not complete an order (its response code says why).
+    #[error("{0} [response code {code}]", code = .0.response_code())]
+    Kmc(#[from] postkey_kmc::KmcError),
     /// A file could not be read or written.
     #[error("{what} {path}: {source}")]
     Io {
@@ -37,6 +43,8 @@ impl HostError {
             Self::Box { error, .. } => Some(error.response_code()),
             Self::Input(e) => Some(e.response_code()),
             Self::Usage(_) => None,
+            Self::Archive(e) => Some(e.response_code()),
+            Self::Kmc(e) => Some(e.response_code()),
             Self::Io { .. } => Some(ResponseCode::STORAGE_FAILED),
         }
     }

@@ -12,13 +12,9 @@ use postkey_wire::{BoxId, BoxType, DomainId, KeyId, MeterId, Nonce};
 use crate::link::{EmbeddedBoxes, MeterLinks};
 use crate::{Home, HostError, Session, clock, register_in_archive};
 
-fn archive_error(e: impl core::fmt::Display) -> HostError {
-    HostError::Usage(format!("archive: {e}"))
-}
-
 /// Opens the home's archive and registers in it whatever the home's ceremonies made since.
 pub async fn open_archive(home: &Home) -> Result<SqliteStore, HostError> {
-    let store = SqliteStore::open(home.root().join("archive.db")).await.map_err(archive_error)?;
+    let store = SqliteStore::open(home.root().join("archive.db")).await?;
     register_in_archive(home, &store).await?;
     Ok(store)
 }
@@ -51,14 +47,9 @@ pub struct Line {
 /// Picks the first box of each type that runs processes of all `domains`.
 pub async fn line_for(store: &SqliteStore, domains: &[DomainId]) -> Result<Line, HostError> {
     let pick = |t: BoxType| async move {
-        for b in store.boxes(Some(t)).await.map_err(archive_error)? {
-            let served: Vec<DomainId> = store
-                .domain_processes(b.id)
-                .await
-                .map_err(archive_error)?
-                .into_iter()
-                .map(|p| p.domain)
-                .collect();
+        for b in store.boxes(Some(t)).await? {
+            let served: Vec<DomainId> =
+                store.domain_processes(b.id).await?.into_iter().map(|p| p.domain).collect();
             if domains.iter().all(|d| served.contains(d)) {
                 return Ok(b.id);
             }
@@ -206,5 +197,5 @@ fn summary(
 
 fn kmc_error(home: &Home, e: postkey_kmc::KmcError) -> HostError {
     let _ = home.log_error("kmc", e.response_code(), &e.to_string(), clock::now());
-    HostError::Usage(format!("{e} [response code {}]", e.response_code()))
+    HostError::Kmc(e)
 }

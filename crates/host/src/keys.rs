@@ -7,10 +7,6 @@ use postkey_wire::{DomainId, KeyId, Timestamp};
 
 use crate::HostError;
 
-fn archive_error(e: impl core::fmt::Display) -> HostError {
-    HostError::Usage(format!("archive: {e}"))
-}
-
 /// One key in a list.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct KeyEntry {
@@ -55,16 +51,14 @@ pub async fn list_keys(
 ) -> Result<Vec<KeyEntry>, HostError> {
     let domains: Vec<DomainId> = match domain {
         Some(d) => vec![d.clone()],
-        None => store.domains().await.map_err(archive_error)?.into_iter().map(|d| d.id).collect(),
+        None => store.domains().await?.into_iter().map(|d| d.id).collect(),
     };
     let mut out = Vec::new();
     for d in domains {
         let mut after = None;
         loop {
-            let page = store
-                .keys(&KeyFilter { after, ..KeyFilter::domain(d.clone(), 1000) })
-                .await
-                .map_err(archive_error)?;
+            let page =
+                store.keys(&KeyFilter { after, ..KeyFilter::domain(d.clone(), 1000) }).await?;
             let Some(last) = page.last() else { break };
             after = Some(last.key_id);
             out.extend(page.iter().map(entry));
@@ -112,7 +106,7 @@ pub async fn show_key(
     domain: &DomainId,
     key_id: KeyId,
 ) -> Result<KeyDetail, HostError> {
-    let k = store.key(domain, key_id).await.map_err(archive_error)?.ok_or_else(|| {
+    let k = store.key(domain, key_id).await?.ok_or_else(|| {
         HostError::Usage(format!("no key {domain}/{key_id}: see `postkey keys list`"))
     })?;
     let t = &k.times;
@@ -126,8 +120,7 @@ pub async fn show_key(
     });
     let history = store
         .key_history(domain, key_id)
-        .await
-        .map_err(archive_error)?
+        .await?
         .into_iter()
         .map(|e| HistoryEntry {
             seq: e.seq,

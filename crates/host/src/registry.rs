@@ -4,15 +4,11 @@
 //! already holds is left as it is.
 
 use postkey_archive::{
-    NewBox, NewBundle, NewDomain, NewDomainProcess, NewSubdomain, SignedRecord, Store, StoreError,
+    NewBox, NewBundle, NewDomain, NewDomainProcess, NewSubdomain, SignedRecord, Store,
 };
 use postkey_wire::Sender;
 
 use crate::{Home, HostError, clock};
-
-fn store_error(e: StoreError) -> HostError {
-    HostError::Usage(format!("archive: {e}"))
-}
 
 /// Registers every box, domain, bundle and process of `home` in `store` that it lacks.
 pub async fn register_in_archive(home: &Home, store: &impl Store) -> Result<(), HostError> {
@@ -21,19 +17,17 @@ pub async fn register_in_archive(home: &Home, store: &impl Store) -> Result<(), 
     let admin = Sender::Box(postkey_wire::BoxId::FIRST_MANUFACTURING);
     for bundle in home.domains()? {
         let b = bundle.claimed_body();
-        if store.domain(&b.domain).await.map_err(store_error)?.is_none() {
+        if store.domain(&b.domain).await?.is_none() {
             store
                 .create_domain(&NewDomain { id: b.domain.clone(), time: now, actor: admin.clone() })
-                .await
-                .map_err(store_error)?;
+                .await?;
             for s in &b.subdomains {
                 store
                     .add_subdomain(&NewSubdomain { id: s.clone(), time: now, actor: admin.clone() })
-                    .await
-                    .map_err(store_error)?;
+                    .await?;
             }
         }
-        if store.latest_bundle(&b.domain).await.map_err(store_error)?.is_none() {
+        if store.latest_bundle(&b.domain).await?.is_none() {
             let bytes = home.bundle(&b.domain)?;
             let record =
                 SignedRecord { record_type: postkey_wire::RecordType::DOMAIN_BUNDLE, bytes };
@@ -44,13 +38,13 @@ pub async fn register_in_archive(home: &Home, store: &impl Store) -> Result<(), 
                 bundle: record,
                 time: now,
             };
-            store.store_bundle(&new).await.map_err(store_error)?;
+            store.store_bundle(&new).await?;
         }
     }
     for id in home.store().list().map_err(|e| HostError::boxed("host", e))? {
         let cert =
             home.store().read_certificate(id, &anchors).map_err(|e| HostError::boxed(id, e))?;
-        if store.box_record(id).await.map_err(store_error)?.is_none() {
+        if store.box_record(id).await?.is_none() {
             let version = home.recorded_version(id)?.unwrap_or(postkey_wire::StateVersion(0));
             let new = NewBox {
                 id,
@@ -61,15 +55,10 @@ pub async fn register_in_archive(home: &Home, store: &impl Store) -> Result<(), 
                 time: now,
                 actor: Sender::Box(cert.body().issuer),
             };
-            store.register_box(&new).await.map_err(store_error)?;
+            store.register_box(&new).await?;
         }
-        let known: Vec<_> = store
-            .domain_processes(id)
-            .await
-            .map_err(store_error)?
-            .into_iter()
-            .map(|p| p.domain)
-            .collect();
+        let known: Vec<_> =
+            store.domain_processes(id).await?.into_iter().map(|p| p.domain).collect();
         for process in home.processes(id)? {
             let p = process.body();
             if known.contains(&p.domain) {
@@ -83,7 +72,7 @@ pub async fn register_in_archive(home: &Home, store: &impl Store) -> Result<(), 
                 time: now,
                 actor: process.header().sender.clone(),
             };
-            store.add_domain_process(&new).await.map_err(store_error)?;
+            store.add_domain_process(&new).await?;
         }
     }
     Ok(())
