@@ -241,7 +241,18 @@ pub(crate) async fn transitions(
     Ok(out)
 }
 
-pub(crate) async fn update(tx: &Transaction<'_>, u: &KeyUpdate) -> Result<KeyRecord, StoreError> {
+pub(crate) async fn updates(
+    tx: &Transaction<'_>,
+    us: &[KeyUpdate],
+) -> Result<Vec<KeyRecord>, StoreError> {
+    let mut out = Vec::with_capacity(us.len());
+    for (i, u) in us.iter().enumerate() {
+        out.push(update(tx, u).await.map_err(|e| in_batch(i, us.len(), e))?);
+    }
+    Ok(out)
+}
+
+async fn update(tx: &Transaction<'_>, u: &KeyUpdate) -> Result<KeyRecord, StoreError> {
     let mut chains = Chains::lock(tx, [u.domain.clone()]).await?;
     let current =
         read_key(tx, &u.domain, u.key_id).await?.ok_or_else(|| no_key(&u.domain, u.key_id))?;

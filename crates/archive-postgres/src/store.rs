@@ -154,8 +154,8 @@ impl Store for PgStore {
         in_tx!(self, |tx| keys::transitions(&tx, transitions))
     }
 
-    async fn update_key(&self, update: &KeyUpdate) -> Result<KeyRecord, StoreError> {
-        in_tx!(self, |tx| keys::update(&tx, update))
+    async fn update_keys(&self, updates: &[KeyUpdate]) -> Result<Vec<KeyRecord>, StoreError> {
+        in_tx!(self, |tx| keys::updates(&tx, updates))
     }
 
     async fn key(&self, domain: &DomainId, key_id: KeyId) -> Result<Option<KeyRecord>, StoreError> {

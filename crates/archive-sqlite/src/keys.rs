@@ -174,8 +174,24 @@ fn transition_one(
     Ok(next)
 }
 
-pub(crate) fn update(tx: &Transaction<'_>, u: &KeyUpdate) -> Result<KeyRecord, StoreError> {
+pub(crate) fn updates(
+    tx: &Transaction<'_>,
+    us: &[KeyUpdate],
+) -> Result<Vec<KeyRecord>, StoreError> {
     let mut chains = Chains::new();
+    let mut out = Vec::with_capacity(us.len());
+    for (i, u) in us.iter().enumerate() {
+        out.push(update_one(tx, &mut chains, u).map_err(|e| in_batch(i, us.len(), e))?);
+    }
+    chains.finish(tx)?;
+    Ok(out)
+}
+
+fn update_one(
+    tx: &Transaction<'_>,
+    chains: &mut Chains,
+    u: &KeyUpdate,
+) -> Result<KeyRecord, StoreError> {
     let current = read_key(tx, &u.domain, u.key_id)?.ok_or_else(|| no_key(&u.domain, u.key_id))?;
     let (next, entry) = current.apply_update(u)?;
     write_key(tx, &current, &next, current.status)?;
@@ -183,7 +199,6 @@ pub(crate) fn update(tx: &Transaction<'_>, u: &KeyUpdate) -> Result<KeyRecord, S
         insert_record(tx, &u.domain, u.key_id, r, u.time)?;
     }
     chains.append(tx, &u.domain, entry)?;
-    chains.finish(tx)?;
     Ok(next)
 }
 

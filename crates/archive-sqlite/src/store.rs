@@ -163,9 +163,9 @@ impl Store for SqliteStore {
         self.write(move |tx| keys::transitions(tx, &t)).await
     }
 
-    async fn update_key(&self, update: &KeyUpdate) -> Result<KeyRecord, StoreError> {
-        let u = update.clone();
-        self.write(move |tx| keys::update(tx, &u)).await
+    async fn update_keys(&self, updates: &[KeyUpdate]) -> Result<Vec<KeyRecord>, StoreError> {
+        let u = updates.to_vec();
+        self.write(move |tx| keys::updates(tx, &u)).await
     }
 
     async fn key(&self, domain: &DomainId, key_id: KeyId) -> Result<Option<KeyRecord>, StoreError> {

@@ -180,11 +180,20 @@ pub trait Store: Send + Sync {
         async move { single(self.transitions(core::slice::from_ref(transition)).await) }
     }
 
-    /// Sets fields of a key without a status change (and stores its record, if any).
+    /// Sets fields of keys without a status change (and stores their records, if any), all in
+    /// one transaction: whole or not at all ([`StoreError::Batch`] says which failed).
+    fn update_keys(
+        &self,
+        updates: &[KeyUpdate],
+    ) -> impl Future<Output = Result<Vec<KeyRecord>, StoreError>> + Send;
+
+    /// Sets fields of one key.
     fn update_key(
         &self,
         update: &KeyUpdate,
-    ) -> impl Future<Output = Result<KeyRecord, StoreError>> + Send;
+    ) -> impl Future<Output = Result<KeyRecord, StoreError>> + Send {
+        async move { single(self.update_keys(core::slice::from_ref(update)).await) }
+    }
 
     /// A key record.
     fn key(

@@ -169,7 +169,7 @@ impl BlankBox {
             kind,
             health: Health::Operational,
             dirty: false,
-            pending_install: None,
+            pending_install: BTreeMap::new(),
         };
         secure_box.changed();
         let body = BoxKeys {

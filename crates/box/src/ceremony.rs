@@ -112,7 +112,7 @@ pub fn first_manufacturing_box(
         kind: Kind::Manufacturing(Box::new(state)),
         health: Health::Operational,
         dirty: false,
-        pending_install: None,
+        pending_install: BTreeMap::new(),
     };
     secure_box.install_certificate(certificate.as_bytes())?;
 

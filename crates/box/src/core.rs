@@ -59,7 +59,8 @@ pub struct SecureBox {
     pub(crate) dirty: bool,
     /// Steel: what the meter must answer for the installation in flight (memory only: after a
     /// crash the sealed in-flight record leads to ABORTED instead).
-    pub(crate) pending_install: Option<crate::install::PendingInstall>,
+    pub(crate) pending_install:
+        BTreeMap<(postkey_wire::DomainId, postkey_wire::KeyId), crate::install::PendingInstall>,
 }
 
 impl core::fmt::Debug for SecureBox {

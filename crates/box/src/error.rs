@@ -118,9 +118,12 @@ pub enum BoxError {
     /// A message about an installation this box is not running.
     #[error("no installation in flight for this key and meter")]
     NoInstallInFlight,
-    /// An installation is already in flight.
-    #[error("an installation is already in flight in this box; finish it first")]
+    /// A stop interrupted an installation that is still sealed as in flight.
+    #[error("an interrupted installation is still in flight in this box; run RECOVER first")]
     InstallInFlight,
+    /// The box holds as many installations in flight as it may.
+    #[error("{0} installations are in flight in this box; finish some first")]
+    TooManyInFlight(usize),
     /// Records that should describe one key do not match.
     #[error("records do not match: {0}")]
     RecordMismatch(&'static str),
@@ -159,6 +162,7 @@ impl BoxError {
             Self::NotCertifiedForDomain(..) => ResponseCode::NOT_CERTIFIED_FOR_DOMAIN,
             Self::NoInstallInFlight => ResponseCode::NO_INSTALL_IN_FLIGHT,
             Self::InstallInFlight => ResponseCode::INSTALL_IN_FLIGHT,
+            Self::TooManyInFlight(_) => ResponseCode::TOO_MANY_IN_FLIGHT,
             Self::RecordMismatch(_) => ResponseCode::RECORD_MISMATCH,
         }
     }

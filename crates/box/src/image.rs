@@ -111,11 +111,19 @@ pub(crate) struct CounterImage {
     #[n(0)]
     pub(crate) last_key_id: u64,
     #[n(1)]
-    pub(crate) in_flight_key: Option<postkey_wire::KeyId>,
+    pub(crate) in_flight: Vec<InFlightImage>,
+}
+
+/// A Steel process's installation in flight (no key material).
+#[derive(Clone, Encode, Decode)]
+#[cbor(map)]
+pub(crate) struct InFlightImage {
+    #[n(0)]
+    pub(crate) key_id: postkey_wire::KeyId,
+    #[n(1)]
+    pub(crate) meter_id: postkey_wire::MeterId,
     #[n(2)]
-    pub(crate) in_flight_meter: Option<postkey_wire::MeterId>,
-    #[n(3)]
-    pub(crate) in_flight_oak: Option<BoxId>,
+    pub(crate) oak: BoxId,
 }
 
 /// Opaque public bytes in an image (a signed record).

@@ -47,12 +47,42 @@ pub struct GeneratedKey {
     pub mi4: Verified<KeyForSteel>,
 }
 
-/// A Steel box's expectation for the installation in flight.
+/// The most installations a Steel box keeps in flight at once (a batch of the KMC's); each is a
+/// few dozen bytes of sealed state.
+pub const MAX_IN_FLIGHT: usize = 4096;
+
+/// A Steel box's expectation for an installation in flight (memory only).
 pub(crate) struct PendingInstall {
-    domain: DomainId,
-    key_id: KeyId,
     meter_id: MeterId,
     expected: TestTokens,
+}
+
+/// The Steel papers of MI1 verified earlier in the same batch: the same bytes under the same
+/// trust anchor verify the same way, so a batch of keys for one Steel box checks them once.
+#[derive(Default)]
+pub(crate) struct PapersMemo {
+    last: Option<(Verified<Certificate>, Verified<ProcessRecord>)>,
+}
+
+impl PapersMemo {
+    fn verify(
+        &mut self,
+        anchor: &postkey_crypto::VerifyingKey,
+        papers: &GenerateKey,
+    ) -> Result<(Verified<Certificate>, Verified<ProcessRecord>), BoxError> {
+        if let Some((cert, record)) = &self.last
+            && cert.as_bytes() == papers.steel_certificate.as_slice()
+            && record.as_bytes() == papers.steel_process.as_slice()
+        {
+            return Ok((cert.clone(), record.clone()));
+        }
+        let cert =
+            Unverified::<Certificate>::from_bytes(&papers.steel_certificate)?.verify(anchor)?;
+        let record =
+            Unverified::<ProcessRecord>::from_bytes(&papers.steel_process)?.verify(anchor)?;
+        self.last = Some((cert.clone(), record.clone()));
+        Ok((cert, record))
+    }
 }
 
 /// How an installation ended at the Steel box.
@@ -117,6 +147,7 @@ impl SecureBox {
         &mut self,
         mi1: &[u8],
         now: Timestamp,
+        memo: &mut PapersMemo,
     ) -> Result<GeneratedKey, BoxError> {
         self.admit(CommandCode::GENERATE_KEY)?;
         tables::check_record(&self.tables, RecordType::MI1)?;
@@ -127,8 +158,7 @@ impl SecureBox {
         let ProcessKeys::Oak { .. } = process.keys else {
             return Err(BoxError::WrongBoxType { expected: "oak", actual: self.box_type().name() });
         };
-        let cert = Unverified::<Certificate>::from_bytes(&order.body().steel_certificate)?
-            .verify(&self.anchors.steel)?;
+        let (cert, record) = memo.verify(&self.anchors.steel, order.body())?;
         let steel = cert.body().box_id;
         if steel.box_type() != BoxType::Steel {
             return Err(BoxError::WrongBoxType {
@@ -136,8 +166,6 @@ impl SecureBox {
                 actual: steel.box_type().name(),
             });
         }
-        let record = Unverified::<ProcessRecord>::from_bytes(&order.body().steel_process)?
-            .verify(&self.anchors.steel)?;
         if record.body().box_id != steel || record.body().domain != domain {
             return Err(BoxError::NotCertifiedForDomain(steel, domain));
         }
@@ -207,9 +235,11 @@ impl SecureBox {
     ) -> Result<Message<KeyForMeter>, BoxError> {
         self.admit(CommandCode::INSTALL_KEY)?;
         tables::check_record(&self.tables, RecordType::MI4)?;
-        if self.pending_install.is_some() || self.processes.values().any(|p| p.in_flight.is_some())
-        {
+        if self.interrupted() {
             return Err(BoxError::InstallInFlight);
+        }
+        if self.pending_install.len() >= MAX_IN_FLIGHT {
+            return Err(BoxError::TooManyInFlight(MAX_IN_FLIGHT));
         }
         let unverified = Unverified::<KeyForSteel>::from_bytes(mi4)?;
         let domain = unverified.header().domain.clone();
@@ -263,14 +293,12 @@ impl SecureBox {
         let oak = mi4.body().oak;
         if let Some(p) = self.processes.get_mut(&domain) {
             p.last_key_id = key_id.get();
-            p.in_flight = Some(InFlight { key_id, meter_id: meter_id.clone(), oak });
+            p.in_flight.insert(key_id, InFlight { key_id, meter_id: meter_id.clone(), oak });
         }
-        self.pending_install = Some(PendingInstall {
-            domain: domain.clone(),
-            key_id,
-            meter_id: meter_id.clone(),
-            expected,
-        });
+        self.pending_install.insert(
+            (domain.clone(), key_id),
+            PendingInstall { meter_id: meter_id.clone(), expected },
+        );
         self.changed();
         Ok(Message::new(
             self.key_context(&domain, key_id, Some(meter_id), now),
@@ -278,8 +306,35 @@ impl SecureBox {
         ))
     }
 
+    /// Whether a stop interrupted an installation that is still sealed as in flight: it must be
+    /// aborted (RECOVER) before the box starts another.
+    fn interrupted(&self) -> bool {
+        self.processes.iter().any(|(d, p)| {
+            p.in_flight.keys().any(|k| !self.pending_install.contains_key(&(d.clone(), *k)))
+        })
+    }
+
+    /// Ends an installation in flight: out of the sealed state and the pending map.
+    fn end_install(
+        &mut self,
+        domain: &DomainId,
+        key_id: KeyId,
+    ) -> Option<(InFlight, PendingInstall)> {
+        let pending = self.pending_install.remove(&(domain.clone(), key_id))?;
+        let flight = self.processes.get_mut(domain).and_then(|p| p.in_flight.remove(&key_id))?;
+        self.changed();
+        Some((flight, pending))
+    }
+
+    fn steel_auth(&self, domain: &DomainId) -> Result<&postkey_secrets::SigningKey, BoxError> {
+        match &self.process_of(domain)?.keys {
+            ProcessKeys::Steel { steel_auth } => Ok(steel_auth),
+            _ => Err(BoxError::WrongBoxType { expected: "steel", actual: self.box_type().name() }),
+        }
+    }
+
     /// Steel, MI6 → MI7 (or ABORTED): compares the meter's test tokens with Oak's in constant
-    /// time and ends the installation in flight.
+    /// time and ends that installation.
     pub(crate) fn finish_install(
         &mut self,
         mi6: &[u8],
@@ -288,39 +343,29 @@ impl SecureBox {
         self.admit(CommandCode::INSTALL_KEY)?;
         tables::check_record(&self.tables, RecordType::MI6)?;
         let answer = Message::<MeterTestTokens>::from_bytes(mi6)?;
-        let pending = self.pending_install.as_ref().ok_or(BoxError::NoInstallInFlight)?;
         let h = answer.header();
-        if h.domain != pending.domain
-            || h.key_id != Some(pending.key_id)
-            || h.sender != Sender::Meter(pending.meter_id.clone())
-        {
+        let domain = h.domain.clone();
+        let key_id = h.key_id.ok_or(BoxError::NoInstallInFlight)?;
+        let pending = self
+            .pending_install
+            .get(&(domain.clone(), key_id))
+            .ok_or(BoxError::NoInstallInFlight)?;
+        if h.sender != Sender::Meter(pending.meter_id.clone()) {
             return Err(BoxError::NoInstallInFlight);
         }
         let matches = bool::from(answer.body().test_tokens.ct_eq(&pending.expected));
-        let pending = self.pending_install.take().ok_or(BoxError::NoInstallInFlight)?;
-        let oak = self
-            .processes
-            .get_mut(&pending.domain)
-            .and_then(|p| p.in_flight.take())
-            .map(|f| f.oak)
-            .unwrap_or(self.id);
-        self.changed();
-        let context =
-            self.key_context(&pending.domain, pending.key_id, Some(pending.meter_id.clone()), now);
-        let steel_auth = match &self.process_of(&pending.domain)?.keys {
-            ProcessKeys::Steel { steel_auth } => steel_auth,
-            _ => {
-                return Err(BoxError::WrongBoxType {
-                    expected: "steel",
-                    actual: self.box_type().name(),
-                });
-            }
-        };
+        let (flight, _) = self.end_install(&domain, key_id).ok_or(BoxError::NoInstallInFlight)?;
+        let context = self.key_context(&domain, key_id, Some(flight.meter_id), now);
+        let steel_auth = self.steel_auth(&domain)?;
         Ok(if matches {
             InstallOutcome::Installed(postkey_wire::sign(
                 Message::new(
                     context,
-                    Installed { oak, steel: self.id, test_tokens: answer.body().test_tokens },
+                    Installed {
+                        oak: flight.oak,
+                        steel: self.id,
+                        test_tokens: answer.body().test_tokens,
+                    },
                 ),
                 steel_auth,
             ))
@@ -338,19 +383,33 @@ impl SecureBox {
         })
     }
 
+    /// Steel: the meter link failed for an installation in flight (the meter refused MI5 or did
+    /// not answer): a signed ABORTED record ends it, and its key becomes `Bad`.
+    pub(crate) fn abort_install(
+        &mut self,
+        domain: &DomainId,
+        key_id: KeyId,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<Verified<Aborted>, BoxError> {
+        self.admit(CommandCode::INSTALL_KEY)?;
+        let (flight, _) = self.end_install(domain, key_id).ok_or(BoxError::NoInstallInFlight)?;
+        let context = self.key_context(domain, key_id, Some(flight.meter_id), now);
+        let body = Aborted { steel: self.id, reason: format!("the meter link failed: {reason}") };
+        Ok(postkey_wire::sign(Message::new(context, body), self.steel_auth(domain)?))
+    }
+
     /// Steel, after a restart: an installation sealed as in flight was interrupted. Each one
     /// gets a signed ABORTED record, so its key becomes `Bad` and is never installed again.
     pub(crate) fn abort_interrupted(
         &mut self,
         now: Timestamp,
     ) -> Result<Vec<Verified<Aborted>>, BoxError> {
-        if self.pending_install.is_some() {
-            return Ok(Vec::new());
-        }
         let interrupted: Vec<(DomainId, InFlight)> = self
             .processes
             .iter()
-            .filter_map(|(d, p)| p.in_flight.clone().map(|f| (d.clone(), f)))
+            .flat_map(|(d, p)| p.in_flight.values().map(move |f| (d.clone(), f.clone())))
+            .filter(|(d, f)| !self.pending_install.contains_key(&(d.clone(), f.key_id)))
             .collect();
         if interrupted.is_empty() {
             return Ok(Vec::new());
@@ -376,9 +435,9 @@ impl SecureBox {
             };
             out.push(postkey_wire::sign(Message::new(context, body), steel_auth));
         }
-        for (domain, _) in &interrupted {
+        for (domain, flight) in &interrupted {
             if let Some(p) = self.processes.get_mut(domain) {
-                p.in_flight = None;
+                p.in_flight.remove(&flight.key_id);
             }
         }
         self.changed();

@@ -30,7 +30,9 @@ pub use blank::{BlankBox, Initialization, Rejected, SharePolicy};
 pub use ceremony::{FirstCeremony, first_manufacturing_box};
 pub use core::{Health, SecureBox};
 pub use error::BoxError;
-pub use install::{CheckOutcome, DEFAULT_KEY_ID_WINDOW, GeneratedKey, InstallOutcome};
+pub use install::{
+    CheckOutcome, DEFAULT_KEY_ID_WINDOW, GeneratedKey, InstallOutcome, MAX_IN_FLIGHT,
+};
 pub use manufacturing::{DELEGATED_BLOCK, DeliveryOutput, DomainKeySetPublic, Manufacturing};
 pub use process::{DomainProcess, InFlight, ProcessKeys, SubdomainKeys};
 pub use state::{MAX_SEALED_LEN, SealedState};

@@ -79,8 +79,9 @@ pub struct DomainProcess {
     /// Oak: the last key ID processed; Steel: the last key ID seen. Durable: advanced only
     /// after the message authenticated, and sealed before the box answers.
     pub(crate) last_key_id: u64,
-    /// Steel: the installation in progress, sealed so that a crash is followed by ABORTED.
-    pub(crate) in_flight: Option<InFlight>,
+    /// Steel: the installations in progress, by key ID, sealed so that a crash is followed by
+    /// an ABORTED record for each.
+    pub(crate) in_flight: BTreeMap<postkey_wire::KeyId, InFlight>,
 }
 
 /// A Steel box's installation in progress: the key and the meter (no key material).
@@ -120,9 +121,9 @@ impl DomainProcess {
         self.last_key_id
     }
 
-    /// The installation in progress (Steel).
-    pub fn in_flight(&self) -> Option<&InFlight> {
-        self.in_flight.as_ref()
+    /// The installations in progress (Steel), by key ID.
+    pub fn in_flight(&self) -> impl Iterator<Item = &InFlight> {
+        self.in_flight.values()
     }
 }
 
@@ -242,6 +243,6 @@ impl SecureBox {
         let plain = self.confidentiality.open(&info, &body.sealed)?;
         let image: KeyImage = codec::from_bytes(plain.expose_secret(), 16 * 1024)?;
         let keys = keys_from_image(self.box_type(), &image, &body.process.subdomains)?;
-        Ok(DomainProcess { delivery, keys, last_key_id: 0, in_flight: None })
+        Ok(DomainProcess { delivery, keys, last_key_id: 0, in_flight: BTreeMap::new() })
     }
 }

@@ -15,7 +15,7 @@ use postkey_wire::{BoxId, Certificate, Delivery, StateVersion, Unverified, codec
 
 use crate::core::{Health, Kind};
 use crate::image::{
-    Blob, CounterImage, ManufacturingImage, Pending, Seed, StateImage, TableSequence,
+    Blob, CounterImage, InFlightImage, ManufacturingImage, Pending, Seed, StateImage, TableSequence,
 };
 use crate::manufacturing::ManufacturingState;
 use crate::{BoxError, SecureBox};
@@ -124,9 +124,15 @@ impl SecureBox {
                 .values()
                 .map(|p| CounterImage {
                     last_key_id: p.last_key_id,
-                    in_flight_key: p.in_flight.as_ref().map(|f| f.key_id),
-                    in_flight_meter: p.in_flight.as_ref().map(|f| f.meter_id.clone()),
-                    in_flight_oak: p.in_flight.as_ref().map(|f| f.oak),
+                    in_flight: p
+                        .in_flight
+                        .values()
+                        .map(|f| InFlightImage {
+                            key_id: f.key_id,
+                            meter_id: f.meter_id.clone(),
+                            oak: f.oak,
+                        })
+                        .collect(),
                 })
                 .collect(),
         }
@@ -186,7 +192,7 @@ impl SecureBox {
             kind,
             health: Health::Operational,
             dirty: false,
-            pending_install: None,
+            pending_install: BTreeMap::new(),
         };
         if image.counters.len() != image.deliveries.len() {
             return Err(corrupt());
@@ -196,14 +202,16 @@ impl SecureBox {
                 .verify(secure_box.anchors.for_type(secure_box.box_type()))?;
             let mut process = secure_box.open_delivery(delivery)?;
             process.last_key_id = counter.last_key_id;
-            process.in_flight =
-                match (counter.in_flight_key, &counter.in_flight_meter, counter.in_flight_oak) {
-                    (Some(key_id), Some(meter_id), Some(oak)) => {
-                        Some(crate::process::InFlight { key_id, meter_id: meter_id.clone(), oak })
-                    }
-                    (None, None, None) => None,
-                    _ => return Err(corrupt()),
+            for f in &counter.in_flight {
+                let flight = crate::process::InFlight {
+                    key_id: f.key_id,
+                    meter_id: f.meter_id.clone(),
+                    oak: f.oak,
                 };
+                if process.in_flight.insert(f.key_id, flight).is_some() {
+                    return Err(corrupt());
+                }
+            }
             secure_box.processes.insert(process.record().domain.clone(), process);
         }
         Ok(secure_box)

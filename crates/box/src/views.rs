@@ -2,9 +2,9 @@
 //! (the manufacturing box's is [`crate::Manufacturing`]). A command of another type cannot even
 //! be named on a view; asking a box for the wrong view is refused with `WRONG_BOX_TYPE`.
 
-use postkey_wire::{Aborted, BoxType, KeyForMeter, Message, Timestamp, Verified};
+use postkey_wire::{Aborted, BoxType, DomainId, KeyForMeter, KeyId, Message, Timestamp, Verified};
 
-use crate::install::{CheckOutcome, GeneratedKey, InstallOutcome};
+use crate::install::{CheckOutcome, GeneratedKey, InstallOutcome, PapersMemo};
 use crate::{BoxError, SecureBox};
 
 /// An Oak box's commands.
@@ -56,7 +56,20 @@ impl SecureBox {
 impl Oak<'_> {
     /// MI1 → MI3 + MI4 (SPEC §6.1).
     pub fn generate_key(&mut self, mi1: &[u8], now: Timestamp) -> Result<GeneratedKey, BoxError> {
-        self.b.generate_key(mi1, now)
+        self.b.generate_key(mi1, now, &mut PapersMemo::default())
+    }
+
+    /// A batch of MI1 (SPEC §6.1 allows one durable write over a range of keys): each is
+    /// checked and answered on its own, in order, exactly as [`Self::generate_key`] would; the
+    /// runtime's one commit after the batch makes every advanced key ID durable before any
+    /// answer leaves.
+    pub fn generate_keys(
+        &mut self,
+        mi1s: &[&[u8]],
+        now: Timestamp,
+    ) -> Vec<Result<GeneratedKey, BoxError>> {
+        let mut memo = PapersMemo::default();
+        mi1s.iter().map(|mi1| self.b.generate_key(mi1, now, &mut memo)).collect()
     }
 }
 
@@ -69,6 +82,36 @@ impl Steel<'_> {
         now: Timestamp,
     ) -> Result<Message<KeyForMeter>, BoxError> {
         self.b.begin_install(mi4, hello, now)
+    }
+
+    /// A batch of MI4 with their meters' greetings: each checked and answered on its own, in
+    /// order; the runtime's one commit seals every installation in flight before any MI5 leaves.
+    pub fn begin_installs(
+        &mut self,
+        items: &[(&[u8], &[u8])],
+        now: Timestamp,
+    ) -> Vec<Result<Message<KeyForMeter>, BoxError>> {
+        items.iter().map(|(mi4, hello)| self.b.begin_install(mi4, hello, now)).collect()
+    }
+
+    /// A batch of MI6, each answered on its own.
+    pub fn finish_installs(
+        &mut self,
+        mi6s: &[&[u8]],
+        now: Timestamp,
+    ) -> Vec<Result<InstallOutcome, BoxError>> {
+        mi6s.iter().map(|mi6| self.b.finish_install(mi6, now)).collect()
+    }
+
+    /// The meter link failed for the installation of `key_id`: ABORTED ends it.
+    pub fn abort_install(
+        &mut self,
+        domain: &DomainId,
+        key_id: KeyId,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<Verified<Aborted>, BoxError> {
+        self.b.abort_install(domain, key_id, reason, now)
     }
 
     /// MI6 → MI7, or ABORTED if the meter's test tokens differ.
@@ -98,5 +141,14 @@ impl Brass<'_> {
         now: Timestamp,
     ) -> Result<CheckOutcome, BoxError> {
         self.b.check_install(mi3, mi7, now)
+    }
+
+    /// A batch of MI3 + MI7 pairs, each checked and answered on its own.
+    pub fn check_installs(
+        &mut self,
+        items: &[(&[u8], &[u8])],
+        now: Timestamp,
+    ) -> Vec<Result<CheckOutcome, BoxError>> {
+        items.iter().map(|(mi3, mi7)| self.b.check_install(mi3, mi7, now)).collect()
     }
 }

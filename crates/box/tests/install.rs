@@ -225,7 +225,7 @@ fn a_meter_answering_wrong_test_tokens_gets_aborted_never_installed() {
         panic!("a wrong answer was accepted")
     };
     assert_eq!(aborted.header().key_id, Some(KeyId::new(1).unwrap()));
-    assert!(l.steel.process(&usps_id()).unwrap().in_flight().is_none());
+    assert!(l.steel.process(&usps_id()).unwrap().in_flight().next().is_none());
 }
 
 #[test]
@@ -345,7 +345,10 @@ fn a_steel_box_stopped_mid_installation_aborts_the_key_after_restart_and_never_i
     );
     let mut steel =
         store.enable(id, &l.anchors, &l.steel_shares, os, b"restart").unwrap().secure_box;
-    assert_eq!(steel.process(&usps_id()).unwrap().in_flight().map(|f| f.key_id.get()), Some(1));
+    assert_eq!(
+        steel.process(&usps_id()).unwrap().in_flight().map(|f| f.key_id.get()).collect::<Vec<_>>(),
+        vec![1]
+    );
     let aborted = steel.steel().unwrap().abort_interrupted(now()).unwrap();
     assert_eq!(aborted.len(), 1);
     assert_eq!(aborted[0].header().key_id, Some(KeyId::new(1).unwrap()));
@@ -356,4 +359,100 @@ fn a_steel_box_stopped_mid_installation_aborts_the_key_after_restart_and_never_i
     assert_eq!(e.response_code(), ResponseCode::KEY_ID_NOT_FRESH);
     // MI6 for the aborted installation finds nothing in flight.
     assert!(store.list().unwrap().contains(&id));
+}
+
+#[test]
+fn a_batch_of_mi1_is_answered_key_by_key_and_a_refused_one_changes_nothing_of_the_others() {
+    let mut l = line();
+    let good = |k| mi1(&l.steel, &l.steel_record, k);
+    // The same papers with one byte of the process record's signature flipped: checked again,
+    // never taken from the batch's memo of the papers that verified.
+    let mut forged_papers = l.steel_record.clone();
+    let last = forged_papers.len() - 1;
+    forged_papers[last] ^= 1;
+    let forged = mi1(&l.steel, &forged_papers, 4);
+    let batch = [good(1), good(2), good(2), forged, good(3), good(1_000_004)];
+    let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+    let answers = l.oak.oak().unwrap().generate_keys(&refs, now());
+    let codes: Vec<Option<ResponseCode>> =
+        answers.iter().map(|a| a.as_ref().err().map(BoxError::response_code)).collect();
+    assert_eq!(
+        codes,
+        vec![
+            None,
+            None,
+            Some(ResponseCode::KEY_ID_NOT_FRESH),
+            Some(ResponseCode::BAD_SIGNATURE),
+            None,
+            Some(ResponseCode::KEY_ID_BEYOND_WINDOW),
+        ]
+    );
+    assert_eq!(l.oak.process(&usps_id()).unwrap().last_key_id(), 3);
+    let ids: Vec<u64> =
+        answers.iter().flatten().map(|g| g.mi3.header().key_id.unwrap().get()).collect();
+    assert_eq!(ids, vec![1, 2, 3]);
+}
+
+#[test]
+fn a_steel_box_keeps_a_batch_in_flight_and_aborts_all_of_it_after_a_stop() {
+    let mut l = line();
+    let dir = tempfile::tempdir().unwrap();
+    let store = postkey_box::runtime::BoxStore::new(dir.path());
+    let mut meters: Vec<SimulatedMeter> = (20..23).map(meter).collect();
+    let mut mi4s = Vec::new();
+    for k in 1..=3 {
+        let g =
+            l.oak.oak().unwrap().generate_key(&mi1(&l.steel, &l.steel_record, k), now()).unwrap();
+        mi4s.push(g.mi4.as_bytes().to_vec());
+    }
+    let hellos: Vec<Vec<u8>> =
+        meters.iter_mut().map(|m| m.hello(&usps_id(), now()).unwrap()).collect();
+    let items: Vec<(&[u8], &[u8])> =
+        mi4s.iter().zip(&hellos).map(|(a, b)| (a.as_slice(), b.as_slice())).collect();
+    let mi5s = l.steel.steel().unwrap().begin_installs(&items, now());
+    assert!(mi5s.iter().all(Result::is_ok));
+    // The first meter answers; the second's link fails (ABORTED at once); then the box stops.
+    let mi6 = meters[0].install(&mi5s[0].as_ref().unwrap().to_bytes(), now()).unwrap();
+    let outcomes = l.steel.steel().unwrap().finish_installs(&[&mi6], now());
+    assert!(matches!(outcomes[0], Ok(InstallOutcome::Installed(_))));
+    let aborted = l
+        .steel
+        .steel()
+        .unwrap()
+        .abort_install(&usps_id(), KeyId::new(2).unwrap(), "no answer", now())
+        .unwrap();
+    assert_eq!(aborted.header().key_id, Some(KeyId::new(2).unwrap()));
+    assert!(aborted.body().reason.contains("no answer"));
+    store.commit(&mut l.steel).unwrap();
+    let id = l.steel.id();
+    drop(l.steel);
+    let os = postkey_secrets::rng::testing::SeededSource(
+        <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(10),
+    );
+    let mut steel =
+        store.enable(id, &l.anchors, &l.steel_shares, os, b"restart").unwrap().secure_box;
+    let flying: Vec<u64> =
+        steel.process(&usps_id()).unwrap().in_flight().map(|f| f.key_id.get()).collect();
+    assert_eq!(flying, vec![3]);
+    // Nothing new starts while an interrupted installation awaits RECOVER.
+    let g = l.oak.oak().unwrap().generate_key(&mi1(&steel, &l.steel_record, 4), now()).unwrap();
+    let hello = meters[2].hello(&usps_id(), now()).unwrap();
+    let e = steel.steel().unwrap().begin_install(g.mi4.as_bytes(), &hello, now()).unwrap_err();
+    assert_eq!(e.response_code(), ResponseCode::INSTALL_IN_FLIGHT);
+    let aborted = steel.steel().unwrap().abort_interrupted(now()).unwrap();
+    assert_eq!(aborted.len(), 1);
+    assert_eq!(aborted[0].header().key_id, Some(KeyId::new(3).unwrap()));
+    // The meter's late MI6 for key 3 finds nothing in flight; key 4 now goes through.
+    let late = meters[2].install(&mi5s[2].as_ref().unwrap().to_bytes(), now());
+    if let Ok(mi6) = late {
+        let e = steel.steel().unwrap().finish_install(&mi6, now()).unwrap_err();
+        assert_eq!(e.response_code(), ResponseCode::NO_INSTALL_IN_FLIGHT);
+    }
+    assert!(
+        steel
+            .steel()
+            .unwrap()
+            .begin_install(g.mi4.as_bytes(), &meters[1].hello(&usps_id(), now()).unwrap(), now())
+            .is_ok()
+    );
 }

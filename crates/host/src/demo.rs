@@ -93,16 +93,20 @@ async fn install_meters(
         crate::Factory::open(home, &home.media_dir(), &[ve.clone(), usps.clone(), earth.clone()])
             .await?;
     let mut counts = std::collections::BTreeMap::<(String, String), usize>::new();
-    progress(Progress::Meters(0, meters));
+    let mut line = Vec::with_capacity(meters);
     for n in 1..=meters {
         let id = postkey_wire::MeterId::parse(&format!("PB1234-{n:06}"))?;
         crate::new_meter(home, &id)?;
-        let postal = if n % 2 == 1 { &usps } else { &earth };
-        let report = factory.install(&id, &ve, postal).await?;
-        for k in report.keys {
-            *counts.entry((k.domain, k.status)).or_default() += 1;
-        }
-        progress(Progress::Meters(n, meters));
+        line.push((id, if n % 2 == 1 { usps.clone() } else { earth.clone() }));
+    }
+    progress(Progress::Meters(0, meters));
+    let reports = factory
+        .install_many(&line, &ve, crate::DEFAULT_BATCH.min(meters.div_ceil(4).max(1)), |n| {
+            progress(Progress::Meters(n, meters))
+        })
+        .await?;
+    for k in reports.into_iter().flat_map(|r| r.keys) {
+        *counts.entry((k.domain, k.status)).or_default() += 1;
     }
     factory.close();
     Ok(counts

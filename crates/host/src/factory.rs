@@ -4,7 +4,7 @@
 
 use postkey_archive::{KeyStatus, Store};
 use postkey_archive_sqlite::SqliteStore;
-use postkey_kmc::{InstallConfig, KeyOrder, KeyOutcome, Kmc};
+use postkey_kmc::{InstallConfig, KeyOrder, KeyOutcome, Kmc, KmcError};
 use postkey_meter::{Meter, SimulatedMeter};
 use postkey_secrets::rng::{BoxRng, OsEntropy};
 use postkey_wire::{BoxId, BoxType, DomainId, KeyId, MeterId, Nonce};
@@ -80,21 +80,24 @@ pub struct InstallReport {
 pub struct KeySummary {
     /// Its domain.
     pub domain: String,
-    /// Its ID.
-    pub key_id: u64,
+    /// Its ID; none if the order never became a key (its ID was burned or never allocated).
+    pub key_id: Option<u64>,
     /// Its status.
     pub status: String,
     /// Why it is bad, if it is.
     pub reason: Option<String>,
 }
 
+/// Meters keyed per batch: one key-ID allocation, one box call per stage and one archive
+/// transaction per stage for this many meters (two keys each).
+pub const DEFAULT_BATCH: usize = 64;
+
 /// A factory run: the KMC, its archive, the boxes of one line enabled, meters on the line.
 #[derive(Debug)]
 pub struct Factory {
     home: Home,
     kmc: Kmc<SqliteStore>,
-    session: Session,
-    meters: MeterLinks,
+    boxes: EmbeddedBoxes,
     line: Line,
 }
 
@@ -111,24 +114,22 @@ impl Factory {
         let line = line_for(&store, domains).await?;
         let kmc = Kmc::new(store, home.domain_key_set_key()?, InstallConfig::default());
         let mut session = Session::new(home)?;
-        let mut meters = MeterLinks::default();
         for b in [line.oak, line.steel, line.brass] {
             session.enable(b, shares_dir)?;
+        }
+        let boxes = EmbeddedBoxes::new(session, MeterLinks::default());
+        for b in [line.oak, line.steel, line.brass] {
             let mut nonce = [0u8; 32];
             postkey_secrets::rng::EntropySource::fill(&mut OsEntropy, &mut nonce)
                 .map_err(|e| HostError::Usage(e.to_string()))?;
-            let mut boxes = EmbeddedBoxes { session: &mut session, meters: &mut meters };
-            kmc.check_box(&mut boxes, b, Nonce(nonce)).await.map_err(|e| kmc_error(home, e))?;
+            kmc.check_box(&boxes, b, Nonce(nonce)).await.map_err(|e| kmc_error(home, e))?;
         }
-        let mut boxes = EmbeddedBoxes { session: &mut session, meters: &mut meters };
-        kmc.recover_steel(&mut boxes, line.steel, clock::now)
-            .await
-            .map_err(|e| kmc_error(home, e))?;
+        kmc.recover_steel(&boxes, line.steel, clock::now).await.map_err(|e| kmc_error(home, e))?;
         // A KMC that stopped mid-installation left `New` keys without MI7: they become `Bad`.
         for domain in domains {
             kmc.fail_stale_keys(domain, clock::now()).await.map_err(|e| kmc_error(home, e))?;
         }
-        Ok(Self { home: home.clone(), kmc, session, meters, line })
+        Ok(Self { home: home.clone(), kmc, boxes, line })
     }
 
     /// Installs a vendor key and a postal key into meter `id` (loaded from and saved back to the
@@ -139,60 +140,105 @@ impl Factory {
         vendor: &DomainId,
         postal: &DomainId,
     ) -> Result<InstallReport, HostError> {
-        let meter = SimulatedMeter::new(self.home.load_meter(id)?);
-        self.meters.connect(id.clone(), Box::new(meter.clone()));
-        let mut keys = Vec::new();
-        for domain in [vendor, postal] {
-            let order = KeyOrder {
-                domain: domain.clone(),
-                oak: self.line.oak,
-                steel: self.line.steel,
-                brass: self.line.brass,
-                meter: id.clone(),
-            };
-            let mut boxes = EmbeddedBoxes { session: &mut self.session, meters: &mut self.meters };
-            let outcome = self
-                .kmc
-                .install_key(&mut boxes, &order, clock::now)
-                .await
-                .map_err(|e| kmc_error(&self.home, e));
-            match outcome {
-                Ok(KeyOutcome::Installed { key_id, .. }) => {
-                    keys.push(summary(domain, key_id, KeyStatus::Installed, None))
-                }
-                Ok(KeyOutcome::Bad { key_id, reason }) => {
-                    keys.push(summary(domain, key_id, KeyStatus::Bad, Some(reason)))
-                }
-                Err(e) => {
-                    self.meters.disconnect(id);
-                    self.home.save_meter(&meter.meter())?;
-                    return Err(e);
-                }
-            }
+        let mut reports =
+            self.install_many(&[(id.clone(), postal.clone())], vendor, 1, |_| {}).await?;
+        reports.pop().ok_or_else(|| HostError::Usage(format!("meter {id} was not installed")))
+    }
+
+    /// Installs a `vendor` key and the given postal key into each meter, `batch` meters at a
+    /// time through the KMC's pipeline (generate, install, check: three batches in flight).
+    /// Every meter is loaded before the first installation; each is saved back once both its
+    /// keys are settled. `progress` is told the number of meters done after each batch.
+    pub async fn install_many(
+        &mut self,
+        meters: &[(MeterId, DomainId)],
+        vendor: &DomainId,
+        batch: usize,
+        mut progress: impl FnMut(usize),
+    ) -> Result<Vec<InstallReport>, HostError> {
+        let mut sims = Vec::with_capacity(meters.len());
+        for (id, _) in meters {
+            let sim = SimulatedMeter::new(self.home.load_meter(id)?);
+            self.boxes.meters().connect(id.clone(), Box::new(sim.clone()));
+            sims.push(sim);
         }
-        self.meters.disconnect(id);
-        self.home.save_meter(&meter.meter())?;
-        Ok(InstallReport { meter: id.to_string(), keys })
+        let line = self.line;
+        let order = |domain: &DomainId, meter: &MeterId| KeyOrder {
+            domain: domain.clone(),
+            oak: line.oak,
+            steel: line.steel,
+            brass: line.brass,
+            meter: meter.clone(),
+        };
+        let chunks: Vec<&[(MeterId, DomainId)]> = meters.chunks(batch.max(1)).collect();
+        let batches = chunks.iter().map(|chunk| {
+            chunk.iter().flat_map(|(m, postal)| [order(vendor, m), order(postal, m)]).collect()
+        });
+        let mut reports = Vec::with_capacity(meters.len());
+        let mut saves = Vec::new();
+        let home = &self.home;
+        let boxes = &self.boxes;
+        let ran = self
+            .kmc
+            .install_batches(
+                &self.boxes,
+                batches,
+                |results| {
+                    let start = reports.len();
+                    let chunk = &meters[start..(start + results.len() / 2).min(meters.len())];
+                    let mut results = results.into_iter();
+                    for (i, (id, postal)) in chunk.iter().enumerate() {
+                        let mut keys = Vec::with_capacity(2);
+                        for domain in [vendor, postal] {
+                            let result = results.next().unwrap_or(Err(KmcError::Unfinished));
+                            keys.push(summary(home, domain, result));
+                        }
+                        reports.push(InstallReport { meter: id.to_string(), keys });
+                        boxes.meters().disconnect(id);
+                        // The meter's own storage: written off the KMC's path, awaited below.
+                        let (home, sim) = (home.clone(), sims[start + i].clone());
+                        saves.push(tokio::task::spawn_blocking(move || {
+                            home.save_meter(&sim.meter())
+                        }));
+                    }
+                    progress(reports.len());
+                },
+                clock::now,
+            )
+            .await;
+        for save in saves {
+            save.await.map_err(|e| HostError::Usage(format!("saving a meter failed: {e}")))??;
+        }
+        ran.map_err(|e| kmc_error(&self.home, e))?;
+        Ok(reports)
+    }
+
+    /// The box link (for tests and tools that drive the KMC themselves).
+    pub fn boxes(&self) -> &EmbeddedBoxes {
+        &self.boxes
     }
 
     /// Locks the boxes.
     pub fn close(self) {
-        self.session.lock();
+        drop(self.boxes);
     }
 }
 
-fn summary(
-    domain: &DomainId,
-    key_id: KeyId,
-    status: KeyStatus,
-    reason: Option<String>,
-) -> KeySummary {
-    KeySummary {
-        domain: domain.to_string(),
-        key_id: key_id.get(),
-        status: status.to_string(),
-        reason,
-    }
+fn summary(home: &Home, domain: &DomainId, result: postkey_kmc::OrderResult) -> KeySummary {
+    let (key_id, status, reason) = match result {
+        Ok(KeyOutcome::Installed { key_id, .. }) => {
+            (Some(key_id), KeyStatus::Installed.to_string(), None)
+        }
+        Ok(KeyOutcome::Bad { key_id, reason }) => {
+            (Some(key_id), KeyStatus::Bad.to_string(), Some(reason))
+        }
+        Err(e) => {
+            let reason = e.to_string();
+            let _ = kmc_error(home, e);
+            (None, "refused".to_owned(), Some(reason))
+        }
+    };
+    KeySummary { domain: domain.to_string(), key_id: key_id.map(KeyId::get), status, reason }
 }
 
 fn kmc_error(home: &Home, e: postkey_kmc::KmcError) -> HostError {

@@ -32,7 +32,9 @@ pub use ceremony::{
 };
 pub use clock::now;
 pub use error::HostError;
-pub use factory::{Factory, InstallReport, KeySummary, Line, line_for, new_meter, open_archive};
+pub use factory::{
+    DEFAULT_BATCH, Factory, InstallReport, KeySummary, Line, line_for, new_meter, open_archive,
+};
 pub use home::{ErrorEntry, Home};
 pub use inventory::{BoxReport, DomainSummary, ProcessSummary, box_report, boxes, domains};
 pub use keys::{HistoryEntry, KeyDetail, KeyEntry, list_keys, show_key};

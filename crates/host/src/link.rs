@@ -6,10 +6,14 @@
 //! (in the PSR role) orders the installation but never carries MI5 or MI6.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use postkey_kmc::{Boxes, Refusal};
+use postkey_box::InstallOutcome;
+use postkey_kmc::{Answer, Boxes, Refusal};
 use postkey_meter::MeterLink;
-use postkey_wire::{BoxId, CommandCode, MeterId, Nonce, ResponseCode};
+use postkey_wire::{
+    BoxId, CommandCode, DomainId, KeyForSteel, MeterId, Nonce, ResponseCode, Unverified,
+};
 
 use crate::{HostError, Session, clock};
 
@@ -39,13 +43,36 @@ impl MeterLinks {
     }
 }
 
-/// A session's boxes and meter links, as the KMC reaches them.
-#[derive(Debug)]
-pub struct EmbeddedBoxes<'a> {
-    /// The boxes.
-    pub session: &'a mut Session,
-    /// The meters on the production line.
-    pub meters: &'a mut MeterLinks,
+/// A session's boxes and the meters on the line, as the KMC reaches them. Cheap to clone: clones
+/// share the session. Each call runs on a blocking thread, so the KMC's stages keep Oak, Steel
+/// and Brass busy at the same time.
+#[derive(Debug, Clone)]
+pub struct EmbeddedBoxes {
+    session: Arc<Session>,
+    meters: Arc<Mutex<MeterLinks>>,
+}
+
+impl EmbeddedBoxes {
+    /// The link to `session`'s boxes, with `meters` on the Steel boxes' meter links.
+    pub fn new(session: Session, meters: MeterLinks) -> Self {
+        Self { session: Arc::new(session), meters: Arc::new(Mutex::new(meters)) }
+    }
+
+    /// The session.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The meters on the line. A panic while installing cannot leave a meter half-installed
+    /// (each installation is one assignment), so a poisoned lock is taken as it is.
+    pub fn meters(&self) -> MutexGuard<'_, MeterLinks> {
+        self.meters.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Ends the link and hands the session back, if no clone is left.
+    pub fn into_session(self) -> Option<Session> {
+        Arc::try_unwrap(self.session).ok()
+    }
 }
 
 fn refusal(id: BoxId, e: &HostError) -> Refusal {
@@ -56,119 +83,251 @@ fn refusal(id: BoxId, e: &HostError) -> Refusal {
     }
 }
 
-fn count(id: BoxId, params: &[&[u8]], n: usize) -> Result<(), Refusal> {
-    if params.len() == n {
-        Ok(())
-    } else {
-        Err(Refusal {
-            box_id: id,
-            code: ResponseCode::PARAMETER_COUNT,
-            message: format!("expected {n} parameters, got {}", params.len()),
-        })
+/// A command-level refusal (SPEC §9 level 2), written to the error log like every other.
+fn command_error(session: &Session, id: BoxId, code: ResponseCode, message: String) -> Refusal {
+    let _ = session.home().log_error(&id.to_string(), code, &message, clock::now());
+    Refusal { box_id: id, code, message }
+}
+
+fn check_counts(
+    session: &Session,
+    id: BoxId,
+    items: &[Vec<Vec<u8>>],
+    n: usize,
+) -> Result<(), Refusal> {
+    match items.iter().find(|p| p.len() != n) {
+        None => Ok(()),
+        Some(p) => Err(command_error(
+            session,
+            id,
+            ResponseCode::PARAMETER_COUNT,
+            format!("expected {n} parameters per item, got {}", p.len()),
+        )),
     }
 }
 
-fn syntax(id: BoxId, what: &str) -> Refusal {
-    Refusal {
-        box_id: id,
-        code: ResponseCode::PARAMETER_SYNTAX,
-        message: format!("malformed {what}"),
-    }
+fn answers<T>(
+    id: BoxId,
+    results: Vec<Result<T, HostError>>,
+    records: impl Fn(T) -> Vec<Vec<u8>>,
+) -> Vec<Answer> {
+    results.into_iter().map(|r| r.map(&records).map_err(|e| refusal(id, &e))).collect()
 }
 
-impl Boxes for EmbeddedBoxes<'_> {
-    fn call(
-        &mut self,
+impl Boxes for EmbeddedBoxes {
+    fn call_batch(
+        &self,
         id: BoxId,
         command: CommandCode,
-        params: &[&[u8]],
-    ) -> Result<Vec<Vec<u8>>, Refusal> {
+        items: Vec<Vec<Vec<u8>>>,
+    ) -> impl Future<Output = Result<Vec<Answer>, Refusal>> + Send {
+        let link = self.clone();
+        async move {
+            tokio::task::spawn_blocking(move || link.dispatch(id, command, &items))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(Refusal {
+                        box_id: id,
+                        code: ResponseCode::STORAGE_FAILED,
+                        message: format!("the box's host thread failed: {e}"),
+                    })
+                })
+        }
+    }
+}
+
+impl EmbeddedBoxes {
+    fn dispatch(
+        &self,
+        id: BoxId,
+        command: CommandCode,
+        items: &[Vec<Vec<u8>>],
+    ) -> Result<Vec<Answer>, Refusal> {
         let now = clock::now();
-        let s = &mut *self.session;
+        let s = &*self.session;
+        let whole = |e: HostError| refusal(id, &e);
         let bytes = |v: &[u8]| v.to_vec();
         match command {
             CommandCode::ATTEST_STATE => {
-                count(id, params, 1)?;
-                let nonce: [u8; 32] = params[0].try_into().map_err(|_| syntax(id, "nonce"))?;
-                let a = s.run(id, |b| b.attest(Nonce(nonce), now)).map_err(|e| refusal(id, &e))?;
-                Ok(vec![bytes(a.as_bytes())])
+                check_counts(s, id, items, 1)?;
+                Ok(items
+                    .iter()
+                    .map(|p| {
+                        let nonce: [u8; 32] = p[0].as_slice().try_into().map_err(|_| {
+                            command_error(
+                                s,
+                                id,
+                                ResponseCode::PARAMETER_SYNTAX,
+                                "malformed nonce".into(),
+                            )
+                        })?;
+                        s.run(id, |b| b.attest(Nonce(nonce), now))
+                            .map(|a| vec![bytes(a.as_bytes())])
+                            .map_err(|e| refusal(id, &e))
+                    })
+                    .collect())
             }
             CommandCode::GENERATE_KEY => {
-                count(id, params, 1)?;
-                let g = s
-                    .run(id, |b| b.oak()?.generate_key(params[0], now))
-                    .map_err(|e| refusal(id, &e))?;
-                Ok(vec![bytes(g.mi3.as_bytes()), bytes(g.mi4.as_bytes())])
+                check_counts(s, id, items, 1)?;
+                let mi1s: Vec<&[u8]> = items.iter().map(|p| p[0].as_slice()).collect();
+                let results =
+                    s.run_batch(id, |b| Ok(b.oak()?.generate_keys(&mi1s, now))).map_err(whole)?;
+                Ok(answers(id, results, |g| vec![bytes(g.mi3.as_bytes()), bytes(g.mi4.as_bytes())]))
             }
             CommandCode::INSTALL_KEY => {
-                count(id, params, 2)?;
-                let meter_id = std::str::from_utf8(params[1])
-                    .ok()
-                    .and_then(|m| MeterId::parse(m).ok())
-                    .ok_or_else(|| syntax(id, "meter ID"))?;
-                let domain =
-                    postkey_wire::Unverified::<postkey_wire::KeyForSteel>::from_bytes(params[0])
-                        .map_err(|e| Refusal {
-                            box_id: id,
-                            code: e.response_code(),
-                            message: e.to_string(),
-                        })?
-                        .header()
-                        .domain
-                        .clone();
-                let link = self.meters.links.get_mut(&meter_id).ok_or_else(|| Refusal {
-                    box_id: id,
-                    code: ResponseCode::NO_INSTALL_IN_FLIGHT,
-                    message: format!("meter {meter_id} is not connected to the meter link"),
-                })?;
-                let link_error = |e: postkey_meter::MeterError| Refusal {
-                    box_id: id,
-                    code: e.response_code(),
-                    message: format!("meter link: {e}"),
-                };
-                let hello = link.hello(&domain, now).map_err(link_error)?;
-                // MI5 leaves only after the in-flight installation is sealed (Session::run commits).
-                let mi5 = s
-                    .run(id, |b| b.steel()?.begin_install(params[0], &hello, now))
-                    .map_err(|e| refusal(id, &e))?;
-                let mi6 = match link.install(&mi5.to_bytes(), now) {
-                    Ok(mi6) => mi6,
-                    // The meter refused: the installation stays in flight and is aborted by
-                    // RECOVER; answer with what the meter said.
-                    Err(e) => return Err(link_error(e)),
-                };
-                let outcome = s
-                    .run(id, |b| b.steel()?.finish_install(&mi6, clock::now()))
-                    .map_err(|e| refusal(id, &e))?;
-                Ok(vec![match outcome {
-                    postkey_box::InstallOutcome::Installed(mi7) => bytes(mi7.as_bytes()),
-                    postkey_box::InstallOutcome::Aborted(a) => bytes(a.as_bytes()),
-                }])
+                check_counts(s, id, items, 2)?;
+                self.install(id, items, now)
             }
             CommandCode::RECOVER => {
-                count(id, params, 0)?;
-                let aborted = s
-                    .run(id, |b| b.steel()?.abort_interrupted(now))
-                    .map_err(|e| refusal(id, &e))?;
-                Ok(aborted.iter().map(|a| bytes(a.as_bytes())).collect())
+                check_counts(s, id, items, 0)?;
+                Ok(items
+                    .iter()
+                    .map(|_| {
+                        s.run(id, |b| b.steel()?.abort_interrupted(now))
+                            .map(|aborted| aborted.iter().map(|a| bytes(a.as_bytes())).collect())
+                            .map_err(|e| refusal(id, &e))
+                    })
+                    .collect())
             }
             CommandCode::CHECK_INSTALL => {
-                count(id, params, 2)?;
-                match s
-                    .run(id, |b| b.brass()?.check_install(params[0], params[1], now))
-                    .map_err(|e| refusal(id, &e))?
-                {
+                check_counts(s, id, items, 2)?;
+                let pairs: Vec<(&[u8], &[u8])> =
+                    items.iter().map(|p| (p[0].as_slice(), p[1].as_slice())).collect();
+                let results = s
+                    .run_batch(id, |b| Ok(b.brass()?.check_installs(&pairs, now)))
+                    .map_err(whole)?;
+                Ok(answers(id, results, |outcome| match outcome {
                     postkey_box::CheckOutcome::Installed { mi9, mi10 } => {
-                        Ok(vec![bytes(mi9.as_bytes()), bytes(mi10.as_bytes())])
+                        vec![bytes(mi9.as_bytes()), bytes(mi10.as_bytes())]
                     }
-                    postkey_box::CheckOutcome::Bad(bad) => Ok(vec![bytes(bad.as_bytes())]),
-                }
+                    postkey_box::CheckOutcome::Bad(bad) => vec![bytes(bad.as_bytes())],
+                }))
             }
-            other => Err(Refusal {
-                box_id: id,
-                code: ResponseCode::UNKNOWN_COMMAND,
-                message: format!("{other:?} is not a command of the box link"),
-            }),
+            other => Err(command_error(
+                s,
+                id,
+                ResponseCode::UNKNOWN_COMMAND,
+                format!("{other:?} is not a command of the box link"),
+            )),
         }
+    }
+
+    /// `INSTALL_KEY` for a batch: each meter greets over its meter link; one commit seals every
+    /// installation in flight before any MI5 leaves; each meter answers MI6 (or its link fails,
+    /// and Steel signs ABORTED for that key at once); one commit ends them all.
+    fn install(
+        &self,
+        id: BoxId,
+        items: &[Vec<Vec<u8>>],
+        now: postkey_wire::Timestamp,
+    ) -> Result<Vec<Answer>, Refusal> {
+        let s = &*self.session;
+        let mut out: Vec<Option<Answer>> = items.iter().map(|_| None).collect();
+        let mut links = self.meters();
+        let link_error = |meter: &MeterId, e: &postkey_meter::MeterError| {
+            let message = format!("meter link to {meter}: {e}");
+            let _ = s.home().log_error(&id.to_string(), e.response_code(), &message, clock::now());
+            Refusal { box_id: id, code: e.response_code(), message }
+        };
+        // The meters' greetings (their transport keys).
+        let mut started: Vec<(usize, MeterId, DomainId, Vec<u8>)> = Vec::new();
+        for (i, p) in items.iter().enumerate() {
+            let meter = std::str::from_utf8(&p[1]).ok().and_then(|m| MeterId::parse(m).ok());
+            let Some(meter) = meter else {
+                out[i] = Some(Err(command_error(
+                    s,
+                    id,
+                    ResponseCode::PARAMETER_SYNTAX,
+                    "malformed meter ID".into(),
+                )));
+                continue;
+            };
+            let domain = match Unverified::<KeyForSteel>::from_bytes(&p[0]) {
+                Ok(mi4) => mi4.header().domain.clone(),
+                Err(e) => {
+                    out[i] = Some(Err(command_error(s, id, e.response_code(), e.to_string())));
+                    continue;
+                }
+            };
+            let Some(link) = links.links.get_mut(&meter) else {
+                out[i] = Some(Err(command_error(
+                    s,
+                    id,
+                    ResponseCode::NO_INSTALL_IN_FLIGHT,
+                    format!("meter {meter} is not connected to the meter link"),
+                )));
+                continue;
+            };
+            match link.hello(&domain, now) {
+                Ok(hello) => started.push((i, meter, domain, hello)),
+                Err(e) => out[i] = Some(Err(link_error(&meter, &e))),
+            }
+        }
+        // MI5 leaves only after every installation of the batch is sealed as in flight.
+        let begin: Vec<(&[u8], &[u8])> =
+            started.iter().map(|(i, _, _, h)| (items[*i][0].as_slice(), h.as_slice())).collect();
+        let mi5s = s
+            .run_batch(id, |b| Ok(b.steel()?.begin_installs(&begin, now)))
+            .map_err(|e| refusal(id, &e))?;
+        let mut mi6s: Vec<(usize, Vec<u8>)> = Vec::new();
+        let mut failed: Vec<(usize, DomainId, postkey_wire::KeyId, String)> = Vec::new();
+        for ((i, meter, domain, _), mi5) in started.into_iter().zip(mi5s) {
+            let mi5 = match mi5 {
+                Ok(mi5) => mi5,
+                Err(e) => {
+                    out[i] = Some(Err(refusal(id, &e)));
+                    continue;
+                }
+            };
+            let key_id = mi5.header().key_id;
+            let answer = links
+                .links
+                .get_mut(&meter)
+                .ok_or(postkey_meter::MeterError::NotThisMeter(meter.clone()))
+                .and_then(|link| link.install(&mi5.to_bytes(), now));
+            match (answer, key_id) {
+                (Ok(mi6), _) => mi6s.push((i, mi6)),
+                (Err(e), Some(key_id)) => {
+                    let r = link_error(&meter, &e);
+                    failed.push((i, domain, key_id, r.message));
+                }
+                (Err(e), None) => out[i] = Some(Err(link_error(&meter, &e))),
+            }
+        }
+        drop(links);
+        let finish: Vec<&[u8]> = mi6s.iter().map(|(_, m)| m.as_slice()).collect();
+        let ended = s
+            .run_batch(id, |b| {
+                let mut steel = b.steel()?;
+                let mut ended = steel.finish_installs(&finish, clock::now());
+                for (_, domain, key_id, reason) in &failed {
+                    ended.push(
+                        steel
+                            .abort_install(domain, *key_id, reason, clock::now())
+                            .map(InstallOutcome::Aborted),
+                    );
+                }
+                Ok(ended)
+            })
+            .map_err(|e| refusal(id, &e))?;
+        let order = mi6s.iter().map(|(i, _)| *i).chain(failed.iter().map(|(i, ..)| *i));
+        for (i, outcome) in order.zip(ended) {
+            out[i] = Some(outcome.map_err(|e| refusal(id, &e)).map(|o| match o {
+                InstallOutcome::Installed(mi7) => vec![mi7.as_bytes().to_vec()],
+                InstallOutcome::Aborted(a) => vec![a.as_bytes().to_vec()],
+            }));
+        }
+        Ok(out
+            .into_iter()
+            .map(|a| {
+                a.unwrap_or_else(|| {
+                    Err(Refusal {
+                        box_id: id,
+                        code: ResponseCode::NO_INSTALL_IN_FLIGHT,
+                        message: "the installation ended without an answer".into(),
+                    })
+                })
+            })
+            .collect())
     }
 }

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
 
 use postkey_box::runtime::Enabled;
 use postkey_box::{BoxError, SecureBox};
@@ -18,12 +19,20 @@ use postkey_wire::{BoxId, Nonce, ResponseCode, ShareRef, TrustAnchors};
 
 use crate::{Home, HostError, clock};
 
-/// The boxes a command has enabled.
+/// The boxes a command has enabled. Each box has its own lock: commands to different boxes
+/// run in parallel (as boxes on separate hosts would), commands to one box one at a time.
 #[derive(Debug)]
 pub struct Session {
     home: Home,
     anchors: TrustAnchors,
-    boxes: BTreeMap<BoxId, Enabled>,
+    boxes: BTreeMap<BoxId, Mutex<Enabled>>,
+}
+
+/// A box's lock. A panic inside a command cannot leave a half-changed state that is then
+/// sealed: a command changes the box only after every check, and nothing is written unless
+/// the command returned.
+fn lock(m: &Mutex<Enabled>) -> MutexGuard<'_, Enabled> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A fresh 32-byte value from the OS, for nonces and enabling contexts (never for keys: those
@@ -86,7 +95,7 @@ impl Session {
             .enable(id, &self.anchors, &shares, OsEntropy, &context)
             .map_err(|e| self.refuse(id, e))?;
         self.check_version(&mut enabled.secure_box)?;
-        self.boxes.insert(id, enabled);
+        self.boxes.insert(id, Mutex::new(enabled));
         if id.box_type() == postkey_wire::BoxType::Manufacturing {
             self.catch_up_domains(id)?;
         }
@@ -99,7 +108,8 @@ impl Session {
         for bundle in self.home.domains()? {
             let domain = bundle.claimed_body().domain.clone();
             let bytes = self.home.bundle(&domain)?;
-            let knows = self.boxes.get(&id).is_some_and(|e| e.secure_box.knows_domain(&domain));
+            let knows =
+                self.boxes.get(&id).is_some_and(|e| lock(e).secure_box.knows_domain(&domain));
             if !knows {
                 self.run(id, |b| b.manufacturing()?.adopt_domain(&bytes).map(|_| ()))?;
             }
@@ -137,24 +147,35 @@ impl Session {
 
     /// The shares that enabled box `id`, by set and index.
     pub fn presented(&self, id: BoxId) -> Vec<ShareRef> {
-        self.boxes.get(&id).map(|e| e.presented.clone()).unwrap_or_default()
+        self.boxes.get(&id).map(|e| lock(e).presented.clone()).unwrap_or_default()
     }
 
     /// Runs a command on enabled box `id`. A changed state is sealed, written durably and its
     /// version recorded before the answer is returned; a refusal is written to the error log.
     pub fn run<T>(
-        &mut self,
+        &self,
         id: BoxId,
         command: impl FnOnce(&mut SecureBox) -> Result<T, BoxError>,
     ) -> Result<T, HostError> {
-        if !self.boxes.contains_key(&id) {
+        self.run_batch(id, |b| command(b).map(|answer| vec![Ok(answer)]))?
+            .pop()
+            .unwrap_or_else(|| Err(HostError::boxed(id, BoxError::Locked)))
+    }
+
+    /// Runs a batch command on enabled box `id`: each item answered on its own, one commit for
+    /// all of them before any answer is returned, and one error-log entry per refused item. A
+    /// refusal of the whole batch persists nothing.
+    pub fn run_batch<T>(
+        &self,
+        id: BoxId,
+        command: impl FnOnce(&mut SecureBox) -> Result<Vec<Result<T, BoxError>>, BoxError>,
+    ) -> Result<Vec<Result<T, HostError>>, HostError> {
+        let Some(cell) = self.boxes.get(&id) else {
             return Err(self.refuse(id, BoxError::Locked));
-        }
-        let enabled =
-            self.boxes.get_mut(&id).ok_or_else(|| HostError::boxed(id, BoxError::Locked))?;
+        };
+        let mut enabled = lock(cell);
         let answer = command(&mut enabled.secure_box);
-        let alarms = enabled.secure_box.take_alarms();
-        for alarm in alarms {
+        for alarm in enabled.secure_box.take_alarms() {
             let _ = self.home.log_error(
                 &id.to_string(),
                 ResponseCode::RNG_FAILURE,
@@ -162,22 +183,15 @@ impl Session {
                 clock::now(),
             );
         }
-        match answer {
-            Ok(answer) => {
-                // Durable before the answer leaves: seal, write, record the version.
-                let enabled = self
-                    .boxes
-                    .get_mut(&id)
-                    .ok_or_else(|| HostError::boxed(id, BoxError::Locked))?;
-                let committed = self.home.store().commit(&mut enabled.secure_box);
-                let version = enabled.secure_box.version();
-                committed.map_err(|e| self.refuse(id, e))?;
-                self.home.record_version(id, version)?;
-                Ok(answer)
-            }
-            // A refusal persists nothing: boxes refuse before they change anything.
-            Err(e) => Err(self.refuse(id, e)),
-        }
+        // A refusal persists nothing: boxes refuse before they change anything.
+        let answers = answer.map_err(|e| self.refuse(id, e))?;
+        // Durable before the answers leave: seal, write, record the version.
+        let committed = self.home.store().commit(&mut enabled.secure_box);
+        let version = enabled.secure_box.version();
+        drop(enabled);
+        committed.map_err(|e| self.refuse(id, e))?;
+        self.home.record_version(id, version)?;
+        Ok(answers.into_iter().map(|a| a.map_err(|e| self.refuse(id, e))).collect())
     }
 
     /// Takes a box made during this session (already enabled): persists it, records its version
@@ -191,7 +205,7 @@ impl Session {
         self.home.store().persist(&mut secure_box).map_err(|e| self.refuse(id, e))?;
         secure_box.take_dirty();
         self.home.record_version(id, secure_box.version())?;
-        self.boxes.insert(id, Enabled { secure_box, presented });
+        self.boxes.insert(id, Mutex::new(Enabled { secure_box, presented }));
         Ok(())
     }
 

@@ -87,7 +87,7 @@ fn an_old_copy_of_a_box_state_put_back_is_refused_before_any_command() {
 fn a_locked_box_is_refused_and_logged() {
     let (_d, home) = initialized();
     let id = oak(&home);
-    let mut s = Session::new(&home).unwrap();
+    let s = Session::new(&home).unwrap();
     let err = s.run(id, |b| b.self_test()).unwrap_err();
     assert_eq!(code(&err), ResponseCode::BOX_LOCKED.0);
     assert!(logged(&home, ResponseCode::BOX_LOCKED));

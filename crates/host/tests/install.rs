@@ -7,7 +7,7 @@
 use postkey_archive::{KeyStatus, Store};
 use postkey_archive_sqlite::SqliteStore;
 use postkey_host::{EmbeddedBoxes, Home, MeterLinks, Session, SharePolicy};
-use postkey_kmc::{Boxes, InstallConfig, KeyOrder, KeyOutcome, Kmc, KmcError, Refusal};
+use postkey_kmc::{Answer, Boxes, InstallConfig, KeyOrder, KeyOutcome, Kmc, KmcError, Refusal};
 use postkey_meter::{Meter, SimulatedMeter};
 use postkey_secrets::rng::BoxRng;
 use postkey_secrets::rng::testing::SeededSource;
@@ -99,24 +99,27 @@ fn meter(n: u32) -> (MeterId, SimulatedMeter) {
 
 /// Records every byte that crosses the KMC's box links, both ways.
 struct Tap<'a, B> {
-    inner: &'a mut B,
-    seen: Vec<Vec<u8>>,
+    inner: &'a B,
+    seen: std::sync::Mutex<Vec<Vec<u8>>>,
 }
 
 impl<B: Boxes> Boxes for Tap<'_, B> {
-    fn call(
-        &mut self,
+    async fn call_batch(
+        &self,
         id: BoxId,
         command: CommandCode,
-        params: &[&[u8]],
-    ) -> Result<Vec<Vec<u8>>, Refusal> {
-        self.seen.extend(params.iter().map(|p| p.to_vec()));
-        let answer = self.inner.call(id, command, params);
-        match &answer {
-            Ok(a) => self.seen.extend(a.iter().cloned()),
-            Err(r) => self.seen.push(r.message.clone().into_bytes()),
+        items: Vec<Vec<Vec<u8>>>,
+    ) -> Result<Vec<Answer>, Refusal> {
+        self.seen.lock().unwrap().extend(items.iter().flatten().cloned());
+        let answers = self.inner.call_batch(id, command, items).await;
+        let mut seen = self.seen.lock().unwrap();
+        for a in answers.iter().flatten() {
+            match a {
+                Ok(records) => seen.extend(records.iter().cloned()),
+                Err(r) => seen.push(r.message.clone().into_bytes()),
+            }
         }
-        answer
+        answers
     }
 }
 
@@ -136,20 +139,17 @@ fn order(w: &World, domain: &str, meter: &MeterId) -> KeyOrder {
 async fn a_meter_gets_a_vendor_and_a_postal_key_and_no_plaintext_key_crosses_the_kmc() {
     let w = world().await;
     let kmc = Kmc::new(w.store.clone(), w.kmc_dks, InstallConfig::default());
-    let mut session = enable_all(&w);
     let mut meters = MeterLinks::default();
     let (meter_id, sim) = meter(1);
     meters.connect(meter_id.clone(), Box::new(sim.clone()));
-    let mut boxes = EmbeddedBoxes { session: &mut session, meters: &mut meters };
-    let mut tap = Tap { inner: &mut boxes, seen: Vec::new() };
+    let boxes = EmbeddedBoxes::new(enable_all(&w), meters);
+    let tap = Tap { inner: &boxes, seen: Default::default() };
     for b in [w.oak, w.steel, w.brass] {
-        kmc.check_box(&mut tap, b, Nonce([b.number() as u8; 32])).await.unwrap();
+        kmc.check_box(&tap, b, Nonce([b.number() as u8; 32])).await.unwrap();
     }
     for domain in ["VE", "USPS"] {
-        let outcome = kmc
-            .install_key(&mut tap, &order(&w, domain, &meter_id), postkey_host::now)
-            .await
-            .unwrap();
+        let outcome =
+            kmc.install_key(&tap, &order(&w, domain, &meter_id), postkey_host::now).await.unwrap();
         let KeyOutcome::Installed { key_id, .. } = outcome else { panic!("{outcome:?}") };
         let record = w.store.key(&d(domain), key_id).await.unwrap().unwrap();
         assert_eq!(record.status, KeyStatus::Installed);
@@ -158,7 +158,7 @@ async fn a_meter_gets_a_vendor_and_a_postal_key_and_no_plaintext_key_crosses_the
         assert!(t.kms_request.is_some() && t.psr_install.is_some() && t.kms_install.is_some());
         assert!(t.kms_request <= t.kms_install);
     }
-    let seen = std::mem::take(&mut tap.seen);
+    let seen = std::mem::take(&mut *tap.seen.lock().unwrap());
     let meter = sim.meter();
     assert_eq!(meter.keys().len(), 2);
     let mut scanned = 0;
@@ -191,16 +191,13 @@ async fn an_old_copy_of_a_steel_state_is_refused_by_the_kmc_before_anything_else
     let state = w.home.root().join("boxes").join(format!("{}.state", w.steel));
     let old = std::fs::read(&state).unwrap();
     {
-        let mut session = enable_all(&w);
         let mut meters = MeterLinks::default();
         let (meter_id, sim) = meter(2);
         meters.connect(meter_id.clone(), Box::new(sim));
-        let mut boxes = EmbeddedBoxes { session: &mut session, meters: &mut meters };
-        kmc.check_box(&mut boxes, w.steel, Nonce([1; 32])).await.unwrap();
-        kmc.install_key(&mut boxes, &order(&w, "USPS", &meter_id), postkey_host::now)
-            .await
-            .unwrap();
-        kmc.check_box(&mut boxes, w.steel, Nonce([2; 32])).await.unwrap();
+        let boxes = EmbeddedBoxes::new(enable_all(&w), meters);
+        kmc.check_box(&boxes, w.steel, Nonce([1; 32])).await.unwrap();
+        kmc.install_key(&boxes, &order(&w, "USPS", &meter_id), postkey_host::now).await.unwrap();
+        kmc.check_box(&boxes, w.steel, Nonce([2; 32])).await.unwrap();
     }
     // The old copy is put back; the home's own record is removed too, so only the archive's
     // highest version stands between the old state and the KMC.
@@ -208,9 +205,8 @@ async fn an_old_copy_of_a_steel_state_is_refused_by_the_kmc_before_anything_else
     std::fs::remove_file(w.home.root().join("versions").join(w.steel.to_string())).unwrap();
     let mut session = Session::new(&w.home).unwrap();
     session.enable(w.steel, &w.home.media_dir()).unwrap();
-    let mut meters = MeterLinks::default();
-    let mut boxes = EmbeddedBoxes { session: &mut session, meters: &mut meters };
-    let err = kmc.check_box(&mut boxes, w.steel, Nonce([3; 32])).await.unwrap_err();
+    let boxes = EmbeddedBoxes::new(session, MeterLinks::default());
+    let err = kmc.check_box(&boxes, w.steel, Nonce([3; 32])).await.unwrap_err();
     assert!(matches!(err, KmcError::Rollback { .. }), "{err}");
     assert_eq!(err.response_code(), postkey_wire::ResponseCode::STATE_ROLLBACK);
 }
@@ -219,52 +215,47 @@ async fn an_old_copy_of_a_steel_state_is_refused_by_the_kmc_before_anything_else
 async fn a_replayed_key_id_is_burned_and_a_failed_install_leaves_the_key_bad() {
     let w = world().await;
     let kmc = Kmc::new(w.store.clone(), w.kmc_dks, InstallConfig::default());
-    let mut session = enable_all(&w);
-    let mut meters = MeterLinks::default();
+    let boxes = EmbeddedBoxes::new(enable_all(&w), MeterLinks::default());
     // A meter that is not connected: Steel's host refuses the install after MI3 was committed.
     let (absent, _) = meter(3);
-    let mut boxes = EmbeddedBoxes { session: &mut session, meters: &mut meters };
     let outcome =
-        kmc.install_key(&mut boxes, &order(&w, "USPS", &absent), postkey_host::now).await.unwrap();
+        kmc.install_key(&boxes, &order(&w, "USPS", &absent), postkey_host::now).await.unwrap();
     let KeyOutcome::Bad { key_id, .. } = outcome else { panic!("{outcome:?}") };
     assert_eq!(w.store.key(&d("USPS"), key_id).await.unwrap().unwrap().status, KeyStatus::Bad);
     let history = w.store.key_history(&d("USPS"), key_id).await.unwrap();
     assert_eq!(history.len(), 2, "created New, then Bad");
     // The next order uses a new key ID.
     let (meter_id, sim) = meter(4);
-    meters.connect(meter_id.clone(), Box::new(sim));
-    let mut boxes = EmbeddedBoxes { session: &mut session, meters: &mut meters };
-    let KeyOutcome::Installed { key_id: next, .. } = kmc
-        .install_key(&mut boxes, &order(&w, "USPS", &meter_id), postkey_host::now)
-        .await
-        .unwrap()
+    boxes.meters().connect(meter_id.clone(), Box::new(sim));
+    let KeyOutcome::Installed { key_id: next, .. } =
+        kmc.install_key(&boxes, &order(&w, "USPS", &meter_id), postkey_host::now).await.unwrap()
     else {
         panic!()
     };
     assert!(next > key_id);
 }
 
-/// Flips one byte of the first answer to `command`.
+/// Flips one byte of the first record of each answer to `command`.
 struct Flip<'a, B> {
-    inner: &'a mut B,
+    inner: &'a B,
     command: CommandCode,
 }
 
 impl<B: Boxes> Boxes for Flip<'_, B> {
-    fn call(
-        &mut self,
+    async fn call_batch(
+        &self,
         id: BoxId,
         command: CommandCode,
-        params: &[&[u8]],
-    ) -> Result<Vec<Vec<u8>>, Refusal> {
-        let mut answer = self.inner.call(id, command, params)?;
-        if command == self.command
-            && let Some(first) = answer.first_mut()
-        {
-            let i = first.len() / 2;
-            first[i] ^= 0x01;
+        items: Vec<Vec<Vec<u8>>>,
+    ) -> Result<Vec<Answer>, Refusal> {
+        let mut answers = self.inner.call_batch(id, command, items).await?;
+        if command == self.command {
+            for first in answers.iter_mut().flatten().filter_map(|a| a.first_mut()) {
+                let i = first.len() / 2;
+                first[i] ^= 0x01;
+            }
         }
-        Ok(answer)
+        Ok(answers)
     }
 }
 
@@ -272,26 +263,26 @@ impl<B: Boxes> Boxes for Flip<'_, B> {
 async fn a_flipped_byte_in_mi3_mi7_or_mi9_is_rejected_by_the_kmc() {
     let w = world().await;
     let kmc = Kmc::new(w.store.clone(), w.kmc_dks, InstallConfig::default());
-    let mut session = enable_all(&w);
-    let mut meters = MeterLinks::default();
+    let boxes = EmbeddedBoxes::new(enable_all(&w), MeterLinks::default());
     for (n, command) in [
         (10, CommandCode::GENERATE_KEY),
         (11, CommandCode::INSTALL_KEY),
         (12, CommandCode::CHECK_INSTALL),
     ] {
         let (meter_id, sim) = meter(n);
-        meters.connect(meter_id.clone(), Box::new(sim));
-        let mut boxes = EmbeddedBoxes { session: &mut session, meters: &mut meters };
-        let mut flip = Flip { inner: &mut boxes, command };
+        boxes.meters().connect(meter_id.clone(), Box::new(sim));
+        let flip = Flip { inner: &boxes, command };
         let err = kmc
-            .install_key(&mut flip, &order(&w, "USPS", &meter_id), postkey_host::now)
+            .install_key(&flip, &order(&w, "USPS", &meter_id), postkey_host::now)
             .await
             .unwrap_err();
         assert!(matches!(err, KmcError::BadAnswer { .. }), "{command:?}: {err}");
     }
-    // None of those keys is Installed.
+    // A flipped MI3 never became a key (its ID is burned); the other two keys are Bad.
     let keys = w.store.keys(&postkey_archive::KeyFilter::domain(d("USPS"), 100)).await.unwrap();
-    assert!(keys.iter().all(|k| k.status != KeyStatus::Installed), "{keys:?}");
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(keys.iter().all(|k| k.status == KeyStatus::Bad), "{keys:?}");
+    assert_eq!(w.store.burned_key_ids(&d("USPS")).await.unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -299,19 +290,18 @@ async fn after_a_kmc_restart_new_keys_without_mi7_become_bad() {
     let w = world().await;
     let config = InstallConfig { mi7_timeout_micros: 0, ..InstallConfig::default() };
     let kmc = Kmc::new(w.store.clone(), w.kmc_dks, config);
-    let mut session = enable_all(&w);
     let mut meters = MeterLinks::default();
     let (meter_id, sim) = meter(13);
     meters.connect(meter_id.clone(), Box::new(sim));
     // The KMC stops right after Oak answered and MI3 was committed: Steel never sees MI4.
-    struct StopAfterOak<'a, B>(&'a mut B);
+    struct StopAfterOak<'a, B>(&'a B);
     impl<B: Boxes> Boxes for StopAfterOak<'_, B> {
-        fn call(
-            &mut self,
+        async fn call_batch(
+            &self,
             id: BoxId,
             command: CommandCode,
-            params: &[&[u8]],
-        ) -> Result<Vec<Vec<u8>>, Refusal> {
+            items: Vec<Vec<Vec<u8>>>,
+        ) -> Result<Vec<Answer>, Refusal> {
             if command == CommandCode::INSTALL_KEY {
                 return Err(Refusal {
                     box_id: id,
@@ -319,12 +309,12 @@ async fn after_a_kmc_restart_new_keys_without_mi7_become_bad() {
                     message: "the KMC stopped".into(),
                 });
             }
-            self.0.call(id, command, params)
+            self.0.call_batch(id, command, items).await
         }
     }
-    let mut boxes = EmbeddedBoxes { session: &mut session, meters: &mut meters };
+    let boxes = EmbeddedBoxes::new(enable_all(&w), meters);
     let outcome = kmc
-        .install_key(&mut StopAfterOak(&mut boxes), &order(&w, "VE", &meter_id), postkey_host::now)
+        .install_key(&StopAfterOak(&boxes), &order(&w, "VE", &meter_id), postkey_host::now)
         .await
         .unwrap();
     let KeyOutcome::Bad { key_id, .. } = outcome else { panic!() };
@@ -364,7 +354,7 @@ async fn after_a_kmc_restart_new_keys_without_mi7_become_bad() {
         },
     )
     .to_bytes();
-    let answer = boxes.call(w.oak, CommandCode::GENERATE_KEY, &[&mi1]).unwrap();
+    let answer = boxes.call(w.oak, CommandCode::GENERATE_KEY, vec![mi1]).await.unwrap();
     let record = postkey_archive::SignedRecord {
         record_type: postkey_wire::RecordType::MI3,
         bytes: answer[0].clone(),
@@ -386,4 +376,66 @@ async fn after_a_kmc_restart_new_keys_without_mi7_become_bad() {
     let stale = kmc.fail_stale_keys(&d("VE"), postkey_host::now()).await.unwrap();
     assert_eq!(stale, vec![next]);
     assert_eq!(w.store.key(&d("VE"), next).await.unwrap().unwrap().status, KeyStatus::Bad);
+}
+
+#[tokio::test]
+async fn batches_flow_through_the_pipeline_and_a_failed_key_spoils_no_other() {
+    let w = world().await;
+    let kmc = Kmc::new(w.store.clone(), w.kmc_dks, InstallConfig::default());
+    let mut meters = MeterLinks::default();
+    let mut ids = Vec::new();
+    for n in 30..37 {
+        let (id, sim) = meter(n);
+        // Meter 33 is not on the line: its two keys fail at Steel, after MI3 was committed.
+        if n != 33 {
+            meters.connect(id.clone(), Box::new(sim));
+        }
+        ids.push(id);
+    }
+    let boxes = EmbeddedBoxes::new(enable_all(&w), meters);
+    let orders = |chunk: &[MeterId]| -> Vec<KeyOrder> {
+        chunk.iter().flat_map(|m| [order(&w, "VE", m), order(&w, "USPS", m)]).collect()
+    };
+    let mut results = Vec::new();
+    kmc.install_batches(
+        &boxes,
+        ids.chunks(3).map(orders),
+        |batch| results.push(batch),
+        postkey_host::now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(results.iter().map(Vec::len).collect::<Vec<_>>(), vec![6, 6, 2]);
+    let flat: Vec<&KeyOutcome> = results.iter().flatten().map(|r| r.as_ref().unwrap()).collect();
+    for (i, outcome) in flat.iter().enumerate() {
+        let meter = &ids[i / 2];
+        let domain = if i % 2 == 0 { "VE" } else { "USPS" };
+        let (key_id, expected) = match outcome {
+            KeyOutcome::Installed { key_id, .. } => (*key_id, KeyStatus::Installed),
+            KeyOutcome::Bad { key_id, .. } => (*key_id, KeyStatus::Bad),
+        };
+        assert_eq!(expected == KeyStatus::Bad, meter == &ids[3], "{meter} {outcome:?}");
+        let record = w.store.key(&d(domain), key_id).await.unwrap().unwrap();
+        assert_eq!(record.status, expected);
+        if expected == KeyStatus::Installed {
+            assert_eq!(record.meter_id.as_ref(), Some(meter));
+        }
+    }
+    // Each domain's key IDs were handed out, and reached the boxes, in increasing order.
+    for domain in ["VE", "USPS"] {
+        let got: Vec<u64> = flat
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| (i % 2 == 0) == (domain == "VE"))
+            .map(|(_, o)| match o {
+                KeyOutcome::Installed { key_id, .. } | KeyOutcome::Bad { key_id, .. } => {
+                    key_id.get()
+                }
+            })
+            .collect();
+        assert!(got.windows(2).all(|p| p[0] < p[1]), "{domain}: {got:?}");
+        w.store.verify_chain(&d(domain)).await.unwrap();
+    }
+    // The refusals of the absent meter are in the error log.
+    assert!(w.home.errors().unwrap().iter().any(|e| e.message.contains("not connected")));
 }

@@ -44,6 +44,10 @@ pub enum KmcError {
         /// What it presented.
         presented: u64,
     },
+    /// A batch ended without a result for an order (a box answered fewer items than sent, or
+    /// the archive allocated fewer IDs than asked).
+    #[error("the batch ended without a result for this order")]
+    Unfinished,
     /// Oak kept refusing fresh key IDs.
     #[error("{0} refused {1} key IDs in a row as not fresh; the IDs were burned")]
     KeyIdsRefused(BoxId, u32),
@@ -61,6 +65,7 @@ impl KmcError {
             Self::NotCertified(..) => ResponseCode::NOT_CERTIFIED_FOR_DOMAIN,
             Self::Rollback { .. } => ResponseCode::STATE_ROLLBACK,
             Self::KeyIdsRefused(..) => ResponseCode::KEY_ID_NOT_FRESH,
+            Self::Unfinished => ResponseCode::RECORD_MISMATCH,
         }
     }
 }

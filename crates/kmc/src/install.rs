@@ -11,6 +11,14 @@
 //! ```
 //!
 //! Every failure after generation makes the key `Bad`; a retry is a new key.
+//!
+//! Orders travel in batches (SPEC §6.1: one durable write over a range of keys, every rule held
+//! per key): one key-ID allocation, one box call and one archive transaction per stage and batch.
+//! [`Kmc::install_batches`] runs the three stages as a pipeline: while Brass checks batch n,
+//! Steel installs batch n + 1 and Oak generates batch n + 2. Each stage takes batches in order,
+//! so every box sees each domain's key IDs in increasing order.
+
+use std::collections::BTreeMap;
 
 use postkey_archive::{
     BurnKeyId, Cause, KeyFields, KeyStatus, KeyTimes, KeyUpdate, NewKey, SignedRecord, Store,
@@ -19,11 +27,11 @@ use postkey_archive::{
 use postkey_wire::{
     Aborted, BadKey, Body, BoxId, CommandCode, Context, DomainBundle, DomainId, DomainPublicKeys,
     GenerateKey, InstallConfirmed, Installed, InstalledKeyRecord, KeyForSteel, KeyId, Message,
-    MeterId, NewKeyRecord, RecordType, Role, Sender, Timestamp, Unverified, Verified,
+    MeterId, NewKeyRecord, RecordType, ResponseCode, Role, Sender, Timestamp, Unverified, Verified,
     peek_record_type,
 };
 
-use crate::{Boxes, Kmc, KmcError, Refusal};
+use crate::{Answer, Boxes, Kmc, KmcError, Refusal};
 
 /// The KMC's installation settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +63,7 @@ pub struct KeyOrder {
     pub meter: MeterId,
 }
 
-/// How an order ended.
+/// How an order ended (an order that never became a key is an error instead).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyOutcome {
     /// Installed: the MI10 record for the KDC.
@@ -82,6 +90,126 @@ fn verify<B: Body>(
     Unverified::<B>::from_bytes(bytes)
         .and_then(|u| u.verify(key))
         .map_err(|error| KmcError::BadAnswer { box_id, error })
+}
+
+/// Each order's result: how it ended, or why it never became a key (or why the KMC could not
+/// accept a box's answer about it; the key, if one was made, is then `Bad`).
+pub type OrderResult = Result<KeyOutcome, KmcError>;
+
+/// A key on its way through the stages.
+struct Live {
+    /// Its order's place in the batch.
+    index: usize,
+    order: KeyOrder,
+    key_id: KeyId,
+    mi3: Verified<NewKeyRecord>,
+    /// MI4 as Oak signed it: a parcel for Steel, which checks its signature.
+    mi4: Vec<u8>,
+    mi7: Option<Verified<Installed>>,
+}
+
+/// A batch between two stages.
+struct Batch {
+    /// Each order's result, once settled.
+    results: Vec<Option<OrderResult>>,
+    /// The keys still on their way, by (domain, key ID).
+    live: Vec<Live>,
+    /// The domains' public keys, checked against the Domain Key Set once per batch.
+    keys: BTreeMap<DomainId, DomainPublicKeys>,
+}
+
+impl Batch {
+    fn settle(&mut self, index: usize, result: OrderResult) {
+        if let Some(slot) = self.results.get_mut(index) {
+            *slot = Some(result);
+        }
+    }
+
+    fn keys(&self, domain: &DomainId) -> Result<&DomainPublicKeys, KmcError> {
+        self.keys.get(domain).ok_or_else(|| KmcError::NoBundle(domain.clone()))
+    }
+
+    fn finish(self) -> Vec<OrderResult> {
+        self.results.into_iter().map(|r| r.unwrap_or(Err(KmcError::Unfinished))).collect()
+    }
+}
+
+/// A key that failed after it was created: `Bad` with this cause, and the order's result.
+struct Failure {
+    index: usize,
+    domain: DomainId,
+    key_id: KeyId,
+    cause: Cause,
+    actor: Sender,
+    result: OrderResult,
+}
+
+impl Failure {
+    /// A box refused the key: `Bad`, with the refusal as the reason.
+    fn refused(live: &Live, refusal: &Refusal) -> Self {
+        let reason = format!("{} refused: {} [{}]", refusal.box_id, refusal.message, refusal.code);
+        Self {
+            index: live.index,
+            domain: live.order.domain.clone(),
+            key_id: live.key_id,
+            cause: Cause::Reason(reason.clone()),
+            actor: Sender::Role(Role::Kmc),
+            result: Ok(KeyOutcome::Bad { key_id: live.key_id, reason }),
+        }
+    }
+
+    /// A box answered something the KMC cannot accept: `Bad`, and the error for the caller.
+    fn rejected(live: &Live, error: KmcError) -> Self {
+        Self {
+            index: live.index,
+            domain: live.order.domain.clone(),
+            key_id: live.key_id,
+            cause: Cause::Reason(format!("the KMC rejected an answer: {error}")),
+            actor: Sender::Role(Role::Kmc),
+            result: Err(error),
+        }
+    }
+
+    /// A box signed why the key is bad (ABORTED, BAD).
+    fn signed(live: &Live, record: SignedRecord, by: BoxId, reason: String) -> Self {
+        Self {
+            index: live.index,
+            domain: live.order.domain.clone(),
+            key_id: live.key_id,
+            cause: Cause::Record(record),
+            actor: Sender::Box(by),
+            result: Ok(KeyOutcome::Bad { key_id: live.key_id, reason }),
+        }
+    }
+}
+
+/// Groups the live keys by one of their boxes, keeping their order within each group.
+fn by_box(live: &[Live], pick: impl Fn(&KeyOrder) -> BoxId) -> BTreeMap<BoxId, Vec<usize>> {
+    let mut groups: BTreeMap<BoxId, Vec<usize>> = BTreeMap::new();
+    for (i, l) in live.iter().enumerate() {
+        groups.entry(pick(&l.order)).or_default().push(i);
+    }
+    groups
+}
+
+/// A box's answers, checked to be one per item.
+async fn call_group(
+    boxes: &impl Boxes,
+    id: BoxId,
+    command: CommandCode,
+    items: Vec<Vec<Vec<u8>>>,
+) -> Result<Vec<Answer>, Refusal> {
+    let n = items.len();
+    let answers = boxes.call_batch(id, command, items).await?;
+    if answers.len() == n {
+        Ok(answers)
+    } else {
+        Err(Refusal {
+            box_id: id,
+            code: ResponseCode::PARAMETER_COUNT,
+            message: format!("{n} items sent, {} answers received", answers.len()),
+        })
+    }
 }
 
 impl<S: Store> Kmc<S> {
@@ -121,194 +249,479 @@ impl<S: Store> Kmc<S> {
     /// Runs one order end to end. `now` is the KMC's clock (called at each recorded time).
     pub async fn install_key(
         &self,
-        boxes: &mut impl Boxes,
+        boxes: &impl Boxes,
         order: &KeyOrder,
-        now: impl Fn() -> Timestamp,
-    ) -> Result<KeyOutcome, KmcError> {
-        let domain = &order.domain;
-        let keys = self.domain_keys(domain).await?;
-        let papers = self.steel_papers(order.steel, domain).await?;
-        let kmc = Sender::Role(Role::Kmc);
-
-        // MI0' and MI1, burning IDs Oak refuses as not fresh.
-        let mut refused = 0;
-        let (key_id, request_time, answer) = loop {
-            let key_id = self.store.allocate_key_id(domain).await?;
-            let request_time = now();
-            let context = Context {
-                domain: domain.clone(),
-                sender: kmc.clone(),
-                meter_id: None,
-                key_id: Some(key_id),
-                state_version: None,
-                timestamp: request_time,
-            };
-            let mi1 = Message::new(context, papers.clone()).to_bytes();
-            match boxes.call(order.oak, CommandCode::GENERATE_KEY, &[&mi1]) {
-                Ok(answer) => break (key_id, request_time, answer),
-                Err(refusal) => {
-                    let burn = BurnKeyId {
-                        domain: domain.clone(),
-                        key_id,
-                        reason: format!("{} refused MI1: {}", order.oak, refusal.message),
-                        time: now(),
-                        actor: kmc.clone(),
-                    };
-                    self.store.burn_key_id(&burn).await?;
-                    if refusal.code != postkey_wire::ResponseCode::KEY_ID_NOT_FRESH {
-                        return Err(refusal.into());
-                    }
-                    refused += 1;
-                    if refused >= self.config.max_burned_in_a_row {
-                        return Err(KmcError::KeyIdsRefused(order.oak, refused));
-                    }
-                }
-            }
-        };
-        let [mi3_bytes, mi4_bytes] = answer.as_slice() else {
-            return Err(KmcError::WrongAnswer { box_id: order.oak });
-        };
-        let mi3 = verify::<NewKeyRecord>(order.oak, mi3_bytes, &keys.oak_auth)?;
-        let mi4 = verify::<KeyForSteel>(order.oak, mi4_bytes, &keys.oak_auth)?;
-        for h in [mi3.header(), mi4.header()] {
-            if h.key_id != Some(key_id) || &h.domain != domain {
-                return Err(KmcError::WrongAnswer { box_id: order.oak });
-            }
-        }
-        if mi3.body().steel != order.steel
-            || mi4.body().steel != order.steel
-            || mi3.body().oak != order.oak
-        {
-            return Err(KmcError::WrongAnswer { box_id: order.oak });
-        }
-
-        // MI3 committed as New before MI4 leaves.
-        let created = NewKey {
-            domain: domain.clone(),
-            key_id,
-            oak_id: order.oak,
-            steel_id: order.steel,
-            kms_request_time: request_time,
-            time: now(),
-            actor: Sender::Box(order.oak),
-            record: SignedRecord::from_verified(&mi3),
-        };
-        self.store.create_key(&created).await?;
-
-        // MI4 to Steel, which installs over the meter link and answers MI7 or ABORTED.
-        let meter = order.meter.to_string();
-        let answer = match boxes.call(
-            order.steel,
-            CommandCode::INSTALL_KEY,
-            &[mi4.as_bytes(), meter.as_bytes()],
-        ) {
-            Ok(a) => a,
-            Err(refusal) => return self.bad_by_refusal(domain, key_id, &refusal, now()).await,
-        };
-        let reply = answer.first().ok_or(KmcError::WrongAnswer { box_id: order.steel })?;
-        if peek_record_type(reply).ok() == Some(RecordType::ABORTED) {
-            let aborted = verify::<Aborted>(order.steel, reply, &keys.steel_auth)?;
-            let reason = aborted.body().reason.clone();
-            self.fail_key(
-                domain,
-                key_id,
-                Cause::Record(SignedRecord::from_verified(&aborted)),
-                now(),
-                Sender::Box(order.steel),
-            )
-            .await?;
-            return Ok(KeyOutcome::Bad { key_id, reason });
-        }
-        let mi7 = verify::<Installed>(order.steel, reply, &keys.steel_auth)?;
-        if mi7.header().key_id != Some(key_id)
-            || mi7.header().meter_id.as_ref() != Some(&order.meter)
-            || &mi7.header().domain != domain
-        {
-            self.fail_key(
-                domain,
-                key_id,
-                Cause::Reason("Steel answered an MI7 of another key or meter".into()),
-                now(),
-                kmc.clone(),
-            )
-            .await?;
-            return Err(KmcError::WrongAnswer { box_id: order.steel });
-        }
-        // The PSR records the PSR Install Time when MI7 reaches it.
-        let update = KeyUpdate {
-            domain: domain.clone(),
-            key_id,
-            time: now(),
-            actor: Sender::Role(Role::Psr),
-            record: Some(SignedRecord::from_verified(&mi7)),
-            fields: KeyFields {
-                meter_id: Some(order.meter.clone()),
-                times: KeyTimes { psr_install: Some(now()), ..KeyTimes::default() },
-                ..KeyFields::default()
-            },
-        };
-        self.store.update_key(&update).await?;
-
-        // MI8 to Brass.
-        let install_time = now();
-        let answer = match boxes.call(
-            order.brass,
-            CommandCode::CHECK_INSTALL,
-            &[mi3.as_bytes(), mi7.as_bytes()],
-        ) {
-            Ok(a) => a,
-            Err(refusal) => return self.bad_by_refusal(domain, key_id, &refusal, now()).await,
-        };
-        match answer.as_slice() {
-            [bad] if peek_record_type(bad).ok() == Some(RecordType::BAD) => {
-                let bad = verify::<BadKey>(order.brass, bad, &keys.brass_auth)?;
-                let reason = bad.body().reason.clone();
-                self.fail_key(
-                    domain,
-                    key_id,
-                    Cause::Record(SignedRecord::from_verified(&bad)),
-                    now(),
-                    Sender::Box(order.brass),
-                )
-                .await?;
-                Ok(KeyOutcome::Bad { key_id, reason })
-            }
-            [mi9, mi10] => {
-                let mi9 = verify::<InstalledKeyRecord>(order.brass, mi9, &keys.brass_auth)?;
-                let mi10 = verify::<InstallConfirmed>(order.brass, mi10, &keys.brass_auth)?;
-                if mi9.header().key_id != Some(key_id) || mi10.header().key_id != Some(key_id) {
-                    return Err(KmcError::WrongAnswer { box_id: order.brass });
-                }
-                let t = Transition {
-                    domain: domain.clone(),
-                    key_id,
-                    from: KeyStatus::New,
-                    to: KeyStatus::Installed,
-                    time: now(),
-                    actor: Sender::Box(order.brass),
-                    cause: Cause::Record(SignedRecord::from_verified(&mi9)),
-                    fields: KeyFields {
-                        times: KeyTimes { kms_install: Some(install_time), ..KeyTimes::default() },
-                        ..KeyFields::default()
-                    },
-                };
-                self.store.transition(&t).await?;
-                Ok(KeyOutcome::Installed { key_id, mi10: mi10.as_bytes().to_vec() })
-            }
-            _ => Err(KmcError::WrongAnswer { box_id: order.brass }),
-        }
+        now: impl Fn() -> Timestamp + Sync,
+    ) -> OrderResult {
+        let mut results = self.install_keys(boxes, vec![order.clone()], &now).await?;
+        results.pop().unwrap_or(Err(KmcError::Unfinished))
     }
 
-    async fn bad_by_refusal(
+    /// Runs one batch of orders end to end, stage after stage: one result per order, in order.
+    /// The outer error (the archive failed) stops the batch; keys it left `New` become `Bad`
+    /// by [`Kmc::fail_stale_keys`] after a restart.
+    pub async fn install_keys(
         &self,
-        domain: &DomainId,
-        key_id: KeyId,
-        refusal: &Refusal,
-        now: Timestamp,
-    ) -> Result<KeyOutcome, KmcError> {
-        let reason = format!("{} refused: {} [{}]", refusal.box_id, refusal.message, refusal.code);
-        self.fail_key(domain, key_id, Cause::Reason(reason.clone()), now, Sender::Role(Role::Kmc))
-            .await?;
-        Ok(KeyOutcome::Bad { key_id, reason })
+        boxes: &impl Boxes,
+        orders: Vec<KeyOrder>,
+        now: impl Fn() -> Timestamp + Sync,
+    ) -> Result<Vec<OrderResult>, KmcError> {
+        let batch = self.generate(boxes, orders, &now).await?;
+        let batch = self.install(boxes, batch, &now).await?;
+        Ok(self.check(boxes, batch, &now).await?.finish())
     }
+
+    /// Runs batches as a three-stage pipeline (generate at Oak, install at Steel, check at
+    /// Brass), up to one batch per stage at a time; `done` receives each batch's results, in
+    /// order. Batches reach every stage in the order `batches` yields them, so a box sees each
+    /// domain's key IDs in increasing order. The first archive failure stops every stage.
+    pub async fn install_batches(
+        &self,
+        boxes: &impl Boxes,
+        batches: impl Iterator<Item = Vec<KeyOrder>>,
+        mut done: impl FnMut(Vec<OrderResult>),
+        now: impl Fn() -> Timestamp + Sync,
+    ) -> Result<(), KmcError> {
+        let (to_steel, mut at_steel) = tokio::sync::mpsc::channel::<Batch>(1);
+        let (to_brass, mut at_brass) = tokio::sync::mpsc::channel::<Batch>(1);
+        let now = &now;
+        let oak = async move {
+            for orders in batches {
+                let batch = self.generate(boxes, orders, now).await?;
+                if to_steel.send(batch).await.is_err() {
+                    break;
+                }
+            }
+            Ok::<_, KmcError>(())
+        };
+        let steel = async move {
+            while let Some(batch) = at_steel.recv().await {
+                let batch = self.install(boxes, batch, now).await?;
+                if to_brass.send(batch).await.is_err() {
+                    break;
+                }
+            }
+            Ok::<_, KmcError>(())
+        };
+        let brass = async move {
+            while let Some(batch) = at_brass.recv().await {
+                done(self.check(boxes, batch, now).await?.finish());
+            }
+            Ok::<_, KmcError>(())
+        };
+        // A stage that fails drops its channel ends, which stops the stages around it.
+        let (a, b, c) = tokio::join!(oak, steel, brass);
+        a.and(b).and(c)
+    }
+
+    /// Stage 1, MI0' to MI3 committed: allocates key IDs, has Oak generate the keys (burning
+    /// the IDs it refuses as not fresh and retrying those orders with new ones, bounded),
+    /// checks MI3 and MI4, and commits every accepted MI3 as a `New` key in one transaction.
+    async fn generate(
+        &self,
+        boxes: &impl Boxes,
+        orders: Vec<KeyOrder>,
+        now: &(impl Fn() -> Timestamp + Sync),
+    ) -> Result<Batch, KmcError> {
+        let mut batch = Batch {
+            results: orders.iter().map(|_| None).collect(),
+            live: Vec::new(),
+            keys: BTreeMap::new(),
+        };
+        let mut papers: BTreeMap<(BoxId, DomainId), GenerateKey> = BTreeMap::new();
+        let mut pending: BTreeMap<(BoxId, DomainId), Vec<(usize, KeyOrder)>> = BTreeMap::new();
+        for (index, order) in orders.into_iter().enumerate() {
+            if !batch.keys.contains_key(&order.domain) {
+                match self.domain_keys(&order.domain).await {
+                    Ok(keys) => {
+                        batch.keys.insert(order.domain.clone(), keys);
+                    }
+                    Err(e) => {
+                        batch.settle(index, Err(e));
+                        continue;
+                    }
+                }
+            }
+            let at = (order.steel, order.domain.clone());
+            if !papers.contains_key(&at) {
+                match self.steel_papers(order.steel, &order.domain).await {
+                    Ok(p) => {
+                        papers.insert(at.clone(), p);
+                    }
+                    Err(e) => {
+                        batch.settle(index, Err(e));
+                        continue;
+                    }
+                }
+            }
+            pending.entry((order.oak, order.domain.clone())).or_default().push((index, order));
+        }
+        let kmc = Sender::Role(Role::Kmc);
+        let mut created = Vec::new();
+        for ((oak, domain), mut group) in pending {
+            let keys = batch.keys(&domain)?.clone();
+            let mut round = 0;
+            while !group.is_empty() {
+                let n = u32::try_from(group.len()).map_err(|_| KmcError::Unfinished)?;
+                let range = self.store.allocate_key_ids(&domain, n).await?;
+                let request_time = now();
+                let ids: Vec<KeyId> = range.ids().collect();
+                if ids.len() != group.len() {
+                    return Err(KmcError::Unfinished);
+                }
+                let mut items = Vec::with_capacity(group.len());
+                for ((_, order), &key_id) in group.iter().zip(&ids) {
+                    let context = Context {
+                        domain: domain.clone(),
+                        sender: kmc.clone(),
+                        meter_id: None,
+                        key_id: Some(key_id),
+                        state_version: None,
+                        timestamp: request_time,
+                    };
+                    let body = papers
+                        .get(&(order.steel, domain.clone()))
+                        .cloned()
+                        .ok_or(KmcError::Unfinished)?;
+                    items.push(vec![Message::new(context, body).to_bytes()]);
+                }
+                let answers = match call_group(boxes, oak, CommandCode::GENERATE_KEY, items).await {
+                    Ok(a) => a,
+                    Err(refusal) => ids.iter().map(|_| Err(refusal.clone())).collect(),
+                };
+                let mut retry = Vec::new();
+                for (((index, order), key_id), answer) in group.into_iter().zip(ids).zip(answers) {
+                    let accepted = match answer {
+                        Ok(records) => accept_mi2(&order, key_id, &records, &keys),
+                        Err(refusal) => Err(KmcError::Refused(refusal)),
+                    };
+                    match accepted {
+                        Ok((mi3, mi4)) => {
+                            created.push(NewKey {
+                                domain: domain.clone(),
+                                key_id,
+                                oak_id: oak,
+                                steel_id: order.steel,
+                                kms_request_time: request_time,
+                                time: now(),
+                                actor: Sender::Box(oak),
+                                record: SignedRecord::from_verified(&mi3),
+                            });
+                            batch.live.push(Live { index, order, key_id, mi3, mi4, mi7: None });
+                        }
+                        Err(error) => {
+                            // The ID never became a key: burned, never used again.
+                            let burn = BurnKeyId {
+                                domain: domain.clone(),
+                                key_id,
+                                reason: format!("MI1 to {oak}: {error}"),
+                                time: now(),
+                                actor: kmc.clone(),
+                            };
+                            self.store.burn_key_id(&burn).await?;
+                            let not_fresh = matches!(&error, KmcError::Refused(r)
+                                if r.code == ResponseCode::KEY_ID_NOT_FRESH);
+                            if not_fresh && round + 1 < self.config.max_burned_in_a_row {
+                                retry.push((index, order));
+                            } else if not_fresh {
+                                batch.settle(
+                                    index,
+                                    Err(KmcError::KeyIdsRefused(
+                                        oak,
+                                        self.config.max_burned_in_a_row,
+                                    )),
+                                );
+                            } else {
+                                batch.settle(index, Err(error));
+                            }
+                        }
+                    }
+                }
+                group = retry;
+                round += 1;
+            }
+        }
+        // MI3 committed as New, in one transaction, before any MI4 leaves.
+        if !created.is_empty() {
+            self.store.create_keys(&created).await?;
+        }
+        batch.live.sort_by(|a, b| (&a.order.domain, a.key_id).cmp(&(&b.order.domain, b.key_id)));
+        Ok(batch)
+    }
+
+    /// Stage 2, MI4 to MI7: Steel installs each key over the meter link; every MI7 is checked
+    /// and kept with the PSR Install Time, every other answer makes its key `Bad`; one
+    /// transaction for each.
+    async fn install(
+        &self,
+        boxes: &impl Boxes,
+        mut batch: Batch,
+        now: &(impl Fn() -> Timestamp + Sync),
+    ) -> Result<Batch, KmcError> {
+        let mut failures = Vec::new();
+        let mut answers: Vec<Option<Answer>> = batch.live.iter().map(|_| None).collect();
+        for (steel, members) in by_box(&batch.live, |o| o.steel) {
+            let items = members
+                .iter()
+                .map(|&i| {
+                    let l = &batch.live[i];
+                    vec![l.mi4.clone(), l.order.meter.to_string().into_bytes()]
+                })
+                .collect();
+            let got = match call_group(boxes, steel, CommandCode::INSTALL_KEY, items).await {
+                Ok(a) => a,
+                Err(refusal) => members.iter().map(|_| Err(refusal.clone())).collect(),
+            };
+            for (&i, answer) in members.iter().zip(got) {
+                answers[i] = Some(answer);
+            }
+        }
+        let psr_time = now();
+        let mut updates = Vec::new();
+        for (l, answer) in batch.live.iter_mut().zip(answers) {
+            let steel = l.order.steel;
+            let keys = batch.keys.get(&l.order.domain).ok_or(KmcError::Unfinished)?;
+            let reply = match answer.unwrap_or(Err(Refusal {
+                box_id: steel,
+                code: ResponseCode::PARAMETER_COUNT,
+                message: "no answer".into(),
+            })) {
+                Ok(reply) => reply,
+                Err(refusal) => {
+                    failures.push(Failure::refused(l, &refusal));
+                    continue;
+                }
+            };
+            let Some(reply) = reply.first() else {
+                failures.push(Failure::rejected(l, KmcError::WrongAnswer { box_id: steel }));
+                continue;
+            };
+            if peek_record_type(reply).ok() == Some(RecordType::ABORTED) {
+                match verify::<Aborted>(steel, reply, &keys.steel_auth) {
+                    Ok(a) if a.header().key_id == Some(l.key_id) => {
+                        let reason = a.body().reason.clone();
+                        failures.push(Failure::signed(
+                            l,
+                            SignedRecord::from_verified(&a),
+                            steel,
+                            reason,
+                        ));
+                    }
+                    Ok(_) => {
+                        failures.push(Failure::rejected(l, KmcError::WrongAnswer { box_id: steel }))
+                    }
+                    Err(e) => failures.push(Failure::rejected(l, e)),
+                }
+                continue;
+            }
+            let mi7 = match verify::<Installed>(steel, reply, &keys.steel_auth) {
+                Ok(mi7) => mi7,
+                Err(e) => {
+                    failures.push(Failure::rejected(l, e));
+                    continue;
+                }
+            };
+            if mi7.header().key_id != Some(l.key_id)
+                || mi7.header().meter_id.as_ref() != Some(&l.order.meter)
+                || mi7.header().domain != l.order.domain
+            {
+                failures.push(Failure::rejected(l, KmcError::WrongAnswer { box_id: steel }));
+                continue;
+            }
+            // The PSR records the PSR Install Time when MI7 reaches it.
+            updates.push(KeyUpdate {
+                domain: l.order.domain.clone(),
+                key_id: l.key_id,
+                time: psr_time,
+                actor: Sender::Role(Role::Psr),
+                record: Some(SignedRecord::from_verified(&mi7)),
+                fields: KeyFields {
+                    meter_id: Some(l.order.meter.clone()),
+                    times: KeyTimes { psr_install: Some(psr_time), ..KeyTimes::default() },
+                    ..KeyFields::default()
+                },
+            });
+            l.mi7 = Some(mi7);
+        }
+        if !updates.is_empty() {
+            self.store.update_keys(&updates).await?;
+        }
+        self.fail_keys(&mut batch, failures, now()).await?;
+        Ok(batch)
+    }
+
+    /// Stage 3, MI8 to MI9: Brass checks each installed key against its archive copy; MI9
+    /// makes it `Installed` (with the KMS Install Time), BAD or any failure makes it `Bad`;
+    /// one transaction for all.
+    async fn check(
+        &self,
+        boxes: &impl Boxes,
+        mut batch: Batch,
+        now: &(impl Fn() -> Timestamp + Sync),
+    ) -> Result<Batch, KmcError> {
+        let install_time = now();
+        let mut answers: Vec<Option<Answer>> = batch.live.iter().map(|_| None).collect();
+        for (brass, members) in by_box(&batch.live, |o| o.brass) {
+            let items = members
+                .iter()
+                .filter_map(|&i| {
+                    let l = &batch.live[i];
+                    l.mi7
+                        .as_ref()
+                        .map(|mi7| vec![l.mi3.as_bytes().to_vec(), mi7.as_bytes().to_vec()])
+                })
+                .collect();
+            let got = match call_group(boxes, brass, CommandCode::CHECK_INSTALL, items).await {
+                Ok(a) => a,
+                Err(refusal) => members.iter().map(|_| Err(refusal.clone())).collect(),
+            };
+            for (&i, answer) in members.iter().zip(got) {
+                answers[i] = Some(answer);
+            }
+        }
+        let time = now();
+        let mut failures = Vec::new();
+        let mut installed = Vec::new();
+        let mut confirmations = Vec::new();
+        for (l, answer) in batch.live.iter().zip(answers) {
+            let brass = l.order.brass;
+            let keys = batch.keys.get(&l.order.domain).ok_or(KmcError::Unfinished)?;
+            let records = match answer {
+                Some(Ok(records)) => records,
+                Some(Err(refusal)) => {
+                    failures.push(Failure::refused(l, &refusal));
+                    continue;
+                }
+                None => {
+                    failures.push(Failure::rejected(l, KmcError::WrongAnswer { box_id: brass }));
+                    continue;
+                }
+            };
+            match records.as_slice() {
+                [bad] if peek_record_type(bad).ok() == Some(RecordType::BAD) => {
+                    match verify::<BadKey>(brass, bad, &keys.brass_auth) {
+                        Ok(b) if b.header().key_id == Some(l.key_id) => {
+                            let reason = b.body().reason.clone();
+                            failures.push(Failure::signed(
+                                l,
+                                SignedRecord::from_verified(&b),
+                                brass,
+                                reason,
+                            ));
+                        }
+                        Ok(_) => failures
+                            .push(Failure::rejected(l, KmcError::WrongAnswer { box_id: brass })),
+                        Err(e) => failures.push(Failure::rejected(l, e)),
+                    }
+                }
+                [mi9, mi10] => {
+                    let mi9 = match verify::<InstalledKeyRecord>(brass, mi9, &keys.brass_auth) {
+                        Ok(mi9) => mi9,
+                        Err(e) => {
+                            failures.push(Failure::rejected(l, e));
+                            continue;
+                        }
+                    };
+                    // MI10 is the KDC's to verify; the KMC checks that it names this key.
+                    let names_key = Unverified::<InstallConfirmed>::from_bytes(mi10)
+                        .is_ok_and(|m| m.header().key_id == Some(l.key_id));
+                    if mi9.header().key_id != Some(l.key_id)
+                        || mi9.header().domain != l.order.domain
+                        || !names_key
+                    {
+                        failures
+                            .push(Failure::rejected(l, KmcError::WrongAnswer { box_id: brass }));
+                        continue;
+                    }
+                    installed.push(Transition {
+                        domain: l.order.domain.clone(),
+                        key_id: l.key_id,
+                        from: KeyStatus::New,
+                        to: KeyStatus::Installed,
+                        time,
+                        actor: Sender::Box(brass),
+                        cause: Cause::Record(SignedRecord::from_verified(&mi9)),
+                        fields: KeyFields {
+                            times: KeyTimes {
+                                kms_install: Some(install_time),
+                                ..KeyTimes::default()
+                            },
+                            ..KeyFields::default()
+                        },
+                    });
+                    confirmations.push((l.index, l.key_id, mi10.clone()));
+                }
+                _ => failures.push(Failure::rejected(l, KmcError::WrongAnswer { box_id: brass })),
+            }
+        }
+        if !installed.is_empty() {
+            self.store.transitions(&installed).await?;
+        }
+        for (index, key_id, mi10) in confirmations {
+            batch.settle(index, Ok(KeyOutcome::Installed { key_id, mi10 }));
+        }
+        self.fail_keys(&mut batch, failures, now()).await?;
+        batch.live.clear();
+        Ok(batch)
+    }
+
+    /// Makes the failed keys `Bad` in one transaction and settles their orders.
+    async fn fail_keys(
+        &self,
+        batch: &mut Batch,
+        failures: Vec<Failure>,
+        time: Timestamp,
+    ) -> Result<(), KmcError> {
+        if failures.is_empty() {
+            return Ok(());
+        }
+        let transitions: Vec<Transition> = failures
+            .iter()
+            .map(|f| Transition {
+                domain: f.domain.clone(),
+                key_id: f.key_id,
+                from: KeyStatus::New,
+                to: KeyStatus::Bad,
+                time,
+                actor: f.actor.clone(),
+                cause: f.cause.clone(),
+                fields: KeyFields::default(),
+            })
+            .collect();
+        self.store.transitions(&transitions).await?;
+        let gone: std::collections::BTreeSet<usize> = failures.iter().map(|f| f.index).collect();
+        batch.live.retain(|l| !gone.contains(&l.index));
+        for f in failures {
+            batch.settle(f.index, f.result);
+        }
+        Ok(())
+    }
+}
+
+/// Checks Oak's MI2 for one order: MI3 verified with the domain's Oak key, MI4 decoded (Steel
+/// verifies its signature), both naming this key, domain and boxes.
+fn accept_mi2(
+    order: &KeyOrder,
+    key_id: KeyId,
+    records: &[Vec<u8>],
+    keys: &DomainPublicKeys,
+) -> Result<(Verified<NewKeyRecord>, Vec<u8>), KmcError> {
+    let oak = order.oak;
+    let [mi3_bytes, mi4_bytes] = records else {
+        return Err(KmcError::WrongAnswer { box_id: oak });
+    };
+    let mi3 = verify::<NewKeyRecord>(oak, mi3_bytes, &keys.oak_auth)?;
+    let mi4 = Unverified::<KeyForSteel>::from_bytes(mi4_bytes)
+        .map_err(|error| KmcError::BadAnswer { box_id: oak, error })?;
+    let names_key = |h: &postkey_wire::Header| h.key_id == Some(key_id) && h.domain == order.domain;
+    if !names_key(mi3.header())
+        || !names_key(mi4.header())
+        || mi3.body().steel != order.steel
+        || mi4.claimed_body().steel != order.steel
+        || mi3.body().oak != oak
+        || mi4.claimed_body().oak != oak
+    {
+        return Err(KmcError::WrongAnswer { box_id: oak });
+    }
+    Ok((mi3, mi4_bytes.clone()))
 }

@@ -20,8 +20,8 @@ mod recovery;
 mod version;
 
 pub use error::KmcError;
-pub use install::{InstallConfig, KeyOrder, KeyOutcome};
-pub use link::{Boxes, Refusal};
+pub use install::{InstallConfig, KeyOrder, KeyOutcome, OrderResult};
+pub use link::{Answer, Boxes, Refusal};
 
 use postkey_archive::Store;
 use postkey_crypto::VerifyingKey;

@@ -3,7 +3,7 @@
 //! implements it in memory; boxes on other hosts will implement it over the box link protocol,
 //! with the same messages and the same checks.
 //!
-//! The parameters of each command, all bytes:
+//! The parameters of each item of a command, all bytes:
 //!
 //! | command | parameters | answer |
 //! | --- | --- | --- |
@@ -12,6 +12,8 @@
 //! | `INSTALL_KEY` | MI4, meter ID (ASCII) | MI7, or ABORTED |
 //! | `RECOVER` | — | ABORTED records, one per interrupted installation |
 //! | `CHECK_INSTALL` | MI3, MI7 | MI9 and MI10, or BAD |
+
+use core::future::Future;
 
 use postkey_wire::{BoxId, CommandCode, ResponseCode};
 
@@ -27,14 +29,40 @@ pub struct Refusal {
     pub message: String,
 }
 
-/// The boxes the KMC can reach.
-pub trait Boxes {
-    /// Sends `command` with `params` to box `id` and returns its answer. The box has made any
-    /// change of its state durable before it answers.
-    fn call(
-        &mut self,
+/// A box's answer to one item: its records, or its refusal of that item.
+pub type Answer = Result<Vec<Vec<u8>>, Refusal>;
+
+/// The boxes the KMC can reach. Calls take `&self`: the KMC keeps several batches in flight,
+/// each at a different box (Oak, Steel, Brass), and boxes work in parallel.
+pub trait Boxes: Sync {
+    /// Sends `command` to box `id` with a batch of items, each its list of parameters. The box
+    /// answers every item on its own, in order, and has made every change of its state durable
+    /// before it answers (SPEC §6.1 allows one durable write over a batch when every rule holds
+    /// per key). The outer error refuses the whole batch (link down, box locked).
+    fn call_batch(
+        &self,
         id: BoxId,
         command: CommandCode,
-        params: &[&[u8]],
-    ) -> Result<Vec<Vec<u8>>, Refusal>;
+        items: Vec<Vec<Vec<u8>>>,
+    ) -> impl Future<Output = Result<Vec<Answer>, Refusal>> + Send;
+
+    /// Sends one item.
+    fn call(
+        &self,
+        id: BoxId,
+        command: CommandCode,
+        params: Vec<Vec<u8>>,
+    ) -> impl Future<Output = Answer> + Send {
+        async move {
+            let mut answers = self.call_batch(id, command, vec![params]).await?;
+            match (answers.pop(), answers.is_empty()) {
+                (Some(answer), true) => answer,
+                _ => Err(Refusal {
+                    box_id: id,
+                    code: ResponseCode::PARAMETER_COUNT,
+                    message: "the box answered another number of items than it was sent".into(),
+                }),
+            }
+        }
+    }
 }

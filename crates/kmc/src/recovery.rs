@@ -13,11 +13,11 @@ impl<S: Store> Kmc<S> {
     /// each key `Bad` with its record. Returns the keys made `Bad`.
     pub async fn recover_steel(
         &self,
-        boxes: &mut impl Boxes,
+        boxes: &impl Boxes,
         steel: BoxId,
         now: impl Fn() -> Timestamp,
     ) -> Result<Vec<(DomainId, KeyId)>, KmcError> {
-        let answer = boxes.call(steel, CommandCode::RECOVER, &[])?;
+        let answer = boxes.call(steel, CommandCode::RECOVER, Vec::new()).await?;
         let mut failed = Vec::new();
         for bytes in answer {
             let unverified = Unverified::<Aborted>::from_bytes(&bytes)

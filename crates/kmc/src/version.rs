@@ -12,13 +12,13 @@ impl<S: Store> Kmc<S> {
     /// records it. Call it when a box is enabled or connected, before any other command.
     pub async fn check_box(
         &self,
-        boxes: &mut impl Boxes,
+        boxes: &impl Boxes,
         id: BoxId,
         nonce: Nonce,
     ) -> Result<StateVersion, KmcError> {
         let record =
             self.store.box_record(id).await?.ok_or(StoreError::NotFound(Subject::Box(id)))?;
-        let answer = boxes.call(id, CommandCode::ATTEST_STATE, &[&nonce.0])?;
+        let answer = boxes.call(id, CommandCode::ATTEST_STATE, vec![nonce.0.to_vec()]).await?;
         let bytes = answer.first().ok_or(KmcError::WrongAnswer { box_id: id })?;
         let attestation = Unverified::<StateAttestation>::from_bytes(bytes)
             .and_then(|a| a.verify(&record.identity_key))

@@ -68,7 +68,8 @@ codes! {
     /// 3xxx processing: a message about an installation this box is not running.
     NO_INSTALL_IN_FLIGHT = 3013, "no installation in flight for this key and meter";
     /// 3xxx processing: an installation is already in flight in this box.
-    INSTALL_IN_FLIGHT = 3015, "an installation is already in flight in this box";
+    INSTALL_IN_FLIGHT = 3015, "an interrupted installation awaits RECOVER in this box";
+    TOO_MANY_IN_FLIGHT = 3016, "too many installations in flight in this box";
     /// 3xxx processing: records that should describe one key do not match.
     RECORD_MISMATCH = 3014, "records do not match (domain, key ID, boxes or meter)";
     /// 3xxx processing: a signature did not verify.

@@ -402,4 +402,46 @@ pub async fn batches_are_whole_or_nothing<H: Harness>(h: &H) {
     assert!(done.iter().all(|k| k.status == KeyStatus::Installed));
     assert_eq!(s.chain_head(&d).await.unwrap().unwrap().count, head.count + 4);
     s.verify_chain(&d).await.unwrap();
+
+    // Updates too: one bad time refuses the batch, and nothing of it is kept.
+    let mut fresh = Vec::new();
+    for _ in 0..4 {
+        let (k, next) = key_in(&s, &d, KeyStatus::New, now).await;
+        fresh.push(k);
+        now = next;
+    }
+    let keys = fresh;
+    let mut updates: Vec<KeyUpdate> = keys
+        .iter()
+        .map(|k| KeyUpdate {
+            domain: d.clone(),
+            key_id: k.key_id,
+            time: ts(now + 1),
+            actor: kmc(),
+            record: Some(record(RecordType::MI7, &format!("mi7 of {}", k.key_id))),
+            fields: KeyFields {
+                times: KeyTimes { psr_install: Some(ts(now + 1)), ..KeyTimes::default() },
+                ..KeyFields::default()
+            },
+        })
+        .collect();
+    updates[1].time = ts(1);
+    let head = s.chain_head(&d).await.unwrap().unwrap();
+    let err = s.update_keys(&updates).await.unwrap_err();
+    assert!(matches!(&err, StoreError::Batch { index: 1, .. }), "{err:?}");
+    assert_eq!(s.chain_head(&d).await.unwrap().unwrap(), head);
+    for k in &keys {
+        assert!(
+            s.records(&d, k.key_id)
+                .await
+                .unwrap()
+                .iter()
+                .all(|r| r.record.record_type != RecordType::MI7)
+        );
+    }
+    updates[1].time = ts(now + 1);
+    let done = s.update_keys(&updates).await.unwrap();
+    assert!(done.iter().all(|k| k.times.psr_install == Some(ts(now + 1))));
+    assert_eq!(s.chain_head(&d).await.unwrap().unwrap().count, head.count + 4);
+    s.verify_chain(&d).await.unwrap();
 }

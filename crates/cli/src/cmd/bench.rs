@@ -1,4 +1,4 @@
-use postkey_host::Home;
+use postkey_host::{Home, bench};
 
 use super::{Outcome, block_on, print_json, print_lines};
 
@@ -14,8 +14,11 @@ pub(crate) enum Command {
 #[derive(Debug, clap::Args)]
 pub(crate) struct InstallArgs {
     /// Meters to key (two keys each: VE and USPS).
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 1000)]
     meters: usize,
+    /// Meters per batch (one durable write per box and archive stage for the whole batch).
+    #[arg(long, default_value_t = postkey_host::DEFAULT_BATCH)]
+    batch: usize,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -28,20 +31,31 @@ pub(crate) fn run(home: Option<std::path::PathBuf>, command: Command) -> anyhow:
         None => super::demo::fresh_home()?,
     };
     eprintln!("postkey bench: home {}", root.display());
-    let r = block_on(postkey_host::bench::install(&Home::new(&root), a.meters))??;
+    let r = block_on(postkey_host::bench::install(&Home::new(&root), a.meters, a.batch))??;
     if a.json {
         print_json(&r)?;
     } else {
         print_lines(&[
-            format!("{} meters, {} keys installed in {:.2} s", r.meters, r.keys, r.seconds),
+            format!(
+                "{} meters, {} keys installed in {:.2} s, {} meters per batch",
+                r.meters, r.keys, r.seconds, r.batch
+            ),
             format!(
                 "  {:.0} keys/s, {:.0} meters/s (every durable write included)",
                 r.keys_per_second, r.meters_per_second
             ),
             format!("  CPU per key {:.0} µs", r.cpu_us_per_key),
             format!(
-                "  public-key operations per key {:.0} µs (4 HPKE seals × {:.1}, 3 opens × {:.1}, 5 signatures × {:.1}, 9 verifications × {:.1})",
-                r.public_key_ops_us_per_key, r.hpke_seal_us, r.hpke_open_us, r.sign_us, r.verify_us
+                "  public-key operations per key {:.0} µs ({} HPKE seals × {:.1}, {} opens × {:.1}, {} signatures × {:.1}, {} verifications × {:.1})",
+                r.public_key_ops_us_per_key,
+                bench::SEALS,
+                r.hpke_seal_us,
+                bench::OPENS,
+                r.hpke_open_us,
+                bench::SIGNATURES,
+                r.sign_us,
+                bench::VERIFICATIONS,
+                r.verify_us
             ),
             format!("  ratio {:.2}", r.ratio),
         ])?;

@@ -47,11 +47,15 @@ pub(crate) fn run(home: &Home, command: Command) -> anyhow::Result<Outcome> {
         let lines: Vec<String> = report
             .keys
             .iter()
-            .map(|k| match &k.reason {
-                Some(r) => {
-                    format!("{} key {}/{}: {} ({r})", report.meter, k.domain, k.key_id, k.status)
+            .map(|k| {
+                let key = match k.key_id {
+                    Some(id) => format!("{}/{id}", k.domain),
+                    None => format!("{} (no key made)", k.domain),
+                };
+                match &k.reason {
+                    Some(r) => format!("{} key {key}: {} ({r})", report.meter, k.status),
+                    None => format!("{} key {key}: {}", report.meter, k.status),
                 }
-                None => format!("{} key {}/{}: {}", report.meter, k.domain, k.key_id, k.status),
             })
             .collect();
         print_lines(&lines)?;
