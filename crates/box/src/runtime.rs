@@ -53,6 +53,35 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), BoxError
     Ok(())
 }
 
+/// Writes several files of one directory atomically and durably with two flushes in all: every
+/// temporary file is written, the file system is synced once (`syncfs`), every file is renamed
+/// over its target, and the directory is synced. A crash leaves each file old or new, never a
+/// mix. For many small files (a batch of simulated meters) this replaces two fsyncs per file.
+pub fn write_atomic_many(dir: &Path, files: &[(String, &[u8])], mode: u32) -> Result<(), BoxError> {
+    fs::create_dir_all(dir).map_err(|e| storage("creating", dir, &e))?;
+    let mut renames = Vec::with_capacity(files.len());
+    for (name, bytes) in files {
+        let tmp = dir.join(format!(".{name}.tmp"));
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)
+            .map_err(|e| storage("creating", &tmp, &e))?;
+        file.write_all(bytes).map_err(|e| storage("writing", &tmp, &e))?;
+        renames.push((tmp, dir.join(name)));
+    }
+    let d = File::open(dir).map_err(|e| storage("opening", dir, &e))?;
+    // Every temporary file's data is on disk before any of them replaces its target.
+    rustix::fs::syncfs(&d).map_err(|e| storage("syncing", dir, &e.into()))?;
+    for (tmp, path) in &renames {
+        fs::rename(tmp, path).map_err(|e| storage("renaming", path, &e))?;
+    }
+    d.sync_all().map_err(|e| storage("syncing", dir, &e))?;
+    Ok(())
+}
+
 /// Refuses core dumps of this process (SPEC §7.2 item 8): not dumpable, core size 0. Call it
 /// before any box is enabled.
 pub fn harden_process() -> Result<(), BoxError> {

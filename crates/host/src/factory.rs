@@ -187,7 +187,8 @@ impl Factory {
                     let start = reports.len();
                     let chunk = &meters[start..(start + results.len() / 2).min(meters.len())];
                     let mut results = results.into_iter();
-                    for (i, (id, postal)) in chunk.iter().enumerate() {
+                    let done: Vec<SimulatedMeter> = sims[start..start + chunk.len()].to_vec();
+                    for (id, postal) in chunk {
                         let mut keys = Vec::with_capacity(2);
                         for domain in [vendor, postal] {
                             let result = results.next().unwrap_or(Err(KmcError::Unfinished));
@@ -195,12 +196,14 @@ impl Factory {
                         }
                         reports.push(InstallReport { meter: id.to_string(), keys });
                         boxes.meters().disconnect(id);
-                        // The meter's own storage: written off the KMC's path, awaited below.
-                        let (home, sim) = (home.clone(), sims[start + i].clone());
-                        saves.push(tokio::task::spawn_blocking(move || {
-                            home.save_meter(&sim.meter())
-                        }));
                     }
+                    // The meters' own storage: written off the KMC's path, awaited below.
+                    let home = home.clone();
+                    saves.push(tokio::task::spawn_blocking(move || {
+                        let guards: Vec<_> = done.iter().map(SimulatedMeter::meter).collect();
+                        let meters: Vec<&Meter> = guards.iter().map(|g| &**g).collect();
+                        crate::bench::durable(|| home.save_meters(&meters))
+                    }));
                     progress(reports.len());
                 },
                 clock::now,

@@ -121,14 +121,34 @@ impl Home {
             .map_err(|_| HostError::Usage(format!("{} is corrupt", self.dks_path().display())))
     }
 
+    fn meters_dir(&self) -> PathBuf {
+        self.root.join("meters")
+    }
+
     fn meter_path(&self, id: &postkey_wire::MeterId) -> PathBuf {
-        self.root.join("meters").join(format!("{id}.meter"))
+        self.meters_dir().join(format!("{id}.meter"))
     }
 
     /// Writes a simulated meter's state (SPEC §12: the simulator keeps its keys in a file under
     /// the home, mode 0600; a real meter keeps them in its secure element).
     pub fn save_meter(&self, meter: &postkey_meter::Meter) -> Result<(), HostError> {
         write_atomic(&self.meter_path(meter.id()), &meter.to_simulator_file(), 0o600)
+            .map_err(|e| HostError::boxed("host", e))
+    }
+
+    /// Saves simulated meters' states, all durable together (two flushes for the lot).
+    pub fn save_meters(&self, meters: &[&postkey_meter::Meter]) -> Result<(), HostError> {
+        let images: Vec<(String, zeroize::Zeroizing<Vec<u8>>)> = meters
+            .iter()
+            .map(|m| {
+                let path = self.meter_path(m.id());
+                let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+                (name.unwrap_or_default(), m.to_simulator_file())
+            })
+            .collect();
+        let files: Vec<(String, &[u8])> =
+            images.iter().map(|(n, b)| (n.clone(), b.as_slice())).collect();
+        postkey_box::runtime::write_atomic_many(&self.meters_dir(), &files, 0o600)
             .map_err(|e| HostError::boxed("host", e))
     }
 

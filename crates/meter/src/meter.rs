@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 
 use minicbor::{Decode, Encode};
-use postkey_crypto::{HpkeInfo, HpkeRecordType};
+use postkey_crypto::{HpkeInfo, HpkePublicKey, HpkeRecordType};
 use postkey_secrets::rng::BoxRng;
 use postkey_secrets::{HpkePrivateKey, MasterKey};
 use postkey_wire::{
@@ -74,6 +74,8 @@ impl InstalledKey {
 pub struct Meter {
     id: MeterId,
     transport: HpkePrivateKey,
+    /// Its public half, computed once: the meter greets with it at every installation.
+    transport_public: HpkePublicKey,
     keys: BTreeMap<DomainId, InstalledKey>,
 }
 
@@ -92,11 +94,8 @@ pub const MAX_KEYS: usize = 2;
 impl Meter {
     /// A new meter, its transport key from `rng`.
     pub fn manufacture(id: MeterId, rng: &mut BoxRng) -> Result<Self, MeterError> {
-        Ok(Self {
-            id,
-            transport: HpkePrivateKey::generate(rng).map_err(|_| MeterError::Rng)?,
-            keys: BTreeMap::new(),
-        })
+        let transport = HpkePrivateKey::generate(rng).map_err(|_| MeterError::Rng)?;
+        Ok(Self { id, transport_public: transport.public_key(), transport, keys: BTreeMap::new() })
     }
 
     /// Its ID.
@@ -124,7 +123,7 @@ impl Meter {
     pub fn hello(&self, domain: DomainId, now: Timestamp) -> Message<MeterHello> {
         Message::new(
             self.context(domain, None, now),
-            MeterHello { transport: self.transport.public_key() },
+            MeterHello { transport: self.transport_public },
         )
     }
 
@@ -199,11 +198,8 @@ impl Meter {
                 InstalledKey { key_id: k.key_id, key: MasterKey::from_bytes(k.key) },
             );
         }
-        Ok(Self {
-            id: image.id.clone(),
-            transport: HpkePrivateKey::from_bytes(image.transport),
-            keys,
-        })
+        let transport = HpkePrivateKey::from_bytes(image.transport);
+        Ok(Self { id: image.id.clone(), transport_public: transport.public_key(), transport, keys })
     }
 }
 
