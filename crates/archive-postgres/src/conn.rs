@@ -106,6 +106,10 @@ impl PgStore {
             .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
         let store = Self { pool, schema: config.schema.clone() };
         let mut client = store.client().await?;
+        if let Some(schema) = &config.schema {
+            // The name was checked above: a plain identifier, safe to splice.
+            client.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}")).await.pg()?;
+        }
         migrate::run(&mut client).await?;
         Ok(store)
     }

@@ -37,6 +37,8 @@ pub struct InstallBench {
     pub meters: usize,
     /// Meters per batch.
     pub batch: usize,
+    /// The archive.
+    pub archive: String,
     /// Keys installed (two per meter).
     pub keys: usize,
     /// Wall time of the installations, seconds.
@@ -134,7 +136,13 @@ fn baseline() -> Result<(f64, f64, f64, f64), HostError> {
 }
 
 /// Runs the benchmark in `home` (a fresh one: the demo's ceremonies run first, without meters).
-pub async fn install(home: &Home, meters: usize, batch: usize) -> Result<InstallBench, HostError> {
+/// `archive`: a PostgreSQL archive instead of the home's SQLite one.
+pub async fn install(
+    home: &Home,
+    meters: usize,
+    batch: usize,
+    archive: Option<&postkey_archive_postgres::PgConfig>,
+) -> Result<InstallBench, HostError> {
     crate::demo::run(home, 0, |_| {}).await?;
     let (ve, usps) = (DomainId::parse("VE")?, DomainId::parse("USPS")?);
     let ids: Vec<MeterId> = (1..=meters)
@@ -143,12 +151,36 @@ pub async fn install(home: &Home, meters: usize, batch: usize) -> Result<Install
     for id in &ids {
         crate::new_meter(home, id)?;
     }
-    let mut factory = Factory::open(home, &home.media_dir(), &[ve.clone(), usps.clone()]).await?;
+    let domains = [ve.clone(), usps.clone()];
+    match archive {
+        None => {
+            let factory = Factory::open(home, &home.media_dir(), &domains).await?;
+            measure(factory, ids, &ve, &usps, batch, "SQLite".into()).await
+        }
+        Some(config) => {
+            let store = postkey_archive_postgres::PgStore::connect(config).await?;
+            let where_ =
+                format!("PostgreSQL, schema {}", config.schema.as_deref().unwrap_or("(default)"));
+            let factory = Factory::open_on(home, store, &home.media_dir(), &domains).await?;
+            measure(factory, ids, &ve, &usps, batch, where_).await
+        }
+    }
+}
+
+async fn measure<S: postkey_archive::Store>(
+    mut factory: Factory<S>,
+    ids: Vec<MeterId>,
+    ve: &DomainId,
+    usps: &DomainId,
+    batch: usize,
+    archive: String,
+) -> Result<InstallBench, HostError> {
+    let meters = ids.len();
     let (seal, open, sign, verify) = baseline()?;
     let line: Vec<(MeterId, DomainId)> = ids.into_iter().map(|id| (id, usps.clone())).collect();
     let (cpu_before, durable_before) = (cpu_seconds(), durable_seconds());
     let start = Instant::now();
-    let reports = factory.install_many(&line, &ve, batch, |_| {}).await?;
+    let reports = factory.install_many(&line, ve, batch, |_| {}).await?;
     let seconds = start.elapsed().as_secs_f64();
     let keys = reports.iter().flat_map(|r| &r.keys).filter(|k| k.status == "installed").count();
     let cpu = cpu_seconds() - cpu_before;
@@ -161,6 +193,7 @@ pub async fn install(home: &Home, meters: usize, batch: usize) -> Result<Install
     Ok(InstallBench {
         meters,
         batch,
+        archive,
         keys,
         seconds,
         keys_per_second: keys_f / seconds,

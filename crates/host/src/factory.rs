@@ -45,7 +45,7 @@ pub struct Line {
 }
 
 /// Picks the first box of each type that runs processes of all `domains`.
-pub async fn line_for(store: &SqliteStore, domains: &[DomainId]) -> Result<Line, HostError> {
+pub async fn line_for(store: &impl Store, domains: &[DomainId]) -> Result<Line, HostError> {
     let pick = |t: BoxType| async move {
         for b in store.boxes(Some(t)).await? {
             let served: Vec<DomainId> =
@@ -94,23 +94,37 @@ pub const DEFAULT_BATCH: usize = 64;
 
 /// A factory run: the KMC, its archive, the boxes of one line enabled, meters on the line.
 #[derive(Debug)]
-pub struct Factory {
+pub struct Factory<S = SqliteStore> {
     home: Home,
-    kmc: Kmc<SqliteStore>,
+    kmc: Kmc<S>,
     boxes: EmbeddedBoxes,
     line: Line,
 }
 
 impl Factory {
-    /// Opens the archive, enables the line's boxes from `shares_dir`, and runs the KMC's
-    /// state-version check on each before anything else; a Steel box's interrupted
+    /// Opens the home's SQLite archive, enables the line's boxes from `shares_dir`, and runs
+    /// the KMC's state-version check on each before anything else; a Steel box's interrupted
     /// installations are then aborted and their keys made `Bad`.
     pub async fn open(
         home: &Home,
         shares_dir: &std::path::Path,
         domains: &[DomainId],
     ) -> Result<Self, HostError> {
-        let store = open_archive(home).await?;
+        let store = SqliteStore::open(home.root().join("archive.db")).await?;
+        Factory::open_on(home, store, shares_dir, domains).await
+    }
+}
+
+impl<S: Store> Factory<S> {
+    /// As [`Factory::open`], on another archive (PostgreSQL), in which the home's ceremonies
+    /// are registered first.
+    pub async fn open_on(
+        home: &Home,
+        store: S,
+        shares_dir: &std::path::Path,
+        domains: &[DomainId],
+    ) -> Result<Self, HostError> {
+        register_in_archive(home, &store).await?;
         let line = line_for(&store, domains).await?;
         let kmc = Kmc::new(store, home.domain_key_set_key()?, InstallConfig::default());
         let mut session = Session::new(home)?;

@@ -39,6 +39,7 @@ pub use home::{ErrorEntry, Home};
 pub use inventory::{BoxReport, DomainSummary, ProcessSummary, box_report, boxes, domains};
 pub use keys::{HistoryEntry, KeyDetail, KeyEntry, list_keys, show_key};
 pub use link::{EmbeddedBoxes, MeterLinks};
+pub use postkey_archive_postgres::PgConfig;
 pub use postkey_box::SharePolicy;
 pub use postkey_box::runtime::harden_process;
 pub use postkey_secrets::selftest::KatResult;

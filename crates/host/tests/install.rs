@@ -439,3 +439,50 @@ async fn batches_flow_through_the_pipeline_and_a_failed_key_spoils_no_other() {
     // The refusals of the absent meter are in the error log.
     assert!(w.home.errors().unwrap().iter().any(|e| e.message.contains("not connected")));
 }
+
+/// The factory on a PostgreSQL archive: the same pipeline, the same records. Runs where
+/// `POSTKEY_TEST_PG_URL` is set (CI sets it; without a reachable server in CI it fails).
+#[tokio::test]
+async fn the_factory_installs_keys_on_a_postgresql_archive_too() {
+    let Ok(url) = std::env::var("POSTKEY_TEST_PG_URL") else {
+        println!("PostgreSQL test skipped: POSTKEY_TEST_PG_URL is not set");
+        return;
+    };
+    let w = world().await;
+    let unique =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let schema = format!("pk_test_factory_{unique}_{}", std::process::id());
+    let config =
+        postkey_host::PgConfig { schema: Some(schema.clone()), ..postkey_host::PgConfig::new(url) };
+    let store = postkey_archive_postgres::PgStore::connect(&config).await.unwrap();
+    let mut line = Vec::new();
+    for n in 1..=3 {
+        let id = MeterId::parse(&format!("PB7777-{n:06}")).unwrap();
+        postkey_host::new_meter(&w.home, &id).unwrap();
+        line.push((id, d("USPS")));
+    }
+    let mut factory = postkey_host::Factory::open_on(
+        &w.home,
+        store.clone(),
+        &w.home.media_dir(),
+        &[d("VE"), d("USPS")],
+    )
+    .await
+    .unwrap();
+    let reports = factory.install_many(&line, &d("VE"), 2, |_| {}).await.unwrap();
+    factory.close();
+    assert_eq!(reports.len(), 3);
+    for k in reports.iter().flat_map(|r| &r.keys) {
+        assert_eq!(k.status, "installed", "{k:?}");
+        let key = postkey_wire::KeyId::new(k.key_id.unwrap()).unwrap();
+        let record = store.key(&d(&k.domain), key).await.unwrap().unwrap();
+        assert_eq!(record.status, KeyStatus::Installed);
+    }
+    // The meters hold their keys in their files.
+    for (id, _) in &line {
+        assert_eq!(w.home.load_meter(id).unwrap().keys().len(), 2);
+    }
+    store.verify_chain(&d("USPS")).await.unwrap();
+    let admin = store.raw_client().await.unwrap();
+    admin.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).await.unwrap();
+}

@@ -19,6 +19,10 @@ pub(crate) struct InstallArgs {
     /// Meters per batch (one durable write per box and archive stage for the whole batch).
     #[arg(long, default_value_t = postkey_host::DEFAULT_BATCH)]
     batch: usize,
+    /// Run against a PostgreSQL archive at this URL (`postgres://user@host:5432/db`) instead of
+    /// the home's SQLite one; the archive goes into a fresh schema named after the run.
+    #[arg(long, value_name = "URL")]
+    postgres: Option<String>,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -31,14 +35,25 @@ pub(crate) fn run(home: Option<std::path::PathBuf>, command: Command) -> anyhow:
         None => super::demo::fresh_home()?,
     };
     eprintln!("postkey bench: home {}", root.display());
-    let r = block_on(postkey_host::bench::install(&Home::new(&root), a.meters, a.batch))??;
+    let pg = a.postgres.map(|url| {
+        let run = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        postkey_host::PgConfig {
+            schema: Some(format!("postkey_bench_{run}_{}", std::process::id())),
+            ..postkey_host::PgConfig::new(url)
+        }
+    });
+    let r =
+        block_on(postkey_host::bench::install(&Home::new(&root), a.meters, a.batch, pg.as_ref()))??;
     if a.json {
         print_json(&r)?;
     } else {
         print_lines(&[
             format!(
-                "{} meters, {} keys installed in {:.2} s, {} meters per batch",
-                r.meters, r.keys, r.seconds, r.batch
+                "{} meters, {} keys installed in {:.2} s, {} meters per batch, archive: {}",
+                r.meters, r.keys, r.seconds, r.batch, r.archive
             ),
             format!(
                 "  {:.0} keys/s, {:.0} meters/s (every durable write included)",
