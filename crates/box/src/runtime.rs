@@ -37,6 +37,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), BoxError
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(|e| storage("creating", dir, &e))?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let (tmp, file) = write_temporary(dir, &name, bytes, mode)?;
+    file.sync_all().map_err(|e| storage("syncing", &tmp, &e))?;
+    drop(file);
+    fs::rename(&tmp, path).map_err(|e| storage("renaming", path, &e))?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| storage("syncing", dir, &e))?;
+    Ok(())
+}
+
+/// Writes `bytes` to `<dir>/.<name>.tmp` (not yet synced), with permission bits `mode`.
+fn write_temporary(
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    mode: u32,
+) -> Result<(PathBuf, File), BoxError> {
     let tmp = dir.join(format!(".{name}.tmp"));
     let mut file = OpenOptions::new()
         .write(true)
@@ -46,11 +61,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), BoxError
         .open(&tmp)
         .map_err(|e| storage("creating", &tmp, &e))?;
     file.write_all(bytes).map_err(|e| storage("writing", &tmp, &e))?;
-    file.sync_all().map_err(|e| storage("syncing", &tmp, &e))?;
-    drop(file);
-    fs::rename(&tmp, path).map_err(|e| storage("renaming", path, &e))?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| storage("syncing", dir, &e))?;
-    Ok(())
+    Ok((tmp, file))
 }
 
 /// Writes several files of one directory atomically and durably with two flushes in all: every
@@ -61,15 +72,7 @@ pub fn write_atomic_many(dir: &Path, files: &[(String, &[u8])], mode: u32) -> Re
     fs::create_dir_all(dir).map_err(|e| storage("creating", dir, &e))?;
     let mut renames = Vec::with_capacity(files.len());
     for (name, bytes) in files {
-        let tmp = dir.join(format!(".{name}.tmp"));
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)
-            .map_err(|e| storage("creating", &tmp, &e))?;
-        file.write_all(bytes).map_err(|e| storage("writing", &tmp, &e))?;
+        let (tmp, _) = write_temporary(dir, name, bytes, mode)?;
         renames.push((tmp, dir.join(name)));
     }
     let d = File::open(dir).map_err(|e| storage("opening", dir, &e))?;

@@ -183,13 +183,36 @@ impl Failure {
     }
 }
 
-/// Groups the live keys by one of their boxes, keeping their order within each group.
-fn by_box(live: &[Live], pick: impl Fn(&KeyOrder) -> BoxId) -> BTreeMap<BoxId, Vec<usize>> {
-    let mut groups: BTreeMap<BoxId, Vec<usize>> = BTreeMap::new();
+/// One item's parameters on the box link.
+type Item = Vec<Vec<u8>>;
+
+/// Sends each live key's parameters to its box (`pick`), one batch per box, keys in order
+/// within each; the answer of each key in its place (`None` where `params` gave none).
+async fn call_per_box(
+    boxes: &impl Boxes,
+    live: &[Live],
+    pick: impl Fn(&KeyOrder) -> BoxId,
+    command: CommandCode,
+    params: impl Fn(&Live) -> Option<Vec<Vec<u8>>>,
+) -> Vec<Option<Answer>> {
+    let mut groups: BTreeMap<BoxId, Vec<(usize, Item)>> = BTreeMap::new();
     for (i, l) in live.iter().enumerate() {
-        groups.entry(pick(&l.order)).or_default().push(i);
+        if let Some(p) = params(l) {
+            groups.entry(pick(&l.order)).or_default().push((i, p));
+        }
     }
-    groups
+    let mut answers: Vec<Option<Answer>> = live.iter().map(|_| None).collect();
+    for (id, members) in groups {
+        let (places, items): (Vec<usize>, Vec<Item>) = members.into_iter().unzip();
+        let got = match call_group(boxes, id, command, items).await {
+            Ok(a) => a,
+            Err(refusal) => places.iter().map(|_| Err(refusal.clone())).collect(),
+        };
+        for (i, answer) in places.into_iter().zip(got) {
+            answers[i] = Some(answer);
+        }
+    }
+    answers
 }
 
 /// A box's answers, checked to be one per item.
@@ -459,23 +482,14 @@ impl<S: Store> Kmc<S> {
         now: &(impl Fn() -> Timestamp + Sync),
     ) -> Result<Batch, KmcError> {
         let mut failures = Vec::new();
-        let mut answers: Vec<Option<Answer>> = batch.live.iter().map(|_| None).collect();
-        for (steel, members) in by_box(&batch.live, |o| o.steel) {
-            let items = members
-                .iter()
-                .map(|&i| {
-                    let l = &batch.live[i];
-                    vec![l.mi4.clone(), l.order.meter.to_string().into_bytes()]
-                })
-                .collect();
-            let got = match call_group(boxes, steel, CommandCode::INSTALL_KEY, items).await {
-                Ok(a) => a,
-                Err(refusal) => members.iter().map(|_| Err(refusal.clone())).collect(),
-            };
-            for (&i, answer) in members.iter().zip(got) {
-                answers[i] = Some(answer);
-            }
-        }
+        let answers = call_per_box(
+            boxes,
+            &batch.live,
+            |o| o.steel,
+            CommandCode::INSTALL_KEY,
+            |l| Some(vec![l.mi4.clone(), l.order.meter.to_string().into_bytes()]),
+        )
+        .await;
         let psr_time = now();
         let mut updates = Vec::new();
         for (l, answer) in batch.live.iter_mut().zip(answers) {
@@ -560,25 +574,14 @@ impl<S: Store> Kmc<S> {
         now: &(impl Fn() -> Timestamp + Sync),
     ) -> Result<Batch, KmcError> {
         let install_time = now();
-        let mut answers: Vec<Option<Answer>> = batch.live.iter().map(|_| None).collect();
-        for (brass, members) in by_box(&batch.live, |o| o.brass) {
-            let items = members
-                .iter()
-                .filter_map(|&i| {
-                    let l = &batch.live[i];
-                    l.mi7
-                        .as_ref()
-                        .map(|mi7| vec![l.mi3.as_bytes().to_vec(), mi7.as_bytes().to_vec()])
-                })
-                .collect();
-            let got = match call_group(boxes, brass, CommandCode::CHECK_INSTALL, items).await {
-                Ok(a) => a,
-                Err(refusal) => members.iter().map(|_| Err(refusal.clone())).collect(),
-            };
-            for (&i, answer) in members.iter().zip(got) {
-                answers[i] = Some(answer);
-            }
-        }
+        let answers = call_per_box(
+            boxes,
+            &batch.live,
+            |o| o.brass,
+            CommandCode::CHECK_INSTALL,
+            |l| l.mi7.as_ref().map(|mi7| vec![l.mi3.as_bytes().to_vec(), mi7.as_bytes().to_vec()]),
+        )
+        .await;
         let time = now();
         let mut failures = Vec::new();
         let mut installed = Vec::new();
