@@ -309,9 +309,10 @@ impl SecureBox {
     /// Whether a stop interrupted an installation that is still sealed as in flight: it must be
     /// aborted (RECOVER) before the box starts another.
     fn interrupted(&self) -> bool {
-        self.processes.iter().any(|(d, p)| {
-            p.in_flight.keys().any(|k| !self.pending_install.contains_key(&(d.clone(), *k)))
-        })
+        // Every pending installation has its sealed in-flight record (both are made and ended
+        // together), so a sealed record without one is exactly a surplus of records.
+        let sealed: usize = self.processes.values().map(|p| p.in_flight.len()).sum();
+        sealed > self.pending_install.len()
     }
 
     /// Ends an installation in flight: out of the sealed state and the pending map.
