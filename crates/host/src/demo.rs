@@ -3,8 +3,6 @@
 //! box of each type with the processes each needs, then makes meters and installs a vendor key
 //! and a postal key into each through the KMC and the archive, and reports it all.
 
-use std::path::Path;
-
 use postkey_wire::{BoxId, BoxType, DomainId, DomainKind, SubdomainId};
 
 use crate::{
@@ -23,9 +21,9 @@ pub struct DemoReport {
     pub domains: Vec<DomainSummary>,
     /// The boxes.
     pub boxes: Vec<BoxReport>,
-    /// Ceremony transcripts written.
+    /// Ceremony transcripts in the archive.
     pub transcripts: usize,
-    /// Error-log entries (refusals) during the run.
+    /// Error-log entries (refusals) in the archive.
     pub errors: usize,
     /// Meters made and keyed.
     pub meters: usize,
@@ -79,7 +77,12 @@ pub async fn run(
 ) -> Result<DemoReport, HostError> {
     let report = ceremonies(home, |s| progress(Progress::Step(s)))?;
     let keys = install_meters(home, meters, &mut progress).await?;
-    Ok(DemoReport { keys, meters, errors: home.errors()?.len(), ..report })
+    // The archive now holds the transcripts and the error log (the factory moved them in).
+    use postkey_archive::Store as _;
+    let store = crate::open_archive(home).await?;
+    let transcripts = store.transcripts(None).await?.len();
+    let errors = store.error_log(&postkey_archive::ErrorLogQuery::latest(u32::MAX)).await?.len();
+    Ok(DemoReport { keys, meters, transcripts, errors, ..report })
 }
 
 async fn install_meters(
@@ -166,13 +169,9 @@ fn ceremonies(home: &Home, mut progress: impl FnMut(String)) -> Result<DemoRepor
         init,
         domains: inventory::domains(home)?,
         boxes: inventory::boxes(home)?,
-        transcripts: count(&home.root().join("transcripts")),
-        errors: home.errors()?.len(),
+        transcripts: 0,
+        errors: 0,
         meters: 0,
         keys: Vec::new(),
     })
-}
-
-fn count(dir: &Path) -> usize {
-    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
 }

@@ -227,6 +227,8 @@ impl<S: Store> Factory<S> {
             save.await.map_err(|e| HostError::Usage(format!("saving a meter failed: {e}")))??;
         }
         ran.map_err(|e| kmc_error(&self.home, e))?;
+        // The run's refusals, spooled as they happened, go into the archive's error log.
+        crate::registry::move_error_spool(&self.home, self.kmc.store()).await?;
         Ok(reports)
     }
 

@@ -1,15 +1,20 @@
-//! The postkey home: where the embedded default keeps what the archive will keep later (box
-//! registry files, domain bundles, transcripts, the error log and the highest state version of
-//! each box), beside the sealed box states and, in this simulation, the removable media.
+//! The postkey home: the box host's own files (sealed box states, certificates, domain bundles
+//! and process records the boxes need when they are enabled, the highest state version of each
+//! box) and the spool of what the KMC keeps in the archive: ceremony transcripts and the error
+//! log are written here first, durably, and moved into the archive whenever the KMC opens it
+//! ([`crate::register_in_archive`]).
 //!
 //! ```text
 //!  <home>/trust-anchors.cbor     the five startup public keys (also on the media)
+//!  <home>/archive.db             the SQLite archive (embedded default)
 //!  <home>/boxes/<ID>.state       sealed box states        <ID>.cert  certificates
 //!  <home>/boxes/<ID>.<DOMAIN>.process   signed domain-process records
 //!  <home>/versions/<ID>          the highest state version recorded for a box
 //!  <home>/domains/<DOMAIN>.bundle       domain key bundles (sealed and signed)
-//!  <home>/transcripts/NNNN-<ceremony>.transcript   signed ceremony transcripts
-//!  <home>/errors.log             the error log, one JSON object per line
+//!  <home>/transcripts/NNNN-<ceremony>.transcript   signed ceremony transcripts (kept; copied
+//!                                into the archive once)
+//!  <home>/errors.log             the error-log spool, one JSON object per line (moved into the
+//!                                archive, then removed)
 //!  <home>/media/                 share files (simulation only: SECURITY.md)
 //! ```
 
@@ -31,6 +36,9 @@ use crate::HostError;
 pub struct ErrorEntry {
     /// When, RFC 3339 UTC.
     pub time: String,
+    /// When, microseconds since the Unix epoch (what the archive keeps).
+    #[serde(default)]
+    pub unix_micros: u64,
     /// The component that refused: a box ID or `host`.
     pub component: String,
     /// The four-digit response code.
@@ -208,6 +216,7 @@ impl Home {
     ) -> Result<(), HostError> {
         let entry = ErrorEntry {
             time: now.to_rfc3339(),
+            unix_micros: now.unix_micros(),
             component: component.to_owned(),
             code: code.0,
             message: message.to_owned(),
@@ -225,21 +234,81 @@ impl Home {
             .map_err(|e| HostError::io("writing", &path, e))
     }
 
-    /// The error log, oldest first.
-    pub fn errors(&self) -> Result<Vec<ErrorEntry>, HostError> {
-        let path = self.root.join("errors.log");
-        if !path.exists() {
-            return Ok(Vec::new());
+    /// The error-log entries spooled here and not yet moved into the archive, oldest first.
+    pub fn spooled_errors(&self) -> Result<Vec<ErrorEntry>, HostError> {
+        let mut entries = read_spool(&self.root.join(INGESTING))?;
+        entries.extend(read_spool(&self.root.join("errors.log"))?);
+        Ok(entries)
+    }
+
+    /// Takes the error-log spool for moving into the archive: a spool left by an interrupted
+    /// move first (its entries may be moved twice, never lost), else the current one, renamed
+    /// so that entries logged meanwhile start a new spool. Call [`Self::spool_moved`] once the
+    /// archive holds them.
+    pub(crate) fn take_error_spool(&self) -> Result<Vec<ErrorEntry>, HostError> {
+        let taken = self.root.join(INGESTING);
+        let current = self.root.join("errors.log");
+        if !taken.exists() && current.exists() {
+            fs::rename(&current, &taken).map_err(|e| HostError::io("renaming", &current, e))?;
         }
-        let text = String::from_utf8_lossy(&read(&path)?).into_owned();
-        text.lines()
-            .map(|l| {
-                serde_json::from_str(l)
-                    .map_err(|e| HostError::Usage(format!("{}: {e}", path.display())))
+        read_spool(&taken)
+    }
+
+    /// The spool taken by [`Self::take_error_spool`] is in the archive: removed.
+    pub(crate) fn spool_moved(&self) -> Result<(), HostError> {
+        let taken = self.root.join(INGESTING);
+        match fs::remove_file(&taken) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(HostError::io("removing", &taken, e)),
+        }
+    }
+
+    /// The signed ceremony transcripts written here, in the order written.
+    pub(crate) fn transcripts(&self) -> Result<Vec<Verified<postkey_wire::Transcript>>, HostError> {
+        let dir = self.root.join("transcripts");
+        let mut paths: Vec<PathBuf> = match fs::read_dir(&dir) {
+            Ok(d) => d.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(HostError::io("reading", &dir, e)),
+        };
+        paths.retain(|p| p.extension().is_some_and(|x| x == "transcript"));
+        paths.sort();
+        let anchors = self.anchors()?;
+        paths
+            .iter()
+            .map(|p| {
+                // Signed by the identity key of the box that conducted the ceremony.
+                let t = Unverified::<postkey_wire::Transcript>::from_bytes(&read(p)?)?;
+                let signer = t.claimed_body().conducted_by;
+                let cert = self
+                    .store()
+                    .read_certificate(signer, &anchors)
+                    .map_err(|e| HostError::boxed(signer, e))?;
+                t.verify(&cert.body().identity)
+                    .map_err(|e| HostError::Usage(format!("{}: {e}", p.display())))
             })
             .collect()
     }
+}
 
+/// The error-log spool being moved into the archive.
+const INGESTING: &str = "errors.log.moving";
+
+fn read_spool(path: &Path) -> Result<Vec<ErrorEntry>, HostError> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let text = String::from_utf8_lossy(&read(path)?).into_owned();
+    text.lines()
+        .map(|l| {
+            serde_json::from_str(l)
+                .map_err(|e| HostError::Usage(format!("{}: {e}", path.display())))
+        })
+        .collect()
+}
+
+impl Home {
     /// Writes a share file to `media` (mode 0600) and returns its path.
     pub(crate) fn write_share(
         &self,

@@ -43,7 +43,7 @@ pub use postkey_archive_postgres::PgConfig;
 pub use postkey_box::SharePolicy;
 pub use postkey_box::runtime::harden_process;
 pub use postkey_secrets::selftest::KatResult;
-pub use registry::register_in_archive;
+pub use registry::{error_log, register_in_archive};
 pub use session::Session;
 pub use vectors::test_vectors_json;
 

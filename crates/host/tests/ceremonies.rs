@@ -12,7 +12,7 @@ fn code(e: &HostError) -> u16 {
 }
 
 fn logged(home: &Home, code: ResponseCode) -> bool {
-    home.errors().unwrap().iter().any(|e| e.code == code.0)
+    home.spooled_errors().unwrap().iter().any(|e| e.code == code.0)
 }
 
 fn initialized() -> (tempfile::TempDir, Home) {

@@ -436,8 +436,10 @@ async fn batches_flow_through_the_pipeline_and_a_failed_key_spoils_no_other() {
         assert!(got.windows(2).all(|p| p[0] < p[1]), "{domain}: {got:?}");
         w.store.verify_chain(&d(domain)).await.unwrap();
     }
-    // The refusals of the absent meter are in the error log.
-    assert!(w.home.errors().unwrap().iter().any(|e| e.message.contains("not connected")));
+    // The refusals of the absent meter are in the error log, which moves into the archive.
+    let log = postkey_host::error_log(&w.home, &w.store, 100).await.unwrap();
+    assert!(log.iter().any(|e| e.message.contains("not connected")), "{log:?}");
+    assert!(w.home.spooled_errors().unwrap().is_empty());
 }
 
 /// The factory on a PostgreSQL archive: the same pipeline, the same records. Runs where
@@ -485,4 +487,33 @@ async fn the_factory_installs_keys_on_a_postgresql_archive_too() {
     store.verify_chain(&d("USPS")).await.unwrap();
     let admin = store.raw_client().await.unwrap();
     admin.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).await.unwrap();
+}
+
+#[tokio::test]
+async fn transcripts_and_the_error_log_move_into_the_archive_once_and_nothing_is_lost() {
+    let w = world().await;
+    // `world` registered the home in the archive: every transcript is there, once.
+    let files = std::fs::read_dir(w.home.root().join("transcripts")).unwrap().count();
+    assert!(files >= 5, "{files}");
+    assert_eq!(w.store.transcripts(None).await.unwrap().len(), files);
+    postkey_host::register_in_archive(&w.home, &w.store).await.unwrap();
+    assert_eq!(w.store.transcripts(None).await.unwrap().len(), files);
+
+    let code = postkey_wire::ResponseCode::KEY_ID_NOT_FRESH;
+    w.home.log_error("O00000001", code, "first", postkey_host::now()).unwrap();
+    // A move interrupted after the spool was taken: its file stays until the archive has it.
+    std::fs::rename(w.home.root().join("errors.log"), w.home.root().join("errors.log.moving"))
+        .unwrap();
+    w.home.log_error("kmc", code, "second", postkey_host::now()).unwrap();
+    assert_eq!(w.home.spooled_errors().unwrap().len(), 2);
+    postkey_host::register_in_archive(&w.home, &w.store).await.unwrap();
+    postkey_host::register_in_archive(&w.home, &w.store).await.unwrap();
+    let logged = w.store.error_log(&postkey_archive::ErrorLogQuery::latest(10)).await.unwrap();
+    let messages: Vec<&str> = logged.iter().map(|l| l.entry.message.as_str()).collect();
+    assert_eq!(messages.iter().filter(|m| **m == "first").count(), 1, "{messages:?}");
+    assert_eq!(messages.iter().filter(|m| **m == "second").count(), 1, "{messages:?}");
+    let first = logged.iter().find(|l| l.entry.message == "first").unwrap();
+    assert_eq!(first.entry.component.as_str(), "o00000001");
+    assert_eq!(first.entry.response_code, code);
+    assert!(w.home.spooled_errors().unwrap().is_empty());
 }

@@ -1,17 +1,25 @@
 use postkey_host::Home;
 
-use super::{Outcome, print_json, print_lines};
+use super::{Outcome, block_on, print_json, print_lines};
 
 /// Arguments of `postkey errors`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
+    /// Show at most this many of the newest entries.
+    #[arg(long, default_value_t = 1000)]
+    limit: u32,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
 }
 
+/// The archive's error log, oldest of the newest `limit` first (the home's spool is moved in
+/// first).
 pub(crate) fn run(home: &Home, args: Args) -> anyhow::Result<Outcome> {
-    let errors = home.errors()?;
+    let errors = block_on(async {
+        let store = postkey_host::open_archive(home).await?;
+        postkey_host::error_log(home, &store, args.limit).await
+    })??;
     if args.json {
         print_json(&errors)?;
     } else {
