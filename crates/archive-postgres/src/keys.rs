@@ -172,25 +172,76 @@ pub(crate) async fn transitions(
     tx: &Transaction<'_>,
     ts: &[Transition],
 ) -> Result<Vec<KeyRecord>, StoreError> {
-    let fail = |i, e| in_batch(i, ts.len(), e);
     // Refuse what SPEC §6.4 forbids before locking anything.
     for (i, t) in ts.iter().enumerate() {
-        t.check().map_err(|e| fail(i, e))?;
+        t.check().map_err(|e| in_batch(i, ts.len(), e))?;
     }
-    let mut chains = Chains::lock(tx, ts.iter().map(|t| t.domain.clone())).await?;
-    let ids: Vec<(DomainId, KeyId)> = ts.iter().map(|t| (t.domain.clone(), t.key_id)).collect();
-    // Each key as changed so far, and the status its guarded update expects: the `from` of its
-    // first transition in the batch (not the status just read, so that the database itself
-    // refuses a change from any other status).
+    let ids = ts.iter().map(|t| (t.domain.clone(), t.key_id)).collect();
+    apply_batch(tx, ids, |i, key| {
+        let t = &ts[i];
+        let (next, entry) = key.apply_transition(t)?;
+        let record = match &t.cause {
+            Cause::Record(r) => {
+                Some(RecordRow { domain: &t.domain, key_id: t.key_id, record: r, time: t.time })
+            }
+            Cause::Reason(_) => None,
+        };
+        // The guard is the transition's `from`, not the status just read, so that the database
+        // itself refuses a change from any other status.
+        Ok(Change { next, entry, expected: t.from, record })
+    })
+    .await
+}
+
+pub(crate) async fn updates(
+    tx: &Transaction<'_>,
+    us: &[KeyUpdate],
+) -> Result<Vec<KeyRecord>, StoreError> {
+    let ids = us.iter().map(|u| (u.domain.clone(), u.key_id)).collect();
+    apply_batch(tx, ids, |i, key| {
+        let u = &us[i];
+        let (next, entry) = key.apply_update(u)?;
+        let record = u.record.as_ref().map(|r| RecordRow {
+            domain: &u.domain,
+            key_id: u.key_id,
+            record: r,
+            time: u.time,
+        });
+        // Guarded like a transition: the row changes only while its status is the one read.
+        Ok(Change { next, entry, expected: key.status, record })
+    })
+    .await
+}
+
+/// One change of a batch: the key after it, its chain event, the status its guarded update
+/// expects, and the signed record it keeps.
+struct Change<'a> {
+    next: KeyRecord,
+    entry: EventEntry,
+    expected: KeyStatus,
+    record: Option<RecordRow<'a>>,
+}
+
+/// Applies a batch of changes to keys in one transaction: the chains of their domains locked
+/// once, the keys read in bulk, each change made on the key as the batch left it (a
+/// registration checked against its sub-domain and every ISN, in the archive and in the batch),
+/// then one guarded bulk update, one bulk insert of records and the chain heads.
+async fn apply_batch<'a>(
+    tx: &Transaction<'_>,
+    ids: Vec<(DomainId, KeyId)>,
+    mut change: impl FnMut(usize, &KeyRecord) -> Result<Change<'a>, StoreError>,
+) -> Result<Vec<KeyRecord>, StoreError> {
+    let fail = |i, e| in_batch(i, ids.len(), e);
+    let mut chains = Chains::lock(tx, ids.iter().map(|(d, _)| d.clone())).await?;
     let mut current = bulk::read_keys(tx, &ids).await?;
     let mut expected: HashMap<(DomainId, KeyId), KeyStatus> = HashMap::new();
-    let mut out = Vec::with_capacity(ts.len());
+    let mut out = Vec::with_capacity(ids.len());
     let mut records = Vec::new();
     let mut isns = HashSet::new();
-    for (i, (t, id)) in ts.iter().zip(&ids).enumerate() {
-        let key = current.get(id).ok_or_else(|| fail(i, no_key(&t.domain, t.key_id)))?;
-        let (next, entry) = key.apply_transition(t).map_err(|e| fail(i, e))?;
-        if let Some(reg) = &next.registration
+    for (i, id) in ids.iter().enumerate() {
+        let key = current.get(id).ok_or_else(|| fail(i, no_key(&id.0, id.1)))?;
+        let c = change(i, key).map_err(|e| fail(i, e))?;
+        if let Some(reg) = &c.next.registration
             && key.registration.is_none()
         {
             let taken = !isns.insert((reg.subdomain.clone(), reg.isn.clone()));
@@ -204,18 +255,11 @@ pub(crate) async fn transitions(
             };
             check.map_err(|e| fail(i, e))?;
         }
-        if let Cause::Record(r) = &t.cause {
-            records.push(RecordRow {
-                domain: &t.domain,
-                key_id: t.key_id,
-                record: r,
-                time: t.time,
-            });
-        }
-        chains.append(&t.domain, entry)?;
-        expected.entry(id.clone()).or_insert(t.from);
-        out.push(next.clone());
-        current.insert(id.clone(), next);
+        records.extend(c.record);
+        chains.append(&id.0, c.entry)?;
+        expected.entry(id.clone()).or_insert(c.expected);
+        out.push(c.next.clone());
+        current.insert(id.clone(), c.next);
     }
     let changes: Vec<(&KeyRecord, KeyStatus)> = expected
         .iter()
@@ -239,45 +283,6 @@ pub(crate) async fn transitions(
     bulk::insert_records(tx, &records).await?;
     chains.finish(tx).await?;
     Ok(out)
-}
-
-pub(crate) async fn updates(
-    tx: &Transaction<'_>,
-    us: &[KeyUpdate],
-) -> Result<Vec<KeyRecord>, StoreError> {
-    let mut out = Vec::with_capacity(us.len());
-    for (i, u) in us.iter().enumerate() {
-        out.push(update(tx, u).await.map_err(|e| in_batch(i, us.len(), e))?);
-    }
-    Ok(out)
-}
-
-async fn update(tx: &Transaction<'_>, u: &KeyUpdate) -> Result<KeyRecord, StoreError> {
-    let mut chains = Chains::lock(tx, [u.domain.clone()]).await?;
-    let current =
-        read_key(tx, &u.domain, u.key_id).await?.ok_or_else(|| no_key(&u.domain, u.key_id))?;
-    let (next, entry) = current.apply_update(u)?;
-    if let Some(reg) = &next.registration
-        && current.registration.is_none()
-    {
-        check_registration(tx, &reg.subdomain, &reg.isn).await?;
-    }
-    // Guarded like a transition: the row changes only while its status is the one read.
-    if bulk::update_keys(tx, &[(&next, current.status)]).await? != 1 {
-        let actual = read_key(tx, &u.domain, u.key_id).await?.map_or(current.status, |k| k.status);
-        return Err(StoreError::StatusConflict {
-            domain: u.domain.clone(),
-            key_id: u.key_id,
-            expected: current.status,
-            actual,
-        });
-    }
-    if let Some(r) = &u.record {
-        insert_record(tx, &u.domain, u.key_id, r, u.time).await?;
-    }
-    chains.append(&u.domain, entry)?;
-    chains.finish(tx).await?;
-    Ok(next)
 }
 
 async fn check_registration(
