@@ -119,7 +119,8 @@ impl SqliteStore {
             let mut conn = inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).db()?;
             let out = f(&tx)?;
-            tx.commit().db()?;
+            // The durable commit: the WAL is written and synced.
+            postkey_archive::metrics::durable(|| tx.commit()).db()?;
             Ok(out)
         })
         .await

@@ -31,6 +31,7 @@ mod chain;
 pub mod conformance;
 mod error;
 mod key;
+pub mod metrics;
 mod model;
 mod record;
 mod status;

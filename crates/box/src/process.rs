@@ -30,6 +30,8 @@ impl core::fmt::Debug for SubdomainKeys {
 }
 
 /// The private keys of one process: exactly what SPEC §5 gives its box type.
+// One per process, made once and never moved on a hot path: boxing the Brass variant buys nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum ProcessKeys {
     /// Oak signs MI3 and MI4.
     Oak {

@@ -9,10 +9,7 @@
 //! (encoding, sealing box states, the archive, the meters) costs on top of the cryptography that
 //! cannot be avoided.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
-
-use rustix::time::{ClockId, clock_gettime};
 
 use postkey_crypto::{HpkeInfo, HpkeRecordType, Signer as _};
 use postkey_secrets::rng::{BoxRng, OsEntropy};
@@ -48,10 +45,11 @@ pub struct InstallBench {
     /// Meters keyed per second.
     pub meters_per_second: f64,
     /// Process CPU time per key without the durable commit, microseconds (waiting on fsync is
-    /// not CPU time; the CPU spent writing and syncing box states and meter files is counted
-    /// apart, in `durable_us_per_key`; the archive's commits stay in).
+    /// not CPU time; the CPU threads spend committing the SQLite archive and writing and
+    /// syncing box states and meter files is counted apart, in `durable_us_per_key`).
     pub cpu_us_per_key: f64,
-    /// CPU time per key in durable writes of box states and meter files, microseconds.
+    /// CPU time per key in durable commits, microseconds (on PostgreSQL the commits run in the
+    /// server and are not counted here).
     pub durable_us_per_key: f64,
     /// `(cpu_us_per_key + durable_us_per_key) / public_key_ops_us_per_key`.
     pub ratio_all_in: f64,
@@ -69,33 +67,9 @@ pub struct InstallBench {
     pub verify_us: f64,
 }
 
-/// CPU time spent in durable writes of box states, state versions and meter files, by any
-/// thread, in nanoseconds (see [`durable`]).
-static DURABLE_CPU_NANOS: AtomicU64 = AtomicU64::new(0);
-
-fn nanos(t: rustix::time::Timespec) -> u64 {
-    u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(t.tv_nsec).unwrap_or(0)
-}
-
-/// Runs a durable write and counts the CPU time this thread spent in it (user and kernel:
-/// writing, syncing, renaming), so that the benchmark can report CPU per key without the
-/// durable commit, as well as with it.
-pub(crate) fn durable<T>(write: impl FnOnce() -> T) -> T {
-    let start = nanos(clock_gettime(ClockId::ThreadCPUTime));
-    let out = write();
-    let spent = nanos(clock_gettime(ClockId::ThreadCPUTime)).saturating_sub(start);
-    DURABLE_CPU_NANOS.fetch_add(spent, Ordering::Relaxed);
-    out
-}
-
-/// This process's CPU time (user + system, every thread), seconds.
-fn cpu_seconds() -> f64 {
-    nanos(clock_gettime(ClockId::ProcessCPUTime)) as f64 / 1e9
-}
-
-fn durable_seconds() -> f64 {
-    DURABLE_CPU_NANOS.load(Ordering::Relaxed) as f64 / 1e9
-}
+use postkey_archive::metrics::{
+    durable_cpu_seconds as durable_seconds, process_cpu_seconds as cpu_seconds,
+};
 
 fn per_op(iterations: u32, mut op: impl FnMut()) -> f64 {
     let start = Instant::now();

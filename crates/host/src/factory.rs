@@ -216,7 +216,7 @@ impl<S: Store> Factory<S> {
                     saves.push(tokio::task::spawn_blocking(move || {
                         let guards: Vec<_> = done.iter().map(SimulatedMeter::meter).collect();
                         let meters: Vec<&Meter> = guards.iter().map(|g| &**g).collect();
-                        crate::bench::durable(|| home.save_meters(&meters))
+                        postkey_archive::metrics::durable(|| home.save_meters(&meters))
                     }));
                     progress(reports.len());
                 },

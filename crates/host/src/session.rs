@@ -186,11 +186,12 @@ impl Session {
         // A refusal persists nothing: boxes refuse before they change anything.
         let answers = answer.map_err(|e| self.refuse(id, e))?;
         // Durable before the answers leave: seal, write, record the version.
-        let committed = crate::bench::durable(|| self.home.store().commit(&mut enabled.secure_box));
+        let committed =
+            postkey_archive::metrics::durable(|| self.home.store().commit(&mut enabled.secure_box));
         let version = enabled.secure_box.version();
         drop(enabled);
         committed.map_err(|e| self.refuse(id, e))?;
-        crate::bench::durable(|| self.home.record_version(id, version))?;
+        postkey_archive::metrics::durable(|| self.home.record_version(id, version))?;
         Ok(answers.into_iter().map(|a| a.map_err(|e| self.refuse(id, e))).collect())
     }
 

@@ -9,27 +9,70 @@ use crate::rng::BoxRng;
 use crate::secret::secret_bytes;
 use crate::{MasterKey, SecretBytes, SecretError};
 
-secret_bytes!(
-    /// An Ed25519 private key (its 32-byte seed, RFC 8032): a box's identity key, a startup
-    /// authentication key, a domain's Oak, Steel or Brass authentication key, the audit key.
-    SigningKey, 32
-);
+/// An Ed25519 private key (its 32-byte seed, RFC 8032): a box's identity key, a startup
+/// authentication key, a domain's Oak, Steel or Brass authentication key, the audit key.
+///
+/// It keeps the expanded key and its public half (computed once, not at every signature); the
+/// dalek key zeroizes all of it on drop (its `zeroize` feature is on).
+pub struct SigningKey(ed25519_dalek::SigningKey);
 
 impl SigningKey {
-    fn dalek(&self) -> ed25519_dalek::SigningKey {
-        // The dalek key zeroizes itself on drop (its `zeroize` feature is on).
-        ed25519_dalek::SigningKey::from_bytes(self.expose_secret())
+    /// The length of the seed in bytes.
+    pub const LEN: usize = 32;
+
+    /// Takes ownership of a seed (from a sealed state, a KAT, an unwrapped record). The
+    /// caller's copy should be a temporary that is zeroized or dropped at once.
+    pub fn from_bytes(mut bytes: [u8; 32]) -> Self {
+        let key = Self(ed25519_dalek::SigningKey::from_bytes(&bytes));
+        bytes.zeroize();
+        key
+    }
+
+    /// A fresh seed from the box's generator.
+    pub fn generate(rng: &mut BoxRng) -> Result<Self, crate::rng::RngError> {
+        let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+        rng.fill(&mut *seed)?;
+        Ok(Self(ed25519_dalek::SigningKey::from_bytes(&seed)))
+    }
+
+    /// The seed. Every use is a place where a plaintext secret is handled.
+    pub fn expose_secret(&self) -> &[u8; 32] {
+        self.0.as_bytes()
     }
 }
+
+impl core::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("SigningKey([redacted])")
+    }
+}
+
+impl subtle::ConstantTimeEq for SigningKey {
+    fn ct_eq(&self, other: &Self) -> subtle::Choice {
+        self.expose_secret()[..].ct_eq(&other.expose_secret()[..])
+    }
+}
+
+impl PartialEq for SigningKey {
+    /// Constant time.
+    fn eq(&self, other: &Self) -> bool {
+        subtle::ConstantTimeEq::ct_eq(self, other).into()
+    }
+}
+
+impl Eq for SigningKey {}
+
+// The dalek key inside zeroizes the seed, the expanded key and the public half on drop.
+impl zeroize::ZeroizeOnDrop for SigningKey {}
 
 impl Signer for SigningKey {
     fn sign(&self, message: &[u8]) -> Signature {
         use ed25519_dalek::Signer as _;
-        Signature(self.dalek().sign(message).to_bytes())
+        Signature(self.0.sign(message).to_bytes())
     }
 
     fn verifying_key(&self) -> VerifyingKey {
-        VerifyingKey::from_dalek(self.dalek().verifying_key())
+        VerifyingKey::from_dalek(self.0.verifying_key())
     }
 }
 

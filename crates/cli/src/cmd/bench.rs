@@ -60,7 +60,7 @@ pub(crate) fn run(home: Option<std::path::PathBuf>, command: Command) -> anyhow:
                 r.keys_per_second, r.meters_per_second
             ),
             format!(
-                "  CPU per key {:.0} µs without the durable commit (+ {:.0} µs writing and syncing box states and meter files)",
+                "  CPU per key {:.0} µs without the durable commit (+ {:.0} µs in durable commits: archive, box states, meter files)",
                 r.cpu_us_per_key, r.durable_us_per_key
             ),
             format!(
