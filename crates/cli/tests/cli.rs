@@ -175,6 +175,26 @@ fn demo_runs_end_to_end_in_the_given_home() {
     let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(report["boxes"].as_array().unwrap().len(), 6);
     assert_eq!(report["errors"], 0);
+    assert_eq!(report["transcripts"], 20);
+    // Every meter got a VE key and a USPS or EARTH key, all installed.
+    let count = |domain: &str| {
+        report["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["domain"] == domain && k["status"] == "installed")
+            .map_or(0, |k| k["count"].as_u64().unwrap())
+    };
+    assert_eq!((count("VE"), count("USPS"), count("EARTH")), (4, 2, 2), "{report}");
+    assert!(report["keys"].as_array().unwrap().iter().all(|k| k["status"] == "installed"));
+    // The text form shows the statuses too.
+    let other = tempfile::tempdir().unwrap();
+    let o = at(other.path(), &["demo", "--meters", "2"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("keys of 2 meters:"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).lines().any(|l| l.trim_start().starts_with("VE") && l.contains("installed"))
+    );
     // A second run in the same home refuses: the first ceremony already happened there.
     assert_eq!(at(dir.path(), &["demo"]).status.code(), Some(3));
 }

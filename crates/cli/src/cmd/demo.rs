@@ -90,6 +90,11 @@ pub(crate) fn run(home: Option<PathBuf>, args: Args) -> anyhow::Result<Outcome> 
         lines.push(format!("  {}  {:<13} {}", b.id, b.box_type, processes.join(" ")));
     }
     lines.push(String::new());
+    lines.push(format!("keys of {} meters:", report.meters));
+    lines.extend(
+        report.keys.iter().map(|k| format!("  {:<6} {:<10} {}", k.domain, k.status, k.count)),
+    );
+    lines.push(String::new());
     lines.push(format!(
         "{} signed ceremony transcripts; {} error-log entries",
         report.transcripts, report.errors
