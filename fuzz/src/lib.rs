@@ -94,3 +94,19 @@ fn check_envelope_of<B: Body + PartialEq + Debug>(data: &[u8]) {
         }
     }
 }
+
+/// Decodes `data` as a box-command frame; an accepted frame must be its command's canonical
+/// encoding, and its code must be readable without decoding the rest.
+pub fn check_command(data: &[u8]) {
+    if let Ok(command) = postkey_wire::command::Command::from_bytes(data) {
+        assert_eq!(command.to_bytes(), data);
+        assert_eq!(postkey_wire::command::peek_code(data), Some(command.code()));
+    }
+}
+
+/// Decodes `data` as a reply frame; an accepted frame must be its reply's canonical encoding.
+pub fn check_reply(data: &[u8]) {
+    if let Ok((code, reply)) = postkey_wire::command::reply_from_bytes(data) {
+        assert_eq!(postkey_wire::command::reply_to_bytes(code, &reply), data);
+    }
+}

@@ -28,6 +28,7 @@ pub struct SqliteStore {
 
 struct Inner {
     path: PathBuf,
+    busy_timeout: Duration,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
 }
@@ -64,8 +65,8 @@ fn join_error(e: tokio::task::JoinError) -> StoreError {
     StoreError::Unavailable(Box::new(e))
 }
 
-fn configure(conn: &Connection, reader: bool) -> Result<(), StoreError> {
-    conn.busy_timeout(BUSY_TIMEOUT).db()?;
+fn configure(conn: &Connection, reader: bool, busy_timeout: Duration) -> Result<(), StoreError> {
+    conn.busy_timeout(busy_timeout).db()?;
     // FULL: the WAL is synced at every commit, so a committed transaction survives power loss.
     conn.pragma_update(None, "synchronous", "FULL").db()?;
     conn.pragma_update(None, "foreign_keys", "ON").db()?;
@@ -88,13 +89,24 @@ impl SqliteStore {
     /// [`crate::SCHEMA_VERSION`]. Refuses a database whose schema is newer than this build
     /// ([`StoreError::SchemaTooNew`]).
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let path = path.as_ref().to_path_buf();
-        tokio::task::spawn_blocking(move || Self::open_blocking(path)).await.map_err(join_error)?
+        Self::open_with(path, BUSY_TIMEOUT).await
     }
 
-    fn open_blocking(path: PathBuf) -> Result<Self, StoreError> {
+    /// As [`SqliteStore::open`], waiting at most `busy_timeout` for another writer's lock before
+    /// a call fails as busy ([`StoreError::Busy`], which may be retried).
+    pub async fn open_with(
+        path: impl AsRef<Path>,
+        busy_timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        tokio::task::spawn_blocking(move || Self::open_blocking(path, busy_timeout))
+            .await
+            .map_err(join_error)?
+    }
+
+    fn open_blocking(path: PathBuf, busy_timeout: Duration) -> Result<Self, StoreError> {
         let mut writer = Connection::open(&path).db()?;
-        configure(&writer, false)?;
+        configure(&writer, false, busy_timeout)?;
         // WAL is a property of the file: set once, it stays. Readers then never block the writer.
         let mode: String =
             writer.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).db()?;
@@ -102,7 +114,12 @@ impl SqliteStore {
             return Err(StoreError::Invalid("the database cannot use write-ahead logging"));
         }
         migrate::run(&mut writer)?;
-        let inner = Inner { path, writer: Mutex::new(writer), readers: Mutex::new(Vec::new()) };
+        let inner = Inner {
+            path,
+            busy_timeout,
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+        };
         Ok(Self { inner: Arc::new(inner) })
     }
 
@@ -183,7 +200,7 @@ impl Inner {
             None => {
                 let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
                 let conn = Connection::open_with_flags(&self.path, flags).db()?;
-                configure(&conn, true)?;
+                configure(&conn, true, self.busy_timeout)?;
                 Ok(conn)
             }
         }

@@ -35,6 +35,14 @@ pub struct SharePolicy {
 }
 
 impl SharePolicy {
+    /// Whether the split can be made: 2 ≤ k ≤ n ≤ [`postkey_secrets::shares::MAX_SHARES`] (one
+    /// share alone must never reveal the secret).
+    pub fn is_valid(&self) -> bool {
+        2 <= self.threshold
+            && self.threshold <= self.count
+            && self.count <= postkey_secrets::shares::MAX_SHARES
+    }
+
     /// SPEC §5 defaults: manufacturing boxes 2-of-3, every other box 2-of-2.
     pub fn default_for(box_type: BoxType) -> Self {
         match box_type {
@@ -109,7 +117,7 @@ impl BlankBox {
     /// splits the latter by `policy`. A refused Set-ID hands the blank box back unchanged.
     pub fn accept(
         self,
-        set_id: &[u8],
+        set_id: Unverified<SetId>,
         policy: SharePolicy,
         now: Timestamp,
     ) -> Result<Initialization, Rejected> {
@@ -121,8 +129,7 @@ impl BlankBox {
         }
     }
 
-    fn check(&self, set_id: &[u8]) -> Result<Verified<SetId>, BoxError> {
-        let unverified = Unverified::<SetId>::from_bytes(set_id)?;
+    fn check(&self, unverified: Unverified<SetId>) -> Result<Verified<SetId>, BoxError> {
         let box_type = unverified.claimed_body().new_id.box_type();
         let set_id = unverified.verify(self.anchors.for_type(box_type))?;
         if set_id.body().nonce != self.nonce {

@@ -7,8 +7,8 @@ use postkey_secrets::rng::BoxRng;
 use postkey_secrets::shares::ShareBody;
 use postkey_secrets::{DomainKeySetSeed, HpkePrivateKey, OperationCombination, SigningKey};
 use postkey_wire::{
-    BoxId, BoxType, Certificate, CommandCode, DomainBundle, DomainId, DomainKind, IdRange, Kit,
-    Message, ShareSetId, StateVersion, Timestamp, TrustAnchors, Unverified, Verified, codec,
+    BoxId, BoxType, Certificate, DomainBundle, DomainId, DomainKind, IdRange, Kit, Message,
+    ShareSetId, StateVersion, Timestamp, TrustAnchors, Unverified, Verified, codec,
 };
 
 use crate::blank::SharePolicy;
@@ -114,7 +114,7 @@ pub fn first_manufacturing_box(
         dirty: false,
         pending_install: BTreeMap::new(),
     };
-    secure_box.install_certificate(certificate.as_bytes())?;
+    secure_box.install_certificate(certificate.clone().into())?;
 
     let set = |rng: &mut BoxRng| -> Result<ShareSetId, BoxError> {
         let mut b = [0u8; 16];
@@ -158,15 +158,19 @@ impl SecureBox {
     /// A new manufacturing box takes its kit: the Domain Key Set and the startup private keys,
     /// sealed to it and signed with the M startup key, whose public halves must be exactly its
     /// trust anchors; and the box-number ranges it may allocate from.
-    pub fn install_kit(&mut self, kit: &[u8]) -> Result<(), BoxError> {
-        if !matches!(self.kind, Kind::AwaitingKit) {
-            return Err(BoxError::WrongBoxType {
-                expected: "new manufacturing",
-                actual: self.box_type().name(),
-            });
+    pub(crate) fn install_kit(&mut self, kit: Unverified<Kit>) -> Result<(), BoxError> {
+        match self.kind {
+            Kind::AwaitingKit => {}
+            // A kit given twice: this box is equipped already.
+            Kind::Manufacturing(_) => return Err(BoxError::AlreadyInitialized(self.id)),
+            Kind::Other => {
+                return Err(BoxError::WrongBoxType {
+                    expected: "manufacturing",
+                    actual: self.box_type().name(),
+                });
+            }
         }
-        self.admit(CommandCode::INSTALL_KIT)?;
-        let kit = Unverified::<Kit>::from_bytes(kit)?.verify(&self.anchors.manufacturing)?;
+        let kit = kit.verify(&self.anchors.manufacturing)?;
         let body = kit.body();
         if body.recipient != self.id {
             return Err(BoxError::NotForThisBox { addressed: body.recipient, this: self.id });
@@ -189,11 +193,13 @@ impl SecureBox {
                     && r.first <= r.last
                     && r.last <= BoxId::MAX_NUMBER
             });
-        if !matches || !ranges_ok {
-            return Err(BoxError::WrongBoxType {
-                expected: "a kit matching this box's anchors",
-                actual: "manufacturing",
-            });
+        if !matches {
+            return Err(BoxError::RecordMismatch(
+                "the kit's startup keys are not this box's anchors",
+            ));
+        }
+        if !ranges_ok {
+            return Err(BoxError::RecordMismatch("the kit's box-number ranges are not valid"));
         }
         let state = ManufacturingState {
             domain_key_set: DomainKeySetSeed::from_bytes(image.domain_key_set),

@@ -130,9 +130,27 @@ impl SecureBox {
         }
     }
 
+    /// The Domain Key Set's public keys, for a manufacturing box that holds the set.
+    pub fn domain_key_set_public(&self) -> Option<crate::DomainKeySetPublic> {
+        match &self.kind {
+            Kind::Manufacturing(m) => crate::manufacturing::DomainKeySet::derive(&m.domain_key_set)
+                .ok()
+                .map(|dks| crate::DomainKeySetPublic {
+                    confidentiality: dks.conf.public_key(),
+                    authentication: dks.auth.verifying_key(),
+                }),
+            _ => None,
+        }
+    }
+
     /// Whether it may work.
     pub fn health(&self) -> Health {
         self.health
+    }
+
+    /// Whether the state changed since it was last persisted.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
     }
 
     /// Whether the state changed since the last call: the runtime then persists it before the
@@ -152,13 +170,18 @@ impl SecureBox {
         self.dirty = true;
     }
 
-    /// Every command passes here first: the error state refuses all but a self-test, and a
-    /// command outside the table is refused.
+    /// Every command passes here first (the dispatcher calls it): the error state refuses all
+    /// but a self-test, and a command outside the command table, or one whose items carry a
+    /// record type outside the record table, is refused (SPEC §8).
     pub(crate) fn admit(&self, command: CommandCode) -> Result<(), BoxError> {
         if matches!(self.health, Health::Error { .. }) && command != CommandCode::SELF_TEST {
             return Err(BoxError::ErrorState);
         }
-        tables::check_command(&self.tables, command)
+        tables::check_command(&self.tables, command)?;
+        for record in command.record_types() {
+            tables::check_record(&self.tables, *record)?;
+        }
+        Ok(())
     }
 
     /// The header context of a message this box sends.
@@ -175,8 +198,7 @@ impl SecureBox {
 
     /// Runs the power-up self-tests again; a failure puts the box in its error state, a pass
     /// takes it out.
-    pub fn self_test(&mut self) -> Result<(), BoxError> {
-        self.admit(CommandCode::SELF_TEST)?;
+    pub(crate) fn self_test(&mut self) -> Result<(), BoxError> {
         match postkey_secrets::selftest::power_up() {
             Ok(()) => {
                 self.health = Health::Operational;
@@ -196,26 +218,18 @@ impl SecureBox {
     }
 
     /// SPEC §7.2 item 7: the state version signed over the KMC's nonce.
-    pub fn attest(
-        &mut self,
-        nonce: Nonce,
-        now: Timestamp,
-    ) -> Result<Verified<StateAttestation>, BoxError> {
-        self.admit(CommandCode::ATTEST_STATE)?;
+    pub(crate) fn attest(&self, nonce: Nonce, now: Timestamp) -> Verified<StateAttestation> {
         let body = StateAttestation { nonce, box_id: self.id, version: self.version };
-        Ok(postkey_wire::sign(
-            Message::new(self.context(DomainId::admin(), now), body),
-            &self.identity,
-        ))
+        postkey_wire::sign(Message::new(self.context(DomainId::admin(), now), body), &self.identity)
     }
 
     /// Applies a configuration-table update signed by a manufacturing box with the startup key
     /// of this box's type, addressed to this box, newer than the last applied.
-    pub fn update_tables(&mut self, update: &[u8]) -> Result<(), BoxError> {
-        self.admit(CommandCode::UPDATE_TABLES)?;
-        tables::check_record(&self.tables, postkey_wire::RecordType::TABLE_UPDATE)?;
-        let update = Unverified::<TableUpdate>::from_bytes(update)?
-            .verify(self.anchors.for_type(self.box_type()))?;
+    pub(crate) fn update_tables(
+        &mut self,
+        update: Unverified<TableUpdate>,
+    ) -> Result<(), BoxError> {
+        let update = update.verify(self.anchors.for_type(self.box_type()))?;
         let body = update.body();
         if body.recipient != self.id {
             return Err(BoxError::NotForThisBox { addressed: body.recipient, this: self.id });
@@ -231,10 +245,11 @@ impl SecureBox {
 
     /// Installs this box's certificate, which must name this box and its keys and be signed
     /// with the startup key of its type.
-    pub fn install_certificate(&mut self, certificate: &[u8]) -> Result<(), BoxError> {
-        self.admit(CommandCode::INSTALL_CERTIFICATE)?;
-        let cert = Unverified::<Certificate>::from_bytes(certificate)?
-            .verify(self.anchors.for_type(self.box_type()))?;
+    pub(crate) fn install_certificate(
+        &mut self,
+        certificate: Unverified<Certificate>,
+    ) -> Result<(), BoxError> {
+        let cert = certificate.verify(self.anchors.for_type(self.box_type()))?;
         let body = cert.body();
         if body.box_id != self.id {
             return Err(BoxError::NotForThisBox { addressed: body.box_id, this: self.id });
@@ -242,7 +257,9 @@ impl SecureBox {
         if body.identity != self.identity.verifying_key()
             || body.confidentiality != self.confidentiality.public_key()
         {
-            return Err(BoxError::Wire(postkey_wire::WireError::BadSignature));
+            return Err(BoxError::RecordMismatch(
+                "the certificate names other keys than this box's",
+            ));
         }
         self.certificate = Some(cert);
         self.changed();
@@ -250,7 +267,7 @@ impl SecureBox {
     }
 
     /// The typed view of a manufacturing box; any other type is refused.
-    pub fn manufacturing(&mut self) -> Result<crate::Manufacturing<'_>, BoxError> {
+    pub(crate) fn manufacturing(&mut self) -> Result<crate::Manufacturing<'_>, BoxError> {
         match self.kind {
             Kind::Manufacturing(_) => Ok(crate::Manufacturing { b: self }),
             Kind::AwaitingKit => Err(BoxError::AwaitingKit),

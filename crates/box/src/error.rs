@@ -1,11 +1,13 @@
 use postkey_secrets::SecretError;
 use postkey_secrets::selftest::SelfTestFailed;
-use postkey_wire::{
-    BoxId, CommandCode, DomainId, RecordType, ResponseCode, StateVersion, WireError,
-};
+use postkey_wire::{BoxId, CommandCode, DomainId, RecordType, ResponseCode, WireError};
 
-/// Why a box refused a command. Every variant has a documented response code; the runtime
-/// writes each refusal to the error log, and a refused command leaves the box's state unchanged.
+/// Why a box refused a command: only the box's own reasons, never its host's (storage, locks,
+/// rollback are the host's errors). Every variant has a documented response code, and through it
+/// a [`postkey_wire::Fault`]: the peer's (malformed, forged, replayed or mismatched records), the
+/// caller's (a command, domain or box type this box does not take), the box's state (error
+/// state, no kit yet, an interrupted installation) or a resource (entropy, ID ranges, capacity).
+/// The host writes each refusal to the error log; a refused command leaves the box unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BoxError {
     /// The input did not decode, or its signature did not verify (peer's fault).
@@ -62,25 +64,12 @@ pub enum BoxError {
     /// No box IDs of a type left in this manufacturing box's range.
     #[error("no {0} box IDs left in this manufacturing box's range")]
     IdRangeExhausted(&'static str),
-    /// The box is locked.
-    #[error("box is locked: present its shares to enable it")]
-    Locked,
     /// The box is in its error state after a failed self-test.
     #[error("box is in its error state after a failed self-test; it accepts only a new self-test")]
     ErrorState,
     /// A power-up self-test failed.
     #[error(transparent)]
     SelfTest(#[from] SelfTestFailed),
-    /// The state version went backwards: an old copy of the state was restored.
-    #[error(
-        "state version {presented} is older than {recorded}, the highest recorded: an old state was restored; the box is refused"
-    )]
-    Rollback {
-        /// The highest version recorded.
-        recorded: StateVersion,
-        /// The version the box presents.
-        presented: StateVersion,
-    },
     /// A new manufacturing box that has not received its kit.
     #[error(
         "this manufacturing box has not received its kit (Domain Key Set and startup keys) yet"
@@ -89,9 +78,6 @@ pub enum BoxError {
     /// The box already has an ID.
     #[error("box is already initialized as {0}")]
     AlreadyInitialized(BoxId),
-    /// The first ceremony was already run in this home.
-    #[error("the first manufacturing box already exists in this home")]
-    FirstCeremonyDone,
     /// A key ID not greater than the last this process processed or saw for the domain.
     #[error(
         "key ID {got} is not greater than {last}, the last processed for the domain: refused as a replay"
@@ -127,9 +113,9 @@ pub enum BoxError {
     /// Records that should describe one key do not match.
     #[error("records do not match: {0}")]
     RecordMismatch(&'static str),
-    /// Durable storage failed.
-    #[error("storage failed: {0}")]
-    Storage(String),
+    /// The meter an installation names is not on this Steel box's meter link.
+    #[error("meter {0} is not connected to this Steel box's meter link")]
+    MeterNotConnected(postkey_wire::MeterId),
 }
 
 impl BoxError {
@@ -149,14 +135,10 @@ impl BoxError {
             Self::DomainNotInTable(_) => ResponseCode::DOMAIN_NOT_IN_TABLE,
             Self::RecordNotInTable(_) => ResponseCode::RECORD_NOT_IN_TABLE,
             Self::IdRangeExhausted(_) => ResponseCode::ID_RANGE_EXHAUSTED,
-            Self::Locked => ResponseCode::BOX_LOCKED,
             Self::ErrorState => ResponseCode::BOX_ERROR_STATE,
             Self::SelfTest(e) => e.response_code(),
-            Self::Rollback { .. } => ResponseCode::STATE_ROLLBACK,
             Self::AlreadyInitialized(_) => ResponseCode::BOX_ALREADY_INITIALIZED,
             Self::AwaitingKit => ResponseCode::BOX_NOT_INITIALIZED,
-            Self::FirstCeremonyDone => ResponseCode::FIRST_CEREMONY_DONE,
-            Self::Storage(_) => ResponseCode::STORAGE_FAILED,
             Self::KeyIdNotFresh { .. } => ResponseCode::KEY_ID_NOT_FRESH,
             Self::KeyIdBeyondWindow { .. } => ResponseCode::KEY_ID_BEYOND_WINDOW,
             Self::NotCertifiedForDomain(..) => ResponseCode::NOT_CERTIFIED_FOR_DOMAIN,
@@ -164,7 +146,18 @@ impl BoxError {
             Self::InstallInFlight => ResponseCode::INSTALL_IN_FLIGHT,
             Self::TooManyInFlight(_) => ResponseCode::TOO_MANY_IN_FLIGHT,
             Self::RecordMismatch(_) => ResponseCode::RECORD_MISMATCH,
+            Self::MeterNotConnected(_) => ResponseCode::METER_NOT_CONNECTED,
         }
+    }
+
+    /// Whose fault the refusal is.
+    pub fn fault(&self) -> postkey_wire::Fault {
+        self.response_code().fault()
+    }
+
+    /// The refusal as it crosses a link: its code and its message.
+    pub fn to_refusal(&self) -> postkey_wire::Refusal {
+        postkey_wire::Refusal::new(self.response_code(), self.to_string())
     }
 }
 

@@ -9,10 +9,10 @@
 use postkey_crypto::{HpkeInfo, HpkeRecordType};
 use postkey_secrets::{MasterKey, SecretBytes};
 use postkey_wire::{
-    Aborted, BadKey, BoxType, Certificate, CommandCode, Context, DomainId, GenerateKey,
-    InstallConfirmed, Installed, InstalledKeyRecord, KeyForMeter, KeyForSteel, KeyId, Message,
-    MeterHello, MeterId, MeterTestTokens, NewKeyRecord, ProcessRecord, RecordType, ResponseCode,
-    Sender, StateVersion, TestTokens, Timestamp, Unverified, Verified,
+    Aborted, BadKey, BoxType, Certificate, Context, DomainId, GenerateKey, InstallConfirmed,
+    Installed, InstalledKeyRecord, KeyForMeter, KeyForSteel, KeyId, Message, MeterHello, MeterId,
+    MeterTestTokens, NewKeyRecord, ProcessRecord, ResponseCode, Sender, StateVersion, TestTokens,
+    Timestamp, Unverified, Verified,
 };
 use subtle::ConstantTimeEq as _;
 
@@ -40,7 +40,7 @@ fn brass_recipient(domain: &DomainId) -> String {
 
 /// What an Oak box makes for one key (MI2).
 #[derive(Debug)]
-pub struct GeneratedKey {
+pub(crate) struct GeneratedKey {
     /// MI3, for the archive.
     pub mi3: Verified<NewKeyRecord>,
     /// MI4, for the Steel box; leaves the KMC only after MI3 is committed.
@@ -87,7 +87,7 @@ impl PapersMemo {
 
 /// How an installation ended at the Steel box.
 #[derive(Debug)]
-pub enum InstallOutcome {
+pub(crate) enum InstallOutcome {
     /// The meter answered the right test tokens: MI7.
     Installed(Verified<Installed>),
     /// It did not: the key must become `Bad`.
@@ -98,7 +98,7 @@ pub enum InstallOutcome {
 // Made once per key and moved once: boxing the larger variant would buy nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
-pub enum CheckOutcome {
+pub(crate) enum CheckOutcome {
     /// They match: MI9 for the archive and MI10 for the KDC.
     Installed {
         /// MI9.
@@ -145,13 +145,11 @@ impl SecureBox {
     /// window; then generates K and its test tokens and seals them.
     pub(crate) fn generate_key(
         &mut self,
-        mi1: &[u8],
+        mi1: &Message<GenerateKey>,
         now: Timestamp,
         memo: &mut PapersMemo,
     ) -> Result<GeneratedKey, BoxError> {
-        self.admit(CommandCode::GENERATE_KEY)?;
-        tables::check_record(&self.tables, RecordType::MI1)?;
-        let order = Message::<GenerateKey>::from_bytes(mi1)?;
+        let order = mi1;
         let domain = order.header().domain.clone();
         let key_id = header_key(order.header().key_id)?;
         let process = self.process_of(&domain)?;
@@ -229,19 +227,16 @@ impl SecureBox {
     /// transport key. The in-flight installation is sealed before MI5 leaves.
     pub(crate) fn begin_install(
         &mut self,
-        mi4: &[u8],
-        hello: &[u8],
+        unverified: &Unverified<KeyForSteel>,
+        hello: &Message<MeterHello>,
         now: Timestamp,
     ) -> Result<Message<KeyForMeter>, BoxError> {
-        self.admit(CommandCode::INSTALL_KEY)?;
-        tables::check_record(&self.tables, RecordType::MI4)?;
         if self.interrupted() {
             return Err(BoxError::InstallInFlight);
         }
         if self.pending_install.len() >= MAX_IN_FLIGHT {
             return Err(BoxError::TooManyInFlight(MAX_IN_FLIGHT));
         }
-        let unverified = Unverified::<KeyForSteel>::from_bytes(mi4)?;
         let domain = unverified.header().domain.clone();
         let process = self.process_of(&domain)?;
         let ProcessKeys::Steel { .. } = process.keys else {
@@ -250,7 +245,7 @@ impl SecureBox {
                 actual: self.box_type().name(),
             });
         };
-        let mi4 = unverified.verify(&process.public().oak_auth)?;
+        let mi4 = unverified.clone().verify(&process.public().oak_auth)?;
         let key_id = header_key(mi4.header().key_id)?;
         if mi4.body().steel != self.id {
             return Err(BoxError::NotForThisBox { addressed: mi4.body().steel, this: self.id });
@@ -259,7 +254,6 @@ impl SecureBox {
         if key_id.get() <= last {
             return Err(BoxError::KeyIdNotFresh { got: key_id.get(), last });
         }
-        let hello = Message::<MeterHello>::from_bytes(hello)?;
         let meter_id = match &hello.header().sender {
             Sender::Meter(m) => m.clone(),
             _ => {
@@ -338,12 +332,9 @@ impl SecureBox {
     /// time and ends that installation.
     pub(crate) fn finish_install(
         &mut self,
-        mi6: &[u8],
+        answer: &Message<MeterTestTokens>,
         now: Timestamp,
     ) -> Result<InstallOutcome, BoxError> {
-        self.admit(CommandCode::INSTALL_KEY)?;
-        tables::check_record(&self.tables, RecordType::MI6)?;
-        let answer = Message::<MeterTestTokens>::from_bytes(mi6)?;
         let h = answer.header();
         let domain = h.domain.clone();
         let key_id = h.key_id.ok_or(BoxError::NoInstallInFlight)?;
@@ -384,8 +375,9 @@ impl SecureBox {
         })
     }
 
-    /// Steel: the meter link failed for an installation in flight (the meter refused MI5 or did
-    /// not answer): a signed ABORTED record ends it, and its key becomes `Bad`.
+    /// Steel: an installation in flight failed at the meter (the meter refused MI5, did not
+    /// answer, or answered an MI6 that ends no installation): a signed ABORTED record with
+    /// `reason` ends it, and its key becomes `Bad`.
     pub(crate) fn abort_install(
         &mut self,
         domain: &DomainId,
@@ -393,10 +385,9 @@ impl SecureBox {
         reason: &str,
         now: Timestamp,
     ) -> Result<Verified<Aborted>, BoxError> {
-        self.admit(CommandCode::INSTALL_KEY)?;
         let (flight, _) = self.end_install(domain, key_id).ok_or(BoxError::NoInstallInFlight)?;
         let context = self.key_context(domain, key_id, Some(flight.meter_id), now);
-        let body = Aborted { steel: self.id, reason: format!("the meter link failed: {reason}") };
+        let body = Aborted { steel: self.id, reason: reason.to_owned() };
         Ok(postkey_wire::sign(Message::new(context, body), self.steel_auth(domain)?))
     }
 
@@ -450,14 +441,10 @@ impl SecureBox {
     /// recomputes the test tokens the meter reported in MI7.
     pub(crate) fn check_install(
         &mut self,
-        mi3: &[u8],
-        mi7: &[u8],
+        unverified3: Unverified<NewKeyRecord>,
+        mi7: Unverified<Installed>,
         now: Timestamp,
     ) -> Result<CheckOutcome, BoxError> {
-        self.admit(CommandCode::CHECK_INSTALL)?;
-        tables::check_record(&self.tables, RecordType::MI3)?;
-        tables::check_record(&self.tables, RecordType::MI7)?;
-        let unverified3 = Unverified::<NewKeyRecord>::from_bytes(mi3)?;
         let domain = unverified3.header().domain.clone();
         let process = self.process_of(&domain)?;
         let ProcessKeys::Brass { brass_conf, brass_auth, .. } = &process.keys else {
@@ -468,7 +455,7 @@ impl SecureBox {
         };
         let public = process.public().clone();
         let mi3 = unverified3.verify(&public.oak_auth)?;
-        let mi7 = Unverified::<Installed>::from_bytes(mi7)?.verify(&public.steel_auth)?;
+        let mi7 = mi7.verify(&public.steel_auth)?;
         if mi7.header().domain != domain {
             return Err(BoxError::RecordMismatch("MI3 and MI7 belong to different domains"));
         }

@@ -1,8 +1,9 @@
 //! The secure boxes of postkey: Manufacturing, Oak, Steel, Brass and Tin (SPEC §3, §7).
 //!
-//! Start from [`first_manufacturing_box`] and [`BlankBox`], which make a [`SecureBox`];
-//! [`SecureBox::manufacturing`] is the manufacturing box's typed view; [`runtime`] keeps boxes
-//! sealed at rest and enables them from their custodians' shares.
+//! Start from [`first_manufacturing_box`] and [`BlankBox`], which make a [`SecureBox`], and from
+//! [`dispatch`], the one entry point every command goes through (the commands and answers are
+//! typed in [`postkey_wire::command`]); [`runtime`] keeps boxes sealed at rest and enables them
+//! from their custodians' shares.
 //!
 //! Key design decision: a box is sans-IO. It takes its state, a message, the time and its own
 //! generator, and returns its answer with its state changed in memory; it never reads a clock,
@@ -16,6 +17,7 @@
 mod blank;
 mod ceremony;
 mod core;
+mod dispatch;
 mod error;
 mod image;
 mod install;
@@ -24,16 +26,13 @@ mod process;
 pub mod runtime;
 mod state;
 pub mod tables;
-mod views;
 
 pub use blank::{BlankBox, Initialization, Rejected, SharePolicy};
 pub use ceremony::{FirstCeremony, first_manufacturing_box};
 pub use core::{Health, SecureBox};
+pub use dispatch::{Host, NoHost, Stopped, call, dispatch};
 pub use error::BoxError;
-pub use install::{
-    CheckOutcome, DEFAULT_KEY_ID_WINDOW, GeneratedKey, InstallOutcome, MAX_IN_FLIGHT,
-};
+pub use install::{DEFAULT_KEY_ID_WINDOW, MAX_IN_FLIGHT};
 pub use manufacturing::{DELEGATED_BLOCK, DeliveryOutput, DomainKeySetPublic, Manufacturing};
 pub use process::{DomainProcess, InFlight, ProcessKeys, SubdomainKeys};
 pub use state::{MAX_SEALED_LEN, SealedState};
-pub use views::{Brass, Oak, Steel};

@@ -10,9 +10,9 @@ use postkey_secrets::{
     DomainKeySetSeed, HpkePrivateKey, SigningKey, SubdomainAuthKey, SubdomainConfKey,
 };
 use postkey_wire::{
-    BlankOffer, BoxId, BoxKeys, BoxType, Certificate, CommandCode, ConfigTables, Delivery,
-    DomainBundle, DomainId, DomainKind, DomainPublicKeys, IdRange, Kit, Message, ProcessRecord,
-    SubdomainId, TableUpdate, Timestamp, Transcript, Unverified, Verified, codec,
+    BlankOffer, BoxId, BoxKeys, BoxType, Certificate, ConfigTables, Delivery, DomainBundle,
+    DomainId, DomainKind, DomainPublicKeys, IdRange, Kit, Message, ProcessRecord, SubdomainId,
+    TableUpdate, Timestamp, Transcript, Unverified, Verified, codec,
 };
 
 use crate::image::{BUNDLE_TYPE, KeyImage, KitImage, Seed, SubdomainImage};
@@ -134,13 +134,12 @@ impl Manufacturing<'_> {
 
     /// Set-ID (SPEC §7.2 item 3): the next ID of `box_type` from this box's own range, bound to
     /// the blank box's nonce and signed with the type's startup key.
-    pub fn issue_set_id(
+    pub(crate) fn issue_set_id(
         &mut self,
         offer: &Message<BlankOffer>,
         box_type: BoxType,
         now: Timestamp,
     ) -> Result<Verified<postkey_wire::SetId>, BoxError> {
-        self.b.admit(CommandCode::ISSUE_SET_ID)?;
         if offer.body().anchors != self.b.anchors.fingerprint() {
             return Err(BoxError::Wire(postkey_wire::WireError::InvalidField {
                 field: "blank offer",
@@ -167,13 +166,11 @@ impl Manufacturing<'_> {
 
     /// Certifies a new box's keys: the answer to a Set-ID this box issued, signed by the new
     /// box's own identity key. Each ID is certified once.
-    pub fn certify(
+    pub(crate) fn certify(
         &mut self,
-        keys: &[u8],
+        unverified: Unverified<BoxKeys>,
         now: Timestamp,
     ) -> Result<Verified<Certificate>, BoxError> {
-        self.b.admit(CommandCode::CERTIFY)?;
-        let unverified = Unverified::<BoxKeys>::from_bytes(keys)?;
         let identity = unverified.header().sender.clone();
         let claimed = unverified.claimed_body().identity;
         let keys = unverified.verify(&claimed)?;
@@ -206,14 +203,13 @@ impl Manufacturing<'_> {
 
     /// Creates a security domain in the ADMIN domain: generates every key of SPEC §5 for it and
     /// its sub-domains, and returns its bundle, sealed to and signed with the Domain Key Set.
-    pub fn create_domain(
+    pub(crate) fn create_domain(
         &mut self,
         domain: DomainId,
         kind: DomainKind,
         subdomains: Vec<SubdomainId>,
         now: Timestamp,
     ) -> Result<Verified<DomainBundle>, BoxError> {
-        self.b.admit(CommandCode::CREATE_DOMAIN)?;
         if self.state()?.domains.contains(&domain) {
             return Err(BoxError::DomainExists(domain));
         }
@@ -289,15 +285,20 @@ impl Manufacturing<'_> {
     }
 
     /// Checks a domain bundle against the Domain Key Set.
-    pub fn check_bundle(&self, bundle: &[u8]) -> Result<Verified<DomainBundle>, BoxError> {
+    pub(crate) fn check_bundle(
+        &self,
+        bundle: Unverified<DomainBundle>,
+    ) -> Result<Verified<DomainBundle>, BoxError> {
         let dks = self.domain_key_set()?;
-        Ok(Unverified::<DomainBundle>::from_bytes(bundle)?.verify(&dks.auth.verifying_key())?)
+        Ok(bundle.verify(&dks.auth.verifying_key())?)
     }
 
     /// Adopts a domain created by another manufacturing box (SPEC §7.2 item 5): its bundle,
     /// checked against the shared Domain Key Set, puts the domain in this box's table.
-    pub fn adopt_domain(&mut self, bundle: &[u8]) -> Result<DomainId, BoxError> {
-        self.b.admit(CommandCode::ADOPT_DOMAIN)?;
+    pub(crate) fn adopt_domain(
+        &mut self,
+        bundle: Unverified<DomainBundle>,
+    ) -> Result<DomainId, BoxError> {
         let bundle = self.check_bundle(bundle)?;
         let domain = bundle.body().domain.clone();
         if !self.state_mut()?.domains.insert(domain.clone()) {
@@ -313,21 +314,19 @@ impl Manufacturing<'_> {
     /// Makes a domain process in another box (SPEC §7.2 item 4): the keys its type needs of the
     /// domain's bundle, sealed to the box's certified confidentiality key, signed with the startup
     /// key of its type. A Brass process gets the keys of exactly the sub-domains it serves.
-    pub fn deliver(
+    pub(crate) fn deliver(
         &mut self,
-        bundle: &[u8],
-        recipient: &[u8],
+        bundle: Unverified<DomainBundle>,
+        cert: Unverified<Certificate>,
         subdomains: Vec<SubdomainId>,
         now: Timestamp,
     ) -> Result<DeliveryOutput, BoxError> {
-        self.b.admit(CommandCode::DELIVER)?;
         let bundle = self.check_bundle(bundle)?;
         let domain = bundle.body().domain.clone();
         tables::check_domain(&self.b.tables, &domain)?;
         if !self.state()?.domains.contains(&domain) {
             return Err(BoxError::UnknownDomain(domain));
         }
-        let cert = Unverified::<Certificate>::from_bytes(recipient)?;
         let target_type = cert.claimed_body().box_id.box_type();
         let cert = cert.verify(self.b.anchors.for_type(target_type))?;
         let target = cert.body().box_id;
@@ -394,13 +393,12 @@ impl Manufacturing<'_> {
     }
 
     /// Signs a configuration-table update for `recipient`, with the next sequence number.
-    pub fn sign_tables(
+    pub(crate) fn sign_tables(
         &mut self,
         recipient: BoxId,
         tables: ConfigTables,
         now: Timestamp,
     ) -> Result<Verified<TableUpdate>, BoxError> {
-        self.b.admit(CommandCode::SIGN_TABLES)?;
         let state = self.state_mut()?;
         let sequence = state.table_sequences.get(&recipient).copied().unwrap_or(0) + 1;
         state.table_sequences.insert(recipient, sequence);
@@ -415,14 +413,12 @@ impl Manufacturing<'_> {
 
     /// Equips a new manufacturing box (SPEC §7.2 item 3): the Domain Key Set and the startup
     /// private keys sealed to it, and a block of box numbers of every type from this box's range.
-    pub fn issue_kit(
+    pub(crate) fn issue_kit(
         &mut self,
-        recipient: &[u8],
+        recipient: Unverified<Certificate>,
         now: Timestamp,
     ) -> Result<Verified<Kit>, BoxError> {
-        self.b.admit(CommandCode::ISSUE_KIT)?;
-        let cert = Unverified::<Certificate>::from_bytes(recipient)?
-            .verify(&self.b.anchors.manufacturing)?;
+        let cert = recipient.verify(&self.b.anchors.manufacturing)?;
         let target = cert.body().box_id;
         if target.box_type() != BoxType::Manufacturing {
             return Err(BoxError::WrongBoxType {
@@ -469,12 +465,11 @@ impl Manufacturing<'_> {
     }
 
     /// Signs a ceremony transcript with this box's identity key.
-    pub fn sign_transcript(
+    pub(crate) fn sign_transcript(
         &mut self,
         transcript: Transcript,
         now: Timestamp,
     ) -> Result<Verified<Transcript>, BoxError> {
-        self.b.admit(CommandCode::SIGN_TRANSCRIPT)?;
         Ok(postkey_wire::sign(
             Message::new(self.b.context(DomainId::admin(), now), transcript),
             &self.b.identity,

@@ -8,12 +8,12 @@ use std::collections::BTreeMap;
 use postkey_crypto::{HpkeInfo, HpkeRecordType};
 use postkey_secrets::{HpkePrivateKey, SigningKey, SubdomainAuthKey, SubdomainConfKey};
 use postkey_wire::{
-    BoxId, BoxType, CommandCode, Delivery, DomainPublicKeys, ProcessRecord, RecordType,
-    SubdomainId, Unverified, Verified, codec,
+    BoxId, BoxType, Delivery, DomainPublicKeys, ProcessRecord, SubdomainId, Unverified, Verified,
+    codec,
 };
 
 use crate::image::KeyImage;
-use crate::{BoxError, SecureBox, tables};
+use crate::{BoxError, SecureBox};
 
 /// The secret keys of one sub-domain, held by the Brass processes serving it.
 pub struct SubdomainKeys {
@@ -208,11 +208,11 @@ impl SecureBox {
     /// type, addressed to this box, sealed to its confidentiality key, carrying exactly the keys
     /// of its type. The domain joins the domain table. Refused if the domain already has a
     /// process here (a delivery is never replayed over a running process).
-    pub fn install_process(&mut self, delivery: &[u8]) -> Result<&DomainProcess, BoxError> {
-        self.admit(CommandCode::INSTALL_PROCESS)?;
-        tables::check_record(&self.tables, RecordType::DELIVERY)?;
-        let delivery = Unverified::<Delivery>::from_bytes(delivery)?
-            .verify(self.anchors.for_type(self.box_type()))?;
+    pub(crate) fn install_process(
+        &mut self,
+        delivery: Unverified<Delivery>,
+    ) -> Result<&DomainProcess, BoxError> {
+        let delivery = delivery.verify(self.anchors.for_type(self.box_type()))?;
         let process = self.open_delivery(delivery)?;
         let domain = process.record().domain.clone();
         if self.processes.contains_key(&domain) {

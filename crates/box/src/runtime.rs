@@ -26,22 +26,70 @@ use postkey_wire::{
 
 use crate::{BoxError, SealedState, SecureBox};
 
-fn storage(what: &str, path: &Path, e: &std::io::Error) -> BoxError {
-    BoxError::Storage(format!("{what} {}: {e}", path.display()))
+/// A file of a box's store could not be read or written (response code 3602): the host's fault,
+/// never the box's.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} {}", path.display())]
+pub struct StorageError {
+    /// What was being done.
+    pub what: &'static str,
+    /// The file or directory.
+    pub path: PathBuf,
+    /// The operating system's error.
+    #[source]
+    pub source: std::io::Error,
+}
+
+fn storage(what: &'static str, path: &Path, e: std::io::Error) -> StorageError {
+    StorageError { what, path: path.to_path_buf(), source: e }
+}
+
+/// Why the runtime could not enable, read or persist a box: its store failed, or the box (its
+/// self-tests, shares, sealed state or certificate) refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The store's files failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The box refused: a self-test failed, a share or the sealed state does not check.
+    #[error(transparent)]
+    Refused(#[from] BoxError),
+}
+
+impl RuntimeError {
+    /// The documented response code.
+    pub fn response_code(&self) -> postkey_wire::ResponseCode {
+        match self {
+            Self::Storage(_) => postkey_wire::ResponseCode::STORAGE_FAILED,
+            Self::Refused(e) => e.response_code(),
+        }
+    }
+}
+
+impl From<postkey_wire::WireError> for RuntimeError {
+    fn from(e: postkey_wire::WireError) -> Self {
+        Self::Refused(e.into())
+    }
+}
+
+impl From<postkey_secrets::shares::ShareError> for RuntimeError {
+    fn from(e: postkey_secrets::shares::ShareError) -> Self {
+        Self::Refused(e.into())
+    }
 }
 
 /// Writes `bytes` to `path` atomically and durably: a temporary file in the same directory,
 /// fsync, rename over the target, fsync of the directory. A crash leaves the old file or the
 /// new one, never a mix. `mode` is the new file's Unix permission bits.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), BoxError> {
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StorageError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(|e| storage("creating", dir, &e))?;
+    fs::create_dir_all(dir).map_err(|e| storage("creating", dir, e))?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let (tmp, file) = write_temporary(dir, &name, bytes, mode)?;
-    file.sync_all().map_err(|e| storage("syncing", &tmp, &e))?;
+    file.sync_all().map_err(|e| storage("syncing", &tmp, e))?;
     drop(file);
-    fs::rename(&tmp, path).map_err(|e| storage("renaming", path, &e))?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| storage("syncing", dir, &e))?;
+    fs::rename(&tmp, path).map_err(|e| storage("renaming", path, e))?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| storage("syncing", dir, e))?;
     Ok(())
 }
 
@@ -51,7 +99,7 @@ fn write_temporary(
     name: &str,
     bytes: &[u8],
     mode: u32,
-) -> Result<(PathBuf, File), BoxError> {
+) -> Result<(PathBuf, File), StorageError> {
     let tmp = dir.join(format!(".{name}.tmp"));
     let mut file = OpenOptions::new()
         .write(true)
@@ -59,8 +107,8 @@ fn write_temporary(
         .truncate(true)
         .mode(mode)
         .open(&tmp)
-        .map_err(|e| storage("creating", &tmp, &e))?;
-    file.write_all(bytes).map_err(|e| storage("writing", &tmp, &e))?;
+        .map_err(|e| storage("creating", &tmp, e))?;
+    file.write_all(bytes).map_err(|e| storage("writing", &tmp, e))?;
     Ok((tmp, file))
 }
 
@@ -68,31 +116,33 @@ fn write_temporary(
 /// temporary file is written, the file system is synced once (`syncfs`), every file is renamed
 /// over its target, and the directory is synced. A crash leaves each file old or new, never a
 /// mix. For many small files (a batch of simulated meters) this replaces two fsyncs per file.
-pub fn write_atomic_many(dir: &Path, files: &[(String, &[u8])], mode: u32) -> Result<(), BoxError> {
-    fs::create_dir_all(dir).map_err(|e| storage("creating", dir, &e))?;
+pub fn write_atomic_many(
+    dir: &Path,
+    files: &[(String, &[u8])],
+    mode: u32,
+) -> Result<(), StorageError> {
+    fs::create_dir_all(dir).map_err(|e| storage("creating", dir, e))?;
     let mut renames = Vec::with_capacity(files.len());
     for (name, bytes) in files {
         let (tmp, _) = write_temporary(dir, name, bytes, mode)?;
         renames.push((tmp, dir.join(name)));
     }
-    let d = File::open(dir).map_err(|e| storage("opening", dir, &e))?;
+    let d = File::open(dir).map_err(|e| storage("opening", dir, e))?;
     // Every temporary file's data is on disk before any of them replaces its target.
-    rustix::fs::syncfs(&d).map_err(|e| storage("syncing", dir, &e.into()))?;
+    rustix::fs::syncfs(&d).map_err(|e| storage("syncing", dir, e.into()))?;
     for (tmp, path) in &renames {
-        fs::rename(tmp, path).map_err(|e| storage("renaming", path, &e))?;
+        fs::rename(tmp, path).map_err(|e| storage("renaming", path, e))?;
     }
-    d.sync_all().map_err(|e| storage("syncing", dir, &e))?;
+    d.sync_all().map_err(|e| storage("syncing", dir, e))?;
     Ok(())
 }
 
 /// Refuses core dumps of this process (SPEC §7.2 item 8): not dumpable, core size 0. Call it
 /// before any box is enabled.
-pub fn harden_process() -> Result<(), BoxError> {
+pub fn harden_process() -> std::io::Result<()> {
     use rustix::process::{DumpableBehavior, Resource, Rlimit, set_dumpable_behavior, setrlimit};
-    set_dumpable_behavior(DumpableBehavior::NotDumpable)
-        .map_err(|e| BoxError::Storage(format!("cannot forbid core dumps: {e}")))?;
-    setrlimit(Resource::Core, Rlimit { current: Some(0), maximum: Some(0) })
-        .map_err(|e| BoxError::Storage(format!("cannot set the core size to 0: {e}")))?;
+    set_dumpable_behavior(DumpableBehavior::NotDumpable)?;
+    setrlimit(Resource::Core, Rlimit { current: Some(0), maximum: Some(0) })?;
     Ok(())
 }
 
@@ -123,15 +173,15 @@ impl BoxStore {
     }
 
     /// Every box with a sealed state here, in ID order.
-    pub fn list(&self) -> Result<Vec<BoxId>, BoxError> {
+    pub fn list(&self) -> Result<Vec<BoxId>, StorageError> {
         let mut ids = Vec::new();
         let entries = match fs::read_dir(&self.dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ids),
-            Err(e) => return Err(storage("reading", &self.dir, &e)),
+            Err(e) => return Err(storage("reading", &self.dir, e)),
         };
         for entry in entries {
-            let entry = entry.map_err(|e| storage("reading", &self.dir, &e))?;
+            let entry = entry.map_err(|e| storage("reading", &self.dir, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if let Some(id) = name.strip_suffix(".state").and_then(|s| BoxId::parse(s).ok()) {
                 ids.push(id);
@@ -142,7 +192,7 @@ impl BoxStore {
     }
 
     /// Seals `secure_box` and writes its state atomically and durably.
-    pub fn persist(&self, secure_box: &mut SecureBox) -> Result<StateVersion, BoxError> {
+    pub fn persist(&self, secure_box: &mut SecureBox) -> Result<StateVersion, RuntimeError> {
         let sealed = secure_box.seal()?;
         write_atomic(&self.state_path(sealed.box_id), &sealed.to_bytes(), 0o600)?;
         if let Some(cert) = secure_box.certificate() {
@@ -155,25 +205,28 @@ impl BoxStore {
     }
 
     /// Persists `secure_box` if it changed since the last persist: call it after every command
-    /// and before its answer leaves.
-    pub fn commit(&self, secure_box: &mut SecureBox) -> Result<(), BoxError> {
-        if secure_box.take_dirty() {
-            self.persist(secure_box)?;
+    /// and before its answer leaves. Says whether it wrote; a box whose write failed stays marked
+    /// changed.
+    pub fn commit(&self, secure_box: &mut SecureBox) -> Result<bool, RuntimeError> {
+        if !secure_box.is_dirty() {
+            return Ok(false);
         }
-        Ok(())
+        self.persist(secure_box)?;
+        secure_box.take_dirty();
+        Ok(true)
     }
 
     /// A box's sealed state.
-    pub fn read_state(&self, id: BoxId) -> Result<SealedState, BoxError> {
+    pub fn read_state(&self, id: BoxId) -> Result<SealedState, RuntimeError> {
         let path = self.state_path(id);
-        let len = fs::metadata(&path).map_err(|e| storage("reading", &path, &e))?.len();
+        let len = fs::metadata(&path).map_err(|e| storage("reading", &path, e))?.len();
         if len > crate::MAX_SEALED_LEN as u64 {
-            return Err(BoxError::Secret(postkey_secrets::SecretError::SealedStateInvalid));
+            return Err(BoxError::Secret(postkey_secrets::SecretError::SealedStateInvalid).into());
         }
-        let bytes = fs::read(&path).map_err(|e| storage("reading", &path, &e))?;
+        let bytes = fs::read(&path).map_err(|e| storage("reading", &path, e))?;
         let sealed = SealedState::from_bytes(&bytes)?;
         if sealed.box_id != id {
-            return Err(BoxError::NotForThisBox { addressed: sealed.box_id, this: id });
+            return Err(BoxError::NotForThisBox { addressed: sealed.box_id, this: id }.into());
         }
         Ok(sealed)
     }
@@ -183,13 +236,13 @@ impl BoxStore {
         &self,
         id: BoxId,
         anchors: &TrustAnchors,
-    ) -> Result<Verified<Certificate>, BoxError> {
+    ) -> Result<Verified<Certificate>, RuntimeError> {
         let path = self.cert_path(id);
-        let bytes = fs::read(&path).map_err(|e| storage("reading", &path, &e))?;
+        let bytes = fs::read(&path).map_err(|e| storage("reading", &path, e))?;
         let cert = Unverified::<Certificate>::from_bytes(&bytes)?
             .verify(anchors.for_type(id.box_type()))?;
         if cert.body().box_id != id {
-            return Err(BoxError::NotForThisBox { addressed: cert.body().box_id, this: id });
+            return Err(BoxError::NotForThisBox { addressed: cert.body().box_id, this: id }.into());
         }
         Ok(cert)
     }
@@ -204,12 +257,13 @@ impl BoxStore {
         share_files: &[Vec<u8>],
         os: impl EntropySource + Send + 'static,
         enable_context: &[u8],
-    ) -> Result<Enabled, BoxError> {
-        postkey_secrets::selftest::power_up()?;
+    ) -> Result<Enabled, RuntimeError> {
+        postkey_secrets::selftest::power_up().map_err(BoxError::from)?;
         let cert = self.read_certificate(id, anchors)?;
         let (combination, presented) = recombine(id, &cert.body().identity, share_files)?;
         let sealed = self.read_state(id)?;
-        let secure_box = SecureBox::unseal(&sealed, combination, os, enable_context)?;
+        let secure_box = SecureBox::unseal(&sealed, combination, os, enable_context)
+            .map_err(RuntimeError::Refused)?;
         Ok(Enabled { secure_box, presented })
     }
 }

@@ -6,72 +6,22 @@ use postkey_wire::{BoxType, CommandCode as C, ConfigTables, DomainId, RecordType
 
 use crate::BoxError;
 
-/// The tables a new box of `box_type` starts with.
+/// The tables a new box of `box_type` starts with: every command the protocol gives its type,
+/// the record types those commands carry, and the `ADMIN` domain (SPEC §8). Derived from the
+/// command table of [`postkey_wire::command`], so a command added there reaches the boxes of its
+/// types without a second list to keep.
 pub fn initial(box_type: BoxType) -> ConfigTables {
-    let common = [C::SELF_TEST, C::ATTEST_STATE, C::UPDATE_TABLES, C::INSTALL_CERTIFICATE];
-    let (commands, records): (&[C], &[R]) = match box_type {
-        BoxType::Manufacturing => (
-            &[
-                C::ISSUE_SET_ID,
-                C::CERTIFY,
-                C::CREATE_DOMAIN,
-                C::DELIVER,
-                C::ADOPT_DOMAIN,
-                C::ISSUE_KIT,
-                C::SIGN_TABLES,
-                C::SIGN_TRANSCRIPT,
-                C::INSTALL_KIT,
-            ],
-            &[
-                R::BLANK_NONCE,
-                R::BOX_KEYS,
-                R::DOMAIN_BUNDLE,
-                R::CERTIFICATE,
-                R::KIT,
-                R::TABLE_UPDATE,
-            ],
-        ),
-        BoxType::Oak => (
-            &[C::INSTALL_PROCESS, C::GENERATE_KEY],
-            &[R::DELIVERY, R::TABLE_UPDATE, R::MI1, R::CERTIFICATE, R::PROCESS],
-        ),
-        BoxType::Steel => (
-            &[C::INSTALL_PROCESS, C::INSTALL_KEY, C::RECOVER],
-            &[R::DELIVERY, R::TABLE_UPDATE, R::MI4, R::MI6],
-        ),
-        BoxType::Brass => (
-            &[
-                C::INSTALL_PROCESS,
-                C::CHECK_INSTALL,
-                C::REGISTER,
-                C::VERIFY,
-                C::WITHDRAW,
-                C::TIN_EXPORT,
-                C::CHECKPOINT,
-            ],
-            &[
-                R::DELIVERY,
-                R::TABLE_UPDATE,
-                R::MI3,
-                R::MI7,
-                R::MI8,
-                R::MR1,
-                R::MR2,
-                R::MI9,
-                R::WITHDRAW,
-                R::CERTIFICATE,
-            ],
-        ),
-        BoxType::Tin => (
-            &[C::INSTALL_PROCESS, C::TIN_IMPORT, C::TIN_VERIFY],
-            &[R::DELIVERY, R::TABLE_UPDATE, R::TIN_EXPORT],
-        ),
-    };
-    ConfigTables {
-        commands: common.iter().chain(commands).copied().collect(),
-        domains: vec![DomainId::admin()],
-        record_types: records.to_vec(),
+    let commands: Vec<C> =
+        C::KNOWN.iter().map(|(c, _)| *c).filter(|c| c.box_types().contains(&box_type)).collect();
+    let mut record_types: Vec<R> = Vec::new();
+    for c in &commands {
+        for r in c.record_types() {
+            if !record_types.contains(r) {
+                record_types.push(*r);
+            }
+        }
     }
+    ConfigTables { commands, domains: vec![DomainId::admin()], record_types }
 }
 
 /// Refuses a command outside the command table.

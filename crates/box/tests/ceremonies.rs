@@ -5,13 +5,20 @@
 
 mod common;
 
-use common::{first, manufacture, now, rng, sub, usps};
-use postkey_box::{BlankBox, BoxError, Health, ProcessKeys, SharePolicy};
+use common::{batch, cert, cmd, first, manufacture, now, parse, rng, sub, usps};
+use postkey_box::{
+    BlankBox, BoxError, Health, NoHost, ProcessKeys, SecureBox, SharePolicy, Stopped,
+};
 use postkey_crypto::Signer as _;
 use postkey_secrets::SigningKey;
+use postkey_wire::command::{
+    AdoptDomain, AttestState, Certify, CreateDomain, Deliver, Delivered, InstallCertificate,
+    InstallKit, InstallProcess, IssueKit, IssueSetId, SelfTest, SignTables, UpdateTables,
+};
 use postkey_wire::{
-    BoxId, BoxType, CommandCode, ConfigTables, DomainId, DomainKind, Message, ResponseCode, SetId,
-    TrustAnchors, Unverified, WireError,
+    BlankOffer, BoxId, BoxKeys, BoxType, Certificate, CommandCode, ConfigTables, Context, Delivery,
+    DomainBundle, DomainId, DomainKind, Message, RecordType, ResponseCode, Sender, SetId,
+    SubdomainId, TrustAnchors, Unverified, WireError,
 };
 
 #[test]
@@ -24,7 +31,7 @@ fn the_first_ceremony_makes_m00000001_with_its_shares_and_the_admin_domain() {
     let anchors = f.secure_box.anchors();
     // The certificate is signed with the M startup key, the first trust anchor.
     assert!(
-        Unverified::<postkey_wire::Certificate>::from_bytes(f.certificate.as_bytes())
+        Unverified::<Certificate>::from_bytes(f.certificate.as_bytes())
             .unwrap()
             .verify(&anchors.manufacturing)
             .is_ok()
@@ -64,22 +71,26 @@ fn test_anchors() -> ([SigningKey; 5], TrustAnchors) {
     (keys, anchors)
 }
 
-fn signed_set_id(blank: &BlankBox, new_id: BoxId, key: &SigningKey) -> Vec<u8> {
+fn admin_context(sender: Sender) -> Context {
+    Context {
+        domain: DomainId::admin(),
+        sender,
+        meter_id: None,
+        key_id: None,
+        state_version: None,
+        timestamp: now(),
+    }
+}
+
+fn signed_set_id(blank: &BlankBox, new_id: BoxId, key: &SigningKey) -> Unverified<SetId> {
     let offer = blank.offer(now());
     let body = SetId {
         nonce: offer.body().nonce,
         new_id,
         issuer: BoxId::new(BoxType::Manufacturing, 1).unwrap(),
     };
-    let context = postkey_wire::Context {
-        domain: DomainId::admin(),
-        sender: postkey_wire::Sender::Box(body.issuer),
-        meter_id: None,
-        key_id: None,
-        state_version: None,
-        timestamp: now(),
-    };
-    postkey_wire::sign(Message::new(context, body), key).as_bytes().to_vec()
+    let context = admin_context(Sender::Box(body.issuer));
+    postkey_wire::sign(Message::new(context, body), key).into()
 }
 
 #[test]
@@ -90,22 +101,21 @@ fn set_id_signed_with_another_types_key_or_an_unknown_key_is_refused() {
     // A Steel ID signed with the Oak startup key.
     let wrong_type = signed_set_id(&blank, steel, &keys[1]);
     let rejected =
-        blank.accept(&wrong_type, SharePolicy::default_for(BoxType::Steel), now()).unwrap_err();
+        blank.accept(wrong_type, SharePolicy::default_for(BoxType::Steel), now()).unwrap_err();
     assert_eq!(rejected.error, BoxError::Wire(WireError::BadSignature));
     assert_eq!(rejected.error.response_code(), ResponseCode::BAD_SIGNATURE);
     let blank = *rejected.blank.expect("the blank box is handed back");
     // Signed with a key that is no anchor at all.
     let unknown = signed_set_id(&blank, steel, &SigningKey::from_bytes([99; 32]));
-    let blank = *blank
-        .accept(&unknown, SharePolicy::default_for(BoxType::Steel), now())
-        .unwrap_err()
-        .blank
-        .unwrap();
+    let rejected =
+        blank.accept(unknown, SharePolicy::default_for(BoxType::Steel), now()).unwrap_err();
+    assert_eq!(rejected.error.response_code(), ResponseCode::BAD_SIGNATURE);
+    let blank = *rejected.blank.unwrap();
     // The right key works.
     let good = signed_set_id(&blank, steel, &keys[2]);
     assert_eq!(
         blank
-            .accept(&good, SharePolicy::default_for(BoxType::Steel), now())
+            .accept(good, SharePolicy::default_for(BoxType::Steel), now())
             .unwrap()
             .secure_box
             .id(),
@@ -119,29 +129,28 @@ fn set_id_for_another_nonce_or_replayed_to_a_second_blank_box_is_refused() {
     let m = &mut f.secure_box;
     let a = BlankBox::new(m.anchors().clone(), rng(3)).unwrap();
     let b = BlankBox::new(m.anchors().clone(), rng(4)).unwrap();
-    let for_a =
-        m.manufacturing().unwrap().issue_set_id(&a.offer(now()), BoxType::Oak, now()).unwrap();
+    let for_a = cmd(m, IssueSetId { offer: a.offer(now()), box_type: BoxType::Oak }).unwrap();
     let rejected =
-        b.accept(for_a.as_bytes(), SharePolicy::default_for(BoxType::Oak), now()).unwrap_err();
+        b.accept(for_a.clone(), SharePolicy::default_for(BoxType::Oak), now()).unwrap_err();
     assert_eq!(rejected.error, BoxError::NonceMismatch);
     assert_eq!(rejected.error.response_code(), ResponseCode::NONCE_MISMATCH);
     // Used once by A, the same Set-ID cannot initialize B either, and B's answer could not be
     // certified: the M box knows the nonce only for A.
-    let init = a.accept(for_a.as_bytes(), SharePolicy::default_for(BoxType::Oak), now()).unwrap();
+    let init = a.accept(for_a.clone(), SharePolicy::default_for(BoxType::Oak), now()).unwrap();
     let b = rejected.blank.unwrap();
     assert_eq!(
-        b.accept(for_a.as_bytes(), SharePolicy::default_for(BoxType::Oak), now())
-            .unwrap_err()
-            .error,
+        b.accept(for_a, SharePolicy::default_for(BoxType::Oak), now()).unwrap_err().error,
         BoxError::NonceMismatch
     );
     let v = m.version();
-    m.manufacturing().unwrap().certify(init.keys.as_bytes(), now()).unwrap();
+    cmd(m, Certify { keys: init.keys.clone().into() }).unwrap();
     assert!(m.version() > v);
     // Certifying the same ID twice is refused and changes nothing.
     let v = m.version();
-    let again = m.manufacturing().unwrap().certify(init.keys.as_bytes(), now()).unwrap_err();
-    assert_eq!(again.response_code(), ResponseCode::ALREADY_CERTIFIED);
+    assert_eq!(
+        cmd(m, Certify { keys: init.keys.clone().into() }).unwrap_err(),
+        ResponseCode::ALREADY_CERTIFIED
+    );
     assert_eq!(m.version(), v);
 }
 
@@ -150,58 +159,61 @@ fn certify_refuses_keys_not_signed_by_the_new_identity_key() {
     let mut f = first();
     let m = &mut f.secure_box;
     let blank = BlankBox::new(m.anchors().clone(), rng(5)).unwrap();
-    let set_id = m
-        .manufacturing()
-        .unwrap()
-        .issue_set_id(&blank.offer(now()), BoxType::Brass, now())
-        .unwrap();
-    let init =
-        blank.accept(set_id.as_bytes(), SharePolicy::default_for(BoxType::Brass), now()).unwrap();
-    let mut forged = init.keys.as_bytes().to_vec();
+    let set_id =
+        cmd(m, IssueSetId { offer: blank.offer(now()), box_type: BoxType::Brass }).unwrap();
+    let init = blank.accept(set_id, SharePolicy::default_for(BoxType::Brass), now()).unwrap();
+    let bytes = init.keys.as_bytes();
+    let v = m.version();
+    // The last byte of the signature flipped: it decodes, and the signature does not verify.
+    let mut forged = bytes.to_vec();
     let last = forged.len() - 1;
     forged[last] ^= 1;
-    let v = m.version();
-    assert_eq!(
-        m.manufacturing().unwrap().certify(&forged, now()).unwrap_err(),
-        BoxError::Wire(WireError::BadSignature)
-    );
+    let keys = parse::<BoxKeys>(&forged).unwrap();
+    assert_eq!(cmd(m, Certify { keys }).unwrap_err(), ResponseCode::BAD_SIGNATURE);
+    // Any byte flipped: refused by the decoder or by the box.
+    let mut by_box = 0;
+    for i in 0..bytes.len() {
+        let mut bad = bytes.to_vec();
+        bad[i] ^= 0x01;
+        let parsed = parse::<BoxKeys>(&bad);
+        by_box += usize::from(parsed.is_ok());
+        let r = parsed.and_then(|keys| cmd(m, Certify { keys }));
+        assert!(r.is_err(), "byte {i} accepted");
+    }
+    // At least every byte of the signature decodes and reaches the box, which refuses it.
+    assert!(by_box >= 64, "{by_box}");
     assert_eq!(m.version(), v);
+    // The genuine keys are certified.
+    assert!(cmd(m, Certify { keys: init.keys.clone().into() }).is_ok());
 }
 
 #[test]
 fn domains_and_deliveries_give_each_type_only_its_keys() {
     let mut f = first();
-    let admin = f.admin_bundle.as_bytes().to_vec();
+    let admin: Unverified<_> = f.admin_bundle.clone().into();
     let m = &mut f.secure_box;
     let bundle = usps(m);
-    let ve = m
-        .manufacturing()
-        .unwrap()
-        .create_domain(
-            DomainId::parse("VE").unwrap(),
-            DomainKind::Vendor,
-            vec![sub("VE/US"), sub("VE/DE")],
-            now(),
-        )
-        .unwrap();
+    let usps_id = DomainId::parse("USPS").unwrap();
+    let ve_id = DomainId::parse("VE").unwrap();
+    let ve = cmd(
+        m,
+        CreateDomain {
+            domain: ve_id.clone(),
+            kind: DomainKind::Vendor,
+            subdomains: vec![sub("VE/US"), sub("VE/DE")],
+        },
+    )
+    .unwrap();
     let mut oak = manufacture(m, BoxType::Oak, 30).secure_box;
     let mut brass = manufacture(m, BoxType::Brass, 31).secure_box;
     let mut tin = manufacture(m, BoxType::Tin, 32).secure_box;
-    let cert = |b: &postkey_box::SecureBox| b.certificate().unwrap().as_bytes().to_vec();
 
-    let d =
-        m.manufacturing().unwrap().deliver(bundle.as_bytes(), &cert(&oak), vec![], now()).unwrap();
-    assert!(matches!(
-        oak.install_process(d.delivery.as_bytes()).unwrap().keys(),
-        ProcessKeys::Oak { .. }
-    ));
-    let d = m
-        .manufacturing()
-        .unwrap()
-        .deliver(ve.as_bytes(), &cert(&brass), vec![sub("VE/DE")], now())
-        .unwrap();
-    let p = brass.install_process(d.delivery.as_bytes()).unwrap();
-    match p.keys() {
+    let d = deliver(m, &bundle, &oak, vec![]).unwrap();
+    cmd(&mut oak, InstallProcess { delivery: d.delivery }).unwrap();
+    assert!(matches!(oak.process(&usps_id).unwrap().keys(), ProcessKeys::Oak { .. }));
+    let d = deliver(m, &ve, &brass, vec![sub("VE/DE")]).unwrap();
+    cmd(&mut brass, InstallProcess { delivery: d.delivery }).unwrap();
+    match brass.process(&ve_id).unwrap().keys() {
         ProcessKeys::Brass { subdomains, audit, .. } => {
             assert_eq!(subdomains.keys().collect::<Vec<_>>(), vec![&sub("VE/DE")]);
             assert!(audit.is_none());
@@ -209,36 +221,32 @@ fn domains_and_deliveries_give_each_type_only_its_keys() {
         other => panic!("{other:?}"),
     }
     // The ADMIN audit key goes to Brass boxes.
-    let d = m.manufacturing().unwrap().deliver(&admin, &cert(&brass), vec![], now()).unwrap();
-    match brass.install_process(d.delivery.as_bytes()).unwrap().keys() {
+    let d = deliver(m, &admin, &brass, vec![]).unwrap();
+    cmd(&mut brass, InstallProcess { delivery: d.delivery }).unwrap();
+    match brass.process(&DomainId::admin()).unwrap().keys() {
         ProcessKeys::Brass { audit, .. } => assert!(audit.is_some()),
         other => panic!("{other:?}"),
     }
-    let d =
-        m.manufacturing().unwrap().deliver(bundle.as_bytes(), &cert(&tin), vec![], now()).unwrap();
-    assert!(matches!(tin.install_process(d.delivery.as_bytes()).unwrap().keys(), ProcessKeys::Tin));
-    // A sub-domain listed twice is refused, at creation and at delivery.
-    let twice = m.manufacturing().unwrap().create_domain(
-        DomainId::parse("UKRM").unwrap(),
-        DomainKind::Postal,
-        vec![sub("UKRM/GB"), sub("UKRM/GB")],
-        now(),
+    let d = deliver(m, &bundle, &tin, vec![]).unwrap();
+    cmd(&mut tin, InstallProcess { delivery: d.delivery }).unwrap();
+    assert!(matches!(tin.process(&usps_id).unwrap().keys(), ProcessKeys::Tin));
+    // A sub-domain listed twice is refused, at creation and at delivery, and changes nothing.
+    let v = m.version();
+    let twice = cmd(
+        m,
+        CreateDomain {
+            domain: DomainId::parse("UKRM").unwrap(),
+            kind: DomainKind::Postal,
+            subdomains: vec![sub("UKRM/GB"), sub("UKRM/GB")],
+        },
     );
-    assert_eq!(twice.unwrap_err().response_code(), ResponseCode::PARAMETER_SYNTAX);
-    let twice = m.manufacturing().unwrap().deliver(
-        ve.as_bytes(),
-        &cert(&brass),
-        vec![sub("VE/US"), sub("VE/US")],
-        now(),
-    );
-    assert_eq!(twice.unwrap_err().response_code(), ResponseCode::PARAMETER_SYNTAX);
+    assert_eq!(twice.unwrap_err(), ResponseCode::PARAMETER_SYNTAX);
+    let twice = deliver(m, &ve, &brass, vec![sub("VE/US"), sub("VE/US")]);
+    assert_eq!(twice.unwrap_err(), ResponseCode::PARAMETER_SYNTAX);
     // A Brass process may be asked for sub-domains of its domain only.
-    let err = m
-        .manufacturing()
-        .unwrap()
-        .deliver(bundle.as_bytes(), &cert(&brass), vec![sub("VE/US")], now())
-        .unwrap_err();
-    assert_eq!(err.response_code(), ResponseCode::UNKNOWN_DOMAIN);
+    let err = deliver(m, &bundle, &brass, vec![sub("VE/US")]).unwrap_err();
+    assert_eq!(err, ResponseCode::UNKNOWN_DOMAIN);
+    assert_eq!(m.version(), v);
 }
 
 #[test]
@@ -248,42 +256,41 @@ fn a_delivery_for_another_box_type_or_forged_is_refused_and_changes_nothing() {
     let bundle = usps(m);
     let oak = manufacture(m, BoxType::Oak, 40).secure_box;
     let mut steel = manufacture(m, BoxType::Steel, 41).secure_box;
-    let to_oak = m
-        .manufacturing()
-        .unwrap()
-        .deliver(bundle.as_bytes(), oak.certificate().unwrap().as_bytes(), vec![], now())
-        .unwrap();
+    let to_oak =
+        cmd(m, Deliver { bundle: bundle.clone(), recipient: cert(&oak), subdomains: vec![] })
+            .unwrap();
     steel.take_dirty();
     let v = steel.version();
     // The Oak box's keys, signed with the Oak startup key: the Steel box's anchor refuses them.
-    let err = steel.install_process(to_oak.delivery.as_bytes()).unwrap_err();
-    assert_eq!(err, BoxError::Wire(WireError::BadSignature));
-    // Forged: its own delivery with one byte changed anywhere.
-    let to_steel = m
-        .manufacturing()
-        .unwrap()
-        .deliver(bundle.as_bytes(), steel.certificate().unwrap().as_bytes(), vec![], now())
-        .unwrap();
+    let err = cmd(&mut steel, InstallProcess { delivery: to_oak.delivery }).unwrap_err();
+    assert_eq!(err, ResponseCode::BAD_SIGNATURE);
+    // Forged: its own delivery with any one byte changed, refused by the decoder or the box.
+    let to_steel = cmd(m, Deliver { bundle, recipient: cert(&steel), subdomains: vec![] }).unwrap();
     let bytes = to_steel.delivery.as_bytes();
-    for i in (0..bytes.len()).step_by(7) {
+    let mut by_box = 0;
+    for i in 0..bytes.len() {
         let mut bad = bytes.to_vec();
         bad[i] ^= 0x20;
-        assert!(steel.install_process(&bad).is_err(), "byte {i}");
+        let parsed = parse::<Delivery>(&bad);
+        by_box += usize::from(parsed.is_ok());
+        let r = parsed.and_then(|delivery| cmd(&mut steel, InstallProcess { delivery }));
+        assert!(r.is_err(), "byte {i} accepted");
     }
+    assert!(by_box >= 64, "{by_box}");
     // Unsigned: the signature zeroed.
     let mut unsigned = bytes.to_vec();
     let n = unsigned.len();
     unsigned[n - 64..].fill(0);
-    assert_eq!(
-        steel.install_process(&unsigned).unwrap_err().response_code(),
-        ResponseCode::BAD_SIGNATURE
-    );
+    let r = parse::<Delivery>(&unsigned)
+        .and_then(|delivery| cmd(&mut steel, InstallProcess { delivery }));
+    assert_eq!(r.unwrap_err(), ResponseCode::BAD_SIGNATURE);
     assert_eq!(steel.version(), v);
     assert!(!steel.take_dirty());
     // The genuine one installs, once.
-    steel.install_process(bytes).unwrap();
+    cmd(&mut steel, InstallProcess { delivery: to_steel.delivery.clone() }).unwrap();
+    assert!(steel.version() > v);
     assert_eq!(
-        steel.install_process(bytes).unwrap_err().response_code(),
+        cmd(&mut steel, InstallProcess { delivery: to_steel.delivery }).unwrap_err(),
         ResponseCode::DOMAIN_EXISTS
     );
 }
@@ -295,49 +302,101 @@ fn table_updates_are_checked_and_never_replayed() {
     let mut oak = manufacture(m, BoxType::Oak, 50).secure_box;
     let mut narrowed = oak.tables().clone();
     narrowed.commands.retain(|c| *c != CommandCode::INSTALL_PROCESS);
-    let update = m.manufacturing().unwrap().sign_tables(oak.id(), narrowed.clone(), now()).unwrap();
+    let update = cmd(m, SignTables { recipient: oak.id(), tables: narrowed.clone() }).unwrap();
     // Forged: signed by another system's manufacturing box with its Oak startup key.
     let mut other = first_manufacturing_box(3);
     let forged =
-        other.manufacturing().unwrap().sign_tables(oak.id(), narrowed.clone(), now()).unwrap();
+        cmd(&mut other, SignTables { recipient: oak.id(), tables: narrowed.clone() }).unwrap();
     let v = oak.version();
     assert_eq!(
-        oak.update_tables(forged.as_bytes()).unwrap_err().response_code(),
+        cmd(&mut oak, UpdateTables { update: forged }).unwrap_err(),
         ResponseCode::BAD_SIGNATURE
     );
     // Unsigned: the genuine update with its signature zeroed.
     let mut unsigned = update.as_bytes().to_vec();
     let n = unsigned.len();
     unsigned[n - 64..].fill(0);
-    assert_eq!(
-        oak.update_tables(&unsigned).unwrap_err().response_code(),
-        ResponseCode::BAD_SIGNATURE
-    );
+    let r = parse(&unsigned).and_then(|update| cmd(&mut oak, UpdateTables { update }));
+    assert_eq!(r.unwrap_err(), ResponseCode::BAD_SIGNATURE);
     assert_eq!(oak.version(), v);
-    oak.update_tables(update.as_bytes()).unwrap();
+    cmd(&mut oak, UpdateTables { update: update.clone() }).unwrap();
     assert_eq!(oak.tables(), &narrowed);
     // Replayed.
     let v = oak.version();
+    assert_eq!(cmd(&mut oak, UpdateTables { update }).unwrap_err(), ResponseCode::STALE_UPDATE);
+    assert_eq!(oak.version(), v);
+    // A command outside the table is refused, whole.
+    let bundle = usps(m);
+    let d = cmd(m, Deliver { bundle, recipient: cert(&oak), subdomains: vec![] }).unwrap();
+    let refused = postkey_box::call(
+        &mut oak,
+        vec![InstallProcess { delivery: d.delivery.clone() }],
+        now(),
+        &mut NoHost,
+    );
+    assert!(
+        matches!(
+            refused,
+            Err(Stopped::Refused(BoxError::CommandNotInTable(CommandCode::INSTALL_PROCESS)))
+        ),
+        "{refused:?}"
+    );
     assert_eq!(
-        oak.update_tables(update.as_bytes()).unwrap_err().response_code(),
-        ResponseCode::STALE_UPDATE
+        cmd(&mut oak, InstallProcess { delivery: d.delivery }).unwrap_err(),
+        ResponseCode::COMMAND_NOT_IN_TABLE
     );
     assert_eq!(oak.version(), v);
-    // A command outside the table is refused.
-    let bundle = usps(m);
-    let d = m
-        .manufacturing()
-        .unwrap()
-        .deliver(bundle.as_bytes(), oak.certificate().unwrap().as_bytes(), vec![], now())
-        .unwrap();
-    let err = oak.install_process(d.delivery.as_bytes()).unwrap_err();
-    assert_eq!(err, BoxError::CommandNotInTable(CommandCode::INSTALL_PROCESS));
-    assert_eq!(err.response_code(), ResponseCode::COMMAND_NOT_IN_TABLE);
-    // An update for another box is refused.
+    // An update for a box of another type (signed with that type's startup key) is refused.
     let steel = manufacture(m, BoxType::Steel, 51).secure_box;
     let for_steel =
-        m.manufacturing().unwrap().sign_tables(steel.id(), ConfigTables::default(), now()).unwrap();
-    assert!(oak.update_tables(for_steel.as_bytes()).is_err());
+        cmd(m, SignTables { recipient: steel.id(), tables: ConfigTables::default() }).unwrap();
+    assert_eq!(
+        cmd(&mut oak, UpdateTables { update: for_steel }).unwrap_err(),
+        ResponseCode::BAD_SIGNATURE
+    );
+    // So is one for another box of its type.
+    let oak2 = manufacture(m, BoxType::Oak, 52).secure_box;
+    let for_oak2 =
+        cmd(m, SignTables { recipient: oak2.id(), tables: ConfigTables::default() }).unwrap();
+    assert_eq!(
+        cmd(&mut oak, UpdateTables { update: for_oak2 }).unwrap_err(),
+        ResponseCode::RECORD_NOT_FOR_THIS_BOX
+    );
+    assert_eq!(oak.version(), v);
+    assert_eq!(oak.tables(), &narrowed);
+}
+
+#[test]
+fn a_record_type_removed_from_the_record_table_is_refused() {
+    let mut f = first();
+    let m = &mut f.secure_box;
+    let bundle = usps(m);
+    let mut steel = manufacture(m, BoxType::Steel, 55).secure_box;
+    let d = cmd(m, Deliver { bundle, recipient: cert(&steel), subdomains: vec![] }).unwrap();
+    let mut narrowed = steel.tables().clone();
+    assert!(narrowed.record_types.contains(&RecordType::DELIVERY));
+    narrowed.record_types.retain(|r| *r != RecordType::DELIVERY);
+    let update = cmd(m, SignTables { recipient: steel.id(), tables: narrowed }).unwrap();
+    cmd(&mut steel, UpdateTables { update }).unwrap();
+    // INSTALL_PROCESS is still in the command table, but the record type it carries is not.
+    assert!(steel.tables().commands.contains(&CommandCode::INSTALL_PROCESS));
+    let v = steel.version();
+    let refused = postkey_box::call(
+        &mut steel,
+        vec![InstallProcess { delivery: d.delivery.clone() }],
+        now(),
+        &mut NoHost,
+    );
+    assert!(
+        matches!(refused, Err(Stopped::Refused(BoxError::RecordNotInTable(RecordType::DELIVERY)))),
+        "{refused:?}"
+    );
+    assert_eq!(
+        cmd(&mut steel, InstallProcess { delivery: d.delivery }).unwrap_err(),
+        ResponseCode::RECORD_NOT_IN_TABLE
+    );
+    assert_eq!(steel.version(), v);
+    assert!(steel.process(&DomainId::parse("USPS").unwrap()).is_none());
 }
 
 #[test]
@@ -348,28 +407,32 @@ fn a_domain_outside_the_table_is_refused() {
     let oak = manufacture(m, BoxType::Oak, 60).secure_box;
     // A bundle of another system's Domain Key Set: not a domain this M box knows.
     let foreign = usps(&mut other);
-    let err = m
-        .manufacturing()
-        .unwrap()
-        .deliver(foreign.as_bytes(), oak.certificate().unwrap().as_bytes(), vec![], now())
-        .unwrap_err();
-    assert_eq!(err, BoxError::Wire(WireError::BadSignature));
+    let err =
+        cmd(m, Deliver { bundle: foreign, recipient: cert(&oak), subdomains: vec![] }).unwrap_err();
+    assert_eq!(err, ResponseCode::BAD_SIGNATURE);
     // Narrow the M box's own domain table: its own bundle of USPS is then refused.
     let bundle = usps(m);
     let mut tables = m.tables().clone();
     tables.domains.retain(|d| d.as_str() != "USPS");
     let id = m.id();
-    let update = m.manufacturing().unwrap().sign_tables(id, tables, now()).unwrap();
-    m.update_tables(update.as_bytes()).unwrap();
-    let err = m
-        .manufacturing()
-        .unwrap()
-        .deliver(bundle.as_bytes(), oak.certificate().unwrap().as_bytes(), vec![], now())
-        .unwrap_err();
-    assert_eq!(err.response_code(), ResponseCode::DOMAIN_NOT_IN_TABLE);
+    let update = cmd(m, SignTables { recipient: id, tables }).unwrap();
+    cmd(m, UpdateTables { update }).unwrap();
+    let v = m.version();
+    let err = cmd(m, Deliver { bundle, recipient: cert(&oak), subdomains: vec![] }).unwrap_err();
+    assert_eq!(err, ResponseCode::DOMAIN_NOT_IN_TABLE);
+    assert_eq!(m.version(), v);
 }
 
-fn first_manufacturing_box(seed: u64) -> postkey_box::SecureBox {
+fn deliver(
+    m: &mut SecureBox,
+    bundle: &Unverified<DomainBundle>,
+    to: &SecureBox,
+    subdomains: Vec<SubdomainId>,
+) -> Result<Delivered, ResponseCode> {
+    cmd(m, Deliver { bundle: bundle.clone(), recipient: cert(to), subdomains })
+}
+
+fn first_manufacturing_box(seed: u64) -> SecureBox {
     postkey_box::first_manufacturing_box(
         rng(seed),
         SharePolicy { threshold: 2, count: 3 },
@@ -387,33 +450,175 @@ fn a_new_manufacturing_box_gets_the_domain_key_set_and_adopts_domains() {
     let bundle = usps(m);
     let mut m2 = manufacture(m, BoxType::Manufacturing, 70).secure_box;
     // Before its kit it cannot act as a manufacturing box.
-    assert_eq!(m2.manufacturing().unwrap_err(), BoxError::AwaitingKit);
-    let kit =
-        m.manufacturing().unwrap().issue_kit(m2.certificate().unwrap().as_bytes(), now()).unwrap();
-    m2.install_kit(kit.as_bytes()).unwrap();
-    assert_eq!(
-        m2.manufacturing().unwrap().domain_key_set_public().unwrap(),
-        m.manufacturing().unwrap().domain_key_set_public().unwrap()
+    let v = m2.version();
+    let early = postkey_box::call(
+        &mut m2,
+        vec![AdoptDomain { bundle: bundle.clone() }],
+        now(),
+        &mut NoHost,
     );
-    m2.manufacturing().unwrap().adopt_domain(bundle.as_bytes()).unwrap();
+    assert!(matches!(early, Err(Stopped::Refused(BoxError::AwaitingKit))), "{early:?}");
+    assert_eq!(
+        cmd(&mut m2, AdoptDomain { bundle: bundle.clone() }).unwrap_err(),
+        ResponseCode::BOX_NOT_INITIALIZED
+    );
+    assert_eq!(m2.version(), v);
+    assert!(m2.domain_key_set_public().is_none());
+    let kit = cmd(m, IssueKit { recipient: cert(&m2) }).unwrap();
+    cmd(&mut m2, InstallKit { kit: kit.clone() }).unwrap();
+    assert_eq!(m2.domain_key_set_public().unwrap(), m.domain_key_set_public().unwrap());
+    // A kit given twice: the box is equipped already, and nothing changes.
+    let v = m2.version();
+    assert_eq!(
+        cmd(&mut m2, InstallKit { kit }).unwrap_err(),
+        ResponseCode::BOX_ALREADY_INITIALIZED
+    );
+    assert_eq!(m2.version(), v);
+    cmd(&mut m2, AdoptDomain { bundle: bundle.clone() }).unwrap();
+    assert!(m2.knows_domain(&DomainId::parse("USPS").unwrap()));
     // It allocates IDs from its own delegated range, disjoint from the first box's.
     let blank = BlankBox::new(m2.anchors().clone(), rng(71)).unwrap();
     let set_id =
-        m2.manufacturing().unwrap().issue_set_id(&blank.offer(now()), BoxType::Oak, now()).unwrap();
+        cmd(&mut m2, IssueSetId { offer: blank.offer(now()), box_type: BoxType::Oak }).unwrap();
     assert_eq!(
-        set_id.body().new_id.number(),
-        postkey_wire::BoxId::MAX_NUMBER - postkey_box::DELEGATED_BLOCK + 1
+        set_id.claimed_body().new_id.number(),
+        BoxId::MAX_NUMBER - postkey_box::DELEGATED_BLOCK + 1
     );
     // And delivers the adopted domain.
-    let oak =
-        blank.accept(set_id.as_bytes(), SharePolicy::default_for(BoxType::Oak), now()).unwrap();
-    let cert = m2.manufacturing().unwrap().certify(oak.keys.as_bytes(), now()).unwrap();
-    assert!(
-        m2.manufacturing()
-            .unwrap()
-            .deliver(bundle.as_bytes(), cert.as_bytes(), vec![], now())
-            .is_ok()
+    let oak = blank.accept(set_id, SharePolicy::default_for(BoxType::Oak), now()).unwrap();
+    let oak_cert = cmd(&mut m2, Certify { keys: oak.keys.clone().into() }).unwrap();
+    assert!(cmd(&mut m2, Deliver { bundle, recipient: oak_cert, subdomains: vec![] }).is_ok());
+}
+
+#[test]
+fn kits_are_issued_until_the_first_boxs_ranges_are_exhausted() {
+    let mut f = first();
+    let m = &mut f.secure_box;
+    let m2 = manufacture(m, BoxType::Manufacturing, 72).secure_box;
+    // The M range now starts at 3; every other at 1; all end at MAX_NUMBER. A kit is given
+    // while each range holds more than one block, so the smallest range gives 99 kits.
+    let smallest = u64::from(BoxId::MAX_NUMBER - 3 + 1);
+    let block = u64::from(postkey_box::DELEGATED_BLOCK);
+    let expected = (smallest - 1).div_euclid(block);
+    assert_eq!(expected, 99);
+    let mut given = 0u64;
+    let refused = loop {
+        match cmd(m, IssueKit { recipient: cert(&m2) }) {
+            Ok(_) => given += 1,
+            Err(code) => break code,
+        }
+        assert!(given <= expected, "more kits than the ranges hold");
+    };
+    assert_eq!(refused, ResponseCode::ID_RANGE_EXHAUSTED);
+    assert_eq!(given, expected);
+    // The refusal changes nothing, and repeats.
+    let v = m.version();
+    assert_eq!(
+        cmd(m, IssueKit { recipient: cert(&m2) }).unwrap_err(),
+        ResponseCode::ID_RANGE_EXHAUSTED
     );
+    assert_eq!(m.version(), v);
+    // The first box still allocates from what it kept.
+    let blank = BlankBox::new(m.anchors().clone(), rng(73)).unwrap();
+    let set_id = cmd(m, IssueSetId { offer: blank.offer(now()), box_type: BoxType::Oak }).unwrap();
+    assert_eq!(set_id.claimed_body().new_id, BoxId::new(BoxType::Oak, 1).unwrap());
+}
+
+#[test]
+fn a_kit_whose_startup_keys_are_not_the_boxs_anchors_is_refused() {
+    let mut f = first();
+    let m = &mut f.secure_box;
+    // A blank box that trusts this system's manufacturing key but other keys for every other
+    // type: its offer is presented with the system's anchors, so it gets an M ID.
+    let (_, mut anchors) = test_anchors();
+    anchors.manufacturing = m.anchors().manufacturing;
+    let blank = BlankBox::new(anchors, rng(74)).unwrap();
+    let offer = Message::new(
+        admin_context(Sender::BlankBox),
+        BlankOffer { nonce: blank.offer(now()).body().nonce, anchors: m.anchors().fingerprint() },
+    );
+    let set_id = cmd(m, IssueSetId { offer, box_type: BoxType::Manufacturing }).unwrap();
+    let mut init =
+        blank.accept(set_id, SharePolicy::default_for(BoxType::Manufacturing), now()).unwrap();
+    let certificate = cmd(m, Certify { keys: init.keys.clone().into() }).unwrap();
+    let odd = &mut init.secure_box;
+    cmd(odd, InstallCertificate { certificate }).unwrap();
+    let kit = cmd(m, IssueKit { recipient: cert(odd) }).unwrap();
+    let v = odd.version();
+    assert_eq!(cmd(odd, InstallKit { kit }).unwrap_err(), ResponseCode::RECORD_MISMATCH);
+    assert_eq!(odd.version(), v);
+    assert!(odd.domain_key_set_public().is_none());
+}
+
+#[test]
+fn a_certificate_for_another_box_or_naming_other_keys_is_refused() {
+    let (keys, anchors) = test_anchors();
+    let blank = BlankBox::new(anchors, rng(75)).unwrap();
+    let id = BoxId::new(BoxType::Steel, 1).unwrap();
+    let set_id = signed_set_id(&blank, id, &keys[2]);
+    let mut init = blank.accept(set_id, SharePolicy::default_for(BoxType::Steel), now()).unwrap();
+    let own = init.keys.body().clone();
+    let certificate = |box_id: BoxId, identity| -> Unverified<Certificate> {
+        let body = Certificate {
+            box_id,
+            identity,
+            confidentiality: own.confidentiality,
+            issuer: BoxId::new(BoxType::Manufacturing, 1).unwrap(),
+            issued: now(),
+        };
+        let context = admin_context(Sender::Box(body.issuer));
+        postkey_wire::sign(Message::new(context, body), &keys[2]).into()
+    };
+    let b = &mut init.secure_box;
+    let v = b.version();
+    // Another identity key than the box's own, for its ID, properly signed.
+    let other_keys = certificate(id, SigningKey::from_bytes([42; 32]).verifying_key());
+    assert_eq!(
+        cmd(b, InstallCertificate { certificate: other_keys }).unwrap_err(),
+        ResponseCode::RECORD_MISMATCH
+    );
+    // Its keys, but another box's ID.
+    let other_box = certificate(BoxId::new(BoxType::Steel, 2).unwrap(), own.identity);
+    assert_eq!(
+        cmd(b, InstallCertificate { certificate: other_box }).unwrap_err(),
+        ResponseCode::RECORD_NOT_FOR_THIS_BOX
+    );
+    // Its keys and ID, signed with another type's startup key.
+    let body = Certificate {
+        box_id: id,
+        identity: own.identity,
+        confidentiality: own.confidentiality,
+        issuer: BoxId::new(BoxType::Manufacturing, 1).unwrap(),
+        issued: now(),
+    };
+    let wrong_key: Unverified<Certificate> =
+        postkey_wire::sign(Message::new(admin_context(Sender::Box(body.issuer)), body), &keys[1])
+            .into();
+    assert_eq!(
+        cmd(b, InstallCertificate { certificate: wrong_key }).unwrap_err(),
+        ResponseCode::BAD_SIGNATURE
+    );
+    assert_eq!(b.version(), v);
+    assert!(b.certificate().is_none());
+    // The right one installs.
+    cmd(b, InstallCertificate { certificate: certificate(id, own.identity) }).unwrap();
+    assert_eq!(b.certificate().unwrap().body().identity, b.identity_key());
+}
+
+#[test]
+fn a_failed_self_test_is_4003_and_leaves_the_box_in_its_error_state_until_one_passes() {
+    let mut f = first();
+    let m = &mut f.secure_box;
+    let mut oak = manufacture(m, BoxType::Oak, 81).secure_box;
+    postkey_secrets::selftest::injected::fail_next_power_up("AES-256-CMAC");
+    assert_eq!(cmd(&mut oak, SelfTest {}).unwrap_err(), ResponseCode::SELF_TEST_FAILED);
+    assert_eq!(oak.health(), Health::Error { primitive: "AES-256-CMAC" });
+    let nonce = postkey_wire::Nonce([2; 32]);
+    assert_eq!(cmd(&mut oak, AttestState { nonce }).unwrap_err(), ResponseCode::BOX_ERROR_STATE);
+    // The next self-test runs the real known answers, which pass.
+    cmd(&mut oak, SelfTest {}).unwrap();
+    assert_eq!(oak.health(), Health::Operational);
+    assert!(cmd(&mut oak, AttestState { nonce }).is_ok());
 }
 
 #[test]
@@ -422,9 +627,19 @@ fn the_error_state_refuses_everything_but_a_self_test() {
     let m = &mut f.secure_box;
     let mut oak = manufacture(m, BoxType::Oak, 80).secure_box;
     oak.enter_error_state("AES-256");
-    let err = oak.attest(postkey_wire::Nonce([1; 32]), now()).unwrap_err();
-    assert_eq!(err.response_code(), ResponseCode::BOX_ERROR_STATE);
-    oak.self_test().unwrap();
+    let v = oak.version();
+    let nonce = postkey_wire::Nonce([1; 32]);
+    assert_eq!(cmd(&mut oak, AttestState { nonce }).unwrap_err(), ResponseCode::BOX_ERROR_STATE);
+    // Every item of a batch: the whole command is refused.
+    assert_eq!(
+        batch(&mut oak, vec![AttestState { nonce }, AttestState { nonce }]).unwrap_err(),
+        ResponseCode::BOX_ERROR_STATE
+    );
+    assert_eq!(oak.version(), v);
+    cmd(&mut oak, SelfTest {}).unwrap();
     assert_eq!(oak.health(), Health::Operational);
-    assert!(oak.attest(postkey_wire::Nonce([1; 32]), now()).is_ok());
+    let att = cmd(&mut oak, AttestState { nonce }).unwrap();
+    let att = att.verify(&oak.identity_key()).unwrap();
+    assert_eq!(att.body().nonce, nonce);
+    assert_eq!(att.body().version, oak.version());
 }

@@ -5,21 +5,33 @@
 
 mod common;
 
-use common::{first, manufacture, now, rng, sub, usps};
-use postkey_box::{BoxError, CheckOutcome, InstallOutcome, ProcessKeys, SecureBox};
-use postkey_meter::{Meter, MeterLink, SimulatedMeter};
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use common::{batch, cert, cmd, cmd_with, first, manufacture, now, parse, rng, sub, usps};
+use postkey_box::runtime::BoxStore;
+use postkey_box::{Host, MAX_IN_FLIGHT, ProcessKeys, SecureBox, Stopped};
+use postkey_meter::{Meter, SimulatedMeter};
+use postkey_wire::command::{
+    CheckInstall, Checked, Confirmed, Deliver, GenerateKey, Generated, InstallEnded, InstallKey,
+    InstallProcess, Recover, SignTables, UpdateTables,
+};
 use postkey_wire::{
-    BoxType, Context, DomainId, GenerateKey, KeyId, Message, MeterId, NewKeyRecord, ResponseCode,
-    Role, Sender,
+    BoxType, CommandCode, Context, DomainId, Header, Installed, KeyForMeter, KeyForSteel, KeyId,
+    Message, MeterHello, MeterId, MeterLink, MeterTestTokens, NewKeyRecord, ProcessRecord,
+    RecordType, Refusal, ResponseCode, Role, Sender, TestTokens, Timestamp, Unverified,
 };
 
+/// An M box and the boxes of one production line, each running a USPS process.
 struct Line {
+    m: SecureBox,
     oak: SecureBox,
     steel: SecureBox,
     steel2: SecureBox,
     brass: SecureBox,
-    steel_record: Vec<u8>,
-    steel2_record: Vec<u8>,
+    steel_record: Unverified<ProcessRecord>,
+    steel2_record: Unverified<ProcessRecord>,
     steel_shares: Vec<Vec<u8>>,
     anchors: postkey_wire::TrustAnchors,
 }
@@ -43,14 +55,11 @@ fn line() -> Line {
             steel_shares = init.shares.iter().map(|s| s.as_bytes().to_vec()).collect();
         }
         let mut b = init.secure_box;
-        let subs = if t == BoxType::Brass { vec![sub("USPS/US")] } else { vec![] };
-        let d = m
-            .manufacturing()
-            .unwrap()
-            .deliver(bundle.as_bytes(), b.certificate().unwrap().as_bytes(), subs, now())
-            .unwrap();
-        b.install_process(d.delivery.as_bytes()).unwrap();
-        records.push(d.record.as_bytes().to_vec());
+        let subdomains = if t == BoxType::Brass { vec![sub("USPS/US")] } else { vec![] };
+        let d =
+            cmd(m, Deliver { bundle: bundle.clone(), recipient: cert(&b), subdomains }).unwrap();
+        cmd(&mut b, InstallProcess { delivery: d.delivery }).unwrap();
+        records.push(d.record);
         boxes.push(b);
     }
     let brass = boxes.pop().unwrap();
@@ -59,6 +68,7 @@ fn line() -> Line {
     let oak = boxes.pop().unwrap();
     Line {
         anchors: f.secure_box.anchors().clone(),
+        m: f.secure_box,
         oak,
         steel,
         steel2,
@@ -69,7 +79,8 @@ fn line() -> Line {
     }
 }
 
-fn mi1(steel: &SecureBox, record: &[u8], key_id: u64) -> Vec<u8> {
+/// GENERATE_KEY with the MI1 of `key_id` for `steel`, whose process record is `record`.
+fn mi1(steel: &SecureBox, record: &[u8], key_id: u64) -> GenerateKey {
     let context = Context {
         domain: usps_id(),
         sender: Sender::Role(Role::Kmc),
@@ -78,219 +89,116 @@ fn mi1(steel: &SecureBox, record: &[u8], key_id: u64) -> Vec<u8> {
         state_version: None,
         timestamp: now(),
     };
-    let body = GenerateKey {
+    let body = postkey_wire::GenerateKey {
         steel_certificate: steel.certificate().unwrap().as_bytes().to_vec(),
         steel_process: record.to_vec(),
     };
-    Message::new(context, body).to_bytes()
+    GenerateKey { mi1: Message::new(context, body) }
+}
+
+impl Line {
+    /// The MI1 of `key_id` for the first Steel box, with its own papers.
+    fn order(&self, key_id: u64) -> GenerateKey {
+        mi1(&self.steel, self.steel_record.as_bytes(), key_id)
+    }
+
+    /// MI2 of `key_id` from the Oak box.
+    fn generate(&mut self, key_id: u64) -> Generated {
+        let order = self.order(key_id);
+        cmd(&mut self.oak, order).unwrap()
+    }
+
+    /// The USPS domain's public keys.
+    fn public(&self) -> postkey_wire::DomainPublicKeys {
+        self.oak.process(&usps_id()).unwrap().public().clone()
+    }
+}
+
+fn meter_id(n: u32) -> MeterId {
+    MeterId::parse(&format!("PB1234-{n:06}")).unwrap()
 }
 
 fn meter(n: u32) -> SimulatedMeter {
-    let id = MeterId::parse(&format!("PB1234-{n:06}")).unwrap();
-    SimulatedMeter::new(Meter::manufacture(id, &mut rng(200 + u64::from(n))).unwrap())
+    SimulatedMeter::new(Meter::manufacture(meter_id(n), &mut rng(200 + u64::from(n))).unwrap())
 }
 
-/// Steel's side of one installation over the meter link.
-fn install(steel: &mut SecureBox, mi4: &[u8], m: &mut impl MeterLink) -> InstallOutcome {
-    let hello = m.hello(&usps_id(), now()).unwrap();
-    let mi5 = steel.steel().unwrap().begin_install(mi4, &hello, now()).unwrap();
-    let mi6 = m.install(&mi5.to_bytes(), now()).unwrap();
-    steel.steel().unwrap().finish_install(&mi6, now()).unwrap()
+/// A Steel box's production line as its host: the meters on its meter link, its commits counted
+/// (and written to a store when it has one, or failing), and the failures it logged.
+#[derive(Default)]
+struct Floor {
+    meters: BTreeMap<MeterId, Box<dyn MeterLink>>,
+    store: Option<BoxStore>,
+    commits: Rc<Cell<usize>>,
+    fail_commit: bool,
+    logged: Vec<Refusal>,
 }
 
-#[test]
-fn a_key_goes_from_oak_through_steel_into_the_meter_and_brass_confirms_it() {
-    let mut l = line();
-    let g = l.oak.oak().unwrap().generate_key(&mi1(&l.steel, &l.steel_record, 1), now()).unwrap();
-    let mut m = meter(1);
-    let InstallOutcome::Installed(mi7) = install(&mut l.steel, g.mi4.as_bytes(), &mut m) else {
-        panic!("aborted")
-    };
-    assert_eq!(mi7.header().meter_id.as_ref(), Some(m.meter().id()));
-    let CheckOutcome::Installed { mi9, mi10 } =
-        l.brass.brass().unwrap().check_install(g.mi3.as_bytes(), mi7.as_bytes(), now()).unwrap()
-    else {
-        panic!("bad")
-    };
-    assert_eq!(mi9.header().key_id, Some(KeyId::new(1).unwrap()));
-    assert_eq!(mi10.header().meter_id.as_ref(), Some(m.meter().id()));
-    // The meter holds exactly the key the archive copy holds: their test tokens agree.
-    let meter = m.meter();
-    let installed = &meter.keys()[&usps_id()];
-    assert_eq!(installed.key_id, KeyId::new(1).unwrap());
-    assert_eq!(installed.master_key().test_tokens(), mi7.body().test_tokens);
-}
-
-#[test]
-fn oak_refuses_replayed_and_far_key_ids_and_uncertified_steel_boxes() {
-    let mut l = line();
-    l.oak.oak().unwrap().generate_key(&mi1(&l.steel, &l.steel_record, 5), now()).unwrap();
-    let v = l.oak.version();
-    for replay in [5, 4, 1] {
-        let e = l
-            .oak
-            .oak()
-            .unwrap()
-            .generate_key(&mi1(&l.steel, &l.steel_record, replay), now())
-            .unwrap_err();
-        assert_eq!(e.response_code(), ResponseCode::KEY_ID_NOT_FRESH, "{replay}");
+impl Floor {
+    fn with(meters: &[&SimulatedMeter]) -> Self {
+        let mut floor = Self::default();
+        for m in meters {
+            floor.connect(m);
+        }
+        floor
     }
-    let e = l
-        .oak
-        .oak()
-        .unwrap()
-        .generate_key(
-            &mi1(&l.steel, &l.steel_record, 5 + postkey_box::DEFAULT_KEY_ID_WINDOW + 1),
-            now(),
-        )
-        .unwrap_err();
-    assert_eq!(e.response_code(), ResponseCode::KEY_ID_BEYOND_WINDOW);
-    // A Steel box with another box's process record: not certified for the domain here.
-    let e =
-        l.oak.oak().unwrap().generate_key(&mi1(&l.steel, &l.steel2_record, 6), now()).unwrap_err();
-    assert_eq!(e.response_code(), ResponseCode::NOT_CERTIFIED_FOR_DOMAIN);
-    // A Brass box's certificate where a Steel box's belongs.
-    let e =
-        l.oak.oak().unwrap().generate_key(&mi1(&l.brass, &l.steel_record, 6), now()).unwrap_err();
-    assert_eq!(e, BoxError::Wire(postkey_wire::WireError::BadSignature));
-    assert_eq!(l.oak.version(), v, "refusals change nothing");
-    // Only an Oak box generates keys.
-    assert_eq!(l.brass.oak().unwrap_err().response_code(), ResponseCode::WRONG_BOX_TYPE);
-    assert!(
-        l.oak
-            .oak()
-            .unwrap()
-            .generate_key(
-                &mi1(&l.steel, &l.steel_record, 5 + postkey_box::DEFAULT_KEY_ID_WINDOW),
-                now()
-            )
-            .is_ok()
-    );
-}
 
-#[test]
-fn steel_refuses_a_replayed_mi4_one_for_another_box_and_any_flipped_byte() {
-    let mut l = line();
-    let g = l.oak.oak().unwrap().generate_key(&mi1(&l.steel, &l.steel_record, 1), now()).unwrap();
-    let mut m = meter(2);
-    let hello = m.hello(&usps_id(), now()).unwrap();
-    // Addressed to another Steel box.
-    let e = l.steel2.steel().unwrap().begin_install(g.mi4.as_bytes(), &hello, now()).unwrap_err();
-    assert_eq!(e.response_code(), ResponseCode::RECORD_NOT_FOR_THIS_BOX);
-    // One flipped byte anywhere.
-    let bytes = g.mi4.as_bytes();
-    for i in (0..bytes.len()).step_by(5) {
-        let mut bad = bytes.to_vec();
-        bad[i] ^= 0x04;
-        assert!(l.steel.steel().unwrap().begin_install(&bad, &hello, now()).is_err(), "byte {i}");
+    fn connect(&mut self, m: &SimulatedMeter) {
+        let id = m.meter().id().clone();
+        self.plug(id, m.clone());
     }
-    assert!(matches!(install(&mut l.steel, bytes, &mut m), InstallOutcome::Installed(_)));
-    // Replayed.
-    let mut m2 = meter(3);
-    let hello2 = m2.hello(&usps_id(), now()).unwrap();
-    let e = l.steel.steel().unwrap().begin_install(bytes, &hello2, now()).unwrap_err();
-    assert_eq!(e.response_code(), ResponseCode::KEY_ID_NOT_FRESH);
-}
 
-/// A meter that answers wrong test tokens.
-struct LyingMeter(SimulatedMeter);
-
-impl MeterLink for LyingMeter {
-    fn hello(
-        &mut self,
-        d: &DomainId,
-        now: postkey_wire::Timestamp,
-    ) -> Result<Vec<u8>, postkey_meter::MeterError> {
-        self.0.hello(d, now)
-    }
-    fn install(
-        &mut self,
-        mi5: &[u8],
-        now: postkey_wire::Timestamp,
-    ) -> Result<Vec<u8>, postkey_meter::MeterError> {
-        let mut mi6 = self.0.install(mi5, now)?;
-        let n = mi6.len();
-        mi6[n - 1] ^= 1; // the last byte of the test tokens
-        Ok(mi6)
+    fn plug(&mut self, id: MeterId, link: impl MeterLink + 'static) {
+        self.meters.insert(id, Box::new(link));
     }
 }
 
-#[test]
-fn a_meter_answering_wrong_test_tokens_gets_aborted_never_installed() {
-    let mut l = line();
-    let g = l.oak.oak().unwrap().generate_key(&mi1(&l.steel, &l.steel_record, 1), now()).unwrap();
-    let mut liar = LyingMeter(meter(4));
-    let InstallOutcome::Aborted(aborted) = install(&mut l.steel, g.mi4.as_bytes(), &mut liar)
-    else {
-        panic!("a wrong answer was accepted")
-    };
-    assert_eq!(aborted.header().key_id, Some(KeyId::new(1).unwrap()));
-    assert!(l.steel.process(&usps_id()).unwrap().in_flight().next().is_none());
+impl Host for Floor {
+    type Error = String;
+
+    fn commit(&mut self, b: &mut SecureBox) -> Result<(), String> {
+        self.commits.set(self.commits.get() + 1);
+        if self.fail_commit {
+            return Err("the disk is full".into());
+        }
+        match &self.store {
+            Some(store) => store.commit(b).map(|_| ()).map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
+
+    fn meter_link(&mut self, meter: &MeterId) -> Option<&mut dyn MeterLink> {
+        self.meters.get_mut(meter).map(|link| &mut **link as &mut dyn MeterLink)
+    }
+
+    fn log(&mut self, refusal: &Refusal) {
+        self.logged.push(refusal.clone());
+    }
 }
 
-#[test]
-fn brass_finds_an_archive_copy_that_differs_from_the_installed_key() {
-    let mut l = line();
-    let g = l.oak.oak().unwrap().generate_key(&mi1(&l.steel, &l.steel_record, 1), now()).unwrap();
-    let mut m = meter(5);
-    let InstallOutcome::Installed(mi7) = install(&mut l.steel, g.mi4.as_bytes(), &mut m) else {
-        panic!()
-    };
-    // A faulty Oak: the MI3 it archived holds another key than the one it sent to Steel.
-    let other = postkey_secrets::MasterKey::from_bytes([9; 32]);
-    let brass_conf = l.brass.process(&usps_id()).unwrap().public().brass_conf;
-    let info =
-        postkey_crypto::HpkeInfo::new(postkey_crypto::HpkeRecordType::Mi3, "USPS", 1, "BRASS:USPS")
-            .unwrap();
-    let sealed = other.seal_to(&brass_conf, &info, &mut rng(300)).unwrap();
-    let ProcessKeys::Oak { oak_auth } = l.oak.process(&usps_id()).unwrap().keys() else { panic!() };
-    let body = NewKeyRecord { oak: g.mi3.body().oak, steel: g.mi3.body().steel, sealed };
-    let context = Context {
-        domain: usps_id(),
-        sender: g.mi3.header().sender.clone(),
-        meter_id: None,
-        key_id: g.mi3.header().key_id,
-        state_version: g.mi3.header().state_version,
-        timestamp: now(),
-    };
-    let faulty = postkey_wire::sign(Message::new(context, body), oak_auth);
-    let CheckOutcome::Bad(bad) =
-        l.brass.brass().unwrap().check_install(faulty.as_bytes(), mi7.as_bytes(), now()).unwrap()
-    else {
-        panic!("a differing archive copy was accepted")
-    };
-    assert_eq!(bad.body().code, ResponseCode::TEST_TOKENS_MISMATCH.0);
+/// Steel's INSTALL_KEY of one MI4 into `meter` over `floor`'s meter link.
+fn install(
+    steel: &mut SecureBox,
+    mi4: &Unverified<KeyForSteel>,
+    meter: MeterId,
+    floor: &mut Floor,
+) -> Result<InstallEnded, ResponseCode> {
+    cmd_with(steel, InstallKey { mi4: mi4.clone(), meter }, floor)
 }
 
-#[test]
-fn an_mi3_moved_to_another_key_id_does_not_open_at_brass() {
-    let mut l = line();
-    let g1 = l.oak.oak().unwrap().generate_key(&mi1(&l.steel, &l.steel_record, 1), now()).unwrap();
-    let g2 = l.oak.oak().unwrap().generate_key(&mi1(&l.steel, &l.steel_record, 2), now()).unwrap();
-    let mut m = meter(6);
-    let InstallOutcome::Installed(mi7) = install(&mut l.steel, g2.mi4.as_bytes(), &mut m) else {
-        panic!()
-    };
-    // Key 1's sealed K, re-signed by the (compromised) Oak key under key ID 2: the HPKE info
-    // binds the key ID, so it does not open.
-    let ProcessKeys::Oak { oak_auth } = l.oak.process(&usps_id()).unwrap().keys() else { panic!() };
-    let body = NewKeyRecord {
-        oak: g1.mi3.body().oak,
-        steel: g1.mi3.body().steel,
-        sealed: g1.mi3.body().sealed.clone(),
-    };
-    let context = Context { key_id: g2.mi3.header().key_id, ..context_of(&g2.mi3) };
-    let moved = postkey_wire::sign(Message::new(context, body), oak_auth);
-    let CheckOutcome::Bad(bad) =
-        l.brass.brass().unwrap().check_install(moved.as_bytes(), mi7.as_bytes(), now()).unwrap()
-    else {
-        panic!()
-    };
-    assert_eq!(bad.body().code, ResponseCode::DECRYPTION_FAILED.0);
+/// A batch of INSTALL_KEY items: each item's answer or response code.
+fn install_batch(
+    steel: &mut SecureBox,
+    items: Vec<InstallKey>,
+    floor: &mut Floor,
+) -> Vec<Result<InstallEnded, ResponseCode>> {
+    match postkey_box::call(steel, items, now(), floor) {
+        Ok(answers) => answers.into_iter().map(|a| a.map_err(|r| r.code)).collect(),
+        Err(Stopped::Refused(e)) => panic!("the whole command was refused: {e}"),
+        Err(Stopped::Host(e)) => panic!("the host failed: {e}"),
+    }
 }
 
-fn context_of<B: postkey_wire::Body>(v: &postkey_wire::Verified<B>) -> Context {
-    let h = v.header();
+fn context(h: &Header) -> Context {
     Context {
         domain: h.domain.clone(),
         sender: h.sender.clone(),
@@ -302,80 +210,418 @@ fn context_of<B: postkey_wire::Body>(v: &postkey_wire::Verified<B>) -> Context {
 }
 
 #[test]
-fn brass_refuses_flipped_mi3_and_mi7() {
+fn a_key_goes_from_oak_through_steel_into_the_meter_and_brass_confirms_it() {
     let mut l = line();
-    let g = l.oak.oak().unwrap().generate_key(&mi1(&l.steel, &l.steel_record, 1), now()).unwrap();
-    let mut m = meter(7);
-    let InstallOutcome::Installed(mi7) = install(&mut l.steel, g.mi4.as_bytes(), &mut m) else {
-        panic!()
-    };
-    for (which, bytes) in [("MI3", g.mi3.as_bytes()), ("MI7", mi7.as_bytes())] {
-        for i in (0..bytes.len()).step_by(9) {
-            let mut bad = bytes.to_vec();
-            bad[i] ^= 0x10;
-            let r = if which == "MI3" {
-                l.brass.brass().unwrap().check_install(&bad, mi7.as_bytes(), now())
-            } else {
-                l.brass.brass().unwrap().check_install(g.mi3.as_bytes(), &bad, now())
-            };
-            assert!(r.is_err(), "{which} byte {i} accepted");
+    let g = l.generate(1);
+    let m = meter(1);
+    let mut floor = Floor::with(&[&m]);
+    let ended = install(&mut l.steel, &g.mi4, meter_id(1), &mut floor).unwrap();
+    let InstallEnded::Installed(mi7) = ended else { panic!("aborted: {ended:?}") };
+    assert_eq!(floor.commits.get(), 1, "one commit before MI5 left");
+    assert!(floor.logged.is_empty());
+    assert_eq!(mi7.header().meter_id.as_ref(), Some(&meter_id(1)));
+    let checked = cmd(&mut l.brass, CheckInstall { mi3: g.mi3.clone(), mi7: mi7.clone() }).unwrap();
+    let Checked::Installed(Confirmed { mi9, mi10 }) = checked else { panic!("bad: {checked:?}") };
+    let public = l.public();
+    let mi9 = mi9.verify(&public.brass_auth).unwrap();
+    let mi10 = mi10.verify(&public.brass_auth).unwrap();
+    assert_eq!(mi9.header().key_id, Some(KeyId::new(1).unwrap()));
+    assert_eq!(mi10.header().meter_id.as_ref(), Some(&meter_id(1)));
+    // The meter holds exactly the key the archive copy holds: their test tokens agree.
+    let mi7 = mi7.verify(&public.steel_auth).unwrap();
+    let meter = m.meter();
+    let installed = &meter.keys()[&usps_id()];
+    assert_eq!(installed.key_id, KeyId::new(1).unwrap());
+    assert_eq!(installed.master_key().test_tokens(), mi7.body().test_tokens);
+    assert!(l.steel.process(&usps_id()).unwrap().in_flight().next().is_none());
+}
+
+#[test]
+fn oak_refuses_replayed_and_far_key_ids_and_uncertified_steel_boxes() {
+    let mut l = line();
+    l.generate(5);
+    let v = l.oak.version();
+    for replay in [5, 4, 1] {
+        let order = l.order(replay);
+        assert_eq!(cmd(&mut l.oak, order).unwrap_err(), ResponseCode::KEY_ID_NOT_FRESH, "{replay}");
+    }
+    let far = l.order(5 + postkey_box::DEFAULT_KEY_ID_WINDOW + 1);
+    assert_eq!(cmd(&mut l.oak, far).unwrap_err(), ResponseCode::KEY_ID_BEYOND_WINDOW);
+    // A Steel box with another box's process record: not certified for the domain here.
+    let other_record = mi1(&l.steel, l.steel2_record.as_bytes(), 6);
+    assert_eq!(cmd(&mut l.oak, other_record).unwrap_err(), ResponseCode::NOT_CERTIFIED_FOR_DOMAIN);
+    // A Brass box's certificate where a Steel box's belongs.
+    let brass_cert = mi1(&l.brass, l.steel_record.as_bytes(), 6);
+    assert_eq!(cmd(&mut l.oak, brass_cert).unwrap_err(), ResponseCode::BAD_SIGNATURE);
+    assert_eq!(l.oak.version(), v, "refusals change nothing");
+    assert_eq!(l.oak.process(&usps_id()).unwrap().last_key_id(), 5);
+    // Only an Oak box generates keys: GENERATE_KEY is outside a Brass box's table, and a Brass
+    // box whose table is widened to list it still refuses it for its type.
+    let brass_v = l.brass.version();
+    let order = l.order(6);
+    assert_eq!(cmd(&mut l.brass, order).unwrap_err(), ResponseCode::COMMAND_NOT_IN_TABLE);
+    let mut widened = l.brass.tables().clone();
+    widened.commands.push(CommandCode::GENERATE_KEY);
+    widened.record_types.extend(CommandCode::GENERATE_KEY.record_types());
+    let update = cmd(&mut l.m, SignTables { recipient: l.brass.id(), tables: widened }).unwrap();
+    cmd(&mut l.brass, UpdateTables { update }).unwrap();
+    let brass_v2 = l.brass.version();
+    assert!(brass_v2 > brass_v);
+    let order = l.order(6);
+    assert_eq!(cmd(&mut l.brass, order).unwrap_err(), ResponseCode::WRONG_BOX_TYPE);
+    assert_eq!(l.brass.version(), brass_v2);
+    // At the edge of the window, Oak generates.
+    let edge = l.order(5 + postkey_box::DEFAULT_KEY_ID_WINDOW);
+    assert!(cmd(&mut l.oak, edge).is_ok());
+}
+
+#[test]
+fn steel_refuses_a_replayed_mi4_one_for_another_box_and_any_flipped_byte() {
+    let mut l = line();
+    let g = l.generate(1);
+    let m = meter(2);
+    let mut floor = Floor::with(&[&m]);
+    // Addressed to another Steel box.
+    let v2 = l.steel2.version();
+    let e = install(&mut l.steel2, &g.mi4, meter_id(2), &mut floor).unwrap_err();
+    assert_eq!(e, ResponseCode::RECORD_NOT_FOR_THIS_BOX);
+    assert_eq!(l.steel2.version(), v2);
+    // One flipped byte anywhere: refused by the decoder or by the box, before any MI5 leaves.
+    let v = l.steel.version();
+    let bytes = g.mi4.as_bytes();
+    let mut by_box = 0;
+    for i in 0..bytes.len() {
+        let mut bad = bytes.to_vec();
+        bad[i] ^= 0x04;
+        let parsed = parse::<KeyForSteel>(&bad);
+        by_box += usize::from(parsed.is_ok());
+        let r = parsed.and_then(|mi4| install(&mut l.steel, &mi4, meter_id(2), &mut floor));
+        assert!(r.is_err(), "byte {i} accepted: {r:?}");
+    }
+    // At least every byte of the signature decodes and reaches the box, which refuses it.
+    assert!(by_box >= 64, "{by_box}");
+    assert_eq!(l.steel.version(), v);
+    assert_eq!(floor.commits.get(), 0);
+    assert!(m.meter().keys().is_empty());
+    let ended = install(&mut l.steel, &g.mi4, meter_id(2), &mut floor).unwrap();
+    assert!(matches!(ended, InstallEnded::Installed(_)), "{ended:?}");
+    // Replayed, to another meter.
+    let m3 = meter(3);
+    floor.connect(&m3);
+    let v = l.steel.version();
+    let e = install(&mut l.steel, &g.mi4, meter_id(3), &mut floor).unwrap_err();
+    assert_eq!(e, ResponseCode::KEY_ID_NOT_FRESH);
+    assert_eq!(l.steel.version(), v);
+    assert!(m3.meter().keys().is_empty());
+}
+
+#[test]
+fn a_meter_not_on_the_meter_link_is_refused_and_its_key_stays_usable() {
+    let mut l = line();
+    let g1 = l.generate(1);
+    let g2 = l.generate(2);
+    let g3 = l.generate(3);
+    let mut floor = Floor::default();
+    let v = l.steel.version();
+    let e = install(&mut l.steel, &g1.mi4, meter_id(9), &mut floor).unwrap_err();
+    assert_eq!(e, ResponseCode::METER_NOT_CONNECTED);
+    assert_eq!(l.steel.version(), v);
+    assert_eq!(floor.commits.get(), 0);
+    // Once the meter is on the line, the same MI4 goes through.
+    let m9 = meter(9);
+    floor.connect(&m9);
+    let ended = install(&mut l.steel, &g1.mi4, meter_id(9), &mut floor).unwrap();
+    assert!(matches!(ended, InstallEnded::Installed(_)), "{ended:?}");
+    // In a batch, only the item naming the missing meter is refused.
+    let m10 = meter(10);
+    floor.connect(&m10);
+    let answers = install_batch(
+        &mut l.steel,
+        vec![
+            InstallKey { mi4: g2.mi4.clone(), meter: meter_id(11) },
+            InstallKey { mi4: g3.mi4.clone(), meter: meter_id(10) },
+        ],
+        &mut floor,
+    );
+    assert_eq!(answers.len(), 2);
+    assert_eq!(answers[0], Err(ResponseCode::METER_NOT_CONNECTED));
+    assert!(matches!(answers[1], Ok(InstallEnded::Installed(_))), "{:?}", answers[1]);
+    assert_eq!(m10.meter().keys()[&usps_id()].key_id, KeyId::new(3).unwrap());
+}
+
+#[test]
+fn mi5_leaves_only_after_one_commit_of_the_whole_batch_and_never_if_it_fails() {
+    /// A meter that notes how many commits the host had made when its MI5 arrived.
+    struct Watched {
+        meter: SimulatedMeter,
+        commits: Rc<Cell<usize>>,
+        seen: Rc<RefCell<Vec<usize>>>,
+    }
+    impl MeterLink for Watched {
+        fn hello(&mut self, d: &DomainId, now: Timestamp) -> Result<Message<MeterHello>, Refusal> {
+            self.meter.hello(d, now)
+        }
+        fn install(
+            &mut self,
+            mi5: &Message<KeyForMeter>,
+            now: Timestamp,
+        ) -> Result<Message<MeterTestTokens>, Refusal> {
+            self.seen.borrow_mut().push(self.commits.get());
+            self.meter.install(mi5, now)
         }
     }
-    assert!(matches!(
-        l.brass.brass().unwrap().check_install(g.mi3.as_bytes(), mi7.as_bytes(), now()).unwrap(),
-        CheckOutcome::Installed { .. }
-    ));
+    let mut l = line();
+    let g: Vec<Generated> = (1..=4).map(|k| l.generate(k)).collect();
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let meters: Vec<SimulatedMeter> = (30..34).map(meter).collect();
+    let mut floor = Floor::default();
+    for (n, m) in (30..34).zip(&meters) {
+        let watched =
+            Watched { meter: m.clone(), commits: floor.commits.clone(), seen: seen.clone() };
+        floor.plug(meter_id(n), watched);
+    }
+    // A host that cannot commit: the command stops, and no MI5 reaches any meter.
+    floor.fail_commit = true;
+    let items = vec![
+        InstallKey { mi4: g[0].mi4.clone(), meter: meter_id(30) },
+        InstallKey { mi4: g[1].mi4.clone(), meter: meter_id(31) },
+    ];
+    let stopped = postkey_box::call(&mut l.steel, items, now(), &mut floor);
+    assert!(matches!(stopped, Err(Stopped::Host(_))), "{stopped:?}");
+    assert_eq!(floor.commits.get(), 1);
+    assert!(seen.borrow().is_empty());
+    assert!(meters.iter().all(|m| m.meter().keys().is_empty()));
+    // The host restarts from its last durable state (the box as it was before that command).
+    let mut l = line();
+    let g: Vec<Generated> = (1..=4).map(|k| l.generate(k)).collect();
+    floor.fail_commit = false;
+    floor.commits.set(0);
+    let items = vec![
+        InstallKey { mi4: g[2].mi4.clone(), meter: meter_id(32) },
+        InstallKey { mi4: g[3].mi4.clone(), meter: meter_id(33) },
+    ];
+    let answers = install_batch(&mut l.steel, items, &mut floor);
+    assert!(answers.iter().all(|a| matches!(a, Ok(InstallEnded::Installed(_)))), "{answers:?}");
+    assert_eq!(floor.commits.get(), 1, "one commit for the whole batch");
+    assert_eq!(*seen.borrow(), vec![1, 1], "every MI5 left after that commit");
+}
+
+/// A meter that answers wrong test tokens.
+struct LyingMeter(SimulatedMeter);
+
+impl MeterLink for LyingMeter {
+    fn hello(&mut self, d: &DomainId, now: Timestamp) -> Result<Message<MeterHello>, Refusal> {
+        self.0.hello(d, now)
+    }
+
+    fn install(
+        &mut self,
+        mi5: &Message<KeyForMeter>,
+        now: Timestamp,
+    ) -> Result<Message<MeterTestTokens>, Refusal> {
+        let mi6 = self.0.install(mi5, now)?;
+        let mut tokens = mi6.body().test_tokens.to_bytes();
+        let n = tokens.len();
+        tokens[n - 1] ^= 1; // the last byte of the test tokens
+        let body = MeterTestTokens { test_tokens: TestTokens::from_bytes(tokens) };
+        Ok(Message::new(context(mi6.header()), body))
+    }
+}
+
+#[test]
+fn a_meter_answering_wrong_test_tokens_gets_aborted_never_installed() {
+    let mut l = line();
+    let g = l.generate(1);
+    let mut floor = Floor::default();
+    floor.plug(meter_id(4), LyingMeter(meter(4)));
+    let ended = install(&mut l.steel, &g.mi4, meter_id(4), &mut floor).unwrap();
+    let InstallEnded::Aborted(aborted) = ended else { panic!("a wrong answer was accepted") };
+    let aborted = aborted.verify(&l.public().steel_auth).unwrap();
+    assert_eq!(aborted.header().key_id, Some(KeyId::new(1).unwrap()));
+    assert_eq!(aborted.header().meter_id.as_ref(), Some(&meter_id(4)));
+    assert!(aborted.body().reason.contains("test tokens"), "{}", aborted.body().reason);
+    assert!(l.steel.process(&usps_id()).unwrap().in_flight().next().is_none());
+}
+
+#[test]
+fn a_meter_that_refuses_mi5_gets_a_signed_aborted_not_a_refusal() {
+    let mut l = line();
+    let g1 = l.generate(1);
+    let g2 = l.generate(2);
+    let m = meter(12);
+    let mut floor = Floor::with(&[&m]);
+    let first = install(&mut l.steel, &g1.mi4, meter_id(12), &mut floor).unwrap();
+    assert!(matches!(first, InstallEnded::Installed(_)), "{first:?}");
+    // A second USPS key for the same meter: the meter refuses MI5.
+    let ended = install(&mut l.steel, &g2.mi4, meter_id(12), &mut floor).unwrap();
+    let InstallEnded::Aborted(aborted) = ended else { panic!("installed twice: {ended:?}") };
+    let aborted = aborted.verify(&l.public().steel_auth).unwrap();
+    assert_eq!(aborted.header().key_id, Some(KeyId::new(2).unwrap()));
+    assert_eq!(aborted.header().meter_id.as_ref(), Some(&meter_id(12)));
+    assert_eq!(aborted.body().steel, l.steel.id());
+    assert!(aborted.body().reason.contains("already holds"), "{}", aborted.body().reason);
+    // The host logged the meter's refusal, with its code.
+    assert_eq!(floor.logged.len(), 1);
+    assert_eq!(floor.logged[0].code, ResponseCode::RECORD_MISMATCH);
+    assert!(floor.logged[0].message.contains(&meter_id(12).to_string()));
+    assert!(l.steel.process(&usps_id()).unwrap().in_flight().next().is_none());
+    assert_eq!(m.meter().keys()[&usps_id()].key_id, KeyId::new(1).unwrap());
+}
+
+#[test]
+fn brass_finds_an_archive_copy_that_differs_from_the_installed_key() {
+    let mut l = line();
+    let g = l.generate(1);
+    let m = meter(5);
+    let mut floor = Floor::with(&[&m]);
+    let ended = install(&mut l.steel, &g.mi4, meter_id(5), &mut floor).unwrap();
+    let InstallEnded::Installed(mi7) = ended else { panic!("{ended:?}") };
+    // A faulty Oak: the MI3 it archived holds another key than the one it sent to Steel.
+    let other = postkey_secrets::MasterKey::from_bytes([9; 32]);
+    let brass_conf = l.brass.process(&usps_id()).unwrap().public().brass_conf;
+    let info =
+        postkey_crypto::HpkeInfo::new(postkey_crypto::HpkeRecordType::Mi3, "USPS", 1, "BRASS:USPS")
+            .unwrap();
+    let sealed = other.seal_to(&brass_conf, &info, &mut rng(300)).unwrap();
+    let ProcessKeys::Oak { oak_auth } = l.oak.process(&usps_id()).unwrap().keys() else { panic!() };
+    let claimed = g.mi3.claimed_body();
+    let body = NewKeyRecord { oak: claimed.oak, steel: claimed.steel, sealed };
+    let faulty = postkey_wire::sign(Message::new(context(g.mi3.header()), body), oak_auth);
+    let checked = cmd(&mut l.brass, CheckInstall { mi3: faulty.into(), mi7 }).unwrap();
+    let Checked::Bad(bad) = checked else { panic!("a differing archive copy was accepted") };
+    let bad = bad.verify(&l.public().brass_auth).unwrap();
+    assert_eq!(bad.body().code, ResponseCode::TEST_TOKENS_MISMATCH.0);
+    assert_eq!(bad.header().key_id, Some(KeyId::new(1).unwrap()));
+}
+
+#[test]
+fn an_mi3_moved_to_another_key_id_does_not_open_at_brass() {
+    let mut l = line();
+    let g1 = l.generate(1);
+    let g2 = l.generate(2);
+    let m = meter(6);
+    let mut floor = Floor::with(&[&m]);
+    let ended = install(&mut l.steel, &g2.mi4, meter_id(6), &mut floor).unwrap();
+    let InstallEnded::Installed(mi7) = ended else { panic!("{ended:?}") };
+    // Key 1's sealed K, re-signed by the (compromised) Oak key under key ID 2: the HPKE info
+    // binds the key ID, so it does not open.
+    let ProcessKeys::Oak { oak_auth } = l.oak.process(&usps_id()).unwrap().keys() else { panic!() };
+    let claimed = g1.mi3.claimed_body();
+    let body =
+        NewKeyRecord { oak: claimed.oak, steel: claimed.steel, sealed: claimed.sealed.clone() };
+    let moved_context = Context { key_id: g2.mi3.header().key_id, ..context(g1.mi3.header()) };
+    let moved = postkey_wire::sign(Message::new(moved_context, body), oak_auth);
+    let checked = cmd(&mut l.brass, CheckInstall { mi3: moved.into(), mi7 }).unwrap();
+    let Checked::Bad(bad) = checked else { panic!("a moved key was accepted") };
+    let bad = bad.verify(&l.public().brass_auth).unwrap();
+    assert_eq!(bad.body().code, ResponseCode::DECRYPTION_FAILED.0);
+}
+
+#[test]
+fn brass_refuses_flipped_mi3_and_mi7() {
+    let mut l = line();
+    let g = l.generate(1);
+    let m = meter(7);
+    let mut floor = Floor::with(&[&m]);
+    let ended = install(&mut l.steel, &g.mi4, meter_id(7), &mut floor).unwrap();
+    let InstallEnded::Installed(mi7) = ended else { panic!("{ended:?}") };
+    let v = l.brass.version();
+    let mi3_bytes = g.mi3.as_bytes();
+    let mut by_box = 0;
+    for i in 0..mi3_bytes.len() {
+        let mut bad = mi3_bytes.to_vec();
+        bad[i] ^= 0x10;
+        let parsed = parse::<NewKeyRecord>(&bad);
+        by_box += usize::from(parsed.is_ok());
+        let r = parsed.and_then(|mi3| cmd(&mut l.brass, CheckInstall { mi3, mi7: mi7.clone() }));
+        assert!(r.is_err(), "MI3 byte {i} accepted: {r:?}");
+    }
+    assert!(by_box >= 64, "MI3: {by_box}");
+    let mut by_box = 0;
+    let mi7_bytes = mi7.as_bytes();
+    for i in 0..mi7_bytes.len() {
+        let mut bad = mi7_bytes.to_vec();
+        bad[i] ^= 0x10;
+        let parsed = parse::<Installed>(&bad);
+        by_box += usize::from(parsed.is_ok());
+        let r = parsed.and_then(|mi7| cmd(&mut l.brass, CheckInstall { mi3: g.mi3.clone(), mi7 }));
+        assert!(r.is_err(), "MI7 byte {i} accepted: {r:?}");
+    }
+    assert!(by_box >= 64, "MI7: {by_box}");
+    assert_eq!(l.brass.version(), v);
+    let checked = cmd(&mut l.brass, CheckInstall { mi3: g.mi3.clone(), mi7 }).unwrap();
+    assert!(matches!(checked, Checked::Installed(_)), "{checked:?}");
+}
+
+/// The Steel box `id` enabled again from `store` with its custodians' shares, as after a stop.
+fn enable_steel(l: &Line, store: &BoxStore, id: postkey_wire::BoxId, seed: u64) -> SecureBox {
+    let os = postkey_secrets::rng::testing::SeededSource(
+        <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(seed),
+    );
+    store.enable(id, &l.anchors, &l.steel_shares, os, b"restart").unwrap().secure_box
+}
+
+/// The first Steel box stops: its state in memory is lost, only what its host committed remains.
+/// A stand-in takes its place in the line (the line's other boxes and papers are unchanged).
+fn stop_steel(l: &mut Line, seed: u64) {
+    let stand_in = manufacture(&mut l.m, BoxType::Steel, seed).secure_box;
+    drop(std::mem::replace(&mut l.steel, stand_in));
+}
+
+fn in_flight(b: &SecureBox) -> Vec<u64> {
+    b.process(&usps_id()).unwrap().in_flight().map(|f| f.key_id.get()).collect()
 }
 
 #[test]
 fn a_steel_box_stopped_mid_installation_aborts_the_key_after_restart_and_never_installs_it() {
     let mut l = line();
     let dir = tempfile::tempdir().unwrap();
-    let store = postkey_box::runtime::BoxStore::new(dir.path());
-    let g = l.oak.oak().unwrap().generate_key(&mi1(&l.steel, &l.steel_record, 1), now()).unwrap();
-    let mut m = meter(8);
-    let hello = m.hello(&usps_id(), now()).unwrap();
-    let _mi5 = l.steel.steel().unwrap().begin_install(g.mi4.as_bytes(), &hello, now()).unwrap();
-    // The runtime seals the in-flight installation before MI5 leaves; then the process dies.
-    store.commit(&mut l.steel).unwrap();
+    let store = BoxStore::new(dir.path());
+    let g = l.generate(1);
+    let m = meter(8);
+    let mut floor = Floor::with(&[&m]);
+    floor.store = Some(store.clone());
+    // The host seals the in-flight installation before MI5 leaves (its one commit inside the
+    // command); then the process dies before the answer is committed: MI7 never leaves.
+    let ended = install(&mut l.steel, &g.mi4, meter_id(8), &mut floor).unwrap();
+    assert!(matches!(ended, InstallEnded::Installed(_)), "{ended:?}");
+    assert_eq!(floor.commits.get(), 1);
     let id = l.steel.id();
-    drop(l.steel);
-    let os = postkey_secrets::rng::testing::SeededSource(
-        <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(9),
-    );
-    let mut steel =
-        store.enable(id, &l.anchors, &l.steel_shares, os, b"restart").unwrap().secure_box;
-    assert_eq!(
-        steel.process(&usps_id()).unwrap().in_flight().map(|f| f.key_id.get()).collect::<Vec<_>>(),
-        vec![1]
-    );
-    let aborted = steel.steel().unwrap().abort_interrupted(now()).unwrap();
+    stop_steel(&mut l, 109);
+    let mut steel = enable_steel(&l, &store, id, 9);
+    assert_eq!(in_flight(&steel), vec![1]);
+    let aborted = cmd(&mut steel, Recover {}).unwrap();
     assert_eq!(aborted.len(), 1);
-    assert_eq!(aborted[0].header().key_id, Some(KeyId::new(1).unwrap()));
-    assert_eq!(aborted[0].header().meter_id.as_ref(), Some(m.meter().id()));
+    let aborted = aborted[0].clone().verify(&l.public().steel_auth).unwrap();
+    assert_eq!(aborted.header().key_id, Some(KeyId::new(1).unwrap()));
+    assert_eq!(aborted.header().meter_id.as_ref(), Some(&meter_id(8)));
+    assert_eq!(aborted.body().steel, id);
     // Nothing is in flight any more, and the key can never be installed again.
-    assert!(steel.steel().unwrap().abort_interrupted(now()).unwrap().is_empty());
-    let e = steel.steel().unwrap().begin_install(g.mi4.as_bytes(), &hello, now()).unwrap_err();
-    assert_eq!(e.response_code(), ResponseCode::KEY_ID_NOT_FRESH);
-    // MI6 for the aborted installation finds nothing in flight.
+    assert!(in_flight(&steel).is_empty());
+    assert!(cmd(&mut steel, Recover {}).unwrap().is_empty());
+    let fresh = meter(13);
+    let mut floor = Floor::with(&[&fresh]);
+    let v = steel.version();
+    let e = install(&mut steel, &g.mi4, meter_id(13), &mut floor).unwrap_err();
+    assert_eq!(e, ResponseCode::KEY_ID_NOT_FRESH);
+    assert_eq!(steel.version(), v);
+    assert!(fresh.meter().keys().is_empty());
     assert!(store.list().unwrap().contains(&id));
 }
 
 #[test]
 fn a_batch_of_mi1_is_answered_key_by_key_and_a_refused_one_changes_nothing_of_the_others() {
     let mut l = line();
-    let good = |k| mi1(&l.steel, &l.steel_record, k);
     // The same papers with one byte of the process record's signature flipped: checked again,
     // never taken from the batch's memo of the papers that verified.
-    let mut forged_papers = l.steel_record.clone();
+    let mut forged_papers = l.steel_record.as_bytes().to_vec();
     let last = forged_papers.len() - 1;
     forged_papers[last] ^= 1;
     let forged = mi1(&l.steel, &forged_papers, 4);
-    let batch = [good(1), good(2), good(2), forged, good(3), good(1_000_004)];
-    let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
-    let answers = l.oak.oak().unwrap().generate_keys(&refs, now());
+    let items = vec![l.order(1), l.order(2), l.order(2), forged, l.order(3), l.order(1_000_004)];
+    let answers = batch(&mut l.oak, items).unwrap();
     let codes: Vec<Option<ResponseCode>> =
-        answers.iter().map(|a| a.as_ref().err().map(BoxError::response_code)).collect();
+        answers.iter().map(|a| a.as_ref().err().copied()).collect();
     assert_eq!(
         codes,
         vec![
@@ -391,68 +637,177 @@ fn a_batch_of_mi1_is_answered_key_by_key_and_a_refused_one_changes_nothing_of_th
     let ids: Vec<u64> =
         answers.iter().flatten().map(|g| g.mi3.header().key_id.unwrap().get()).collect();
     assert_eq!(ids, vec![1, 2, 3]);
+    let mi4_ids: Vec<u64> =
+        answers.iter().flatten().map(|g| g.mi4.header().key_id.unwrap().get()).collect();
+    assert_eq!(mi4_ids, vec![1, 2, 3]);
+}
+
+/// A meter link that fails when MI5 is sent: the meter never answers.
+struct Unplugged(SimulatedMeter);
+
+impl MeterLink for Unplugged {
+    fn hello(&mut self, d: &DomainId, now: Timestamp) -> Result<Message<MeterHello>, Refusal> {
+        self.0.hello(d, now)
+    }
+
+    fn install(
+        &mut self,
+        _: &Message<KeyForMeter>,
+        _: Timestamp,
+    ) -> Result<Message<MeterTestTokens>, Refusal> {
+        Err(Refusal::new(ResponseCode::METER_NOT_CONNECTED, "no answer"))
+    }
+}
+
+/// A meter that answers every MI5 with an MI6 it gave before.
+struct Replaying {
+    meter: SimulatedMeter,
+    answer: Message<MeterTestTokens>,
+}
+
+impl MeterLink for Replaying {
+    fn hello(&mut self, d: &DomainId, now: Timestamp) -> Result<Message<MeterHello>, Refusal> {
+        self.meter.hello(d, now)
+    }
+
+    fn install(
+        &mut self,
+        _: &Message<KeyForMeter>,
+        _: Timestamp,
+    ) -> Result<Message<MeterTestTokens>, Refusal> {
+        Ok(self.answer.clone())
+    }
 }
 
 #[test]
 fn a_steel_box_keeps_a_batch_in_flight_and_aborts_all_of_it_after_a_stop() {
     let mut l = line();
     let dir = tempfile::tempdir().unwrap();
-    let store = postkey_box::runtime::BoxStore::new(dir.path());
-    let mut meters: Vec<SimulatedMeter> = (20..23).map(meter).collect();
-    let mut mi4s = Vec::new();
-    for k in 1..=3 {
-        let g =
-            l.oak.oak().unwrap().generate_key(&mi1(&l.steel, &l.steel_record, k), now()).unwrap();
-        mi4s.push(g.mi4.as_bytes().to_vec());
-    }
-    let hellos: Vec<Vec<u8>> =
-        meters.iter_mut().map(|m| m.hello(&usps_id(), now()).unwrap()).collect();
-    let items: Vec<(&[u8], &[u8])> =
-        mi4s.iter().zip(&hellos).map(|(a, b)| (a.as_slice(), b.as_slice())).collect();
-    let mi5s = l.steel.steel().unwrap().begin_installs(&items, now());
-    assert!(mi5s.iter().all(Result::is_ok));
-    // The first meter answers; the second's link fails (ABORTED at once); then the box stops.
-    let mi6 = meters[0].install(&mi5s[0].as_ref().unwrap().to_bytes(), now()).unwrap();
-    let outcomes = l.steel.steel().unwrap().finish_installs(&[&mi6], now());
-    assert!(matches!(outcomes[0], Ok(InstallOutcome::Installed(_))));
-    let aborted = l
-        .steel
-        .steel()
-        .unwrap()
-        .abort_install(&usps_id(), KeyId::new(2).unwrap(), "no answer", now())
-        .unwrap();
+    let store = BoxStore::new(dir.path());
+    let meters: Vec<SimulatedMeter> = (20..26).map(meter).collect();
+    let orders = (1..=6).map(|k| l.order(k)).collect();
+    let g: Vec<Generated> =
+        batch(&mut l.oak, orders).unwrap().into_iter().map(Result::unwrap).collect();
+    let mut floor = Floor::with(&[&meters[0], &meters[2], &meters[3], &meters[4]]);
+    floor.plug(meter_id(21), Unplugged(meters[1].clone()));
+    floor.store = Some(store.clone());
+    // The first batch: meter 20 answers, meter 21's link fails (ABORTED at once); the host
+    // commits the answers before they leave.
+    let answers = install_batch(
+        &mut l.steel,
+        vec![
+            InstallKey { mi4: g[0].mi4.clone(), meter: meter_id(20) },
+            InstallKey { mi4: g[1].mi4.clone(), meter: meter_id(21) },
+        ],
+        &mut floor,
+    );
+    assert!(matches!(answers[0], Ok(InstallEnded::Installed(_))), "{:?}", answers[0]);
+    let Ok(InstallEnded::Aborted(aborted)) = &answers[1] else { panic!("{:?}", answers[1]) };
+    let aborted = aborted.clone().verify(&l.public().steel_auth).unwrap();
     assert_eq!(aborted.header().key_id, Some(KeyId::new(2).unwrap()));
-    assert!(aborted.body().reason.contains("no answer"));
-    store.commit(&mut l.steel).unwrap();
+    assert!(aborted.body().reason.contains("no answer"), "{}", aborted.body().reason);
+    assert_eq!(floor.logged.len(), 1);
+    assert_eq!(floor.logged[0].code, ResponseCode::METER_NOT_CONNECTED);
+    assert_eq!(floor.commits.get(), 1);
+    assert!(store.commit(&mut l.steel).unwrap(), "the batch's answers are committed");
+    // The second batch: keys 3 and 4 are sealed in flight and their MI5 leave; then the box
+    // stops before its answers are committed.
+    let answers = install_batch(
+        &mut l.steel,
+        vec![
+            InstallKey { mi4: g[2].mi4.clone(), meter: meter_id(22) },
+            InstallKey { mi4: g[3].mi4.clone(), meter: meter_id(23) },
+        ],
+        &mut floor,
+    );
+    assert!(answers.iter().all(|a| matches!(a, Ok(InstallEnded::Installed(_)))), "{answers:?}");
+    assert_eq!(floor.commits.get(), 2);
     let id = l.steel.id();
-    drop(l.steel);
-    let os = postkey_secrets::rng::testing::SeededSource(
-        <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(10),
-    );
-    let mut steel =
-        store.enable(id, &l.anchors, &l.steel_shares, os, b"restart").unwrap().secure_box;
-    let flying: Vec<u64> =
-        steel.process(&usps_id()).unwrap().in_flight().map(|f| f.key_id.get()).collect();
-    assert_eq!(flying, vec![3]);
+    stop_steel(&mut l, 110);
+    let mut steel = enable_steel(&l, &store, id, 10);
+    assert_eq!(in_flight(&steel), vec![3, 4]);
     // Nothing new starts while an interrupted installation awaits RECOVER.
-    let g = l.oak.oak().unwrap().generate_key(&mi1(&steel, &l.steel_record, 4), now()).unwrap();
-    let hello = meters[2].hello(&usps_id(), now()).unwrap();
-    let e = steel.steel().unwrap().begin_install(g.mi4.as_bytes(), &hello, now()).unwrap_err();
-    assert_eq!(e.response_code(), ResponseCode::INSTALL_IN_FLIGHT);
-    let aborted = steel.steel().unwrap().abort_interrupted(now()).unwrap();
-    assert_eq!(aborted.len(), 1);
-    assert_eq!(aborted[0].header().key_id, Some(KeyId::new(3).unwrap()));
-    // The meter's late MI6 for key 3 finds nothing in flight; key 4 now goes through.
-    let late = meters[2].install(&mi5s[2].as_ref().unwrap().to_bytes(), now());
-    if let Ok(mi6) = late {
-        let e = steel.steel().unwrap().finish_install(&mi6, now()).unwrap_err();
-        assert_eq!(e.response_code(), ResponseCode::NO_INSTALL_IN_FLIGHT);
+    let v = steel.version();
+    let e = install(&mut steel, &g[4].mi4, meter_id(24), &mut floor).unwrap_err();
+    assert_eq!(e, ResponseCode::INSTALL_IN_FLIGHT);
+    assert_eq!(steel.version(), v);
+    assert!(meters[4].meter().keys().is_empty());
+    let aborted = cmd(&mut steel, Recover {}).unwrap();
+    let keys: Vec<Option<KeyId>> = aborted.iter().map(|a| a.header().key_id).collect();
+    assert_eq!(keys, vec![Some(KeyId::new(3).unwrap()), Some(KeyId::new(4).unwrap())]);
+    for a in aborted {
+        assert!(a.verify(&l.public().steel_auth).is_ok());
     }
-    assert!(
-        steel
-            .steel()
-            .unwrap()
-            .begin_install(g.mi4.as_bytes(), &meters[1].hello(&usps_id(), now()).unwrap(), now())
-            .is_ok()
+    assert!(in_flight(&steel).is_empty());
+    // Key 5, refused above, now goes through.
+    let ended = install(&mut steel, &g[4].mi4, meter_id(24), &mut floor).unwrap();
+    assert!(matches!(ended, InstallEnded::Installed(_)), "{ended:?}");
+    // Meter 22's late MI6 for key 3 finds nothing in flight: answered to the MI5 of key 6, it
+    // ends that installation with ABORTED, never with MI7.
+    let late = Message::new(
+        Context {
+            domain: usps_id(),
+            sender: Sender::Meter(meter_id(22)),
+            meter_id: Some(meter_id(22)),
+            key_id: Some(KeyId::new(3).unwrap()),
+            state_version: None,
+            timestamp: now(),
+        },
+        MeterTestTokens {
+            test_tokens: meters[2].meter().keys()[&usps_id()].master_key().test_tokens(),
+        },
     );
+    assert_eq!(meters[2].meter().keys()[&usps_id()].key_id, KeyId::new(3).unwrap());
+    floor.plug(meter_id(22), Replaying { meter: meters[2].clone(), answer: late });
+    floor.logged.clear();
+    let ended = install(&mut steel, &g[5].mi4, meter_id(22), &mut floor).unwrap();
+    let InstallEnded::Aborted(aborted) = ended else { panic!("a late MI6 was taken: {ended:?}") };
+    assert_eq!(aborted.header().key_id, Some(KeyId::new(6).unwrap()));
+    assert_eq!(floor.logged.len(), 1);
+    assert_eq!(floor.logged[0].code, ResponseCode::NO_INSTALL_IN_FLIGHT);
+    assert!(in_flight(&steel).is_empty());
+}
+
+#[test]
+fn steel_refuses_installations_beyond_max_in_flight_in_one_batch() {
+    let mut l = line();
+    let n = MAX_IN_FLIGHT + 1;
+    let orders = (1..=n as u64).map(|k| l.order(k)).collect();
+    let g: Vec<Generated> =
+        batch(&mut l.oak, orders).unwrap().into_iter().map(Result::unwrap).collect();
+    assert_eq!(g.len(), n);
+    // One meter on the line: it takes the first key and refuses every other (one per domain).
+    let m = meter(40);
+    let mut floor = Floor::with(&[&m]);
+    let items = g.iter().map(|g| InstallKey { mi4: g.mi4.clone(), meter: meter_id(40) }).collect();
+    let answers = install_batch(&mut l.steel, items, &mut floor);
+    assert_eq!(answers.len(), n);
+    assert!(matches!(answers[0], Ok(InstallEnded::Installed(_))), "{:?}", answers[0]);
+    assert!(answers[1..MAX_IN_FLIGHT].iter().all(|a| matches!(a, Ok(InstallEnded::Aborted(_)))));
+    assert_eq!(answers[MAX_IN_FLIGHT], Err(ResponseCode::TOO_MANY_IN_FLIGHT));
+    assert_eq!(floor.commits.get(), 1);
+    assert!(in_flight(&l.steel).is_empty());
+    // The surplus key was not consumed: alone, it goes through.
+    let m2 = meter(41);
+    floor.connect(&m2);
+    let ended = install(&mut l.steel, &g[MAX_IN_FLIGHT].mi4, meter_id(41), &mut floor).unwrap();
+    assert!(matches!(ended, InstallEnded::Installed(_)), "{ended:?}");
+}
+
+#[test]
+fn a_record_table_without_mi4_refuses_install_key_whole() {
+    let mut l = line();
+    let g = l.generate(1);
+    let m = meter(14);
+    let mut floor = Floor::with(&[&m]);
+    let mut narrowed = l.steel.tables().clone();
+    narrowed.record_types.retain(|r| *r != RecordType::MI4);
+    let update = cmd(&mut l.m, SignTables { recipient: l.steel.id(), tables: narrowed }).unwrap();
+    cmd(&mut l.steel, UpdateTables { update }).unwrap();
+    let v = l.steel.version();
+    let e = install(&mut l.steel, &g.mi4, meter_id(14), &mut floor).unwrap_err();
+    assert_eq!(e, ResponseCode::RECORD_NOT_IN_TABLE);
+    assert_eq!(l.steel.version(), v);
+    assert_eq!(floor.commits.get(), 0);
+    assert!(m.meter().keys().is_empty());
 }

@@ -4,13 +4,14 @@
 
 mod common;
 
-use common::{first, manufacture, now, rng, usps};
-use postkey_box::runtime::{BoxStore, write_atomic};
+use common::{cert, cmd, first, manufacture, rng, usps};
+use postkey_box::runtime::{BoxStore, RuntimeError, write_atomic};
 use postkey_box::{BoxError, SecureBox};
 use postkey_secrets::rng::testing::SeededSource;
 use postkey_secrets::shares::ShareError;
 use postkey_secrets::{OperationCombination, SecretError};
-use postkey_wire::{BoxType, Nonce, ResponseCode};
+use postkey_wire::command::{AttestState, Deliver, InstallCertificate, InstallProcess};
+use postkey_wire::{BoxId, BoxType, Nonce, ResponseCode};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
@@ -34,12 +35,9 @@ fn world() -> World {
     let m = &mut f.secure_box;
     let bundle = usps(m);
     let mut oak = manufacture(m, BoxType::Oak, 90);
-    let d = m
-        .manufacturing()
-        .unwrap()
-        .deliver(bundle.as_bytes(), oak.secure_box.certificate().unwrap().as_bytes(), vec![], now())
-        .unwrap();
-    oak.secure_box.install_process(d.delivery.as_bytes()).unwrap();
+    let d =
+        cmd(m, Deliver { bundle, recipient: cert(&oak.secure_box), subdomains: vec![] }).unwrap();
+    cmd(&mut oak.secure_box, InstallProcess { delivery: d.delivery }).unwrap();
     store.persist(&mut oak.secure_box).unwrap();
     let steel = manufacture(m, BoxType::Steel, 91);
     World {
@@ -65,31 +63,35 @@ fn a_box_is_enabled_from_its_shares_and_keeps_its_processes() {
 #[test]
 fn enabling_with_too_few_foreign_corrupted_or_duplicated_shares_is_refused() {
     let w = world();
-    let share = |e: BoxError| match e {
-        BoxError::Secret(SecretError::Share(s)) => s,
+    let share = |e: &RuntimeError| match e {
+        RuntimeError::Refused(BoxError::Secret(SecretError::Share(s))) => s.clone(),
         other => panic!("{other:?}"),
     };
     // k − 1 shares.
     let err = w.store.enable(w.oak_id, &w.anchors, &w.oak_shares[..1], os(2), b"x").unwrap_err();
-    assert_eq!(share(err.clone()), ShareError::QuorumNotMet { have: 1, need: 2 });
+    assert_eq!(share(&err), ShareError::QuorumNotMet { have: 1, need: 2 });
     assert_eq!(err.response_code(), ResponseCode::SHARE_QUORUM_NOT_MET);
     // A share of another box.
     let mixed = vec![w.oak_shares[0].clone(), w.other_shares[1].clone()];
     let err = w.store.enable(w.oak_id, &w.anchors, &mixed, os(3), b"x").unwrap_err();
-    assert!(matches!(share(err.clone()), ShareError::Invalid(_)), "{err:?}");
+    assert!(matches!(share(&err), ShareError::Invalid(_)), "{err:?}");
     assert_eq!(err.response_code(), ResponseCode::SHARE_INVALID);
-    // A corrupted share.
-    let mut bad = w.oak_shares[1].clone();
-    bad[40] ^= 1;
-    let err = w
-        .store
-        .enable(w.oak_id, &w.anchors, &[w.oak_shares[0].clone(), bad], os(4), b"x")
-        .unwrap_err();
-    assert!(matches!(share(err), ShareError::Invalid(_)));
+    // A corrupted share: any one byte flipped.
+    for i in 0..w.oak_shares[1].len() {
+        let mut bad = w.oak_shares[1].clone();
+        bad[i] ^= 1;
+        let err = w
+            .store
+            .enable(w.oak_id, &w.anchors, &[w.oak_shares[0].clone(), bad], os(4), b"x")
+            .unwrap_err();
+        assert!(matches!(share(&err), ShareError::Invalid(_)), "byte {i}: {err:?}");
+        assert_eq!(err.response_code(), ResponseCode::SHARE_INVALID, "byte {i}");
+    }
     // A duplicated share.
     let dup = vec![w.oak_shares[0].clone(), w.oak_shares[0].clone()];
     let err = w.store.enable(w.oak_id, &w.anchors, &dup, os(5), b"x").unwrap_err();
-    assert!(matches!(share(err), ShareError::Duplicate { .. }));
+    assert!(matches!(share(&err), ShareError::Duplicate { .. }), "{err:?}");
+    assert_eq!(err.response_code(), ResponseCode::SHARE_SET_MISMATCH);
 }
 
 #[test]
@@ -97,13 +99,51 @@ fn a_sealed_state_altered_by_one_bit_or_truncated_does_not_open() {
     let w = world();
     let path = w.store_path();
     let good = std::fs::read(&path).unwrap();
-    for bit in [0usize, 50, 6 * 8 + 3, 20 * 8, good.len() * 8 / 2, good.len() * 8 - 1] {
+    // The header: "PKBOX\x01", the box ID (9 ASCII bytes), the version (8 bytes).
+    let id_bytes = 6..15;
+    let header_len = 6 + 9 + 8;
+    let flipped = |i: usize| {
         let mut bad = good.clone();
-        bad[bit / 8] ^= 1 << (bit % 8);
+        bad[i] ^= 1;
+        bad
+    };
+    // Every byte of the header, and a few of the sealed image, through the whole enabling path.
+    for i in (0..header_len).chain([header_len, good.len() / 2, good.len() - 1]) {
+        let bad = flipped(i);
         std::fs::write(&path, &bad).unwrap();
         let err = w.store.enable(w.oak_id, &w.anchors, &w.oak_shares, os(6), b"x").unwrap_err();
-        assert_eq!(err.response_code(), ResponseCode::SEALED_STATE_INVALID, "bit {bit}: {err:?}");
+        // A box ID changed into another valid one names another box's state; anything else
+        // does not open.
+        let relabelled = id_bytes.contains(&i)
+            && std::str::from_utf8(&bad[id_bytes.clone()]).is_ok_and(|s| BoxId::parse(s).is_ok());
+        let want = if relabelled {
+            ResponseCode::RECORD_NOT_FOR_THIS_BOX
+        } else {
+            ResponseCode::SEALED_STATE_INVALID
+        };
+        assert_eq!(err.response_code(), want, "byte {i}: {err:?}");
     }
+    // Every byte of the sealed image, read from the store and opened with the right operation
+    // combination (enabling runs the power-up self-tests first, too slow to repeat per byte).
+    let identity = w.store.read_certificate(w.oak_id, &w.anchors).unwrap().body().identity;
+    let checked: Vec<_> = w
+        .oak_shares
+        .iter()
+        .map(|f| postkey_secrets::shares::check_share(f, &identity, w.oak_id).unwrap())
+        .collect();
+    let combination: OperationCombination = postkey_secrets::shares::combine(&checked).unwrap();
+    let open = |seed: u64| {
+        let sealed = w.store.read_state(w.oak_id)?;
+        let copy = OperationCombination::from_bytes(*combination.expose_secret());
+        Ok::<_, RuntimeError>(SecureBox::unseal(&sealed, copy, os(seed), b"x")?)
+    };
+    for i in header_len..good.len() {
+        std::fs::write(&path, flipped(i)).unwrap();
+        let err = open(16).unwrap_err();
+        assert_eq!(err.response_code(), ResponseCode::SEALED_STATE_INVALID, "byte {i}: {err:?}");
+    }
+    std::fs::write(&path, &good).unwrap();
+    assert_eq!(open(17).unwrap().id(), w.oak_id);
     for len in [0, 10, 23, good.len() / 2, good.len() - 1] {
         std::fs::write(&path, &good[..len]).unwrap();
         let err = w.store.enable(w.oak_id, &w.anchors, &w.oak_shares, os(7), b"x").unwrap_err();
@@ -127,7 +167,8 @@ fn an_older_state_put_back_attests_an_older_version() {
     let mut enabled = w.store.enable(w.oak_id, &w.anchors, &w.oak_shares, os(9), b"e").unwrap();
     let before = enabled.secure_box.version();
     force_change(&mut enabled.secure_box);
-    w.store.commit(&mut enabled.secure_box).unwrap();
+    assert!(w.store.commit(&mut enabled.secure_box).unwrap());
+    assert!(!w.store.commit(&mut enabled.secure_box).unwrap(), "nothing changed since");
     let highest = enabled.secure_box.version();
     assert!(highest > before);
     drop(enabled);
@@ -135,7 +176,8 @@ fn an_older_state_put_back_attests_an_older_version() {
     // older version, which the KMC compares with the highest it recorded.
     std::fs::write(&path, &old).unwrap();
     let mut restored = w.store.enable(w.oak_id, &w.anchors, &w.oak_shares, os(10), b"e2").unwrap();
-    let att = restored.secure_box.attest(Nonce([7; 32]), now()).unwrap();
+    let att = cmd(&mut restored.secure_box, AttestState { nonce: Nonce([7; 32]) }).unwrap();
+    let att = att.verify(&restored.secure_box.identity_key()).unwrap();
     assert_eq!(att.body().version, before);
     assert!(att.body().version < highest);
     assert_eq!(att.body().nonce, Nonce([7; 32]));
@@ -143,8 +185,33 @@ fn an_older_state_put_back_attests_an_older_version() {
 
 fn force_change(b: &mut SecureBox) {
     // Re-installing the certificate is a durable change every box accepts.
-    let cert = b.certificate().unwrap().as_bytes().to_vec();
-    b.install_certificate(&cert).unwrap();
+    let certificate = cert(b);
+    cmd(b, InstallCertificate { certificate }).unwrap();
+}
+
+#[test]
+fn a_failed_write_is_a_storage_error_and_leaves_the_box_to_be_committed_again() {
+    let w = world();
+    let mut enabled = w.store.enable(w.oak_id, &w.anchors, &w.oak_shares, os(13), b"e").unwrap();
+    force_change(&mut enabled.secure_box);
+    // A store whose directory is a file: nothing can be written there.
+    let blocked = w._dir.path().join("blocked");
+    std::fs::write(&blocked, b"not a directory").unwrap();
+    let err = BoxStore::new(&blocked).commit(&mut enabled.secure_box).unwrap_err();
+    assert!(matches!(err, RuntimeError::Storage(_)), "{err:?}");
+    assert_eq!(err.response_code(), ResponseCode::STORAGE_FAILED);
+    assert!(enabled.secure_box.is_dirty(), "the change is still to be written");
+    // The next commit writes it, and the state opens at the new version.
+    let version = enabled.secure_box.version();
+    assert!(w.store.commit(&mut enabled.secure_box).unwrap());
+    assert!(!enabled.secure_box.is_dirty());
+    drop(enabled);
+    let again = w.store.enable(w.oak_id, &w.anchors, &w.oak_shares, os(14), b"e2").unwrap();
+    assert_eq!(again.secure_box.version(), version);
+    // A box the store does not hold is a storage error too (its certificate file is missing).
+    let missing = BoxId::new(BoxType::Oak, 77).unwrap();
+    let err = w.store.enable(missing, &w.anchors, &w.oak_shares, os(15), b"x").unwrap_err();
+    assert_eq!(err.response_code(), ResponseCode::STORAGE_FAILED, "{err:?}");
 }
 
 #[test]

@@ -13,8 +13,29 @@ use clap::Parser;
 
 /// Exit code: a verification or check failed.
 const EXIT_CHECK_FAILED: u8 = 1;
+/// Exit code: a usage error, found while parsing or after (the caller's fault).
+const EXIT_USAGE: u8 = 2;
 /// Exit code: an operational error (I/O, a refused operation).
 const EXIT_OPERATIONAL: u8 = 3;
+
+/// An error's response code and fault, when it has them.
+fn classify(e: &anyhow::Error) -> Option<(postkey_wire::ResponseCode, postkey_wire::Fault)> {
+    if let Some(h) = e.downcast_ref::<postkey_host::HostError>() {
+        Some((h.response_code(), h.fault()))
+    } else {
+        // A value of the caller's that does not parse.
+        e.downcast_ref::<postkey_wire::WireError>()
+            .map(|w| (w.response_code(), postkey_wire::Fault::Caller))
+    }
+}
+
+/// The exit code of an error: 2 when it is the caller's fault wherever it was found, else 3.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    match classify(e) {
+        Some((_, postkey_wire::Fault::Caller)) => EXIT_USAGE,
+        _ => EXIT_OPERATIONAL,
+    }
+}
 
 /// postkey: key management for digital postage meters.
 #[derive(Debug, Parser)]
@@ -45,8 +66,11 @@ fn main() -> ExitCode {
         Ok(cmd::Outcome::Success) => ExitCode::SUCCESS,
         Ok(cmd::Outcome::CheckFailed) => ExitCode::from(EXIT_CHECK_FAILED),
         Err(e) => {
-            eprintln!("postkey: error: {e:#}");
-            ExitCode::from(EXIT_OPERATIONAL)
+            match classify(&e) {
+                Some((code, _)) => eprintln!("postkey: error: {e:#} [response code {code}]"),
+                None => eprintln!("postkey: error: {e:#}"),
+            }
+            ExitCode::from(exit_code(&e))
         }
     }
 }

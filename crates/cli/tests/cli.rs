@@ -119,9 +119,9 @@ fn init_box_and_share_commands_speak_json_and_exit_codes() {
     assert_eq!(init["id"], "M00000001");
     assert!(stderr(&o).contains("warning: simulation"), "the simulator warning of SPEC §12");
 
-    // A second first ceremony: an operational error, one friendly line.
+    // A second first ceremony: the caller's mistake (3011), usage exit 2, one friendly line.
     let o = at(home, &["init"]);
-    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(o.status.code(), Some(2));
     assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
     assert!(stderr(&o).contains("3011"));
 
@@ -167,6 +167,62 @@ fn init_box_and_share_commands_speak_json_and_exit_codes() {
     assert!(errors.as_array().unwrap().iter().any(|e| e["code"] == 3011));
 }
 
+/// Exit code, and the one error line on standard error, which names the response code.
+fn refused(o: &Output, exit: i32, code: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(exit), "{err}");
+    assert!(err.starts_with("postkey: error: ") && err.lines().count() == 1, "{err}");
+    assert!(err.contains(&format!("[response code {code}]")), "{err}");
+}
+
+#[test]
+fn the_callers_mistakes_found_after_parsing_exit_2_and_other_errors_exit_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    // A home with no first ceremony yet.
+    refused(&at(&home, &["box", "self-test", "M00000001"]), 2, "3603");
+    refused(
+        &at(&home, &["domain", "create", "USPS", "--kind", "postal", "--subdomain", "USPS/US"]),
+        2,
+        "3603",
+    );
+    assert_eq!(at(&home, &["init"]).status.code(), Some(0));
+    let o = at(&home, &["domain", "create", "USPS", "--kind", "postal", "--subdomain", "USPS/US"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = at(&home, &["box", "manufacture", "--type", "oak"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // A box, a domain, a key the home does not hold.
+    refused(&at(&home, &["box", "show", "B00000009"]), 2, "3020");
+    refused(&at(&home, &["box", "self-test", "T00000001"]), 2, "3020");
+    refused(&at(&home, &["box", "install", "O00000001", "--domain", "UKRM"]), 2, "3008");
+    refused(&at(&home, &["keys", "show", "USPS", "5"]), 2, "3650");
+    // A meter the home does not hold; an installation no line of boxes serves.
+    refused(&at(&home, &["factory", "install", "PB1234-999999", "--postal", "USPS"]), 2, "3021");
+    let o = at(&home, &["meter", "new", "--product", "PB1234", "--msn", "000001"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    refused(&at(&home, &["factory", "install", "PB1234-000001", "--postal", "USPS"]), 2, "3022");
+    // A share split that cannot be made is refused before the manufacturing box uses up an ID.
+    let boxes_before = at(&home, &["box", "list"]).stdout;
+    refused(&at(&home, &["box", "manufacture", "--type", "steel", "--threshold", "0"]), 2, "2010");
+    refused(
+        &at(&home, &["box", "manufacture", "--type", "steel", "--threshold", "3", "--count", "2"]),
+        2,
+        "2010",
+    );
+    assert_eq!(at(&home, &["box", "list"]).stdout, boxes_before);
+    let o = at(&home, &["box", "manufacture", "--type", "steel"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("S00000001"), "the refused attempts used up no ID: {}", stdout(&o));
+    // No share files where the caller pointed.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let o = at(&home, &["box", "self-test", "O00000001", "--shares-dir", empty.to_str().unwrap()]);
+    refused(&o, 2, "3112");
+    // Not the caller's fault: a file of the home that no longer decodes is an operational error.
+    std::fs::write(home.join("trust-anchors.cbor"), b"not cbor").unwrap();
+    refused(&at(&home, &["box", "show", "O00000001"]), 3, "3604");
+}
+
 #[test]
 fn demo_runs_end_to_end_in_the_given_home() {
     let dir = tempfile::tempdir().unwrap();
@@ -195,8 +251,11 @@ fn demo_runs_end_to_end_in_the_given_home() {
     assert!(
         stdout(&o).lines().any(|l| l.trim_start().starts_with("VE") && l.contains("installed"))
     );
-    // A second run in the same home refuses: the first ceremony already happened there.
-    assert_eq!(at(dir.path(), &["demo"]).status.code(), Some(3));
+    // A second run in the same home refuses: the first ceremony already happened there (3011,
+    // the caller's fault: usage exit 2).
+    let o = at(dir.path(), &["demo"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("3011"), "{}", stderr(&o));
 }
 
 #[test]

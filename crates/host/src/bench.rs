@@ -80,7 +80,7 @@ fn per_op(iterations: u32, mut op: impl FnMut()) -> f64 {
 }
 
 fn baseline() -> Result<(f64, f64, f64, f64), HostError> {
-    let fail = |e: String| HostError::Usage(format!("benchmark baseline: {e}"));
+    let fail = |e: String| HostError::Entropy(format!("benchmark baseline: {e}"));
     let mut rng =
         BoxRng::instantiate(OsEntropy, b"postkey bench").map_err(|e| fail(e.to_string()))?;
     let sk = HpkePrivateKey::generate(&mut rng).map_err(|e| fail(e.to_string()))?;

@@ -1,64 +1,93 @@
-//! The ceremonies of SPEC §7.2, hosted: each drives the sans-IO boxes, writes what they make
-//! (sealed states, shares, bundles, process records) durably, and ends with a transcript signed
-//! by the manufacturing box that conducted it.
+//! The ceremonies of SPEC §7.2, hosted: each drives the boxes through typed commands (the same
+//! frames a remote box link carries), checks what they answer against the trust anchors or the
+//! Domain Key Set, writes it durably (sealed states, shares, bundles, process records), and ends
+//! with a transcript signed by the manufacturing box that conducted it.
 
 use std::path::{Path, PathBuf};
 
 use postkey_box::{BlankBox, SharePolicy, first_manufacturing_box};
+use postkey_crypto::Fingerprint;
 use postkey_secrets::rng::{BoxRng, OsEntropy};
+use postkey_wire::command::{
+    AdoptDomain, Certify, CreateDomain, Deliver, InstallCertificate, InstallKit, InstallProcess,
+    IssueKit, IssueSetId, SignTranscript,
+};
 use postkey_wire::{
-    BoxId, BoxType, DomainId, DomainKind, ShareRef, ShareSetId, SubdomainId, Transcript, Unverified,
+    Body, BoxId, BoxType, DomainBundle, DomainId, DomainKind, Refusal, ShareRef, ShareSetId,
+    SubdomainId, Transcript, TrustAnchors, Unverified, Verified,
 };
 
-use crate::{Home, HostError, Session, clock};
+use crate::{Home, HostError, Session, Usage, clock, ser};
 
 /// What `postkey init` made.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct InitReport {
     /// `M00000001`.
-    pub id: String,
+    #[serde(serialize_with = "ser::display")]
+    pub id: BoxId,
     /// The trust-anchor fingerprint operators confirm at every later initialization.
-    pub anchors_fingerprint: String,
+    #[serde(serialize_with = "ser::display")]
+    pub anchors_fingerprint: Fingerprint,
     /// The share files written to the media directory.
-    pub share_files: Vec<String>,
+    pub share_files: Vec<PathBuf>,
     /// The transcript file.
-    pub transcript: String,
+    pub transcript: PathBuf,
 }
 
 fn generator(label: &str) -> Result<BoxRng, HostError> {
     let personalization = format!("postkey {label} {}", clock::now().unix_micros());
     BoxRng::instantiate(OsEntropy, personalization.as_bytes())
-        .map_err(|e| HostError::boxed("host", postkey_box::BoxError::from(e)))
+        .map_err(|e| HostError::Entropy(e.to_string()))
+}
+
+/// A record a box answered that does not verify under the key it must carry: the box's fault.
+fn unverified_answer(
+    component: impl ToString,
+    what: &str,
+    e: &postkey_wire::WireError,
+) -> HostError {
+    HostError::refused(component, Refusal::new(e.response_code(), format!("{what}: {e}")))
+}
+
+/// Checks a record a box answered with `key`, logging a failure.
+fn check<B: Body>(
+    session: &Session,
+    id: BoxId,
+    what: &str,
+    record: Unverified<B>,
+    key: &postkey_crypto::VerifyingKey,
+) -> Result<Verified<B>, HostError> {
+    record.verify(key).map_err(|e| session.logged(id, unverified_answer(id, what, &e)))
 }
 
 /// The first ceremony (SPEC §7.2 item 2) in `home`, its shares written to `media`.
 pub fn init(home: &Home, media: &Path) -> Result<InitReport, HostError> {
     let now = clock::now();
     if home.is_initialized() {
-        let e = postkey_box::BoxError::FirstCeremonyDone;
+        let e = HostError::from(Usage::AlreadyInitialized(home.root().to_path_buf()));
         let _ = home.log_error("host", e.response_code(), &e.to_string(), now);
-        return Err(HostError::boxed("host", e));
+        return Err(e);
     }
     let policy = SharePolicy::default_for(BoxType::Manufacturing);
-    let mut f = first_manufacturing_box(generator("M00000001")?, policy, policy, now)
-        .map_err(|e| HostError::boxed(BoxId::FIRST_MANUFACTURING, e))?;
+    let f = first_manufacturing_box(generator("M00000001")?, policy, policy, now)
+        .map_err(|e| HostError::refused(BoxId::FIRST_MANUFACTURING, e.to_refusal()))?;
     let id = f.secure_box.id();
-    home.store().persist(&mut f.secure_box).map_err(|e| HostError::boxed(id, e))?;
-    f.secure_box.take_dirty();
-    home.record_version(id, f.secure_box.version())?;
-    home.write_anchors(f.secure_box.anchors())?;
+    let anchors = f.secure_box.anchors().clone();
     let dks = f
         .secure_box
-        .manufacturing()
-        .and_then(|m| m.domain_key_set_public())
-        .map_err(|e| HostError::boxed(id, e))?;
+        .domain_key_set_public()
+        .ok_or_else(|| HostError::refused(id, postkey_box::BoxError::AwaitingKit.to_refusal()))?;
+    let mut session = Session::with_anchors(home, anchors.clone());
+    // The sealed state first, then what it vouches for.
+    session.adopt(f.secure_box, Vec::new())?;
+    home.write_anchors(&anchors)?;
     home.write_domain_key_set_key(&dks.authentication)?;
     let mut share_files = Vec::new();
     for share in f.combination_shares.iter().chain(&f.domain_key_set_shares) {
-        share_files.push(home.write_share(media, share)?.display().to_string());
+        share_files.push(home.write_share(media, share)?);
     }
     home.write_bundle(&f.admin_bundle)?;
-    let fingerprint = f.secure_box.anchors().fingerprint();
+    let fingerprint = anchors.fingerprint();
     let transcript = Transcript {
         ceremony: "first-manufacturing-box".into(),
         conducted_by: id,
@@ -73,31 +102,25 @@ pub fn init(home: &Home, media: &Path) -> Result<InitReport, HostError> {
             policy.threshold, policy.count
         ),
     };
-    let signed = f
-        .secure_box
-        .manufacturing()
-        .and_then(|mut m| m.sign_transcript(transcript, now))
-        .map_err(|e| HostError::boxed(id, e))?;
-    let transcript = home.write_transcript(&signed)?;
-    Ok(InitReport {
-        id: id.to_string(),
-        anchors_fingerprint: fingerprint.to_string(),
-        share_files,
-        transcript: transcript.display().to_string(),
-    })
+    let transcript = sign_transcript(&session, id, transcript)?;
+    session.lock();
+    Ok(InitReport { id, anchors_fingerprint: fingerprint, share_files, transcript })
 }
 
-fn set_of(shares: &[postkey_wire::Verified<postkey_secrets::shares::ShareBody>]) -> ShareSetId {
+fn set_of(shares: &[Verified<postkey_secrets::shares::ShareBody>]) -> ShareSetId {
     shares.first().map(|s| s.body().set).unwrap_or(ShareSetId([0; 16]))
 }
 
+/// Has manufacturing box `m` sign `transcript`, checks the signature with its certified
+/// identity key, and writes it to the home.
 fn sign_transcript(
-    session: &mut Session,
+    session: &Session,
     m: BoxId,
     transcript: Transcript,
 ) -> Result<PathBuf, HostError> {
-    let now = clock::now();
-    let signed = session.run(m, |b| b.manufacturing()?.sign_transcript(transcript, now))?;
+    let signed = session.call_one(m, SignTranscript { transcript })?;
+    let cert = session.home().certificate(m, session.anchors())?;
+    let signed = check(session, m, "transcript", signed, &cert.body().identity)?;
     session.home().write_transcript(&signed)
 }
 
@@ -105,13 +128,16 @@ fn sign_transcript(
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DomainReport {
     /// The domain.
-    pub domain: String,
+    #[serde(serialize_with = "ser::display")]
+    pub domain: DomainId,
     /// Its kind.
-    pub kind: String,
+    pub kind: &'static str,
     /// Its sub-domains.
-    pub subdomains: Vec<String>,
+    #[serde(serialize_with = "ser::display_all")]
+    pub subdomains: Vec<SubdomainId>,
     /// The manufacturing boxes that know it now.
-    pub manufacturing_boxes: Vec<String>,
+    #[serde(serialize_with = "ser::display_all")]
+    pub manufacturing_boxes: Vec<BoxId>,
 }
 
 /// Creates a domain in manufacturing box `m` (enabled in `session`) and copies it to every other
@@ -123,19 +149,19 @@ pub fn create_domain(
     kind: DomainKind,
     subdomains: Vec<SubdomainId>,
 ) -> Result<DomainReport, HostError> {
-    let now = clock::now();
-    let bundle = session.run(m, |b| {
-        b.manufacturing()?.create_domain(domain.clone(), kind, subdomains.clone(), now)
-    })?;
+    let item = CreateDomain { domain: domain.clone(), kind, subdomains: subdomains.clone() };
+    let bundle = session.call_one(m, item)?;
+    let dks = session.home().domain_key_set_key()?;
+    let bundle: Verified<DomainBundle> = check(session, m, "domain bundle", bundle, &dks)?;
     session.home().write_bundle(&bundle)?;
-    let mut boxes = vec![m.to_string()];
+    let mut boxes = vec![m];
     let others: Vec<BoxId> = session
         .enabled()
         .filter(|id| *id != m && id.box_type() == BoxType::Manufacturing)
         .collect();
     for other in others {
-        session.run(other, |b| b.manufacturing()?.adopt_domain(bundle.as_bytes()))?;
-        boxes.push(other.to_string());
+        session.call_one(other, AdoptDomain { bundle: bundle.clone().into() })?;
+        boxes.push(other);
     }
     let presented = session.presented(m);
     sign_transcript(
@@ -156,26 +182,43 @@ pub fn create_domain(
             ),
         },
     )?;
-    Ok(DomainReport {
-        domain: domain.to_string(),
-        kind: kind.name().into(),
-        subdomains: subdomains.iter().map(ToString::to_string).collect(),
-        manufacturing_boxes: boxes,
-    })
+    Ok(DomainReport { domain, kind: kind.name(), subdomains, manufacturing_boxes: boxes })
 }
 
 /// What manufacturing a box made.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ManufactureReport {
     /// The new box.
-    pub id: String,
+    #[serde(serialize_with = "ser::display")]
+    pub id: BoxId,
     /// Its type.
-    #[serde(rename = "type")]
-    pub box_type: String,
+    #[serde(rename = "type", serialize_with = "ser::display")]
+    pub box_type: BoxType,
     /// Its share files.
-    pub share_files: Vec<String>,
+    pub share_files: Vec<PathBuf>,
     /// The anchors fingerprint the new box holds.
-    pub anchors_fingerprint: String,
+    #[serde(serialize_with = "ser::display")]
+    pub anchors_fingerprint: Fingerprint,
+}
+
+fn confirm_fingerprint(
+    session: &Session,
+    anchors: &TrustAnchors,
+    confirmed: Option<&str>,
+) -> Result<(), HostError> {
+    let Some(confirmed) = confirmed else { return Ok(()) };
+    let normalize =
+        |s: &str| s.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_uppercase();
+    if normalize(confirmed) == normalize(&anchors.fingerprint().to_string()) {
+        return Ok(());
+    }
+    let e = postkey_box::BoxError::Wire(postkey_wire::WireError::InvalidField {
+        field: "trust anchors",
+        reason: "the blank box holds anchors of another fingerprint than the one confirmed",
+    });
+    let refusal = e.to_refusal();
+    session.log(postkey_wire::UNINITIALIZED_BOX, &refusal);
+    Err(HostError::refused(postkey_wire::UNINITIALIZED_BOX, refusal))
 }
 
 /// Manufactures a box of `box_type` with manufacturing box `m` (SPEC §7.2 item 3); the new box
@@ -189,50 +232,51 @@ pub fn manufacture(
     policy: SharePolicy,
     confirmed: Option<&str>,
 ) -> Result<ManufactureReport, HostError> {
+    // Checked before anything is asked of the manufacturing box: a refused command uses up no ID.
+    if !policy.is_valid() {
+        return Err(Usage::InvalidArgument(format!(
+            "shares {}-of-{}: a box's shares must be k-of-n with 2 ≤ k ≤ n ≤ {}",
+            policy.threshold,
+            policy.count,
+            postkey_secrets::shares::MAX_SHARES
+        ))
+        .into());
+    }
     let now = clock::now();
-    let blank = BlankBox::new(session.anchors().clone(), generator("blank box")?)
-        .map_err(|e| session.refuse("X00000000", e))?;
+    let blank = BlankBox::new(session.anchors().clone(), generator("blank box")?).map_err(|e| {
+        let refusal = e.to_refusal();
+        session.log(postkey_wire::UNINITIALIZED_BOX, &refusal);
+        HostError::refused(postkey_wire::UNINITIALIZED_BOX, refusal)
+    })?;
     let fingerprint = blank.anchors().fingerprint();
     // SPEC §7.2 item 1: the operators confirm the fingerprint of the anchors the blank box holds.
-    if let Some(confirmed) = confirmed {
-        let normalize =
-            |s: &str| s.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_uppercase();
-        if normalize(confirmed) != normalize(&fingerprint.to_string()) {
-            let e = postkey_box::BoxError::Wire(postkey_wire::WireError::InvalidField {
-                field: "trust anchors",
-                reason: "the blank box holds anchors of another fingerprint than the one confirmed",
-            });
-            return Err(session.refuse("X00000000", e));
-        }
-    }
+    confirm_fingerprint(session, blank.anchors(), confirmed)?;
     let offer = blank.offer(now);
-    let set_id = session.run(m, |b| b.manufacturing()?.issue_set_id(&offer, box_type, now))?;
-    let mut init = blank
-        .accept(set_id.as_bytes(), policy, now)
-        .map_err(|r| session.refuse("X00000000", r.error))?;
+    let set_id = session.call_one(m, IssueSetId { offer, box_type })?;
+    let mut init = blank.accept(set_id, policy, now).map_err(|r| {
+        let refusal = r.error.to_refusal();
+        session.log(postkey_wire::UNINITIALIZED_BOX, &refusal);
+        HostError::refused(postkey_wire::UNINITIALIZED_BOX, refusal)
+    })?;
     let id = init.secure_box.id();
     // The sealed state goes to disk before its shares exist anywhere: a crash in between leaves
     // an unusable box, never shares of a state that was lost.
     let mut share_files = Vec::new();
-    let keys = init.keys.as_bytes().to_vec();
+    let keys = init.keys.clone();
     let shares = std::mem::take(&mut init.shares);
     session.adopt(init.secure_box, Vec::new())?;
     for share in &shares {
-        share_files.push(session.home().write_share(media, share)?.display().to_string());
+        share_files.push(session.home().write_share(media, share)?);
     }
-    let cert = session.run(m, |b| b.manufacturing()?.certify(&keys, now))?;
-    session.run(id, |b| b.install_certificate(cert.as_bytes()))?;
+    let cert = session.call_one(m, Certify { keys: keys.into() })?;
+    let anchor = *session.anchors().for_type(box_type);
+    let cert = check(session, m, "certificate", cert, &anchor)?;
+    session.call_one(id, InstallCertificate { certificate: cert.clone().into() })?;
     if box_type == BoxType::Manufacturing {
-        let kit = session.run(m, |b| b.manufacturing()?.issue_kit(cert.as_bytes(), now))?;
-        session.run(id, |b| b.install_kit(kit.as_bytes()))?;
-        let bundles: Vec<Vec<u8>> = session
-            .home()
-            .domains()?
-            .iter()
-            .map(|d| session.home().bundle(&d.header().domain))
-            .collect::<Result<_, _>>()?;
-        for bundle in bundles {
-            session.run(id, |b| b.manufacturing()?.adopt_domain(&bundle).map(|_| ()))?;
+        let kit = session.call_one(m, IssueKit { recipient: cert.into() })?;
+        session.call_one(id, InstallKit { kit })?;
+        for bundle in session.home().domains()? {
+            session.call_one(id, AdoptDomain { bundle })?;
         }
     }
     let presented = session.presented(m);
@@ -256,12 +300,7 @@ pub fn manufacture(
             ),
         },
     )?;
-    Ok(ManufactureReport {
-        id: id.to_string(),
-        box_type: box_type.name().into(),
-        share_files,
-        anchors_fingerprint: fingerprint.to_string(),
-    })
+    Ok(ManufactureReport { id, box_type, share_files, anchors_fingerprint: fingerprint })
 }
 
 /// Makes a process of `domain` in box `target` (SPEC §7.2 item 4), both enabled in `session`;
@@ -273,18 +312,16 @@ pub fn install_process(
     domain: &DomainId,
     subdomains: Vec<SubdomainId>,
 ) -> Result<(), HostError> {
-    let now = clock::now();
-    let bundle = session.home().bundle(domain)?;
-    let cert = session
-        .home()
-        .store()
-        .read_certificate(target, session.anchors())
-        .map_err(|e| session.refuse(target, e))?;
-    let out = session.run(m, |b| {
-        b.manufacturing()?.deliver(&bundle, cert.as_bytes(), subdomains.clone(), now)
-    })?;
-    session.run(target, |b| b.install_process(out.delivery.as_bytes()).map(|_| ()))?;
-    session.home().write_process(&out.record)?;
+    let path = session.home().bundle_path(domain);
+    let bundle = Unverified::<DomainBundle>::from_bytes(&session.home().bundle(domain)?)
+        .map_err(|e| HostError::corrupt(&path, e))?;
+    let cert = session.home().certificate(target, session.anchors())?;
+    let item = Deliver { bundle, recipient: cert.into(), subdomains: subdomains.clone() };
+    let out = session.call_one(m, item)?;
+    let anchor = *session.anchors().for_type(target.box_type());
+    let record = check(session, m, "process record", out.record, &anchor)?;
+    session.call_one(target, InstallProcess { delivery: out.delivery })?;
+    session.home().write_process(&record)?;
     let presented: Vec<ShareRef> =
         session.presented(m).into_iter().chain(session.presented(target)).collect();
     sign_transcript(
@@ -321,15 +358,14 @@ pub fn check_share(home: &Home, bytes: &[u8]) -> Result<ShareReport, HostError> 
     let claimed = Unverified::<postkey_secrets::shares::ShareBody>::from_bytes(bytes)?;
     let owner = claimed.claimed_body().owner;
     let anchors = home.anchors()?;
-    let cert =
-        home.store().read_certificate(owner, &anchors).map_err(|e| HostError::boxed(owner, e))?;
+    let cert = home.certificate(owner, &anchors)?;
     let share = postkey_secrets::shares::check_share(bytes, &cert.body().identity, owner)
-        .map_err(|e| HostError::boxed(owner, postkey_box::BoxError::from(e)))?;
+        .map_err(|e| HostError::refused(owner, postkey_box::BoxError::from(e).to_refusal()))?;
     let b = share.body();
     Ok(ShareReport {
-        id: owner.to_string(),
-        purpose: b.purpose.name().into(),
-        set: b.set.to_string(),
+        id: owner,
+        purpose: b.purpose.name(),
+        set: b.set,
         index: b.index,
         threshold: b.threshold,
         count: b.count,
@@ -342,11 +378,13 @@ pub fn check_share(home: &Home, bytes: &[u8]) -> Result<ShareReport, HostError> 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ShareReport {
     /// The box it belongs to.
-    pub id: String,
+    #[serde(serialize_with = "ser::display")]
+    pub id: BoxId,
     /// What it protects.
-    pub purpose: String,
+    pub purpose: &'static str,
     /// Its share set.
-    pub set: String,
+    #[serde(serialize_with = "ser::display")]
+    pub set: ShareSetId,
     /// Its index.
     pub index: u8,
     /// k.

@@ -133,7 +133,7 @@ fn ceremonies(home: &Home, mut progress: impl FnMut(String)) -> Result<DemoRepor
         ceremony::create_domain(&mut session, m, domain.clone(), *kind, subs.clone())?;
     }
 
-    let fingerprint = init.anchors_fingerprint.clone();
+    let fingerprint = init.anchors_fingerprint.to_string();
     let mut made = Vec::new();
     for t in [BoxType::Manufacturing, BoxType::Oak, BoxType::Steel, BoxType::Brass, BoxType::Tin] {
         progress(format!("manufacture a box of type {t}"));
@@ -145,7 +145,7 @@ fn ceremonies(home: &Home, mut progress: impl FnMut(String)) -> Result<DemoRepor
             SharePolicy::default_for(t),
             Some(&fingerprint),
         )?;
-        made.push(BoxId::parse(&report.id)?);
+        made.push(report.id);
     }
     for id in made {
         for (domain, kind, subs) in &domains {

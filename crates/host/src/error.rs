@@ -1,59 +1,192 @@
-use postkey_box::BoxError;
-use postkey_wire::{ResponseCode, WireError};
+use std::path::{Path, PathBuf};
 
-/// Why a hosted operation failed.
+use postkey_box::runtime::{RuntimeError, StorageError};
+use postkey_wire::{
+    BoxId, BoxType, DomainId, Fault, MeterId, Refusal, ResponseCode, StateVersion, WireError,
+};
+
+/// Why a hosted operation failed. Every variant has a documented response code, and through it a
+/// [`Fault`]: the CLI exits 2 for the caller's faults and 3 for the others.
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
+    /// The caller asked for something that does not exist or cannot be done here.
+    #[error(transparent)]
+    Usage(#[from] Usage),
     /// A box refused (its response code says why; the refusal is in the error log).
-    #[error("{box_id}: {error} [response code {}]", error.response_code())]
-    Box {
-        /// The box, or `host` when no box was reached.
-        box_id: String,
-        /// The refusal.
-        error: BoxError,
+    #[error("{component} refused: {}", refusal.message)]
+    Refused {
+        /// The box, or the host component, that refused.
+        component: String,
+        /// Its code and message.
+        refusal: Refusal,
     },
-    /// An input of the caller's that does not parse.
-    #[error("{0}")]
-    Input(#[from] WireError),
-    /// Something the caller asked for that does not exist or cannot be done here.
-    #[error("{0}")]
-    Usage(String),
+    /// A box presented a state version below the highest recorded: an old state was restored
+    /// (SPEC §7.2 item 7). The box is refused before any command.
+    #[error(
+        "{box_id} presented state version {presented}, below {recorded}, the highest recorded: an \
+         old state was restored; the box is refused"
+    )]
+    Rollback {
+        /// The box.
+        box_id: BoxId,
+        /// The highest version recorded.
+        recorded: StateVersion,
+        /// What it presented.
+        presented: StateVersion,
+    },
+    /// A command went to a box this session has not enabled.
+    #[error("{0} is not enabled: present its shares to enable it")]
+    Locked(BoxId),
+    /// A file of the home could not be read or written.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A file of the home does not decode, or does not verify against the trust anchors.
+    #[error("{} does not decode or verify: {reason}", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The operating system's entropy source failed.
+    #[error("the OS entropy source failed: {0}")]
+    Entropy(String),
     /// The archive refused or failed (its response code says why).
-    #[error("archive: {0} [response code {code}]", code = .0.response_code())]
+    #[error(transparent)]
     Archive(#[from] postkey_archive::StoreError),
     /// The KMS computer could not complete an order (its response code says why).
-    #[error("{0} [response code {code}]", code = .0.response_code())]
+    #[error(transparent)]
     Kmc(#[from] postkey_kmc::KmcError),
-    /// A file could not be read or written.
-    #[error("{what} {path}: {source}")]
-    Io {
-        /// What was being done.
-        what: &'static str,
-        /// The path.
-        path: String,
-        /// The error.
-        source: std::io::Error,
+}
+
+/// The caller's mistakes, found after the arguments parsed: each its own code, all the caller's
+/// fault (the CLI exits 2).
+#[derive(Debug, thiserror::Error)]
+pub enum Usage {
+    /// The home holds no first ceremony.
+    #[error("{} is not initialized: run `postkey init` first", .0.display())]
+    NotInitialized(PathBuf),
+    /// The first ceremony ran in this home already.
+    #[error(
+        "{} is initialized already: the first manufacturing box exists",
+        .0.display()
+    )]
+    AlreadyInitialized(PathBuf),
+    /// No share files of a box in the directory given.
+    #[error(
+        "no share files of {box_id} in {}: pass the directory that holds them with --shares-dir \
+        ",
+        dir.display()
+    )]
+    NoShares {
+        /// The box.
+        box_id: BoxId,
+        /// Where the host looked.
+        dir: PathBuf,
     },
+    /// A domain the home does not hold.
+    #[error("domain {0} does not exist: see `postkey domain list`")]
+    UnknownDomain(DomainId),
+    /// A box the home does not hold.
+    #[error("no box {0}: see `postkey box list`")]
+    UnknownBox(BoxId),
+    /// A meter the home does not hold.
+    #[error("no meter {0}: make it with `postkey meter new`")]
+    UnknownMeter(MeterId),
+    /// A key the archive does not hold.
+    #[error("no key {domain}/{key_id}: see `postkey keys list`")]
+    UnknownKey {
+        /// Its domain.
+        domain: DomainId,
+        /// Its ID.
+        key_id: postkey_wire::KeyId,
+    },
+    /// A meter that exists already.
+    #[error("meter {0} exists already")]
+    MeterExists(MeterId),
+    /// No box of a type serves the domains an order needs.
+    #[error(
+        "no {box_type} box serves {}: manufacture one with `postkey box manufacture --type \
+         {box_type} --domain …`",
+        domains.iter().map(ToString::to_string).collect::<Vec<_>>().join(" and ")
+    )]
+    NoBoxServes {
+        /// The type needed.
+        box_type: BoxType,
+        /// The domains it must serve.
+        domains: Vec<DomainId>,
+    },
+    /// An argument that parses but is not allowed.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// Input the caller gave (a file, a value) that does not parse.
+    #[error(transparent)]
+    Input(#[from] WireError),
+}
+
+impl Usage {
+    /// The documented response code.
+    pub fn response_code(&self) -> ResponseCode {
+        match self {
+            Self::NotInitialized(_) => ResponseCode::HOME_NOT_INITIALIZED,
+            Self::AlreadyInitialized(_) => ResponseCode::FIRST_CEREMONY_DONE,
+            Self::NoShares { .. } => ResponseCode::SHARE_QUORUM_NOT_MET,
+            Self::UnknownDomain(_) => ResponseCode::UNKNOWN_DOMAIN,
+            Self::UnknownBox(_) => ResponseCode::UNKNOWN_BOX,
+            Self::UnknownMeter(_) => ResponseCode::UNKNOWN_METER,
+            Self::MeterExists(_) => ResponseCode::ARCHIVE_DUPLICATE,
+            Self::UnknownKey { .. } => ResponseCode::ARCHIVE_NOT_FOUND,
+            Self::NoBoxServes { .. } => ResponseCode::NO_BOX_SERVES,
+            Self::InvalidArgument(_) => ResponseCode::INVALID_ARGUMENT,
+            Self::Input(e) => e.response_code(),
+        }
+    }
 }
 
 impl HostError {
-    /// The response code, if the failure has one.
-    pub fn response_code(&self) -> Option<ResponseCode> {
+    /// The documented response code.
+    pub fn response_code(&self) -> ResponseCode {
         match self {
-            Self::Box { error, .. } => Some(error.response_code()),
-            Self::Input(e) => Some(e.response_code()),
-            Self::Usage(_) => None,
-            Self::Archive(e) => Some(e.response_code()),
-            Self::Kmc(e) => Some(e.response_code()),
-            Self::Io { .. } => Some(ResponseCode::STORAGE_FAILED),
+            Self::Usage(u) => u.response_code(),
+            Self::Refused { refusal, .. } => refusal.code,
+            Self::Rollback { .. } => ResponseCode::STATE_ROLLBACK,
+            Self::Locked(_) => ResponseCode::BOX_LOCKED,
+            Self::Storage(_) => ResponseCode::STORAGE_FAILED,
+            Self::Corrupt { .. } => ResponseCode::HOME_FILE_CORRUPT,
+            Self::Entropy(_) => ResponseCode::RNG_FAILURE,
+            Self::Archive(e) => e.response_code(),
+            Self::Kmc(e) => e.response_code(),
         }
     }
 
-    pub(crate) fn io(what: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
-        Self::Io { what, path: path.display().to_string(), source }
+    /// Whose fault it is. Every usage error is the caller's, whatever its code.
+    pub fn fault(&self) -> Fault {
+        match self {
+            Self::Usage(_) => Fault::Caller,
+            other => other.response_code().fault(),
+        }
     }
 
-    pub(crate) fn boxed(box_id: impl ToString, source: BoxError) -> Self {
-        Self::Box { box_id: box_id.to_string(), error: source }
+    pub(crate) fn corrupt(path: &Path, reason: impl ToString) -> Self {
+        Self::Corrupt { path: path.to_path_buf(), reason: reason.to_string() }
+    }
+
+    pub(crate) fn refused(component: impl ToString, refusal: Refusal) -> Self {
+        Self::Refused { component: component.to_string(), refusal }
+    }
+}
+
+impl From<WireError> for HostError {
+    fn from(e: WireError) -> Self {
+        Self::Usage(Usage::Input(e))
+    }
+}
+
+impl From<RuntimeError> for HostError {
+    fn from(e: RuntimeError) -> Self {
+        match e {
+            RuntimeError::Storage(s) => Self::Storage(s),
+            RuntimeError::Refused(b) => Self::refused("host", b.to_refusal()),
+        }
     }
 }

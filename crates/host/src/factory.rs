@@ -10,7 +10,7 @@ use postkey_secrets::rng::{BoxRng, OsEntropy};
 use postkey_wire::{BoxId, BoxType, DomainId, KeyId, MeterId, Nonce};
 
 use crate::link::{EmbeddedBoxes, MeterLinks};
-use crate::{Home, HostError, Session, clock, register_in_archive};
+use crate::{Home, HostError, Session, Usage, clock, register_in_archive};
 
 /// Opens the home's archive and registers in it whatever the home's ceremonies made since.
 pub async fn open_archive(home: &Home) -> Result<SqliteStore, HostError> {
@@ -22,13 +22,13 @@ pub async fn open_archive(home: &Home) -> Result<SqliteStore, HostError> {
 /// Makes a simulated meter: its transport key from a fresh generator, its state in the home.
 pub fn new_meter(home: &Home, id: &MeterId) -> Result<(), HostError> {
     if home.load_meter(id).is_ok() {
-        return Err(HostError::Usage(format!("meter {id} already exists")));
+        return Err(Usage::MeterExists(id.clone()).into());
     }
     let personalization = format!("postkey meter {id} {}", clock::now().unix_micros());
     let mut rng = BoxRng::instantiate(OsEntropy, personalization.as_bytes())
-        .map_err(|e| HostError::boxed("host", postkey_box::BoxError::from(e)))?;
+        .map_err(|e| HostError::Entropy(e.to_string()))?;
     let meter =
-        Meter::manufacture(id.clone(), &mut rng).map_err(|e| HostError::Usage(e.to_string()))?;
+        Meter::manufacture(id.clone(), &mut rng).map_err(|e| HostError::Entropy(e.to_string()))?;
     home.save_meter(&meter)
 }
 
@@ -54,10 +54,7 @@ pub async fn line_for(store: &impl Store, domains: &[DomainId]) -> Result<Line, 
                 return Ok(b.id);
             }
         }
-        Err(HostError::Usage(format!(
-            "no {t} box serves {}: manufacture one with `postkey box manufacture --type {t} --domain …`",
-            domains.iter().map(ToString::to_string).collect::<Vec<_>>().join(" and ")
-        )))
+        Err(HostError::from(Usage::NoBoxServes { box_type: t, domains: domains.to_vec() }))
     };
     Ok(Line {
         oak: pick(BoxType::Oak).await?,
@@ -133,10 +130,8 @@ impl<S: Store> Factory<S> {
         }
         let boxes = EmbeddedBoxes::new(session, MeterLinks::default());
         for b in [line.oak, line.steel, line.brass] {
-            let mut nonce = [0u8; 32];
-            postkey_secrets::rng::EntropySource::fill(&mut OsEntropy, &mut nonce)
-                .map_err(|e| HostError::Usage(e.to_string()))?;
-            kmc.check_box(&boxes, b, Nonce(nonce)).await.map_err(|e| kmc_error(home, e))?;
+            let nonce = Nonce(crate::session::os_nonce()?);
+            kmc.check_box(&boxes, b, nonce).await.map_err(|e| kmc_error(home, e))?;
         }
         kmc.recover_steel(&boxes, line.steel, clock::now).await.map_err(|e| kmc_error(home, e))?;
         // A KMC that stopped mid-installation left `New` keys without MI7: they become `Bad`.
@@ -156,7 +151,7 @@ impl<S: Store> Factory<S> {
     ) -> Result<InstallReport, HostError> {
         let mut reports =
             self.install_many(&[(id.clone(), postal.clone())], vendor, 1, |_| {}).await?;
-        reports.pop().ok_or_else(|| HostError::Usage(format!("meter {id} was not installed")))
+        reports.pop().ok_or(HostError::Kmc(KmcError::Unfinished))
     }
 
     /// Installs a `vendor` key and the given postal key into each meter, `batch` meters at a
@@ -224,7 +219,15 @@ impl<S: Store> Factory<S> {
             )
             .await;
         for save in saves {
-            save.await.map_err(|e| HostError::Usage(format!("saving a meter failed: {e}")))??;
+            save.await.map_err(|e| {
+                HostError::refused(
+                    "host",
+                    postkey_wire::Refusal::new(
+                        postkey_wire::ResponseCode::STORAGE_FAILED,
+                        format!("saving the meters failed: {e}"),
+                    ),
+                )
+            })??;
         }
         ran.map_err(|e| kmc_error(&self.home, e))?;
         // The run's refusals, spooled as they happened, go into the archive's error log.

@@ -22,14 +22,14 @@ use std::fs::{self, OpenOptions};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use postkey_box::runtime::{BoxStore, write_atomic};
+use postkey_box::runtime::{BoxStore, StorageError, write_atomic};
 use postkey_secrets::shares::ShareBody;
 use postkey_wire::{
     BoxId, DomainBundle, DomainId, ProcessRecord, ResponseCode, SharePurpose, StateVersion,
     Timestamp, TrustAnchors, Unverified, Verified, codec,
 };
 
-use crate::HostError;
+use crate::{HostError, Usage};
 
 /// One line of the error log.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -53,8 +53,12 @@ pub struct Home {
     root: PathBuf,
 }
 
+fn storage(what: &'static str, path: &Path, source: std::io::Error) -> HostError {
+    HostError::Storage(StorageError { what, path: path.to_path_buf(), source })
+}
+
 fn read(path: &Path) -> Result<Vec<u8>, HostError> {
-    fs::read(path).map_err(|e| HostError::io("reading", path, e))
+    fs::read(path).map_err(|e| storage("reading", path, e))
 }
 
 impl Home {
@@ -91,20 +95,15 @@ impl Home {
     pub fn anchors(&self) -> Result<TrustAnchors, HostError> {
         let path = self.anchors_path();
         if !path.exists() {
-            return Err(HostError::Usage(format!(
-                "{} is not initialized: run `postkey init` first",
-                self.root.display()
-            )));
+            return Err(Usage::NotInitialized(self.root.clone()).into());
         }
-        Ok(codec::from_bytes(&read(&path)?, 4096)?)
+        codec::from_bytes(&read(&path)?, 4096).map_err(|e| HostError::corrupt(&path, e))
     }
 
     pub(crate) fn write_anchors(&self, anchors: &TrustAnchors) -> Result<(), HostError> {
         let bytes = codec::to_bytes(anchors);
-        write_atomic(&self.anchors_path(), &bytes, 0o644)
-            .map_err(|e| HostError::boxed("host", e))?;
-        write_atomic(&self.media_dir().join("trust-anchors.cbor"), &bytes, 0o644)
-            .map_err(|e| HostError::boxed("host", e))
+        write_atomic(&self.anchors_path(), &bytes, 0o644)?;
+        Ok(write_atomic(&self.media_dir().join("trust-anchors.cbor"), &bytes, 0o644)?)
     }
 
     fn dks_path(&self) -> PathBuf {
@@ -115,18 +114,17 @@ impl Home {
         &self,
         key: &postkey_crypto::VerifyingKey,
     ) -> Result<(), HostError> {
-        write_atomic(&self.dks_path(), &key.to_bytes(), 0o644)
-            .map_err(|e| HostError::boxed("host", e))
+        Ok(write_atomic(&self.dks_path(), &key.to_bytes(), 0o644)?)
     }
 
     /// The Domain Key Set's authentication (public) key, written by the first ceremony: domain
     /// bundles are signed with it.
     pub fn domain_key_set_key(&self) -> Result<postkey_crypto::VerifyingKey, HostError> {
-        let bytes: [u8; 32] = read(&self.dks_path())?
-            .try_into()
-            .map_err(|_| HostError::Usage(format!("{} is corrupt", self.dks_path().display())))?;
+        let path = self.dks_path();
+        let bytes: [u8; 32] =
+            read(&path)?.try_into().map_err(|_| HostError::corrupt(&path, "not 32 bytes"))?;
         postkey_crypto::VerifyingKey::from_bytes(&bytes)
-            .map_err(|_| HostError::Usage(format!("{} is corrupt", self.dks_path().display())))
+            .map_err(|_| HostError::corrupt(&path, "not an Ed25519 public key"))
     }
 
     fn meters_dir(&self) -> PathBuf {
@@ -140,8 +138,7 @@ impl Home {
     /// Writes a simulated meter's state (SPEC §12: the simulator keeps its keys in a file under
     /// the home, mode 0600; a real meter keeps them in its secure element).
     pub fn save_meter(&self, meter: &postkey_meter::Meter) -> Result<(), HostError> {
-        write_atomic(&self.meter_path(meter.id()), &meter.to_simulator_file(), 0o600)
-            .map_err(|e| HostError::boxed("host", e))
+        Ok(write_atomic(&self.meter_path(meter.id()), &meter.to_simulator_file(), 0o600)?)
     }
 
     /// Saves simulated meters' states, all durable together (two flushes for the lot).
@@ -156,8 +153,7 @@ impl Home {
             .collect();
         let files: Vec<(String, &[u8])> =
             images.iter().map(|(n, b)| (n.clone(), b.as_slice())).collect();
-        postkey_box::runtime::write_atomic_many(&self.meters_dir(), &files, 0o600)
-            .map_err(|e| HostError::boxed("host", e))
+        Ok(postkey_box::runtime::write_atomic_many(&self.meters_dir(), &files, 0o600)?)
     }
 
     /// A simulated meter's state.
@@ -167,13 +163,10 @@ impl Home {
     ) -> Result<postkey_meter::Meter, HostError> {
         let path = self.meter_path(id);
         if !path.exists() {
-            return Err(HostError::Usage(format!(
-                "no meter {id}: make it with `postkey meter new`"
-            )));
+            return Err(Usage::UnknownMeter(id.clone()).into());
         }
         let bytes = zeroize::Zeroizing::new(read(&path)?);
-        postkey_meter::Meter::from_simulator_file(&bytes)
-            .map_err(|e| HostError::Usage(format!("{}: {e}", path.display())))
+        postkey_meter::Meter::from_simulator_file(&bytes).map_err(|e| HostError::corrupt(&path, e))
     }
 
     fn version_path(&self, id: BoxId) -> PathBuf {
@@ -189,7 +182,7 @@ impl Home {
         let text = String::from_utf8_lossy(&read(&path)?).trim().to_owned();
         text.parse()
             .map(|v| Some(StateVersion(v)))
-            .map_err(|_| HostError::Usage(format!("{} is corrupt", path.display())))
+            .map_err(|_| HostError::corrupt(&path, "not a version number"))
     }
 
     /// Records `version` as the highest seen for `id`; a lower one is refused.
@@ -197,13 +190,9 @@ impl Home {
         if let Some(recorded) = self.recorded_version(id)?
             && version < recorded
         {
-            return Err(HostError::boxed(
-                id,
-                postkey_box::BoxError::Rollback { recorded, presented: version },
-            ));
+            return Err(HostError::Rollback { box_id: id, recorded, presented: version });
         }
-        write_atomic(&self.version_path(id), version.0.to_string().as_bytes(), 0o644)
-            .map_err(|e| HostError::boxed(id, e))
+        Ok(write_atomic(&self.version_path(id), version.0.to_string().as_bytes(), 0o644)?)
     }
 
     /// Appends a line to the error log, durably.
@@ -222,16 +211,15 @@ impl Home {
             message: message.to_owned(),
         };
         let path = self.root.join("errors.log");
-        fs::create_dir_all(&self.root).map_err(|e| HostError::io("creating", &self.root, e))?;
+        fs::create_dir_all(&self.root).map_err(|e| storage("creating", &self.root, e))?;
         let mut f = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
-            .map_err(|e| HostError::io("opening", &path, e))?;
-        let line = serde_json::to_string(&entry).map_err(|e| HostError::Usage(e.to_string()))?;
-        writeln!(f, "{line}")
-            .and_then(|()| f.sync_all())
-            .map_err(|e| HostError::io("writing", &path, e))
+            .map_err(|e| storage("opening", &path, e))?;
+        // Serializing a struct of strings and numbers cannot fail.
+        let line = serde_json::to_string(&entry).unwrap_or_default();
+        writeln!(f, "{line}").and_then(|()| f.sync_all()).map_err(|e| storage("writing", &path, e))
     }
 
     /// The error-log entries spooled here and not yet moved into the archive, oldest first.
@@ -249,7 +237,7 @@ impl Home {
         let taken = self.root.join(INGESTING);
         let current = self.root.join("errors.log");
         if !taken.exists() && current.exists() {
-            fs::rename(&current, &taken).map_err(|e| HostError::io("renaming", &current, e))?;
+            fs::rename(&current, &taken).map_err(|e| storage("renaming", &current, e))?;
         }
         read_spool(&taken)
     }
@@ -260,7 +248,7 @@ impl Home {
         match fs::remove_file(&taken) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(HostError::io("removing", &taken, e)),
+            Err(e) => Err(storage("removing", &taken, e)),
         }
     }
 
@@ -270,7 +258,7 @@ impl Home {
         let mut paths: Vec<PathBuf> = match fs::read_dir(&dir) {
             Ok(d) => d.filter_map(|e| e.ok().map(|e| e.path())).collect(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(HostError::io("reading", &dir, e)),
+            Err(e) => return Err(storage("reading", &dir, e)),
         };
         paths.retain(|p| p.extension().is_some_and(|x| x == "transcript"));
         paths.sort();
@@ -279,14 +267,11 @@ impl Home {
             .iter()
             .map(|p| {
                 // Signed by the identity key of the box that conducted the ceremony.
-                let t = Unverified::<postkey_wire::Transcript>::from_bytes(&read(p)?)?;
+                let t = Unverified::<postkey_wire::Transcript>::from_bytes(&read(p)?)
+                    .map_err(|e| HostError::corrupt(p, e))?;
                 let signer = t.claimed_body().conducted_by;
-                let cert = self
-                    .store()
-                    .read_certificate(signer, &anchors)
-                    .map_err(|e| HostError::boxed(signer, e))?;
-                t.verify(&cert.body().identity)
-                    .map_err(|e| HostError::Usage(format!("{}: {e}", p.display())))
+                let cert = self.certificate(signer, &anchors)?;
+                t.verify(&cert.body().identity).map_err(|e| HostError::corrupt(p, e))
             })
             .collect()
     }
@@ -300,12 +285,7 @@ fn read_spool(path: &Path) -> Result<Vec<ErrorEntry>, HostError> {
         return Ok(Vec::new());
     }
     let text = String::from_utf8_lossy(&read(path)?).into_owned();
-    text.lines()
-        .map(|l| {
-            serde_json::from_str(l)
-                .map_err(|e| HostError::Usage(format!("{}: {e}", path.display())))
-        })
-        .collect()
+    text.lines().map(|l| serde_json::from_str(l).map_err(|e| HostError::corrupt(path, e))).collect()
 }
 
 impl Home {
@@ -326,7 +306,7 @@ impl Home {
             b.count
         );
         let path = media.join(name);
-        write_atomic(&path, share.as_bytes(), 0o600).map_err(|e| HostError::boxed(b.owner, e))?;
+        write_atomic(&path, share.as_bytes(), 0o600)?;
         Ok(path)
     }
 
@@ -334,9 +314,15 @@ impl Home {
     pub fn share_files(&self, dir: &Path, id: BoxId) -> Result<Vec<Vec<u8>>, HostError> {
         let prefix = format!("{id}-{}-", SharePurpose::OperationCombination.name());
         let mut files = Vec::new();
-        let entries = fs::read_dir(dir).map_err(|e| HostError::io("reading", dir, e))?;
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Usage::NoShares { box_id: id, dir: dir.to_path_buf() }.into());
+            }
+            Err(e) => return Err(storage("reading", dir, e)),
+        };
         for entry in entries {
-            let entry = entry.map_err(|e| HostError::io("reading", dir, e))?;
+            let entry = entry.map_err(|e| storage("reading", dir, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with(&prefix) && name.ends_with(".share") {
                 files.push((name, read(&entry.path())?));
@@ -346,22 +332,19 @@ impl Home {
         Ok(files.into_iter().map(|(_, b)| b).collect())
     }
 
-    fn bundle_path(&self, domain: &DomainId) -> PathBuf {
+    pub(crate) fn bundle_path(&self, domain: &DomainId) -> PathBuf {
         self.root.join("domains").join(format!("{domain}.bundle"))
     }
 
     pub(crate) fn write_bundle(&self, bundle: &Verified<DomainBundle>) -> Result<(), HostError> {
-        write_atomic(&self.bundle_path(&bundle.body().domain), bundle.as_bytes(), 0o644)
-            .map_err(|e| HostError::boxed("host", e))
+        Ok(write_atomic(&self.bundle_path(&bundle.body().domain), bundle.as_bytes(), 0o644)?)
     }
 
     /// A domain's bundle file (sealed and signed; checked by the manufacturing box that uses it).
     pub fn bundle(&self, domain: &DomainId) -> Result<Vec<u8>, HostError> {
         let path = self.bundle_path(domain);
         if !path.exists() {
-            return Err(HostError::Usage(format!(
-                "domain {domain} does not exist: create it with `postkey domain create`"
-            )));
+            return Err(Usage::UnknownDomain(domain.clone()).into());
         }
         read(&path)
     }
@@ -375,7 +358,10 @@ impl Home {
         let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
         paths.sort();
         for path in paths.into_iter().filter(|p| p.extension().is_some_and(|e| e == "bundle")) {
-            out.push(Unverified::<DomainBundle>::from_bytes(&read(&path)?)?);
+            out.push(
+                Unverified::<DomainBundle>::from_bytes(&read(&path)?)
+                    .map_err(|e| HostError::corrupt(&path, e))?,
+            );
         }
         Ok(out)
     }
@@ -383,7 +369,7 @@ impl Home {
     pub(crate) fn write_process(&self, record: &Verified<ProcessRecord>) -> Result<(), HostError> {
         let b = record.body();
         let path = self.root.join("boxes").join(format!("{}.{}.process", b.box_id, b.domain));
-        write_atomic(&path, record.as_bytes(), 0o644).map_err(|e| HostError::boxed(b.box_id, e))
+        Ok(write_atomic(&path, record.as_bytes(), 0o644)?)
     }
 
     /// The domain-process records of box `id`, checked against the trust anchors.
@@ -402,9 +388,9 @@ impl Home {
             .collect();
         paths.sort();
         for path in paths {
-            let record = Unverified::<ProcessRecord>::from_bytes(&read(&path)?)?
-                .verify(anchors.for_type(id.box_type()))
-                .map_err(|e| HostError::boxed(id, e.into()))?;
+            let record = Unverified::<ProcessRecord>::from_bytes(&read(&path)?)
+                .and_then(|r| r.verify(anchors.for_type(id.box_type())))
+                .map_err(|e| HostError::corrupt(&path, e))?;
             out.push(record);
         }
         Ok(out)
@@ -417,8 +403,27 @@ impl Home {
         let dir = self.root.join("transcripts");
         let n = fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0) + 1;
         let path = dir.join(format!("{n:04}-{}.transcript", transcript.body().ceremony));
-        write_atomic(&path, transcript.as_bytes(), 0o644)
-            .map_err(|e| HostError::boxed("host", e))?;
+        write_atomic(&path, transcript.as_bytes(), 0o644)?;
         Ok(path)
+    }
+}
+
+impl Home {
+    /// The certificate of box `id`, checked against `anchors`: a box the home does not hold is
+    /// the caller's mistake; a certificate that does not verify is a corrupt home.
+    pub fn certificate(
+        &self,
+        id: BoxId,
+        anchors: &TrustAnchors,
+    ) -> Result<Verified<postkey_wire::Certificate>, HostError> {
+        if !self.store().exists(id) {
+            return Err(Usage::UnknownBox(id).into());
+        }
+        self.store().read_certificate(id, anchors).map_err(|e| match e {
+            postkey_box::runtime::RuntimeError::Storage(s) => HostError::Storage(s),
+            postkey_box::runtime::RuntimeError::Refused(r) => {
+                HostError::corrupt(&self.root.join("boxes").join(format!("{id}.cert")), r)
+            }
+        })
     }
 }

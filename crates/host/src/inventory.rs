@@ -1,58 +1,57 @@
 //! Read-only views of a home: its boxes and domains, from public files only (certificates,
 //! process records, bundles' public parts). No box is enabled to answer them.
 
-use postkey_wire::BoxId;
+use postkey_crypto::Fingerprint;
+use postkey_wire::{BoxId, BoxType, DomainId, DomainKind, SubdomainId};
 
-use crate::{Home, HostError};
+use crate::{Home, HostError, ser};
 
 /// A domain process of a box.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ProcessSummary {
     /// The domain.
-    pub domain: String,
+    #[serde(serialize_with = "ser::display")]
+    pub domain: DomainId,
     /// The sub-domains served (Brass).
-    pub subdomains: Vec<String>,
+    #[serde(serialize_with = "ser::display_all")]
+    pub subdomains: Vec<SubdomainId>,
 }
 
 /// One box, as the home knows it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BoxReport {
     /// Its ID.
-    pub id: String,
+    #[serde(serialize_with = "ser::display")]
+    pub id: BoxId,
     /// Its type.
-    #[serde(rename = "type")]
-    pub box_type: String,
+    #[serde(rename = "type", serialize_with = "ser::display")]
+    pub box_type: BoxType,
     /// The domains it runs processes of.
-    pub domains: Vec<String>,
+    #[serde(serialize_with = "ser::display_all")]
+    pub domains: Vec<DomainId>,
     /// Its processes.
     pub processes: Vec<ProcessSummary>,
     /// The highest state version recorded.
     pub state_version: Option<u64>,
     /// The fingerprint of its identity key.
-    pub identity_fingerprint: Option<String>,
+    #[serde(serialize_with = "ser::display_opt")]
+    pub identity_fingerprint: Option<Fingerprint>,
     /// The manufacturing box that certified it.
-    pub certified_by: Option<String>,
-    /// When.
+    #[serde(serialize_with = "ser::display_opt")]
+    pub certified_by: Option<BoxId>,
+    /// When, RFC 3339 UTC.
     pub certified_at: Option<String>,
 }
 
 /// Every box of the home, in ID order.
 pub fn boxes(home: &Home) -> Result<Vec<BoxReport>, HostError> {
-    home.store()
-        .list()
-        .map_err(|e| HostError::boxed("host", e))?
-        .into_iter()
-        .map(|id| box_report(home, id))
-        .collect()
+    home.store().list()?.into_iter().map(|id| box_report(home, id)).collect()
 }
 
 /// One box.
 pub fn box_report(home: &Home, id: BoxId) -> Result<BoxReport, HostError> {
     if !home.store().exists(id) {
-        return Err(HostError::Usage(format!(
-            "no box {id} in {}: see `postkey box list`",
-            home.root().display()
-        )));
+        return Err(crate::Usage::UnknownBox(id).into());
     }
     let anchors = home.anchors()?;
     let cert = home.store().read_certificate(id, &anchors).ok();
@@ -60,18 +59,18 @@ pub fn box_report(home: &Home, id: BoxId) -> Result<BoxReport, HostError> {
         .processes(id)?
         .iter()
         .map(|p| ProcessSummary {
-            domain: p.body().domain.to_string(),
-            subdomains: p.body().subdomains.iter().map(ToString::to_string).collect(),
+            domain: p.body().domain.clone(),
+            subdomains: p.body().subdomains.clone(),
         })
         .collect();
     Ok(BoxReport {
-        id: id.to_string(),
-        box_type: id.box_type().name().into(),
+        id,
+        box_type: id.box_type(),
         domains: processes.iter().map(|p| p.domain.clone()).collect(),
         processes,
         state_version: home.recorded_version(id)?.map(|v| v.0),
-        identity_fingerprint: cert.as_ref().map(|c| c.body().identity.fingerprint().to_string()),
-        certified_by: cert.as_ref().map(|c| c.body().issuer.to_string()),
+        identity_fingerprint: cert.as_ref().map(|c| c.body().identity.fingerprint()),
+        certified_by: cert.as_ref().map(|c| c.body().issuer),
         certified_at: cert.as_ref().map(|c| c.body().issued.to_rfc3339()),
     })
 }
@@ -80,17 +79,27 @@ pub fn box_report(home: &Home, id: BoxId) -> Result<BoxReport, HostError> {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DomainSummary {
     /// The domain.
-    pub domain: String,
+    #[serde(serialize_with = "ser::display")]
+    pub domain: DomainId,
     /// Its kind.
-    pub kind: String,
+    #[serde(serialize_with = "kind_name")]
+    pub kind: DomainKind,
     /// Its sub-domains.
-    pub subdomains: Vec<String>,
-    /// Fingerprints of its public keys.
-    pub oak_auth: String,
+    #[serde(serialize_with = "ser::display_all")]
+    pub subdomains: Vec<SubdomainId>,
+    /// Oak authentication key fingerprint.
+    #[serde(serialize_with = "ser::display")]
+    pub oak_auth: Fingerprint,
     /// Steel authentication key fingerprint.
-    pub steel_auth: String,
+    #[serde(serialize_with = "ser::display")]
+    pub steel_auth: Fingerprint,
     /// Brass authentication key fingerprint.
-    pub brass_auth: String,
+    #[serde(serialize_with = "ser::display")]
+    pub brass_auth: Fingerprint,
+}
+
+fn kind_name<S: serde::Serializer>(kind: &DomainKind, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(kind.name())
 }
 
 /// Every domain of the home.
@@ -101,12 +110,12 @@ pub fn domains(home: &Home) -> Result<Vec<DomainSummary>, HostError> {
         .map(|d| {
             let b = d.claimed_body();
             DomainSummary {
-                domain: b.domain.to_string(),
-                kind: b.kind.name().into(),
-                subdomains: b.subdomains.iter().map(ToString::to_string).collect(),
-                oak_auth: b.public.oak_auth.fingerprint().to_string(),
-                steel_auth: b.public.steel_auth.fingerprint().to_string(),
-                brass_auth: b.public.brass_auth.fingerprint().to_string(),
+                domain: b.domain.clone(),
+                kind: b.kind,
+                subdomains: b.subdomains.clone(),
+                oak_auth: b.public.oak_auth.fingerprint(),
+                steel_auth: b.public.steel_auth.fingerprint(),
+                brass_auth: b.public.brass_auth.fingerprint(),
             }
         })
         .collect())

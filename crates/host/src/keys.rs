@@ -106,9 +106,10 @@ pub async fn show_key(
     domain: &DomainId,
     key_id: KeyId,
 ) -> Result<KeyDetail, HostError> {
-    let k = store.key(domain, key_id).await?.ok_or_else(|| {
-        HostError::Usage(format!("no key {domain}/{key_id}: see `postkey keys list`"))
-    })?;
+    let k = store
+        .key(domain, key_id)
+        .await?
+        .ok_or_else(|| crate::Usage::UnknownKey { domain: domain.clone(), key_id })?;
     let t = &k.times;
     let times = serde_json::json!({
         "kms_request": time(t.kms_request),

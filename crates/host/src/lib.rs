@@ -23,6 +23,7 @@ mod inventory;
 mod keys;
 mod link;
 mod registry;
+mod ser;
 mod session;
 mod vectors;
 
@@ -31,7 +32,7 @@ pub use ceremony::{
     install_process, manufacture,
 };
 pub use clock::now;
-pub use error::HostError;
+pub use error::{HostError, Usage};
 pub use factory::{
     DEFAULT_BATCH, Factory, InstallReport, KeySummary, Line, line_for, new_meter, open_archive,
 };

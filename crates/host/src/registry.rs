@@ -43,9 +43,8 @@ pub async fn register_in_archive(home: &Home, store: &impl Store) -> Result<(), 
             store.store_bundle(&new).await?;
         }
     }
-    for id in home.store().list().map_err(|e| HostError::boxed("host", e))? {
-        let cert =
-            home.store().read_certificate(id, &anchors).map_err(|e| HostError::boxed(id, e))?;
+    for id in home.store().list()? {
+        let cert = home.certificate(id, &anchors)?;
         if store.box_record(id).await?.is_none() {
             let version = home.recorded_version(id)?.unwrap_or(postkey_wire::StateVersion(0));
             let new = NewBox {

@@ -1,11 +1,13 @@
 //! A command's session with the boxes it needs: each box is enabled from its shares for the
-//! session's lifetime and locked (its keys zeroized) when the session ends.
+//! session's lifetime and locked (its keys zeroized) when the session ends. The session is the
+//! box side of the box link: [`Session::serve`] takes a command frame for one box, decodes it,
+//! runs it through the box's dispatcher, makes every change durable and answers a reply frame.
 //!
 //! ```text
-//!  enable(id, shares) ──► self-tests, shares, unseal ──► attest(nonce) ──► version ≥ recorded?
+//!  enable(id, shares) ──► self-tests, shares, unseal ──► ATTEST_STATE(nonce) ──► version ≥ recorded?
 //!                                                          no: refused (rollback), logged
-//!  run(id, command)   ──► box answers ──► state changed? seal + write + record version
-//!                                      ──► refused? error log entry, state unchanged
+//!  serve(id, frame)   ──► decode (2xxx refused, logged) ──► dispatch ──► seal + write + version
+//!                     ──► every refusal logged ──► reply frame
 //! ```
 
 use std::collections::BTreeMap;
@@ -13,11 +15,18 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 use postkey_box::runtime::Enabled;
-use postkey_box::{BoxError, SecureBox};
+use postkey_box::{Host, SecureBox, Stopped};
 use postkey_secrets::rng::OsEntropy;
-use postkey_wire::{BoxId, Nonce, ResponseCode, ShareRef, TrustAnchors};
+use postkey_wire::command::{
+    AttestState, BoxRequest, Command, Outcome, Response, answers_of, peek_code, reply_from_bytes,
+    reply_to_bytes,
+};
+use postkey_wire::{
+    BoxId, CommandCode, MeterId, MeterLink, Nonce, Refusal, ResponseCode, ShareRef, TrustAnchors,
+};
 
-use crate::{Home, HostError, clock};
+use crate::link::MeterLinks;
+use crate::{Home, HostError, Usage, clock};
 
 /// The boxes a command has enabled. Each box has its own lock: commands to different boxes
 /// run in parallel (as boxes on separate hosts would), commands to one box one at a time.
@@ -25,29 +34,62 @@ use crate::{Home, HostError, clock};
 pub struct Session {
     home: Home,
     anchors: TrustAnchors,
-    boxes: BTreeMap<BoxId, Mutex<Enabled>>,
+    /// Each enabled box, or `None` once it stopped: a box whose state could not be written no
+    /// longer matches its sealed state on disk, so it is locked (its keys zeroized) at once and
+    /// must be enabled again from what is on disk.
+    boxes: BTreeMap<BoxId, Mutex<Option<Enabled>>>,
 }
 
 /// A box's lock. A panic inside a command cannot leave a half-changed state that is then
 /// sealed: a command changes the box only after every check, and nothing is written unless
 /// the command returned.
-fn lock(m: &Mutex<Enabled>) -> MutexGuard<'_, Enabled> {
+fn lock(m: &Mutex<Option<Enabled>>) -> MutexGuard<'_, Option<Enabled>> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A fresh 32-byte value from the OS, for nonces and enabling contexts (never for keys: those
 /// come from the box generators).
-fn os_nonce() -> Result<[u8; 32], HostError> {
+pub(crate) fn os_nonce() -> Result<[u8; 32], HostError> {
     let mut n = [0u8; 32];
     postkey_secrets::rng::EntropySource::fill(&mut OsEntropy, &mut n)
-        .map_err(|e| HostError::Usage(format!("the OS entropy source failed: {e}")))?;
+        .map_err(|e| HostError::Entropy(e.to_string()))?;
     Ok(n)
+}
+
+/// What a box gets from this host while it runs one command: durable commits, the meter links
+/// of its production line, and the error log.
+struct BoxHost<'a> {
+    session: &'a Session,
+    id: BoxId,
+    meters: Option<&'a mut MeterLinks>,
+}
+
+impl Host for BoxHost<'_> {
+    type Error = HostError;
+
+    fn commit(&mut self, secure_box: &mut SecureBox) -> Result<(), HostError> {
+        self.session.persist(self.id, secure_box)
+    }
+
+    fn meter_link(&mut self, meter: &MeterId) -> Option<&mut dyn MeterLink> {
+        let link: &mut dyn MeterLink = self.meters.as_deref_mut()?.get_mut(meter)?;
+        Some(link)
+    }
+
+    fn log(&mut self, refusal: &Refusal) {
+        self.session.log(self.id, refusal);
+    }
 }
 
 impl Session {
     /// A session on an initialized home.
     pub fn new(home: &Home) -> Result<Self, HostError> {
         Ok(Self { home: home.clone(), anchors: home.anchors()?, boxes: BTreeMap::new() })
+    }
+
+    /// A session on a home whose anchors are being made (the first ceremony).
+    pub(crate) fn with_anchors(home: &Home, anchors: TrustAnchors) -> Self {
+        Self { home: home.clone(), anchors, boxes: BTreeMap::new() }
     }
 
     /// The home.
@@ -60,17 +102,21 @@ impl Session {
         &self.anchors
     }
 
-    /// Logs a refusal by `component` and returns it as an error.
-    pub(crate) fn refuse(&self, component: impl ToString, error: BoxError) -> HostError {
-        let component = component.to_string();
-        // A failure to log must not hide the refusal itself.
+    /// Writes a refusal by `component` to the error log. A failure to log must not hide the
+    /// refusal itself, so it is dropped.
+    pub(crate) fn log(&self, component: impl ToString, refusal: &Refusal) {
         let _ = self.home.log_error(
-            &component,
-            error.response_code(),
-            &error.to_string(),
+            &component.to_string(),
+            refusal.code,
+            &refusal.message,
             clock::now(),
         );
-        HostError::boxed(component, error)
+    }
+
+    /// Logs `error`, found about `component`, and returns it.
+    pub(crate) fn logged(&self, component: impl ToString, error: HostError) -> HostError {
+        self.log(component, &Refusal::new(error.response_code(), error.to_string()));
+        error
     }
 
     /// Enables box `id` from its share files in `shares_dir`, then runs the state-version check
@@ -79,23 +125,31 @@ impl Session {
         if self.boxes.contains_key(&id) {
             return Ok(());
         }
+        if !self.home.store().exists(id) {
+            return Err(Usage::UnknownBox(id).into());
+        }
         let shares = self.home.share_files(shares_dir, id)?;
         if shares.is_empty() {
-            return Err(HostError::Usage(format!(
-                "no share files of {id} in {}: pass the directory that holds them with --shares-dir",
-                shares_dir.display()
-            )));
+            return Err(Usage::NoShares { box_id: id, dir: shares_dir.to_path_buf() }.into());
         }
         let context =
             [id.to_string().as_bytes(), &clock::now().unix_micros().to_be_bytes(), &os_nonce()?]
                 .concat();
-        let mut enabled = self
-            .home
-            .store()
-            .enable(id, &self.anchors, &shares, OsEntropy, &context)
-            .map_err(|e| self.refuse(id, e))?;
-        self.check_version(&mut enabled.secure_box)?;
-        self.boxes.insert(id, Mutex::new(enabled));
+        let enabled =
+            match self.home.store().enable(id, &self.anchors, &shares, OsEntropy, &context) {
+                Ok(enabled) => enabled,
+                Err(postkey_box::runtime::RuntimeError::Refused(e)) => {
+                    let refusal = e.to_refusal();
+                    self.log(id, &refusal);
+                    return Err(HostError::refused(id, refusal));
+                }
+                Err(e) => return Err(self.logged(id, e.into())),
+            };
+        self.boxes.insert(id, Mutex::new(Some(enabled)));
+        if let Err(e) = self.check_version(id) {
+            self.boxes.remove(&id);
+            return Err(e);
+        }
         if id.box_type() == postkey_wire::BoxType::Manufacturing {
             self.catch_up_domains(id)?;
         }
@@ -107,11 +161,11 @@ impl Session {
     fn catch_up_domains(&mut self, id: BoxId) -> Result<(), HostError> {
         for bundle in self.home.domains()? {
             let domain = bundle.claimed_body().domain.clone();
-            let bytes = self.home.bundle(&domain)?;
-            let knows =
-                self.boxes.get(&id).is_some_and(|e| lock(e).secure_box.knows_domain(&domain));
+            let knows = self.boxes.get(&id).is_some_and(|e| {
+                lock(e).as_ref().is_some_and(|e| e.secure_box.knows_domain(&domain))
+            });
             if !knows {
-                self.run(id, |b| b.manufacturing()?.adopt_domain(&bytes).map(|_| ()))?;
+                self.call_one(id, postkey_wire::command::AdoptDomain { bundle })?;
             }
         }
         Ok(())
@@ -119,80 +173,140 @@ impl Session {
 
     /// SPEC §7.2 item 7: the box signs its state version over a fresh nonce; a version below the
     /// highest recorded means an old state was restored, and the box is refused.
-    fn check_version(&self, b: &mut SecureBox) -> Result<(), HostError> {
-        let id = b.id();
+    fn check_version(&self, id: BoxId) -> Result<(), HostError> {
         let nonce = Nonce(os_nonce()?);
-        let attestation = b.attest(nonce, clock::now()).map_err(|e| self.refuse(id, e))?;
-        let cert = self
-            .home
-            .store()
-            .read_certificate(id, &self.anchors)
-            .map_err(|e| self.refuse(id, e))?;
-        let checked = postkey_wire::Unverified::<postkey_wire::StateAttestation>::from_bytes(
-            attestation.as_bytes(),
-        )
-        .and_then(|a| a.verify(&cert.body().identity))
-        .map_err(|e| self.refuse(id, e.into()))?;
+        let attestation = self.call_one(id, AttestState { nonce })?;
+        let cert = self.home.certificate(id, &self.anchors)?;
+        let checked = attestation.verify(&cert.body().identity).map_err(|e| {
+            let refusal = Refusal::new(e.response_code(), format!("state attestation: {e}"));
+            self.log(id, &refusal);
+            HostError::refused(id, refusal)
+        })?;
         if checked.body().nonce != nonce || checked.body().box_id != id {
-            return Err(self.refuse(id, BoxError::NonceMismatch));
+            let refusal = Refusal::new(
+                ResponseCode::NONCE_MISMATCH,
+                "the state attestation answers another nonce or box",
+            );
+            self.log(id, &refusal);
+            return Err(HostError::refused(id, refusal));
         }
-        let presented = checked.body().version;
-        if let Some(recorded) = self.home.recorded_version(id)?
-            && presented < recorded
-        {
-            return Err(self.refuse(id, BoxError::Rollback { recorded, presented }));
-        }
-        self.home.record_version(id, presented)
+        self.home.record_version(id, checked.body().version).map_err(|e| self.logged(id, e))
     }
 
     /// The shares that enabled box `id`, by set and index.
     pub fn presented(&self, id: BoxId) -> Vec<ShareRef> {
-        self.boxes.get(&id).map(|e| lock(e).presented.clone()).unwrap_or_default()
+        self.boxes
+            .get(&id)
+            .and_then(|e| lock(e).as_ref().map(|e| e.presented.clone()))
+            .unwrap_or_default()
     }
 
-    /// Runs a command on enabled box `id`. A changed state is sealed, written durably and its
-    /// version recorded before the answer is returned; a refusal is written to the error log.
-    pub fn run<T>(
-        &self,
-        id: BoxId,
-        command: impl FnOnce(&mut SecureBox) -> Result<T, BoxError>,
-    ) -> Result<T, HostError> {
-        self.run_batch(id, |b| command(b).map(|answer| vec![Ok(answer)]))?
-            .pop()
-            .unwrap_or_else(|| Err(HostError::boxed(id, BoxError::Locked)))
-    }
-
-    /// Runs a batch command on enabled box `id`: each item answered on its own, one commit for
-    /// all of them before any answer is returned, and one error-log entry per refused item. A
-    /// refusal of the whole batch persists nothing.
-    pub fn run_batch<T>(
-        &self,
-        id: BoxId,
-        command: impl FnOnce(&mut SecureBox) -> Result<Vec<Result<T, BoxError>>, BoxError>,
-    ) -> Result<Vec<Result<T, HostError>>, HostError> {
-        let Some(cell) = self.boxes.get(&id) else {
-            return Err(self.refuse(id, BoxError::Locked));
+    /// One command frame for box `id`, as a box link delivers it; the reply frame. `meters` are
+    /// the meter links of a Steel box's production line. Every refusal (of the frame, of the
+    /// command, of an item) is written to the error log; every change of the box is durable
+    /// before the reply is made.
+    pub fn serve(&self, id: BoxId, frame: &[u8], meters: Option<&mut MeterLinks>) -> Vec<u8> {
+        let code = peek_code(frame).unwrap_or(CommandCode(0));
+        let reply = match Command::from_bytes(frame) {
+            Ok(command) => self.execute(id, command, meters),
+            Err(e) => {
+                let refusal = Refusal::new(e.response_code(), e.to_string());
+                self.log(id, &refusal);
+                Err(refusal)
+            }
         };
-        let mut enabled = lock(cell);
-        let answer = command(&mut enabled.secure_box);
-        for alarm in enabled.secure_box.take_alarms() {
-            let _ = self.home.log_error(
-                &id.to_string(),
-                ResponseCode::RNG_FAILURE,
-                &format!("alarm: {alarm}"),
-                clock::now(),
-            );
+        reply_to_bytes(code, &reply)
+    }
+
+    /// Runs a decoded command on enabled box `id`: seal, write and record the version before the
+    /// response is returned; a refusal of the whole command persists nothing.
+    fn execute(
+        &self,
+        id: BoxId,
+        command: Command,
+        meters: Option<&mut MeterLinks>,
+    ) -> Result<Response, Refusal> {
+        let refuse = |refusal: Refusal| {
+            self.log(id, &refusal);
+            Err(refusal)
+        };
+        let locked = || {
+            let e = HostError::Locked(id);
+            Refusal::new(e.response_code(), e.to_string())
+        };
+        let Some(cell) = self.boxes.get(&id) else { return refuse(locked()) };
+        let mut slot = lock(cell);
+        let Some(enabled) = slot.as_mut() else { return refuse(locked()) };
+        let b = &mut enabled.secure_box;
+        let mut host = BoxHost { session: self, id, meters };
+        let result = postkey_box::dispatch(b, command, clock::now(), &mut host);
+        for alarm in b.take_alarms() {
+            self.log(id, &Refusal::new(ResponseCode::RNG_FAILURE, format!("alarm: {alarm}")));
         }
-        // A refusal persists nothing: boxes refuse before they change anything.
-        let answers = answer.map_err(|e| self.refuse(id, e))?;
-        // Durable before the answers leave: seal, write, record the version.
-        let committed =
-            postkey_archive::metrics::durable(|| self.home.store().commit(&mut enabled.secure_box));
-        let version = enabled.secure_box.version();
-        drop(enabled);
-        committed.map_err(|e| self.refuse(id, e))?;
-        postkey_archive::metrics::durable(|| self.home.record_version(id, version))?;
-        Ok(answers.into_iter().map(|a| a.map_err(|e| self.refuse(id, e))).collect())
+        // Durable before the answers leave: seal, write, record the version. A box whose state
+        // could not be written stops (fail-stop): it is locked and its keys zeroized, so that no
+        // later answer can rest on a change the disk does not hold.
+        let persisted = match &result {
+            Err(Stopped::Refused(_)) => Ok(()),
+            Err(Stopped::Host(e)) => Err(Refusal::new(e.response_code(), e.to_string())),
+            Ok(_) => {
+                self.persist(id, b).map_err(|e| Refusal::new(e.response_code(), e.to_string()))
+            }
+        };
+        if let Err(refusal) = persisted {
+            *slot = None;
+            return refuse(refusal);
+        }
+        drop(slot);
+        let response = match result {
+            Ok(response) => response,
+            // A refusal persists nothing: boxes refuse before they change anything.
+            Err(Stopped::Refused(e)) => return refuse(e.to_refusal()),
+            Err(Stopped::Host(e)) => return refuse(Refusal::new(e.response_code(), e.to_string())),
+        };
+        for (_, refusal) in response.refusals() {
+            self.log(id, refusal);
+        }
+        Ok(response)
+    }
+
+    /// Seals `b` if it changed, writes it durably and records its new version.
+    fn persist(&self, id: BoxId, b: &mut SecureBox) -> Result<(), HostError> {
+        let wrote = postkey_archive::metrics::durable(|| self.home.store().commit(b))?;
+        if !wrote {
+            return Ok(());
+        }
+        let version = b.version();
+        postkey_archive::metrics::durable(|| self.home.record_version(id, version))
+    }
+
+    /// Sends a batch of `R` items to enabled box `id` through the same frames a box link
+    /// carries: each item's answer, or its refusal (already in the error log).
+    pub fn call<R: BoxRequest>(
+        &self,
+        id: BoxId,
+        items: Vec<R>,
+    ) -> Result<Vec<Outcome<R::Answer>>, HostError> {
+        let sent = items.len();
+        let reply = self.serve(id, &R::batch(items).to_bytes(), None);
+        let mismatch = |e: postkey_wire::WireError| {
+            HostError::refused(id, Refusal::new(e.response_code(), e.to_string()))
+        };
+        let (_, reply) = reply_from_bytes(&reply).map_err(mismatch)?;
+        let response = reply.map_err(|refusal| HostError::refused(id, refusal))?;
+        answers_of::<R>(sent, response).map_err(mismatch)
+    }
+
+    /// Sends one `R` item to enabled box `id`; its refusal is an error.
+    pub fn call_one<R: BoxRequest>(&self, id: BoxId, item: R) -> Result<R::Answer, HostError> {
+        match self.call(id, vec![item])?.pop() {
+            Some(Ok(answer)) => Ok(answer),
+            Some(Err(refusal)) => Err(HostError::refused(id, refusal)),
+            None => Err(HostError::refused(
+                id,
+                Refusal::new(ResponseCode::ANSWER_MISMATCH, "the box answered no item"),
+            )),
+        }
     }
 
     /// Takes a box made during this session (already enabled): persists it, records its version
@@ -203,10 +317,10 @@ impl Session {
         presented: Vec<ShareRef>,
     ) -> Result<(), HostError> {
         let id = secure_box.id();
-        self.home.store().persist(&mut secure_box).map_err(|e| self.refuse(id, e))?;
+        self.home.store().persist(&mut secure_box).map_err(|e| self.logged(id, e.into()))?;
         secure_box.take_dirty();
         self.home.record_version(id, secure_box.version())?;
-        self.boxes.insert(id, Mutex::new(Enabled { secure_box, presented }));
+        self.boxes.insert(id, Mutex::new(Some(Enabled { secure_box, presented })));
         Ok(())
     }
 

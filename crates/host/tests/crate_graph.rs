@@ -1,7 +1,13 @@
-//! Architecture invariant: only the box, meter and host crates may depend on the secrets crate,
-//! and no other workspace crate may reach it through any chain of normal or dev dependencies,
-//! save the `postkey` binary, which wires the host. So the KMS computer, the archive, the wire
-//! codec and the public crypto crate cannot name a plaintext key type, not even in their tests.
+//! Architecture invariants read from the crate graph:
+//!
+//! - only the box, meter and host crates may depend on the secrets crate, and no other workspace
+//!   crate may reach it through any chain of normal or dev dependencies, save the `postkey`
+//!   binary, which wires the host. So the KMS computer, the archive, the wire codec and the
+//!   public crypto crate cannot name a plaintext key type, not even in their tests;
+//! - the boxes never reach the archive, the KMS computer or the host (nor the archive's backends),
+//!   by any chain of normal or dev dependencies: a box is sans-IO and knows nothing of who drives
+//!   it or where its records are kept.
+//!
 //! Read from `cargo metadata`, so a new crate or a new dependency is checked the day it is added.
 
 // Tests fail by panicking.
@@ -84,6 +90,63 @@ fn violations(graph: &Graph) -> Vec<String> {
         }
     }
     found
+}
+
+/// The crates a box must never reach.
+const NOT_FOR_BOXES: &[&str] = &[
+    "postkey-archive",
+    "postkey-archive-sqlite",
+    "postkey-archive-postgres",
+    "postkey-kmc",
+    "postkey-host",
+];
+
+/// Every chain by which the box crate reaches a crate of [`NOT_FOR_BOXES`], as sentences.
+fn box_violations(graph: &Graph) -> Vec<String> {
+    let mut found = Vec::new();
+    let start = "postkey-box".to_owned();
+    let mut stack: Vec<(&String, Vec<&String>)> =
+        graph.get(&start).into_iter().flatten().map(|d| (d, vec![d])).collect();
+    let mut seen = BTreeSet::new();
+    while let Some((dep, path)) = stack.pop() {
+        if !seen.insert(dep) {
+            continue;
+        }
+        if NOT_FOR_BOXES.contains(&dep.as_str()) {
+            let chain: Vec<&str> = path.iter().map(|s| s.as_str()).collect();
+            found.push(format!("postkey-box reaches {dep} through {}", chain.join(" -> ")));
+        }
+        for next in graph.get(dep).into_iter().flatten() {
+            let mut p = path.clone();
+            p.push(next);
+            stack.push((next, p));
+        }
+    }
+    found
+}
+
+#[test]
+fn boxes_never_reach_the_archive_the_kmc_or_the_host() {
+    let graph = workspace_graph();
+    for crate_ in NOT_FOR_BOXES.iter().chain(&["postkey-box"]) {
+        assert!(graph.contains_key(*crate_), "{crate_} is in the workspace and so under the rule");
+    }
+    let v = box_violations(&graph);
+    assert!(v.is_empty(), "crate graph breaks the boxes rule:\n{}", v.join("\n"));
+}
+
+#[test]
+fn the_boxes_rule_catches_direct_and_indirect_dependencies() {
+    // The box crate's tests depending on the host (a dev dependency) is caught.
+    let mut graph = workspace_graph();
+    graph.get_mut("postkey-box").unwrap().insert("postkey-host".into());
+    let v = box_violations(&graph);
+    assert!(v.iter().any(|s| s.contains("postkey-host")), "{v:?}");
+    // So is reaching the archive through the meter.
+    let mut graph = workspace_graph();
+    graph.get_mut("postkey-meter").unwrap().insert("postkey-archive".into());
+    let v = box_violations(&graph);
+    assert!(v.iter().any(|s| s.contains("postkey-meter -> postkey-archive")), "{v:?}");
 }
 
 #[test]

@@ -4,15 +4,22 @@
 // Tests fail by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use postkey_archive::{KeyStatus, Store};
+use std::sync::Mutex;
+
+use postkey_archive::{KeyFilter, KeyStatus, Store};
 use postkey_archive_sqlite::SqliteStore;
 use postkey_host::{EmbeddedBoxes, Home, MeterLinks, Session, SharePolicy};
-use postkey_kmc::{Answer, Boxes, InstallConfig, KeyOrder, KeyOutcome, Kmc, KmcError, Refusal};
+use postkey_kmc::{Boxes, InstallConfig, KeyOrder, KeyOutcome, Kmc, KmcError};
 use postkey_meter::{Meter, SimulatedMeter};
 use postkey_secrets::rng::BoxRng;
 use postkey_secrets::rng::testing::SeededSource;
+use postkey_wire::command::{
+    Checked, Command, Confirmed, Generated, InstallEnded, Response, reply_from_bytes,
+    reply_to_bytes,
+};
 use postkey_wire::{
-    BoxId, BoxType, CommandCode, DomainId, DomainKind, MeterId, Nonce, SubdomainId,
+    Body, BoxId, BoxType, CommandCode, DomainId, DomainKind, KeyId, Message, MeterId, Nonce,
+    Refusal, ResponseCode, SubdomainId, Unverified,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -25,10 +32,6 @@ struct World {
     oak: BoxId,
     steel: BoxId,
     brass: BoxId,
-}
-
-fn id(s: &str) -> BoxId {
-    BoxId::parse(s).unwrap()
 }
 
 fn d(s: &str) -> DomainId {
@@ -71,7 +74,8 @@ async fn world() -> World {
             None,
         )
         .unwrap();
-        let b = id(&r.id);
+        assert_eq!(r.box_type, t);
+        let b = r.id;
         for domain in ["VE", "USPS"] {
             let subs = if t == BoxType::Brass {
                 vec![SubdomainId::parse(&format!("{domain}/US")).unwrap()]
@@ -97,30 +101,64 @@ fn meter(n: u32) -> (MeterId, SimulatedMeter) {
     (id.clone(), SimulatedMeter::new(Meter::manufacture(id, &mut rng).unwrap()))
 }
 
-/// Records every byte that crosses the KMC's box links, both ways.
+/// Records the exact frames that cross the KMC's box links, both ways: each command as a box link
+/// encodes it, and each reply.
 struct Tap<'a, B> {
     inner: &'a B,
-    seen: std::sync::Mutex<Vec<Vec<u8>>>,
+    frames: Mutex<Vec<Vec<u8>>>,
 }
 
 impl<B: Boxes> Boxes for Tap<'_, B> {
-    async fn call_batch(
-        &self,
-        id: BoxId,
-        command: CommandCode,
-        items: Vec<Vec<Vec<u8>>>,
-    ) -> Result<Vec<Answer>, Refusal> {
-        self.seen.lock().unwrap().extend(items.iter().flatten().cloned());
-        let answers = self.inner.call_batch(id, command, items).await;
-        let mut seen = self.seen.lock().unwrap();
-        for a in answers.iter().flatten() {
-            match a {
-                Ok(records) => seen.extend(records.iter().cloned()),
-                Err(r) => seen.push(r.message.clone().into_bytes()),
-            }
-        }
-        answers
+    async fn send(&self, id: BoxId, command: Command) -> Result<Response, Refusal> {
+        let code = command.code();
+        self.frames.lock().unwrap().push(command.to_bytes());
+        let reply = self.inner.send(id, command).await;
+        self.frames.lock().unwrap().push(reply_to_bytes(code, &reply));
+        reply
     }
+}
+
+/// MI1 for key `key_id` of `domain`, naming the world's Steel box, as the KMC makes it.
+async fn mi1(w: &World, domain: &str, key_id: KeyId) -> Message<postkey_wire::GenerateKey> {
+    postkey_wire::Message::new(
+        postkey_wire::Context {
+            domain: d(domain),
+            sender: postkey_wire::Sender::Role(postkey_wire::Role::Kmc),
+            meter_id: None,
+            key_id: Some(key_id),
+            state_version: None,
+            timestamp: postkey_host::now(),
+        },
+        postkey_wire::GenerateKey {
+            steel_certificate: w
+                .store
+                .box_record(w.steel)
+                .await
+                .unwrap()
+                .unwrap()
+                .certificate
+                .bytes,
+            steel_process: w
+                .store
+                .domain_processes(w.steel)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|p| p.domain == d(domain))
+                .unwrap()
+                .record
+                .bytes,
+        },
+    )
+}
+
+/// The spooled error-log entries of `component` with `code`.
+fn logged(home: &Home, component: BoxId, code: ResponseCode) -> usize {
+    home.spooled_errors()
+        .unwrap()
+        .iter()
+        .filter(|e| e.component == component.to_string() && e.code == code.0)
+        .count()
 }
 
 fn enable_all(w: &World) -> Session {
@@ -143,14 +181,15 @@ async fn a_meter_gets_a_vendor_and_a_postal_key_and_no_plaintext_key_crosses_the
     let (meter_id, sim) = meter(1);
     meters.connect(meter_id.clone(), Box::new(sim.clone()));
     let boxes = EmbeddedBoxes::new(enable_all(&w), meters);
-    let tap = Tap { inner: &boxes, seen: Default::default() };
+    let tap = Tap { inner: &boxes, frames: Mutex::default() };
     for b in [w.oak, w.steel, w.brass] {
         kmc.check_box(&tap, b, Nonce([b.number() as u8; 32])).await.unwrap();
     }
     for domain in ["VE", "USPS"] {
         let outcome =
             kmc.install_key(&tap, &order(&w, domain, &meter_id), postkey_host::now).await.unwrap();
-        let KeyOutcome::Installed { key_id, .. } = outcome else { panic!("{outcome:?}") };
+        let KeyOutcome::Installed { key_id, mi10 } = outcome else { panic!("{outcome:?}") };
+        assert_eq!(mi10.header().key_id, Some(key_id));
         let record = w.store.key(&d(domain), key_id).await.unwrap().unwrap();
         assert_eq!(record.status, KeyStatus::Installed);
         assert_eq!(record.meter_id.as_ref(), Some(&meter_id));
@@ -158,13 +197,30 @@ async fn a_meter_gets_a_vendor_and_a_postal_key_and_no_plaintext_key_crosses_the
         assert!(t.kms_request.is_some() && t.psr_install.is_some() && t.kms_install.is_some());
         assert!(t.kms_request <= t.kms_install);
     }
-    let seen = std::mem::take(&mut *tap.seen.lock().unwrap());
+    let frames = std::mem::take(&mut *tap.frames.lock().unwrap());
+    // What the tap holds are the link's frames: commands and replies in turn, each decoding.
+    let mut sent = Vec::new();
+    for pair in frames.chunks(2) {
+        let command = Command::from_bytes(&pair[0]).unwrap();
+        let (code, reply) = reply_from_bytes(&pair[1]).unwrap();
+        assert_eq!(code, command.code());
+        assert!(reply.is_ok(), "{code}: {reply:?}");
+        sent.push(code);
+    }
+    for code in [
+        CommandCode::ATTEST_STATE,
+        CommandCode::GENERATE_KEY,
+        CommandCode::INSTALL_KEY,
+        CommandCode::CHECK_INSTALL,
+    ] {
+        assert!(sent.contains(&code), "{code} crossed the tap: {sent:?}");
+    }
     let meter = sim.meter();
     assert_eq!(meter.keys().len(), 2);
     let mut scanned = 0;
     for key in meter.keys().values() {
         let k = key.master_key().expose_secret();
-        for bytes in &seen {
+        for bytes in &frames {
             assert!(
                 !bytes.windows(32).any(|w| w == k),
                 "a plaintext master key crossed the KMC's links"
@@ -173,15 +229,10 @@ async fn a_meter_gets_a_vendor_and_a_postal_key_and_no_plaintext_key_crosses_the
         }
     }
     assert!(scanned > 1000, "the tap saw the traffic");
-    // The check can fail: a message carrying K is caught.
-    let leaked =
-        [b"prefix".as_slice(), meter.keys().values().next().unwrap().master_key().expose_secret()]
-            .concat();
-    assert!(
-        leaked
-            .windows(32)
-            .any(|w| w == meter.keys().values().next().unwrap().master_key().expose_secret())
-    );
+    // The check can fail: a frame carrying K is caught.
+    let k = meter.keys().values().next().unwrap().master_key().expose_secret();
+    let leaked = [frames[0].as_slice(), k].concat();
+    assert!(leaked.windows(32).any(|w| w == k));
 }
 
 #[tokio::test]
@@ -208,15 +259,16 @@ async fn an_old_copy_of_a_steel_state_is_refused_by_the_kmc_before_anything_else
     let boxes = EmbeddedBoxes::new(session, MeterLinks::default());
     let err = kmc.check_box(&boxes, w.steel, Nonce([3; 32])).await.unwrap_err();
     assert!(matches!(err, KmcError::Rollback { .. }), "{err}");
-    assert_eq!(err.response_code(), postkey_wire::ResponseCode::STATE_ROLLBACK);
+    assert_eq!(err.response_code(), ResponseCode::STATE_ROLLBACK);
 }
 
 #[tokio::test]
 async fn a_replayed_key_id_is_burned_and_a_failed_install_leaves_the_key_bad() {
     let w = world().await;
-    let kmc = Kmc::new(w.store.clone(), w.kmc_dks, InstallConfig::default());
+    let config = InstallConfig::default();
+    let kmc = Kmc::new(w.store.clone(), w.kmc_dks, config);
     let boxes = EmbeddedBoxes::new(enable_all(&w), MeterLinks::default());
-    // A meter that is not connected: Steel's host refuses the install after MI3 was committed.
+    // A meter that is not connected: Steel refuses the install after MI3 was committed.
     let (absent, _) = meter(3);
     let outcome =
         kmc.install_key(&boxes, &order(&w, "USPS", &absent), postkey_host::now).await.unwrap();
@@ -224,38 +276,146 @@ async fn a_replayed_key_id_is_burned_and_a_failed_install_leaves_the_key_bad() {
     assert_eq!(w.store.key(&d("USPS"), key_id).await.unwrap().unwrap().status, KeyStatus::Bad);
     let history = w.store.key_history(&d("USPS"), key_id).await.unwrap();
     assert_eq!(history.len(), 2, "created New, then Bad");
+    assert_eq!(logged(&w.home, w.steel, ResponseCode::METER_NOT_CONNECTED), 1);
     // The next order uses a new key ID.
     let (meter_id, sim) = meter(4);
     boxes.meters().connect(meter_id.clone(), Box::new(sim));
-    let KeyOutcome::Installed { key_id: next, .. } =
-        kmc.install_key(&boxes, &order(&w, "USPS", &meter_id), postkey_host::now).await.unwrap()
-    else {
-        panic!()
-    };
+    let outcome =
+        kmc.install_key(&boxes, &order(&w, "USPS", &meter_id), postkey_host::now).await.unwrap();
+    let KeyOutcome::Installed { key_id: next, .. } = outcome else { panic!("{outcome:?}") };
     assert!(next > key_id);
+    assert!(w.store.burned_key_ids(&d("USPS")).await.unwrap().is_empty());
+
+    // Oak is driven outside the KMC: it processes a key ID two ahead of the archive's counter.
+    let id = |n: u64| KeyId::new(n).unwrap();
+    let ahead = id(next.get() + 2);
+    let generated = boxes
+        .session()
+        .call_one(w.oak, postkey_wire::command::GenerateKey { mi1: mi1(&w, "USPS", ahead).await })
+        .unwrap();
+    assert_eq!(generated.mi3.header().key_id, Some(ahead));
+    // The KMC's next two IDs are not fresh at Oak any more: refused (3201), burned, and the
+    // order retried with the next ID, which Oak takes.
+    let (meter_id, sim) = meter(5);
+    boxes.meters().connect(meter_id.clone(), Box::new(sim));
+    let outcome =
+        kmc.install_key(&boxes, &order(&w, "USPS", &meter_id), postkey_host::now).await.unwrap();
+    let KeyOutcome::Installed { key_id: after, .. } = outcome else { panic!("{outcome:?}") };
+    assert_eq!(after, id(next.get() + 3));
+    let burned = w.store.burned_key_ids(&d("USPS")).await.unwrap();
+    let ids: Vec<KeyId> = burned.iter().map(|b| b.key_id).collect();
+    assert_eq!(ids, vec![id(next.get() + 1), ahead]);
+    for b in &burned {
+        assert!(b.reason.contains("3201"), "{}", b.reason);
+        assert!(w.store.key(&d("USPS"), b.key_id).await.unwrap().is_none(), "never a key");
+    }
+    assert_eq!(logged(&w.home, w.oak, ResponseCode::KEY_ID_NOT_FRESH), 2);
+    let record = w.store.key(&d("USPS"), after).await.unwrap().unwrap();
+    assert_eq!(record.status, KeyStatus::Installed);
+
+    // More IDs in a row refused than the KMC allows: the order fails, every ID burned.
+    let max = u64::from(config.max_burned_in_a_row);
+    let far = id(after.get() + max);
+    boxes
+        .session()
+        .call_one(w.oak, postkey_wire::command::GenerateKey { mi1: mi1(&w, "USPS", far).await })
+        .unwrap();
+    let (meter_id, sim) = meter(6);
+    boxes.meters().connect(meter_id.clone(), Box::new(sim));
+    let err = kmc
+        .install_key(&boxes, &order(&w, "USPS", &meter_id), postkey_host::now)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, KmcError::KeyIdsRefused(oak, n) if oak == w.oak && n == config.max_burned_in_a_row),
+        "{err}"
+    );
+    assert_eq!(err.response_code().0, 3201);
+    let burned = w.store.burned_key_ids(&d("USPS")).await.unwrap();
+    let ids: Vec<u64> = burned.iter().map(|b| b.key_id.get()).collect();
+    let refused: Vec<u64> = (after.get() + 1..=far.get()).collect();
+    assert_eq!(ids, [vec![next.get() + 1, ahead.get()], refused].concat());
+    assert_eq!(logged(&w.home, w.oak, ResponseCode::KEY_ID_NOT_FRESH), 2 + max as usize);
+    // No key was made for the order: the last key of the domain is still the one before.
+    let keys = w.store.keys(&KeyFilter::domain(d("USPS"), 100)).await.unwrap();
+    assert_eq!(keys.last().map(|k| k.key_id), Some(after), "{keys:?}");
 }
 
-/// Flips one byte of the first record of each answer to `command`.
+/// Where a flip hits a signed record: the envelope `{0: type, 1: message, 2: signature}` ends with
+/// the signature's key, its two-byte head and its 64 bytes, so `len - 68` is the last byte of the
+/// signed message (it still decodes, and no longer verifies); byte 0 is the envelope's map head
+/// (it no longer decodes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Spot {
+    SignedMessage,
+    EnvelopeHead,
+}
+
+/// The record of an answer with one byte flipped, decoded again as a box link would decode it:
+/// a record that no longer decodes is that item's refusal with the decoder's code.
+fn flipped<B: Body>(record: &Unverified<B>, spot: Spot) -> Result<Unverified<B>, Refusal> {
+    let mut bytes = record.as_bytes().to_vec();
+    let i = match spot {
+        Spot::SignedMessage => bytes.len() - 68,
+        Spot::EnvelopeHead => 0,
+    };
+    bytes[i] ^= 0x01;
+    Unverified::from_bytes(&bytes).map_err(|e| Refusal::new(e.response_code(), e.to_string()))
+}
+
+/// Flips one byte of the target record (MI3, MI7 or ABORTED, MI9 or BAD) of each answer to
+/// `command`.
 struct Flip<'a, B> {
     inner: &'a B,
     command: CommandCode,
+    spot: Spot,
 }
 
 impl<B: Boxes> Boxes for Flip<'_, B> {
-    async fn call_batch(
-        &self,
-        id: BoxId,
-        command: CommandCode,
-        items: Vec<Vec<Vec<u8>>>,
-    ) -> Result<Vec<Answer>, Refusal> {
-        let mut answers = self.inner.call_batch(id, command, items).await?;
-        if command == self.command {
-            for first in answers.iter_mut().flatten().filter_map(|a| a.first_mut()) {
-                let i = first.len() / 2;
-                first[i] ^= 0x01;
-            }
+    async fn send(&self, id: BoxId, command: Command) -> Result<Response, Refusal> {
+        let response = self.inner.send(id, command).await?;
+        if response.code() != self.command {
+            return Ok(response);
         }
-        Ok(answers)
+        let spot = self.spot;
+        Ok(match response {
+            Response::GenerateKey(answers) => Response::GenerateKey(
+                answers
+                    .into_iter()
+                    .map(|a| a.and_then(|g| Ok(Generated { mi3: flipped(&g.mi3, spot)?, ..g })))
+                    .collect(),
+            ),
+            Response::InstallKey(answers) => Response::InstallKey(
+                answers
+                    .into_iter()
+                    .map(|a| {
+                        a.and_then(|ended| match ended {
+                            InstallEnded::Installed(mi7) => {
+                                flipped(&mi7, spot).map(InstallEnded::Installed)
+                            }
+                            InstallEnded::Aborted(a) => {
+                                flipped(&a, spot).map(InstallEnded::Aborted)
+                            }
+                        })
+                    })
+                    .collect(),
+            ),
+            Response::CheckInstall(answers) => Response::CheckInstall(
+                answers
+                    .into_iter()
+                    .map(|a| {
+                        a.and_then(|checked| match checked {
+                            Checked::Installed(c) => Ok(Checked::Installed(Confirmed {
+                                mi9: flipped(&c.mi9, spot)?,
+                                ..c
+                            })),
+                            Checked::Bad(b) => flipped(&b, spot).map(Checked::Bad),
+                        })
+                    })
+                    .collect(),
+            ),
+            other => panic!("no record to flip in {other:?}"),
+        })
     }
 }
 
@@ -264,118 +424,146 @@ async fn a_flipped_byte_in_mi3_mi7_or_mi9_is_rejected_by_the_kmc() {
     let w = world().await;
     let kmc = Kmc::new(w.store.clone(), w.kmc_dks, InstallConfig::default());
     let boxes = EmbeddedBoxes::new(enable_all(&w), MeterLinks::default());
-    for (n, command) in [
-        (10, CommandCode::GENERATE_KEY),
-        (11, CommandCode::INSTALL_KEY),
-        (12, CommandCode::CHECK_INSTALL),
-    ] {
+    let mut n = 10;
+    let mut bad = Vec::new();
+    for command in [CommandCode::GENERATE_KEY, CommandCode::INSTALL_KEY, CommandCode::CHECK_INSTALL]
+    {
+        // A flipped byte of the signed message: the record decodes, its signature fails, and the
+        // KMC rejects the answer.
+        n += 1;
         let (meter_id, sim) = meter(n);
         boxes.meters().connect(meter_id.clone(), Box::new(sim));
-        let flip = Flip { inner: &boxes, command };
+        let flip = Flip { inner: &boxes, command, spot: Spot::SignedMessage };
         let err = kmc
             .install_key(&flip, &order(&w, "USPS", &meter_id), postkey_host::now)
             .await
             .unwrap_err();
         assert!(matches!(err, KmcError::BadAnswer { .. }), "{command:?}: {err}");
+        assert_eq!(err.response_code().0, 3100, "{command:?}: {err}");
+        // A flipped byte that breaks the record: the link refuses the item with the decoder's
+        // code, as a box link would; the order fails all the same.
+        n += 1;
+        let (meter_id, sim) = meter(n);
+        boxes.meters().connect(meter_id.clone(), Box::new(sim));
+        let flip = Flip { inner: &boxes, command, spot: Spot::EnvelopeHead };
+        let result = kmc.install_key(&flip, &order(&w, "USPS", &meter_id), postkey_host::now).await;
+        match (command, result) {
+            (CommandCode::GENERATE_KEY, Err(KmcError::Refused(r))) => {
+                assert_eq!((r.box_id, r.refusal.code.0), (w.oak, 2003), "{r}");
+            }
+            (_, Ok(KeyOutcome::Bad { key_id, reason })) if command != CommandCode::GENERATE_KEY => {
+                assert!(reason.contains("[response code 2003]"), "{command:?}: {reason}");
+                bad.push(key_id);
+            }
+            (_, other) => panic!("{command:?}: {other:?}"),
+        }
     }
-    // A flipped MI3 never became a key (its ID is burned); the other two keys are Bad.
-    let keys = w.store.keys(&postkey_archive::KeyFilter::domain(d("USPS"), 100)).await.unwrap();
-    assert_eq!(keys.len(), 2, "{keys:?}");
+    // A flipped MI3 never became a key (both IDs are burned); the four other keys are Bad.
+    let keys = w.store.keys(&KeyFilter::domain(d("USPS"), 100)).await.unwrap();
+    assert_eq!(keys.len(), 4, "{keys:?}");
     assert!(keys.iter().all(|k| k.status == KeyStatus::Bad), "{keys:?}");
-    assert_eq!(w.store.burned_key_ids(&d("USPS")).await.unwrap().len(), 1);
+    assert!(bad.iter().all(|b| keys.iter().any(|k| k.key_id == *b)), "{bad:?}");
+    let burned = w.store.burned_key_ids(&d("USPS")).await.unwrap();
+    assert_eq!(burned.len(), 2, "{burned:?}");
+    assert!(burned[0].reason.contains("signature verification failed"), "{burned:?}");
+    assert!(burned[1].reason.contains("[response code 2003]"), "{burned:?}");
+    // Without a flip, an order succeeds.
+    let (meter_id, sim) = meter(19);
+    boxes.meters().connect(meter_id.clone(), Box::new(sim));
+    let outcome =
+        kmc.install_key(&boxes, &order(&w, "USPS", &meter_id), postkey_host::now).await.unwrap();
+    assert!(matches!(outcome, KeyOutcome::Installed { .. }), "{outcome:?}");
+}
+
+/// Refuses every `INSTALL_KEY` as a link that went down would.
+struct StopAfterOak<'a, B>(&'a B);
+
+impl<B: Boxes> Boxes for StopAfterOak<'_, B> {
+    async fn send(&self, id: BoxId, command: Command) -> Result<Response, Refusal> {
+        if command.code() == CommandCode::INSTALL_KEY {
+            return Err(Refusal::new(ResponseCode::STORAGE_FAILED, "the KMC stopped"));
+        }
+        self.0.send(id, command).await
+    }
+}
+
+/// Lets everything through until the KMC sends `INSTALL_KEY`, which never returns: the KMC goes
+/// down there, MI3 committed and MI4 never delivered. `reached` is told.
+struct HangAtSteel<'a, B> {
+    inner: &'a B,
+    reached: tokio::sync::Notify,
+}
+
+impl<B: Boxes> Boxes for HangAtSteel<'_, B> {
+    async fn send(&self, id: BoxId, command: Command) -> Result<Response, Refusal> {
+        if command.code() == CommandCode::INSTALL_KEY {
+            self.reached.notify_one();
+            return std::future::pending().await;
+        }
+        self.inner.send(id, command).await
+    }
 }
 
 #[tokio::test]
 async fn after_a_kmc_restart_new_keys_without_mi7_become_bad() {
     let w = world().await;
     let config = InstallConfig { mi7_timeout_micros: 0, ..InstallConfig::default() };
-    let kmc = Kmc::new(w.store.clone(), w.kmc_dks, config);
-    let mut meters = MeterLinks::default();
-    let (meter_id, sim) = meter(13);
-    meters.connect(meter_id.clone(), Box::new(sim));
-    // The KMC stops right after Oak answered and MI3 was committed: Steel never sees MI4.
-    struct StopAfterOak<'a, B>(&'a B);
-    impl<B: Boxes> Boxes for StopAfterOak<'_, B> {
-        async fn call_batch(
-            &self,
-            id: BoxId,
-            command: CommandCode,
-            items: Vec<Vec<Vec<u8>>>,
-        ) -> Result<Vec<Answer>, Refusal> {
-            if command == CommandCode::INSTALL_KEY {
-                return Err(Refusal {
-                    box_id: id,
-                    code: postkey_wire::ResponseCode::STORAGE_FAILED,
-                    message: "the KMC stopped".into(),
-                });
+    let stranded = {
+        let kmc = Kmc::new(w.store.clone(), w.kmc_dks, config);
+        let mut meters = MeterLinks::default();
+        let (meter_id, sim) = meter(13);
+        meters.connect(meter_id.clone(), Box::new(sim));
+        let boxes = EmbeddedBoxes::new(enable_all(&w), meters);
+        // The link to Steel fails right after Oak answered and MI3 was committed: the running
+        // KMC makes the key Bad itself.
+        let outcome = kmc
+            .install_key(&StopAfterOak(&boxes), &order(&w, "VE", &meter_id), postkey_host::now)
+            .await
+            .unwrap();
+        let KeyOutcome::Bad { key_id: refused, .. } = outcome else { panic!("{outcome:?}") };
+        assert_eq!(w.store.key(&d("VE"), refused).await.unwrap().unwrap().status, KeyStatus::Bad);
+        let stale = kmc.fail_stale_keys(&d("VE"), postkey_host::now()).await.unwrap();
+        assert!(stale.is_empty(), "the refused install was already Bad");
+        // Then the KMC stops for good in the same place: the order never ends, its key stays New.
+        let hang = HangAtSteel { inner: &boxes, reached: tokio::sync::Notify::new() };
+        let again = order(&w, "VE", &meter_id);
+        tokio::select! {
+            result = kmc.install_key(&hang, &again, postkey_host::now) => {
+                panic!("the install should hang at Steel: {result:?}")
             }
-            self.0.call_batch(id, command, items).await
+            () = hang.reached.notified() => {}
         }
-    }
-    let boxes = EmbeddedBoxes::new(enable_all(&w), meters);
-    let outcome = kmc
-        .install_key(&StopAfterOak(&boxes), &order(&w, "VE", &meter_id), postkey_host::now)
-        .await
-        .unwrap();
-    let KeyOutcome::Bad { key_id, .. } = outcome else { panic!() };
-    // A key left New by a stop in between: created by hand as the KMC would have, then recovered.
-    let _ = key_id;
-    let stale = kmc.fail_stale_keys(&d("VE"), postkey_host::now()).await.unwrap();
-    assert!(stale.is_empty(), "the refused install was already Bad");
-    let next = w.store.allocate_key_id(&d("VE")).await.unwrap();
-    let mi1 = postkey_wire::Message::new(
-        postkey_wire::Context {
-            domain: d("VE"),
-            sender: postkey_wire::Sender::Role(postkey_wire::Role::Kmc),
-            meter_id: None,
-            key_id: Some(next),
-            state_version: None,
-            timestamp: postkey_host::now(),
-        },
-        postkey_wire::GenerateKey {
-            steel_certificate: w
-                .store
-                .box_record(w.steel)
-                .await
-                .unwrap()
-                .unwrap()
-                .certificate
-                .bytes,
-            steel_process: w
-                .store
-                .domain_processes(w.steel)
-                .await
-                .unwrap()
-                .into_iter()
-                .find(|p| p.domain == d("VE"))
-                .unwrap()
-                .record
-                .bytes,
-        },
-    )
-    .to_bytes();
-    let answer = boxes.call(w.oak, CommandCode::GENERATE_KEY, vec![mi1]).await.unwrap();
-    let record = postkey_archive::SignedRecord {
-        record_type: postkey_wire::RecordType::MI3,
-        bytes: answer[0].clone(),
+        let filter = KeyFilter { status: Some(KeyStatus::New), ..KeyFilter::domain(d("VE"), 10) };
+        let new = w.store.keys(&filter).await.unwrap();
+        assert_eq!(new.len(), 1, "{new:?}");
+        assert!(new[0].key_id > refused);
+        assert!(new[0].times.psr_install.is_none());
+        // The KMC, its session and its archive connection go down.
+        drop(kmc);
+        drop(boxes);
+        new[0].key_id
     };
-    let requested = postkey_host::now();
-    w.store
-        .create_key(&postkey_archive::NewKey {
-            domain: d("VE"),
-            key_id: next,
-            oak_id: w.oak,
-            steel_id: w.steel,
-            kms_request_time: requested,
-            time: requested,
-            actor: postkey_wire::Sender::Box(w.oak),
-            record,
-        })
-        .await
-        .unwrap();
+    // The restart: a new KMC on the same archive, a new session with its boxes enabled again.
+    let store = SqliteStore::open(w.home.root().join("archive.db")).await.unwrap();
+    let kmc = Kmc::new(store.clone(), w.home.domain_key_set_key().unwrap(), config);
+    let mut meters = MeterLinks::default();
+    let (meter_id, sim) = meter(14);
+    meters.connect(meter_id.clone(), Box::new(sim));
+    let boxes = EmbeddedBoxes::new(enable_all(&w), meters);
+    for b in [w.oak, w.steel, w.brass] {
+        kmc.check_box(&boxes, b, Nonce([b.number() as u8; 32])).await.unwrap();
+    }
+    // Steel never saw MI4: it has no interrupted installation to abort.
+    assert!(kmc.recover_steel(&boxes, w.steel, postkey_host::now).await.unwrap().is_empty());
     let stale = kmc.fail_stale_keys(&d("VE"), postkey_host::now()).await.unwrap();
-    assert_eq!(stale, vec![next]);
-    assert_eq!(w.store.key(&d("VE"), next).await.unwrap().unwrap().status, KeyStatus::Bad);
+    assert_eq!(stale, vec![stranded]);
+    assert_eq!(store.key(&d("VE"), stranded).await.unwrap().unwrap().status, KeyStatus::Bad);
+    assert!(kmc.fail_stale_keys(&d("VE"), postkey_host::now()).await.unwrap().is_empty());
+    // A retry is a new key.
+    let outcome =
+        kmc.install_key(&boxes, &order(&w, "VE", &meter_id), postkey_host::now).await.unwrap();
+    let KeyOutcome::Installed { key_id, .. } = outcome else { panic!("{outcome:?}") };
+    assert!(key_id > stranded);
 }
 
 #[tokio::test]
@@ -438,7 +626,12 @@ async fn batches_flow_through_the_pipeline_and_a_failed_key_spoils_no_other() {
     }
     // The refusals of the absent meter are in the error log, which moves into the archive.
     let log = postkey_host::error_log(&w.home, &w.store, 100).await.unwrap();
-    assert!(log.iter().any(|e| e.message.contains("not connected")), "{log:?}");
+    let absent = log
+        .iter()
+        .filter(|e| e.component.eq_ignore_ascii_case(&w.steel.to_string()) && e.code == 3023)
+        .collect::<Vec<_>>();
+    assert_eq!(absent.len(), 2, "{log:?}");
+    assert!(absent.iter().all(|e| e.message.contains("not connected")), "{log:?}");
     assert!(w.home.spooled_errors().unwrap().is_empty());
 }
 

@@ -1,9 +1,11 @@
 use postkey_archive::StoreError;
 use postkey_wire::{BoxId, DomainId, ResponseCode, WireError};
 
-use crate::Refusal;
+use crate::BoxRefusal;
 
-/// Why the KMC could not do what it was asked.
+/// Why the KMC could not do what it was asked: the archive failed or refused (its fault is in its
+/// code), a box refused (its code), a box answered something invalid or about another key (the
+/// peer's fault), or the order named what the archive does not hold (the caller's).
 #[derive(Debug, thiserror::Error)]
 pub enum KmcError {
     /// The archive refused or failed.
@@ -11,7 +13,7 @@ pub enum KmcError {
     Store(#[from] StoreError),
     /// A box refused (its response code says why).
     #[error(transparent)]
-    Refused(#[from] Refusal),
+    Refused(#[from] BoxRefusal),
     /// A box answered something that does not decode or verify.
     #[error("{box_id} answered an invalid record: {error}")]
     BadAnswer {
@@ -44,8 +46,8 @@ pub enum KmcError {
         /// What it presented.
         presented: u64,
     },
-    /// A batch ended without a result for an order (a box answered fewer items than sent, or
-    /// the archive allocated fewer IDs than asked).
+    /// A batch ended without a result for an order (the archive allocated fewer IDs than
+    /// asked, or an order's domain keys went missing mid-batch).
     #[error("the batch ended without a result for this order")]
     Unfinished,
     /// Oak kept refusing fresh key IDs.
@@ -58,14 +60,14 @@ impl KmcError {
     pub fn response_code(&self) -> ResponseCode {
         match self {
             Self::Store(e) => e.response_code(),
-            Self::Refused(r) => r.code,
+            Self::Refused(r) => r.refusal.code,
             Self::BadAnswer { error, .. } => error.response_code(),
             Self::WrongAnswer { .. } => ResponseCode::RECORD_MISMATCH,
             Self::NoBundle(_) => ResponseCode::UNKNOWN_DOMAIN,
             Self::NotCertified(..) => ResponseCode::NOT_CERTIFIED_FOR_DOMAIN,
             Self::Rollback { .. } => ResponseCode::STATE_ROLLBACK,
             Self::KeyIdsRefused(..) => ResponseCode::KEY_ID_NOT_FRESH,
-            Self::Unfinished => ResponseCode::RECORD_MISMATCH,
+            Self::Unfinished => ResponseCode::ANSWER_MISMATCH,
         }
     }
 }

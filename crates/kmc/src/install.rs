@@ -24,14 +24,15 @@ use postkey_archive::{
     BurnKeyId, Cause, KeyFields, KeyStatus, KeyTimes, KeyUpdate, NewKey, SignedRecord, Store,
     StoreError, Subject, Transition,
 };
+use postkey_wire::command::{self, CheckInstall, Checked, Generated, InstallEnded, InstallKey};
 use postkey_wire::{
-    Aborted, BadKey, Body, BoxId, CommandCode, Context, DomainBundle, DomainId, DomainPublicKeys,
-    GenerateKey, InstallConfirmed, Installed, InstalledKeyRecord, KeyForSteel, KeyId, Message,
-    MeterId, NewKeyRecord, RecordType, ResponseCode, Role, Sender, Timestamp, Unverified, Verified,
-    peek_record_type,
+    BadKey, Body, BoxId, Context, DomainBundle, DomainId, DomainPublicKeys, GenerateKey,
+    InstallConfirmed, Installed, InstalledKeyRecord, KeyForSteel, KeyId, Message, MeterId,
+    NewKeyRecord, Refusal, ResponseCode, Role, Sender, Timestamp, Unverified, Verified,
 };
 
-use crate::{Answer, Boxes, Kmc, KmcError, Refusal};
+use crate::link::{Answer, call};
+use crate::{BoxRefusal, Boxes, Kmc, KmcError};
 
 /// The KMC's installation settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,8 +71,8 @@ pub enum KeyOutcome {
     Installed {
         /// The key.
         key_id: KeyId,
-        /// MI10, signed by the domain's Brass key.
-        mi10: Vec<u8>,
+        /// MI10, signed by the domain's Brass key, for the KDC to verify.
+        mi10: Box<Unverified<InstallConfirmed>>,
     },
     /// The key is `Bad`; a retry uses a new key.
     Bad {
@@ -84,12 +85,10 @@ pub enum KeyOutcome {
 
 fn verify<B: Body>(
     box_id: BoxId,
-    bytes: &[u8],
+    record: Unverified<B>,
     key: &postkey_crypto::VerifyingKey,
 ) -> Result<Verified<B>, KmcError> {
-    Unverified::<B>::from_bytes(bytes)
-        .and_then(|u| u.verify(key))
-        .map_err(|error| KmcError::BadAnswer { box_id, error })
+    record.verify(key).map_err(|error| KmcError::BadAnswer { box_id, error })
 }
 
 /// Each order's result: how it ended, or why it never became a key (or why the KMC could not
@@ -104,7 +103,7 @@ struct Live {
     key_id: KeyId,
     mi3: Verified<NewKeyRecord>,
     /// MI4 as Oak signed it: a parcel for Steel, which checks its signature.
-    mi4: Vec<u8>,
+    mi4: Unverified<KeyForSteel>,
     mi7: Option<Verified<Installed>>,
 }
 
@@ -146,8 +145,8 @@ struct Failure {
 
 impl Failure {
     /// A box refused the key: `Bad`, with the refusal as the reason.
-    fn refused(live: &Live, refusal: &Refusal) -> Self {
-        let reason = format!("{} refused: {} [{}]", refusal.box_id, refusal.message, refusal.code);
+    fn refused(live: &Live, refusal: &BoxRefusal) -> Self {
+        let reason = format!("{refusal} [response code {}]", refusal.refusal.code);
         Self {
             index: live.index,
             domain: live.order.domain.clone(),
@@ -164,7 +163,10 @@ impl Failure {
             index: live.index,
             domain: live.order.domain.clone(),
             key_id: live.key_id,
-            cause: Cause::Reason(format!("the KMC rejected an answer: {error}")),
+            cause: Cause::Reason(format!(
+                "the KMC rejected an answer: {error} [response code {}]",
+                error.response_code()
+            )),
             actor: Sender::Role(Role::Kmc),
             result: Err(error),
         }
@@ -183,28 +185,24 @@ impl Failure {
     }
 }
 
-/// One item's parameters on the box link.
-type Item = Vec<Vec<u8>>;
-
-/// Sends each live key's parameters to its box (`pick`), one batch per box, keys in order
-/// within each; the answer of each key in its place (`None` where `params` gave none).
-async fn call_per_box(
+/// Sends each live key's item to its box (`pick`), one batch per box, keys in order within
+/// each; the answer of each key in its place (`None` where `item` gave none).
+async fn call_per_box<R: command::BoxRequest>(
     boxes: &impl Boxes,
     live: &[Live],
     pick: impl Fn(&KeyOrder) -> BoxId,
-    command: CommandCode,
-    params: impl Fn(&Live) -> Option<Vec<Vec<u8>>>,
-) -> Vec<Option<Answer>> {
-    let mut groups: BTreeMap<BoxId, Vec<(usize, Item)>> = BTreeMap::new();
+    item: impl Fn(&Live) -> Option<R>,
+) -> Vec<Option<Answer<R::Answer>>> {
+    let mut groups: BTreeMap<BoxId, Vec<(usize, R)>> = BTreeMap::new();
     for (i, l) in live.iter().enumerate() {
-        if let Some(p) = params(l) {
-            groups.entry(pick(&l.order)).or_default().push((i, p));
+        if let Some(it) = item(l) {
+            groups.entry(pick(&l.order)).or_default().push((i, it));
         }
     }
-    let mut answers: Vec<Option<Answer>> = live.iter().map(|_| None).collect();
+    let mut answers: Vec<Option<Answer<R::Answer>>> = live.iter().map(|_| None).collect();
     for (id, members) in groups {
-        let (places, items): (Vec<usize>, Vec<Item>) = members.into_iter().unzip();
-        let got = match call_group(boxes, id, command, items).await {
+        let (places, items): (Vec<usize>, Vec<R>) = members.into_iter().unzip();
+        let got = match call(boxes, id, items).await {
             Ok(a) => a,
             Err(refusal) => places.iter().map(|_| Err(refusal.clone())).collect(),
         };
@@ -213,26 +211,6 @@ async fn call_per_box(
         }
     }
     answers
-}
-
-/// A box's answers, checked to be one per item.
-async fn call_group(
-    boxes: &impl Boxes,
-    id: BoxId,
-    command: CommandCode,
-    items: Vec<Vec<Vec<u8>>>,
-) -> Result<Vec<Answer>, Refusal> {
-    let n = items.len();
-    let answers = boxes.call_batch(id, command, items).await?;
-    if answers.len() == n {
-        Ok(answers)
-    } else {
-        Err(Refusal {
-            box_id: id,
-            code: ResponseCode::PARAMETER_COUNT,
-            message: format!("{n} items sent, {} answers received", answers.len()),
-        })
-    }
 }
 
 impl<S: Store> Kmc<S> {
@@ -406,16 +384,16 @@ impl<S: Store> Kmc<S> {
                         .get(&(order.steel, domain.clone()))
                         .cloned()
                         .ok_or(KmcError::Unfinished)?;
-                    items.push(vec![Message::new(context, body).to_bytes()]);
+                    items.push(command::GenerateKey { mi1: Message::new(context, body) });
                 }
-                let answers = match call_group(boxes, oak, CommandCode::GENERATE_KEY, items).await {
+                let answers = match call(boxes, oak, items).await {
                     Ok(a) => a,
                     Err(refusal) => ids.iter().map(|_| Err(refusal.clone())).collect(),
                 };
                 let mut retry = Vec::new();
                 for (((index, order), key_id), answer) in group.into_iter().zip(ids).zip(answers) {
                     let accepted = match answer {
-                        Ok(records) => accept_mi2(&order, key_id, &records, &keys),
+                        Ok(generated) => accept_mi2(&order, key_id, generated, &keys),
                         Err(refusal) => Err(KmcError::Refused(refusal)),
                     };
                     match accepted {
@@ -437,13 +415,16 @@ impl<S: Store> Kmc<S> {
                             let burn = BurnKeyId {
                                 domain: domain.clone(),
                                 key_id,
-                                reason: format!("MI1 to {oak}: {error}"),
+                                reason: format!(
+                                    "MI1 to {oak}: {error} [response code {}]",
+                                    error.response_code()
+                                ),
                                 time: now(),
                                 actor: kmc.clone(),
                             };
                             self.store.burn_key_id(&burn).await?;
                             let not_fresh = matches!(&error, KmcError::Refused(r)
-                                if r.code == ResponseCode::KEY_ID_NOT_FRESH);
+                                if r.refusal.code == ResponseCode::KEY_ID_NOT_FRESH);
                             if not_fresh && round + 1 < self.config.max_burned_in_a_row {
                                 retry.push((index, order));
                             } else if not_fresh {
@@ -486,8 +467,7 @@ impl<S: Store> Kmc<S> {
             boxes,
             &batch.live,
             |o| o.steel,
-            CommandCode::INSTALL_KEY,
-            |l| Some(vec![l.mi4.clone(), l.order.meter.to_string().into_bytes()]),
+            |l| Some(InstallKey { mi4: l.mi4.clone(), meter: l.order.meter.clone() }),
         )
         .await;
         let psr_time = now();
@@ -495,45 +475,38 @@ impl<S: Store> Kmc<S> {
         for (l, answer) in batch.live.iter_mut().zip(answers) {
             let steel = l.order.steel;
             let keys = batch.keys.get(&l.order.domain).ok_or(KmcError::Unfinished)?;
-            let reply = match answer.unwrap_or(Err(Refusal {
-                box_id: steel,
-                code: ResponseCode::PARAMETER_COUNT,
-                message: "no answer".into(),
-            })) {
-                Ok(reply) => reply,
+            let ended = match answer.unwrap_or_else(|| Err(unanswered(steel))) {
+                Ok(ended) => ended,
                 Err(refusal) => {
                     failures.push(Failure::refused(l, &refusal));
                     continue;
                 }
             };
-            let Some(reply) = reply.first() else {
-                failures.push(Failure::rejected(l, KmcError::WrongAnswer { box_id: steel }));
-                continue;
-            };
-            if peek_record_type(reply).ok() == Some(RecordType::ABORTED) {
-                match verify::<Aborted>(steel, reply, &keys.steel_auth) {
-                    Ok(a) if a.header().key_id == Some(l.key_id) => {
-                        let reason = a.body().reason.clone();
-                        failures.push(Failure::signed(
-                            l,
-                            SignedRecord::from_verified(&a),
-                            steel,
-                            reason,
-                        ));
+            let mi7 = match ended {
+                InstallEnded::Aborted(aborted) => {
+                    match verify(steel, aborted, &keys.steel_auth) {
+                        Ok(a) if a.header().key_id == Some(l.key_id) => {
+                            let reason = a.body().reason.clone();
+                            failures.push(Failure::signed(
+                                l,
+                                SignedRecord::from_verified(&a),
+                                steel,
+                                reason,
+                            ));
+                        }
+                        Ok(_) => failures
+                            .push(Failure::rejected(l, KmcError::WrongAnswer { box_id: steel })),
+                        Err(e) => failures.push(Failure::rejected(l, e)),
                     }
-                    Ok(_) => {
-                        failures.push(Failure::rejected(l, KmcError::WrongAnswer { box_id: steel }))
-                    }
-                    Err(e) => failures.push(Failure::rejected(l, e)),
-                }
-                continue;
-            }
-            let mi7 = match verify::<Installed>(steel, reply, &keys.steel_auth) {
-                Ok(mi7) => mi7,
-                Err(e) => {
-                    failures.push(Failure::rejected(l, e));
                     continue;
                 }
+                InstallEnded::Installed(mi7) => match verify(steel, mi7, &keys.steel_auth) {
+                    Ok(mi7) => mi7,
+                    Err(e) => {
+                        failures.push(Failure::rejected(l, e));
+                        continue;
+                    }
+                },
             };
             if mi7.header().key_id != Some(l.key_id)
                 || mi7.header().meter_id.as_ref() != Some(&l.order.meter)
@@ -578,8 +551,11 @@ impl<S: Store> Kmc<S> {
             boxes,
             &batch.live,
             |o| o.brass,
-            CommandCode::CHECK_INSTALL,
-            |l| l.mi7.as_ref().map(|mi7| vec![l.mi3.as_bytes().to_vec(), mi7.as_bytes().to_vec()]),
+            |l| {
+                l.mi7
+                    .as_ref()
+                    .map(|mi7| CheckInstall { mi3: l.mi3.clone().into(), mi7: mi7.clone().into() })
+            },
         )
         .await;
         let time = now();
@@ -589,8 +565,8 @@ impl<S: Store> Kmc<S> {
         for (l, answer) in batch.live.iter().zip(answers) {
             let brass = l.order.brass;
             let keys = batch.keys.get(&l.order.domain).ok_or(KmcError::Unfinished)?;
-            let records = match answer {
-                Some(Ok(records)) => records,
+            let checked = match answer {
+                Some(Ok(checked)) => checked,
                 Some(Err(refusal)) => {
                     failures.push(Failure::refused(l, &refusal));
                     continue;
@@ -600,25 +576,28 @@ impl<S: Store> Kmc<S> {
                     continue;
                 }
             };
-            match records.as_slice() {
-                [bad] if peek_record_type(bad).ok() == Some(RecordType::BAD) => {
-                    match verify::<BadKey>(brass, bad, &keys.brass_auth) {
-                        Ok(b) if b.header().key_id == Some(l.key_id) => {
-                            let reason = b.body().reason.clone();
-                            failures.push(Failure::signed(
-                                l,
-                                SignedRecord::from_verified(&b),
-                                brass,
-                                reason,
-                            ));
-                        }
-                        Ok(_) => failures
-                            .push(Failure::rejected(l, KmcError::WrongAnswer { box_id: brass })),
-                        Err(e) => failures.push(Failure::rejected(l, e)),
+            match checked {
+                Checked::Bad(bad) => match verify::<BadKey>(brass, bad, &keys.brass_auth) {
+                    Ok(b) if b.header().key_id == Some(l.key_id) => {
+                        let reason = b.body().reason.clone();
+                        failures.push(Failure::signed(
+                            l,
+                            SignedRecord::from_verified(&b),
+                            brass,
+                            reason,
+                        ));
                     }
-                }
-                [mi9, mi10] => {
-                    let mi9 = match verify::<InstalledKeyRecord>(brass, mi9, &keys.brass_auth) {
+                    Ok(_) => {
+                        failures.push(Failure::rejected(l, KmcError::WrongAnswer { box_id: brass }))
+                    }
+                    Err(e) => failures.push(Failure::rejected(l, e)),
+                },
+                Checked::Installed(confirmed) => {
+                    let mi9 = match verify::<InstalledKeyRecord>(
+                        brass,
+                        confirmed.mi9,
+                        &keys.brass_auth,
+                    ) {
                         Ok(mi9) => mi9,
                         Err(e) => {
                             failures.push(Failure::rejected(l, e));
@@ -626,8 +605,8 @@ impl<S: Store> Kmc<S> {
                         }
                     };
                     // MI10 is the KDC's to verify; the KMC checks that it names this key.
-                    let names_key = Unverified::<InstallConfirmed>::from_bytes(mi10)
-                        .is_ok_and(|m| m.header().key_id == Some(l.key_id));
+                    let mi10 = confirmed.mi10;
+                    let names_key = mi10.header().key_id == Some(l.key_id);
                     if mi9.header().key_id != Some(l.key_id)
                         || mi9.header().domain != l.order.domain
                         || !names_key
@@ -652,9 +631,8 @@ impl<S: Store> Kmc<S> {
                             ..KeyFields::default()
                         },
                     });
-                    confirmations.push((l.index, l.key_id, mi10.clone()));
+                    confirmations.push((l.index, l.key_id, Box::new(mi10)));
                 }
-                _ => failures.push(Failure::rejected(l, KmcError::WrongAnswer { box_id: brass })),
             }
         }
         if !installed.is_empty() {
@@ -706,16 +684,12 @@ impl<S: Store> Kmc<S> {
 fn accept_mi2(
     order: &KeyOrder,
     key_id: KeyId,
-    records: &[Vec<u8>],
+    generated: Generated,
     keys: &DomainPublicKeys,
-) -> Result<(Verified<NewKeyRecord>, Vec<u8>), KmcError> {
+) -> Result<(Verified<NewKeyRecord>, Unverified<KeyForSteel>), KmcError> {
     let oak = order.oak;
-    let [mi3_bytes, mi4_bytes] = records else {
-        return Err(KmcError::WrongAnswer { box_id: oak });
-    };
-    let mi3 = verify::<NewKeyRecord>(oak, mi3_bytes, &keys.oak_auth)?;
-    let mi4 = Unverified::<KeyForSteel>::from_bytes(mi4_bytes)
-        .map_err(|error| KmcError::BadAnswer { box_id: oak, error })?;
+    let Generated { mi3, mi4 } = generated;
+    let mi3 = verify(oak, mi3, &keys.oak_auth)?;
     let names_key = |h: &postkey_wire::Header| h.key_id == Some(key_id) && h.domain == order.domain;
     if !names_key(mi3.header())
         || !names_key(mi4.header())
@@ -726,5 +700,16 @@ fn accept_mi2(
     {
         return Err(KmcError::WrongAnswer { box_id: oak });
     }
-    Ok((mi3, mi4_bytes.clone()))
+    Ok((mi3, mi4))
+}
+
+/// A box that answered no item for a key it was sent.
+fn unanswered(box_id: BoxId) -> BoxRefusal {
+    BoxRefusal {
+        box_id,
+        refusal: Refusal::new(
+            ResponseCode::ANSWER_MISMATCH,
+            "the box answered no item for this key",
+        ),
+    }
 }

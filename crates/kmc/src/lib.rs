@@ -17,11 +17,13 @@ mod error;
 mod install;
 mod link;
 mod recovery;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod version;
 
 pub use error::KmcError;
 pub use install::{InstallConfig, KeyOrder, KeyOutcome, OrderResult};
-pub use link::{Answer, Boxes, Refusal};
+pub use link::{Answer, BoxRefusal, Boxes};
 
 use postkey_archive::Store;
 use postkey_crypto::VerifyingKey;

@@ -1,68 +1,69 @@
-//! How the KMC reaches boxes: a command code and its parameters out, the answer's parameters
-//! back, or a refusal with its response code (SPEC §9 levels 2 and 3). The embedded default
-//! implements it in memory; boxes on other hosts will implement it over the box link protocol,
-//! with the same messages and the same checks.
-//!
-//! The parameters of each item of a command, all bytes:
-//!
-//! | command | parameters | answer |
-//! | --- | --- | --- |
-//! | `ATTEST_STATE` | 32-byte nonce | STATE_VERSION record |
-//! | `GENERATE_KEY` | MI1 | MI3, MI4 |
-//! | `INSTALL_KEY` | MI4, meter ID (ASCII) | MI7, or ABORTED |
-//! | `RECOVER` | — | ABORTED records, one per interrupted installation |
-//! | `CHECK_INSTALL` | MI3, MI7 | MI9 and MI10, or BAD |
+//! How the KMC reaches boxes: a typed [`Command`] out, the box's typed [`Response`] back, or the
+//! refusal of the whole command (SPEC §9 levels 2 and 3). The embedded default implements
+//! [`Boxes`] in the host; boxes on other hosts will implement it over the box link protocol. Both
+//! carry the same frames (`postkey_wire::command`), decoded once at the edge.
 
 use core::future::Future;
 
-use postkey_wire::{BoxId, CommandCode, ResponseCode};
+use postkey_wire::command::{BoxRequest, Command, Response, answers_of};
+use postkey_wire::{BoxId, Refusal};
 
-/// A box's refusal of a command.
+/// A box's refusal of a command or of one item, and the box that refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{box_id} refused: {message} [response code {code}]")]
-pub struct Refusal {
+#[error("{box_id} refused: {refusal}")]
+pub struct BoxRefusal {
     /// The box.
     pub box_id: BoxId,
-    /// Why, as a response code.
-    pub code: ResponseCode,
-    /// Why, in words (no secret ever appears in a refusal).
-    pub message: String,
+    /// Its response code and message (never a secret).
+    pub refusal: Refusal,
 }
-
-/// A box's answer to one item: its records, or its refusal of that item.
-pub type Answer = Result<Vec<Vec<u8>>, Refusal>;
 
 /// The boxes the KMC can reach. Calls take `&self`: the KMC keeps several batches in flight,
 /// each at a different box (Oak, Steel, Brass), and boxes work in parallel.
 pub trait Boxes: Sync {
-    /// Sends `command` to box `id` with a batch of items, each its list of parameters. The box
-    /// answers every item on its own, in order, and has made every change of its state durable
-    /// before it answers (SPEC §6.1 allows one durable write over a batch when every rule holds
-    /// per key). The outer error refuses the whole batch (link down, box locked).
-    fn call_batch(
+    /// Sends `command` (a batch of items) to box `id`. The box answers every item on its own, in
+    /// order, and has made every change of its state durable before it answers (SPEC §6.1 allows
+    /// one durable write over a batch when every rule holds per key). The error refuses the
+    /// whole command (link down, box locked or refusing it).
+    fn send(
         &self,
         id: BoxId,
-        command: CommandCode,
-        items: Vec<Vec<Vec<u8>>>,
-    ) -> impl Future<Output = Result<Vec<Answer>, Refusal>> + Send;
+        command: Command,
+    ) -> impl Future<Output = Result<Response, Refusal>> + Send;
+}
 
-    /// Sends one item.
-    fn call(
-        &self,
-        id: BoxId,
-        command: CommandCode,
-        params: Vec<Vec<u8>>,
-    ) -> impl Future<Output = Answer> + Send {
-        async move {
-            let mut answers = self.call_batch(id, command, vec![params]).await?;
-            match (answers.pop(), answers.is_empty()) {
-                (Some(answer), true) => answer,
-                _ => Err(Refusal {
-                    box_id: id,
-                    code: ResponseCode::PARAMETER_COUNT,
-                    message: "the box answered another number of items than it was sent".into(),
-                }),
-            }
-        }
-    }
+/// One item's answer, or that item's refusal by the box.
+pub type Answer<A> = Result<A, BoxRefusal>;
+
+/// Sends a batch of `R` items to box `id`: each item's answer in its place, checked to be of
+/// this command and one per item (anything else refuses the whole batch: 2009).
+pub(crate) async fn call<R: BoxRequest>(
+    boxes: &impl Boxes,
+    id: BoxId,
+    items: Vec<R>,
+) -> Result<Vec<Answer<R::Answer>>, BoxRefusal> {
+    let sent = items.len();
+    let refused = |refusal| BoxRefusal { box_id: id, refusal };
+    let response = boxes.send(id, R::batch(items)).await.map_err(refused)?;
+    let answers = answers_of::<R>(sent, response)
+        .map_err(|e| refused(Refusal::new(e.response_code(), e.to_string())))?;
+    Ok(answers.into_iter().map(|a| a.map_err(refused)).collect())
+}
+
+/// Sends one `R` item to box `id`.
+pub(crate) async fn call_one<R: BoxRequest>(
+    boxes: &impl Boxes,
+    id: BoxId,
+    item: R,
+) -> Answer<R::Answer> {
+    let mut answers = call(boxes, id, vec![item]).await?;
+    answers.pop().unwrap_or_else(|| {
+        Err(BoxRefusal {
+            box_id: id,
+            refusal: Refusal::new(
+                postkey_wire::ResponseCode::ANSWER_MISMATCH,
+                "the box answered no item",
+            ),
+        })
+    })
 }

@@ -2,10 +2,10 @@
 //! retried with the same key.
 
 use postkey_archive::{Cause, KeyFilter, KeyStatus, SignedRecord, Store};
-use postkey_wire::{
-    Aborted, BoxId, CommandCode, DomainId, KeyId, Role, Sender, Timestamp, Unverified,
-};
+use postkey_wire::command::Recover;
+use postkey_wire::{BoxId, DomainId, KeyId, Role, Sender, Timestamp};
 
+use crate::link::call_one;
 use crate::{Boxes, Kmc, KmcError};
 
 impl<S: Store> Kmc<S> {
@@ -17,11 +17,9 @@ impl<S: Store> Kmc<S> {
         steel: BoxId,
         now: impl Fn() -> Timestamp,
     ) -> Result<Vec<(DomainId, KeyId)>, KmcError> {
-        let answer = boxes.call(steel, CommandCode::RECOVER, Vec::new()).await?;
+        let aborted = call_one(boxes, steel, Recover {}).await?;
         let mut failed = Vec::new();
-        for bytes in answer {
-            let unverified = Unverified::<Aborted>::from_bytes(&bytes)
-                .map_err(|error| KmcError::BadAnswer { box_id: steel, error })?;
+        for unverified in aborted {
             let domain = unverified.header().domain.clone();
             let keys = self.domain_keys(&domain).await?;
             let aborted = unverified

@@ -3,8 +3,10 @@
 //! version is below the highest the archive recorded.
 
 use postkey_archive::{Store, StoreError, Subject};
-use postkey_wire::{BoxId, CommandCode, Nonce, StateAttestation, StateVersion, Unverified};
+use postkey_wire::command::AttestState;
+use postkey_wire::{BoxId, Nonce, StateVersion};
 
+use crate::link::call_one;
 use crate::{Boxes, Kmc, KmcError};
 
 impl<S: Store> Kmc<S> {
@@ -18,10 +20,9 @@ impl<S: Store> Kmc<S> {
     ) -> Result<StateVersion, KmcError> {
         let record =
             self.store.box_record(id).await?.ok_or(StoreError::NotFound(Subject::Box(id)))?;
-        let answer = boxes.call(id, CommandCode::ATTEST_STATE, vec![nonce.0.to_vec()]).await?;
-        let bytes = answer.first().ok_or(KmcError::WrongAnswer { box_id: id })?;
-        let attestation = Unverified::<StateAttestation>::from_bytes(bytes)
-            .and_then(|a| a.verify(&record.identity_key))
+        let attestation = call_one(boxes, id, AttestState { nonce })
+            .await?
+            .verify(&record.identity_key)
             .map_err(|error| KmcError::BadAnswer { box_id: id, error })?;
         let body = attestation.body();
         if body.nonce != nonce || body.box_id != id {

@@ -3,8 +3,8 @@
 //! (one vendor key and one postal key, each installed once), and proves each with its test
 //! tokens. Registration tokens, mailpiece tokens and indicia join it with registration.
 //!
-//! Start from [`Meter`]; [`MeterLink`] is the meter link as a Steel box's host sees it, and
-//! [`SimulatedMeter`] is the simulator behind it.
+//! Start from [`Meter`]; [`SimulatedMeter`] is the simulator that puts one behind the meter link
+//! ([`postkey_wire::MeterLink`]), the trait a real meter's link implements too.
 //!
 //! Key design decision: a master key enters a meter only through [`Meter::install`], which opens
 //! MI5 with the meter's own transport key under the HPKE `info` that binds domain, key ID and
@@ -15,5 +15,5 @@
 mod link;
 mod meter;
 
-pub use link::{MeterLink, SimulatedMeter};
+pub use link::SimulatedMeter;
 pub use meter::{InstalledKey, MAX_KEYS, Meter, MeterError};

@@ -1,24 +1,17 @@
-//! The meter link: the direct channel between a Steel box and the meter on the secured production
-//! line (SPEC §6.1). The PSR orchestrates the installation but does not carry this channel; a
-//! real meter and the simulator sit behind the same trait.
+//! The meter simulator on the meter link (SPEC §6.1, §12): a [`Meter`] in memory behind
+//! [`postkey_wire::MeterLink`], the same trait a real meter's link implements.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use postkey_wire::{DomainId, Timestamp};
+use postkey_wire::{
+    DomainId, KeyForMeter, Message, MeterHello, MeterLink, MeterTestTokens, Refusal, Timestamp,
+};
 
-use crate::{Meter, MeterError};
-
-/// The meter side of the meter link, as the Steel box's host drives it.
-pub trait MeterLink {
-    /// The meter's greeting (its transport key) for an installation of `domain`.
-    fn hello(&mut self, domain: &DomainId, now: Timestamp) -> Result<Vec<u8>, MeterError>;
-    /// Delivers MI5 and returns the meter's MI6.
-    fn install(&mut self, mi5: &[u8], now: Timestamp) -> Result<Vec<u8>, MeterError>;
-}
+use crate::Meter;
 
 /// The meter simulator: a [`Meter`] in memory behind the meter link. Clones share the meter, so
 /// the host that put one on the line can save the meter's state (SPEC §12: a file under the
-/// home, named in SECURITY.md) after the installation.
+/// home, named in SECURITY.md).
 #[derive(Debug, Clone)]
 pub struct SimulatedMeter {
     meter: Arc<Mutex<Meter>>,
@@ -38,11 +31,15 @@ impl SimulatedMeter {
 }
 
 impl MeterLink for SimulatedMeter {
-    fn hello(&mut self, domain: &DomainId, now: Timestamp) -> Result<Vec<u8>, MeterError> {
-        Ok(self.meter().hello(domain.clone(), now).to_bytes())
+    fn hello(&mut self, domain: &DomainId, now: Timestamp) -> Result<Message<MeterHello>, Refusal> {
+        Ok(self.meter().hello(domain.clone(), now))
     }
 
-    fn install(&mut self, mi5: &[u8], now: Timestamp) -> Result<Vec<u8>, MeterError> {
-        Ok(self.meter().install(mi5, now)?.to_bytes())
+    fn install(
+        &mut self,
+        mi5: &Message<KeyForMeter>,
+        now: Timestamp,
+    ) -> Result<Message<MeterTestTokens>, Refusal> {
+        self.meter().install(mi5, now).map_err(|e| e.to_refusal())
     }
 }

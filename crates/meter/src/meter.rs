@@ -48,6 +48,11 @@ impl MeterError {
             Self::Corrupt => ResponseCode::PARAMETER_SYNTAX,
         }
     }
+
+    /// The refusal as it crosses the meter link.
+    pub fn to_refusal(&self) -> postkey_wire::Refusal {
+        postkey_wire::Refusal::new(self.response_code(), self.to_string())
+    }
 }
 
 /// A master key held by the meter.
@@ -131,10 +136,9 @@ impl Meter {
     /// meter, keeps it, and answers its test tokens. A second key for a domain is refused.
     pub fn install(
         &mut self,
-        mi5: &[u8],
+        message: &Message<KeyForMeter>,
         now: Timestamp,
     ) -> Result<Message<MeterTestTokens>, MeterError> {
-        let message = Message::<KeyForMeter>::from_bytes(mi5)?;
         let h = message.header();
         let key_id = h
             .key_id

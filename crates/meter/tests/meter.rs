@@ -3,11 +3,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use postkey_crypto::{HpkeInfo, HpkeRecordType};
-use postkey_meter::{Meter, MeterError};
+use postkey_meter::{Meter, MeterError, SimulatedMeter};
 use postkey_secrets::MasterKey;
 use postkey_secrets::rng::BoxRng;
 use postkey_secrets::rng::testing::SeededSource;
-use postkey_wire::{Context, DomainId, KeyForMeter, KeyId, Message, MeterId, Sender, Timestamp};
+use postkey_wire::{
+    Context, DomainId, KeyForMeter, KeyId, Message, MeterId, MeterLink, ResponseCode, Sender,
+    Timestamp,
+};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
@@ -20,7 +23,13 @@ fn now() -> Timestamp {
 }
 
 /// MI5 as a Steel box would make it, for `meter_id`, sealed to `meter`'s transport key.
-fn mi5(meter: &Meter, meter_id: &str, domain: &str, key_id: u64, key: &MasterKey) -> Vec<u8> {
+fn mi5(
+    meter: &Meter,
+    meter_id: &str,
+    domain: &str,
+    key_id: u64,
+    key: &MasterKey,
+) -> Message<KeyForMeter> {
     let transport = meter.hello(DomainId::parse(domain).unwrap(), now()).body().transport;
     let info = HpkeInfo::new(HpkeRecordType::Mi5, domain, key_id, meter_id).unwrap();
     let sealed = key.seal_to(&transport, &info, &mut rng(2)).unwrap();
@@ -32,7 +41,7 @@ fn mi5(meter: &Meter, meter_id: &str, domain: &str, key_id: u64, key: &MasterKey
         state_version: None,
         timestamp: now(),
     };
-    Message::new(context, KeyForMeter { sealed }).to_bytes()
+    Message::new(context, KeyForMeter { sealed })
 }
 
 #[test]
@@ -48,13 +57,14 @@ fn a_meter_installs_one_key_per_domain_and_answers_its_test_tokens() {
         .install(&mi5(&meter, id, "USPS", 8, &MasterKey::from_bytes([4; 32])), now())
         .unwrap_err();
     assert_eq!(again, MeterError::AlreadyInstalled(DomainId::parse("USPS").unwrap()));
+    assert_eq!(again.to_refusal().code, ResponseCode::RECORD_MISMATCH);
     // The vendor key, then nothing more.
     meter.install(&mi5(&meter, id, "VE", 1, &MasterKey::from_bytes([5; 32])), now()).unwrap();
-    assert_eq!(
-        meter.install(&mi5(&meter, id, "EARTH", 1, &k), now()).unwrap_err(),
-        MeterError::Full
-    );
+    let full = meter.install(&mi5(&meter, id, "EARTH", 1, &k), now()).unwrap_err();
+    assert_eq!(full, MeterError::Full);
+    assert_eq!(full.to_refusal().code, ResponseCode::RECORD_MISMATCH);
     assert_eq!(meter.keys().len(), 2);
+    assert_eq!(meter.keys()[&DomainId::parse("USPS").unwrap()].key_id, KeyId::new(7).unwrap());
 }
 
 #[test]
@@ -63,18 +73,34 @@ fn mi5_for_another_meter_or_moved_key_id_is_refused() {
     let mut meter = Meter::manufacture(MeterId::parse(id).unwrap(), &mut rng(3)).unwrap();
     let k = MasterKey::from_bytes([6; 32]);
     let other = meter.install(&mi5(&meter, "PB1234-000003", "USPS", 1, &k), now()).unwrap_err();
-    assert!(matches!(other, MeterError::NotThisMeter(_)));
+    assert_eq!(other, MeterError::NotThisMeter(MeterId::parse("PB1234-000003").unwrap()));
+    assert_eq!(other.to_refusal().code, ResponseCode::RECORD_NOT_FOR_THIS_BOX);
     // Sealed for key 1, presented as key 2: the HPKE info binds the key ID.
-    let mut bytes = mi5(&meter, id, "USPS", 1, &k);
-    let sealed_for_1 = Message::<KeyForMeter>::from_bytes(&bytes).unwrap().body().sealed.clone();
-    let context = Context { key_id: Some(KeyId::new(2).unwrap()), ..context_of(&bytes) };
-    bytes = Message::new(context, KeyForMeter { sealed: sealed_for_1 }).to_bytes();
-    assert_eq!(meter.install(&bytes, now()).unwrap_err(), MeterError::DoesNotOpen);
+    let for_1 = mi5(&meter, id, "USPS", 1, &k);
+    let context = Context { key_id: Some(KeyId::new(2).unwrap()), ..context_of(&for_1) };
+    let moved = Message::new(context, KeyForMeter { sealed: for_1.body().sealed.clone() });
+    let e = meter.install(&moved, now()).unwrap_err();
+    assert_eq!(e, MeterError::DoesNotOpen);
+    assert_eq!(e.to_refusal().code, ResponseCode::DECRYPTION_FAILED);
+    // Sealed for USPS, presented as another domain's key: the info binds the domain too.
+    let context = Context { domain: DomainId::parse("VE").unwrap(), ..context_of(&for_1) };
+    let moved = Message::new(context, KeyForMeter { sealed: for_1.body().sealed.clone() });
+    assert_eq!(meter.install(&moved, now()).unwrap_err(), MeterError::DoesNotOpen);
+    // Without a key ID or a meter ID in the header: malformed.
+    let context = Context { key_id: None, ..context_of(&for_1) };
+    let bare = Message::new(context, KeyForMeter { sealed: for_1.body().sealed.clone() });
+    let e = meter.install(&bare, now()).unwrap_err();
+    assert_eq!(e.response_code(), ResponseCode::PARAMETER_SYNTAX);
+    let context = Context { meter_id: None, ..context_of(&for_1) };
+    let bare = Message::new(context, KeyForMeter { sealed: for_1.body().sealed.clone() });
+    let e = meter.install(&bare, now()).unwrap_err();
+    assert_eq!(e.response_code(), ResponseCode::PARAMETER_SYNTAX);
     assert!(meter.keys().is_empty());
+    // The genuine MI5 still installs.
+    assert!(meter.install(&for_1, now()).is_ok());
 }
 
-fn context_of(bytes: &[u8]) -> Context {
-    let m = Message::<KeyForMeter>::from_bytes(bytes).unwrap();
+fn context_of(m: &Message<KeyForMeter>) -> Context {
     let h = m.header();
     Context {
         domain: h.domain.clone(),
@@ -98,4 +124,27 @@ fn the_simulator_file_round_trips_and_debug_shows_no_key() {
     let debug = format!("{back:?}");
     assert!(!debug.to_lowercase().contains("abab"), "{debug}");
     assert!(Meter::from_simulator_file(&file[..file.len() - 1]).is_err());
+}
+
+#[test]
+fn the_simulator_answers_on_the_meter_link_with_the_meters_refusals() {
+    let id = "PB1234-000005";
+    let meter = Meter::manufacture(MeterId::parse(id).unwrap(), &mut rng(5)).unwrap();
+    let usps = DomainId::parse("USPS").unwrap();
+    let mut link = SimulatedMeter::new(meter);
+    let hello = link.hello(&usps, now()).unwrap();
+    assert_eq!(hello.header().sender, Sender::Meter(MeterId::parse(id).unwrap()));
+    assert_eq!(hello.body().transport, link.meter().hello(usps.clone(), now()).body().transport);
+    let k = MasterKey::from_bytes([7; 32]);
+    let key = mi5(&link.meter(), id, "USPS", 3, &k);
+    let mi6 = link.install(&key, now()).unwrap();
+    assert_eq!(mi6.body().test_tokens, k.test_tokens());
+    assert_eq!(mi6.header().key_id, Some(KeyId::new(3).unwrap()));
+    // A clone shares the meter: the key is there, and a second one is refused over the link.
+    let shared = link.clone();
+    assert_eq!(shared.meter().keys()[&usps].key_id, KeyId::new(3).unwrap());
+    let again = mi5(&link.meter(), id, "USPS", 4, &MasterKey::from_bytes([8; 32]));
+    let refusal = link.install(&again, now()).unwrap_err();
+    assert_eq!(refusal.code, ResponseCode::RECORD_MISMATCH);
+    assert_eq!(shared.meter().keys()[&usps].key_id, KeyId::new(3).unwrap());
 }

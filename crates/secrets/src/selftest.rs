@@ -240,9 +240,34 @@ pub fn run(kats: &[Kat]) -> Vec<KatResult> {
 
 /// Runs every power-up self-test; the first failure stops the box.
 pub fn power_up() -> Result<(), SelfTestFailed> {
+    #[cfg(any(test, feature = "testing"))]
+    if let Some(primitive) = injected::take() {
+        return Err(SelfTestFailed { primitive });
+    }
     match run(&kats()).into_iter().find(|r| !r.passed) {
         Some(r) => Err(SelfTestFailed { primitive: r.primitive }),
         None => Ok(()),
+    }
+}
+
+/// **Test doubles only.** A failing known-answer test, injected: the next power-up self-test on
+/// this thread fails as if `primitive`'s known answer did not match (SPEC §4: the box's error
+/// state and its response code 4003 are then testable without breaking a primitive).
+#[cfg(any(test, feature = "testing"))]
+pub mod injected {
+    use std::cell::Cell;
+
+    thread_local! {
+        static NEXT: Cell<Option<&'static str>> = const { Cell::new(None) };
+    }
+
+    /// The next `power_up` on this thread fails with `primitive`.
+    pub fn fail_next_power_up(primitive: &'static str) {
+        NEXT.with(|n| n.set(Some(primitive)));
+    }
+
+    pub(super) fn take() -> Option<&'static str> {
+        NEXT.with(Cell::take)
     }
 }
 

@@ -120,5 +120,6 @@ mod tests {
         assert!(k.verify(b"record", &tag).is_ok());
         assert_eq!(k.verify(b"recorD", &tag), Err(SecretError::BadMac));
         assert_eq!(k.verify(b"record", &tag[..31]), Err(SecretError::BadMac));
+        assert_eq!(SecretError::BadMac.response_code(), postkey_wire::ResponseCode::BAD_MAC);
     }
 }

@@ -187,10 +187,9 @@ fn a_result_that_fails_the_check_value_is_refused() {
             postkey_wire::sign(postkey_wire::Message::new(context, body), &issuer)
         })
         .collect();
-    assert_eq!(
-        combine::<OperationCombination>(&forged).map(|_| ()).unwrap_err(),
-        ShareError::CheckFailed
-    );
+    let err = combine::<OperationCombination>(&forged).map(|_| ()).unwrap_err();
+    assert_eq!(err, ShareError::CheckFailed);
+    assert_eq!(err.response_code(), postkey_wire::ResponseCode::SHARE_CHECK_FAILED);
 }
 
 #[test]

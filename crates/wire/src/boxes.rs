@@ -20,7 +20,8 @@ use minicbor::{Decode, Encode};
 use postkey_crypto::{Fingerprint, HpkeCiphertext, HpkePublicKey, VerifyingKey};
 
 use crate::{
-    Body, BoxId, BoxType, DomainId, RecordType, ShareSetId, StateVersion, SubdomainId, Timestamp,
+    Body, BoxId, BoxType, CommandCode, DomainId, RecordType, ShareSetId, StateVersion, SubdomainId,
+    Timestamp,
 };
 
 /// A 32-byte random challenge, binding an answer to one request.
@@ -331,91 +332,6 @@ pub struct IdRange {
     /// The last number.
     #[n(2)]
     pub last: u32,
-}
-
-/// A command code: an open code point, listed in each component's command table (SPEC §8).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode)]
-#[cbor(transparent)]
-pub struct CommandCode(#[n(0)] pub u16);
-
-macro_rules! command_codes {
-    ($($(#[$doc:meta])* $name:ident = $value:literal, $text:literal;)*) => {
-        impl CommandCode {
-            $($(#[$doc])* pub const $name: Self = Self($value);)*
-
-            /// Every command this build knows, with its name.
-            pub const KNOWN: &'static [(Self, &'static str)] = &[$((Self::$name, $text)),*];
-        }
-    };
-}
-
-command_codes! {
-    /// Any box: run the power-up self-tests again.
-    SELF_TEST = 0x0001, "self-test";
-    /// Any box: sign the state version over a nonce.
-    ATTEST_STATE = 0x0002, "attest-state";
-    /// Any box: apply a configuration-table update.
-    UPDATE_TABLES = 0x0003, "update-tables";
-    /// Oak, Steel, Brass, Tin: install a domain process from a delivery.
-    INSTALL_PROCESS = 0x0004, "install-process";
-    /// Any box: install its own certificate.
-    INSTALL_CERTIFICATE = 0x0005, "install-certificate";
-    /// A new manufacturing box: install its kit.
-    INSTALL_KIT = 0x0109, "install-kit";
-    /// Manufacturing: give a blank box its ID.
-    ISSUE_SET_ID = 0x0101, "issue-set-id";
-    /// Manufacturing: certify a new box's keys.
-    CERTIFY = 0x0102, "certify";
-    /// Manufacturing: create a security domain.
-    CREATE_DOMAIN = 0x0103, "create-domain";
-    /// Manufacturing: deliver a domain's keys to a box.
-    DELIVER = 0x0104, "deliver";
-    /// Manufacturing: adopt a domain created by another manufacturing box.
-    ADOPT_DOMAIN = 0x0105, "adopt-domain";
-    /// Manufacturing: equip a new manufacturing box.
-    ISSUE_KIT = 0x0106, "issue-kit";
-    /// Manufacturing: sign a configuration-table update for a box.
-    SIGN_TABLES = 0x0107, "sign-tables";
-    /// Manufacturing: sign a ceremony transcript.
-    SIGN_TRANSCRIPT = 0x0108, "sign-transcript";
-    /// Oak: generate a master key (MI1).
-    GENERATE_KEY = 0x0201, "generate-key";
-    /// Steel: install a master key into a meter (MI4).
-    INSTALL_KEY = 0x0301, "install-key";
-    /// Steel: sign ABORTED for installations a stop interrupted.
-    RECOVER = 0x0302, "recover";
-    /// Brass: check an installation (MI8).
-    CHECK_INSTALL = 0x0401, "check-install";
-    /// Brass: register a meter (MR2).
-    REGISTER = 0x0402, "register";
-    /// Brass: verify tokens.
-    VERIFY = 0x0403, "verify";
-    /// Brass: withdraw a meter.
-    WITHDRAW = 0x0404, "withdraw";
-    /// Brass: export a month's token keys to a Tin box.
-    TIN_EXPORT = 0x0405, "tin-export";
-    /// Brass: sign an audit checkpoint.
-    CHECKPOINT = 0x0406, "checkpoint";
-    /// Tin: import a month's token keys.
-    TIN_IMPORT = 0x0501, "tin-import";
-    /// Tin: verify postal tokens.
-    TIN_VERIFY = 0x0502, "tin-verify";
-}
-
-impl CommandCode {
-    /// The name of a known command.
-    pub fn name(self) -> Option<&'static str> {
-        Self::KNOWN.iter().find(|(c, _)| *c == self).map(|(_, n)| *n)
-    }
-}
-
-impl fmt::Debug for CommandCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.name() {
-            Some(n) => write!(f, "CommandCode({n})"),
-            None => write!(f, "CommandCode(0x{:04X})", self.0),
-        }
-    }
 }
 
 /// A component's configuration tables (SPEC §8): what it accepts. Anything outside them is

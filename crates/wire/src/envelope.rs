@@ -13,6 +13,8 @@
 //! receiver checks the signature over the bytes it received, never over a re-encoding, and keeps
 //! those bytes so that the archive stores the record exactly as received.
 
+use core::ops::Range;
+
 use minicbor::{Decoder, Encoder};
 use postkey_crypto::{Signature, Signer, VerifyingKey};
 
@@ -47,6 +49,8 @@ fn encode_envelope(record_type: RecordType, message: &[u8], signature: &Signatur
 struct RawEnvelope<'b> {
     record_type: RecordType,
     message: &'b [u8],
+    /// Where `message` lies in the envelope.
+    range: Range<usize>,
     signature: Signature,
 }
 
@@ -79,7 +83,9 @@ fn decode_envelope(bytes: &[u8], max: usize) -> Result<RawEnvelope<'_>, WireErro
     if encode_envelope(record_type, message, &signature) != bytes {
         return Err(WireError::NonCanonical);
     }
-    Ok(RawEnvelope { record_type, message, signature })
+    // `message` is a sub-slice of `bytes`: its offset is the distance between their starts.
+    let start = (message.as_ptr() as usize).saturating_sub(bytes.as_ptr() as usize);
+    Ok(RawEnvelope { record_type, message, range: start..start + message.len(), signature })
 }
 
 /// The record type of a signed envelope, read without checking anything else: for routing to the
@@ -92,16 +98,26 @@ pub fn peek_record_type(bytes: &[u8]) -> Result<RecordType, WireError> {
 pub fn sign<B: Body>(message: Message<B>, signer: &impl Signer) -> Verified<B> {
     let message_bytes = message.to_bytes();
     let signature = signer.sign(&signed_bytes(&message_bytes));
-    let envelope = encode_envelope(B::RECORD_TYPE, &message_bytes, &signature);
-    Verified { envelope, message }
+    let bytes = encode_envelope(B::RECORD_TYPE, &message_bytes, &signature);
+    // The envelope ends with the message, then key 2, the 2-byte head of a 64-byte string and
+    // the signature.
+    let end = bytes.len() - (1 + 2 + 64);
+    let range = end - message_bytes.len()..end;
+    Verified { envelope: Envelope { bytes, range, signature }, message }
+}
+
+/// A signed record's bytes as received: the envelope, where its message lies, the signature.
+#[derive(Clone)]
+struct Envelope {
+    bytes: Vec<u8>,
+    range: Range<usize>,
+    signature: Signature,
 }
 
 /// A signed record decoded and checked for form, its signature not yet checked.
 #[derive(Clone)]
 pub struct Unverified<B> {
-    envelope: Vec<u8>,
-    message_bytes: Vec<u8>,
-    signature: Signature,
+    envelope: Envelope,
     message: Message<B>,
 }
 
@@ -117,12 +133,14 @@ impl<B: Body> Unverified<B> {
             });
         }
         let message = Message::<B>::from_bytes(raw.message)?;
-        Ok(Self {
-            envelope: bytes.to_vec(),
-            message_bytes: raw.message.to_vec(),
-            signature: raw.signature,
-            message,
-        })
+        let envelope =
+            Envelope { bytes: bytes.to_vec(), range: raw.range, signature: raw.signature };
+        Ok(Self { envelope, message })
+    }
+
+    /// The envelope bytes exactly as received.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.envelope.bytes
     }
 
     /// The header, untrusted: use it only to choose the key to verify with, or to log.
@@ -138,16 +156,25 @@ impl<B: Body> Unverified<B> {
 
     /// Checks the signature over the bytes as received with the key the caller expects.
     pub fn verify(self, key: &VerifyingKey) -> Result<Verified<B>, WireError> {
-        key.verify(&signed_bytes(&self.message_bytes), &self.signature)
+        let message = self.envelope.bytes.get(self.envelope.range.clone()).unwrap_or_default();
+        key.verify(&signed_bytes(message), &self.envelope.signature)
             .map_err(|_| WireError::BadSignature)?;
         Ok(Verified { envelope: self.envelope, message: self.message })
+    }
+}
+
+/// A record we hold as verified travels on as unverified: its receiver checks it again with the
+/// key it expects.
+impl<B> From<Verified<B>> for Unverified<B> {
+    fn from(v: Verified<B>) -> Self {
+        Self { envelope: v.envelope, message: v.message }
     }
 }
 
 /// A signed record whose signature has been checked (or that we signed ourselves).
 #[derive(Clone)]
 pub struct Verified<B> {
-    envelope: Vec<u8>,
+    envelope: Envelope,
     message: Message<B>,
 }
 
@@ -169,7 +196,7 @@ impl<B: Body> Verified<B> {
 
     /// The envelope bytes exactly as received (or as we signed them): what the archive stores.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.envelope
+        &self.envelope.bytes
     }
 
     /// The message, consuming the record.
@@ -184,7 +211,7 @@ impl<B: core::fmt::Debug> core::fmt::Debug for Unverified<B> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Unverified")
             .field("message", &self.message)
-            .field("len", &self.envelope.len())
+            .field("len", &self.envelope.bytes.len())
             .finish()
     }
 }
@@ -193,7 +220,24 @@ impl<B: core::fmt::Debug> core::fmt::Debug for Verified<B> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Verified")
             .field("message", &self.message)
-            .field("len", &self.envelope.len())
+            .field("len", &self.envelope.bytes.len())
             .finish()
     }
 }
+
+// Two records are equal when their envelopes are: the bytes carry everything, signature included.
+impl<B> PartialEq for Unverified<B> {
+    fn eq(&self, other: &Self) -> bool {
+        self.envelope.bytes == other.envelope.bytes
+    }
+}
+
+impl<B> Eq for Unverified<B> {}
+
+impl<B> PartialEq for Verified<B> {
+    fn eq(&self, other: &Self) -> bool {
+        self.envelope.bytes == other.envelope.bytes
+    }
+}
+
+impl<B> Eq for Verified<B> {}

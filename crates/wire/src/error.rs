@@ -1,4 +1,4 @@
-use crate::{RecordType, ResponseCode};
+use crate::{CommandCode, RecordType, ResponseCode};
 
 /// Why bytes were not accepted as a record. Grouped by fault: everything here is the sender's
 /// (malformed or forged input); nothing is our caller's mistake.
@@ -51,6 +51,30 @@ pub enum WireError {
     /// The signature does not verify under the expected key.
     #[error("signature verification failed")]
     BadSignature,
+    /// A command code this build does not know (SPEC §9 level 2).
+    #[error("unknown command {0:?}")]
+    UnknownCommand(CommandCode),
+    /// A command at a version this build does not speak.
+    #[error("unsupported version {found} of {command} (expected {expected})")]
+    CommandVersion {
+        /// The command.
+        command: CommandCode,
+        /// The version received.
+        found: u16,
+        /// The version we speak.
+        expected: u16,
+    },
+    /// An item of a command, or an answer, with another number of parameters than its type has.
+    #[error("{found} parameters where {expected} are expected")]
+    ParameterCount {
+        /// The parameters the command takes.
+        expected: usize,
+        /// The parameters received.
+        found: usize,
+    },
+    /// An answer of another command than the one sent, or with another number of items.
+    #[error("the answer does not match its command: {0}")]
+    AnswerMismatch(&'static str),
 }
 
 impl WireError {
@@ -64,6 +88,10 @@ impl WireError {
             Self::UnsupportedVersion { .. } => ResponseCode::UNSUPPORTED_VERSION,
             Self::WrongRecordType { .. } => ResponseCode::WRONG_RECORD_TYPE,
             Self::BadSignature => ResponseCode::BAD_SIGNATURE,
+            Self::UnknownCommand(_) => ResponseCode::UNKNOWN_COMMAND,
+            Self::CommandVersion { .. } => ResponseCode::UNSUPPORTED_VERSION,
+            Self::ParameterCount { .. } => ResponseCode::PARAMETER_COUNT,
+            Self::AnswerMismatch(_) => ResponseCode::ANSWER_MISMATCH,
         }
     }
 }

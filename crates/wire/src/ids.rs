@@ -48,7 +48,7 @@ macro_rules! text_id {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
+                f.pad(&self.0)
             }
         }
 
@@ -197,7 +197,31 @@ impl BoxType {
 
 impl fmt::Display for BoxType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.pad(self.name())
+    }
+}
+
+// On the wire a box type is its ID letter, as a one-character text string.
+impl<C> Encode<C> for BoxType {
+    fn encode<W: encode::Write>(
+        &self,
+        e: &mut Encoder<W>,
+        _: &mut C,
+    ) -> Result<(), encode::Error<W::Error>> {
+        let mut buf = [0u8; 4];
+        e.str(self.letter().encode_utf8(&mut buf))?;
+        Ok(())
+    }
+}
+
+impl<'b, C> Decode<'b, C> for BoxType {
+    fn decode(d: &mut Decoder<'b>, _: &mut C) -> Result<Self, decode::Error> {
+        let s = d.str()?;
+        let mut chars = s.chars();
+        match (chars.next().and_then(Self::from_letter), chars.next()) {
+            (Some(t), None) => Ok(t),
+            _ => Err(decode::Error::message("invalid box type")),
+        }
     }
 }
 

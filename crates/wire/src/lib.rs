@@ -16,6 +16,7 @@
 
 mod boxes;
 pub mod codec;
+pub mod command;
 mod date;
 mod envelope;
 mod error;
@@ -23,14 +24,16 @@ mod ids;
 mod install;
 mod mailpiece;
 mod message;
+mod meter_link;
 mod response;
 mod share;
 
 pub use boxes::{
-    BlankOffer, BoxKeys, Certificate, CommandCode, ConfigTables, Delivery, DomainBundle,
-    DomainKind, DomainPublicKeys, IdRange, Kit, Nonce, ProcessRecord, SetId, ShareRef,
-    StateAttestation, TableUpdate, Transcript, TrustAnchors,
+    BlankOffer, BoxKeys, Certificate, ConfigTables, Delivery, DomainBundle, DomainKind,
+    DomainPublicKeys, IdRange, Kit, Nonce, ProcessRecord, SetId, ShareRef, StateAttestation,
+    TableUpdate, Transcript, TrustAnchors,
 };
+pub use command::{CommandCode, Refusal};
 pub use date::{Date, Period, Timestamp};
 pub use envelope::{SIGNED_CONTEXT, Unverified, Verified, peek_record_type, sign};
 pub use error::WireError;
@@ -44,5 +47,6 @@ pub use install::{
 };
 pub use mailpiece::{Mailpiece, RegistrationToken, TestTokens, Token};
 pub use message::{Body, Context, Header, Message, RecordType, Role, Sender, peek_header};
-pub use response::ResponseCode;
+pub use meter_link::MeterLink;
+pub use response::{Fault, ResponseCode};
 pub use share::{SharePurpose, ShareSetId};

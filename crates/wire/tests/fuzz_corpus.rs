@@ -16,8 +16,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use common::{
-    TestBody, TestSigner, VECTOR_KEY_SEED, check_codec, check_envelope, check_message,
-    check_peek_record_type, hex, unhex,
+    TestBody, TestSigner, VECTOR_KEY_SEED, check_codec, check_command, check_envelope,
+    check_message, check_peek_record_type, check_reply, hex, unhex,
 };
 use postkey_crypto::Signer as _;
 use postkey_wire::{
@@ -130,6 +130,8 @@ const TARGETS: &[(&str, &str, Option<&str>, Check)] = &[
     ),
     ("decode_aborted", "records.json", Some("Aborted"), check_record::<Aborted>),
     ("decode_bad_key", "records.json", Some("BadKey"), check_record::<BadKey>),
+    ("decode_command", "command.json", Some("command"), |b| check_command(b).is_ok()),
+    ("decode_reply", "command.json", Some("reply"), |b| check_reply(b).is_ok()),
 ];
 
 /// At most this many refused seeds per target: enough to start the fuzzer near each error path.
@@ -212,7 +214,9 @@ fn the_seed_corpus_is_generated_from_the_vectors() {
         let mut invalid = 0;
         for case in json["cases"].as_array().unwrap() {
             // A case verified with a key of its own would pass under the seed key.
-            if type_name.is_some_and(|t| case["type"] != t) || case.get("public_key").is_some() {
+            // The type is a case's `type` (ids, records) or its `frame` (box-protocol frames).
+            let of_type = |t: &str| case["type"] == t || case["frame"] == t;
+            if type_name.is_some_and(|t| !of_type(t)) || case.get("public_key").is_some() {
                 continue;
             }
             let name = slug(case["name"].as_str().unwrap());

@@ -75,6 +75,7 @@ pub async fn racing_transitions_one_wins<H: Harness>(h: &H) {
         let winner = match (ra, rb) {
             (Ok(k), Err(e)) | (Err(e), Ok(k)) => {
                 assert!(matches!(e, StoreError::StatusConflict { .. }), "{e:?}");
+                assert_eq!(e.response_code(), postkey_wire::ResponseCode::STATUS_CONFLICT);
                 k.status
             }
             other => panic!("exactly one transition must win: {other:?}"),

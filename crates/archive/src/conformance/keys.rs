@@ -1,6 +1,6 @@
 //! Cases for key IDs, key records, status transitions and times.
 
-use postkey_wire::RecordType;
+use postkey_wire::{RecordType, ResponseCode};
 
 use super::Harness;
 use super::fixtures::*;
@@ -32,6 +32,7 @@ pub async fn key_ids_allocate_and_burn<H: Harness>(h: &H) {
     // Never allocated: no key.
     let err = s.create_key(&new_key(&ve, kid(6), 10)).await.unwrap_err();
     assert!(matches!(err, StoreError::KeyIdNotAllocated { .. }), "{err:?}");
+    assert_eq!(err.response_code(), ResponseCode::KEY_ID_NOT_ALLOCATED);
 
     // Burned: never a key, never burned twice.
     let burn = BurnKeyId {
@@ -44,6 +45,7 @@ pub async fn key_ids_allocate_and_burn<H: Harness>(h: &H) {
     s.burn_key_id(&burn).await.unwrap();
     let err = s.burn_key_id(&burn).await.unwrap_err();
     assert!(matches!(err, StoreError::Duplicate(Subject::BurnedKeyId { .. })), "{err:?}");
+    assert_eq!(err.response_code(), ResponseCode::ARCHIVE_DUPLICATE);
     let err = s.create_key(&new_key(&ve, kid(2), 11)).await.unwrap_err();
     assert!(matches!(err, StoreError::KeyIdBurned { .. }), "{err:?}");
     assert_eq!(err.response_code(), postkey_wire::ResponseCode::KEY_ID_BURNED);
@@ -52,11 +54,14 @@ pub async fn key_ids_allocate_and_burn<H: Harness>(h: &H) {
     s.create_key(&new_key(&ve, kid(1), 12)).await.unwrap();
     let err = s.burn_key_id(&BurnKeyId { key_id: kid(1), ..burn.clone() }).await.unwrap_err();
     assert!(matches!(err, StoreError::Duplicate(Subject::Key { .. })), "{err:?}");
+    assert_eq!(err.response_code(), ResponseCode::ARCHIVE_DUPLICATE);
     let err = s.burn_key_id(&BurnKeyId { key_id: kid(99), ..burn.clone() }).await.unwrap_err();
     assert!(matches!(err, StoreError::KeyIdNotAllocated { .. }), "{err:?}");
+    assert_eq!(err.response_code(), ResponseCode::KEY_ID_NOT_ALLOCATED);
     // A key is created once.
     let err = s.create_key(&new_key(&ve, kid(1), 13)).await.unwrap_err();
     assert!(matches!(err, StoreError::Duplicate(Subject::Key { .. })), "{err:?}");
+    assert_eq!(err.response_code(), ResponseCode::ARCHIVE_DUPLICATE);
 
     let burned = s.burned_key_ids(&ve).await.unwrap();
     assert_eq!(burned.len(), 1);
@@ -264,6 +269,7 @@ pub async fn transition_only_from_expected_status<H: Harness>(h: &H) {
         .await
         .unwrap_err();
     assert!(matches!(missing, StoreError::NotFound(Subject::Key { .. })), "{missing:?}");
+    assert_eq!(missing.response_code(), ResponseCode::ARCHIVE_NOT_FOUND);
 }
 
 /// The KMC's own reason is enough only for `→ Bad`; every other change needs a signed record.
@@ -275,6 +281,7 @@ pub async fn kmc_reason_only_for_bad<H: Harness>(h: &H) {
     t.cause = Cause::Reason("no MI7 in time".into());
     let err = s.transition(&t).await.unwrap_err();
     assert!(matches!(err, StoreError::MissingField { .. }), "{err:?}");
+    assert_eq!(err.response_code(), ResponseCode::ARCHIVE_MISSING_FIELD);
     let mut bad = transition(&d, key.key_id, KeyStatus::New, KeyStatus::Bad, now);
     bad.actor = kmc();
     bad.cause = Cause::Reason("no MI7 in time".into());
@@ -298,16 +305,19 @@ pub async fn set_once_fields_and_domain_separation<H: Harness>(h: &H) {
     other_domain.fields.registration = Some(Registration { subdomain: sub("VE/US"), isn: isn(1) });
     let err = s.transition(&other_domain).await.unwrap_err();
     assert!(matches!(err, StoreError::Mismatch(_)), "{err:?}");
+    assert_eq!(err.response_code(), ResponseCode::ARCHIVE_MISMATCH);
 
     let mut unknown_sub = transition(&d, a.key_id, KeyStatus::Installed, KeyStatus::Active, now);
     unknown_sub.fields.registration = Some(Registration { subdomain: sub("USPS/GB"), isn: isn(1) });
     let err = s.transition(&unknown_sub).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound(Subject::Subdomain(_))), "{err:?}");
+    assert_eq!(err.response_code(), ResponseCode::ARCHIVE_NOT_FOUND);
 
     let mut other_meter = transition(&d, a.key_id, KeyStatus::Installed, KeyStatus::Active, now);
     other_meter.fields.meter_id = Some(meter(999));
     let err = s.transition(&other_meter).await.unwrap_err();
     assert!(matches!(err, StoreError::FieldAlreadySet { field: "meter ID" }), "{err:?}");
+    assert_eq!(err.response_code(), ResponseCode::ARCHIVE_FIELD_ALREADY_SET);
     assert_eq!(s.key(&d, a.key_id).await.unwrap(), Some(a.clone()));
 
     s.transition(&transition(&d, a.key_id, KeyStatus::Installed, KeyStatus::Active, now))
@@ -320,6 +330,7 @@ pub async fn set_once_fields_and_domain_separation<H: Harness>(h: &H) {
         Some(Registration { subdomain: sub("USPS/US"), isn: isn(a.key_id.get()) });
     let err = s.transition(&same_isn).await.unwrap_err();
     assert!(matches!(err, StoreError::Duplicate(Subject::Isn { .. })), "{err:?}");
+    assert_eq!(err.response_code(), ResponseCode::ARCHIVE_DUPLICATE);
     assert_eq!(s.key(&d, b.key_id).await.unwrap(), Some(b));
 }
 
@@ -370,6 +381,7 @@ pub async fn times_never_go_backwards<H: Harness>(h: &H) {
     };
     let err = s.update_key(&update).await.unwrap_err();
     assert!(matches!(err, StoreError::TimeWentBackwards { field: "Obsolete Time", .. }), "{err:?}");
+    assert_eq!(err.response_code(), ResponseCode::TIME_WENT_BACKWARDS);
 }
 
 /// A batch of transitions is one transaction: one failure rolls back every change before it.

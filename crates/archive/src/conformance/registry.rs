@@ -41,6 +41,7 @@ pub async fn domains_and_subdomains<H: Harness>(h: &H) {
     let orphan = NewSubdomain { id: sub("NONE/US"), time: ts(1), actor: kmc() };
     let err = s.add_subdomain(&orphan).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound(Subject::Domain(_))), "{err:?}");
+    assert_eq!(err.response_code(), ResponseCode::ARCHIVE_NOT_FOUND);
     let dup = NewSubdomain { id: sub("EARTH/DE"), time: ts(1), actor: kmc() };
     assert!(matches!(
         s.add_subdomain(&dup).await,
@@ -81,6 +82,7 @@ pub async fn box_registry<H: Harness>(h: &H) {
     }
     let err = s.register_box(&new_box("O00000001", 2)).await.unwrap_err();
     assert!(matches!(err, StoreError::Duplicate(Subject::Box(_))), "{err:?}");
+    assert_eq!(err.response_code(), ResponseCode::ARCHIVE_DUPLICATE);
 
     let oak = s.box_record(bx("O00000001")).await.unwrap().unwrap();
     let expected = new_box("O00000001", 1);
@@ -108,6 +110,7 @@ pub async fn box_registry<H: Harness>(h: &H) {
     s.add_domain_process(&process).await.unwrap();
     let err = s.add_domain_process(&process).await.unwrap_err();
     assert!(matches!(err, StoreError::Duplicate(Subject::DomainProcess { .. })), "{err:?}");
+    assert_eq!(err.response_code(), ResponseCode::ARCHIVE_DUPLICATE);
     let foreign = NewDomainProcess {
         box_id: bx("B00000002"),
         subdomains: vec![sub("VE/US")],
@@ -159,6 +162,7 @@ pub async fn state_version_only_grows<H: Harness>(h: &H) {
     assert!(other.record_state_version(steel, StateVersion(8)).await.is_err());
     let err = s.highest_state_version(bx("S00000002")).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound(Subject::Box(_))), "{err:?}");
+    assert_eq!(err.response_code(), ResponseCode::ARCHIVE_NOT_FOUND);
     assert!(s.record_state_version(bx("S00000002"), StateVersion(1)).await.is_err());
 }
 
@@ -179,6 +183,7 @@ pub async fn bundles_and_transcripts<H: Harness>(h: &H) {
         if v == 2 {
             let err = s.store_bundle(&b).await.unwrap_err();
             assert!(matches!(err, StoreError::Duplicate(Subject::Bundle { .. })), "{err:?}");
+            assert_eq!(err.response_code(), ResponseCode::ARCHIVE_DUPLICATE);
         }
     }
     let latest = s.latest_bundle(&d).await.unwrap().unwrap();

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use postkey_host::{Home, Session, SharePolicy};
 use postkey_wire::{BoxId, BoxType, DomainId, SubdomainId};
 
-use super::{Outcome, print_json, print_lines, shares_dir, warn_media};
+use super::{Outcome, join, print_json, print_lines, shares_dir, warn_media};
 
 /// `postkey box …`
 #[derive(Debug, clap::Subcommand)]
@@ -144,9 +144,8 @@ fn served(
         return Ok(mine);
     }
     let all = postkey_host::domains(home)?;
-    let d = all.iter().find(|d| d.domain == domain.as_str());
-    Ok(d.map(|d| d.subdomains.iter().filter_map(|s| SubdomainId::parse(s).ok()).collect())
-        .unwrap_or_default())
+    let d = all.iter().find(|d| &d.domain == domain);
+    Ok(d.map(|d| d.subdomains.clone()).unwrap_or_default())
 }
 
 pub(crate) fn run(home: &Home, command: Command) -> anyhow::Result<Outcome> {
@@ -169,7 +168,7 @@ pub(crate) fn run(home: &Home, command: Command) -> anyhow::Result<Outcome> {
                 policy,
                 a.anchors_fingerprint.as_deref(),
             )?;
-            let id = BoxId::parse(&report.id)?;
+            let id = report.id;
             for domain in &a.domains {
                 let subs = if box_type == BoxType::Brass {
                     served(home, domain, &a.subdomains)?
@@ -187,7 +186,7 @@ pub(crate) fn run(home: &Home, command: Command) -> anyhow::Result<Outcome> {
                     format!("manufactured {} ({})", report.id, report.box_type),
                     "share files:".into(),
                 ];
-                lines.extend(report.share_files.iter().map(|f| format!("  {f}")));
+                lines.extend(report.share_files.iter().map(|f| format!("  {}", f.display())));
                 print_lines(&lines)?;
             }
         }
@@ -229,7 +228,7 @@ pub(crate) fn run(home: &Home, command: Command) -> anyhow::Result<Outcome> {
                             b.id,
                             b.box_type,
                             b.state_version.unwrap_or(0),
-                            b.domains.join(" ")
+                            join(&b.domains, " ")
                         )
                     })
                     .collect();
@@ -250,11 +249,11 @@ pub(crate) fn run(home: &Home, command: Command) -> anyhow::Result<Outcome> {
                     ),
                     format!(
                         "identity key:   {}",
-                        b.identity_fingerprint.clone().unwrap_or_else(|| "-".into())
+                        b.identity_fingerprint.map_or_else(|| "-".into(), |f| f.to_string())
                     ),
                     format!(
                         "certified by:   {} at {}",
-                        b.certified_by.clone().unwrap_or_default(),
+                        b.certified_by.map(|b| b.to_string()).unwrap_or_default(),
                         b.certified_at.clone().unwrap_or_default()
                     ),
                     "processes:".into(),
@@ -263,7 +262,7 @@ pub(crate) fn run(home: &Home, command: Command) -> anyhow::Result<Outcome> {
                     if p.subdomains.is_empty() {
                         format!("  {}", p.domain)
                     } else {
-                        format!("  {} serving {}", p.domain, p.subdomains.join(", "))
+                        format!("  {} serving {}", p.domain, join(&p.subdomains, ", "))
                     }
                 }));
                 print_lines(&lines)?;
@@ -272,7 +271,7 @@ pub(crate) fn run(home: &Home, command: Command) -> anyhow::Result<Outcome> {
         Command::SelfTest(a) => {
             let mut session = Session::new(home)?;
             session.enable(a.id, &shares_dir(home, a.shares_dir.as_deref()))?;
-            let result = session.run(a.id, |b| b.self_test());
+            let result = session.call_one(a.id, postkey_wire::command::SelfTest {});
             session.lock();
             let passed = result.is_ok();
             if a.json {

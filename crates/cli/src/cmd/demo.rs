@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use postkey_host::Home;
 
-use super::{Outcome, print_json, print_lines, warn_media};
+use super::{Outcome, join, print_json, print_lines, warn_media};
 
 /// Arguments of `postkey demo`.
 #[derive(Debug, clap::Args)]
@@ -68,10 +68,9 @@ pub(crate) fn run(home: Option<PathBuf>, args: Args) -> anyhow::Result<Outcome> 
         "domains:".into(),
     ];
     lines.extend(
-        report
-            .domains
-            .iter()
-            .map(|d| format!("  {:<6} {:<7} {}", d.domain, d.kind, d.subdomains.join(" "))),
+        report.domains.iter().map(|d| {
+            format!("  {:<6} {:<7} {}", d.domain, d.kind.name(), join(&d.subdomains, " "))
+        }),
     );
     lines.push(String::new());
     lines.push("boxes:".into());
@@ -81,9 +80,9 @@ pub(crate) fn run(home: Option<PathBuf>, args: Args) -> anyhow::Result<Outcome> 
             .iter()
             .map(|p| {
                 if p.subdomains.is_empty() {
-                    p.domain.clone()
+                    p.domain.to_string()
                 } else {
-                    format!("{}[{}]", p.domain, p.subdomains.join(","))
+                    format!("{}[{}]", p.domain, join(&p.subdomains, ","))
                 }
             })
             .collect();

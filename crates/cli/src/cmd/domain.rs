@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use postkey_host::{Home, Session};
 use postkey_wire::{BoxId, DomainId, DomainKind, SubdomainId};
 
-use super::{Outcome, print_json, print_lines, shares_dir};
+use super::{Outcome, join, print_json, print_lines, shares_dir};
 
 /// `postkey domain …`
 #[derive(Debug, clap::Subcommand)]
@@ -80,8 +80,8 @@ pub(crate) fn run(home: &Home, command: Command) -> anyhow::Result<Outcome> {
                     "created domain {} ({}) with sub-domains {}; known to {}",
                     report.domain,
                     report.kind,
-                    report.subdomains.join(", "),
-                    report.manufacturing_boxes.join(", ")
+                    join(&report.subdomains, ", "),
+                    join(&report.manufacturing_boxes, ", ")
                 )])?;
             }
         }
@@ -92,7 +92,9 @@ pub(crate) fn run(home: &Home, command: Command) -> anyhow::Result<Outcome> {
             } else {
                 let lines: Vec<String> = domains
                     .iter()
-                    .map(|d| format!("{:<8} {:<7} {}", d.domain, d.kind, d.subdomains.join(" ")))
+                    .map(|d| {
+                        format!("{:<8} {:<7} {}", d.domain, d.kind.name(), join(&d.subdomains, " "))
+                    })
                     .collect();
                 print_lines(&lines)?;
             }

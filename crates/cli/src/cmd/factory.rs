@@ -34,6 +34,8 @@ pub(crate) struct InstallArgs {
 pub(crate) fn run(home: &Home, command: Command) -> anyhow::Result<Outcome> {
     let Command::Install(a) = command;
     let dir = shares_dir(home, a.shares_dir.as_deref());
+    // The meter must exist before any box is enabled for it.
+    home.load_meter(&a.meter)?;
     let report = block_on(async {
         let mut factory = Factory::open(home, &dir, &[a.vendor.clone(), a.postal.clone()]).await?;
         let report = factory.install(&a.meter, &a.vendor, &a.postal).await;

@@ -27,8 +27,8 @@ pub(crate) fn run(home: &postkey_host::Home, args: Args) -> anyhow::Result<Outco
             "  (operators confirm this fingerprint at every box initialization)".into(),
             "share files:".into(),
         ];
-        lines.extend(report.share_files.iter().map(|f| format!("  {f}")));
-        lines.push(format!("transcript: {}", report.transcript));
+        lines.extend(report.share_files.iter().map(|f| format!("  {}", f.display())));
+        lines.push(format!("transcript: {}", report.transcript.display()));
         print_lines(&lines)?;
     }
     Ok(Outcome::Success)

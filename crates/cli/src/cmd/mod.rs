@@ -98,6 +98,11 @@ pub(crate) fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     writeln!(std::io::stdout().lock(), "{text}").context("writing to standard output")
 }
 
+/// The texts of `values`, joined with `separator`.
+pub(crate) fn join<T: std::fmt::Display>(values: &[T], separator: &str) -> String {
+    values.iter().map(ToString::to_string).collect::<Vec<_>>().join(separator)
+}
+
 /// Prints lines on standard output.
 pub(crate) fn print_lines(lines: &[String]) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();

@@ -45,7 +45,7 @@ pub(crate) fn run(home: &Home, command: Command) -> anyhow::Result<Outcome> {
             Ok(Outcome::Success)
         }
         Err(e) => {
-            let code = e.response_code().map(|c| c.0);
+            let code = e.response_code().0;
             if a.json {
                 print_json(
                     &serde_json::json!({"valid": false, "error": e.to_string(), "code": code}),

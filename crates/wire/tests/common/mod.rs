@@ -168,6 +168,10 @@ pub(crate) fn error_name(e: &WireError) -> &'static str {
         WireError::UnsupportedVersion { .. } => "UnsupportedVersion",
         WireError::WrongRecordType { .. } => "WrongRecordType",
         WireError::BadSignature => "BadSignature",
+        WireError::UnknownCommand(_) => "UnknownCommand",
+        WireError::CommandVersion { .. } => "CommandVersion",
+        WireError::ParameterCount { .. } => "ParameterCount",
+        WireError::AnswerMismatch(_) => "AnswerMismatch",
     }
 }
 
@@ -235,4 +239,32 @@ pub(crate) fn unhex(s: &str) -> Vec<u8> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex digits"))
         .collect()
+}
+
+/// Decodes a box-command frame as a box's host does; if that succeeds, asserts that the frame is
+/// exactly the command's canonical encoding. Returns the decoder's verdict.
+pub(crate) fn check_command(bytes: &[u8]) -> Result<postkey_wire::command::Command, WireError> {
+    let decoded = postkey_wire::command::Command::from_bytes(bytes);
+    if let Ok(command) = &decoded {
+        assert_eq!(command.to_bytes(), bytes, "accepted a command frame that is not canonical");
+    }
+    decoded
+}
+
+/// [`check_command`] for a reply frame.
+pub(crate) fn check_reply(
+    bytes: &[u8],
+) -> Result<
+    (postkey_wire::CommandCode, Result<postkey_wire::command::Response, postkey_wire::Refusal>),
+    WireError,
+> {
+    let decoded = postkey_wire::command::reply_from_bytes(bytes);
+    if let Ok((code, reply)) = &decoded {
+        assert_eq!(
+            postkey_wire::command::reply_to_bytes(*code, reply),
+            bytes,
+            "accepted a reply frame that is not canonical"
+        );
+    }
+    decoded
 }

@@ -1,0 +1,301 @@
+//! The one entry point of a box: [`dispatch`] takes a decoded [`Command`], the time and the
+//! box's host, and returns the typed [`Response`]. The match over commands is exhaustive, so a
+//! command added to the protocol does not compile until it has an arm here.
+//!
+//! ```text
+//!  Command ──► admit (error state, command table 3001, record table 3003)
+//!          ──► box type (3006) ──► each item on its own ──► Response (answers or refusals)
+//!  INSTALL_KEY:  hello ◄──meter link──► begin (in flight) ──► host.commit ──► MI5 ──► MI6
+//!                ──► finish: MI7, or ABORTED (test tokens differ, link failed, bad MI6)
+//! ```
+//!
+//! The box changes its state only in memory; the host commits it (seal, write, sync) before the
+//! response leaves, and within `INSTALL_KEY` also before any MI5 leaves, through [`Host::commit`].
+
+use postkey_wire::command::{
+    AdoptDomain, AttestState, BoxRequest, Certify, CheckInstall, Checked, Command, Confirmed,
+    CreateDomain, Deliver, Delivered, Done, GenerateKey, Generated, InstallCertificate,
+    InstallEnded, InstallKey, InstallKit, InstallProcess, IssueKit, IssueSetId, Outcome, Response,
+    SignTables, SignTranscript, UpdateTables, answers_of,
+};
+use postkey_wire::{
+    BoxType, DomainId, KeyForMeter, KeyId, Message, MeterId, MeterLink, Refusal, Timestamp,
+};
+
+use crate::install::{CheckOutcome, InstallOutcome, PapersMemo};
+use crate::{BoxError, SecureBox};
+
+/// What a box needs from the host that runs it, while it runs one command.
+pub trait Host {
+    /// The host's own failure (its storage), which stops the command.
+    type Error;
+
+    /// Seals and writes the box's state durably now, before a message that depends on it
+    /// leaves the box.
+    fn commit(&mut self, secure_box: &mut SecureBox) -> Result<(), Self::Error>;
+
+    /// The meter link to `meter`, if that meter is on this Steel box's production line.
+    fn meter_link(&mut self, meter: &MeterId) -> Option<&mut dyn MeterLink>;
+
+    /// Records a failure that ends as an answer rather than a refusal (a meter that refused its
+    /// key: the answer is a signed ABORTED), for the error log.
+    fn log(&mut self, refusal: &Refusal);
+}
+
+/// A host without storage or meters: for boxes driven in memory (tests, and ceremonies whose
+/// host commits after the command).
+#[derive(Debug, Default)]
+pub struct NoHost;
+
+impl Host for NoHost {
+    type Error = core::convert::Infallible;
+
+    fn commit(&mut self, _: &mut SecureBox) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    fn meter_link(&mut self, _: &MeterId) -> Option<&mut dyn MeterLink> {
+        None
+    }
+
+    fn log(&mut self, _: &Refusal) {}
+}
+
+/// Why a command stopped without a response: the box refused all of it, or its host failed.
+#[derive(Debug)]
+pub enum Stopped<E> {
+    /// The box refused the whole command (its state, its tables, its type); nothing changed.
+    Refused(BoxError),
+    /// The host failed to commit; the command's effects on the box are not durable.
+    Host(E),
+}
+
+impl<E> From<BoxError> for Stopped<E> {
+    fn from(e: BoxError) -> Self {
+        Self::Refused(e)
+    }
+}
+
+fn each<T, A>(items: Vec<T>, mut f: impl FnMut(T) -> Result<A, BoxError>) -> Vec<Outcome<A>> {
+    items.into_iter().map(|item| f(item).map_err(|e| e.to_refusal())).collect()
+}
+
+fn done<T>(items: Vec<T>, mut f: impl FnMut(T) -> Result<(), BoxError>) -> Vec<Outcome<Done>> {
+    each(items, |item| f(item).map(|()| Done {}))
+}
+
+/// Runs `command` on `b` and returns its answers, one per item, in order.
+pub fn dispatch<H: Host>(
+    b: &mut SecureBox,
+    command: Command,
+    now: Timestamp,
+    host: &mut H,
+) -> Result<Response, Stopped<H::Error>> {
+    b.admit(command.code())?;
+    b.expect_types(command.code().box_types())?;
+    Ok(match command {
+        Command::SelfTest(items) => Response::SelfTest(done(items, |_| b.self_test())),
+        Command::AttestState(items) => {
+            Response::AttestState(each(items, |AttestState { nonce }| {
+                Ok(b.attest(nonce, now).into())
+            }))
+        }
+        Command::UpdateTables(items) => {
+            Response::UpdateTables(done(items, |UpdateTables { update }| b.update_tables(update)))
+        }
+        Command::InstallProcess(items) => {
+            Response::InstallProcess(done(items, |InstallProcess { delivery }| {
+                b.install_process(delivery).map(|_| ())
+            }))
+        }
+        Command::InstallCertificate(items) => {
+            Response::InstallCertificate(done(items, |InstallCertificate { certificate }| {
+                b.install_certificate(certificate)
+            }))
+        }
+        Command::InstallKit(items) => {
+            Response::InstallKit(done(items, |InstallKit { kit }| b.install_kit(kit)))
+        }
+        Command::IssueSetId(items) => {
+            let mut m = b.manufacturing()?;
+            Response::IssueSetId(each(items, |IssueSetId { offer, box_type }| {
+                m.issue_set_id(&offer, box_type, now).map(Into::into)
+            }))
+        }
+        Command::Certify(items) => {
+            let mut m = b.manufacturing()?;
+            Response::Certify(each(items, |Certify { keys }| m.certify(keys, now).map(Into::into)))
+        }
+        Command::CreateDomain(items) => {
+            let mut m = b.manufacturing()?;
+            Response::CreateDomain(each(items, |CreateDomain { domain, kind, subdomains }| {
+                m.create_domain(domain, kind, subdomains, now).map(Into::into)
+            }))
+        }
+        Command::Deliver(items) => {
+            let mut m = b.manufacturing()?;
+            Response::Deliver(each(items, |Deliver { bundle, recipient, subdomains }| {
+                let out = m.deliver(bundle, recipient, subdomains, now)?;
+                Ok(Delivered { delivery: out.delivery.into(), record: out.record.into() })
+            }))
+        }
+        Command::AdoptDomain(items) => {
+            let mut m = b.manufacturing()?;
+            Response::AdoptDomain(done(items, |AdoptDomain { bundle }| {
+                m.adopt_domain(bundle).map(|_| ())
+            }))
+        }
+        Command::IssueKit(items) => {
+            let mut m = b.manufacturing()?;
+            Response::IssueKit(each(items, |IssueKit { recipient }| {
+                m.issue_kit(recipient, now).map(Into::into)
+            }))
+        }
+        Command::SignTables(items) => {
+            let mut m = b.manufacturing()?;
+            Response::SignTables(each(items, |SignTables { recipient, tables }| {
+                m.sign_tables(recipient, tables, now).map(Into::into)
+            }))
+        }
+        Command::SignTranscript(items) => {
+            let mut m = b.manufacturing()?;
+            Response::SignTranscript(each(items, |SignTranscript { transcript }| {
+                m.sign_transcript(transcript, now).map(Into::into)
+            }))
+        }
+        Command::GenerateKey(items) => {
+            // The Steel papers of a batch for one Steel box are checked once (same bytes, same
+            // anchor: the same verdict); every other rule is checked per key.
+            let mut memo = PapersMemo::default();
+            Response::GenerateKey(each(items, |GenerateKey { mi1 }| {
+                let g = b.generate_key(&mi1, now, &mut memo)?;
+                Ok(Generated { mi3: g.mi3.into(), mi4: g.mi4.into() })
+            }))
+        }
+        Command::InstallKey(items) => Response::InstallKey(install_keys(b, items, now, host)?),
+        Command::Recover(items) => Response::Recover(each(items, |_| {
+            Ok(b.abort_interrupted(now)?.into_iter().map(Into::into).collect())
+        })),
+        Command::CheckInstall(items) => {
+            Response::CheckInstall(each(items, |CheckInstall { mi3, mi7 }| {
+                Ok(match b.check_install(mi3, mi7, now)? {
+                    CheckOutcome::Installed { mi9, mi10 } => {
+                        Checked::Installed(Confirmed { mi9: mi9.into(), mi10: mi10.into() })
+                    }
+                    CheckOutcome::Bad(bad) => Checked::Bad(bad.into()),
+                })
+            }))
+        }
+    })
+}
+
+/// Runs a batch of `R` items on `b` through [`dispatch`]: each item's answer or refusal, typed
+/// by the command. For callers that hold the box themselves (tests, the first ceremony).
+pub fn call<R: BoxRequest, H: Host>(
+    b: &mut SecureBox,
+    items: Vec<R>,
+    now: Timestamp,
+    host: &mut H,
+) -> Result<Vec<Outcome<R::Answer>>, Stopped<H::Error>> {
+    let sent = items.len();
+    let response = dispatch(b, R::batch(items), now, host)?;
+    // Our own dispatcher answers the command it was given, one answer per item.
+    answers_of::<R>(sent, response).map_err(|e| Stopped::Refused(BoxError::Wire(e)))
+}
+
+/// An installation that got its MI5: the meter it goes to, and the key it concerns.
+struct Begun {
+    place: usize,
+    meter: MeterId,
+    domain: DomainId,
+    key_id: KeyId,
+    mi5: Message<KeyForMeter>,
+}
+
+/// `INSTALL_KEY` for a batch, over the meter link (SPEC §6.1): every meter the orders name greets
+/// with its transport key; every installation is begun and sealed as in flight by one commit
+/// before any MI5 leaves; each meter answers MI6; each installation ends with MI7, or with a
+/// signed ABORTED if the test tokens differ, the meter refused the key or its answer is invalid.
+fn install_keys<H: Host>(
+    b: &mut SecureBox,
+    items: Vec<InstallKey>,
+    now: Timestamp,
+    host: &mut H,
+) -> Result<Vec<Outcome<InstallEnded>>, Stopped<H::Error>> {
+    let mut out: Vec<Option<Outcome<InstallEnded>>> = items.iter().map(|_| None).collect();
+    let mut begun = Vec::with_capacity(items.len());
+    for (place, InstallKey { mi4, meter }) in items.into_iter().enumerate() {
+        let domain = mi4.header().domain.clone();
+        let hello = match host.meter_link(&meter) {
+            None => Err(BoxError::MeterNotConnected(meter.clone()).to_refusal()),
+            Some(link) => link.hello(&domain, now),
+        };
+        let started = hello.and_then(|hello| {
+            b.begin_install(&mi4, &hello, now).map_err(|e| e.to_refusal()).map(|mi5| {
+                let key_id = mi5.header().key_id;
+                (mi5, key_id)
+            })
+        });
+        match started {
+            Ok((mi5, Some(key_id))) => begun.push(Begun { place, meter, domain, key_id, mi5 }),
+            Ok((_, None)) => {
+                out[place] = Some(Err(BoxError::NoInstallInFlight.to_refusal()));
+            }
+            Err(refusal) => out[place] = Some(Err(refusal)),
+        }
+    }
+    // MI5 leaves only after every installation of the batch is sealed as in flight.
+    if !begun.is_empty() {
+        host.commit(b).map_err(Stopped::Host)?;
+    }
+    for Begun { place, meter, domain, key_id, mi5 } in begun {
+        let answer = match host.meter_link(&meter) {
+            None => Err(BoxError::MeterNotConnected(meter.clone()).to_refusal()),
+            Some(link) => link.install(&mi5, now),
+        };
+        let ended = match answer.map(|mi6| b.finish_install(&mi6, now)) {
+            Ok(Ok(InstallOutcome::Installed(mi7))) => Ok(InstallEnded::Installed(mi7.into())),
+            Ok(Ok(InstallOutcome::Aborted(aborted))) => Ok(InstallEnded::Aborted(aborted.into())),
+            // The meter refused the key, or answered an MI6 that ends no installation of this
+            // box: the installation ends with a signed ABORTED, and its key becomes `Bad`.
+            Ok(Err(e)) => abort(b, host, &meter, &domain, key_id, e.to_refusal(), now),
+            Err(refusal) => abort(b, host, &meter, &domain, key_id, refusal, now),
+        };
+        out[place] = Some(ended);
+    }
+    Ok(out
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|| Err(BoxError::NoInstallInFlight.to_refusal())))
+        .collect())
+}
+
+fn abort<H: Host>(
+    b: &mut SecureBox,
+    host: &mut H,
+    meter: &MeterId,
+    domain: &DomainId,
+    key_id: KeyId,
+    why: Refusal,
+    now: Timestamp,
+) -> Outcome<InstallEnded> {
+    let logged = Refusal::new(why.code, format!("meter link to {meter}: {}", why.message));
+    host.log(&logged);
+    b.abort_install(domain, key_id, &logged.message, now)
+        .map(|a| InstallEnded::Aborted(a.into()))
+        .map_err(|e| e.to_refusal())
+}
+
+impl SecureBox {
+    /// Refuses a command of another box type (SPEC §8: its table should already have refused
+    /// it; this is the type's own line of defence).
+    fn expect_types(&self, types: &[BoxType]) -> Result<(), BoxError> {
+        if types.contains(&self.box_type()) {
+            Ok(())
+        } else {
+            Err(BoxError::WrongBoxType {
+                expected: types.first().map_or("another", |t| t.name()),
+                actual: self.box_type().name(),
+            })
+        }
+    }
+}

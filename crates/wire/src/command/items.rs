@@ -1,0 +1,179 @@
+//! The items of every box command and their answers (the table is in [`super`]). Each is a map of
+//! named fields on the wire; code on both sides sees only these types.
+
+use crate::command::param::{choice, params};
+use crate::{
+    Aborted, BadKey, BlankOffer, BoxId, BoxKeys, BoxType, Certificate, ConfigTables, Delivery,
+    DomainBundle, DomainId, DomainKind, InstallConfirmed, Installed, InstalledKeyRecord,
+    KeyForSteel, Kit, Message, MeterId, NewKeyRecord, Nonce, ProcessRecord, SubdomainId,
+    TableUpdate, Transcript, Unverified,
+};
+
+params! {
+    /// `SELF_TEST`: run the power-up self-tests again.
+    pub struct SelfTest {}
+
+    /// `ATTEST_STATE`: sign the state version over the KMC's fresh nonce (SPEC §7.2 item 7).
+    pub struct AttestState {
+        /// The nonce.
+        pub nonce: Nonce,
+    }
+
+    /// `UPDATE_TABLES`: apply a configuration-table update (SPEC §8).
+    pub struct UpdateTables {
+        /// Signed by a manufacturing box with the startup key of this box's type.
+        pub update: Unverified<TableUpdate>,
+    }
+
+    /// `INSTALL_PROCESS`: install a domain process from a delivery (SPEC §7.2 item 4).
+    pub struct InstallProcess {
+        /// The keys, sealed to this box and signed with its type's startup key.
+        pub delivery: Unverified<Delivery>,
+    }
+
+    /// `INSTALL_CERTIFICATE`: install this box's own certificate.
+    pub struct InstallCertificate {
+        /// Signed with the startup key of this box's type.
+        pub certificate: Unverified<Certificate>,
+    }
+
+    /// `INSTALL_KIT`: a new manufacturing box takes its Domain Key Set and startup keys.
+    pub struct InstallKit {
+        /// Signed with the manufacturing startup key, sealed to this box.
+        pub kit: Unverified<Kit>,
+    }
+
+    /// `ISSUE_SET_ID`: give a blank box the next ID of a type (SPEC §7.2 item 3).
+    pub struct IssueSetId {
+        /// The blank box's offer: its nonce and the fingerprint of its anchors.
+        pub offer: Message<BlankOffer>,
+        /// The type of the new box.
+        pub box_type: BoxType,
+    }
+
+    /// `CERTIFY`: certify a new box's keys, the answer to a Set-ID this box issued.
+    pub struct Certify {
+        /// The new box's public keys, signed by its new identity key.
+        pub keys: Unverified<BoxKeys>,
+    }
+
+    /// `CREATE_DOMAIN`: create a security domain and its keys (SPEC §5).
+    pub struct CreateDomain {
+        /// The domain.
+        pub domain: DomainId,
+        /// What kind of domain.
+        pub kind: DomainKind,
+        /// Its sub-domains (at least one, but for `ADMIN`).
+        pub subdomains: Vec<SubdomainId>,
+    }
+
+    /// `DELIVER`: make a domain process in another box (SPEC §7.2 item 4).
+    pub struct Deliver {
+        /// The domain's bundle.
+        pub bundle: Unverified<DomainBundle>,
+        /// The certificate of the box that gets the process.
+        pub recipient: Unverified<Certificate>,
+        /// For a Brass process, the sub-domains it serves; empty for the other types.
+        pub subdomains: Vec<SubdomainId>,
+    }
+
+    /// `ADOPT_DOMAIN`: adopt a domain another manufacturing box created (SPEC §7.2 item 5).
+    pub struct AdoptDomain {
+        /// The domain's bundle, checked against the Domain Key Set.
+        pub bundle: Unverified<DomainBundle>,
+    }
+
+    /// `ISSUE_KIT`: equip a new manufacturing box.
+    pub struct IssueKit {
+        /// The new manufacturing box's certificate.
+        pub recipient: Unverified<Certificate>,
+    }
+
+    /// `SIGN_TABLES`: sign a configuration-table update for a box.
+    pub struct SignTables {
+        /// The box the update is for.
+        pub recipient: BoxId,
+        /// Its new tables.
+        pub tables: ConfigTables,
+    }
+
+    /// `SIGN_TRANSCRIPT`: sign a ceremony transcript with this box's identity key.
+    pub struct SignTranscript {
+        /// What the ceremony did.
+        pub transcript: Transcript,
+    }
+
+    /// `GENERATE_KEY`: Oak generates a master key (MI1 → MI2, SPEC §6.1).
+    pub struct GenerateKey {
+        /// MI1: the key ID and domain in its header, the Steel box's papers in its body.
+        pub mi1: Message<crate::GenerateKey>,
+    }
+
+    /// `INSTALL_KEY`: Steel installs a key into the meter the order names, over its meter link.
+    pub struct InstallKey {
+        /// MI4, as Oak signed it.
+        pub mi4: Unverified<KeyForSteel>,
+        /// The meter the order names.
+        pub meter: MeterId,
+    }
+
+    /// `RECOVER`: Steel signs ABORTED for every installation a stop interrupted.
+    pub struct Recover {}
+
+    /// `CHECK_INSTALL`: Brass checks an installation (MI8 = MI3 + MI7).
+    pub struct CheckInstall {
+        /// MI3, the archive's copy of the key.
+        pub mi3: Unverified<NewKeyRecord>,
+        /// MI7, Steel's report of the installation.
+        pub mi7: Unverified<Installed>,
+    }
+
+    /// The answer of a command that makes nothing to send back.
+    pub struct Done {}
+
+    /// `DELIVER`'s answer.
+    pub struct Delivered {
+        /// The keys, sealed to the recipient and signed with its type's startup key.
+        pub delivery: Unverified<Delivery>,
+        /// The record that the box runs the process, for the KMC and the domain's other boxes.
+        pub record: Unverified<ProcessRecord>,
+    }
+
+    /// `GENERATE_KEY`'s answer, MI2.
+    pub struct Generated {
+        /// MI3, for the archive.
+        pub mi3: Unverified<NewKeyRecord>,
+        /// MI4, for the Steel box; it leaves the KMC only after MI3 is committed.
+        pub mi4: Unverified<KeyForSteel>,
+    }
+
+    /// A key Brass found installed: MI9 for the archive and MI10 for the KDC.
+    pub struct Confirmed {
+        /// MI9.
+        pub mi9: Unverified<InstalledKeyRecord>,
+        /// MI10.
+        pub mi10: Unverified<InstallConfirmed>,
+    }
+}
+
+choice! {
+    /// `INSTALL_KEY`'s answer: how the installation ended.
+    pub enum InstallEnded {
+        /// The meter answered Oak's test tokens: MI7.
+        0 => Installed(Unverified<Installed>),
+        /// It did not, or the meter link failed: ABORTED, and the key must become `Bad`.
+        1 => Aborted(Unverified<Aborted>),
+    }
+}
+
+choice! {
+    /// `CHECK_INSTALL`'s answer: what Brass found in MI3 and MI7.
+    // Made once per key and moved once: boxing the larger variant would buy nothing.
+    #[allow(clippy::large_enum_variant)]
+    pub enum Checked {
+        /// They match.
+        0 => Installed(Confirmed),
+        /// They do not: BAD, and the key must become `Bad`.
+        1 => Bad(Unverified<BadKey>),
+    }
+}
