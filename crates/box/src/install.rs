@@ -47,6 +47,18 @@ pub(crate) struct GeneratedKey {
     pub mi4: Verified<KeyForSteel>,
 }
 
+/// The longest reason a Steel box writes into an ABORTED record, in bytes.
+const MAX_REASON: usize = 256;
+
+/// The first `max` bytes of `text`, cut at a character boundary.
+pub(crate) fn excerpt(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
 /// The most installations a Steel box keeps in flight at once (a batch of the KMC's); each is a
 /// few dozen bytes of sealed state.
 pub const MAX_IN_FLIGHT: usize = 4096;
@@ -196,21 +208,16 @@ impl SecureBox {
             &mut self.rng,
         )?;
         drop(key);
+        // The signing key is looked up before anything changes, so that no refusal can follow
+        // a change.
+        self.oak_auth(&domain)?;
         // Everything authenticated and made: now the counter advances, durably before MI2 leaves.
         if let Some(p) = self.processes.get_mut(&domain) {
             p.last_key_id = key_id.get();
         }
         self.changed();
         let context = self.key_context(&domain, key_id, None, now);
-        let oak_auth = match &self.process_of(&domain)?.keys {
-            ProcessKeys::Oak { oak_auth } => oak_auth,
-            _ => {
-                return Err(BoxError::WrongBoxType {
-                    expected: "oak",
-                    actual: self.box_type().name(),
-                });
-            }
-        };
+        let oak_auth = self.oak_auth(&domain)?;
         let mi3 = postkey_wire::sign(
             Message::new(context.clone(), NewKeyRecord { oak: self.id, steel, sealed: mi3_sealed }),
             oak_auth,
@@ -228,6 +235,7 @@ impl SecureBox {
     pub(crate) fn begin_install(
         &mut self,
         unverified: &Unverified<KeyForSteel>,
+        ordered: &MeterId,
         hello: &Message<MeterHello>,
         now: Timestamp,
     ) -> Result<Message<KeyForMeter>, BoxError> {
@@ -254,8 +262,15 @@ impl SecureBox {
         if key_id.get() <= last {
             return Err(BoxError::KeyIdNotFresh { got: key_id.get(), last });
         }
+        // The key goes only into the meter the order names, for the order's domain: a meter on
+        // the link that greets as another, or for another domain, gets nothing.
         let meter_id = match &hello.header().sender {
-            Sender::Meter(m) => m.clone(),
+            Sender::Meter(m) if m == ordered && hello.header().domain == domain => m.clone(),
+            Sender::Meter(_) => {
+                return Err(BoxError::RecordMismatch(
+                    "the meter on the link greets as another meter, or for another domain",
+                ));
+            }
             _ => {
                 return Err(BoxError::RecordMismatch(
                     "the meter link's greeting does not come from a meter",
@@ -321,6 +336,13 @@ impl SecureBox {
         Some((flight, pending))
     }
 
+    fn oak_auth(&self, domain: &DomainId) -> Result<&postkey_secrets::SigningKey, BoxError> {
+        match &self.process_of(domain)?.keys {
+            ProcessKeys::Oak { oak_auth } => Ok(oak_auth),
+            _ => Err(BoxError::WrongBoxType { expected: "oak", actual: self.box_type().name() }),
+        }
+    }
+
     fn steel_auth(&self, domain: &DomainId) -> Result<&postkey_secrets::SigningKey, BoxError> {
         match &self.process_of(domain)?.keys {
             ProcessKeys::Steel { steel_auth } => Ok(steel_auth),
@@ -332,12 +354,17 @@ impl SecureBox {
     /// time and ends that installation.
     pub(crate) fn finish_install(
         &mut self,
+        domain: &DomainId,
+        key_id: KeyId,
         answer: &Message<MeterTestTokens>,
         now: Timestamp,
     ) -> Result<InstallOutcome, BoxError> {
+        // The answer must be about this installation: a meter that answers about another key of
+        // the batch ends nothing.
         let h = answer.header();
-        let domain = h.domain.clone();
-        let key_id = h.key_id.ok_or(BoxError::NoInstallInFlight)?;
+        if &h.domain != domain || h.key_id != Some(key_id) {
+            return Err(BoxError::NoInstallInFlight);
+        }
         let pending = self
             .pending_install
             .get(&(domain.clone(), key_id))
@@ -346,6 +373,8 @@ impl SecureBox {
             return Err(BoxError::NoInstallInFlight);
         }
         let matches = bool::from(answer.body().test_tokens.ct_eq(&pending.expected));
+        self.steel_auth(domain)?;
+        let domain = domain.clone();
         let (flight, _) = self.end_install(&domain, key_id).ok_or(BoxError::NoInstallInFlight)?;
         let context = self.key_context(&domain, key_id, Some(flight.meter_id), now);
         let steel_auth = self.steel_auth(&domain)?;
@@ -385,9 +414,12 @@ impl SecureBox {
         reason: &str,
         now: Timestamp,
     ) -> Result<Verified<Aborted>, BoxError> {
+        self.steel_auth(domain)?;
         let (flight, _) = self.end_install(domain, key_id).ok_or(BoxError::NoInstallInFlight)?;
         let context = self.key_context(domain, key_id, Some(flight.meter_id), now);
-        let body = Aborted { steel: self.id, reason: reason.to_owned() };
+        // The reason may quote a meter's words: bounded, so the signed record stays within its
+        // size limit whatever the meter said.
+        let body = Aborted { steel: self.id, reason: excerpt(reason, MAX_REASON) };
         Ok(postkey_wire::sign(Message::new(context, body), self.steel_auth(domain)?))
     }
 

@@ -203,13 +203,29 @@ impl Home {
         message: &str,
         now: Timestamp,
     ) -> Result<(), HostError> {
-        let entry = ErrorEntry {
-            time: now.to_rfc3339(),
-            unix_micros: now.unix_micros(),
-            component: component.to_owned(),
-            code: code.0,
-            message: message.to_owned(),
-        };
+        self.log_errors(component, &[(code, message)], now)
+    }
+
+    /// Appends lines to the error log, durably, with one flush for all of them.
+    pub fn log_errors(
+        &self,
+        component: &str,
+        entries: &[(ResponseCode, &str)],
+        now: Timestamp,
+    ) -> Result<(), HostError> {
+        let mut text = String::new();
+        for (code, message) in entries {
+            let entry = ErrorEntry {
+                time: now.to_rfc3339(),
+                unix_micros: now.unix_micros(),
+                component: component.to_owned(),
+                code: code.0,
+                message: (*message).to_owned(),
+            };
+            // Serializing a struct of strings and numbers cannot fail.
+            text.push_str(&serde_json::to_string(&entry).unwrap_or_default());
+            text.push('\n');
+        }
         let path = self.root.join("errors.log");
         fs::create_dir_all(&self.root).map_err(|e| storage("creating", &self.root, e))?;
         let mut f = OpenOptions::new()
@@ -217,9 +233,9 @@ impl Home {
             .append(true)
             .open(&path)
             .map_err(|e| storage("opening", &path, e))?;
-        // Serializing a struct of strings and numbers cannot fail.
-        let line = serde_json::to_string(&entry).unwrap_or_default();
-        writeln!(f, "{line}").and_then(|()| f.sync_all()).map_err(|e| storage("writing", &path, e))
+        f.write_all(text.as_bytes())
+            .and_then(|()| f.sync_all())
+            .map_err(|e| storage("writing", &path, e))
     }
 
     /// The error-log entries spooled here and not yet moved into the archive, oldest first.

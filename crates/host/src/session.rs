@@ -40,11 +40,18 @@ pub struct Session {
     boxes: BTreeMap<BoxId, Mutex<Option<Enabled>>>,
 }
 
-/// A box's lock. A panic inside a command cannot leave a half-changed state that is then
-/// sealed: a command changes the box only after every check, and nothing is written unless
-/// the command returned.
+/// A box's lock. A panic while it was held (a meter link's, say) may have left the box changed
+/// in memory and not on disk: such a box is stopped (its slot emptied, its keys zeroized), as
+/// after a failed write.
 fn lock(m: &Mutex<Option<Enabled>>) -> MutexGuard<'_, Option<Enabled>> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    match m.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => {
+            let mut guard = poisoned.into_inner();
+            *guard = None;
+            guard
+        }
+    }
 }
 
 /// A fresh 32-byte value from the OS, for nonces and enabling contexts (never for keys: those
@@ -113,6 +120,17 @@ impl Session {
         );
     }
 
+    /// Writes the refusals of one batch to the error log with one flush.
+    fn log_all(&self, component: BoxId, refusals: &[&Refusal]) {
+        if refusals.is_empty() {
+            return;
+        }
+        let now = clock::now();
+        let entries: Vec<(ResponseCode, &str)> =
+            refusals.iter().map(|r| (r.code, r.message.as_str())).collect();
+        let _ = self.home.log_errors(&component.to_string(), &entries, now);
+    }
+
     /// Logs `error`, found about `component`, and returns it.
     pub(crate) fn logged(&self, component: impl ToString, error: HostError) -> HostError {
         self.log(component, &Refusal::new(error.response_code(), error.to_string()));
@@ -122,7 +140,9 @@ impl Session {
     /// Enables box `id` from its share files in `shares_dir`, then runs the state-version check
     /// of SPEC §7.2 item 7 before anything else is asked of it.
     pub fn enable(&mut self, id: BoxId, shares_dir: &Path) -> Result<(), HostError> {
-        if self.boxes.contains_key(&id) {
+        // Enabled already and running: nothing to do. A box that stopped is enabled again from
+        // what is on disk.
+        if self.boxes.get(&id).is_some_and(|cell| lock(cell).is_some()) {
             return Ok(());
         }
         if !self.home.store().exists(id) {
@@ -239,34 +259,53 @@ impl Session {
         let Some(enabled) = slot.as_mut() else { return refuse(locked()) };
         let b = &mut enabled.secure_box;
         let mut host = BoxHost { session: self, id, meters };
-        let result = postkey_box::dispatch(b, command, clock::now(), &mut host);
+        // A panic inside the command (a meter link's, say) stops the box like a failed write.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            postkey_box::dispatch(b, command, clock::now(), &mut host)
+        }));
         for alarm in b.take_alarms() {
             self.log(id, &Refusal::new(ResponseCode::RNG_FAILURE, format!("alarm: {alarm}")));
         }
         // Durable before the answers leave: seal, write, record the version. A box whose state
         // could not be written stops (fail-stop): it is locked and its keys zeroized, so that no
-        // later answer can rest on a change the disk does not hold.
-        let persisted = match &result {
-            Err(Stopped::Refused(_)) => Ok(()),
-            Err(Stopped::Host(e)) => Err(Refusal::new(e.response_code(), e.to_string())),
-            Ok(_) => {
-                self.persist(id, b).map_err(|e| Refusal::new(e.response_code(), e.to_string()))
+        // later answer can rest on a change the disk does not hold. The error log gets the whole
+        // cause; the peer only the code and what happened, never a path of this host.
+        let stop = |code: ResponseCode, detail: String, what: &str| {
+            self.log(id, &Refusal::new(code, detail));
+            Refusal::new(code, format!("{what}; the box is stopped: enable it again"))
+        };
+        let outcome = match result {
+            Err(_) => Err(stop(
+                ResponseCode::BOX_ERROR_STATE,
+                "the command stopped on an internal fault".into(),
+                "the command stopped on an internal fault",
+            )),
+            // A refusal persists nothing: boxes refuse before they change anything.
+            Ok(Err(Stopped::Refused(e))) => return refuse(e.to_refusal()),
+            Ok(Err(Stopped::Host(e))) => Err(stop(
+                e.response_code(),
+                e.to_string(),
+                "the box's state could not be made durable",
+            )),
+            Ok(Ok(response)) => match self.persist(id, b) {
+                Ok(()) => Ok(response),
+                Err(e) => Err(stop(
+                    e.response_code(),
+                    e.to_string(),
+                    "the box's state could not be made durable",
+                )),
+            },
+        };
+        let response = match outcome {
+            Ok(response) => response,
+            Err(refusal) => {
+                *slot = None;
+                return Err(refusal);
             }
         };
-        if let Err(refusal) = persisted {
-            *slot = None;
-            return refuse(refusal);
-        }
         drop(slot);
-        let response = match result {
-            Ok(response) => response,
-            // A refusal persists nothing: boxes refuse before they change anything.
-            Err(Stopped::Refused(e)) => return refuse(e.to_refusal()),
-            Err(Stopped::Host(e)) => return refuse(Refusal::new(e.response_code(), e.to_string())),
-        };
-        for (_, refusal) in response.refusals() {
-            self.log(id, refusal);
-        }
+        let refusals: Vec<&Refusal> = response.refusals().into_iter().map(|(_, r)| r).collect();
+        self.log_all(id, &refusals);
         Ok(response)
     }
 
@@ -326,7 +365,7 @@ impl Session {
 
     /// The enabled boxes.
     pub fn enabled(&self) -> impl Iterator<Item = BoxId> + '_ {
-        self.boxes.keys().copied()
+        self.boxes.iter().filter(|(_, cell)| lock(cell).is_some()).map(|(id, _)| *id)
     }
 
     /// Locks every box: their keys are zeroized as they drop.

@@ -13,8 +13,8 @@ use minicbor::Encoder;
 use postkey_crypto::{HpkeCiphertext, Signer as _};
 use postkey_wire::command::{
     self, AttestState, CheckInstall, Checked, Command, Confirmed, CreateDomain, Done, Generated,
-    InstallEnded, InstallKey, MAX_FRAME_LEN, MAX_LIST, Outcome, Recover, Response, SelfTest,
-    SignTables, answers_of, peek_code, reply_from_bytes, reply_to_bytes,
+    InstallEnded, InstallKey, MAX_FRAME_LEN, MAX_LIST, MAX_REFUSAL_MESSAGE, Outcome, Recover,
+    Response, SelfTest, SignTables, answers_of, peek_code, reply_from_bytes, reply_to_bytes,
 };
 use postkey_wire::{
     Aborted, BadKey, Body, BoxId, BoxType, CommandCode, ConfigTables, Context, DomainId,
@@ -537,4 +537,19 @@ fn command_vectors() {
         }
     }
     assert!(failures.is_empty(), "command.json:\n  {}", failures.join("\n  "));
+}
+
+#[test]
+fn a_refusal_message_past_its_limit_is_2004() {
+    let long = "x".repeat(MAX_REFUSAL_MESSAGE + 1);
+    // Built by hand: `Refusal::new` would cut it.
+    let reply = Err(Refusal { code: ResponseCode::BOX_LOCKED, message: long });
+    let bytes = reply_to_bytes(CommandCode::RECOVER, &reply);
+    assert_eq!(
+        reply_from_bytes(&bytes).unwrap_err().response_code(),
+        ResponseCode::MESSAGE_TOO_LARGE
+    );
+    let at_limit =
+        Err(Refusal { code: ResponseCode::BOX_LOCKED, message: "y".repeat(MAX_REFUSAL_MESSAGE) });
+    assert!(reply_from_bytes(&reply_to_bytes(CommandCode::RECOVER, &at_limit)).is_ok());
 }

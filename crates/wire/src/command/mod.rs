@@ -49,7 +49,7 @@ pub use items::{
 };
 pub use param::MAX_LIST;
 
-use param::{Enc, Param, params, take_key};
+use param::{Enc, Param, take_key};
 
 use crate::{
     Aborted, BoxType, Certificate, DomainBundle, Kit, RecordType, ResponseCode, SetId,
@@ -92,14 +92,32 @@ impl fmt::Display for CommandCode {
     }
 }
 
-params! {
-    /// A refusal as it crosses a link: its response code and a message that never carries a
-    /// secret (at most [`MAX_REFUSAL_MESSAGE`] bytes).
-    pub struct Refusal {
-        /// Why, as a documented response code.
-        pub code: ResponseCode,
-        /// Why, in words.
-        pub message: String,
+/// A refusal as it crosses a link: its response code and a message that never carries a secret
+/// (at most [`MAX_REFUSAL_MESSAGE`] bytes; a longer one is refused by the decoder).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Why, as a documented response code.
+    pub code: ResponseCode,
+    /// Why, in words.
+    pub message: String,
+}
+
+impl Param for Refusal {
+    fn put(&self, e: &mut Enc) {
+        let _ = e.map(2).and_then(|e| e.u8(0)).and_then(|e| e.u16(self.code.0));
+        let _ = e.u8(1).and_then(|e| e.str(&self.message));
+    }
+
+    fn take(d: &mut Decoder<'_>) -> Result<Self, WireError> {
+        param::take_map_head(d, 2)?;
+        take_key(d, 0)?;
+        let code = ResponseCode(d.u16()?);
+        take_key(d, 1)?;
+        let message = d.str()?;
+        if message.len() > MAX_REFUSAL_MESSAGE {
+            return Err(WireError::TooLarge { len: message.len(), max: MAX_REFUSAL_MESSAGE });
+        }
+        Ok(Self { code, message: message.to_owned() })
     }
 }
 
