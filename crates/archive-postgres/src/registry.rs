@@ -5,11 +5,11 @@ use postkey_archive::backend::{
     check_domain_process, state_version_from_sql, subdomains_to_sql, time_to_sql, to_i64,
 };
 use postkey_archive::{
-    Action, DomainRecord, ErrorLogEntry, ErrorLogQuery, EventEntry, LoggedError, NewBox, NewBundle,
-    NewDomain, NewDomainProcess, NewSubdomain, NewTranscript, RecordRef, StoreError, Subject,
-    TranscriptId,
+    Action, DomainRecord, ErrorLogEntry, ErrorLogQuery, EventEntry, InstallationRecord,
+    LoggedError, NewBox, NewBundle, NewDomain, NewDomainProcess, NewInstallation, NewSubdomain,
+    NewTranscript, Rebaseline, RecordRef, SignedRecord, StoreError, Subject, TranscriptId,
 };
-use postkey_wire::{BoxId, DomainId, KeyId, Sender, StateVersion, Timestamp};
+use postkey_wire::{BoxId, BoxType, DomainId, KeyId, Sender, StateVersion, Timestamp};
 use tokio_postgres::types::ToSql;
 
 use crate::chain::{self, Chains};
@@ -42,6 +42,61 @@ async fn exists(
 ) -> Result<bool, StoreError> {
     let stmt = tx.prepare_cached(sql).await.pg()?;
     Ok(tx.query_opt(&stmt, params).await.pg()?.is_some())
+}
+
+/// Binds the archive to its installation, once.
+pub(crate) async fn create_installation(
+    tx: &Transaction<'_>,
+    i: &NewInstallation,
+) -> Result<(), StoreError> {
+    let chains = lock_admin(tx).await?;
+    if exists(tx, "SELECT 1 FROM installation", &[]).await? {
+        return Err(StoreError::Duplicate(Subject::Installation));
+    }
+    tx.execute(
+        "INSERT INTO installation (singleton, id, anchors, dks_certificate_type, dks_certificate, \
+         created) VALUES (1, $1, $2, $3, $4, $5)",
+        &[
+            &i.id.0.as_slice(),
+            &i.anchors.0.as_slice(),
+            &i32::from(i.dks_certificate.record_type.0),
+            &i.dks_certificate.bytes,
+            &time_to_sql(i.time)?,
+        ],
+    )
+    .await
+    .pg()?;
+    let record = Some(RecordRef::of(&i.dks_certificate));
+    append_admin(tx, chains, entry(i.time, &i.actor, Action::InstallationCreated, record)).await
+}
+
+/// The installation, if the first ceremony has run.
+pub(crate) async fn installation(
+    c: &impl GenericClient,
+) -> Result<Option<InstallationRecord>, StoreError> {
+    let sql =
+        "SELECT id, anchors, dks_certificate_type, dks_certificate, created FROM installation";
+    let stmt = c.prepare_cached(sql).await.pg()?;
+    let Some(row) = c.query_opt(&stmt, &[]).await.pg()? else { return Ok(None) };
+    let id: Vec<u8> = row.try_get(0).pg()?;
+    let anchors: Vec<u8> = row.try_get(1).pg()?;
+    let record_type: i32 = row.try_get(2).pg()?;
+    let created: i64 = row.try_get(4).pg()?;
+    Ok(Some(InstallationRecord {
+        id: postkey_wire::InstallationId(
+            id.try_into().map_err(|_| StoreError::Corrupt("installation ID"))?,
+        ),
+        anchors: postkey_crypto::Fingerprint(
+            anchors.try_into().map_err(|_| StoreError::Corrupt("anchors fingerprint"))?,
+        ),
+        dks_certificate: SignedRecord {
+            record_type: postkey_wire::RecordType(
+                u16::try_from(record_type).map_err(|_| StoreError::Corrupt("record type"))?,
+            ),
+            bytes: row.try_get(3).pg()?,
+        },
+        created: postkey_archive::backend::time_from_sql(created)?,
+    }))
 }
 
 pub(crate) async fn create_domain(
@@ -90,6 +145,13 @@ pub(crate) async fn register_box(tx: &Transaction<'_>, b: &NewBox) -> Result<(),
     let chains = lock_admin(tx).await?;
     if exists(tx, "SELECT 1 FROM boxes WHERE id = $1", &[&b.id.to_string()]).await? {
         return Err(StoreError::Duplicate(Subject::Box(b.id)));
+    }
+    // The append-only history names every box ever registered: a row deleted behind the store's
+    // back does not free its ID.
+    let registered = Action::BoxRegistered(b.id).encode();
+    let sql = "SELECT 1 FROM events WHERE chain = 'ADMIN' AND action = $1";
+    if exists(tx, sql, &[&registered]).await? {
+        return Err(StoreError::Corrupt("the audit chain registered this box ID already"));
     }
     tx.execute(
         "INSERT INTO boxes (id, box_type, certificate_type, certificate, identity_key, \
@@ -169,6 +231,49 @@ pub(crate) async fn record_state_version(
     }
     let recorded = state_version(c, box_id).await?;
     Err(StoreError::StateVersionWentBackwards { box_id, recorded, offered: v })
+}
+
+/// Sets a box's recorded version back to a restored state's, while it still records `from`.
+pub(crate) async fn rebaseline(tx: &Transaction<'_>, r: &Rebaseline) -> Result<(), StoreError> {
+    if r.to >= r.from {
+        return Err(StoreError::Invalid("a re-baseline sets a state version back"));
+    }
+    let chains = lock_admin(tx).await?;
+    let stmt = tx
+        .prepare_cached("UPDATE boxes SET state_version = $3 WHERE id = $1 AND state_version = $2")
+        .await
+        .pg()?;
+    let n = tx
+        .execute(&stmt, &[&r.box_id.to_string(), &to_i64(r.from.0)?, &to_i64(r.to.0)?])
+        .await
+        .pg()?;
+    if n != 1 {
+        state_version(tx, r.box_id).await?;
+        return Err(StoreError::Mismatch("the box's recorded state version changed meanwhile"));
+    }
+    let action = Action::BoxRebaselined { box_id: r.box_id, from: r.from.0, to: r.to.0 };
+    append_admin(tx, chains, entry(r.time, &r.actor, action, None)).await
+}
+
+/// See [`postkey_archive::Store::key_ids_seen`].
+pub(crate) async fn key_ids_seen(
+    c: &impl GenericClient,
+    box_id: BoxId,
+) -> Result<Vec<(DomainId, KeyId)>, StoreError> {
+    let sql = match box_id.box_type() {
+        BoxType::Oak => "SELECT domain, MAX(key_id) FROM keys WHERE oak_id = $1 GROUP BY domain",
+        BoxType::Steel => {
+            "SELECT domain, MAX(key_id) FROM keys WHERE steel_id = $1 GROUP BY domain"
+        }
+        _ => return Ok(Vec::new()),
+    };
+    let stmt = c.prepare_cached(sql).await.pg()?;
+    let mut out = Vec::new();
+    for row in c.query(&stmt, &[&box_id.to_string()]).await.pg()? {
+        let domain: String = row.try_get(0).pg()?;
+        out.push(postkey_archive::backend::domain_key_from_sql(&domain, row.try_get(1).pg()?)?);
+    }
+    Ok(out)
 }
 
 pub(crate) async fn state_version(

@@ -4,11 +4,11 @@
 use deadpool_postgres::GenericClient;
 use postkey_archive::backend::to_i64;
 use postkey_archive::{
-    BoxRecord, BurnKeyId, BurnedKeyId, ChainEvent, ChainHead, DomainBundle, DomainProcess,
-    DomainRecord, ErrorLogEntry, ErrorLogQuery, KeyFilter, KeyIdRange, KeyRecord, KeyUpdate,
-    LoggedError, NewBox, NewBundle, NewDomain, NewDomainProcess, NewKey, NewRecord, NewSubdomain,
-    NewTranscript, Store, StoreError, StoredRecord, SubdomainRecord, Transcript, TranscriptId,
-    Transition,
+    Applied, BoxRecord, BurnKeyId, BurnedKeyId, ChainEvent, ChainHead, Changes, DomainBundle,
+    DomainProcess, DomainRecord, ErrorLogEntry, ErrorLogQuery, InstallationRecord, KeyFilter,
+    KeyIdRange, KeyRecord, KeyUpdate, LoggedError, NewBox, NewBundle, NewDomain, NewDomainProcess,
+    NewKey, NewRecord, NewSubdomain, NewTranscript, Store, StoreError, StoredRecord,
+    SubdomainRecord, Transcript, TranscriptId, Transition,
 };
 use postkey_wire::{BoxId, BoxType, DomainId, Isn, KeyId, StateVersion, SubdomainId};
 use tokio_postgres::Row;
@@ -44,7 +44,63 @@ impl PgStore {
     }
 }
 
+/// The changes of [`Store::apply`], in its order, in transaction `tx`.
+async fn apply_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    c: &Changes,
+) -> Result<Applied, StoreError> {
+    if let Some(i) = &c.installation {
+        registry::create_installation(tx, i).await?;
+    }
+    for d in &c.domains {
+        registry::create_domain(tx, d).await?;
+    }
+    for s in &c.subdomains {
+        registry::add_subdomain(tx, s).await?;
+    }
+    for b in &c.bundles {
+        registry::store_bundle(tx, b).await?;
+    }
+    for b in &c.boxes {
+        registry::register_box(tx, b).await?;
+    }
+    for p in &c.processes {
+        registry::add_domain_process(tx, p).await?;
+    }
+    for r in &c.rebaselines {
+        registry::rebaseline(tx, r).await?;
+    }
+    for v in &c.versions {
+        registry::record_state_version(tx, v.box_id, v.version).await?;
+    }
+    let mut transcripts = Vec::with_capacity(c.transcripts.len());
+    for t in &c.transcripts {
+        transcripts.push(registry::store_transcript(tx, t).await?);
+    }
+    for b in &c.burns {
+        keys::burn(tx, b).await?;
+    }
+    if !c.new_keys.is_empty() {
+        keys::create_keys(tx, &c.new_keys).await?;
+    }
+    if !c.updates.is_empty() {
+        keys::updates(tx, &c.updates).await?;
+    }
+    if !c.transitions.is_empty() {
+        keys::transitions(tx, &c.transitions).await?;
+    }
+    Ok(Applied { transcripts })
+}
+
 impl Store for PgStore {
+    async fn installation(&self) -> Result<Option<InstallationRecord>, StoreError> {
+        registry::installation(&self.client().await?).await
+    }
+
+    async fn apply(&self, changes: &Changes) -> Result<Applied, StoreError> {
+        in_tx!(self, |tx| apply_in(&tx, changes))
+    }
+
     async fn create_domain(&self, domain: &NewDomain) -> Result<DomainRecord, StoreError> {
         in_tx!(self, |tx| registry::create_domain(&tx, domain))
     }
@@ -106,6 +162,10 @@ impl Store for PgStore {
 
     async fn highest_state_version(&self, box_id: BoxId) -> Result<StateVersion, StoreError> {
         registry::state_version(&self.client().await?, box_id).await
+    }
+
+    async fn key_ids_seen(&self, box_id: BoxId) -> Result<Vec<(DomainId, KeyId)>, StoreError> {
+        registry::key_ids_seen(&self.client().await?, box_id).await
     }
 
     async fn store_bundle(&self, bundle: &NewBundle) -> Result<(), StoreError> {

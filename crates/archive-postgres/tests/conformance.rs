@@ -133,6 +133,25 @@ impl Harness for Postgres {
                     .await
                     .unwrap()
             }
+            Tamper::RewindKeyIds { domain, next } => raw(
+                store,
+                &format!("UPDATE domains SET next_key_id = {next} WHERE id = '{domain}'"),
+            )
+            .await
+            .unwrap(),
+            Tamper::ForgetBox(id) => {
+                let client = store.raw_client().await.unwrap();
+                client
+                    .batch_execute(&format!(
+                        "SET session_replication_role = replica;
+                         DELETE FROM domain_processes WHERE box_id = '{id}';
+                         DELETE FROM boxes WHERE id = '{id}';
+                         SET session_replication_role = origin;"
+                    ))
+                    .await
+                    .unwrap();
+                1
+            }
             Tamper::SwapEvents { chain, a, b } => {
                 let client = store.raw_client().await.unwrap();
                 // Through a free number: the primary key is checked row by row.

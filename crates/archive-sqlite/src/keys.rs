@@ -36,6 +36,16 @@ pub(crate) fn allocate(
     let next = u64::try_from(next).map_err(|_| StoreError::Corrupt("next key ID"))?;
     let first =
         KeyId::new(next - u64::from(count)).map_err(|_| StoreError::Corrupt("next key ID"))?;
+    // The append-only history names every ID that became a key or was burned: a counter set back
+    // behind it (the table edited) would give an ID a second time. Refused; nothing is allocated.
+    let used: Option<i64> = tx
+        .prepare_cached("SELECT MAX(key_id) FROM events WHERE chain = ?1 AND key_id IS NOT NULL")
+        .db()?
+        .query_row([domain.as_str()], |r| r.get(0))
+        .db()?;
+    if used.is_some_and(|u| u >= to_i64(first.get()).unwrap_or(i64::MAX)) {
+        return Err(StoreError::Corrupt("the domain's key-ID counter is behind its audit chain"));
+    }
     let last = KeyId::new(next - 1).map_err(|_| StoreError::Corrupt("next key ID"))?;
     Ok(KeyIdRange { first, last })
 }

@@ -2,11 +2,11 @@
 
 use postkey_archive::backend::{check_domain_process, subdomains_to_sql, time_to_sql, to_i64};
 use postkey_archive::{
-    Action, DomainRecord, ErrorLogEntry, ErrorLogQuery, EventEntry, LoggedError, NewBox, NewBundle,
-    NewDomain, NewDomainProcess, NewSubdomain, NewTranscript, RecordRef, StoreError, Subject,
-    TranscriptId,
+    Action, DomainRecord, ErrorLogEntry, ErrorLogQuery, EventEntry, InstallationRecord,
+    LoggedError, NewBox, NewBundle, NewDomain, NewDomainProcess, NewInstallation, NewSubdomain,
+    NewTranscript, Rebaseline, RecordRef, SignedRecord, StoreError, Subject, TranscriptId,
 };
-use postkey_wire::{BoxId, DomainId, KeyId, StateVersion};
+use postkey_wire::{BoxId, BoxType, DomainId, KeyId, StateVersion};
 use rusqlite::types::Value;
 use rusqlite::{Connection, Transaction, params, params_from_iter};
 
@@ -22,6 +22,58 @@ fn admin_event(tx: &Transaction<'_>, entry: EventEntry) -> Result<(), StoreError
 
 fn exists(tx: &Transaction<'_>, sql: &str, key: &str) -> Result<bool, StoreError> {
     tx.prepare_cached(sql).db()?.exists([key]).db()
+}
+
+/// Binds the archive to its installation, once.
+pub(crate) fn create_installation(
+    tx: &Transaction<'_>,
+    i: &NewInstallation,
+) -> Result<(), StoreError> {
+    if tx.prepare_cached("SELECT 1 FROM installation").db()?.exists([]).db()? {
+        return Err(StoreError::Duplicate(Subject::Installation));
+    }
+    tx.execute(
+        "INSERT INTO installation (singleton, id, anchors, dks_certificate_type, dks_certificate, \
+         created) VALUES (1, ?1, ?2, ?3, ?4, ?5)",
+        params![
+            i.id.0.as_slice(),
+            i.anchors.0.as_slice(),
+            i64::from(i.dks_certificate.record_type.0),
+            i.dks_certificate.bytes,
+            time_to_sql(i.time)?,
+        ],
+    )
+    .db()?;
+    let record = Some(RecordRef::of(&i.dks_certificate));
+    admin_event(tx, entry(i.time, &i.actor, Action::InstallationCreated, record))
+}
+
+/// The installation, if the first ceremony has run.
+pub(crate) fn installation(conn: &Connection) -> Result<Option<InstallationRecord>, StoreError> {
+    let stmt = conn
+        .prepare_cached(
+            "SELECT id, anchors, dks_certificate_type, dks_certificate, created FROM installation",
+        )
+        .db()?;
+    rows::first(stmt, [], |r| {
+        let id: Vec<u8> = r.get(0).db()?;
+        let anchors: Vec<u8> = r.get(1).db()?;
+        let record_type = u16::try_from(r.get::<_, i64>(2).db()?)
+            .map_err(|_| StoreError::Corrupt("record type"))?;
+        Ok(InstallationRecord {
+            id: postkey_wire::InstallationId(
+                id.try_into().map_err(|_| StoreError::Corrupt("installation ID"))?,
+            ),
+            anchors: postkey_crypto::Fingerprint(
+                anchors.try_into().map_err(|_| StoreError::Corrupt("anchors fingerprint"))?,
+            ),
+            dks_certificate: SignedRecord {
+                record_type: postkey_wire::RecordType(record_type),
+                bytes: r.get(3).db()?,
+            },
+            created: postkey_archive::backend::time_from_sql(r.get(4).db()?)?,
+        })
+    })
 }
 
 pub(crate) fn create_domain(
@@ -72,6 +124,12 @@ pub(crate) fn add_subdomain(tx: &Transaction<'_>, s: &NewSubdomain) -> Result<()
 pub(crate) fn register_box(tx: &Transaction<'_>, b: &NewBox) -> Result<(), StoreError> {
     if exists(tx, "SELECT 1 FROM boxes WHERE id = ?1", &b.id.to_string())? {
         return Err(StoreError::Duplicate(Subject::Box(b.id)));
+    }
+    // The append-only history names every box ever registered: a row deleted behind the store's
+    // back does not free its ID.
+    let registered = Action::BoxRegistered(b.id).encode();
+    if exists(tx, "SELECT 1 FROM events WHERE chain = 'ADMIN' AND action = ?1", &registered)? {
+        return Err(StoreError::Corrupt("the audit chain registered this box ID already"));
     }
     tx.execute(
         "INSERT INTO boxes (id, box_type, certificate_type, certificate, identity_key, \
@@ -152,6 +210,46 @@ pub(crate) fn record_state_version(
     }
     let recorded = state_version(tx, box_id)?;
     Err(StoreError::StateVersionWentBackwards { box_id, recorded, offered: v })
+}
+
+/// Sets a box's recorded version back to a restored state's, while it still records `from`.
+pub(crate) fn rebaseline(tx: &Transaction<'_>, r: &Rebaseline) -> Result<(), StoreError> {
+    if r.to >= r.from {
+        return Err(StoreError::Invalid("a re-baseline sets a state version back"));
+    }
+    let n = tx
+        .prepare_cached("UPDATE boxes SET state_version = ?3 WHERE id = ?1 AND state_version = ?2")
+        .db()?
+        .execute(params![r.box_id.to_string(), to_i64(r.from.0)?, to_i64(r.to.0)?])
+        .db()?;
+    if n != 1 {
+        state_version(tx, r.box_id)?;
+        return Err(StoreError::Mismatch("the box's recorded state version changed meanwhile"));
+    }
+    let action = Action::BoxRebaselined { box_id: r.box_id, from: r.from.0, to: r.to.0 };
+    admin_event(tx, entry(r.time, &r.actor, action, None))
+}
+
+/// See [`postkey_archive::Store::key_ids_seen`].
+pub(crate) fn key_ids_seen(
+    conn: &Connection,
+    box_id: BoxId,
+) -> Result<Vec<(DomainId, KeyId)>, StoreError> {
+    let sql = match box_id.box_type() {
+        BoxType::Oak => "SELECT domain, MAX(key_id) FROM keys WHERE oak_id = ?1 GROUP BY domain",
+        BoxType::Steel => {
+            "SELECT domain, MAX(key_id) FROM keys WHERE steel_id = ?1 GROUP BY domain"
+        }
+        _ => return Ok(Vec::new()),
+    };
+    let mut stmt = conn.prepare_cached(sql).db()?;
+    let mut rows = stmt.query([box_id.to_string()]).db()?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().db()? {
+        let domain: String = r.get(0).db()?;
+        out.push(postkey_archive::backend::domain_key_from_sql(&domain, r.get(1).db()?)?);
+    }
+    Ok(out)
 }
 
 pub(crate) fn state_version(conn: &Connection, box_id: BoxId) -> Result<StateVersion, StoreError> {

@@ -3,11 +3,11 @@
 
 use postkey_archive::backend::to_i64;
 use postkey_archive::{
-    BoxRecord, BurnKeyId, BurnedKeyId, ChainEvent, ChainHead, DomainBundle, DomainProcess,
-    DomainRecord, ErrorLogEntry, ErrorLogQuery, KeyFilter, KeyIdRange, KeyRecord, KeyUpdate,
-    LoggedError, NewBox, NewBundle, NewDomain, NewDomainProcess, NewKey, NewRecord, NewSubdomain,
-    NewTranscript, Store, StoreError, StoredRecord, SubdomainRecord, Transcript, TranscriptId,
-    Transition,
+    Applied, BoxRecord, BurnKeyId, BurnedKeyId, ChainEvent, ChainHead, Changes, DomainBundle,
+    DomainProcess, DomainRecord, ErrorLogEntry, ErrorLogQuery, InstallationRecord, KeyFilter,
+    KeyIdRange, KeyRecord, KeyUpdate, LoggedError, NewBox, NewBundle, NewDomain, NewDomainProcess,
+    NewKey, NewRecord, NewSubdomain, NewTranscript, Store, StoreError, StoredRecord,
+    SubdomainRecord, Transcript, TranscriptId, Transition,
 };
 use postkey_wire::{BoxId, BoxType, DomainId, Isn, KeyId, StateVersion, SubdomainId};
 use rusqlite::params;
@@ -17,6 +17,58 @@ use crate::rows::{self, BOX_COLUMNS, BUNDLE_COLUMNS, DOMAIN_COLUMNS, TRANSCRIPT_
 use crate::{chain, keys, registry};
 
 impl Store for SqliteStore {
+    async fn installation(&self) -> Result<Option<InstallationRecord>, StoreError> {
+        self.read_now(registry::installation)
+    }
+
+    async fn apply(&self, changes: &Changes) -> Result<Applied, StoreError> {
+        let c = changes.clone();
+        self.write(move |tx| {
+            if let Some(i) = &c.installation {
+                registry::create_installation(tx, i)?;
+            }
+            for d in &c.domains {
+                registry::create_domain(tx, d)?;
+            }
+            for s in &c.subdomains {
+                registry::add_subdomain(tx, s)?;
+            }
+            for b in &c.bundles {
+                registry::store_bundle(tx, b)?;
+            }
+            for b in &c.boxes {
+                registry::register_box(tx, b)?;
+            }
+            for p in &c.processes {
+                registry::add_domain_process(tx, p)?;
+            }
+            for r in &c.rebaselines {
+                registry::rebaseline(tx, r)?;
+            }
+            for v in &c.versions {
+                registry::record_state_version(tx, v.box_id, v.version)?;
+            }
+            let mut transcripts = Vec::with_capacity(c.transcripts.len());
+            for t in &c.transcripts {
+                transcripts.push(registry::store_transcript(tx, t)?);
+            }
+            for b in &c.burns {
+                keys::burn(tx, b)?;
+            }
+            if !c.new_keys.is_empty() {
+                keys::create_keys(tx, &c.new_keys)?;
+            }
+            if !c.updates.is_empty() {
+                keys::updates(tx, &c.updates)?;
+            }
+            if !c.transitions.is_empty() {
+                keys::transitions(tx, &c.transitions)?;
+            }
+            Ok(Applied { transcripts })
+        })
+        .await
+    }
+
     async fn create_domain(&self, domain: &NewDomain) -> Result<DomainRecord, StoreError> {
         let d = domain.clone();
         self.write(move |tx| registry::create_domain(tx, &d)).await
@@ -98,6 +150,10 @@ impl Store for SqliteStore {
 
     async fn highest_state_version(&self, box_id: BoxId) -> Result<StateVersion, StoreError> {
         self.read_now(|c| registry::state_version(c, box_id))
+    }
+
+    async fn key_ids_seen(&self, box_id: BoxId) -> Result<Vec<(DomainId, KeyId)>, StoreError> {
+        self.read_now(|c| registry::key_ids_seen(c, box_id))
     }
 
     async fn store_bundle(&self, bundle: &NewBundle) -> Result<(), StoreError> {

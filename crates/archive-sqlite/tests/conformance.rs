@@ -54,6 +54,18 @@ impl Harness for Sqlite {
                     "DELETE FROM events WHERE chain = ?1 AND seq = ?2",
                     params![chain.as_str(), seq as i64],
                 ),
+                Tamper::RewindKeyIds { domain, next } => c.execute(
+                    "UPDATE domains SET next_key_id = ?2 WHERE id = ?1",
+                    params![domain.as_str(), next as i64],
+                ),
+                Tamper::ForgetBox(id) => c
+                    .execute_batch(&format!(
+                        "PRAGMA foreign_keys = OFF;
+                         DELETE FROM domain_processes WHERE box_id = '{id}';
+                         DELETE FROM boxes WHERE id = '{id}';
+                         PRAGMA foreign_keys = ON;"
+                    ))
+                    .map(|()| 1),
                 Tamper::SwapEvents { chain, a, b } => c.execute_batch(&format!(
                     "UPDATE events SET seq = 1000000000 WHERE chain = '{chain}' AND seq = {a};
                      UPDATE events SET seq = {a} WHERE chain = '{chain}' AND seq = {b};

@@ -42,6 +42,13 @@ pub fn state_version_from_sql(n: i64) -> Result<StateVersion, StoreError> {
     to_u64(n, "state version").map(StateVersion)
 }
 
+/// A row of `key_ids_seen`: a stored domain and the highest key ID of it.
+pub fn domain_key_from_sql(domain: &str, key: i64) -> Result<(DomainId, KeyId), StoreError> {
+    let domain = parse(domain, "domain", DomainId::parse)?;
+    let key = KeyId::new(to_u64(key, "key ID")?).map_err(|_| StoreError::Corrupt("key ID"))?;
+    Ok((domain, key))
+}
+
 /// Parses a stored text column with `parse`, or reports it corrupt.
 pub fn parse<T, E>(
     s: &str,

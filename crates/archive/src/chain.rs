@@ -57,6 +57,17 @@ pub enum Action {
     },
     /// A ceremony transcript was stored (`ADMIN` chain).
     TranscriptStored(TranscriptId),
+    /// The archive was bound to its installation at the first ceremony (`ADMIN` chain).
+    InstallationCreated,
+    /// A box's recorded state version was set back to a restored state's (`ADMIN` chain).
+    BoxRebaselined {
+        /// The box.
+        box_id: BoxId,
+        /// The version recorded before.
+        from: u64,
+        /// The restored state's version.
+        to: u64,
+    },
 }
 
 impl Action {
@@ -76,6 +87,10 @@ impl Action {
             }
             Self::BundleStored { domain, version } => format!("bundle-stored:{domain}:{version}"),
             Self::TranscriptStored(id) => format!("transcript-stored:{id}"),
+            Self::InstallationCreated => "installation-created".into(),
+            Self::BoxRebaselined { box_id, from, to } => {
+                format!("box-rebaselined:{box_id}:{from}>{to}")
+            }
         }
     }
 
@@ -107,6 +122,16 @@ impl Action {
                 Self::BundleStored { domain: DomainId::parse(d).ok()?, version: v.parse().ok()? }
             }
             "transcript-stored" => Self::TranscriptStored(TranscriptId(arg.parse().ok()?)),
+            "installation-created" if arg.is_empty() => Self::InstallationCreated,
+            "box-rebaselined" => {
+                let (b, versions) = pair()?;
+                let (from, to) = versions.split_once('>')?;
+                Self::BoxRebaselined {
+                    box_id: BoxId::parse(b).ok()?,
+                    from: from.parse().ok()?,
+                    to: to.parse().ok()?,
+                }
+            }
             _ => return None,
         })
     }
@@ -393,6 +418,8 @@ mod tests {
             Action::DomainProcessAdded { box_id: b, domain: d.clone() },
             Action::BundleStored { domain: d, version: 7 },
             Action::TranscriptStored(TranscriptId(9)),
+            Action::InstallationCreated,
+            Action::BoxRebaselined { box_id: b, from: 9, to: 7 },
         ] {
             assert_eq!(Action::decode(&a.encode()), Some(a.clone()), "{}", a.encode());
         }

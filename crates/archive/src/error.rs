@@ -58,6 +58,8 @@ pub enum Subject {
     Transcript(TranscriptId),
     /// A hash chain.
     Chain(DomainId),
+    /// The installation the archive belongs to.
+    Installation,
 }
 
 impl fmt::Display for Subject {
@@ -73,6 +75,7 @@ impl fmt::Display for Subject {
             Self::Bundle { domain, version } => write!(f, "bundle {version} of domain {domain}"),
             Self::Transcript(id) => write!(f, "transcript {id}"),
             Self::Chain(c) => write!(f, "chain {c}"),
+            Self::Installation => f.write_str("the installation"),
         }
     }
 }

@@ -44,10 +44,10 @@ pub use key::{
     NewKey, Registration, Transition,
 };
 pub use model::{
-    BoxRecord, BurnKeyId, BurnedKeyId, CeremonyKind, Component, DomainBundle, DomainProcess,
-    DomainRecord, ErrorLogEntry, ErrorLogQuery, KeyIdRange, LoggedError, NewBox, NewBundle,
-    NewDomain, NewDomainProcess, NewSubdomain, NewTranscript, SubdomainRecord, Transcript,
-    TranscriptId,
+    Applied, BoxRecord, BoxVersion, BurnKeyId, BurnedKeyId, CeremonyKind, Changes, Component,
+    DomainBundle, DomainProcess, DomainRecord, ErrorLogEntry, ErrorLogQuery, InstallationRecord,
+    KeyIdRange, LoggedError, NewBox, NewBundle, NewDomain, NewDomainProcess, NewInstallation,
+    NewSubdomain, NewTranscript, Rebaseline, SubdomainRecord, Transcript, TranscriptId,
 };
 pub use record::{Digest, NewRecord, SignedRecord, StoredRecord};
 pub use status::KeyStatus;

@@ -3,12 +3,13 @@
 
 use core::fmt;
 
-use postkey_crypto::{HpkePublicKey, VerifyingKey};
+use postkey_crypto::{Fingerprint, HpkePublicKey, VerifyingKey};
 use postkey_wire::{
-    BoxId, DomainId, KeyId, MeterId, ResponseCode, Sender, StateVersion, SubdomainId, Timestamp,
+    BoxId, DomainId, InstallationId, KeyId, MeterId, ResponseCode, Sender, StateVersion,
+    SubdomainId, Timestamp,
 };
 
-use crate::{SignedRecord, StoreError};
+use crate::{KeyUpdate, NewKey, SignedRecord, StoreError, Transition};
 
 /// Defines a short ASCII label newtype: 1 to 64 of `[a-z0-9-]`.
 macro_rules! label {
@@ -329,4 +330,108 @@ impl ErrorLogQuery {
     pub fn latest(limit: u32) -> Self {
         Self { since: None, domain: None, response_code: None, limit }
     }
+}
+
+/// The installation an archive belongs to, made once by the first ceremony: its ID (sealed into
+/// every box), the trust anchors' fingerprint and the certified Domain Key Set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewInstallation {
+    /// The installation's ID.
+    pub id: InstallationId,
+    /// The fingerprint of the trust anchors.
+    pub anchors: Fingerprint,
+    /// The Domain Key Set's certificate (`DKS_CERTIFICATE`), signed with the manufacturing
+    /// startup key, as received.
+    pub dks_certificate: SignedRecord,
+    /// When.
+    pub time: Timestamp,
+    /// Who made it (the first manufacturing box).
+    pub actor: Sender,
+}
+
+/// The installation as the archive keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstallationRecord {
+    /// Its ID.
+    pub id: InstallationId,
+    /// The fingerprint of its trust anchors.
+    pub anchors: Fingerprint,
+    /// The Domain Key Set's certificate, as received.
+    pub dks_certificate: SignedRecord,
+    /// When it was made.
+    pub created: Timestamp,
+}
+
+/// A state version a box answered with, to record: only ever higher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BoxVersion {
+    /// The box.
+    pub box_id: BoxId,
+    /// Its state version.
+    pub version: StateVersion,
+}
+
+/// A box's recorded state version set back to that of a state restored from backup: the
+/// quorum-authorised re-baseline of `docs/spec/state-versions.md`. Guarded: it applies only while
+/// the archive still records `from`. `ADMIN` chain event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rebaseline {
+    /// The box.
+    pub box_id: BoxId,
+    /// The version the archive records now.
+    pub from: StateVersion,
+    /// The restored state's version, below `from`.
+    pub to: StateVersion,
+    /// When.
+    pub time: Timestamp,
+    /// Who authorised it (the manufacturing box that signed the ceremony's transcript).
+    pub actor: Sender,
+}
+
+/// Changes of several kinds applied in one transaction ([`crate::Store::apply`]): whole or not
+/// at all, every rule of each kind enforced per item. A ceremony records everything it made
+/// (boxes, domains, bundles, processes, its transcript and the boxes' new state versions) in
+/// one; the KMS computer records a batch's keys with the versions of the boxes that answered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// The installation, at the first ceremony.
+    pub installation: Option<NewInstallation>,
+    /// Domains to create.
+    pub domains: Vec<NewDomain>,
+    /// Sub-domains to add.
+    pub subdomains: Vec<NewSubdomain>,
+    /// Bundles to store.
+    pub bundles: Vec<NewBundle>,
+    /// Boxes to register.
+    pub boxes: Vec<NewBox>,
+    /// Domain processes to record.
+    pub processes: Vec<NewDomainProcess>,
+    /// Recorded state versions set back to a restored state's (before `versions`).
+    pub rebaselines: Vec<Rebaseline>,
+    /// State versions the boxes answered with.
+    pub versions: Vec<BoxVersion>,
+    /// Transcripts to keep.
+    pub transcripts: Vec<NewTranscript>,
+    /// Key IDs burned.
+    pub burns: Vec<BurnKeyId>,
+    /// Keys created `New`.
+    pub new_keys: Vec<NewKey>,
+    /// Key fields set.
+    pub updates: Vec<KeyUpdate>,
+    /// Key status changes.
+    pub transitions: Vec<Transition>,
+}
+
+impl Changes {
+    /// Whether there is nothing to apply.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// What [`crate::Store::apply`] made.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// The numbers given to the transcripts, in order.
+    pub transcripts: Vec<TranscriptId>,
 }

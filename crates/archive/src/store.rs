@@ -5,11 +5,11 @@ use core::future::Future;
 use postkey_wire::{BoxId, BoxType, DomainId, Isn, KeyId, StateVersion, SubdomainId};
 
 use crate::{
-    BoxRecord, BurnKeyId, BurnedKeyId, ChainEvent, ChainHead, ChainVerifier, DomainBundle,
-    DomainProcess, DomainRecord, ErrorLogEntry, ErrorLogQuery, KeyFilter, KeyIdRange, KeyRecord,
-    KeyUpdate, LoggedError, NewBox, NewBundle, NewDomain, NewDomainProcess, NewKey, NewRecord,
-    NewSubdomain, NewTranscript, StoreError, StoredRecord, SubdomainRecord, Subject, Transcript,
-    TranscriptId, Transition,
+    Applied, BoxRecord, BurnKeyId, BurnedKeyId, ChainEvent, ChainHead, ChainVerifier, Changes,
+    DomainBundle, DomainProcess, DomainRecord, ErrorLogEntry, ErrorLogQuery, InstallationRecord,
+    KeyFilter, KeyIdRange, KeyRecord, KeyUpdate, LoggedError, NewBox, NewBundle, NewDomain,
+    NewDomainProcess, NewKey, NewRecord, NewSubdomain, NewTranscript, StoreError, StoredRecord,
+    SubdomainRecord, Subject, Transcript, TranscriptId, Transition,
 };
 
 /// Events read per round trip by [`Store::verify_chain`].
@@ -27,6 +27,20 @@ const VERIFY_PAGE: u32 = 1000;
 /// Lookups answer `Ok(None)` for what does not exist; mutations refuse with
 /// [`StoreError::NotFound`].
 pub trait Store: Send + Sync {
+    // --- the installation and changes of several kinds ---
+
+    /// The installation this archive belongs to; `None` before the first ceremony.
+    fn installation(
+        &self,
+    ) -> impl Future<Output = Result<Option<InstallationRecord>, StoreError>> + Send;
+
+    /// Applies changes of several kinds in one transaction, in this order: the installation
+    /// (once; [`StoreError::Duplicate`] after), domains, sub-domains, bundles, boxes, domain
+    /// processes, state versions, transcripts (`ADMIN` chain), then burned key IDs, new keys,
+    /// key updates and transitions (domain chains). Every rule of the single-kind methods holds
+    /// per item; a failure rolls all of it back.
+    fn apply(&self, changes: &Changes) -> impl Future<Output = Result<Applied, StoreError>> + Send;
+
     // --- domains ---
 
     /// Creates a domain (key IDs from 1, an empty chain); `ADMIN` chain event.
@@ -98,6 +112,15 @@ pub trait Store: Send + Sync {
         &self,
         box_id: BoxId,
     ) -> impl Future<Output = Result<StateVersion, StoreError>> + Send;
+
+    /// The highest key ID of each domain that box `box_id` may have handled, as the archive shows
+    /// it: keys an Oak box generated, keys generated for a Steel box (a `New` key's MI4 may have
+    /// reached it before a stop, so every key counts); none for other types. What the
+    /// re-baseline of a restored state is checked against.
+    fn key_ids_seen(
+        &self,
+        box_id: BoxId,
+    ) -> impl Future<Output = Result<Vec<(DomainId, KeyId)>, StoreError>> + Send;
 
     // --- domain key bundles ---
 

@@ -163,6 +163,7 @@ impl BlankBox {
             if id.box_type() == BoxType::Manufacturing { Kind::AwaitingKit } else { Kind::Other };
         let mut secure_box = SecureBox {
             id,
+            installation: set_id.body().installation,
             anchors: self.anchors,
             identity,
             confidentiality,

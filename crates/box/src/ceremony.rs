@@ -7,8 +7,9 @@ use postkey_secrets::rng::BoxRng;
 use postkey_secrets::shares::ShareBody;
 use postkey_secrets::{DomainKeySetSeed, HpkePrivateKey, OperationCombination, SigningKey};
 use postkey_wire::{
-    BoxId, BoxType, Certificate, DomainBundle, DomainId, DomainKind, IdRange, Kit, Message,
-    ShareSetId, StateVersion, Timestamp, TrustAnchors, Unverified, Verified, codec,
+    BoxId, BoxType, Certificate, DomainBundle, DomainId, DomainKeySetCertificate, DomainKind,
+    IdRange, InstallationId, Kit, Message, ShareSetId, StateVersion, Timestamp, TrustAnchors,
+    Unverified, Verified, codec,
 };
 
 use crate::blank::SharePolicy;
@@ -30,6 +31,9 @@ pub struct FirstCeremony {
     pub domain_key_set_shares: Vec<Verified<ShareBody>>,
     /// The `ADMIN` domain's bundle (its audit key signs the audit trail).
     pub admin_bundle: Verified<DomainBundle>,
+    /// The Domain Key Set's public keys, certified with the manufacturing startup key: what the
+    /// KMS computer and auditors check domain bundles against.
+    pub dks_certificate: Verified<DomainKeySetCertificate>,
 }
 
 /// The first manufacturing box, in the order of SPEC §7.2 item 2: the five startup keys (and so
@@ -96,9 +100,13 @@ pub fn first_manufacturing_box(
         pending: BTreeMap::new(),
         table_sequences: BTreeMap::new(),
         domains: BTreeSet::new(),
+        created: BTreeMap::new(),
     };
+    let mut installation = [0u8; 16];
+    rng.fill(&mut installation)?;
     let mut secure_box = SecureBox {
         id,
+        installation: InstallationId(installation),
         anchors,
         identity,
         confidentiality,
@@ -145,12 +153,27 @@ pub fn first_manufacturing_box(
         now,
     )?;
     let admin_bundle = m.create_domain(DomainId::admin(), DomainKind::Admin, Vec::new(), now)?;
+    let dks = m.domain_key_set_public()?;
+    let body = DomainKeySetCertificate {
+        installation: secure_box.installation,
+        confidentiality: dks.confidentiality,
+        authentication: dks.authentication,
+        issuer: id,
+    };
+    let signer = match &secure_box.kind {
+        Kind::Manufacturing(state) => state.startup.first(),
+        _ => None,
+    }
+    .ok_or(BoxError::Secret(postkey_secrets::SecretError::Malformed))?;
+    let dks_certificate =
+        postkey_wire::sign(Message::new(secure_box.context(DomainId::admin(), now), body), signer);
     Ok(FirstCeremony {
         secure_box,
         certificate,
         combination_shares,
         domain_key_set_shares,
         admin_bundle,
+        dks_certificate,
     })
 }
 
@@ -209,6 +232,7 @@ impl SecureBox {
             pending: BTreeMap::new(),
             table_sequences: BTreeMap::new(),
             domains: BTreeSet::new(),
+            created: BTreeMap::new(),
         };
         self.kind = Kind::Manufacturing(Box::new(state));
         self.changed();

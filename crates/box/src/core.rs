@@ -7,9 +7,9 @@ use postkey_crypto::{Signer as _, VerifyingKey};
 use postkey_secrets::rng::{BoxRng, RngAlarm};
 use postkey_secrets::{HpkePrivateKey, OperationCombination, SigningKey};
 use postkey_wire::{
-    BoxId, BoxType, Certificate, CommandCode, ConfigTables, Context, DomainId, Message, Nonce,
-    Sender, StateAttestation, StateVersion, TableUpdate, Timestamp, TrustAnchors, Unverified,
-    Verified,
+    BoxId, BoxType, Certificate, CommandCode, ConfigTables, Context, DomainId, InstallationId,
+    LastKeyId, Message, Nonce, Sender, StateAttestation, StateVersion, TableUpdate, Timestamp,
+    TrustAnchors, Unverified, Verified,
 };
 
 use crate::manufacturing::ManufacturingState;
@@ -44,6 +44,8 @@ pub(crate) enum Kind {
 /// every change ([`SecureBox::take_dirty`]) before the answer leaves.
 pub struct SecureBox {
     pub(crate) id: BoxId,
+    /// The installation it belongs to, for life (SPEC §7.2: the archive it answers to).
+    pub(crate) installation: InstallationId,
     pub(crate) anchors: TrustAnchors,
     pub(crate) identity: SigningKey,
     pub(crate) confidentiality: HpkePrivateKey,
@@ -89,6 +91,11 @@ impl SecureBox {
     /// Its sealed-state version.
     pub fn version(&self) -> StateVersion {
         self.version
+    }
+
+    /// The installation it belongs to.
+    pub fn installation(&self) -> InstallationId {
+        self.installation
     }
 
     /// The trust anchors it checks every delivery and update against.
@@ -218,8 +225,28 @@ impl SecureBox {
     }
 
     /// SPEC §7.2 item 7: the state version signed over the KMC's nonce.
+    /// The box numbers a manufacturing box has not given yet (none for other types).
+    fn free_box_ids(&self) -> Vec<postkey_wire::IdRange> {
+        match &self.kind {
+            Kind::Manufacturing(m) => m.ranges.clone(),
+            _ => Vec::new(),
+        }
+    }
+
     pub(crate) fn attest(&self, nonce: Nonce, now: Timestamp) -> Verified<StateAttestation> {
-        let body = StateAttestation { nonce, box_id: self.id, version: self.version };
+        let last_key_ids = self
+            .processes
+            .iter()
+            .map(|(domain, p)| LastKeyId { domain: domain.clone(), last: p.last_key_id })
+            .collect();
+        let body = StateAttestation {
+            nonce,
+            box_id: self.id,
+            version: self.version,
+            installation: self.installation,
+            last_key_ids,
+            free_box_ids: self.free_box_ids(),
+        };
         postkey_wire::sign(Message::new(self.context(DomainId::admin(), now), body), &self.identity)
     }
 

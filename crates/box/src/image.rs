@@ -102,6 +102,10 @@ pub(crate) struct StateImage {
     #[n(12)]
     #[zeroize(skip)]
     pub(crate) counters: Vec<CounterImage>,
+    /// The installation the box belongs to.
+    #[n(13)]
+    #[zeroize(skip)]
+    pub(crate) installation: postkey_wire::InstallationId,
 }
 
 /// A process's durable counters.
@@ -159,6 +163,9 @@ pub(crate) struct ManufacturingImage {
     #[n(6)]
     #[zeroize(skip)]
     pub(crate) domains: Vec<postkey_wire::DomainId>,
+    /// The bundles this box created, as signed.
+    #[n(7)]
+    pub(crate) created: Vec<Blob>,
 }
 
 /// The last table-update sequence number a manufacturing box used for one box.

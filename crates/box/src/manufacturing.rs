@@ -36,6 +36,9 @@ pub(crate) struct ManufacturingState {
     pub(crate) table_sequences: BTreeMap<BoxId, u64>,
     /// The domains whose bundles this box created or adopted.
     pub(crate) domains: BTreeSet<DomainId>,
+    /// The bundles this box created, as signed: a `CREATE_DOMAIN` run again after a stop (the
+    /// bundle made but never archived) answers the same bundle instead of losing the domain.
+    pub(crate) created: BTreeMap<DomainId, Vec<u8>>,
 }
 
 fn type_index(t: BoxType) -> usize {
@@ -157,7 +160,12 @@ impl Manufacturing<'_> {
         let new_id = BoxId::new(box_type, range.first)?;
         range.first += 1;
         state.pending.insert(offer.body().nonce.0, new_id);
-        let body = postkey_wire::SetId { nonce: offer.body().nonce, new_id, issuer: self.b.id };
+        let body = postkey_wire::SetId {
+            nonce: offer.body().nonce,
+            new_id,
+            issuer: self.b.id,
+            installation: self.b.installation,
+        };
         let message = Message::new(self.b.context(DomainId::admin(), now), body);
         let signed = postkey_wire::sign(message, self.startup_key(box_type)?);
         self.b.changed();
@@ -211,7 +219,9 @@ impl Manufacturing<'_> {
         now: Timestamp,
     ) -> Result<Verified<DomainBundle>, BoxError> {
         if self.state()?.domains.contains(&domain) {
-            return Err(BoxError::DomainExists(domain));
+            // Run again after a stop: the same domain asked for the same way gets the bundle
+            // this box made, so a bundle made but never archived is not lost.
+            return self.created_bundle(&domain, kind, &subdomains);
         }
         if domain.is_admin() != (kind == DomainKind::Admin) {
             return Err(BoxError::Wire(postkey_wire::WireError::InvalidField {
@@ -276,12 +286,31 @@ impl Manufacturing<'_> {
         let body = DomainBundle { domain: domain.clone(), kind, subdomains, public, sealed };
         let signed =
             postkey_wire::sign(Message::new(self.b.context(domain.clone(), now), body), &dks.auth);
-        self.state_mut()?.domains.insert(domain.clone());
+        let state = self.state_mut()?;
+        state.domains.insert(domain.clone());
+        state.created.insert(domain.clone(), signed.as_bytes().to_vec());
         if !self.b.tables.domains.contains(&domain) {
             self.b.tables.domains.push(domain);
         }
         self.b.changed();
         Ok(signed)
+    }
+
+    /// The bundle this box created for `domain`, if it was created with `kind` and `subdomains`;
+    /// any other request for an existing domain is refused.
+    fn created_bundle(
+        &self,
+        domain: &DomainId,
+        kind: DomainKind,
+        subdomains: &[SubdomainId],
+    ) -> Result<Verified<DomainBundle>, BoxError> {
+        let exists = || BoxError::DomainExists(domain.clone());
+        let bytes = self.state()?.created.get(domain).ok_or_else(exists)?;
+        let bundle = self.check_bundle(Unverified::from_bytes(bytes)?)?;
+        if bundle.body().kind != kind || bundle.body().subdomains != subdomains {
+            return Err(exists());
+        }
+        Ok(bundle)
     }
 
     /// Checks a domain bundle against the Domain Key Set.
@@ -301,8 +330,10 @@ impl Manufacturing<'_> {
     ) -> Result<DomainId, BoxError> {
         let bundle = self.check_bundle(bundle)?;
         let domain = bundle.body().domain.clone();
+        // A domain known already is adopted again unchanged: a ceremony run again after a stop
+        // copies its domains once more.
         if !self.state_mut()?.domains.insert(domain.clone()) {
-            return Err(BoxError::DomainExists(domain));
+            return Ok(domain);
         }
         if !self.b.tables.domains.contains(&domain) {
             self.b.tables.domains.push(domain.clone());

@@ -206,8 +206,9 @@ pub(crate) fn keys_from_image(
 impl SecureBox {
     /// Installs a domain process from a delivery: signed with the startup key of this box's
     /// type, addressed to this box, sealed to its confidentiality key, carrying exactly the keys
-    /// of its type. The domain joins the domain table. Refused if the domain already has a
-    /// process here (a delivery is never replayed over a running process).
+    /// of its type. The domain joins the domain table. A delivery of the same process again is
+    /// answered without a change; one of another process of a domain that has one here is
+    /// refused (a delivery never replaces a running process).
     pub(crate) fn install_process(
         &mut self,
         delivery: Unverified<Delivery>,
@@ -215,14 +216,21 @@ impl SecureBox {
         let delivery = delivery.verify(self.anchors.for_type(self.box_type()))?;
         let process = self.open_delivery(delivery)?;
         let domain = process.record().domain.clone();
-        if self.processes.contains_key(&domain) {
-            return Err(BoxError::DomainExists(domain));
+        if let Some(existing) = self.processes.get(&domain) {
+            // The same process delivered again (a ceremony run again after a stop, before the
+            // archive recorded it) changes nothing; any other is refused.
+            let same =
+                existing.record() == process.record() && existing.public() == process.public();
+            if !same {
+                return Err(BoxError::DomainExists(domain));
+            }
+        } else {
+            if !self.tables.domains.contains(&domain) {
+                self.tables.domains.push(domain.clone());
+            }
+            self.processes.insert(domain.clone(), process);
+            self.changed();
         }
-        if !self.tables.domains.contains(&domain) {
-            self.tables.domains.push(domain.clone());
-        }
-        self.processes.insert(domain.clone(), process);
-        self.changed();
         self.processes.get(&domain).ok_or(BoxError::UnknownDomain(domain))
     }
 

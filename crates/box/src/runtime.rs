@@ -20,9 +20,7 @@ use postkey_crypto::VerifyingKey;
 use postkey_secrets::OperationCombination;
 use postkey_secrets::rng::EntropySource;
 use postkey_secrets::shares::{self, ShareBody};
-use postkey_wire::{
-    BoxId, Certificate, ShareRef, StateVersion, TrustAnchors, Unverified, Verified,
-};
+use postkey_wire::{BoxId, Certificate, ShareRef, StateVersion, Verified};
 
 use crate::{BoxError, SealedState, SecureBox};
 
@@ -78,38 +76,136 @@ impl From<postkey_secrets::shares::ShareError> for RuntimeError {
     }
 }
 
-/// Writes `bytes` to `path` atomically and durably: a temporary file in the same directory,
-/// fsync, rename over the target, fsync of the directory. A crash leaves the old file or the
-/// new one, never a mix. `mode` is the new file's Unix permission bits.
+/// Writes `bytes` to `path` atomically and durably: a temporary file of its own in the same
+/// directory, fsync, rename over the target, fsync of the directory. A crash leaves the old file
+/// or the new one, never a mix; two writers never share a temporary file. `mode` is the new
+/// file's Unix permission bits (the temporary file is 0600 until it is complete).
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StorageError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(|e| storage("creating", dir, e))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let (tmp, file) = write_temporary(dir, &name, bytes, mode)?;
-    file.sync_all().map_err(|e| storage("syncing", &tmp, e))?;
+    let (dir, tmp, file) = write_temporary_for(path, bytes, mode)?;
+    fs::rename(&tmp, path).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        storage("renaming", path, e)
+    })?;
     drop(file);
-    fs::rename(&tmp, path).map_err(|e| storage("renaming", path, e))?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| storage("syncing", dir, e))?;
+    File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| storage("syncing", &dir, e))?;
     Ok(())
 }
 
-/// Writes `bytes` to `<dir>/.<name>.tmp` (not yet synced), with permission bits `mode`.
+/// Writes `bytes` to `path` durably only if no file is there yet: a temporary file, fsync, a
+/// hard link to the target (which fails if it exists), fsync of the directory. A new box's state
+/// is written this way, so that no other box's state is ever overwritten under its ID.
+pub fn create_durable(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StorageError> {
+    let (dir, tmp, file) = write_temporary_for(path, bytes, mode)?;
+    let linked = fs::hard_link(&tmp, path).map_err(|e| storage("creating", path, e));
+    let _ = fs::remove_file(&tmp);
+    drop(file);
+    linked?;
+    File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| storage("syncing", &dir, e))?;
+    Ok(())
+}
+
+/// Makes `dir` and its parents, 0700 whatever the umask: the state of boxes is nobody else's.
+fn make_dir(dir: &Path) -> Result<(), StorageError> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| storage("creating", dir, e))
+}
+
+/// A complete, synced temporary file for `path`, in its directory, with permission bits `mode`.
+fn write_temporary_for(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+) -> Result<(PathBuf, PathBuf, File), StorageError> {
+    let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    make_dir(&dir)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let (tmp, file) = write_temporary(&dir, &name, bytes, mode)?;
+    if let Err(e) = file.sync_all() {
+        let _ = fs::remove_file(&tmp);
+        return Err(storage("syncing", &tmp, e));
+    }
+    Ok((dir, tmp, file))
+}
+
+/// Writes `bytes` to a new temporary file `<dir>/.<name>.<pid>.<n>.tmp` (created exclusively,
+/// 0600 while written, then `mode`), not yet synced.
 fn write_temporary(
     dir: &Path,
     name: &str,
     bytes: &[u8],
     mode: u32,
 ) -> Result<(PathBuf, File), StorageError> {
-    let tmp = dir.join(format!(".{name}.tmp"));
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
     let mut file = OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
+        .create_new(true)
+        .mode(0o600)
         .open(&tmp)
         .map_err(|e| storage("creating", &tmp, e))?;
-    file.write_all(bytes).map_err(|e| storage("writing", &tmp, e))?;
+    let written =
+        file.write_all(bytes).and_then(|()| file.set_permissions(fs::Permissions::from_mode(mode)));
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(storage("writing", &tmp, e));
+    }
     Ok((tmp, file))
+}
+
+/// Reads a regular file of at most `max` bytes. Anything else (a FIFO, a device, a directory, a
+/// longer file) is refused before it is read, and opening never blocks.
+pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
+    use std::io::Read as _;
+    let nonblocking = rustix::fs::OFlags::NONBLOCK.bits() as i32;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(nonblocking)
+        .open(path)
+        .map_err(|e| ReadError::Storage(storage("reading", path, e)))?;
+    let meta = file.metadata().map_err(|e| ReadError::Storage(storage("reading", path, e)))?;
+    if !meta.is_file() {
+        return Err(ReadError::NotAFile(path.to_path_buf()));
+    }
+    if meta.len() > max {
+        return Err(ReadError::TooLarge { path: path.to_path_buf(), len: meta.len(), max });
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // Read at most one byte past the limit: a file that grew meanwhile is refused too.
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| ReadError::Storage(storage("reading", path, e)))?;
+    if bytes.len() as u64 > max {
+        return Err(ReadError::TooLarge { path: path.to_path_buf(), len: bytes.len() as u64, max });
+    }
+    Ok(bytes)
+}
+
+/// Why [`read_bounded`] read nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The file could not be read.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// Not a regular file (a FIFO, a device, a directory).
+    #[error("{} is not a regular file", .0.display())]
+    NotAFile(PathBuf),
+    /// Longer than its limit.
+    #[error("{} has {len} bytes, more than the {max} allowed", path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its length.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
 }
 
 /// Writes several files of one directory atomically and durably with two flushes in all: every
@@ -121,11 +217,18 @@ pub fn write_atomic_many(
     files: &[(String, &[u8])],
     mode: u32,
 ) -> Result<(), StorageError> {
-    fs::create_dir_all(dir).map_err(|e| storage("creating", dir, e))?;
+    make_dir(dir)?;
     let mut renames = Vec::with_capacity(files.len());
     for (name, bytes) in files {
-        let (tmp, _) = write_temporary(dir, name, bytes, mode)?;
-        renames.push((tmp, dir.join(name)));
+        match write_temporary(dir, name, bytes, mode) {
+            Ok((tmp, _)) => renames.push((tmp, dir.join(name))),
+            Err(e) => {
+                for (tmp, _) in &renames {
+                    let _ = fs::remove_file(tmp);
+                }
+                return Err(e);
+            }
+        }
     }
     let d = File::open(dir).map_err(|e| storage("opening", dir, e))?;
     // Every temporary file's data is on disk before any of them replaces its target.
@@ -146,8 +249,8 @@ pub fn harden_process() -> std::io::Result<()> {
     Ok(())
 }
 
-/// Where sealed box states and their public certificates live: `<dir>/<ID>.state`,
-/// `<dir>/<ID>.cert`.
+/// Where sealed box states live: `<dir>/<ID>.state`. A box's certificate and everything else
+/// public about it is kept by the archive.
 #[derive(Debug, Clone)]
 pub struct BoxStore {
     dir: PathBuf,
@@ -161,10 +264,6 @@ impl BoxStore {
 
     fn state_path(&self, id: BoxId) -> PathBuf {
         self.dir.join(format!("{id}.state"))
-    }
-
-    fn cert_path(&self, id: BoxId) -> PathBuf {
-        self.dir.join(format!("{id}.cert"))
     }
 
     /// Whether a box's state exists.
@@ -195,12 +294,16 @@ impl BoxStore {
     pub fn persist(&self, secure_box: &mut SecureBox) -> Result<StateVersion, RuntimeError> {
         let sealed = secure_box.seal()?;
         write_atomic(&self.state_path(sealed.box_id), &sealed.to_bytes(), 0o600)?;
-        if let Some(cert) = secure_box.certificate() {
-            let path = self.cert_path(sealed.box_id);
-            if !path.exists() {
-                write_atomic(&path, cert.as_bytes(), 0o644)?;
-            }
-        }
+        Ok(sealed.version)
+    }
+
+    /// Writes a new box's first sealed state, only if no state of that ID exists: a box made
+    /// again under an ID already in use (a manufacturing box restored to an older state) never
+    /// overwrites the box that holds it.
+    pub fn create(&self, secure_box: &mut SecureBox) -> Result<StateVersion, RuntimeError> {
+        let sealed = secure_box.seal()?;
+        create_durable(&self.state_path(sealed.box_id), &sealed.to_bytes(), 0o600)?;
+        secure_box.take_dirty();
         Ok(sealed.version)
     }
 
@@ -219,11 +322,10 @@ impl BoxStore {
     /// A box's sealed state.
     pub fn read_state(&self, id: BoxId) -> Result<SealedState, RuntimeError> {
         let path = self.state_path(id);
-        let len = fs::metadata(&path).map_err(|e| storage("reading", &path, e))?.len();
-        if len > crate::MAX_SEALED_LEN as u64 {
-            return Err(BoxError::Secret(postkey_secrets::SecretError::SealedStateInvalid).into());
-        }
-        let bytes = fs::read(&path).map_err(|e| storage("reading", &path, e))?;
+        let bytes = read_bounded(&path, crate::MAX_SEALED_LEN as u64).map_err(|e| match e {
+            ReadError::Storage(s) => RuntimeError::Storage(s),
+            _ => BoxError::Secret(postkey_secrets::SecretError::SealedStateInvalid).into(),
+        })?;
         let sealed = SealedState::from_bytes(&bytes)?;
         if sealed.box_id != id {
             return Err(BoxError::NotForThisBox { addressed: sealed.box_id, this: id }.into());
@@ -231,35 +333,19 @@ impl BoxStore {
         Ok(sealed)
     }
 
-    /// A box's certificate, checked against the trust anchors.
-    pub fn read_certificate(
-        &self,
-        id: BoxId,
-        anchors: &TrustAnchors,
-    ) -> Result<Verified<Certificate>, RuntimeError> {
-        let path = self.cert_path(id);
-        let bytes = fs::read(&path).map_err(|e| storage("reading", &path, e))?;
-        let cert = Unverified::<Certificate>::from_bytes(&bytes)?
-            .verify(anchors.for_type(id.box_type()))?;
-        if cert.body().box_id != id {
-            return Err(BoxError::NotForThisBox { addressed: cert.body().box_id, this: id }.into());
-        }
-        Ok(cert)
-    }
-
-    /// Enables box `id` from share files: power-up self-tests first, then each share checked
-    /// alone against the box's certified identity key, then at least k distinct shares of one
+    /// Enables the box `cert` certifies (the caller checked the certificate against the trust
+    /// anchors) from share files: power-up self-tests first, then each share checked alone
+    /// against the box's certified identity key, then at least k distinct shares of one
     /// set recombined into the operation combination, which must open the sealed state.
     pub fn enable(
         &self,
-        id: BoxId,
-        anchors: &TrustAnchors,
+        cert: &Verified<Certificate>,
         share_files: &[Vec<u8>],
         os: impl EntropySource + Send + 'static,
         enable_context: &[u8],
     ) -> Result<Enabled, RuntimeError> {
         postkey_secrets::selftest::power_up().map_err(BoxError::from)?;
-        let cert = self.read_certificate(id, anchors)?;
+        let id = cert.body().box_id;
         let (combination, presented) = recombine(id, &cert.body().identity, share_files)?;
         let sealed = self.read_state(id)?;
         let secure_box = SecureBox::unseal(&sealed, combination, os, enable_context)

@@ -2,7 +2,7 @@
 //! derived from its operation combination and ID, with the header (box ID, state version) as
 //! associated data. Nothing unsealed is ever written.
 //!
-//! File layout: `"PKBOX\x01"` ‖ box ID (9 ASCII bytes) ‖ state version (u64, big-endian) ‖
+//! File layout: `"PKBOX\x02"` ‖ box ID (9 ASCII bytes) ‖ state version (u64, big-endian) ‖
 //! sealed image. The header is authenticated, so a file renamed to another box, or relabelled
 //! with another version, does not open.
 
@@ -20,7 +20,8 @@ use crate::image::{
 use crate::manufacturing::ManufacturingState;
 use crate::{BoxError, SecureBox};
 
-const MAGIC: &[u8; 6] = b"PKBOX\x01";
+/// Version 2 of the layout's image carries the installation ID.
+const MAGIC: &[u8; 6] = b"PKBOX\x02";
 const HEADER_LEN: usize = 6 + 9 + 8;
 /// The largest sealed state accepted.
 pub const MAX_SEALED_LEN: usize = 4 * 1024 * 1024;
@@ -95,6 +96,7 @@ impl SecureBox {
                     .map(|(b, s)| TableSequence { box_id: *b, sequence: *s })
                     .collect(),
                 domains: m.domains.iter().cloned().collect(),
+                created: m.created.values().map(|b| Blob(b.clone())).collect(),
             }),
             _ => None,
         };
@@ -119,6 +121,7 @@ impl SecureBox {
                 .collect(),
             manufacturing,
             awaiting_kit: matches!(self.kind, Kind::AwaitingKit),
+            installation: self.installation,
             counters: self
                 .processes
                 .values()
@@ -173,12 +176,24 @@ impl SecureBox {
                 pending: m.pending.iter().map(|p| (p.nonce, p.box_id)).collect(),
                 table_sequences: m.table_sequences.iter().map(|t| (t.box_id, t.sequence)).collect(),
                 domains: m.domains.iter().cloned().collect(),
+                created: m
+                    .created
+                    .iter()
+                    .map(|b| {
+                        let domain = Unverified::<postkey_wire::DomainBundle>::from_bytes(&b.0)?
+                            .claimed_body()
+                            .domain
+                            .clone();
+                        Ok((domain, b.0.clone()))
+                    })
+                    .collect::<Result<_, BoxError>>()?,
             })),
             None if image.awaiting_kit => Kind::AwaitingKit,
             None => Kind::Other,
         };
         let mut secure_box = SecureBox {
             id: image.box_id,
+            installation: image.installation,
             anchors: image.anchors.clone(),
             identity: SigningKey::from_bytes(image.identity),
             confidentiality: HpkePrivateKey::from_bytes(image.confidentiality),

@@ -88,6 +88,7 @@ fn signed_set_id(blank: &BlankBox, new_id: BoxId, key: &SigningKey) -> Unverifie
         nonce: offer.body().nonce,
         new_id,
         issuer: BoxId::new(BoxType::Manufacturing, 1).unwrap(),
+        installation: postkey_wire::InstallationId([3; 16]),
     };
     let context = admin_context(Sender::Box(body.issuer));
     postkey_wire::sign(Message::new(context, body), key).into()
@@ -286,13 +287,38 @@ fn a_delivery_for_another_box_type_or_forged_is_refused_and_changes_nothing() {
     assert_eq!(r.unwrap_err(), ResponseCode::BAD_SIGNATURE);
     assert_eq!(steel.version(), v);
     assert!(!steel.take_dirty());
-    // The genuine one installs, once.
+    // The genuine one installs. Delivered again (a ceremony run again after a stop, before the
+    // archive recorded it), it changes nothing.
     cmd(&mut steel, InstallProcess { delivery: to_steel.delivery.clone() }).unwrap();
     assert!(steel.version() > v);
+    steel.take_dirty();
+    let v = steel.version();
+    cmd(&mut steel, InstallProcess { delivery: to_steel.delivery }).unwrap();
+    assert_eq!(steel.version(), v);
+    assert!(!steel.take_dirty());
+}
+
+#[test]
+fn a_second_process_of_a_domain_that_differs_is_refused() {
+    let mut f = first();
+    let m = &mut f.secure_box;
+    let bundle = usps(m);
+    let mut brass = manufacture(m, BoxType::Brass, 42).secure_box;
+    let serving = |m: &mut SecureBox, subdomains| {
+        let d = Deliver { bundle: bundle.clone(), recipient: cert(&brass), subdomains };
+        cmd(m, d).unwrap().delivery
+    };
+    let none = serving(m, vec![]);
+    let us = serving(m, vec![sub("USPS/US")]);
+    cmd(&mut brass, InstallProcess { delivery: none }).unwrap();
+    brass.take_dirty();
+    let v = brass.version();
     assert_eq!(
-        cmd(&mut steel, InstallProcess { delivery: to_steel.delivery }).unwrap_err(),
+        cmd(&mut brass, InstallProcess { delivery: us }).unwrap_err(),
         ResponseCode::DOMAIN_EXISTS
     );
+    assert_eq!(brass.version(), v);
+    assert!(!brass.take_dirty());
 }
 
 #[test]
@@ -476,6 +502,12 @@ fn a_new_manufacturing_box_gets_the_domain_key_set_and_adopts_domains() {
     assert_eq!(m2.version(), v);
     cmd(&mut m2, AdoptDomain { bundle: bundle.clone() }).unwrap();
     assert!(m2.knows_domain(&DomainId::parse("USPS").unwrap()));
+    // Adopted again (a ceremony run again after a stop): nothing changes.
+    m2.take_dirty();
+    let v = m2.version();
+    cmd(&mut m2, AdoptDomain { bundle: bundle.clone() }).unwrap();
+    assert_eq!(m2.version(), v);
+    assert!(!m2.take_dirty());
     // It allocates IDs from its own delegated range, disjoint from the first box's.
     let blank = BlankBox::new(m2.anchors().clone(), rng(71)).unwrap();
     let set_id =

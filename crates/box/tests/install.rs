@@ -33,7 +33,6 @@ struct Line {
     steel_record: Unverified<ProcessRecord>,
     steel2_record: Unverified<ProcessRecord>,
     steel_shares: Vec<Vec<u8>>,
-    anchors: postkey_wire::TrustAnchors,
 }
 
 fn usps_id() -> DomainId {
@@ -67,7 +66,6 @@ fn line() -> Line {
     let steel = boxes.pop().unwrap();
     let oak = boxes.pop().unwrap();
     Line {
-        anchors: f.secure_box.anchors().clone(),
         m: f.secure_box,
         oak,
         steel,
@@ -554,11 +552,16 @@ fn brass_refuses_flipped_mi3_and_mi7() {
 }
 
 /// The Steel box `id` enabled again from `store` with its custodians' shares, as after a stop.
-fn enable_steel(l: &Line, store: &BoxStore, id: postkey_wire::BoxId, seed: u64) -> SecureBox {
+fn enable_steel(
+    l: &Line,
+    store: &BoxStore,
+    cert: &postkey_wire::Verified<postkey_wire::Certificate>,
+    seed: u64,
+) -> SecureBox {
     let os = postkey_secrets::rng::testing::SeededSource(
         <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(seed),
     );
-    store.enable(id, &l.anchors, &l.steel_shares, os, b"restart").unwrap().secure_box
+    store.enable(cert, &l.steel_shares, os, b"restart").unwrap().secure_box
 }
 
 /// The first Steel box stops: its state in memory is lost, only what its host committed remains.
@@ -586,16 +589,16 @@ fn a_steel_box_stopped_mid_installation_aborts_the_key_after_restart_and_never_i
     let ended = install(&mut l.steel, &g.mi4, meter_id(8), &mut floor).unwrap();
     assert!(matches!(ended, InstallEnded::Installed(_)), "{ended:?}");
     assert_eq!(floor.commits.get(), 1);
-    let id = l.steel.id();
+    let cert = l.steel.certificate().unwrap().clone();
     stop_steel(&mut l, 109);
-    let mut steel = enable_steel(&l, &store, id, 9);
+    let mut steel = enable_steel(&l, &store, &cert, 9);
     assert_eq!(in_flight(&steel), vec![1]);
     let aborted = cmd(&mut steel, Recover {}).unwrap();
     assert_eq!(aborted.len(), 1);
     let aborted = aborted[0].clone().verify(&l.public().steel_auth).unwrap();
     assert_eq!(aborted.header().key_id, Some(KeyId::new(1).unwrap()));
     assert_eq!(aborted.header().meter_id.as_ref(), Some(&meter_id(8)));
-    assert_eq!(aborted.body().steel, id);
+    assert_eq!(aborted.body().steel, cert.body().box_id);
     // Nothing is in flight any more, and the key can never be installed again.
     assert!(in_flight(&steel).is_empty());
     assert!(cmd(&mut steel, Recover {}).unwrap().is_empty());
@@ -606,7 +609,7 @@ fn a_steel_box_stopped_mid_installation_aborts_the_key_after_restart_and_never_i
     assert_eq!(e, ResponseCode::KEY_ID_NOT_FRESH);
     assert_eq!(steel.version(), v);
     assert!(fresh.meter().keys().is_empty());
-    assert!(store.list().unwrap().contains(&id));
+    assert!(store.list().unwrap().contains(&cert.body().box_id));
 }
 
 #[test]
@@ -722,9 +725,9 @@ fn a_steel_box_keeps_a_batch_in_flight_and_aborts_all_of_it_after_a_stop() {
     );
     assert!(answers.iter().all(|a| matches!(a, Ok(InstallEnded::Installed(_)))), "{answers:?}");
     assert_eq!(floor.commits.get(), 2);
-    let id = l.steel.id();
+    let cert = l.steel.certificate().unwrap().clone();
     stop_steel(&mut l, 110);
-    let mut steel = enable_steel(&l, &store, id, 10);
+    let mut steel = enable_steel(&l, &store, &cert, 10);
     assert_eq!(in_flight(&steel), vec![3, 4]);
     // Nothing new starts while an interrupted installation awaits RECOVER.
     let v = steel.version();

@@ -22,7 +22,7 @@ fn os(seed: u64) -> SeededSource<ChaCha20Rng> {
 struct World {
     _dir: tempfile::TempDir,
     store: BoxStore,
-    anchors: postkey_wire::TrustAnchors,
+    oak_cert: postkey_wire::Verified<postkey_wire::Certificate>,
     oak_id: postkey_wire::BoxId,
     oak_shares: Vec<Vec<u8>>,
     other_shares: Vec<Vec<u8>>,
@@ -41,7 +41,7 @@ fn world() -> World {
     store.persist(&mut oak.secure_box).unwrap();
     let steel = manufacture(m, BoxType::Steel, 91);
     World {
-        anchors: m.anchors().clone(),
+        oak_cert: oak.secure_box.certificate().unwrap().clone(),
         oak_id: oak.secure_box.id(),
         oak_shares: oak.shares.iter().map(|s| s.as_bytes().to_vec()).collect(),
         other_shares: steel.shares.iter().map(|s| s.as_bytes().to_vec()).collect(),
@@ -53,7 +53,7 @@ fn world() -> World {
 #[test]
 fn a_box_is_enabled_from_its_shares_and_keeps_its_processes() {
     let w = world();
-    let enabled = w.store.enable(w.oak_id, &w.anchors, &w.oak_shares, os(1), b"enable 1").unwrap();
+    let enabled = w.store.enable(&w.oak_cert, &w.oak_shares, os(1), b"enable 1").unwrap();
     assert_eq!(enabled.secure_box.id(), w.oak_id);
     assert_eq!(enabled.secure_box.domains().map(|d| d.as_str()).collect::<Vec<_>>(), vec!["USPS"]);
     assert_eq!(enabled.presented.len(), 2);
@@ -68,28 +68,26 @@ fn enabling_with_too_few_foreign_corrupted_or_duplicated_shares_is_refused() {
         other => panic!("{other:?}"),
     };
     // k − 1 shares.
-    let err = w.store.enable(w.oak_id, &w.anchors, &w.oak_shares[..1], os(2), b"x").unwrap_err();
+    let err = w.store.enable(&w.oak_cert, &w.oak_shares[..1], os(2), b"x").unwrap_err();
     assert_eq!(share(&err), ShareError::QuorumNotMet { have: 1, need: 2 });
     assert_eq!(err.response_code(), ResponseCode::SHARE_QUORUM_NOT_MET);
     // A share of another box.
     let mixed = vec![w.oak_shares[0].clone(), w.other_shares[1].clone()];
-    let err = w.store.enable(w.oak_id, &w.anchors, &mixed, os(3), b"x").unwrap_err();
+    let err = w.store.enable(&w.oak_cert, &mixed, os(3), b"x").unwrap_err();
     assert!(matches!(share(&err), ShareError::Invalid(_)), "{err:?}");
     assert_eq!(err.response_code(), ResponseCode::SHARE_INVALID);
     // A corrupted share: any one byte flipped.
     for i in 0..w.oak_shares[1].len() {
         let mut bad = w.oak_shares[1].clone();
         bad[i] ^= 1;
-        let err = w
-            .store
-            .enable(w.oak_id, &w.anchors, &[w.oak_shares[0].clone(), bad], os(4), b"x")
-            .unwrap_err();
+        let err =
+            w.store.enable(&w.oak_cert, &[w.oak_shares[0].clone(), bad], os(4), b"x").unwrap_err();
         assert!(matches!(share(&err), ShareError::Invalid(_)), "byte {i}: {err:?}");
         assert_eq!(err.response_code(), ResponseCode::SHARE_INVALID, "byte {i}");
     }
     // A duplicated share.
     let dup = vec![w.oak_shares[0].clone(), w.oak_shares[0].clone()];
-    let err = w.store.enable(w.oak_id, &w.anchors, &dup, os(5), b"x").unwrap_err();
+    let err = w.store.enable(&w.oak_cert, &dup, os(5), b"x").unwrap_err();
     assert!(matches!(share(&err), ShareError::Duplicate { .. }), "{err:?}");
     assert_eq!(err.response_code(), ResponseCode::SHARE_SET_MISMATCH);
 }
@@ -99,7 +97,7 @@ fn a_sealed_state_altered_by_one_bit_or_truncated_does_not_open() {
     let w = world();
     let path = w.store_path();
     let good = std::fs::read(&path).unwrap();
-    // The header: "PKBOX\x01", the box ID (9 ASCII bytes), the version (8 bytes).
+    // The header: "PKBOX\x02", the box ID (9 ASCII bytes), the version (8 bytes).
     let id_bytes = 6..15;
     let header_len = 6 + 9 + 8;
     let flipped = |i: usize| {
@@ -111,7 +109,7 @@ fn a_sealed_state_altered_by_one_bit_or_truncated_does_not_open() {
     for i in (0..header_len).chain([header_len, good.len() / 2, good.len() - 1]) {
         let bad = flipped(i);
         std::fs::write(&path, &bad).unwrap();
-        let err = w.store.enable(w.oak_id, &w.anchors, &w.oak_shares, os(6), b"x").unwrap_err();
+        let err = w.store.enable(&w.oak_cert, &w.oak_shares, os(6), b"x").unwrap_err();
         // A box ID changed into another valid one names another box's state; anything else
         // does not open.
         let relabelled = id_bytes.contains(&i)
@@ -125,7 +123,7 @@ fn a_sealed_state_altered_by_one_bit_or_truncated_does_not_open() {
     }
     // Every byte of the sealed image, read from the store and opened with the right operation
     // combination (enabling runs the power-up self-tests first, too slow to repeat per byte).
-    let identity = w.store.read_certificate(w.oak_id, &w.anchors).unwrap().body().identity;
+    let identity = w.oak_cert.body().identity;
     let checked: Vec<_> = w
         .oak_shares
         .iter()
@@ -146,11 +144,11 @@ fn a_sealed_state_altered_by_one_bit_or_truncated_does_not_open() {
     assert_eq!(open(17).unwrap().id(), w.oak_id);
     for len in [0, 10, 23, good.len() / 2, good.len() - 1] {
         std::fs::write(&path, &good[..len]).unwrap();
-        let err = w.store.enable(w.oak_id, &w.anchors, &w.oak_shares, os(7), b"x").unwrap_err();
+        let err = w.store.enable(&w.oak_cert, &w.oak_shares, os(7), b"x").unwrap_err();
         assert_eq!(err.response_code(), ResponseCode::SEALED_STATE_INVALID, "len {len}");
     }
     std::fs::write(&path, &good).unwrap();
-    assert!(w.store.enable(w.oak_id, &w.anchors, &w.oak_shares, os(8), b"x").is_ok());
+    assert!(w.store.enable(&w.oak_cert, &w.oak_shares, os(8), b"x").is_ok());
 }
 
 impl World {
@@ -164,7 +162,7 @@ fn an_older_state_put_back_attests_an_older_version() {
     let w = world();
     let path = w.store_path();
     let old = std::fs::read(&path).unwrap();
-    let mut enabled = w.store.enable(w.oak_id, &w.anchors, &w.oak_shares, os(9), b"e").unwrap();
+    let mut enabled = w.store.enable(&w.oak_cert, &w.oak_shares, os(9), b"e").unwrap();
     let before = enabled.secure_box.version();
     force_change(&mut enabled.secure_box);
     assert!(w.store.commit(&mut enabled.secure_box).unwrap());
@@ -175,7 +173,7 @@ fn an_older_state_put_back_attests_an_older_version() {
     // The old copy is put back: it opens (it is genuine), but its signed attestation shows the
     // older version, which the KMC compares with the highest it recorded.
     std::fs::write(&path, &old).unwrap();
-    let mut restored = w.store.enable(w.oak_id, &w.anchors, &w.oak_shares, os(10), b"e2").unwrap();
+    let mut restored = w.store.enable(&w.oak_cert, &w.oak_shares, os(10), b"e2").unwrap();
     let att = cmd(&mut restored.secure_box, AttestState { nonce: Nonce([7; 32]) }).unwrap();
     let att = att.verify(&restored.secure_box.identity_key()).unwrap();
     assert_eq!(att.body().version, before);
@@ -192,7 +190,7 @@ fn force_change(b: &mut SecureBox) {
 #[test]
 fn a_failed_write_is_a_storage_error_and_leaves_the_box_to_be_committed_again() {
     let w = world();
-    let mut enabled = w.store.enable(w.oak_id, &w.anchors, &w.oak_shares, os(13), b"e").unwrap();
+    let mut enabled = w.store.enable(&w.oak_cert, &w.oak_shares, os(13), b"e").unwrap();
     force_change(&mut enabled.secure_box);
     // A store whose directory is a file: nothing can be written there.
     let blocked = w._dir.path().join("blocked");
@@ -206,11 +204,11 @@ fn a_failed_write_is_a_storage_error_and_leaves_the_box_to_be_committed_again() 
     assert!(w.store.commit(&mut enabled.secure_box).unwrap());
     assert!(!enabled.secure_box.is_dirty());
     drop(enabled);
-    let again = w.store.enable(w.oak_id, &w.anchors, &w.oak_shares, os(14), b"e2").unwrap();
+    let again = w.store.enable(&w.oak_cert, &w.oak_shares, os(14), b"e2").unwrap();
     assert_eq!(again.secure_box.version(), version);
-    // A box the store does not hold is a storage error too (its certificate file is missing).
-    let missing = BoxId::new(BoxType::Oak, 77).unwrap();
-    let err = w.store.enable(missing, &w.anchors, &w.oak_shares, os(15), b"x").unwrap_err();
+    // A box the store does not hold is a storage error too (its state file is missing).
+    let elsewhere = BoxStore::new(w._dir.path().join("empty"));
+    let err = elsewhere.enable(&w.oak_cert, &w.oak_shares, os(15), b"x").unwrap_err();
     assert_eq!(err.response_code(), ResponseCode::STORAGE_FAILED, "{err:?}");
 }
 

@@ -46,10 +46,14 @@ fn exit_code(e: &anyhow::Error) -> u8 {
     long_about = None
 )]
 struct Cli {
-    /// The postkey home: sealed box states, domain bundles, transcripts, error log [default:
-    /// ./postkey-home; `demo` makes a fresh temporary home]
+    /// The postkey home: sealed box states, trust anchors, the SQLite archive, simulated meters
+    /// [default: ./postkey-home; `demo` makes a fresh temporary home]
     #[arg(long, global = true, env = "POSTKEY_HOME", value_name = "DIR")]
     home: Option<PathBuf>,
+    /// Wait for another postkey command that holds the home or a box, instead of failing at once
+    /// (home busy 3605, box in use 4007)
+    #[arg(long, global = true)]
+    wait: bool,
     #[command(subcommand)]
     command: cmd::Command,
 }
@@ -62,7 +66,8 @@ fn main() -> ExitCode {
         eprintln!("postkey: error: {e}; refusing to run a process that could dump keys to disk");
         return ExitCode::from(EXIT_OPERATIONAL);
     }
-    match cmd::run(cli.home, cli.command) {
+    let wait = if cli.wait { postkey_host::Wait::Yes } else { postkey_host::Wait::No };
+    match cmd::run(cli.home, wait, cli.command) {
         Ok(cmd::Outcome::Success) => ExitCode::SUCCESS,
         Ok(cmd::Outcome::CheckFailed) => ExitCode::from(EXIT_CHECK_FAILED),
         Err(e) => {

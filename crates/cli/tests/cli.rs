@@ -209,7 +209,13 @@ fn the_callers_mistakes_found_after_parsing_exit_2_and_other_errors_exit_3() {
         2,
         "2010",
     );
+    // So is removable media that cannot be written, or that is a file: no orphan state either.
+    let o = at(&home, &["box", "manufacture", "--type", "steel", "--media", "/dev/null/x"]);
+    refused(&o, 3, "3602");
+    let o = at(&home, &["box", "manufacture", "--type", "steel", "--media", "/dev/null"]);
+    refused(&o, 2, "2010");
     assert_eq!(at(&home, &["box", "list"]).stdout, boxes_before);
+    assert!(!home.join("boxes").join("S00000001.state").exists());
     let o = at(&home, &["box", "manufacture", "--type", "steel"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stdout(&o).contains("S00000001"), "the refused attempts used up no ID: {}", stdout(&o));

@@ -16,7 +16,8 @@ use postkey_secrets::rng::{BoxRng, OsEntropy};
 use postkey_secrets::{HpkePrivateKey, MasterKey, SigningKey};
 use postkey_wire::{DomainId, MeterId};
 
-use crate::{Factory, Home, HostError};
+use crate::lock::HomeLock;
+use crate::{Factory, HostError};
 
 /// The public-key operations of one key (see the module documentation).
 pub const SEALS: f64 = 4.0;
@@ -109,33 +110,39 @@ fn baseline() -> Result<(f64, f64, f64, f64), HostError> {
     Ok((seal, open, sign, verify))
 }
 
-/// Runs the benchmark in `home` (a fresh one: the demo's ceremonies run first, without meters).
-/// `archive`: a PostgreSQL archive instead of the home's SQLite one.
+/// Runs the benchmark in the home `lock` holds alone (a fresh one: the demo's ceremonies run
+/// first, without meters). `archive`: a fresh PostgreSQL schema instead of the home's SQLite
+/// archive.
 pub async fn install(
-    home: &Home,
+    lock: &HomeLock,
     meters: usize,
     batch: usize,
     archive: Option<&postkey_archive_postgres::PgConfig>,
 ) -> Result<InstallBench, HostError> {
-    crate::demo::run(home, 0, |_| {}).await?;
+    let home = lock.home();
     let (ve, usps) = (DomainId::parse("VE")?, DomainId::parse("USPS")?);
     let ids: Vec<MeterId> = (1..=meters)
         .map(|n| MeterId::parse(&format!("PB9999-{n:06}")))
         .collect::<Result<_, _>>()?;
-    for id in &ids {
-        crate::new_meter(home, id)?;
-    }
     let domains = [ve.clone(), usps.clone()];
     match archive {
         None => {
-            let factory = Factory::open(home, &home.media_dir(), &domains).await?;
+            crate::demo::run(lock, 0, |_| {}).await?;
+            for id in &ids {
+                crate::new_meter(lock, id)?;
+            }
+            let factory = Factory::open(lock, &home.media_dir(), &domains).await?;
             measure(factory, ids, &ve, &usps, batch, "SQLite".into()).await
         }
         Some(config) => {
             let store = postkey_archive_postgres::PgStore::connect(config).await?;
+            crate::demo::run_on(lock, store.clone(), 0, |_| {}).await?;
+            for id in &ids {
+                crate::new_meter(lock, id)?;
+            }
             let where_ =
                 format!("PostgreSQL, schema {}", config.schema.as_deref().unwrap_or("(default)"));
-            let factory = Factory::open_on(home, store, &home.media_dir(), &domains).await?;
+            let factory = Factory::open_on(lock, store, &home.media_dir(), &domains).await?;
             measure(factory, ids, &ve, &usps, batch, where_).await
         }
     }

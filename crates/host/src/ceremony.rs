@@ -1,10 +1,25 @@
 //! The ceremonies of SPEC §7.2, hosted: each drives the boxes through typed commands (the same
 //! frames a remote box link carries), checks what they answer against the trust anchors or the
-//! Domain Key Set, writes it durably (sealed states, shares, bundles, process records), and ends
-//! with a transcript signed by the manufacturing box that conducted it.
+//! certified Domain Key Set, and records everything it made in the archive in one transaction:
+//! boxes, domains, bundles, processes, the boxes' new state versions and the transcript signed by
+//! the manufacturing box that conducted it.
+//!
+//! Every ceremony holds the home alone (its [`HomeLock`], exclusive) and checks what it can
+//! before it asks anything of a box, so a refused ceremony changes nothing. A ceremony stopped
+//! half-way (a crash, a kill) leaves nothing that stops other commands, and can be run again:
+//!
+//! - the first ceremony writes a journal of its files first; a later attempt removes them;
+//! - a domain created but not archived is answered again by its manufacturing box, unchanged;
+//! - a process installed but not archived is delivered again, and the box takes it unchanged;
+//! - a box made but not archived is an orphan state file the archive does not know, which no
+//!   command uses (the manufacturing box never gives its ID again).
 
 use std::path::{Path, PathBuf};
 
+use postkey_archive::{
+    CeremonyKind, Changes, NewBox, NewBundle, NewDomain, NewDomainProcess, NewInstallation,
+    NewSubdomain, NewTranscript, Store, TranscriptId,
+};
 use postkey_box::{BlankBox, SharePolicy, first_manufacturing_box};
 use postkey_crypto::Fingerprint;
 use postkey_secrets::rng::{BoxRng, OsEntropy};
@@ -13,11 +28,106 @@ use postkey_wire::command::{
     IssueKit, IssueSetId, SignTranscript,
 };
 use postkey_wire::{
-    Body, BoxId, BoxType, DomainBundle, DomainId, DomainKind, Refusal, ShareRef, ShareSetId,
-    SubdomainId, Transcript, TrustAnchors, Unverified, Verified,
+    Body, BoxId, BoxType, DomainBundle, DomainId, DomainKind, Refusal, ResponseCode, Sender,
+    ShareRef, ShareSetId, SubdomainId, Transcript, Unverified, Verified,
 };
 
+use crate::archive::{Expected, Trust, signed};
+use crate::lock::HomeLock;
 use crate::{Home, HostError, Session, Usage, clock, ser};
+
+fn generator(label: &str) -> Result<BoxRng, HostError> {
+    let personalization = format!("postkey {label} {}", clock::now().unix_micros());
+    BoxRng::instantiate(OsEntropy, personalization.as_bytes())
+        .map_err(|e| HostError::Entropy(e.to_string()))
+}
+
+/// Checks a record a box answered with `key`; a failure is the box's fault, logged.
+fn check<B: Body>(
+    session: &Session,
+    id: BoxId,
+    what: &str,
+    record: Unverified<B>,
+    key: &postkey_crypto::VerifyingKey,
+) -> Result<Verified<B>, HostError> {
+    record.verify(key).map_err(|e| {
+        let refusal = Refusal::new(e.response_code(), format!("{what}: {e}"));
+        session.log(id, &refusal);
+        HostError::refused(id, refusal)
+    })
+}
+
+/// The removable-media directory a ceremony writes shares to: made 0700 if absent, refused if
+/// it is not a directory, before anything else happens.
+fn media_dir(media: &Path) -> Result<(), HostError> {
+    if media.exists() && !media.is_dir() {
+        return Err(Usage::InvalidArgument(format!(
+            "{} is not a directory: pass the removable media's directory with --media",
+            media.display()
+        ))
+        .into());
+    }
+    crate::home::make_dir(media)
+}
+
+/// Enables box `id` for a ceremony or a factory run: checked against what the archive records
+/// (installation, state version); the version it attests is recorded. A manufacturing box then
+/// adopts every domain of the archive it does not know yet (SPEC §7.2 item 5).
+pub(crate) async fn enable(
+    session: &mut Session,
+    store: &impl Store,
+    trust: &Trust,
+    id: BoxId,
+    shares_dir: &Path,
+) -> Result<(), HostError> {
+    let expected = Expected::of(store, trust, id).await?;
+    let attested = session.enable(id, shares_dir, &expected)?;
+    let mut changes = Changes::default();
+    if id.box_type() == BoxType::Manufacturing {
+        for domain in store.domains().await? {
+            if !session.knows_domain(id, &domain.id) {
+                let bundle = crate::archive::bundle(store, trust, &domain.id).await?;
+                session.call_one(id, AdoptDomain { bundle: bundle.into() })?;
+            }
+        }
+    }
+    let now = session.version(id).unwrap_or(attested);
+    if now > expected.version {
+        changes.versions.push(postkey_archive::BoxVersion { box_id: id, version: now });
+        store.apply(&changes).await?;
+    }
+    Ok(())
+}
+
+/// The versions of `boxes` as the session holds them, for the archive.
+pub(crate) fn versions(session: &Session, boxes: &[BoxId]) -> Vec<postkey_archive::BoxVersion> {
+    boxes
+        .iter()
+        .filter_map(|b| {
+            session.version(*b).map(|version| postkey_archive::BoxVersion { box_id: *b, version })
+        })
+        .collect()
+}
+
+/// Has manufacturing box `m` sign `transcript` and checks the signature with `identity`.
+pub(crate) fn sign_transcript(
+    session: &Session,
+    m: BoxId,
+    identity: &postkey_crypto::VerifyingKey,
+    transcript: Transcript,
+) -> Result<NewTranscript, HostError> {
+    let ceremony = transcript.ceremony.clone();
+    let subject = transcript.subject;
+    let signed = session.call_one(m, SignTranscript { transcript })?;
+    let signed = check(session, m, "transcript", signed, identity)?;
+    Ok(NewTranscript {
+        time: signed.header().timestamp,
+        kind: CeremonyKind::parse(&ceremony)?,
+        box_id: subject.or(Some(m)),
+        transcript: crate::archive::signed(&signed),
+        actor: Sender::Box(m),
+    })
+}
 
 /// What `postkey init` made.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -28,65 +138,79 @@ pub struct InitReport {
     /// The trust-anchor fingerprint operators confirm at every later initialization.
     #[serde(serialize_with = "ser::display")]
     pub anchors_fingerprint: Fingerprint,
+    /// The installation the archive and every box now belong to.
+    #[serde(serialize_with = "ser::display")]
+    pub installation: postkey_wire::InstallationId,
     /// The share files written to the media directory.
     pub share_files: Vec<PathBuf>,
-    /// The transcript file.
-    pub transcript: PathBuf,
+    /// The ceremony's transcript, by its number in the archive.
+    #[serde(serialize_with = "ser::display")]
+    pub transcript: TranscriptId,
 }
 
-fn generator(label: &str) -> Result<BoxRng, HostError> {
-    let personalization = format!("postkey {label} {}", clock::now().unix_micros());
-    BoxRng::instantiate(OsEntropy, personalization.as_bytes())
-        .map_err(|e| HostError::Entropy(e.to_string()))
-}
-
-/// A record a box answered that does not verify under the key it must carry: the box's fault.
-fn unverified_answer(
-    component: impl ToString,
-    what: &str,
-    e: &postkey_wire::WireError,
-) -> HostError {
-    HostError::refused(component, Refusal::new(e.response_code(), format!("{what}: {e}")))
-}
-
-/// Checks a record a box answered with `key`, logging a failure.
-fn check<B: Body>(
-    session: &Session,
-    id: BoxId,
-    what: &str,
-    record: Unverified<B>,
-    key: &postkey_crypto::VerifyingKey,
-) -> Result<Verified<B>, HostError> {
-    record.verify(key).map_err(|e| session.logged(id, unverified_answer(id, what, &e)))
-}
-
-/// The first ceremony (SPEC §7.2 item 2) in `home`, its shares written to `media`.
-pub fn init(home: &Home, media: &Path) -> Result<InitReport, HostError> {
+/// The first ceremony (SPEC §7.2 item 2) in `lock`'s home, recorded in `store`, its shares
+/// written to `media`. Runs again after an attempt that did not finish.
+pub async fn init(
+    lock: &HomeLock,
+    store: &impl Store,
+    media: &Path,
+) -> Result<InitReport, HostError> {
+    let home = lock.exclusive()?;
     let now = clock::now();
-    if home.is_initialized() {
+    if store.installation().await?.is_some() {
+        // An attempt stopped after its archive transaction: it is complete, its journal goes.
+        home.journal_done()?;
         let e = HostError::from(Usage::AlreadyInitialized(home.root().to_path_buf()));
         let _ = home.log_error("host", e.response_code(), &e.to_string(), now);
         return Err(e);
+    }
+    media_dir(media)?;
+    home.undo_unfinished_init()?;
+    // Trust anchors or box states outside a journal belong to an installation this archive does
+    // not know (an emptied or replaced archive): never overwritten.
+    if home.has_installation_files()? {
+        return Err(HostError::InstallationMismatch(format!(
+            "{} holds the trust anchors or boxes of an installation its archive does not know: \
+             restore the archive from its backup (init never overwrites a home)",
+            home.root().display()
+        )));
+    }
+    // Media that holds another installation's anchors or shares would mix them with this one's.
+    if let Some(foreign) = crate::home::installation_file_in(media)? {
+        return Err(Usage::InvalidArgument(format!(
+            "{} holds {foreign}, a file of another installation: give the first ceremony empty \
+             media",
+            media.display()
+        ))
+        .into());
     }
     let policy = SharePolicy::default_for(BoxType::Manufacturing);
     let f = first_manufacturing_box(generator("M00000001")?, policy, policy, now)
         .map_err(|e| HostError::refused(BoxId::FIRST_MANUFACTURING, e.to_refusal()))?;
     let id = f.secure_box.id();
     let anchors = f.secure_box.anchors().clone();
-    let dks = f
-        .secure_box
-        .domain_key_set_public()
-        .ok_or_else(|| HostError::refused(id, postkey_box::BoxError::AwaitingKit.to_refusal()))?;
-    let mut session = Session::with_anchors(home, anchors.clone());
-    // The sealed state first, then what it vouches for.
+    let installation = f.secure_box.installation();
+    // The journal first: what this attempt writes is undone by the next one if it stops.
+    let share_files: Vec<PathBuf> = f
+        .combination_shares
+        .iter()
+        .chain(&f.domain_key_set_shares)
+        .map(|s| media.join(crate::home::share_file_name(s)))
+        .collect();
+    let mut written = vec![
+        home.root().join("boxes").join(format!("{id}.state")),
+        home.root().join("trust-anchors.cbor"),
+        media.join("trust-anchors.cbor"),
+    ];
+    written.extend(share_files.iter().cloned());
+    home.write_journal(&written)?;
+    let mut session = Session::new(home, crate::lock::Wait::No);
+    let certificate = f.certificate.clone();
     session.adopt(f.secure_box, Vec::new())?;
-    home.write_anchors(&anchors)?;
-    home.write_domain_key_set_key(&dks.authentication)?;
-    let mut share_files = Vec::new();
+    home.write_anchors(&anchors, media)?;
     for share in f.combination_shares.iter().chain(&f.domain_key_set_shares) {
-        share_files.push(home.write_share(media, share)?);
+        home.write_share(media, share)?;
     }
-    home.write_bundle(&f.admin_bundle)?;
     let fingerprint = anchors.fingerprint();
     let transcript = Transcript {
         ceremony: "first-manufacturing-box".into(),
@@ -97,31 +221,70 @@ pub fn init(home: &Home, media: &Path) -> Result<InitReport, HostError> {
         anchors: fingerprint,
         shares_written: vec![set_of(&f.combination_shares), set_of(&f.domain_key_set_shares)],
         outcome: format!(
-            "{id} initialized; trust anchors made; operation combination and Domain Key Set split \
-             {}-of-{}; ADMIN domain created",
+            "{id} initialized; installation {installation}; trust anchors made; operation \
+             combination and Domain Key Set split {}-of-{}; ADMIN domain created",
             policy.threshold, policy.count
         ),
     };
-    let transcript = sign_transcript(&session, id, transcript)?;
+    let transcript = sign_transcript(&session, id, &certificate.body().identity, transcript)?;
+    let version = session.version(id).unwrap_or_default();
+    let admin = Sender::Box(id);
+    let changes = Changes {
+        installation: Some(NewInstallation {
+            id: installation,
+            anchors: fingerprint,
+            dks_certificate: signed(&f.dks_certificate),
+            time: now,
+            actor: admin.clone(),
+        }),
+        domains: vec![NewDomain { id: DomainId::admin(), time: now, actor: admin.clone() }],
+        bundles: vec![NewBundle {
+            domain: DomainId::admin(),
+            version: 1,
+            created_by: id,
+            bundle: signed(&f.admin_bundle),
+            time: now,
+        }],
+        boxes: vec![new_box(&certificate, version, now)],
+        transcripts: vec![transcript],
+        ..Changes::default()
+    };
+    let applied = store.apply(&changes).await?;
+    home.journal_done()?;
     session.lock();
-    Ok(InitReport { id, anchors_fingerprint: fingerprint, share_files, transcript })
+    Ok(InitReport {
+        id,
+        anchors_fingerprint: fingerprint,
+        installation,
+        share_files,
+        transcript: applied.transcripts.first().copied().unwrap_or(TranscriptId(0)),
+    })
+}
+
+fn new_box(
+    certificate: &Verified<postkey_wire::Certificate>,
+    version: postkey_wire::StateVersion,
+    now: postkey_wire::Timestamp,
+) -> NewBox {
+    let c = certificate.body();
+    NewBox {
+        id: c.box_id,
+        certificate: signed(certificate),
+        identity_key: c.identity,
+        confidentiality_key: c.confidentiality,
+        state_version: version,
+        time: now,
+        actor: Sender::Box(c.issuer),
+    }
 }
 
 fn set_of(shares: &[Verified<postkey_secrets::shares::ShareBody>]) -> ShareSetId {
     shares.first().map(|s| s.body().set).unwrap_or(ShareSetId([0; 16]))
 }
 
-/// Has manufacturing box `m` sign `transcript`, checks the signature with its certified
-/// identity key, and writes it to the home.
-fn sign_transcript(
-    session: &Session,
-    m: BoxId,
-    transcript: Transcript,
-) -> Result<PathBuf, HostError> {
-    let signed = session.call_one(m, SignTranscript { transcript })?;
-    let cert = session.home().certificate(m, session.anchors())?;
-    let signed = check(session, m, "transcript", signed, &cert.body().identity)?;
-    session.home().write_transcript(&signed)
+/// The manufacturing boxes enabled in `session`.
+fn manufacturing_boxes(session: &Session) -> Vec<BoxId> {
+    session.enabled().filter(|id| id.box_type() == BoxType::Manufacturing).collect()
 }
 
 /// What creating a domain made.
@@ -138,51 +301,6 @@ pub struct DomainReport {
     /// The manufacturing boxes that know it now.
     #[serde(serialize_with = "ser::display_all")]
     pub manufacturing_boxes: Vec<BoxId>,
-}
-
-/// Creates a domain in manufacturing box `m` (enabled in `session`) and copies it to every other
-/// manufacturing box enabled in the session (SPEC §7.2 item 5).
-pub fn create_domain(
-    session: &mut Session,
-    m: BoxId,
-    domain: DomainId,
-    kind: DomainKind,
-    subdomains: Vec<SubdomainId>,
-) -> Result<DomainReport, HostError> {
-    let item = CreateDomain { domain: domain.clone(), kind, subdomains: subdomains.clone() };
-    let bundle = session.call_one(m, item)?;
-    let dks = session.home().domain_key_set_key()?;
-    let bundle: Verified<DomainBundle> = check(session, m, "domain bundle", bundle, &dks)?;
-    session.home().write_bundle(&bundle)?;
-    let mut boxes = vec![m];
-    let others: Vec<BoxId> = session
-        .enabled()
-        .filter(|id| *id != m && id.box_type() == BoxType::Manufacturing)
-        .collect();
-    for other in others {
-        session.call_one(other, AdoptDomain { bundle: bundle.clone().into() })?;
-        boxes.push(other);
-    }
-    let presented = session.presented(m);
-    sign_transcript(
-        session,
-        m,
-        Transcript {
-            ceremony: "create-domain".into(),
-            conducted_by: m,
-            subject: None,
-            domain: Some(domain.clone()),
-            shares_presented: presented,
-            anchors: session.anchors().fingerprint(),
-            shares_written: Vec::new(),
-            outcome: format!(
-                "domain {domain} ({}) created with {} sub-domains",
-                kind.name(),
-                subdomains.len()
-            ),
-        },
-    )?;
-    Ok(DomainReport { domain, kind: kind.name(), subdomains, manufacturing_boxes: boxes })
 }
 
 /// What manufacturing a box made.
@@ -203,7 +321,7 @@ pub struct ManufactureReport {
 
 fn confirm_fingerprint(
     session: &Session,
-    anchors: &TrustAnchors,
+    anchors: &postkey_wire::TrustAnchors,
     confirmed: Option<&str>,
 ) -> Result<(), HostError> {
     let Some(confirmed) = confirmed else { return Ok(()) };
@@ -221,144 +339,363 @@ fn confirm_fingerprint(
     Err(HostError::refused(postkey_wire::UNINITIALIZED_BOX, refusal))
 }
 
-/// Manufactures a box of `box_type` with manufacturing box `m` (SPEC §7.2 item 3); the new box
-/// stays enabled in the session. A new manufacturing box also receives its kit and adopts every
-/// domain of the home.
-pub fn manufacture(
-    session: &mut Session,
-    m: BoxId,
-    box_type: BoxType,
-    media: &Path,
-    policy: SharePolicy,
-    confirmed: Option<&str>,
-) -> Result<ManufactureReport, HostError> {
-    // Checked before anything is asked of the manufacturing box: a refused command uses up no ID.
-    if !policy.is_valid() {
-        return Err(Usage::InvalidArgument(format!(
-            "shares {}-of-{}: a box's shares must be k-of-n with 2 ≤ k ≤ n ≤ {}",
-            policy.threshold,
-            policy.count,
-            postkey_secrets::shares::MAX_SHARES
-        ))
-        .into());
-    }
-    let now = clock::now();
-    let blank = BlankBox::new(session.anchors().clone(), generator("blank box")?).map_err(|e| {
-        let refusal = e.to_refusal();
-        session.log(postkey_wire::UNINITIALIZED_BOX, &refusal);
-        HostError::refused(postkey_wire::UNINITIALIZED_BOX, refusal)
-    })?;
-    let fingerprint = blank.anchors().fingerprint();
-    // SPEC §7.2 item 1: the operators confirm the fingerprint of the anchors the blank box holds.
-    confirm_fingerprint(session, blank.anchors(), confirmed)?;
-    let offer = blank.offer(now);
-    let set_id = session.call_one(m, IssueSetId { offer, box_type })?;
-    let mut init = blank.accept(set_id, policy, now).map_err(|r| {
-        let refusal = r.error.to_refusal();
-        session.log(postkey_wire::UNINITIALIZED_BOX, &refusal);
-        HostError::refused(postkey_wire::UNINITIALIZED_BOX, refusal)
-    })?;
-    let id = init.secure_box.id();
-    // The sealed state goes to disk before its shares exist anywhere: a crash in between leaves
-    // an unusable box, never shares of a state that was lost.
-    let mut share_files = Vec::new();
-    let keys = init.keys.clone();
-    let shares = std::mem::take(&mut init.shares);
-    session.adopt(init.secure_box, Vec::new())?;
-    for share in &shares {
-        share_files.push(session.home().write_share(media, share)?);
-    }
-    let cert = session.call_one(m, Certify { keys: keys.into() })?;
-    let anchor = *session.anchors().for_type(box_type);
-    let cert = check(session, m, "certificate", cert, &anchor)?;
-    session.call_one(id, InstallCertificate { certificate: cert.clone().into() })?;
-    if box_type == BoxType::Manufacturing {
-        let kit = session.call_one(m, IssueKit { recipient: cert.into() })?;
-        session.call_one(id, InstallKit { kit })?;
-        for bundle in session.home().domains()? {
-            session.call_one(id, AdoptDomain { bundle })?;
-        }
-    }
-    let presented = session.presented(m);
-    sign_transcript(
-        session,
-        m,
-        Transcript {
-            ceremony: "manufacture-box".into(),
-            conducted_by: m,
-            subject: Some(id),
-            domain: None,
-            shares_presented: presented,
-            anchors: fingerprint,
-            shares_written: shares.first().map(|s| vec![s.body().set]).unwrap_or_default(),
-            outcome: format!(
-                "{id} initialized and certified; operation combination split {}-of-{}; anchors \
-                 fingerprint {} by the operators",
-                policy.threshold,
-                policy.count,
-                if confirmed.is_some() { "confirmed" } else { "shown" }
-            ),
-        },
-    )?;
-    Ok(ManufactureReport { id, box_type, share_files, anchors_fingerprint: fingerprint })
+/// The ceremonies after the first, run by the operators of one home: the home held (alone for
+/// those that change what exists), its archive, what it trusts, and the boxes enabled so far.
+#[derive(Debug)]
+pub struct Ceremonies<'l, S> {
+    pub(crate) lock: &'l HomeLock,
+    pub(crate) store: S,
+    pub(crate) trust: Trust,
+    pub(crate) session: Session,
 }
 
-/// Makes a process of `domain` in box `target` (SPEC §7.2 item 4), both enabled in `session`;
-/// a Brass process serves `subdomains`.
-pub fn install_process(
-    session: &mut Session,
-    m: BoxId,
-    target: BoxId,
-    domain: &DomainId,
-    subdomains: Vec<SubdomainId>,
-) -> Result<(), HostError> {
-    let path = session.home().bundle_path(domain);
-    let bundle = Unverified::<DomainBundle>::from_bytes(&session.home().bundle(domain)?)
-        .map_err(|e| HostError::corrupt(&path, e))?;
-    let cert = session.home().certificate(target, session.anchors())?;
-    let item = Deliver { bundle, recipient: cert.into(), subdomains: subdomains.clone() };
-    let out = session.call_one(m, item)?;
-    let anchor = *session.anchors().for_type(target.box_type());
-    let record = check(session, m, "process record", out.record, &anchor)?;
-    session.call_one(target, InstallProcess { delivery: out.delivery })?;
-    session.home().write_process(&record)?;
-    let presented: Vec<ShareRef> =
-        session.presented(m).into_iter().chain(session.presented(target)).collect();
-    sign_transcript(
-        session,
-        m,
-        Transcript {
-            ceremony: "install-process".into(),
-            conducted_by: m,
-            subject: Some(target),
-            domain: Some(domain.clone()),
-            shares_presented: presented,
-            anchors: session.anchors().fingerprint(),
-            shares_written: Vec::new(),
-            outcome: format!(
-                "{} process of {domain} installed in {target}{}",
-                target.box_type().name(),
-                if subdomains.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        " serving {}",
-                        subdomains.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
-                    )
+impl<'l, S: Store> Ceremonies<'l, S> {
+    /// Opens the ceremonies of the home `lock` holds on its archive `store`: loads what the
+    /// home trusts (refusing an archive of another installation).
+    pub async fn open(lock: &'l HomeLock, store: S) -> Result<Self, HostError> {
+        let trust = Trust::load(lock.home(), &store).await?;
+        let session = Session::new(lock.home(), lock.wait());
+        Ok(Self { lock, store, trust, session })
+    }
+
+    /// The archive.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// What the home trusts.
+    pub fn trust(&self) -> &Trust {
+        &self.trust
+    }
+
+    /// The boxes enabled so far.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// Enables box `id` from its shares in `shares_dir` (see [`enable`]).
+    pub async fn enable(&mut self, id: BoxId, shares_dir: &Path) -> Result<(), HostError> {
+        enable(&mut self.session, &self.store, &self.trust, id, shares_dir).await
+    }
+
+    /// Checks the processes an operator asks for before any box is asked anything: each domain
+    /// once and known to the archive (its bundle verified), no process of it in `target` yet,
+    /// sub-domains only for a Brass box and each of one of the domains. Returns each domain with
+    /// the sub-domains its process serves (a Brass box: those given of it, else all of it).
+    pub async fn plan_processes(
+        &self,
+        target: Option<BoxId>,
+        box_type: BoxType,
+        domains: &[DomainId],
+        subdomains: &[SubdomainId],
+    ) -> Result<Vec<(DomainId, Vec<SubdomainId>)>, HostError> {
+        let invalid = |why: String| HostError::from(Usage::InvalidArgument(why));
+        if box_type != BoxType::Brass && !subdomains.is_empty() {
+            return Err(invalid(format!(
+                "a {box_type} process serves no sub-domains: --subdomain is for Brass boxes"
+            )));
+        }
+        let mut plan: Vec<(DomainId, Vec<SubdomainId>)> = Vec::new();
+        for domain in domains {
+            if plan.iter().any(|(d, _)| d == domain) {
+                return Err(invalid(format!("--domain {domain} is given twice")));
+            }
+            let bundle = crate::archive::bundle(&self.store, &self.trust, domain).await?;
+            if let Some(target) = target {
+                let processes = self.store.domain_processes(target).await?;
+                if processes.iter().any(|p| &p.domain == domain) {
+                    return Err(
+                        Usage::ProcessExists { box_id: target, domain: domain.clone() }.into()
+                    );
                 }
-            ),
-        },
-    )?;
-    Ok(())
+            }
+            let all = &bundle.body().subdomains;
+            let given: Vec<SubdomainId> =
+                subdomains.iter().filter(|s| s.domain() == domain).cloned().collect();
+            if let Some(unknown) = given.iter().find(|s| !all.contains(s)) {
+                return Err(invalid(format!("{unknown} is not a sub-domain of {domain}")));
+            }
+            let served = match box_type {
+                BoxType::Brass if given.is_empty() => all.clone(),
+                BoxType::Brass => given,
+                _ => Vec::new(),
+            };
+            plan.push((domain.clone(), served));
+        }
+        if let Some(stray) = subdomains.iter().find(|s| !domains.contains(s.domain())) {
+            return Err(invalid(format!("{stray} is of none of the domains given with --domain")));
+        }
+        Ok(plan)
+    }
+
+    /// Locks every box enabled: their keys are zeroized.
+    pub fn close(self) {
+        self.session.lock();
+    }
+
+    /// Creates a domain in manufacturing box `m` (enabled), copies it to every other
+    /// manufacturing box enabled (SPEC §7.2 item 5), and records it in the archive.
+    pub async fn create_domain(
+        &mut self,
+        m: BoxId,
+        domain: DomainId,
+        kind: DomainKind,
+        subdomains: Vec<SubdomainId>,
+    ) -> Result<DomainReport, HostError> {
+        self.lock.exclusive()?;
+        let (store, trust, session) = (&self.store, &self.trust, &mut self.session);
+        if store.domain(&domain).await?.is_some() {
+            return Err(Usage::DomainExists(domain).into());
+        }
+        let now = clock::now();
+        let item = CreateDomain { domain: domain.clone(), kind, subdomains: subdomains.clone() };
+        let bundle = session.call_one(m, item)?;
+        let bundle: Verified<DomainBundle> =
+            check(session, m, "domain bundle", bundle, &trust.dks_key())?;
+        let boxes = manufacturing_boxes(session);
+        for other in boxes.iter().filter(|b| **b != m) {
+            session.call_one(*other, AdoptDomain { bundle: bundle.clone().into() })?;
+        }
+        let identity = crate::archive::certificate(store, trust, m).await?.body().identity;
+        let transcript = sign_transcript(
+            session,
+            m,
+            &identity,
+            Transcript {
+                ceremony: "create-domain".into(),
+                conducted_by: m,
+                subject: None,
+                domain: Some(domain.clone()),
+                shares_presented: session.presented(m),
+                anchors: trust.anchors.fingerprint(),
+                shares_written: Vec::new(),
+                outcome: format!(
+                    "domain {domain} ({}) created with {} sub-domains",
+                    kind.name(),
+                    subdomains.len()
+                ),
+            },
+        )?;
+        let actor = Sender::Box(m);
+        let changes = Changes {
+            domains: vec![NewDomain { id: domain.clone(), time: now, actor: actor.clone() }],
+            subdomains: subdomains
+                .iter()
+                .map(|s| NewSubdomain { id: s.clone(), time: now, actor: actor.clone() })
+                .collect(),
+            bundles: vec![NewBundle {
+                domain: domain.clone(),
+                version: 1,
+                created_by: m,
+                bundle: signed(&bundle),
+                time: now,
+            }],
+            versions: versions(session, &boxes),
+            transcripts: vec![transcript],
+            ..Changes::default()
+        };
+        store.apply(&changes).await?;
+        Ok(DomainReport { domain, kind: kind.name(), subdomains, manufacturing_boxes: boxes })
+    }
+
+    /// Manufactures a box of `box_type` with manufacturing box `m` (SPEC §7.2 item 3) and records it
+    /// in the archive; the new box stays enabled. A new manufacturing box also receives its kit and
+    /// adopts every domain of the archive.
+    pub async fn manufacture(
+        &mut self,
+        m: BoxId,
+        box_type: BoxType,
+        media: &Path,
+        policy: SharePolicy,
+        confirmed: Option<&str>,
+    ) -> Result<ManufactureReport, HostError> {
+        self.lock.exclusive()?;
+        let (store, trust, session) = (&self.store, &self.trust, &mut self.session);
+        // Every check before the manufacturing box is asked anything: a refused command uses up no
+        // box ID.
+        if !policy.is_valid() {
+            return Err(Usage::InvalidArgument(format!(
+                "shares {}-of-{}: a box's shares must be k-of-n with 2 ≤ k ≤ n ≤ {}",
+                policy.threshold,
+                policy.count,
+                postkey_secrets::shares::MAX_SHARES
+            ))
+            .into());
+        }
+        media_dir(media)?;
+        let now = clock::now();
+        let blank = BlankBox::new(trust.anchors.clone(), generator("blank box")?).map_err(|e| {
+            let refusal = e.to_refusal();
+            session.log(postkey_wire::UNINITIALIZED_BOX, &refusal);
+            HostError::refused(postkey_wire::UNINITIALIZED_BOX, refusal)
+        })?;
+        let fingerprint = blank.anchors().fingerprint();
+        // SPEC §7.2 item 1: the operators confirm the fingerprint of the anchors the blank box holds.
+        confirm_fingerprint(session, blank.anchors(), confirmed)?;
+        let offer = blank.offer(now);
+        let set_id = session.call_one(m, IssueSetId { offer, box_type })?;
+        let mut init = blank.accept(set_id, policy, now).map_err(|r| {
+            let refusal = r.error.to_refusal();
+            session.log(postkey_wire::UNINITIALIZED_BOX, &refusal);
+            HostError::refused(postkey_wire::UNINITIALIZED_BOX, refusal)
+        })?;
+        let id = init.secure_box.id();
+        // An ID the archive knows, or a state already in the home, is given a second time: only a
+        // manufacturing box restored from an older state does that. Alarm, and nothing is written.
+        if store.box_record(id).await?.is_some() || session.home().store().exists(id) {
+            let refusal = Refusal::new(
+                ResponseCode::STATE_ROLLBACK,
+                format!(
+                    "alarm: {m} gave the ID {id} a second time (its state was put back); nothing \
+                     was written"
+                ),
+            );
+            session.log(m, &refusal);
+            return Err(HostError::refused(m, refusal));
+        }
+        // The sealed state goes to disk before its shares exist anywhere: a crash in between leaves
+        // an unusable box, never shares of a state that was lost.
+        let mut share_files = Vec::new();
+        let keys = init.keys.clone();
+        let shares = std::mem::take(&mut init.shares);
+        session.adopt(init.secure_box, Vec::new())?;
+        for share in &shares {
+            share_files.push(session.home().write_share(media, share)?);
+        }
+        let cert = session.call_one(m, Certify { keys: keys.into() })?;
+        let anchor = *trust.anchors.for_type(box_type);
+        let cert = check(session, m, "certificate", cert, &anchor)?;
+        session.call_one(id, InstallCertificate { certificate: cert.clone().into() })?;
+        if box_type == BoxType::Manufacturing {
+            let kit = session.call_one(m, IssueKit { recipient: cert.clone().into() })?;
+            session.call_one(id, InstallKit { kit })?;
+            for domain in store.domains().await? {
+                let bundle = crate::archive::bundle(store, trust, &domain.id).await?;
+                session.call_one(id, AdoptDomain { bundle: bundle.into() })?;
+            }
+        }
+        let identity = crate::archive::certificate(store, trust, m).await?.body().identity;
+        let transcript = sign_transcript(
+            session,
+            m,
+            &identity,
+            Transcript {
+                ceremony: "manufacture-box".into(),
+                conducted_by: m,
+                subject: Some(id),
+                domain: None,
+                shares_presented: session.presented(m),
+                anchors: fingerprint,
+                shares_written: shares.first().map(|s| vec![s.body().set]).unwrap_or_default(),
+                outcome: format!(
+                    "{id} initialized and certified; operation combination split {}-of-{}; anchors \
+                 fingerprint {} by the operators",
+                    policy.threshold,
+                    policy.count,
+                    if confirmed.is_some() { "confirmed" } else { "shown" }
+                ),
+            },
+        )?;
+        let version = session.version(id).unwrap_or_default();
+        let changes = Changes {
+            boxes: vec![new_box(&cert, version, now)],
+            versions: versions(session, &[m]),
+            transcripts: vec![transcript],
+            ..Changes::default()
+        };
+        // Refused here, the box's ID is one the audit chain holds already: an alarm, logged.
+        store.apply(&changes).await.map_err(|e| session.logged(m, e.into()))?;
+        Ok(ManufactureReport { id, box_type, share_files, anchors_fingerprint: fingerprint })
+    }
+
+    /// Makes a process of `domain` in box `target` (SPEC §7.2 item 4), both enabled, and records
+    /// it in the archive; a Brass process serves `subdomains`.
+    pub async fn install_process(
+        &mut self,
+        m: BoxId,
+        target: BoxId,
+        domain: &DomainId,
+        subdomains: Vec<SubdomainId>,
+    ) -> Result<(), HostError> {
+        self.lock.exclusive()?;
+        let (store, trust, session) = (&self.store, &self.trust, &mut self.session);
+        if store.domain_processes(target).await?.iter().any(|p| &p.domain == domain) {
+            return Err(Usage::ProcessExists { box_id: target, domain: domain.clone() }.into());
+        }
+        let now = clock::now();
+        let bundle = crate::archive::bundle(store, trust, domain).await?;
+        let cert = crate::archive::certificate(store, trust, target).await?;
+        let item = Deliver {
+            bundle: bundle.into(),
+            recipient: cert.into(),
+            subdomains: subdomains.clone(),
+        };
+        let out = session.call_one(m, item)?;
+        let anchor = *trust.anchors.for_type(target.box_type());
+        let record = check(session, m, "process record", out.record, &anchor)?;
+        session.call_one(target, InstallProcess { delivery: out.delivery })?;
+        let presented: Vec<ShareRef> =
+            session.presented(m).into_iter().chain(session.presented(target)).collect();
+        let identity = crate::archive::certificate(store, trust, m).await?.body().identity;
+        let transcript = sign_transcript(
+            session,
+            m,
+            &identity,
+            Transcript {
+                ceremony: "install-process".into(),
+                conducted_by: m,
+                subject: Some(target),
+                domain: Some(domain.clone()),
+                shares_presented: presented,
+                anchors: trust.anchors.fingerprint(),
+                shares_written: Vec::new(),
+                outcome: format!(
+                    "{} process of {domain} installed in {target}{}",
+                    target.box_type().name(),
+                    if subdomains.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            " serving {}",
+                            subdomains
+                                .iter()
+                                .map(ToString::to_string)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    }
+                ),
+            },
+        )?;
+        let changes = Changes {
+            processes: vec![NewDomainProcess {
+                box_id: target,
+                domain: domain.clone(),
+                subdomains,
+                record: signed(&record),
+                time: now,
+                actor: Sender::Box(m),
+            }],
+            versions: versions(session, &[m, target]),
+            transcripts: vec![transcript],
+            ..Changes::default()
+        };
+        store.apply(&changes).await?;
+        Ok(())
+    }
 }
 
 /// Checks one share file alone (SPEC §7.1): its signature under the owner's certified identity
 /// key and its owner. Returns what it says.
-pub fn check_share(home: &Home, bytes: &[u8]) -> Result<ShareReport, HostError> {
+pub async fn check_share(
+    home: &Home,
+    store: &impl Store,
+    bytes: &[u8],
+) -> Result<ShareReport, HostError> {
     let claimed = Unverified::<postkey_secrets::shares::ShareBody>::from_bytes(bytes)?;
     let owner = claimed.claimed_body().owner;
-    let anchors = home.anchors()?;
-    let cert = home.certificate(owner, &anchors)?;
+    let trust = Trust::load(home, store).await?;
+    let cert = crate::archive::certificate(store, &trust, owner).await?;
     let share = postkey_secrets::shares::check_share(bytes, &cert.body().identity, owner)
         .map_err(|e| HostError::refused(owner, postkey_box::BoxError::from(e).to_refusal()))?;
     let b = share.body();

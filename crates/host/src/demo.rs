@@ -5,9 +5,11 @@
 
 use postkey_wire::{BoxId, BoxType, DomainId, DomainKind, SubdomainId};
 
+use postkey_archive::Store;
+
+use crate::lock::HomeLock;
 use crate::{
-    BoxReport, DomainSummary, Home, HostError, InitReport, Session, SharePolicy, ceremony,
-    inventory,
+    BoxReport, Ceremonies, DomainSummary, HostError, InitReport, SharePolicy, ceremony, inventory,
 };
 
 /// What the demo did.
@@ -68,38 +70,50 @@ pub enum Progress {
     Meters(usize, usize),
 }
 
-/// Runs the demo in `home` (which must not be initialized yet) with `meters` meters: half get
-/// `VE` and `USPS` keys, half `VE` and `EARTH` keys. `progress` is told each step.
+/// Runs the demo in the home `lock` holds alone (which must not be initialized yet), on its
+/// SQLite archive, with `meters` meters: half get `VE` and `USPS` keys, half `VE` and `EARTH`
+/// keys. `progress` is told each step.
 pub async fn run(
-    home: &Home,
+    lock: &HomeLock,
+    meters: usize,
+    progress: impl FnMut(Progress),
+) -> Result<DemoReport, HostError> {
+    let store = crate::open_archive(lock.home()).await?;
+    run_on(lock, store, meters, progress).await
+}
+
+/// As [`run`], on another archive (a fresh PostgreSQL schema).
+pub async fn run_on<S: Store + Clone>(
+    lock: &HomeLock,
+    store: S,
     meters: usize,
     mut progress: impl FnMut(Progress),
 ) -> Result<DemoReport, HostError> {
-    let report = ceremonies(home, |s| progress(Progress::Step(s)))?;
-    let keys = install_meters(home, meters, &mut progress).await?;
+    let report = ceremonies(lock, store.clone(), |s| progress(Progress::Step(s))).await?;
+    let keys = install_meters(lock, store.clone(), meters, &mut progress).await?;
     // The archive now holds the transcripts and the error log (the factory moved them in).
-    use postkey_archive::Store as _;
-    let store = crate::open_archive(home).await?;
+    crate::archive::move_error_spool(lock.home(), &store).await?;
     let transcripts = store.transcripts(None).await?.len();
     let errors = store.error_log(&postkey_archive::ErrorLogQuery::latest(u32::MAX)).await?.len();
     Ok(DemoReport { keys, meters, transcripts, errors, ..report })
 }
 
-async fn install_meters(
-    home: &Home,
+async fn install_meters<S: Store>(
+    lock: &HomeLock,
+    store: S,
     meters: usize,
     progress: &mut impl FnMut(Progress),
 ) -> Result<Vec<KeyCount>, HostError> {
+    let home = lock.home();
     let (ve, usps, earth) =
         (DomainId::parse("VE")?, DomainId::parse("USPS")?, DomainId::parse("EARTH")?);
-    let mut factory =
-        crate::Factory::open(home, &home.media_dir(), &[ve.clone(), usps.clone(), earth.clone()])
-            .await?;
+    let domains = [ve.clone(), usps.clone(), earth.clone()];
+    let mut factory = crate::Factory::open_on(lock, store, &home.media_dir(), &domains).await?;
     let mut counts = std::collections::BTreeMap::<(String, String), usize>::new();
     let mut line = Vec::with_capacity(meters);
     for n in 1..=meters {
         let id = postkey_wire::MeterId::parse(&format!("PB1234-{n:06}"))?;
-        crate::new_meter(home, &id)?;
+        crate::new_meter(lock, &id)?;
         line.push((id, if n % 2 == 1 { usps.clone() } else { earth.clone() }));
     }
     progress(Progress::Meters(0, meters));
@@ -119,32 +133,31 @@ async fn install_meters(
 }
 
 /// The ceremonies of the demo.
-fn ceremonies(home: &Home, mut progress: impl FnMut(String)) -> Result<DemoReport, HostError> {
+async fn ceremonies(
+    lock: &HomeLock,
+    store: impl Store,
+    mut progress: impl FnMut(String),
+) -> Result<DemoReport, HostError> {
+    let home = lock.home();
     let media = home.media_dir();
     progress("first ceremony: M00000001, trust anchors, shares".into());
-    let init = ceremony::init(home, &media)?;
-    let mut session = Session::new(home)?;
+    let init = ceremony::init(lock, &store, &media).await?;
+    let mut c = Ceremonies::open(lock, store).await?;
     let m = BoxId::FIRST_MANUFACTURING;
-    session.enable(m, &media)?;
+    c.enable(m, &media).await?;
 
     let domains = demo_domains()?;
     for (domain, kind, subs) in &domains {
         progress(format!("domain {domain}"));
-        ceremony::create_domain(&mut session, m, domain.clone(), *kind, subs.clone())?;
+        c.create_domain(m, domain.clone(), *kind, subs.clone()).await?;
     }
 
     let fingerprint = init.anchors_fingerprint.to_string();
     let mut made = Vec::new();
     for t in [BoxType::Manufacturing, BoxType::Oak, BoxType::Steel, BoxType::Brass, BoxType::Tin] {
         progress(format!("manufacture a box of type {t}"));
-        let report = ceremony::manufacture(
-            &mut session,
-            m,
-            t,
-            &media,
-            SharePolicy::default_for(t),
-            Some(&fingerprint),
-        )?;
+        let report =
+            c.manufacture(m, t, &media, SharePolicy::default_for(t), Some(&fingerprint)).await?;
         made.push(report.id);
     }
     for id in made {
@@ -156,19 +169,21 @@ fn ceremonies(home: &Home, mut progress: impl FnMut(String)) -> Result<DemoRepor
                 _ => Vec::new(),
             };
             progress(format!("{id}: {} process of {domain}", id.box_type()));
-            ceremony::install_process(&mut session, m, id, domain, served)?;
+            c.install_process(m, id, domain, served).await?;
         }
         if id.box_type() == BoxType::Brass {
             progress(format!("{id}: brass process of ADMIN (audit key)"));
-            ceremony::install_process(&mut session, m, id, &DomainId::admin(), Vec::new())?;
+            c.install_process(m, id, &DomainId::admin(), vec![]).await?;
         }
     }
-    session.lock();
+    let domains = inventory::domains(c.store(), c.trust()).await?;
+    let boxes = inventory::boxes(c.store(), c.trust()).await?;
+    c.close();
     Ok(DemoReport {
         home: home.root().display().to_string(),
         init,
-        domains: inventory::domains(home)?,
-        boxes: inventory::boxes(home)?,
+        domains,
+        boxes,
         transcripts: 0,
         errors: 0,
         meters: 0,

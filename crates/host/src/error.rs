@@ -24,7 +24,8 @@ pub enum HostError {
     /// (SPEC §7.2 item 7). The box is refused before any command.
     #[error(
         "{box_id} presented state version {presented}, below {recorded}, the highest recorded: an \
-         old state was restored; the box is refused"
+         old state was restored; the box is refused (a box restored from backup on purpose is \
+         accepted again only by `postkey box rebaseline`)"
     )]
     Rollback {
         /// The box.
@@ -34,6 +35,13 @@ pub enum HostError {
         /// What it presented.
         presented: StateVersion,
     },
+    /// A re-baseline of a restored state that would let the box handle again what the archive
+    /// shows it handled after the backup was taken.
+    #[error("{0}")]
+    RebaselineRefused(String),
+    /// Another command holds the home or a box.
+    #[error(transparent)]
+    Busy(#[from] crate::lock::Busy),
     /// A command went to a box this session has not enabled.
     #[error("{0} is not enabled: present its shares to enable it")]
     Locked(BoxId),
@@ -48,6 +56,14 @@ pub enum HostError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The box or the archive belongs to another installation, or the archive's installation
+    /// does not verify against the home's trust anchors.
+    #[error("{0}")]
+    InstallationMismatch(String),
+    /// A record the archive holds does not verify against the trust anchors or the Domain Key
+    /// Set: the archive was altered.
+    #[error("the archive holds a record that does not verify: {0}")]
+    ArchiveRecord(String),
     /// The operating system's entropy source failed.
     #[error("the OS entropy source failed: {0}")]
     Entropy(String),
@@ -101,6 +117,17 @@ pub enum Usage {
         /// Its ID.
         key_id: postkey_wire::KeyId,
     },
+    /// A domain that exists already.
+    #[error("domain {0} exists already: see `postkey domain list`")]
+    DomainExists(DomainId),
+    /// A box that runs a process of the domain already.
+    #[error("{box_id} runs a process of {domain} already")]
+    ProcessExists {
+        /// The box.
+        box_id: BoxId,
+        /// The domain.
+        domain: DomainId,
+    },
     /// A meter that exists already.
     #[error("meter {0} exists already")]
     MeterExists(MeterId),
@@ -115,6 +142,19 @@ pub enum Usage {
         box_type: BoxType,
         /// The domains it must serve.
         domains: Vec<DomainId>,
+    },
+    /// A re-baseline of a box whose state is not behind the archive's.
+    #[error(
+        "{box_id} presents state version {presented}, not below {recorded}, the version the \
+         archive records: there is nothing to re-baseline"
+    )]
+    NotBehind {
+        /// The box.
+        box_id: BoxId,
+        /// The highest version recorded.
+        recorded: StateVersion,
+        /// What it presented.
+        presented: StateVersion,
     },
     /// An argument that parses but is not allowed.
     #[error("{0}")]
@@ -135,9 +175,11 @@ impl Usage {
             Self::UnknownBox(_) => ResponseCode::UNKNOWN_BOX,
             Self::UnknownMeter(_) => ResponseCode::UNKNOWN_METER,
             Self::MeterExists(_) => ResponseCode::ARCHIVE_DUPLICATE,
+            Self::DomainExists(_) => ResponseCode::DOMAIN_EXISTS,
+            Self::ProcessExists { .. } => ResponseCode::ARCHIVE_DUPLICATE,
             Self::UnknownKey { .. } => ResponseCode::ARCHIVE_NOT_FOUND,
             Self::NoBoxServes { .. } => ResponseCode::NO_BOX_SERVES,
-            Self::InvalidArgument(_) => ResponseCode::INVALID_ARGUMENT,
+            Self::InvalidArgument(_) | Self::NotBehind { .. } => ResponseCode::INVALID_ARGUMENT,
             Self::Input(e) => e.response_code(),
         }
     }
@@ -149,10 +191,14 @@ impl HostError {
         match self {
             Self::Usage(u) => u.response_code(),
             Self::Refused { refusal, .. } => refusal.code,
-            Self::Rollback { .. } => ResponseCode::STATE_ROLLBACK,
+            Self::Rollback { .. } | Self::RebaselineRefused(_) => ResponseCode::STATE_ROLLBACK,
+            Self::Busy(crate::lock::Busy::Home(_)) => ResponseCode::HOME_BUSY,
+            Self::Busy(crate::lock::Busy::Box(_)) => ResponseCode::BOX_IN_USE,
             Self::Locked(_) => ResponseCode::BOX_LOCKED,
             Self::Storage(_) => ResponseCode::STORAGE_FAILED,
             Self::Corrupt { .. } => ResponseCode::HOME_FILE_CORRUPT,
+            Self::InstallationMismatch(_) => ResponseCode::INSTALLATION_MISMATCH,
+            Self::ArchiveRecord(_) => ResponseCode::ARCHIVE_RECORD_INVALID,
             Self::Entropy(_) => ResponseCode::RNG_FAILURE,
             Self::Archive(e) => e.response_code(),
             Self::Kmc(e) => e.response_code(),

@@ -9,27 +9,23 @@ use postkey_meter::{Meter, SimulatedMeter};
 use postkey_secrets::rng::{BoxRng, OsEntropy};
 use postkey_wire::{BoxId, BoxType, DomainId, KeyId, MeterId, Nonce};
 
+use crate::archive::Trust;
 use crate::link::{EmbeddedBoxes, MeterLinks};
-use crate::{Home, HostError, Session, Usage, clock, register_in_archive};
+use crate::lock::HomeLock;
+use crate::{Home, HostError, Session, Usage, clock};
 
-/// Opens the home's archive and registers in it whatever the home's ceremonies made since.
-pub async fn open_archive(home: &Home) -> Result<SqliteStore, HostError> {
-    let store = SqliteStore::open(home.root().join("archive.db")).await?;
-    register_in_archive(home, &store).await?;
-    Ok(store)
-}
-
-/// Makes a simulated meter: its transport key from a fresh generator, its state in the home.
-pub fn new_meter(home: &Home, id: &MeterId) -> Result<(), HostError> {
-    if home.load_meter(id).is_ok() {
-        return Err(Usage::MeterExists(id.clone()).into());
-    }
+/// Makes a simulated meter: its transport key from a fresh generator, its state in an
+/// initialized home (a meter that exists already is refused, also against a concurrent
+/// `meter new`).
+pub fn new_meter(lock: &HomeLock, id: &MeterId) -> Result<(), HostError> {
+    let home = lock.home();
+    home.anchors()?;
     let personalization = format!("postkey meter {id} {}", clock::now().unix_micros());
     let mut rng = BoxRng::instantiate(OsEntropy, personalization.as_bytes())
         .map_err(|e| HostError::Entropy(e.to_string()))?;
     let meter =
         Meter::manufacture(id.clone(), &mut rng).map_err(|e| HostError::Entropy(e.to_string()))?;
-    home.save_meter(&meter)
+    home.create_meter(&meter)
 }
 
 /// The boxes that serve an installation: the first registered Oak, Steel and Brass boxes with a
@@ -100,34 +96,34 @@ pub struct Factory<S = SqliteStore> {
 
 impl Factory {
     /// Opens the home's SQLite archive, enables the line's boxes from `shares_dir`, and runs
-    /// the KMC's state-version check on each before anything else; a Steel box's interrupted
+    /// the KMC's state check on each before anything else; a Steel box's interrupted
     /// installations are then aborted and their keys made `Bad`.
     pub async fn open(
-        home: &Home,
+        lock: &HomeLock,
         shares_dir: &std::path::Path,
         domains: &[DomainId],
     ) -> Result<Self, HostError> {
-        let store = SqliteStore::open(home.root().join("archive.db")).await?;
-        Factory::open_on(home, store, shares_dir, domains).await
+        let store = crate::archive::open_archive(lock.home()).await?;
+        Factory::open_on(lock, store, shares_dir, domains).await
     }
 }
 
 impl<S: Store> Factory<S> {
-    /// As [`Factory::open`], on another archive (PostgreSQL), in which the home's ceremonies
-    /// are registered first.
+    /// As [`Factory::open`], on another archive (PostgreSQL) that the home's ceremonies wrote.
     pub async fn open_on(
-        home: &Home,
+        lock: &HomeLock,
         store: S,
         shares_dir: &std::path::Path,
         domains: &[DomainId],
     ) -> Result<Self, HostError> {
-        register_in_archive(home, &store).await?;
+        let home = lock.home();
+        let trust = Trust::load(home, &store).await?;
         let line = line_for(&store, domains).await?;
-        let kmc = Kmc::new(store, home.domain_key_set_key()?, InstallConfig::default());
-        let mut session = Session::new(home)?;
+        let mut session = Session::new(home, lock.wait());
         for b in [line.oak, line.steel, line.brass] {
-            session.enable(b, shares_dir)?;
+            crate::ceremony::enable(&mut session, &store, &trust, b, shares_dir).await?;
         }
+        let kmc = Kmc::new(store, trust.dks_key(), trust.installation, InstallConfig::default());
         let boxes = EmbeddedBoxes::new(session, MeterLinks::default());
         for b in [line.oak, line.steel, line.brass] {
             let nonce = Nonce(crate::session::os_nonce()?);
@@ -231,7 +227,7 @@ impl<S: Store> Factory<S> {
         }
         ran.map_err(|e| kmc_error(&self.home, e))?;
         // The run's refusals, spooled as they happened, go into the archive's error log.
-        crate::registry::move_error_spool(&self.home, self.kmc.store()).await?;
+        crate::archive::move_error_spool(&self.home, self.kmc.store()).await?;
         Ok(reports)
     }
 

@@ -1,32 +1,35 @@
-//! The postkey home: the box host's own files (sealed box states, certificates, domain bundles
-//! and process records the boxes need when they are enabled, the highest state version of each
-//! box) and the spool of what the KMC keeps in the archive: ceremony transcripts and the error
-//! log are written here first, durably, and moved into the archive whenever the KMC opens it
-//! ([`crate::register_in_archive`]).
+//! The postkey home: the files the box host keeps beside the archive. The archive (SQLite in the
+//! home by default, or PostgreSQL) holds everything public about boxes, domains, keys, ceremonies
+//! and the audit trail; the home holds what must stay with the boxes' host: their sealed states,
+//! the trust anchors, the meters of the simulation, the error-log spool and the locks.
 //!
 //! ```text
+//!  <home>/.lock                  the home lock (one ceremony at a time; see `lock.rs`)
+//!  <home>/locks/<ID>.lock        box locks (one command per box)
+//!  <home>/locks/errors*.lock     the error-log spool's locks (appending, moving)
 //!  <home>/trust-anchors.cbor     the five startup public keys (also on the media)
 //!  <home>/archive.db             the SQLite archive (embedded default)
-//!  <home>/boxes/<ID>.state       sealed box states        <ID>.cert  certificates
-//!  <home>/boxes/<ID>.<DOMAIN>.process   signed domain-process records
-//!  <home>/versions/<ID>          the highest state version recorded for a box
-//!  <home>/domains/<DOMAIN>.bundle       domain key bundles (sealed and signed)
-//!  <home>/transcripts/NNNN-<ceremony>.transcript   signed ceremony transcripts (kept; copied
-//!                                into the archive once)
-//!  <home>/errors.log             the error-log spool, one JSON object per line (moved into the
-//!                                archive, then removed)
+//!  <home>/boxes/<ID>.state       sealed box states
+//!  <home>/meters/<ID>.meter      simulated meters (simulation only: SECURITY.md)
 //!  <home>/media/                 share files (simulation only: SECURITY.md)
+//!  <home>/errors.log             the error-log spool, one JSON object per line, moved into the
+//!                                archive at the end of each command
+//!  <home>/init.journal           the files an unfinished first ceremony wrote, removed by the
+//!                                next attempt
 //! ```
+//!
+//! Directories are made 0700 and files with secrets 0600, whatever the umask; every file is read
+//! bounded and only if it is a regular file.
 
-use std::fs::{self, OpenOptions};
+use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
-use postkey_box::runtime::{BoxStore, StorageError, write_atomic};
+use postkey_box::runtime::{BoxStore, ReadError, StorageError, read_bounded, write_atomic};
 use postkey_secrets::shares::ShareBody;
 use postkey_wire::{
-    BoxId, DomainBundle, DomainId, ProcessRecord, ResponseCode, SharePurpose, StateVersion,
-    Timestamp, TrustAnchors, Unverified, Verified, codec,
+    BoxId, MeterId, ResponseCode, SharePurpose, Timestamp, TrustAnchors, Verified, codec,
 };
 
 use crate::{HostError, Usage};
@@ -47,18 +50,42 @@ pub struct ErrorEntry {
     pub message: String,
 }
 
+/// The largest share file read (a share envelope is a few hundred bytes).
+const MAX_SHARE_FILE: u64 = 16 * 1024;
+/// The largest trust-anchors file read.
+const MAX_ANCHORS_FILE: u64 = 4096;
+/// The largest simulated meter file read.
+const MAX_METER_FILE: u64 = 4096;
+/// The largest error-log spool read at once.
+const MAX_SPOOL: u64 = 256 * 1024 * 1024;
+/// The largest first-ceremony journal read.
+const MAX_JOURNAL: u64 = 64 * 1024;
+
+pub(crate) fn storage(what: &'static str, path: &Path, source: std::io::Error) -> HostError {
+    HostError::Storage(StorageError { what, path: path.to_path_buf(), source })
+}
+
+/// A bounded read of a file of the home that must exist.
+fn read(path: &Path, max: u64) -> Result<Vec<u8>, HostError> {
+    read_bounded(path, max).map_err(|e| match e {
+        ReadError::Storage(s) => HostError::Storage(s),
+        other => HostError::corrupt(path, other),
+    })
+}
+
+/// Makes `dir` and its parents, 0700.
+pub(crate) fn make_dir(dir: &Path) -> Result<(), HostError> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| storage("creating", dir, e))
+}
+
 /// A postkey home directory.
 #[derive(Debug, Clone)]
 pub struct Home {
     root: PathBuf,
-}
-
-fn storage(what: &'static str, path: &Path, source: std::io::Error) -> HostError {
-    HostError::Storage(StorageError { what, path: path.to_path_buf(), source })
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, HostError> {
-    fs::read(path).map_err(|e| storage("reading", path, e))
 }
 
 impl Home {
@@ -72,6 +99,11 @@ impl Home {
         &self.root
     }
 
+    /// Whether the directory exists.
+    pub fn exists(&self) -> bool {
+        self.root.is_dir()
+    }
+
     /// The default removable-media directory of the simulation.
     pub fn media_dir(&self) -> PathBuf {
         self.root.join("media")
@@ -82,13 +114,13 @@ impl Home {
         BoxStore::new(self.root.join("boxes"))
     }
 
-    fn anchors_path(&self) -> PathBuf {
-        self.root.join("trust-anchors.cbor")
+    /// The SQLite archive of the embedded default.
+    pub fn archive_path(&self) -> PathBuf {
+        self.root.join("archive.db")
     }
 
-    /// Whether the first ceremony ran here.
-    pub fn is_initialized(&self) -> bool {
-        self.anchors_path().exists() || self.store().exists(BoxId::FIRST_MANUFACTURING)
+    fn anchors_path(&self) -> PathBuf {
+        self.root.join("trust-anchors.cbor")
     }
 
     /// The trust anchors.
@@ -97,46 +129,53 @@ impl Home {
         if !path.exists() {
             return Err(Usage::NotInitialized(self.root.clone()).into());
         }
-        codec::from_bytes(&read(&path)?, 4096).map_err(|e| HostError::corrupt(&path, e))
+        codec::from_bytes(&read(&path, MAX_ANCHORS_FILE)?, MAX_ANCHORS_FILE as usize)
+            .map_err(|e| HostError::corrupt(&path, e))
     }
 
-    pub(crate) fn write_anchors(&self, anchors: &TrustAnchors) -> Result<(), HostError> {
-        let bytes = codec::to_bytes(anchors);
-        write_atomic(&self.anchors_path(), &bytes, 0o644)?;
-        Ok(write_atomic(&self.media_dir().join("trust-anchors.cbor"), &bytes, 0o644)?)
-    }
-
-    fn dks_path(&self) -> PathBuf {
-        self.root.join("domain-key-set.key")
-    }
-
-    pub(crate) fn write_domain_key_set_key(
+    /// Writes the trust anchors to the home and beside the shares on the media. Returns the
+    /// paths written.
+    pub(crate) fn write_anchors(
         &self,
-        key: &postkey_crypto::VerifyingKey,
-    ) -> Result<(), HostError> {
-        Ok(write_atomic(&self.dks_path(), &key.to_bytes(), 0o644)?)
+        anchors: &TrustAnchors,
+        media: &Path,
+    ) -> Result<Vec<PathBuf>, HostError> {
+        let bytes = codec::to_bytes(anchors);
+        let paths = vec![self.anchors_path(), media.join("trust-anchors.cbor")];
+        for p in &paths {
+            write_atomic(p, &bytes, 0o644)?;
+        }
+        Ok(paths)
     }
 
-    /// The Domain Key Set's authentication (public) key, written by the first ceremony: domain
-    /// bundles are signed with it.
-    pub fn domain_key_set_key(&self) -> Result<postkey_crypto::VerifyingKey, HostError> {
-        let path = self.dks_path();
-        let bytes: [u8; 32] =
-            read(&path)?.try_into().map_err(|_| HostError::corrupt(&path, "not 32 bytes"))?;
-        postkey_crypto::VerifyingKey::from_bytes(&bytes)
-            .map_err(|_| HostError::corrupt(&path, "not an Ed25519 public key"))
+    /// Whether the home holds trust anchors or sealed box states.
+    pub(crate) fn has_installation_files(&self) -> Result<bool, HostError> {
+        Ok(self.anchors_path().exists() || !self.store().list()?.is_empty())
     }
 
     fn meters_dir(&self) -> PathBuf {
         self.root.join("meters")
     }
 
-    fn meter_path(&self, id: &postkey_wire::MeterId) -> PathBuf {
+    fn meter_path(&self, id: &MeterId) -> PathBuf {
         self.meters_dir().join(format!("{id}.meter"))
     }
 
-    /// Writes a simulated meter's state (SPEC §12: the simulator keeps its keys in a file under
-    /// the home, mode 0600; a real meter keeps them in its secure element).
+    /// Writes a new simulated meter's state, refusing a meter that exists already (SPEC §12: the
+    /// simulator keeps its keys in a file under the home, mode 0600; a real meter keeps them in
+    /// its secure element).
+    pub fn create_meter(&self, meter: &postkey_meter::Meter) -> Result<(), HostError> {
+        let path = self.meter_path(meter.id());
+        match postkey_box::runtime::create_durable(&path, &meter.to_simulator_file(), 0o600) {
+            Ok(()) => Ok(()),
+            Err(e) if e.source.kind() == std::io::ErrorKind::AlreadyExists => {
+                Err(Usage::MeterExists(meter.id().clone()).into())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Writes a simulated meter's state.
     pub fn save_meter(&self, meter: &postkey_meter::Meter) -> Result<(), HostError> {
         Ok(write_atomic(&self.meter_path(meter.id()), &meter.to_simulator_file(), 0o600)?)
     }
@@ -153,46 +192,18 @@ impl Home {
             .collect();
         let files: Vec<(String, &[u8])> =
             images.iter().map(|(n, b)| (n.clone(), b.as_slice())).collect();
+        make_dir(&self.meters_dir())?;
         Ok(postkey_box::runtime::write_atomic_many(&self.meters_dir(), &files, 0o600)?)
     }
 
     /// A simulated meter's state.
-    pub fn load_meter(
-        &self,
-        id: &postkey_wire::MeterId,
-    ) -> Result<postkey_meter::Meter, HostError> {
+    pub fn load_meter(&self, id: &MeterId) -> Result<postkey_meter::Meter, HostError> {
         let path = self.meter_path(id);
         if !path.exists() {
             return Err(Usage::UnknownMeter(id.clone()).into());
         }
-        let bytes = zeroize::Zeroizing::new(read(&path)?);
+        let bytes = zeroize::Zeroizing::new(read(&path, MAX_METER_FILE)?);
         postkey_meter::Meter::from_simulator_file(&bytes).map_err(|e| HostError::corrupt(&path, e))
-    }
-
-    fn version_path(&self, id: BoxId) -> PathBuf {
-        self.root.join("versions").join(id.to_string())
-    }
-
-    /// The highest state version recorded for `id`.
-    pub fn recorded_version(&self, id: BoxId) -> Result<Option<StateVersion>, HostError> {
-        let path = self.version_path(id);
-        if !path.exists() {
-            return Ok(None);
-        }
-        let text = String::from_utf8_lossy(&read(&path)?).trim().to_owned();
-        text.parse()
-            .map(|v| Some(StateVersion(v)))
-            .map_err(|_| HostError::corrupt(&path, "not a version number"))
-    }
-
-    /// Records `version` as the highest seen for `id`; a lower one is refused.
-    pub(crate) fn record_version(&self, id: BoxId, version: StateVersion) -> Result<(), HostError> {
-        if let Some(recorded) = self.recorded_version(id)?
-            && version < recorded
-        {
-            return Err(HostError::Rollback { box_id: id, recorded, presented: version });
-        }
-        Ok(write_atomic(&self.version_path(id), version.0.to_string().as_bytes(), 0o644)?)
     }
 
     /// Appends a line to the error log, durably.
@@ -227,12 +238,23 @@ impl Home {
             text.push('\n');
         }
         let path = self.root.join("errors.log");
-        fs::create_dir_all(&self.root).map_err(|e| storage("creating", &self.root, e))?;
+        make_dir(&self.root)?;
+        let _spool = self.lock_spool(false)?;
+        // Never a FIFO to block on, a link to follow, or anything but a regular file to write.
+        let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
         let mut f = OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
+            .custom_flags(flags.bits() as i32)
             .open(&path)
             .map_err(|e| storage("opening", &path, e))?;
+        let regular =
+            f.metadata().map(|m| m.is_file()).map_err(|e| storage("reading", &path, e))?;
+        if !regular {
+            let e = std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file");
+            return Err(storage("writing", &path, e));
+        }
         f.write_all(text.as_bytes())
             .and_then(|()| f.sync_all())
             .map_err(|e| storage("writing", &path, e))
@@ -252,7 +274,9 @@ impl Home {
     pub(crate) fn take_error_spool(&self) -> Result<Vec<ErrorEntry>, HostError> {
         let taken = self.root.join(INGESTING);
         let current = self.root.join("errors.log");
-        if !taken.exists() && current.exists() {
+        let there = |p: &Path| fs::symlink_metadata(p).is_ok();
+        if !there(&taken) && there(&current) {
+            let _spool = self.lock_spool(true)?;
             fs::rename(&current, &taken).map_err(|e| storage("renaming", &current, e))?;
         }
         read_spool(&taken)
@@ -260,74 +284,23 @@ impl Home {
 
     /// The spool taken by [`Self::take_error_spool`] is in the archive: removed.
     pub(crate) fn spool_moved(&self) -> Result<(), HostError> {
-        let taken = self.root.join(INGESTING);
-        match fs::remove_file(&taken) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(storage("removing", &taken, e)),
-        }
+        remove_if_there(&self.root.join(INGESTING))
     }
 
-    /// The signed ceremony transcripts written here, in the order written.
-    pub(crate) fn transcripts(&self) -> Result<Vec<Verified<postkey_wire::Transcript>>, HostError> {
-        let dir = self.root.join("transcripts");
-        let mut paths: Vec<PathBuf> = match fs::read_dir(&dir) {
-            Ok(d) => d.filter_map(|e| e.ok().map(|e| e.path())).collect(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(storage("reading", &dir, e)),
-        };
-        paths.retain(|p| p.extension().is_some_and(|x| x == "transcript"));
-        paths.sort();
-        let anchors = self.anchors()?;
-        paths
-            .iter()
-            .map(|p| {
-                // Signed by the identity key of the box that conducted the ceremony.
-                let t = Unverified::<postkey_wire::Transcript>::from_bytes(&read(p)?)
-                    .map_err(|e| HostError::corrupt(p, e))?;
-                let signer = t.claimed_body().conducted_by;
-                let cert = self.certificate(signer, &anchors)?;
-                t.verify(&cert.body().identity).map_err(|e| HostError::corrupt(p, e))
-            })
-            .collect()
-    }
-}
-
-/// The error-log spool being moved into the archive.
-const INGESTING: &str = "errors.log.moving";
-
-fn read_spool(path: &Path) -> Result<Vec<ErrorEntry>, HostError> {
-    if !path.exists() {
-        return Ok(Vec::new());
-    }
-    let text = String::from_utf8_lossy(&read(path)?).into_owned();
-    text.lines().map(|l| serde_json::from_str(l).map_err(|e| HostError::corrupt(path, e))).collect()
-}
-
-impl Home {
     /// Writes a share file to `media` (mode 0600) and returns its path.
     pub(crate) fn write_share(
         &self,
         media: &Path,
         share: &Verified<ShareBody>,
     ) -> Result<PathBuf, HostError> {
-        let b = share.body();
-        let set = b.set.to_string();
-        let name = format!(
-            "{}-{}-{}-{}of{}.share",
-            b.owner,
-            b.purpose.name(),
-            &set[..8],
-            b.index,
-            b.count
-        );
-        let path = media.join(name);
+        let path = media.join(share_file_name(share));
         write_atomic(&path, share.as_bytes(), 0o600)?;
         Ok(path)
     }
 
-    /// The operation-combination share files of `id` found in `dir`.
-    pub fn share_files(&self, dir: &Path, id: BoxId) -> Result<Vec<Vec<u8>>, HostError> {
+    /// The operation-combination share files of `id` found in `dir`, by name: regular files only,
+    /// each read bounded (a FIFO or a huge file named like a share is refused, never waited on).
+    pub fn share_files(&self, dir: &Path, id: BoxId) -> Result<Vec<(String, Vec<u8>)>, HostError> {
         let prefix = format!("{id}-{}-", SharePurpose::OperationCombination.name());
         let mut files = Vec::new();
         let entries = match fs::read_dir(dir) {
@@ -341,105 +314,120 @@ impl Home {
             let entry = entry.map_err(|e| storage("reading", dir, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with(&prefix) && name.ends_with(".share") {
-                files.push((name, read(&entry.path())?));
+                files.push((name, read_share_file(&entry.path())?));
             }
         }
         files.sort();
-        Ok(files.into_iter().map(|(_, b)| b).collect())
+        Ok(files)
     }
 
-    pub(crate) fn bundle_path(&self, domain: &DomainId) -> PathBuf {
-        self.root.join("domains").join(format!("{domain}.bundle"))
+    fn journal_path(&self) -> PathBuf {
+        self.root.join("init.journal")
     }
 
-    pub(crate) fn write_bundle(&self, bundle: &Verified<DomainBundle>) -> Result<(), HostError> {
-        Ok(write_atomic(&self.bundle_path(&bundle.body().domain), bundle.as_bytes(), 0o644)?)
+    /// Records the files a first ceremony is about to write, durably, before it writes them.
+    pub(crate) fn write_journal(&self, paths: &[PathBuf]) -> Result<(), HostError> {
+        let text: String = paths.iter().map(|p| format!("{}\n", p.display())).collect();
+        Ok(write_atomic(&self.journal_path(), text.as_bytes(), 0o600)?)
     }
 
-    /// A domain's bundle file (sealed and signed; checked by the manufacturing box that uses it).
-    pub fn bundle(&self, domain: &DomainId) -> Result<Vec<u8>, HostError> {
-        let path = self.bundle_path(domain);
+    /// Removes what an unfinished first ceremony wrote (the files its journal lists), then the
+    /// journal. Nothing is removed without a journal.
+    pub(crate) fn undo_unfinished_init(&self) -> Result<(), HostError> {
+        let path = self.journal_path();
         if !path.exists() {
-            return Err(Usage::UnknownDomain(domain.clone()).into());
+            return Ok(());
         }
-        read(&path)
-    }
-
-    /// Every domain with a bundle here, decoded (not verified: the Domain Key Set's public key
-    /// is checked by a manufacturing box when the bundle is used).
-    pub fn domains(&self) -> Result<Vec<Unverified<DomainBundle>>, HostError> {
-        let dir = self.root.join("domains");
-        let mut out = Vec::new();
-        let Ok(entries) = fs::read_dir(&dir) else { return Ok(out) };
-        let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        paths.sort();
-        for path in paths.into_iter().filter(|p| p.extension().is_some_and(|e| e == "bundle")) {
-            out.push(
-                Unverified::<DomainBundle>::from_bytes(&read(&path)?)
-                    .map_err(|e| HostError::corrupt(&path, e))?,
-            );
+        let text = String::from_utf8_lossy(&read(&path, MAX_JOURNAL)?).into_owned();
+        for line in text.lines().filter(|l| !l.is_empty()) {
+            remove_if_there(Path::new(line))?;
         }
-        Ok(out)
+        remove_if_there(&path)
     }
 
-    pub(crate) fn write_process(&self, record: &Verified<ProcessRecord>) -> Result<(), HostError> {
-        let b = record.body();
-        let path = self.root.join("boxes").join(format!("{}.{}.process", b.box_id, b.domain));
-        Ok(write_atomic(&path, record.as_bytes(), 0o644)?)
-    }
-
-    /// The domain-process records of box `id`, checked against the trust anchors.
-    pub fn processes(&self, id: BoxId) -> Result<Vec<Verified<ProcessRecord>>, HostError> {
-        let anchors = self.anchors()?;
-        let dir = self.root.join("boxes");
-        let prefix = format!("{id}.");
-        let mut out = Vec::new();
-        let Ok(entries) = fs::read_dir(&dir) else { return Ok(out) };
-        let mut paths: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
-                    && p.extension().is_some_and(|e| e == "process")
-            })
-            .collect();
-        paths.sort();
-        for path in paths {
-            let record = Unverified::<ProcessRecord>::from_bytes(&read(&path)?)
-                .and_then(|r| r.verify(anchors.for_type(id.box_type())))
-                .map_err(|e| HostError::corrupt(&path, e))?;
-            out.push(record);
-        }
-        Ok(out)
-    }
-
-    pub(crate) fn write_transcript(
-        &self,
-        transcript: &Verified<postkey_wire::Transcript>,
-    ) -> Result<PathBuf, HostError> {
-        let dir = self.root.join("transcripts");
-        let n = fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0) + 1;
-        let path = dir.join(format!("{n:04}-{}.transcript", transcript.body().ceremony));
-        write_atomic(&path, transcript.as_bytes(), 0o644)?;
-        Ok(path)
+    /// The first ceremony is complete: its journal goes.
+    pub(crate) fn journal_done(&self) -> Result<(), HostError> {
+        remove_if_there(&self.journal_path())
     }
 }
 
-impl Home {
-    /// The certificate of box `id`, checked against `anchors`: a box the home does not hold is
-    /// the caller's mistake; a certificate that does not verify is a corrupt home.
-    pub fn certificate(
-        &self,
-        id: BoxId,
-        anchors: &TrustAnchors,
-    ) -> Result<Verified<postkey_wire::Certificate>, HostError> {
-        if !self.store().exists(id) {
-            return Err(Usage::UnknownBox(id).into());
+/// The name of a trust-anchors or share file in `dir`, if it holds one.
+pub(crate) fn installation_file_in(dir: &Path) -> Result<Option<String>, HostError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(storage("reading", dir, e)),
+    };
+    for entry in entries {
+        let name = entry.map_err(|e| storage("reading", dir, e))?.file_name();
+        let name = name.to_string_lossy();
+        if name == "trust-anchors.cbor" || name.ends_with(".share") {
+            return Ok(Some(name.into_owned()));
         }
-        self.store().read_certificate(id, anchors).map_err(|e| match e {
-            postkey_box::runtime::RuntimeError::Storage(s) => HostError::Storage(s),
-            postkey_box::runtime::RuntimeError::Refused(r) => {
-                HostError::corrupt(&self.root.join("boxes").join(format!("{id}.cert")), r)
-            }
-        })
     }
+    Ok(None)
+}
+
+/// A share file's name: its box, purpose, set and index, so custodians can tell them apart.
+pub(crate) fn share_file_name(share: &Verified<ShareBody>) -> String {
+    let b = share.body();
+    let set = b.set.to_string();
+    format!("{}-{}-{}-{}of{}.share", b.owner, b.purpose.name(), &set[..8], b.index, b.count)
+}
+
+/// Reads a share file the caller named: bounded, a regular file.
+pub fn read_share_file(path: &Path) -> Result<Vec<u8>, HostError> {
+    read_bounded(path, MAX_SHARE_FILE).map_err(|e| match e {
+        ReadError::Storage(s) => HostError::Storage(s),
+        other => Usage::InvalidArgument(other.to_string()).into(),
+    })
+}
+
+fn remove_if_there(path: &Path) -> Result<(), HostError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(storage("removing", path, e)),
+    }
+}
+
+/// The error-log spool being moved into the archive.
+const INGESTING: &str = "errors.log.moving";
+
+/// The entries of a spool file. Nothing in it blocks the log: a line that does not parse (a torn
+/// write, an edit) becomes an entry of its own (3604) quoting it, and a spool that is not a
+/// regular file, or too large, is moved aside and reported the same way.
+fn read_spool(path: &Path) -> Result<Vec<ErrorEntry>, HostError> {
+    if fs::symlink_metadata(path).is_err() {
+        return Ok(Vec::new());
+    }
+    let now = crate::clock::now();
+    let unreadable = |message: String| ErrorEntry {
+        time: now.to_rfc3339(),
+        unix_micros: now.unix_micros(),
+        component: "host".into(),
+        code: ResponseCode::HOME_FILE_CORRUPT.0,
+        message,
+    };
+    let bytes = match read_bounded(path, MAX_SPOOL) {
+        Ok(bytes) => bytes,
+        Err(ReadError::Storage(s)) => return Err(HostError::Storage(s)),
+        Err(why) => {
+            let aside = path.with_extension(format!("unreadable-{}", now.unix_micros()));
+            fs::rename(path, &aside).map_err(|e| storage("moving aside", path, e))?;
+            let what = format!("the error-log spool could not be read ({why}): moved aside to");
+            return Ok(vec![unreadable(format!("{what} {}", aside.display()))]);
+        }
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    Ok(text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|_| {
+                let excerpt: String = l.chars().take(200).collect();
+                unreadable(format!("an unreadable line of the error-log spool: {excerpt:?}"))
+            })
+        })
+        .collect())
 }

@@ -1,10 +1,13 @@
-//! Read-only views of a home: its boxes and domains, from public files only (certificates,
-//! process records, bundles' public parts). No box is enabled to answer them.
+//! Read-only views of an installation: its boxes and domains, from the archive's public records
+//! (certificates, process records, bundles' public parts), each checked against the trust
+//! anchors or the certified Domain Key Set before it is shown. No box is enabled to answer them.
 
+use postkey_archive::Store;
 use postkey_crypto::Fingerprint;
 use postkey_wire::{BoxId, BoxType, DomainId, DomainKind, SubdomainId};
 
-use crate::{Home, HostError, ser};
+use crate::archive::{self, Trust};
+use crate::{HostError, ser};
 
 /// A domain process of a box.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -32,46 +35,51 @@ pub struct BoxReport {
     /// Its processes.
     pub processes: Vec<ProcessSummary>,
     /// The highest state version recorded.
-    pub state_version: Option<u64>,
+    pub state_version: u64,
     /// The fingerprint of its identity key.
-    #[serde(serialize_with = "ser::display_opt")]
-    pub identity_fingerprint: Option<Fingerprint>,
+    #[serde(serialize_with = "ser::display")]
+    pub identity_fingerprint: Fingerprint,
     /// The manufacturing box that certified it.
-    #[serde(serialize_with = "ser::display_opt")]
-    pub certified_by: Option<BoxId>,
+    #[serde(serialize_with = "ser::display")]
+    pub certified_by: BoxId,
     /// When, RFC 3339 UTC.
-    pub certified_at: Option<String>,
+    pub certified_at: String,
 }
 
-/// Every box of the home, in ID order.
-pub fn boxes(home: &Home) -> Result<Vec<BoxReport>, HostError> {
-    home.store().list()?.into_iter().map(|id| box_report(home, id)).collect()
+/// Every box of the installation, in ID order.
+pub async fn boxes(store: &impl Store, trust: &Trust) -> Result<Vec<BoxReport>, HostError> {
+    let mut out = Vec::new();
+    for b in store.boxes(None).await? {
+        out.push(box_report(store, trust, b.id).await?);
+    }
+    Ok(out)
 }
 
 /// One box.
-pub fn box_report(home: &Home, id: BoxId) -> Result<BoxReport, HostError> {
-    if !home.store().exists(id) {
-        return Err(crate::Usage::UnknownBox(id).into());
-    }
-    let anchors = home.anchors()?;
-    let cert = home.store().read_certificate(id, &anchors).ok();
-    let processes: Vec<ProcessSummary> = home
-        .processes(id)?
+pub async fn box_report(
+    store: &impl Store,
+    trust: &Trust,
+    id: BoxId,
+) -> Result<BoxReport, HostError> {
+    let cert = archive::certificate(store, trust, id).await?;
+    let processes: Vec<ProcessSummary> = archive::processes(store, trust, id)
+        .await?
         .iter()
         .map(|p| ProcessSummary {
             domain: p.body().domain.clone(),
             subdomains: p.body().subdomains.clone(),
         })
         .collect();
+    let c = cert.body();
     Ok(BoxReport {
         id,
         box_type: id.box_type(),
         domains: processes.iter().map(|p| p.domain.clone()).collect(),
         processes,
-        state_version: home.recorded_version(id)?.map(|v| v.0),
-        identity_fingerprint: cert.as_ref().map(|c| c.body().identity.fingerprint()),
-        certified_by: cert.as_ref().map(|c| c.body().issuer),
-        certified_at: cert.as_ref().map(|c| c.body().issued.to_rfc3339()),
+        state_version: store.highest_state_version(id).await?.0,
+        identity_fingerprint: c.identity.fingerprint(),
+        certified_by: c.issuer,
+        certified_at: c.issued.to_rfc3339(),
     })
 }
 
@@ -102,21 +110,20 @@ fn kind_name<S: serde::Serializer>(kind: &DomainKind, s: S) -> Result<S::Ok, S::
     s.serialize_str(kind.name())
 }
 
-/// Every domain of the home.
-pub fn domains(home: &Home) -> Result<Vec<DomainSummary>, HostError> {
-    Ok(home
-        .domains()?
-        .iter()
-        .map(|d| {
-            let b = d.claimed_body();
-            DomainSummary {
-                domain: b.domain.clone(),
-                kind: b.kind,
-                subdomains: b.subdomains.clone(),
-                oak_auth: b.public.oak_auth.fingerprint(),
-                steel_auth: b.public.steel_auth.fingerprint(),
-                brass_auth: b.public.brass_auth.fingerprint(),
-            }
-        })
-        .collect())
+/// Every domain of the installation.
+pub async fn domains(store: &impl Store, trust: &Trust) -> Result<Vec<DomainSummary>, HostError> {
+    let mut out = Vec::new();
+    for d in store.domains().await? {
+        let bundle = archive::bundle(store, trust, &d.id).await?;
+        let b = bundle.body();
+        out.push(DomainSummary {
+            domain: b.domain.clone(),
+            kind: b.kind,
+            subdomains: b.subdomains.clone(),
+            oak_auth: b.public.oak_auth.fingerprint(),
+            steel_auth: b.public.steel_auth.fingerprint(),
+            brass_auth: b.public.brass_auth.fingerprint(),
+        });
+    }
+    Ok(out)
 }

@@ -2,7 +2,6 @@
 //! They show what the archive knows, which is never a key itself.
 
 use postkey_archive::{KeyFilter, KeyRecord, Store};
-use postkey_archive_sqlite::SqliteStore;
 use postkey_wire::{DomainId, KeyId, Timestamp};
 
 use crate::HostError;
@@ -46,7 +45,7 @@ fn entry(k: &KeyRecord) -> KeyEntry {
 
 /// The keys of `domain`, or of every domain, in key-ID order.
 pub async fn list_keys(
-    store: &SqliteStore,
+    store: &impl Store,
     domain: Option<&DomainId>,
 ) -> Result<Vec<KeyEntry>, HostError> {
     let domains: Vec<DomainId> = match domain {
@@ -102,7 +101,7 @@ fn time(t: Option<Timestamp>) -> serde_json::Value {
 
 /// One key.
 pub async fn show_key(
-    store: &SqliteStore,
+    store: &impl Store,
     domain: &DomainId,
     key_id: KeyId,
 ) -> Result<KeyDetail, HostError> {

@@ -2,8 +2,8 @@
 //! box inside the `postkey` process) and, later, the server.
 //!
 //! Start from [`Home`] (where a deployment keeps its files), [`Session`] (the boxes a command
-//! has enabled from their shares) and the ceremonies ([`init`], [`create_domain`],
-//! [`manufacture`], [`install_process`]); [`demo`] runs them all.
+//! has enabled from their shares) and the ceremonies ([`init`], then [`Ceremonies`]);
+//! [`demo`] runs them all.
 //!
 //! Key design decision: this is the one crate besides the boxes and the meter that may depend on
 //! the secrets crate, because hosting a box means constructing it. Everything it persists about a
@@ -12,6 +12,7 @@
 
 #![forbid(unsafe_code)]
 
+mod archive;
 pub mod bench;
 mod ceremony;
 mod clock;
@@ -22,29 +23,30 @@ mod home;
 mod inventory;
 mod keys;
 mod link;
-mod registry;
+mod lock;
+mod rebaseline;
 mod ser;
 mod session;
 mod vectors;
 
+pub use archive::{Expected, Trust, error_log, open_archive};
 pub use ceremony::{
-    DomainReport, InitReport, ManufactureReport, ShareReport, check_share, create_domain, init,
-    install_process, manufacture,
+    Ceremonies, DomainReport, InitReport, ManufactureReport, ShareReport, check_share, init,
 };
 pub use clock::now;
 pub use error::{HostError, Usage};
-pub use factory::{
-    DEFAULT_BATCH, Factory, InstallReport, KeySummary, Line, line_for, new_meter, open_archive,
-};
-pub use home::{ErrorEntry, Home};
+pub use factory::{DEFAULT_BATCH, Factory, InstallReport, KeySummary, Line, line_for, new_meter};
+pub use home::{ErrorEntry, Home, read_share_file};
 pub use inventory::{BoxReport, DomainSummary, ProcessSummary, box_report, boxes, domains};
 pub use keys::{HistoryEntry, KeyDetail, KeyEntry, list_keys, show_key};
 pub use link::{EmbeddedBoxes, MeterLinks};
+pub use lock::{Access, Busy, HomeLock, Wait};
 pub use postkey_archive_postgres::PgConfig;
+pub use postkey_archive_sqlite::SqliteStore;
 pub use postkey_box::SharePolicy;
 pub use postkey_box::runtime::harden_process;
 pub use postkey_secrets::selftest::KatResult;
-pub use registry::{error_log, register_in_archive};
+pub use rebaseline::RebaselineReport;
 pub use session::Session;
 pub use vectors::test_vectors_json;
 

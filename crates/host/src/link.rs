@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use postkey_kmc::Boxes;
-use postkey_wire::command::{Command, Response, reply_from_bytes};
+use postkey_wire::command::{Answered, Command, reply_from_bytes};
 use postkey_wire::{BoxId, MeterId, MeterLink, Refusal, ResponseCode};
 
 use crate::Session;
@@ -102,7 +102,7 @@ impl Boxes for EmbeddedBoxes {
         &self,
         id: BoxId,
         command: Command,
-    ) -> impl Future<Output = Result<Response, Refusal>> + Send {
+    ) -> impl Future<Output = Result<Answered, Refusal>> + Send {
         let link = self.clone();
         async move {
             let sent = command.code();

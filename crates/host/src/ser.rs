@@ -16,14 +16,3 @@ pub(crate) fn display_all<T: Display, S: Serializer>(
 ) -> Result<S::Ok, S::Error> {
     s.collect_seq(values.iter().map(ToString::to_string))
 }
-
-/// An optional value as its text, or `null`.
-pub(crate) fn display_opt<T: Display, S: Serializer>(
-    value: &Option<T>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    match value {
-        Some(v) => s.collect_str(v),
-        None => s.serialize_none(),
-    }
-}

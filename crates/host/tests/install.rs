@@ -4,101 +4,52 @@
 // Tests fail by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use std::ops::Deref;
 use std::sync::Mutex;
 
+use common::{LINE, World, d, logged_by, meter};
 use postkey_archive::{KeyFilter, KeyStatus, Store};
 use postkey_archive_sqlite::SqliteStore;
-use postkey_host::{EmbeddedBoxes, Home, MeterLinks, Session, SharePolicy};
+use postkey_host::{Access, EmbeddedBoxes, Expected, MeterLinks, Session, Trust, Wait};
 use postkey_kmc::{Boxes, InstallConfig, KeyOrder, KeyOutcome, Kmc, KmcError};
-use postkey_meter::{Meter, SimulatedMeter};
-use postkey_secrets::rng::BoxRng;
-use postkey_secrets::rng::testing::SeededSource;
 use postkey_wire::command::{
-    Checked, Command, Confirmed, Generated, InstallEnded, Response, reply_from_bytes,
+    Answered, Checked, Command, Confirmed, Generated, InstallEnded, Response, reply_from_bytes,
     reply_to_bytes,
 };
 use postkey_wire::{
-    Body, BoxId, BoxType, CommandCode, DomainId, DomainKind, KeyId, Message, MeterId, Nonce,
-    Refusal, ResponseCode, SubdomainId, Unverified,
+    Body, BoxId, BoxType, CommandCode, KeyId, Message, MeterId, Nonce, Refusal, ResponseCode,
+    Unverified,
 };
-use rand_chacha::ChaCha20Rng;
-use rand_core::SeedableRng;
 
-struct World {
-    _dir: tempfile::TempDir,
-    home: Home,
-    store: SqliteStore,
-    kmc_dks: postkey_crypto::VerifyingKey,
+/// A home with VE and USPS, and one Oak, Steel and Brass box with processes of both, all made
+/// by the ceremonies and recorded in the home's SQLite archive.
+struct Line {
+    world: World,
     oak: BoxId,
     steel: BoxId,
     brass: BoxId,
 }
 
-fn d(s: &str) -> DomainId {
-    DomainId::parse(s).unwrap()
-}
+impl Deref for Line {
+    type Target = World;
 
-/// A home with VE and USPS, one Oak, Steel and Brass box with both domains, all registered in a
-/// SQLite archive.
-async fn world() -> World {
-    let dir = tempfile::tempdir().unwrap();
-    let home = Home::new(dir.path());
-    postkey_host::init(&home, &home.media_dir()).unwrap();
-    let m = BoxId::FIRST_MANUFACTURING;
-    let mut s = Session::new(&home).unwrap();
-    s.enable(m, &home.media_dir()).unwrap();
-    postkey_host::create_domain(
-        &mut s,
-        m,
-        d("VE"),
-        DomainKind::Vendor,
-        vec![SubdomainId::parse("VE/US").unwrap()],
-    )
-    .unwrap();
-    postkey_host::create_domain(
-        &mut s,
-        m,
-        d("USPS"),
-        DomainKind::Postal,
-        vec![SubdomainId::parse("USPS/US").unwrap()],
-    )
-    .unwrap();
-    let mut ids = Vec::new();
-    for t in [BoxType::Oak, BoxType::Steel, BoxType::Brass] {
-        let r = postkey_host::manufacture(
-            &mut s,
-            m,
-            t,
-            &home.media_dir(),
-            SharePolicy::default_for(t),
-            None,
-        )
-        .unwrap();
-        assert_eq!(r.box_type, t);
-        let b = r.id;
-        for domain in ["VE", "USPS"] {
-            let subs = if t == BoxType::Brass {
-                vec![SubdomainId::parse(&format!("{domain}/US")).unwrap()]
-            } else {
-                vec![]
-            };
-            postkey_host::install_process(&mut s, m, b, &d(domain), subs).unwrap();
-        }
-        ids.push(b);
+    fn deref(&self) -> &World {
+        &self.world
     }
-    s.lock();
-    let store = SqliteStore::open(dir.path().join("archive.db")).await.unwrap();
-    postkey_host::register_in_archive(&home, &store).await.unwrap();
-    let kmc_dks = home.domain_key_set_key().unwrap();
-    World { home, store, kmc_dks, oak: ids[0], steel: ids[1], brass: ids[2], _dir: dir }
 }
 
-fn meter(n: u32) -> (MeterId, SimulatedMeter) {
-    let id = MeterId::parse(&format!("PB1234-{n:06}")).unwrap();
-    let mut rng =
-        BoxRng::instantiate(SeededSource(ChaCha20Rng::seed_from_u64(u64::from(n))), b"meter")
-            .unwrap();
-    (id.clone(), SimulatedMeter::new(Meter::manufacture(id, &mut rng).unwrap()))
+async fn world() -> Line {
+    let world = common::world(tempfile::tempdir().unwrap(), LINE).await;
+    let (oak, steel, brass) =
+        (world.made(BoxType::Oak), world.made(BoxType::Steel), world.made(BoxType::Brass));
+    Line { world, oak, steel, brass }
+}
+
+/// The KMC of the world's installation, on its archive.
+fn kmc(w: &Line, config: InstallConfig) -> Kmc<SqliteStore> {
+    Kmc::new(w.store.clone(), w.trust.dks_key(), w.trust.installation, config)
 }
 
 /// Records the exact frames that cross the KMC's box links, both ways: each command as a box link
@@ -109,7 +60,7 @@ struct Tap<'a, B> {
 }
 
 impl<B: Boxes> Boxes for Tap<'_, B> {
-    async fn send(&self, id: BoxId, command: Command) -> Result<Response, Refusal> {
+    async fn send(&self, id: BoxId, command: Command) -> Result<Answered, Refusal> {
         let code = command.code();
         self.frames.lock().unwrap().push(command.to_bytes());
         let reply = self.inner.send(id, command).await;
@@ -119,7 +70,7 @@ impl<B: Boxes> Boxes for Tap<'_, B> {
 }
 
 /// MI1 for key `key_id` of `domain`, naming the world's Steel box, as the KMC makes it.
-async fn mi1(w: &World, domain: &str, key_id: KeyId) -> Message<postkey_wire::GenerateKey> {
+async fn mi1(w: &Line, domain: &str, key_id: KeyId) -> Message<postkey_wire::GenerateKey> {
     postkey_wire::Message::new(
         postkey_wire::Context {
             domain: d(domain),
@@ -152,35 +103,23 @@ async fn mi1(w: &World, domain: &str, key_id: KeyId) -> Message<postkey_wire::Ge
     )
 }
 
-/// The spooled error-log entries of `component` with `code`.
-fn logged(home: &Home, component: BoxId, code: ResponseCode) -> usize {
-    home.spooled_errors()
-        .unwrap()
-        .iter()
-        .filter(|e| e.component == component.to_string() && e.code == code.0)
-        .count()
+/// A session with the line's boxes enabled, each checked against the archive.
+async fn enable_all(w: &Line) -> Session {
+    w.session(&[w.oak, w.steel, w.brass]).await
 }
 
-fn enable_all(w: &World) -> Session {
-    let mut s = Session::new(&w.home).unwrap();
-    for b in [w.oak, w.steel, w.brass] {
-        s.enable(b, &w.home.media_dir()).unwrap();
-    }
-    s
-}
-
-fn order(w: &World, domain: &str, meter: &MeterId) -> KeyOrder {
+fn order(w: &Line, domain: &str, meter: &MeterId) -> KeyOrder {
     KeyOrder { domain: d(domain), oak: w.oak, steel: w.steel, brass: w.brass, meter: meter.clone() }
 }
 
 #[tokio::test]
 async fn a_meter_gets_a_vendor_and_a_postal_key_and_no_plaintext_key_crosses_the_kmc() {
     let w = world().await;
-    let kmc = Kmc::new(w.store.clone(), w.kmc_dks, InstallConfig::default());
+    let kmc = kmc(&w, InstallConfig::default());
     let mut meters = MeterLinks::default();
     let (meter_id, sim) = meter(1);
     meters.connect(meter_id.clone(), Box::new(sim.clone()));
-    let boxes = EmbeddedBoxes::new(enable_all(&w), meters);
+    let boxes = EmbeddedBoxes::new(enable_all(&w).await, meters);
     let tap = Tap { inner: &boxes, frames: Mutex::default() };
     for b in [w.oak, w.steel, w.brass] {
         kmc.check_box(&tap, b, Nonce([b.number() as u8; 32])).await.unwrap();
@@ -197,6 +136,10 @@ async fn a_meter_gets_a_vendor_and_a_postal_key_and_no_plaintext_key_crosses_the
         assert!(t.kms_request.is_some() && t.psr_install.is_some() && t.kms_install.is_some());
         assert!(t.kms_request <= t.kms_install);
     }
+    // The archive recorded each box's state version as the boxes answered it: the one on disk.
+    for b in [w.oak, w.steel, w.brass] {
+        assert_eq!(w.recorded(b).await, w.sealed_version(b), "{b}");
+    }
     let frames = std::mem::take(&mut *tap.frames.lock().unwrap());
     // What the tap holds are the link's frames: commands and replies in turn, each decoding.
     let mut sent = Vec::new();
@@ -205,6 +148,7 @@ async fn a_meter_gets_a_vendor_and_a_postal_key_and_no_plaintext_key_crosses_the
         let (code, reply) = reply_from_bytes(&pair[1]).unwrap();
         assert_eq!(code, command.code());
         assert!(reply.is_ok(), "{code}: {reply:?}");
+        assert!(reply.unwrap().state_version.0 > 0, "{code}: the reply carries the box's version");
         sent.push(code);
     }
     for code in [
@@ -238,36 +182,47 @@ async fn a_meter_gets_a_vendor_and_a_postal_key_and_no_plaintext_key_crosses_the
 #[tokio::test]
 async fn an_old_copy_of_a_steel_state_is_refused_by_the_kmc_before_anything_else() {
     let w = world().await;
-    let kmc = Kmc::new(w.store.clone(), w.kmc_dks, InstallConfig::default());
-    let state = w.home.root().join("boxes").join(format!("{}.state", w.steel));
+    let kmc = kmc(&w, InstallConfig::default());
+    let state = w.state_path(w.steel);
     let old = std::fs::read(&state).unwrap();
     {
         let mut meters = MeterLinks::default();
         let (meter_id, sim) = meter(2);
         meters.connect(meter_id.clone(), Box::new(sim));
-        let boxes = EmbeddedBoxes::new(enable_all(&w), meters);
+        let boxes = EmbeddedBoxes::new(enable_all(&w).await, meters);
         kmc.check_box(&boxes, w.steel, Nonce([1; 32])).await.unwrap();
         kmc.install_key(&boxes, &order(&w, "USPS", &meter_id), postkey_host::now).await.unwrap();
         kmc.check_box(&boxes, w.steel, Nonce([2; 32])).await.unwrap();
     }
-    // The old copy is put back; the home's own record is removed too, so only the archive's
-    // highest version stands between the old state and the KMC.
+    // The archive recorded the version Steel answered with.
+    assert_eq!(w.recorded(w.steel).await, w.sealed_version(w.steel));
+    // The old copy is put back. The host, checking it against the archive as it is enabled,
+    // refuses it (4004).
     std::fs::write(&state, &old).unwrap();
-    std::fs::remove_file(w.home.root().join("versions").join(w.steel.to_string())).unwrap();
-    let mut session = Session::new(&w.home).unwrap();
-    session.enable(w.steel, &w.home.media_dir()).unwrap();
+    let presented = w.sealed_version(w.steel);
+    let expected = w.expected(w.steel).await;
+    assert!(presented < expected.version);
+    let mut session = Session::new(&w.home, Wait::No);
+    let err = session.enable(w.steel, &w.media(), &expected).unwrap_err();
+    assert_eq!(err.response_code(), ResponseCode::STATE_ROLLBACK, "{err}");
+    // A host that expects no more than the old copy's version (one whose own record went back
+    // with the state) enables it: only the archive's highest version, as the KMC checks it,
+    // stands between the old state and the KMC.
+    let stale = Expected { version: presented, ..expected };
+    session.enable(w.steel, &w.media(), &stale).unwrap();
     let boxes = EmbeddedBoxes::new(session, MeterLinks::default());
     let err = kmc.check_box(&boxes, w.steel, Nonce([3; 32])).await.unwrap_err();
     assert!(matches!(err, KmcError::Rollback { .. }), "{err}");
     assert_eq!(err.response_code(), ResponseCode::STATE_ROLLBACK);
+    assert_eq!(w.recorded(w.steel).await, expected.version, "the record did not go back");
 }
 
 #[tokio::test]
 async fn a_replayed_key_id_is_burned_and_a_failed_install_leaves_the_key_bad() {
     let w = world().await;
     let config = InstallConfig::default();
-    let kmc = Kmc::new(w.store.clone(), w.kmc_dks, config);
-    let boxes = EmbeddedBoxes::new(enable_all(&w), MeterLinks::default());
+    let kmc = kmc(&w, config);
+    let boxes = EmbeddedBoxes::new(enable_all(&w).await, MeterLinks::default());
     // A meter that is not connected: Steel refuses the install after MI3 was committed.
     let (absent, _) = meter(3);
     let outcome =
@@ -276,7 +231,7 @@ async fn a_replayed_key_id_is_burned_and_a_failed_install_leaves_the_key_bad() {
     assert_eq!(w.store.key(&d("USPS"), key_id).await.unwrap().unwrap().status, KeyStatus::Bad);
     let history = w.store.key_history(&d("USPS"), key_id).await.unwrap();
     assert_eq!(history.len(), 2, "created New, then Bad");
-    assert_eq!(logged(&w.home, w.steel, ResponseCode::METER_NOT_CONNECTED), 1);
+    assert_eq!(logged_by(&w.home, w.steel, ResponseCode::METER_NOT_CONNECTED), 1);
     // The next order uses a new key ID.
     let (meter_id, sim) = meter(4);
     boxes.meters().connect(meter_id.clone(), Box::new(sim));
@@ -309,7 +264,7 @@ async fn a_replayed_key_id_is_burned_and_a_failed_install_leaves_the_key_bad() {
         assert!(b.reason.contains("3201"), "{}", b.reason);
         assert!(w.store.key(&d("USPS"), b.key_id).await.unwrap().is_none(), "never a key");
     }
-    assert_eq!(logged(&w.home, w.oak, ResponseCode::KEY_ID_NOT_FRESH), 2);
+    assert_eq!(logged_by(&w.home, w.oak, ResponseCode::KEY_ID_NOT_FRESH), 2);
     let record = w.store.key(&d("USPS"), after).await.unwrap().unwrap();
     assert_eq!(record.status, KeyStatus::Installed);
 
@@ -335,7 +290,7 @@ async fn a_replayed_key_id_is_burned_and_a_failed_install_leaves_the_key_bad() {
     let ids: Vec<u64> = burned.iter().map(|b| b.key_id.get()).collect();
     let refused: Vec<u64> = (after.get() + 1..=far.get()).collect();
     assert_eq!(ids, [vec![next.get() + 1, ahead.get()], refused].concat());
-    assert_eq!(logged(&w.home, w.oak, ResponseCode::KEY_ID_NOT_FRESH), 2 + max as usize);
+    assert_eq!(logged_by(&w.home, w.oak, ResponseCode::KEY_ID_NOT_FRESH), 2 + max as usize);
     // No key was made for the order: the last key of the domain is still the one before.
     let keys = w.store.keys(&KeyFilter::domain(d("USPS"), 100)).await.unwrap();
     assert_eq!(keys.last().map(|k| k.key_id), Some(after), "{keys:?}");
@@ -372,13 +327,13 @@ struct Flip<'a, B> {
 }
 
 impl<B: Boxes> Boxes for Flip<'_, B> {
-    async fn send(&self, id: BoxId, command: Command) -> Result<Response, Refusal> {
-        let response = self.inner.send(id, command).await?;
-        if response.code() != self.command {
-            return Ok(response);
+    async fn send(&self, id: BoxId, command: Command) -> Result<Answered, Refusal> {
+        let answered = self.inner.send(id, command).await?;
+        if answered.response.code() != self.command {
+            return Ok(answered);
         }
         let spot = self.spot;
-        Ok(match response {
+        let response = match answered.response {
             Response::GenerateKey(answers) => Response::GenerateKey(
                 answers
                     .into_iter()
@@ -415,15 +370,16 @@ impl<B: Boxes> Boxes for Flip<'_, B> {
                     .collect(),
             ),
             other => panic!("no record to flip in {other:?}"),
-        })
+        };
+        Ok(Answered { response, ..answered })
     }
 }
 
 #[tokio::test]
 async fn a_flipped_byte_in_mi3_mi7_or_mi9_is_rejected_by_the_kmc() {
     let w = world().await;
-    let kmc = Kmc::new(w.store.clone(), w.kmc_dks, InstallConfig::default());
-    let boxes = EmbeddedBoxes::new(enable_all(&w), MeterLinks::default());
+    let kmc = kmc(&w, InstallConfig::default());
+    let boxes = EmbeddedBoxes::new(enable_all(&w).await, MeterLinks::default());
     let mut n = 10;
     let mut bad = Vec::new();
     for command in [CommandCode::GENERATE_KEY, CommandCode::INSTALL_KEY, CommandCode::CHECK_INSTALL]
@@ -479,7 +435,7 @@ async fn a_flipped_byte_in_mi3_mi7_or_mi9_is_rejected_by_the_kmc() {
 struct StopAfterOak<'a, B>(&'a B);
 
 impl<B: Boxes> Boxes for StopAfterOak<'_, B> {
-    async fn send(&self, id: BoxId, command: Command) -> Result<Response, Refusal> {
+    async fn send(&self, id: BoxId, command: Command) -> Result<Answered, Refusal> {
         if command.code() == CommandCode::INSTALL_KEY {
             return Err(Refusal::new(ResponseCode::STORAGE_FAILED, "the KMC stopped"));
         }
@@ -495,7 +451,7 @@ struct HangAtSteel<'a, B> {
 }
 
 impl<B: Boxes> Boxes for HangAtSteel<'_, B> {
-    async fn send(&self, id: BoxId, command: Command) -> Result<Response, Refusal> {
+    async fn send(&self, id: BoxId, command: Command) -> Result<Answered, Refusal> {
         if command.code() == CommandCode::INSTALL_KEY {
             self.reached.notify_one();
             return std::future::pending().await;
@@ -509,11 +465,11 @@ async fn after_a_kmc_restart_new_keys_without_mi7_become_bad() {
     let w = world().await;
     let config = InstallConfig { mi7_timeout_micros: 0, ..InstallConfig::default() };
     let stranded = {
-        let kmc = Kmc::new(w.store.clone(), w.kmc_dks, config);
+        let kmc = kmc(&w, config);
         let mut meters = MeterLinks::default();
         let (meter_id, sim) = meter(13);
         meters.connect(meter_id.clone(), Box::new(sim));
-        let boxes = EmbeddedBoxes::new(enable_all(&w), meters);
+        let boxes = EmbeddedBoxes::new(enable_all(&w).await, meters);
         // The link to Steel fails right after Oak answered and MI3 was committed: the running
         // KMC makes the key Bad itself.
         let outcome = kmc
@@ -544,12 +500,13 @@ async fn after_a_kmc_restart_new_keys_without_mi7_become_bad() {
         new[0].key_id
     };
     // The restart: a new KMC on the same archive, a new session with its boxes enabled again.
-    let store = SqliteStore::open(w.home.root().join("archive.db")).await.unwrap();
-    let kmc = Kmc::new(store.clone(), w.home.domain_key_set_key().unwrap(), config);
+    let store = postkey_host::open_archive(&w.home).await.unwrap();
+    let trust = Trust::load(&w.home, &store).await.unwrap();
+    let kmc = Kmc::new(store.clone(), trust.dks_key(), trust.installation, config);
     let mut meters = MeterLinks::default();
     let (meter_id, sim) = meter(14);
     meters.connect(meter_id.clone(), Box::new(sim));
-    let boxes = EmbeddedBoxes::new(enable_all(&w), meters);
+    let boxes = EmbeddedBoxes::new(enable_all(&w).await, meters);
     for b in [w.oak, w.steel, w.brass] {
         kmc.check_box(&boxes, b, Nonce([b.number() as u8; 32])).await.unwrap();
     }
@@ -569,7 +526,7 @@ async fn after_a_kmc_restart_new_keys_without_mi7_become_bad() {
 #[tokio::test]
 async fn batches_flow_through_the_pipeline_and_a_failed_key_spoils_no_other() {
     let w = world().await;
-    let kmc = Kmc::new(w.store.clone(), w.kmc_dks, InstallConfig::default());
+    let kmc = kmc(&w, InstallConfig::default());
     let mut meters = MeterLinks::default();
     let mut ids = Vec::new();
     for n in 30..37 {
@@ -580,7 +537,7 @@ async fn batches_flow_through_the_pipeline_and_a_failed_key_spoils_no_other() {
         }
         ids.push(id);
     }
-    let boxes = EmbeddedBoxes::new(enable_all(&w), meters);
+    let boxes = EmbeddedBoxes::new(enable_all(&w).await, meters);
     let orders = |chunk: &[MeterId]| -> Vec<KeyOrder> {
         chunk.iter().flat_map(|m| [order(&w, "VE", m), order(&w, "USPS", m)]).collect()
     };
@@ -643,27 +600,25 @@ async fn the_factory_installs_keys_on_a_postgresql_archive_too() {
         println!("PostgreSQL test skipped: POSTKEY_TEST_PG_URL is not set");
         return;
     };
-    let w = world().await;
     let unique =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     let schema = format!("pk_test_factory_{unique}_{}", std::process::id());
     let config =
         postkey_host::PgConfig { schema: Some(schema.clone()), ..postkey_host::PgConfig::new(url) };
     let store = postkey_archive_postgres::PgStore::connect(&config).await.unwrap();
+    // The ceremonies record the installation in the PostgreSQL archive itself.
+    let w = common::world_on(tempfile::tempdir().unwrap(), store.clone(), LINE).await;
+    let lock = w.home.lock(Access::Shared, Wait::No).unwrap();
     let mut line = Vec::new();
     for n in 1..=3 {
         let id = MeterId::parse(&format!("PB7777-{n:06}")).unwrap();
-        postkey_host::new_meter(&w.home, &id).unwrap();
+        postkey_host::new_meter(&lock, &id).unwrap();
         line.push((id, d("USPS")));
     }
-    let mut factory = postkey_host::Factory::open_on(
-        &w.home,
-        store.clone(),
-        &w.home.media_dir(),
-        &[d("VE"), d("USPS")],
-    )
-    .await
-    .unwrap();
+    let mut factory =
+        postkey_host::Factory::open_on(&lock, store.clone(), &w.media(), &[d("VE"), d("USPS")])
+            .await
+            .unwrap();
     let reports = factory.install_many(&line, &d("VE"), 2, |_| {}).await.unwrap();
     factory.close();
     assert_eq!(reports.len(), 3);
@@ -682,16 +637,51 @@ async fn the_factory_installs_keys_on_a_postgresql_archive_too() {
     admin.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).await.unwrap();
 }
 
+/// Every ceremony's transcript goes into the archive with what the ceremony made, once; a refused
+/// ceremony leaves none. The error-log spool moves into the archive once, and nothing is lost when
+/// a move is interrupted.
 #[tokio::test]
 async fn transcripts_and_the_error_log_move_into_the_archive_once_and_nothing_is_lost() {
     let w = world().await;
-    // `world` registered the home in the archive: every transcript is there, once.
-    let files = std::fs::read_dir(w.home.root().join("transcripts")).unwrap().count();
-    assert!(files >= 5, "{files}");
-    assert_eq!(w.store.transcripts(None).await.unwrap().len(), files);
-    postkey_host::register_in_archive(&w.home, &w.store).await.unwrap();
-    assert_eq!(w.store.transcripts(None).await.unwrap().len(), files);
+    let m = BoxId::FIRST_MANUFACTURING;
+    // The world's ceremonies: the first, two domains, three boxes, two processes in each.
+    let made = [
+        ("first-manufacturing-box", 1),
+        ("create-domain", 2),
+        ("manufacture-box", 3),
+        ("install-process", 6),
+    ];
+    let count = |transcripts: &[postkey_archive::Transcript]| {
+        made.map(|(kind, _)| (kind, transcripts.iter().filter(|t| t.kind.as_str() == kind).count()))
+    };
+    let transcripts = w.store.transcripts(None).await.unwrap();
+    assert_eq!(transcripts.len(), 12, "{:?}", count(&transcripts));
+    assert_eq!(count(&transcripts), made);
+    // Each is the one the manufacturing box signed.
+    let identity = w.expected(m).await.certificate.body().identity;
+    for t in &transcripts {
+        let signed = Unverified::<postkey_wire::Transcript>::from_bytes(&t.transcript.bytes)
+            .unwrap()
+            .verify(&identity)
+            .unwrap();
+        assert_eq!(signed.body().conducted_by, m);
+        assert_eq!(signed.body().ceremony, t.kind.as_str());
+    }
+    // A ceremony refused (a domain that exists) leaves no transcript.
+    {
+        let lock = w.lock();
+        let mut c = postkey_host::Ceremonies::open(&lock, w.store.clone()).await.unwrap();
+        c.enable(m, &w.media()).await.unwrap();
+        let err = c
+            .create_domain(m, d("VE"), postkey_wire::DomainKind::Vendor, vec![])
+            .await
+            .unwrap_err();
+        assert_eq!(err.response_code(), ResponseCode::DOMAIN_EXISTS, "{err}");
+        c.close();
+    }
+    assert_eq!(w.store.transcripts(None).await.unwrap().len(), 12);
 
+    assert!(w.home.spooled_errors().unwrap().is_empty(), "the world logged no refusal");
     let code = postkey_wire::ResponseCode::KEY_ID_NOT_FRESH;
     w.home.log_error("O00000001", code, "first", postkey_host::now()).unwrap();
     // A move interrupted after the spool was taken: its file stays until the archive has it.
@@ -699,8 +689,11 @@ async fn transcripts_and_the_error_log_move_into_the_archive_once_and_nothing_is
         .unwrap();
     w.home.log_error("kmc", code, "second", postkey_host::now()).unwrap();
     assert_eq!(w.home.spooled_errors().unwrap().len(), 2);
-    postkey_host::register_in_archive(&w.home, &w.store).await.unwrap();
-    postkey_host::register_in_archive(&w.home, &w.store).await.unwrap();
+    // One call moves both: the interrupted move's spool, then the current one; a second call
+    // moves nothing twice.
+    postkey_host::error_log(&w.home, &w.store, 10).await.unwrap();
+    assert!(w.home.spooled_errors().unwrap().is_empty());
+    postkey_host::error_log(&w.home, &w.store, 10).await.unwrap();
     let logged = w.store.error_log(&postkey_archive::ErrorLogQuery::latest(10)).await.unwrap();
     let messages: Vec<&str> = logged.iter().map(|l| l.entry.message.as_str()).collect();
     assert_eq!(messages.iter().filter(|m| **m == "first").count(), 1, "{messages:?}");

@@ -1,8 +1,9 @@
 //! Attacks on the box side of the box link: `Session::serve` fed random, mutated, misdirected and
 //! oversized frames for an enabled Oak and an enabled Steel box. Whatever arrives, `serve` must not
-//! panic, must answer a reply frame that decodes, must leave the sealed state and the recorded
-//! version exactly as they were when it refused the whole command (or every item), must write each
-//! refusal to the error log with its code, and must leave the box answering `ATTEST_STATE`.
+//! panic, must answer a reply frame that decodes and whose state version is the sealed state's on
+//! disk, must leave the sealed state and the running box exactly as they were when it refused the
+//! whole command (or every item), must write each refusal to the error log with its code, and must
+//! leave the box answering `ATTEST_STATE`.
 //!
 //! Everything random comes from a seeded generator: a failure prints the frame (in hex) and
 //! reproduces.
@@ -10,30 +11,27 @@
 // Tests fail by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::PathBuf;
 
-use postkey_host::{Home, MeterLinks, Session, SharePolicy};
-use postkey_meter::{Meter, SimulatedMeter};
-use postkey_secrets::rng::BoxRng;
-use postkey_secrets::rng::testing::SeededSource;
+use common::{USPS_OAK_STEEL, Unwritable, World, d, logged_by, meter};
+use postkey_archive::Store as _;
+use postkey_host::{Expected, MeterLinks, Session};
+use postkey_meter::SimulatedMeter;
 use postkey_wire::command::{
-    AttestState, BoxRequest, Command, CreateDomain, GenerateKey, InstallKey, MAX_FRAME_LEN,
-    MAX_LIST, MAX_REFUSAL_MESSAGE, Recover, SelfTest, SignTables, UpdateTables, peek_code,
-    reply_from_bytes,
+    Answered, AttestState, BoxRequest, Command, CreateDomain, GenerateKey, InstallKey,
+    MAX_FRAME_LEN, MAX_LIST, MAX_REFUSAL_MESSAGE, Recover, Response, SelfTest, SignTables,
+    UpdateTables, peek_code, reply_from_bytes,
 };
 use postkey_wire::{
     BoxId, BoxType, CommandCode, ConfigTables, Context, DomainId, DomainKind, KeyForMeter, KeyId,
     Message, MeterHello, MeterId, MeterLink, MeterTestTokens, Nonce, Refusal, ResponseCode, Role,
-    Sender, StateAttestation, SubdomainId, Timestamp, Unverified,
+    Sender, StateAttestation, StateVersion, SubdomainId, Timestamp, Unverified,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
-
-fn d(s: &str) -> DomainId {
-    DomainId::parse(s).unwrap()
-}
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -49,35 +47,21 @@ fn show(frame: &[u8]) -> String {
     }
 }
 
-/// A home on a RAM file system where there is one (every refusal is an fsync'd log line), else in
-/// the default temporary directory.
-fn tempdir() -> tempfile::TempDir {
-    let shm = std::path::Path::new("/dev/shm");
-    if shm.is_dir()
-        && let Ok(dir) = tempfile::tempdir_in(shm)
-    {
-        return dir;
-    }
-    tempfile::tempdir().unwrap()
-}
-
-fn meter(n: u32) -> (MeterId, SimulatedMeter) {
-    let id = MeterId::parse(&format!("PB1234-{n:06}")).unwrap();
-    let mut rng =
-        BoxRng::instantiate(SeededSource(ChaCha20Rng::seed_from_u64(u64::from(n))), b"meter")
-            .unwrap();
-    (id.clone(), SimulatedMeter::new(Meter::manufacture(id, &mut rng).unwrap()))
-}
-
-/// A home with the USPS domain, one Oak and one Steel box serving it, and a session with the
-/// manufacturing box, Oak and Steel enabled; one meter on Steel's line.
+/// A home (on a RAM file system where there is one: every refusal is an fsync'd log line) with
+/// the USPS domain, one Oak and one Steel box serving it, and a session with the manufacturing
+/// box, Oak and Steel enabled; one meter on Steel's line.
 struct Fixture {
-    _dir: tempfile::TempDir,
-    home: Home,
+    world: World,
     session: Session,
     m: BoxId,
     oak: BoxId,
     steel: BoxId,
+    /// What the archive expects of each enabled box (its certificate, the installation, the
+    /// highest version recorded), as read when the session enabled them.
+    expected: BTreeMap<BoxId, Expected>,
+    /// The Steel box's certificate and USPS process record, as the archive holds them.
+    steel_certificate: Vec<u8>,
+    steel_process: Vec<u8>,
     meters: MeterLinks,
     meter_id: MeterId,
     /// The meter on the line (a clone shares it).
@@ -85,50 +69,38 @@ struct Fixture {
     stats: Stats,
 }
 
-fn fixture() -> Fixture {
-    let dir = tempdir();
-    let home = Home::new(dir.path());
-    postkey_host::init(&home, &home.media_dir()).unwrap();
+async fn fixture() -> Fixture {
+    let world = common::world(common::ram_tempdir(), USPS_OAK_STEEL).await;
     let m = BoxId::FIRST_MANUFACTURING;
-    let mut s = Session::new(&home).unwrap();
-    s.enable(m, &home.media_dir()).unwrap();
-    postkey_host::create_domain(
-        &mut s,
-        m,
-        d("USPS"),
-        DomainKind::Postal,
-        vec![SubdomainId::parse("USPS/US").unwrap()],
-    )
-    .unwrap();
-    let mut ids = Vec::new();
-    for t in [BoxType::Oak, BoxType::Steel] {
-        let r = postkey_host::manufacture(
-            &mut s,
-            m,
-            t,
-            &home.media_dir(),
-            SharePolicy::default_for(t),
-            None,
-        )
-        .unwrap();
-        postkey_host::install_process(&mut s, m, r.id, &d("USPS"), vec![]).unwrap();
-        ids.push(r.id);
+    let (oak, steel) = (world.made(BoxType::Oak), world.made(BoxType::Steel));
+    let mut expected = BTreeMap::new();
+    for b in [m, oak, steel] {
+        expected.insert(b, world.expected(b).await);
     }
-    s.lock();
-    let mut session = Session::new(&home).unwrap();
-    for b in [m, ids[0], ids[1]] {
-        session.enable(b, &home.media_dir()).unwrap();
-    }
+    let session = world.session(&[m, oak, steel]).await;
+    let steel_certificate = world.store.box_record(steel).await.unwrap().unwrap().certificate.bytes;
+    let steel_process = world
+        .store
+        .domain_processes(steel)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|p| p.domain == d("USPS"))
+        .unwrap()
+        .record
+        .bytes;
     let mut meters = MeterLinks::default();
     let (meter_id, sim) = meter(1);
     meters.connect(meter_id.clone(), Box::new(sim.clone()));
     Fixture {
-        _dir: dir,
-        home,
+        world,
         session,
         m,
-        oak: ids[0],
-        steel: ids[1],
+        oak,
+        steel,
+        expected,
+        steel_certificate,
+        steel_process,
         meters,
         meter_id,
         sim,
@@ -157,31 +129,29 @@ enum Seen {
 }
 
 impl Fixture {
-    fn state_path(&self, id: BoxId) -> PathBuf {
-        self.home.root().join("boxes").join(format!("{id}.state"))
+    /// Box `id` as this host holds it: its sealed state on disk, and the state version of the
+    /// box running in the session (none once it stopped).
+    fn disk(&self, id: BoxId) -> (Vec<u8>, Option<StateVersion>) {
+        (std::fs::read(self.world.state_path(id)).unwrap(), self.session.version(id))
     }
 
-    fn version_path(&self, id: BoxId) -> PathBuf {
-        self.home.root().join("versions").join(id.to_string())
-    }
-
-    fn disk(&self, id: BoxId) -> (Vec<u8>, Vec<u8>) {
-        (std::fs::read(self.state_path(id)).unwrap(), std::fs::read(self.version_path(id)).unwrap())
+    /// Serves `frame` to box `id`, with the meter links for Steel.
+    fn serve(&mut self, id: BoxId, frame: &[u8]) -> Vec<u8> {
+        let meters = if id.box_type() == BoxType::Steel { Some(&mut self.meters) } else { None };
+        self.session.serve(id, frame, meters)
     }
 
     /// The error-log spool is emptied after every probe, so each probe reads only its own lines.
     fn clear_log(&self) {
-        let _ = std::fs::remove_file(self.home.root().join("errors.log"));
-        assert!(self.home.spooled_errors().unwrap().is_empty());
+        let _ = std::fs::remove_file(self.world.home.root().join("errors.log"));
+        assert!(self.world.home.spooled_errors().unwrap().is_empty());
     }
 
     /// Feeds one frame to box `id` and checks every invariant; returns how it ended.
     fn probe(&mut self, id: BoxId, frame: &[u8]) -> Seen {
         self.clear_log();
         let before = self.disk(id);
-        let meters = if id.box_type() == BoxType::Steel { Some(&mut self.meters) } else { None };
-        let session = &self.session;
-        let reply = catch_unwind(AssertUnwindSafe(|| session.serve(id, frame, meters)))
+        let reply = catch_unwind(AssertUnwindSafe(|| self.serve(id, frame)))
             .unwrap_or_else(|_| panic!("serve panicked on a frame for {id}: {}", show(frame)));
         let (code, reply) = reply_from_bytes(&reply).unwrap_or_else(|e| {
             panic!("the reply to a frame for {id} does not decode ({e}): frame {}", show(frame))
@@ -198,17 +168,28 @@ impl Fixture {
             ),
         }
         let after = self.disk(id);
-        let log: Vec<_> = self.home.spooled_errors().unwrap();
+        let log: Vec<_> = self.world.home.spooled_errors().unwrap();
         let logged: Vec<u16> =
             log.iter().filter(|e| e.component == id.to_string()).map(|e| e.code).collect();
-        // The recorded version is the sealed state's, whatever happened.
+        // The running box holds the sealed state's version, whatever happened; a reply that
+        // answers carries it (what the KMC records is what the disk holds).
         let sealed = postkey_box::SealedState::from_bytes(&after.0).unwrap();
-        assert_eq!(
-            String::from_utf8_lossy(&after.1).trim(),
-            sealed.version.0.to_string(),
-            "the recorded version is not the sealed state's after frame {}",
-            show(frame)
-        );
+        if let Some(running) = after.1 {
+            assert_eq!(
+                running,
+                sealed.version,
+                "the running box is not the sealed state's version after frame {}",
+                show(frame)
+            );
+        }
+        if let Ok(answered) = &reply {
+            assert_eq!(
+                answered.state_version,
+                sealed.version,
+                "the reply's state version is not the sealed state's after frame {}",
+                show(frame)
+            );
+        }
         self.stats.frames += 1;
         let seen = match reply {
             Err(refusal) => {
@@ -223,7 +204,7 @@ impl Fixture {
                 *self.stats.codes.entry(refusal.code.0).or_default() += 1;
                 Seen::Refused(refusal.code.0)
             }
-            Ok(response) => {
+            Ok(Answered { response, .. }) => {
                 let command = decoded.as_ref().unwrap_or_else(|e| {
                     panic!("answers to a frame that does not decode ({e}): {}", show(frame))
                 });
@@ -252,18 +233,30 @@ impl Fixture {
         };
         // Nor does a self-test or an attestation, whatever their items.
         let read_only = matches!(&decoded, Ok(Command::SelfTest(_) | Command::AttestState(_)));
+        // A box stops (fail-stop) only with a refusal that says so.
+        let stopped = before.1.is_some() && after.1.is_none();
+        let stops = [ResponseCode::STORAGE_FAILED.0, ResponseCode::BOX_ERROR_STATE.0];
+        if stopped {
+            assert!(
+                matches!(seen, Seen::Refused(c) if stops.contains(&c)),
+                "{id} stopped although {seen:?}: frame {}",
+                show(frame)
+            );
+        }
         if nothing_answered || read_only {
             assert!(
                 before.0 == after.0,
                 "{id}'s sealed state changed although {seen:?}: frame {}",
                 show(frame)
             );
-            assert_eq!(
-                before.1,
-                after.1,
-                "{id}'s recorded version changed although {seen:?}: frame {}",
-                show(frame)
-            );
+            if !stopped {
+                assert_eq!(
+                    before.1,
+                    after.1,
+                    "{id}'s running state changed although {seen:?}: frame {}",
+                    show(frame)
+                );
+            }
         }
         // Every refusal is in the error log, under this box, with its code.
         assert!(
@@ -284,7 +277,8 @@ impl Fixture {
     }
 
     /// A valid `ATTEST_STATE` through `serve`: answered, signed by the box's identity key over
-    /// the nonce, naming the box and the version recorded for it.
+    /// the nonce, naming the box, the installation and the version of its sealed state (never
+    /// below the archive's); the reply carries the same version.
     fn attest(&mut self, id: BoxId, n: u8) {
         let nonce = Nonce([n; 32]);
         let frame = AttestState::batch(vec![AttestState { nonce }]).to_bytes();
@@ -292,27 +286,24 @@ impl Fixture {
         let reply = self.session.serve(id, &frame, None);
         assert_eq!(before, self.disk(id), "an attestation changed {id}");
         let (_, reply) = reply_from_bytes(&reply).unwrap();
-        let Ok(postkey_wire::command::Response::AttestState(mut answers)) = reply else {
+        let Ok(Answered { response: Response::AttestState(mut answers), state_version }) = reply
+        else {
             panic!("{id} is not answering: {reply:?}")
         };
         let attestation: Unverified<StateAttestation> = answers.pop().unwrap().unwrap();
-        let cert = self.home.certificate(id, self.session.anchors()).unwrap();
-        let checked = attestation.verify(&cert.body().identity).unwrap();
+        let expected = &self.expected[&id];
+        let checked = attestation.verify(&expected.certificate.body().identity).unwrap();
+        let sealed = self.world.sealed_version(id);
         assert_eq!(checked.body().nonce, nonce);
         assert_eq!(checked.body().box_id, id);
-        assert_eq!(Some(checked.body().version), self.home.recorded_version(id).unwrap());
+        assert_eq!(checked.body().installation, expected.installation);
+        assert_eq!(checked.body().version, sealed);
+        assert!(checked.body().version >= expected.version, "below the archive's version");
+        assert_eq!(state_version, sealed);
     }
 
     /// MI1 for `key_id` of USPS, naming the Steel box, as the KMC makes it.
     fn mi1(&self, key_id: u64) -> Message<postkey_wire::GenerateKey> {
-        let cert = self.home.certificate(self.steel, self.session.anchors()).unwrap();
-        let process = self
-            .home
-            .processes(self.steel)
-            .unwrap()
-            .into_iter()
-            .find(|p| p.body().domain == d("USPS"))
-            .unwrap();
         Message::new(
             Context {
                 domain: d("USPS"),
@@ -323,8 +314,8 @@ impl Fixture {
                 timestamp: postkey_host::now(),
             },
             postkey_wire::GenerateKey {
-                steel_certificate: cert.as_bytes().to_vec(),
-                steel_process: process.as_bytes().to_vec(),
+                steel_certificate: self.steel_certificate.clone(),
+                steel_process: self.steel_process.clone(),
             },
         )
     }
@@ -388,10 +379,10 @@ fn random_frame(rng: &mut ChaCha20Rng) -> Vec<u8> {
 /// (a) random frames, (b) every single-byte mutation of valid frames, (c) misdirected, oversized
 /// and overlong frames, for an enabled Oak and an enabled Steel box; each box answers a valid
 /// `ATTEST_STATE` at the end.
-#[test]
-fn serve_survives_random_mutated_misdirected_and_oversized_frames() {
+#[tokio::test]
+async fn serve_survives_random_mutated_misdirected_and_oversized_frames() {
     let started = std::time::Instant::now();
-    let mut f = fixture();
+    let mut f = fixture().await;
     let (oak, steel) = (f.oak, f.steel);
     let mut rng = ChaCha20Rng::seed_from_u64(0x5e7e_a77a_c4ed);
     f.attest(oak, 1);
@@ -570,14 +561,14 @@ impl MeterLink for Hostile {
 /// the ABORTED record the Steel box signs; with its header that record outgrew ABORTED's limit, so
 /// the reply frame did not decode and the batch's answers were lost after Steel wrote their
 /// effects. The reason is now bounded before it is signed.
-#[test]
-fn a_long_meter_link_refusal_still_gives_a_reply_that_decodes() {
-    let mut f = fixture();
+#[tokio::test]
+async fn a_long_meter_link_refusal_still_gives_a_reply_that_decodes() {
+    let mut f = fixture().await;
     let (id, sim) = meter(2);
     f.meters.connect(id.clone(), Box::new(Hostile { inner: sim, how: Misbehave::LongRefusal }));
     let mi4 = f.mi4(1);
     let frame = InstallKey::batch(vec![InstallKey { mi4, meter: id }]).to_bytes();
-    let reply = f.session.serve(f.steel, &frame, Some(&mut f.meters));
+    let reply = f.serve(f.steel, &frame);
     let decoded = reply_from_bytes(&reply);
     assert!(decoded.is_ok(), "the reply of {} bytes does not decode: {decoded:?}", reply.len());
 }
@@ -585,9 +576,9 @@ fn a_long_meter_link_refusal_still_gives_a_reply_that_decodes() {
 /// Regression: a meter that answered MI6 with another meter's ID and another key ID of the batch
 /// used to end that other installation. Now an MI6 ends only the installation of its own item:
 /// this one is aborted (signed), the other installs.
-#[test]
-fn each_item_of_an_install_batch_is_answered_about_its_own_key() {
-    let mut f = fixture();
+#[tokio::test]
+async fn each_item_of_an_install_batch_is_answered_about_its_own_key() {
+    let mut f = fixture().await;
     let (m1, s1) = meter(3);
     let (m2, s2) = meter(4);
     let (a, b) = (f.mi4(1), f.mi4(2));
@@ -604,9 +595,9 @@ fn each_item_of_an_install_batch_is_answered_about_its_own_key() {
     let frame =
         InstallKey::batch(vec![InstallKey { mi4: a, meter: m1 }, InstallKey { mi4: b, meter: m2 }])
             .to_bytes();
-    let reply = f.session.serve(f.steel, &frame, Some(&mut f.meters));
+    let reply = f.serve(f.steel, &frame);
     let (_, reply) = reply_from_bytes(&reply).unwrap();
-    let Ok(postkey_wire::command::Response::InstallKey(answers)) = reply else {
+    let Ok(Answered { response: Response::InstallKey(answers), .. }) = reply else {
         panic!("{reply:?}")
     };
     for (i, answer) in answers.iter().enumerate() {
@@ -619,12 +610,13 @@ fn each_item_of_an_install_batch_is_answered_about_its_own_key() {
     }
 }
 
-/// Fail-stop: when the state write fails (its temporary file cannot be created), `serve` refuses
-/// the whole command with 3602, the disk keeps the old state and version, the box is locked (it
-/// answers 4001 from then on), and for `INSTALL_KEY` no MI5 left for the meter.
-#[test]
-fn a_failed_state_write_stops_the_box() {
-    let mut f = fixture();
+/// Fail-stop: when the state write fails, `serve` refuses the whole command with 3602 (and no
+/// path of this host in what the peer gets), the disk keeps the old state, the box is locked (it
+/// answers 4001 from then on), and for `INSTALL_KEY` no MI5 left for the meter. Enabled again from
+/// the disk, the box takes the same command as new: nothing of it had been written.
+#[tokio::test]
+async fn a_failed_state_write_stops_the_box() {
+    let mut f = fixture().await;
     let mi4 = f.mi4(1);
     for (id, frame) in [
         (f.oak, GenerateKey::batch(vec![GenerateKey { mi1: f.mi1(2) }]).to_bytes()),
@@ -633,23 +625,42 @@ fn a_failed_state_write_stops_the_box() {
             InstallKey::batch(vec![InstallKey { mi4, meter: f.meter_id.clone() }]).to_bytes(),
         ),
     ] {
-        // A directory where the state's temporary file goes: the write fails.
-        let blocker = f.home.root().join("boxes").join(format!(".{id}.state.tmp"));
-        std::fs::create_dir(&blocker).unwrap();
-        assert_eq!(f.probe(id, &frame), Seen::Refused(ResponseCode::STORAGE_FAILED.0));
+        f.clear_log();
+        let before = f.disk(id);
+        assert!(before.1.is_some());
+        // The state cannot be replaced: the write fails.
+        let blocked = Unwritable::block(&f.world.state_path(id));
+        let reply = f.serve(id, &frame);
+        blocked.restore();
+        let (code, reply) = reply_from_bytes(&reply).unwrap();
+        assert_eq!(code, Command::from_bytes(&frame).unwrap().code());
+        let refusal = reply.unwrap_err();
+        assert_eq!(refusal.code, ResponseCode::STORAGE_FAILED, "{refusal:?}");
+        assert!(refusal.message.len() <= MAX_REFUSAL_MESSAGE, "{refusal:?}");
+        let root = f.world.home.root().to_string_lossy().into_owned();
+        assert!(!refusal.message.contains(&root), "a path of this host: {refusal:?}");
+        assert_eq!(logged_by(&f.world.home, id, ResponseCode::STORAGE_FAILED), 1);
         assert!(f.sim.meter().keys().is_empty(), "MI5 left before the in-flight state was written");
-        std::fs::remove_dir(&blocker).unwrap();
+        let after = f.disk(id);
+        assert!(after.0 == before.0, "the sealed state on disk changed");
+        assert_eq!(after.1, None, "the box is stopped");
         // Stopped: every later frame is refused as to a locked box, and changes nothing.
         let attest = AttestState::batch(vec![AttestState { nonce: Nonce([3; 32]) }]).to_bytes();
         assert_eq!(f.probe(id, &attest), Seen::Refused(ResponseCode::BOX_LOCKED.0));
         assert_eq!(f.probe(id, &frame), Seen::Refused(ResponseCode::BOX_LOCKED.0));
+        // Enabled again from the disk, it takes the command: its key ID is still fresh there.
+        let expected = f.expected[&id].clone();
+        let media = f.world.media();
+        assert_eq!(f.session.enable(id, &media, &expected).unwrap(), f.world.sealed_version(id));
+        assert_eq!(f.probe(id, &frame), Seen::Answered { items: 1, refused: vec![] });
     }
+    assert_eq!(f.sim.meter().keys().len(), 1);
 }
 
 /// A meter link that panics stops the box: the command is refused, the box is locked (its keys
 /// zeroized), and enabling it again from disk works.
-#[test]
-fn a_panicking_meter_link_stops_the_box_and_it_can_be_enabled_again() {
+#[tokio::test]
+async fn a_panicking_meter_link_stops_the_box_and_it_can_be_enabled_again() {
     struct Panics;
     impl MeterLink for Panics {
         fn hello(&mut self, _: &DomainId, _: Timestamp) -> Result<Message<MeterHello>, Refusal> {
@@ -663,7 +674,7 @@ fn a_panicking_meter_link_stops_the_box_and_it_can_be_enabled_again() {
             panic!("unreachable in this test")
         }
     }
-    let mut f = fixture();
+    let mut f = fixture().await;
     let (id, _) = meter(5);
     f.meters.connect(id.clone(), Box::new(Panics));
     let mi4 = f.mi4(1);
@@ -673,15 +684,15 @@ fn a_panicking_meter_link_stops_the_box_and_it_can_be_enabled_again() {
     let attest = AttestState::batch(vec![AttestState { nonce: Nonce([4; 32]) }]).to_bytes();
     assert_eq!(f.probe(f.steel, &attest), Seen::Refused(ResponseCode::BOX_LOCKED.0));
     // Enabled again from what is on disk, it answers.
-    let media = f.home.media_dir();
-    f.session.enable(f.steel, &media).unwrap();
+    let (media, expected) = (f.world.media(), f.expected[&f.steel].clone());
+    f.session.enable(f.steel, &media, &expected).unwrap();
     assert_eq!(f.probe(f.steel, &attest), Seen::Answered { items: 1, refused: vec![] });
 }
 
 /// The key goes only into the meter the order names: a meter on the link that greets as another
 /// meter, or for another domain, is refused (3014) before anything is sealed, and gets no key.
-#[test]
-fn a_meter_that_greets_as_another_gets_nothing() {
+#[tokio::test]
+async fn a_meter_that_greets_as_another_gets_nothing() {
     struct Impostor {
         inner: SimulatedMeter,
         domain: Option<DomainId>,
@@ -703,7 +714,7 @@ fn a_meter_that_greets_as_another_gets_nothing() {
             self.inner.install(mi5, now)
         }
     }
-    let mut f = fixture();
+    let mut f = fixture().await;
     let (ordered, _) = meter(6);
     let (other_id, other) = meter(7);
     let _ = other_id;

@@ -46,6 +46,12 @@ pub enum KmcError {
         /// What it presented.
         presented: u64,
     },
+    /// A box of another installation than the archive's.
+    #[error("{box_id} belongs to another installation than the archive's: it is refused")]
+    InstallationMismatch {
+        /// The box.
+        box_id: BoxId,
+    },
     /// A batch ended without a result for an order (the archive allocated fewer IDs than
     /// asked, or an order's domain keys went missing mid-batch).
     #[error("the batch ended without a result for this order")]
@@ -66,6 +72,7 @@ impl KmcError {
             Self::NoBundle(_) => ResponseCode::UNKNOWN_DOMAIN,
             Self::NotCertified(..) => ResponseCode::NOT_CERTIFIED_FOR_DOMAIN,
             Self::Rollback { .. } => ResponseCode::STATE_ROLLBACK,
+            Self::InstallationMismatch { .. } => ResponseCode::INSTALLATION_MISMATCH,
             Self::KeyIdsRefused(..) => ResponseCode::KEY_ID_NOT_FRESH,
             Self::Unfinished => ResponseCode::ANSWER_MISMATCH,
         }

@@ -21,8 +21,8 @@
 use std::collections::BTreeMap;
 
 use postkey_archive::{
-    BurnKeyId, Cause, KeyFields, KeyStatus, KeyTimes, KeyUpdate, NewKey, SignedRecord, Store,
-    StoreError, Subject, Transition,
+    BoxVersion, BurnKeyId, Cause, Changes, KeyFields, KeyStatus, KeyTimes, KeyUpdate, NewKey,
+    SignedRecord, Store, StoreError, Subject, Transition,
 };
 use postkey_wire::command::{self, CheckInstall, Checked, Generated, InstallEnded, InstallKey};
 use postkey_wire::{
@@ -128,6 +128,15 @@ impl Batch {
         self.keys.get(domain).ok_or_else(|| KmcError::NoBundle(domain.clone()))
     }
 
+    /// The failed keys leave the batch with their results (their `Bad` is in the archive).
+    fn settle_failures(&mut self, failures: Vec<Failure>) {
+        let gone: std::collections::BTreeSet<usize> = failures.iter().map(|f| f.index).collect();
+        self.live.retain(|l| !gone.contains(&l.index));
+        for f in failures {
+            self.settle(f.index, f.result);
+        }
+    }
+
     fn finish(self) -> Vec<OrderResult> {
         self.results.into_iter().map(|r| r.unwrap_or(Err(KmcError::Unfinished))).collect()
     }
@@ -186,13 +195,14 @@ impl Failure {
 }
 
 /// Sends each live key's item to its box (`pick`), one batch per box, keys in order within
-/// each; the answer of each key in its place (`None` where `item` gave none).
+/// each; the answer of each key in its place (`None` where `item` gave none), and the state
+/// version of each box that answered.
 async fn call_per_box<R: command::BoxRequest>(
     boxes: &impl Boxes,
     live: &[Live],
     pick: impl Fn(&KeyOrder) -> BoxId,
     item: impl Fn(&Live) -> Option<R>,
-) -> Vec<Option<Answer<R::Answer>>> {
+) -> (Vec<Option<Answer<R::Answer>>>, Vec<BoxVersion>) {
     let mut groups: BTreeMap<BoxId, Vec<(usize, R)>> = BTreeMap::new();
     for (i, l) in live.iter().enumerate() {
         if let Some(it) = item(l) {
@@ -200,17 +210,21 @@ async fn call_per_box<R: command::BoxRequest>(
         }
     }
     let mut answers: Vec<Option<Answer<R::Answer>>> = live.iter().map(|_| None).collect();
+    let mut versions = Vec::new();
     for (id, members) in groups {
         let (places, items): (Vec<usize>, Vec<R>) = members.into_iter().unzip();
         let got = match call(boxes, id, items).await {
-            Ok(a) => a,
+            Ok(called) => {
+                versions.push(called.version);
+                called.answers
+            }
             Err(refusal) => places.iter().map(|_| Err(refusal.clone())).collect(),
         };
         for (i, answer) in places.into_iter().zip(got) {
             answers[i] = Some(answer);
         }
     }
-    answers
+    (answers, versions)
 }
 
 impl<S: Store> Kmc<S> {
@@ -359,6 +373,8 @@ impl<S: Store> Kmc<S> {
         }
         let kmc = Sender::Role(Role::Kmc);
         let mut created = Vec::new();
+        let mut burns = Vec::new();
+        let mut versions = Vec::new();
         for ((oak, domain), mut group) in pending {
             let keys = batch.keys(&domain)?.clone();
             let mut round = 0;
@@ -387,7 +403,10 @@ impl<S: Store> Kmc<S> {
                     items.push(command::GenerateKey { mi1: Message::new(context, body) });
                 }
                 let answers = match call(boxes, oak, items).await {
-                    Ok(a) => a,
+                    Ok(called) => {
+                        versions.push(called.version);
+                        called.answers
+                    }
                     Err(refusal) => ids.iter().map(|_| Err(refusal.clone())).collect(),
                 };
                 let mut retry = Vec::new();
@@ -422,7 +441,7 @@ impl<S: Store> Kmc<S> {
                                 time: now(),
                                 actor: kmc.clone(),
                             };
-                            self.store.burn_key_id(&burn).await?;
+                            burns.push(burn);
                             let not_fresh = matches!(&error, KmcError::Refused(r)
                                 if r.refusal.code == ResponseCode::KEY_ID_NOT_FRESH);
                             if not_fresh && round + 1 < self.config.max_burned_in_a_row {
@@ -445,9 +464,11 @@ impl<S: Store> Kmc<S> {
                 round += 1;
             }
         }
-        // MI3 committed as New, in one transaction, before any MI4 leaves.
-        if !created.is_empty() {
-            self.store.create_keys(&created).await?;
+        // MI3 committed as New, in one transaction with the burned IDs and Oak's versions,
+        // before any MI4 leaves.
+        let changes = Changes { burns, new_keys: created, versions, ..Changes::default() };
+        if !changes.is_empty() {
+            self.store.apply(&changes).await?;
         }
         batch.live.sort_by(|a, b| (&a.order.domain, a.key_id).cmp(&(&b.order.domain, b.key_id)));
         Ok(batch)
@@ -463,7 +484,7 @@ impl<S: Store> Kmc<S> {
         now: &(impl Fn() -> Timestamp + Sync),
     ) -> Result<Batch, KmcError> {
         let mut failures = Vec::new();
-        let answers = call_per_box(
+        let (answers, versions) = call_per_box(
             boxes,
             &batch.live,
             |o| o.steel,
@@ -530,10 +551,17 @@ impl<S: Store> Kmc<S> {
             });
             l.mi7 = Some(mi7);
         }
-        if !updates.is_empty() {
-            self.store.update_keys(&updates).await?;
+        // MI7s, failures and Steel's versions in one transaction.
+        let changes = Changes {
+            updates,
+            transitions: bad_transitions(&failures, now()),
+            versions,
+            ..Changes::default()
+        };
+        if !changes.is_empty() {
+            self.store.apply(&changes).await?;
         }
-        self.fail_keys(&mut batch, failures, now()).await?;
+        batch.settle_failures(failures);
         Ok(batch)
     }
 
@@ -547,7 +575,7 @@ impl<S: Store> Kmc<S> {
         now: &(impl Fn() -> Timestamp + Sync),
     ) -> Result<Batch, KmcError> {
         let install_time = now();
-        let answers = call_per_box(
+        let (answers, versions) = call_per_box(
             boxes,
             &batch.live,
             |o| o.brass,
@@ -635,48 +663,37 @@ impl<S: Store> Kmc<S> {
                 }
             }
         }
-        if !installed.is_empty() {
-            self.store.transitions(&installed).await?;
+        // Installed keys, failures and Brass's versions in one transaction.
+        let mut transitions = installed;
+        transitions.extend(bad_transitions(&failures, now()));
+        let changes = Changes { transitions, versions, ..Changes::default() };
+        if !changes.is_empty() {
+            self.store.apply(&changes).await?;
         }
         for (index, key_id, mi10) in confirmations {
             batch.settle(index, Ok(KeyOutcome::Installed { key_id, mi10 }));
         }
-        self.fail_keys(&mut batch, failures, now()).await?;
+        batch.settle_failures(failures);
         batch.live.clear();
         Ok(batch)
     }
+}
 
-    /// Makes the failed keys `Bad` in one transaction and settles their orders.
-    async fn fail_keys(
-        &self,
-        batch: &mut Batch,
-        failures: Vec<Failure>,
-        time: Timestamp,
-    ) -> Result<(), KmcError> {
-        if failures.is_empty() {
-            return Ok(());
-        }
-        let transitions: Vec<Transition> = failures
-            .iter()
-            .map(|f| Transition {
-                domain: f.domain.clone(),
-                key_id: f.key_id,
-                from: KeyStatus::New,
-                to: KeyStatus::Bad,
-                time,
-                actor: f.actor.clone(),
-                cause: f.cause.clone(),
-                fields: KeyFields::default(),
-            })
-            .collect();
-        self.store.transitions(&transitions).await?;
-        let gone: std::collections::BTreeSet<usize> = failures.iter().map(|f| f.index).collect();
-        batch.live.retain(|l| !gone.contains(&l.index));
-        for f in failures {
-            batch.settle(f.index, f.result);
-        }
-        Ok(())
-    }
+/// The failed keys' transitions to `Bad`, each with its cause.
+fn bad_transitions(failures: &[Failure], time: Timestamp) -> Vec<Transition> {
+    failures
+        .iter()
+        .map(|f| Transition {
+            domain: f.domain.clone(),
+            key_id: f.key_id,
+            from: KeyStatus::New,
+            to: KeyStatus::Bad,
+            time,
+            actor: f.actor.clone(),
+            cause: f.cause.clone(),
+            fields: KeyFields::default(),
+        })
+        .collect()
 }
 
 /// Checks Oak's MI2 for one order: MI3 verified with the domain's Oak key, MI4 decoded (Steel

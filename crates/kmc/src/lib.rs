@@ -27,20 +27,28 @@ pub use link::{Answer, BoxRefusal, Boxes};
 
 use postkey_archive::Store;
 use postkey_crypto::VerifyingKey;
+use postkey_wire::InstallationId;
 
 /// The KMS computer over an archive `S`.
 #[derive(Debug)]
 pub struct Kmc<S> {
     store: S,
     domain_key_set: VerifyingKey,
+    installation: InstallationId,
     config: InstallConfig,
 }
 
 impl<S: Store> Kmc<S> {
-    /// A KMC on `store`, trusting domain bundles signed with `domain_key_set` (the Domain Key
-    /// Set's authentication key).
-    pub fn new(store: S, domain_key_set: VerifyingKey, config: InstallConfig) -> Self {
-        Self { store, domain_key_set, config }
+    /// A KMC on `store` of `installation`, trusting domain bundles signed with `domain_key_set`
+    /// (the Domain Key Set's authentication key, from its certificate checked against the trust
+    /// anchors by the caller).
+    pub fn new(
+        store: S,
+        domain_key_set: VerifyingKey,
+        installation: InstallationId,
+        config: InstallConfig,
+    ) -> Self {
+        Self { store, domain_key_set, installation, config }
     }
 
     /// The archive.

@@ -5,7 +5,8 @@
 
 use core::future::Future;
 
-use postkey_wire::command::{BoxRequest, Command, Response, answers_of};
+use postkey_archive::BoxVersion;
+use postkey_wire::command::{Answered, BoxRequest, Command, answers_of};
 use postkey_wire::{BoxId, Refusal};
 
 /// A box's refusal of a command or of one item, and the box that refused.
@@ -23,17 +24,26 @@ pub struct BoxRefusal {
 pub trait Boxes: Sync {
     /// Sends `command` (a batch of items) to box `id`. The box answers every item on its own, in
     /// order, and has made every change of its state durable before it answers (SPEC §6.1 allows
-    /// one durable write over a batch when every rule holds per key). The error refuses the
-    /// whole command (link down, box locked or refusing it).
+    /// one durable write over a batch when every rule holds per key); the answers carry its new
+    /// state version. The error refuses the whole command (link down, box locked or refusing it).
     fn send(
         &self,
         id: BoxId,
         command: Command,
-    ) -> impl Future<Output = Result<Response, Refusal>> + Send;
+    ) -> impl Future<Output = Result<Answered, Refusal>> + Send;
 }
 
 /// One item's answer, or that item's refusal by the box.
 pub type Answer<A> = Result<A, BoxRefusal>;
+
+/// A box's answers to a batch, and its state version after it (for the archive, in the same
+/// transaction as what the answers made).
+pub(crate) struct Called<A> {
+    /// Each item's answer, in order.
+    pub(crate) answers: Vec<Answer<A>>,
+    /// The box's state version once the answers were durable.
+    pub(crate) version: BoxVersion,
+}
 
 /// Sends a batch of `R` items to box `id`: each item's answer in its place, checked to be of
 /// this command and one per item (anything else refuses the whole batch: 2009).
@@ -41,23 +51,24 @@ pub(crate) async fn call<R: BoxRequest>(
     boxes: &impl Boxes,
     id: BoxId,
     items: Vec<R>,
-) -> Result<Vec<Answer<R::Answer>>, BoxRefusal> {
+) -> Result<Called<R::Answer>, BoxRefusal> {
     let sent = items.len();
     let refused = |refusal| BoxRefusal { box_id: id, refusal };
-    let response = boxes.send(id, R::batch(items)).await.map_err(refused)?;
-    let answers = answers_of::<R>(sent, response)
+    let answered = boxes.send(id, R::batch(items)).await.map_err(refused)?;
+    let version = BoxVersion { box_id: id, version: answered.state_version };
+    let answers = answers_of::<R>(sent, answered.response)
         .map_err(|e| refused(Refusal::new(e.response_code(), e.to_string())))?;
-    Ok(answers.into_iter().map(|a| a.map_err(refused)).collect())
+    Ok(Called { answers: answers.into_iter().map(|a| a.map_err(refused)).collect(), version })
 }
 
-/// Sends one `R` item to box `id`.
+/// Sends one `R` item to box `id`: its answer, and the box's state version.
 pub(crate) async fn call_one<R: BoxRequest>(
     boxes: &impl Boxes,
     id: BoxId,
     item: R,
-) -> Answer<R::Answer> {
-    let mut answers = call(boxes, id, vec![item]).await?;
-    answers.pop().unwrap_or_else(|| {
+) -> Result<(R::Answer, BoxVersion), BoxRefusal> {
+    let Called { mut answers, version } = call(boxes, id, vec![item]).await?;
+    let answer = answers.pop().unwrap_or_else(|| {
         Err(BoxRefusal {
             box_id: id,
             refusal: Refusal::new(
@@ -65,5 +76,6 @@ pub(crate) async fn call_one<R: BoxRequest>(
                 "the box answered no item",
             ),
         })
-    })
+    })?;
+    Ok((answer, version))
 }

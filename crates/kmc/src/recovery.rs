@@ -1,7 +1,7 @@
 //! What the KMC does after a restart (SPEC §6.1): interrupted installations become `Bad`, never
 //! retried with the same key.
 
-use postkey_archive::{Cause, KeyFilter, KeyStatus, SignedRecord, Store};
+use postkey_archive::{Cause, Changes, KeyFilter, KeyStatus, SignedRecord, Store};
 use postkey_wire::command::Recover;
 use postkey_wire::{BoxId, DomainId, KeyId, Role, Sender, Timestamp};
 
@@ -17,8 +17,9 @@ impl<S: Store> Kmc<S> {
         steel: BoxId,
         now: impl Fn() -> Timestamp,
     ) -> Result<Vec<(DomainId, KeyId)>, KmcError> {
-        let aborted = call_one(boxes, steel, Recover {}).await?;
+        let (aborted, version) = call_one(boxes, steel, Recover {}).await?;
         let mut failed = Vec::new();
+        let mut transitions = Vec::new();
         for unverified in aborted {
             let domain = unverified.header().domain.clone();
             let keys = self.domain_keys(&domain).await?;
@@ -29,17 +30,19 @@ impl<S: Store> Kmc<S> {
             if let Some(record) = self.store.key(&domain, key_id).await?
                 && record.status == KeyStatus::New
             {
-                self.fail_key(
+                transitions.push(bad(
                     &domain,
                     key_id,
                     Cause::Record(SignedRecord::from_verified(&aborted)),
                     now(),
                     Sender::Box(steel),
-                )
-                .await?;
+                ));
                 failed.push((domain, key_id));
             }
         }
+        // The keys made Bad and Steel's new version, together.
+        let changes = Changes { transitions, versions: vec![version], ..Changes::default() };
+        self.store.apply(&changes).await?;
         Ok(failed)
     }
 
@@ -92,17 +95,27 @@ impl<S: Store> Kmc<S> {
         now: Timestamp,
         actor: Sender,
     ) -> Result<(), KmcError> {
-        let t = postkey_archive::Transition {
-            domain: domain.clone(),
-            key_id,
-            from: KeyStatus::New,
-            to: KeyStatus::Bad,
-            time: now,
-            actor,
-            cause,
-            fields: postkey_archive::KeyFields::default(),
-        };
-        self.store.transition(&t).await?;
+        self.store.transition(&bad(domain, key_id, cause, now, actor)).await?;
         Ok(())
+    }
+}
+
+/// A `New` key's transition to `Bad`.
+fn bad(
+    domain: &DomainId,
+    key_id: KeyId,
+    cause: Cause,
+    now: Timestamp,
+    actor: Sender,
+) -> postkey_archive::Transition {
+    postkey_archive::Transition {
+        domain: domain.clone(),
+        key_id,
+        from: KeyStatus::New,
+        to: KeyStatus::Bad,
+        time: now,
+        actor,
+        cause,
+        fields: postkey_archive::KeyFields::default(),
     }
 }

@@ -18,14 +18,14 @@ use postkey_archive::{
 };
 use postkey_crypto::{HpkeCiphertext, HpkePublicKey, Signature, Signer, VerifyingKey};
 use postkey_wire::command::{
-    Checked, Command, Confirmed, Generated, InstallEnded, Outcome, Response, reply_from_bytes,
-    reply_to_bytes,
+    Answered, Checked, Command, Confirmed, Generated, InstallEnded, Outcome, Response,
+    reply_from_bytes, reply_to_bytes,
 };
 use postkey_wire::{
     Aborted, BadKey, Body, BoxId, Certificate, CommandCode, Context, DomainBundle, DomainId,
-    DomainKind, DomainPublicKeys, InstallConfirmed, Installed, InstalledKeyRecord, KeyForSteel,
-    KeyId, Message, MeterId, NewKeyRecord, ProcessRecord, Refusal, ResponseCode, Sender,
-    StateAttestation, StateVersion, SubdomainId, TestTokens, Timestamp, Unverified, sign,
+    DomainKind, DomainPublicKeys, InstallConfirmed, InstallationId, Installed, InstalledKeyRecord,
+    KeyForSteel, KeyId, Message, MeterId, NewKeyRecord, ProcessRecord, Refusal, ResponseCode,
+    Sender, StateAttestation, StateVersion, SubdomainId, TestTokens, Timestamp, Unverified, sign,
 };
 
 use crate::Boxes;
@@ -83,6 +83,8 @@ pub struct Fixture {
     pub brass: BoxId,
     /// The boxes' identity keys.
     pub identities: BTreeMap<BoxId, TestKey>,
+    /// The installation the boxes attest they belong to.
+    pub installation: InstallationId,
 }
 
 fn id(s: &str) -> BoxId {
@@ -120,7 +122,15 @@ impl Fixture {
             .into_iter()
             .map(|(b, s)| (b, TestKey::from_seed(s)))
             .collect();
-        Self { domain_key_set: TestKey::from_seed(1), domains, oak, steel, brass, identities }
+        Self {
+            domain_key_set: TestKey::from_seed(1),
+            domains,
+            oak,
+            steel,
+            brass,
+            identities,
+            installation: InstallationId([0x1a; 16]),
+        }
     }
 
     fn context(&self, sender: BoxId, domain: DomainId) -> Context {
@@ -267,8 +277,11 @@ pub struct Script {
     pub flips: BTreeMap<u64, (Target, usize)>,
     /// Refuse every command sent to these boxes, whole.
     pub down: BTreeSet<BoxId>,
-    /// The state version each box attests (0 when absent).
+    /// The state version of each box (0 when absent): attested, and grown by one with every
+    /// command that changes the box, as a real box's does.
     pub versions: BTreeMap<BoxId, u64>,
+    /// The installation the boxes attest, when not the fixture's.
+    pub installation: Option<InstallationId>,
     /// Attest over another nonce than the one sent.
     pub wrong_nonce: bool,
     /// ABORTED records RECOVER answers, by domain and key ID.
@@ -340,7 +353,7 @@ impl FakeBoxes {
         Context { meter_id: meter, key_id: Some(key), ..self.fixture.context(from, d.clone()) }
     }
 
-    fn answer(&self, to: BoxId, command: Command) -> Result<Response, Refusal> {
+    fn answer(&self, to: BoxId, command: Command) -> Result<Answered, Refusal> {
         let script = lock(&self.script).clone();
         if script.down.contains(&to) {
             return Err(refuse(ResponseCode::BOX_LOCKED, "the box is down"));
@@ -365,6 +378,9 @@ impl FakeBoxes {
                             nonce,
                             box_id: to,
                             version: StateVersion(script.versions.get(&to).copied().unwrap_or(0)),
+                            installation: script.installation.unwrap_or(f.installation),
+                            last_key_ids: Vec::new(),
+                            free_box_ids: Vec::new(),
                         };
                         Ok(sign(Message::new(f.context(to, DomainId::admin()), body), identity)
                             .into())
@@ -538,17 +554,22 @@ impl FakeBoxes {
             }
         };
         lock(&self.log).push(Sent { to, command: response.code(), keys: keys_sent });
-        Ok(response)
+        let mut script = lock(&self.script);
+        let version = script.versions.entry(to).or_default();
+        if response.code() != CommandCode::ATTEST_STATE {
+            *version += 1;
+        }
+        Ok(Answered { response, state_version: StateVersion(*version) })
     }
 }
 
 impl Boxes for FakeBoxes {
-    async fn send(&self, id: BoxId, command: Command) -> Result<Response, Refusal> {
+    async fn send(&self, id: BoxId, command: Command) -> Result<Answered, Refusal> {
         // Through the frames a box link carries, both ways.
         let sent = command.code();
         let command = Command::from_bytes(&command.to_bytes())
             .map_err(|e| refuse(e.response_code(), "the command frame does not decode"))?;
-        let reply: Result<Response, Refusal> = self.answer(id, command);
+        let reply = self.answer(id, command);
         let (code, reply) = reply_from_bytes(&reply_to_bytes(sent, &reply))
             .map_err(|e| refuse(e.response_code(), "the reply frame does not decode"))?;
         if code != sent {

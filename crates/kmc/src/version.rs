@@ -1,6 +1,7 @@
 //! SPEC §7.2 item 7: before anything else, a box signs its state version over a fresh nonce; the
-//! KMC checks the signature with the box's registered identity key and refuses the box if the
-//! version is below the highest the archive recorded.
+//! KMC checks the signature with the box's registered identity key and refuses the box if it
+//! belongs to another installation than the archive's, or if the version is below the highest
+//! the archive recorded.
 
 use postkey_archive::{Store, StoreError, Subject};
 use postkey_wire::command::AttestState;
@@ -20,13 +21,17 @@ impl<S: Store> Kmc<S> {
     ) -> Result<StateVersion, KmcError> {
         let record =
             self.store.box_record(id).await?.ok_or(StoreError::NotFound(Subject::Box(id)))?;
-        let attestation = call_one(boxes, id, AttestState { nonce })
-            .await?
+        let (attestation, _) = call_one(boxes, id, AttestState { nonce }).await?;
+        let attestation = attestation
             .verify(&record.identity_key)
             .map_err(|error| KmcError::BadAnswer { box_id: id, error })?;
         let body = attestation.body();
         if body.nonce != nonce || body.box_id != id {
             return Err(KmcError::WrongAnswer { box_id: id });
+        }
+        // A box of another installation is never run against this archive.
+        if body.installation != self.installation {
+            return Err(KmcError::InstallationMismatch { box_id: id });
         }
         match self.store.record_state_version(id, body.version).await {
             Ok(()) => Ok(body.version),

@@ -38,7 +38,8 @@ fn kmc(w: &World) -> Kmc<SqliteStore> {
 
 fn kmc_with(w: &World, config: InstallConfig) -> Kmc<SqliteStore> {
     use postkey_crypto::Signer as _;
-    Kmc::new(w.store.clone(), w.boxes.fixture().domain_key_set.verifying_key(), config)
+    let f = w.boxes.fixture();
+    Kmc::new(w.store.clone(), f.domain_key_set.verifying_key(), f.installation, config)
 }
 
 fn d(s: &str) -> DomainId {
@@ -372,6 +373,37 @@ async fn the_state_version_check_refuses_a_rollback_and_a_wrong_nonce() {
     });
     let err = k.check_box(&w.boxes, oak, Nonce([5; 32])).await.unwrap_err();
     assert_eq!(err.response_code(), ResponseCode::BOX_LOCKED);
+}
+
+#[tokio::test]
+async fn a_box_of_another_installation_is_refused() {
+    let w = world(Script::default()).await;
+    let k = kmc(&w);
+    let oak: BoxId = w.boxes.fixture().oak;
+    w.boxes.script(|s| s.installation = Some(postkey_wire::InstallationId([0x2b; 16])));
+    let err = k.check_box(&w.boxes, oak, Nonce([1; 32])).await.unwrap_err();
+    assert!(matches!(err, KmcError::InstallationMismatch { .. }), "{err}");
+    assert_eq!(err.response_code(), ResponseCode::INSTALLATION_MISMATCH);
+    // Nothing was recorded of it.
+    assert_eq!(w.store.highest_state_version(oak).await.unwrap().0, 0);
+}
+
+#[tokio::test]
+async fn every_stage_records_the_versions_its_boxes_answered() {
+    let w = world(Script::default()).await;
+    let k = kmc(&w);
+    let orders = (1..=3).map(|n| order(&w, "VE", n)).collect();
+    let results = k.install_keys(&w.boxes, orders, clock()).await.unwrap();
+    assert!(results.iter().all(|r| installed(r).is_some()), "{results:?}");
+    // The archive holds the version each box answered with its last reply, in the same
+    // transaction as the records that reply made.
+    let f = w.boxes.fixture();
+    for b in [f.oak, f.steel, f.brass] {
+        let mut answered = 0;
+        w.boxes.script(|s| answered = s.versions.get(&b).copied().unwrap_or(0));
+        assert!(answered > 0, "{b} answered no command");
+        assert_eq!(w.store.highest_state_version(b).await.unwrap().0, answered, "{b}");
+    }
 }
 
 #[tokio::test]

@@ -78,6 +78,31 @@ impl TrustAnchors {
     }
 }
 
+/// Names one installation of postkey: made at the first ceremony, sealed into every box at its
+/// initialization (Set-ID) and kept by the archive. A box is run only against the archive of its
+/// own installation, so a home's boxes cannot be pointed at another archive, or at an emptied one.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct InstallationId(pub [u8; 16]);
+
+impl fmt::Display for InstallationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in &self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for InstallationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "InstallationId({self})")
+    }
+}
+
+postkey_crypto::cbor_byte_string!(InstallationId, 16, "installation ID", |v| v.0, |b| Ok(
+    InstallationId(b)
+));
+
 /// A blank box offers a fresh nonce for its initialization (unsigned: it has no key yet).
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 #[cbor(map)]
@@ -110,11 +135,14 @@ pub struct SetId {
     /// The manufacturing box that gives it.
     #[n(2)]
     pub issuer: BoxId,
+    /// The installation the new box joins; it keeps it for life.
+    #[n(3)]
+    pub installation: InstallationId,
 }
 
 impl Body for SetId {
     const RECORD_TYPE: RecordType = RecordType::SET_ID;
-    const VERSION: u16 = 1;
+    const VERSION: u16 = 2;
     const MAX_LEN: usize = 512;
 }
 
@@ -385,12 +413,61 @@ pub struct StateAttestation {
     /// Its current state version.
     #[n(2)]
     pub version: StateVersion,
+    /// The installation it belongs to.
+    #[n(3)]
+    pub installation: InstallationId,
+    /// The last key ID each of its processes processed (Oak) or saw (Steel), by domain: what a
+    /// re-baseline of a restored state is checked against.
+    #[n(4)]
+    pub last_key_ids: Vec<LastKeyId>,
+    /// The box numbers a manufacturing box has not given yet, per type (empty for other box
+    /// types): what a re-baseline of a restored manufacturing box is checked against.
+    #[n(5)]
+    pub free_box_ids: Vec<IdRange>,
 }
 
 impl Body for StateAttestation {
     const RECORD_TYPE: RecordType = RecordType::STATE_VERSION;
+    const VERSION: u16 = 2;
+    const MAX_LEN: usize = 8 * 1024;
+}
+
+/// The last key ID a domain process of a box processed or saw (0 before the first).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct LastKeyId {
+    /// The domain.
+    #[n(0)]
+    pub domain: DomainId,
+    /// The last key ID, 0 before the first.
+    #[n(1)]
+    pub last: u64,
+}
+
+/// The Domain Key Set's public keys, certified by the first manufacturing box with the
+/// manufacturing startup key at the first ceremony: what the KMS computer and auditors check
+/// domain bundles against, rooted in the trust anchors rather than in a file.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct DomainKeySetCertificate {
+    /// The installation.
+    #[n(0)]
+    pub installation: InstallationId,
+    /// Bundles are sealed to this key.
+    #[n(1)]
+    pub confidentiality: HpkePublicKey,
+    /// Bundles are signed with this key.
+    #[n(2)]
+    pub authentication: VerifyingKey,
+    /// The manufacturing box that certified it.
+    #[n(3)]
+    pub issuer: BoxId,
+}
+
+impl Body for DomainKeySetCertificate {
+    const RECORD_TYPE: RecordType = RecordType::DKS_CERTIFICATE;
     const VERSION: u16 = 1;
-    const MAX_LEN: usize = 512;
+    const MAX_LEN: usize = 1024;
 }
 
 /// A share presented in a ceremony, named by set and index, never by content.

@@ -494,7 +494,7 @@ impl<'b, C> Decode<'b, C> for KeyId {
 
 /// A box's sealed-state version: grows with every durable change; a smaller one than the archive
 /// last saw means an old state was restored (SPEC §7.2 item 7).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Encode, Decode)]
 #[cbor(transparent)]
 pub struct StateVersion(#[n(0)] pub u64);
 

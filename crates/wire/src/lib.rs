@@ -29,9 +29,9 @@ mod response;
 mod share;
 
 pub use boxes::{
-    BlankOffer, BoxKeys, Certificate, ConfigTables, Delivery, DomainBundle, DomainKind,
-    DomainPublicKeys, IdRange, Kit, Nonce, ProcessRecord, SetId, ShareRef, StateAttestation,
-    TableUpdate, Transcript, TrustAnchors,
+    BlankOffer, BoxKeys, Certificate, ConfigTables, Delivery, DomainBundle,
+    DomainKeySetCertificate, DomainKind, DomainPublicKeys, IdRange, InstallationId, Kit, LastKeyId,
+    Nonce, ProcessRecord, SetId, ShareRef, StateAttestation, TableUpdate, Transcript, TrustAnchors,
 };
 pub use command::{CommandCode, Refusal};
 pub use date::{Date, Period, Timestamp};

@@ -90,6 +90,8 @@ record_types! {
     PROCESS = 0x040B;
     /// Manufacturing box → new manufacturing box: the Domain Key Set and startup keys.
     KIT = 0x040C;
+    /// The Domain Key Set's public keys, certified at the first ceremony.
+    DKS_CERTIFICATE = 0x040D;
     /// An audit-chain checkpoint.
     CHECKPOINT = 0x0501;
 }

@@ -158,6 +158,8 @@ codes! {
     HOME_NOT_INITIALIZED = 3603, Caller, "home not initialized: run `postkey init` first";
     /// 3xxx processing: a file of the home does not decode or does not verify.
     HOME_FILE_CORRUPT = 3604, Integrity, "a file of the home does not decode or verify";
+    /// 3xxx processing: another command holds the home.
+    HOME_BUSY = 3605, Resource, "home busy: another command is changing it";
     /// 3xxx processing: the archive holds no such record.
     ARCHIVE_NOT_FOUND = 3650, Caller, "archive record not found";
     /// 3xxx processing: the archive holds this record already; IDs are never reused.
@@ -178,6 +180,8 @@ codes! {
     ARCHIVE_CHAIN_BROKEN = 3670, Integrity, "archive hash chain does not verify";
     /// 3xxx processing: the archive's schema is newer than this build knows.
     ARCHIVE_SCHEMA_TOO_NEW = 3671, State, "archive schema newer than this build";
+    /// 3xxx processing: a signed record the archive holds does not verify.
+    ARCHIVE_RECORD_INVALID = 3673, Integrity, "archive holds a signed record that does not verify";
     /// 3xxx processing: a stored value does not parse as its type.
     ARCHIVE_CORRUPT = 3672, Integrity, "archive holds a malformed value";
 
@@ -193,6 +197,10 @@ codes! {
     BOX_NOT_INITIALIZED = 4005, State, "box is not initialized";
     /// 4xxx box state: the box already has an ID.
     BOX_ALREADY_INITIALIZED = 4006, State, "box is already initialized";
+    /// 4xxx box state: another command has the box enabled.
+    BOX_IN_USE = 4007, State, "box in use by another command";
+    /// 4xxx box state: the box belongs to another installation than the archive's.
+    INSTALLATION_MISMATCH = 4008, Integrity, "box and archive belong to different installations";
 }
 
 impl ResponseCode {

@@ -12,15 +12,16 @@ use common::{TestSigner, check_command, check_reply, error_name, hex, unhex};
 use minicbor::Encoder;
 use postkey_crypto::{HpkeCiphertext, Signer as _};
 use postkey_wire::command::{
-    self, AttestState, CheckInstall, Checked, Command, Confirmed, CreateDomain, Done, Generated,
-    InstallEnded, InstallKey, MAX_FRAME_LEN, MAX_LIST, MAX_REFUSAL_MESSAGE, Outcome, Recover,
-    Response, SelfTest, SignTables, answers_of, peek_code, reply_from_bytes, reply_to_bytes,
+    self, Answered, AttestState, CheckInstall, Checked, Command, Confirmed, CreateDomain, Done,
+    Generated, InstallEnded, InstallKey, MAX_FRAME_LEN, MAX_LIST, MAX_REFUSAL_MESSAGE, Outcome,
+    Recover, Response, SelfTest, SignTables, answers_of, peek_code, reply_from_bytes,
+    reply_to_bytes,
 };
 use postkey_wire::{
     Aborted, BadKey, Body, BoxId, BoxType, CommandCode, ConfigTables, Context, DomainId,
     DomainKind, GenerateKey, InstallConfirmed, Installed, InstalledKeyRecord, KeyForSteel, KeyId,
     Message, MeterId, NewKeyRecord, Nonce, RecordType, Refusal, ResponseCode, Sender,
-    StateAttestation, TestTokens, Timestamp, Unverified, WireError, sign,
+    StateAttestation, StateVersion, TestTokens, Timestamp, Unverified, WireError, sign,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -196,9 +197,12 @@ fn response() -> impl Strategy<Value = Response> {
     ]
 }
 
-fn reply() -> impl Strategy<Value = (CommandCode, Result<Response, Refusal>)> {
+fn reply() -> impl Strategy<Value = (CommandCode, Result<Answered, Refusal>)> {
     prop_oneof![
-        response().prop_map(|r| (r.code(), Ok(r))),
+        (response(), any::<u64>()).prop_map(|(r, v)| (
+            r.code(),
+            Ok(Answered { response: r, state_version: postkey_wire::StateVersion(v) })
+        )),
         (select(CommandCode::KNOWN.iter().map(|(c, _)| *c).collect::<Vec<_>>()), refusal())
             .prop_map(|(c, r)| (c, Err(r))),
         // A box may refuse a command it does not know: the reply names that code.
@@ -441,11 +445,21 @@ fn a_state_attestation_survives_the_link_as_signed() {
             nonce: Nonce([9; 32]),
             box_id: BoxId::parse("S00000001").unwrap(),
             version: postkey_wire::StateVersion(3),
+            installation: postkey_wire::InstallationId([7; 16]),
+            last_key_ids: vec![postkey_wire::LastKeyId {
+                domain: postkey_wire::DomainId::parse("USPS").unwrap(),
+                last: 41,
+            }],
+            free_box_ids: Vec::new(),
         },
     );
     let r = Response::AttestState(vec![Ok(att.clone())]);
-    let (_, back) = reply_from_bytes(&reply_to_bytes(r.code(), &Ok(r))).unwrap();
-    let Ok(Response::AttestState(mut answers)) = back else { panic!("{back:?}") };
+    let answered = Answered { response: r, state_version: postkey_wire::StateVersion(3) };
+    let (_, back) =
+        reply_from_bytes(&reply_to_bytes(answered.response.code(), &Ok(answered))).unwrap();
+    let Ok(Answered { response: Response::AttestState(mut answers), .. }) = back else {
+        panic!("{back:?}")
+    };
     let got = answers.pop().unwrap().unwrap();
     assert_eq!(got.as_bytes(), att.as_bytes());
     assert!(got.verify(&signer().verifying_key()).is_ok());
@@ -476,7 +490,8 @@ fn vector_frames() -> Vec<(&'static str, Vec<u8>)> {
             Ok(InstallEnded::Installed(mi7(key_context(42)))),
             Err(Refusal::new(ResponseCode::KEY_ID_NOT_FRESH, "replay")),
         ]);
-        reply_to_bytes(r.code(), &Ok(r))
+        let code = r.code();
+        reply_to_bytes(code, &Ok(Answered { response: r, state_version: StateVersion(12) }))
     };
     vec![
         ("command recover empty", Command::Recover(Vec::new()).to_bytes()),
@@ -504,17 +519,23 @@ fn command_vectors() {
         let name = case["name"].as_str().unwrap();
         let bytes = unhex(case["hex"].as_str().unwrap());
         let is_reply = case["frame"] == "reply";
-        let verdict: Result<(u16, usize), WireError> = if is_reply {
-            check_reply(&bytes).map(|(c, r)| (c.0, r.map_or(0, |r| r.len())))
+        let verdict: Result<(u16, usize, Option<u64>), WireError> = if is_reply {
+            check_reply(&bytes).map(|(c, r)| match r {
+                Ok(a) => (c.0, a.response.len(), Some(a.state_version.0)),
+                Err(_) => (c.0, 0, None),
+            })
         } else {
-            check_command(&bytes).map(|c| (c.code().0, c.len()))
+            check_command(&bytes).map(|c| (c.code().0, c.len(), None))
         };
         match (&case["value"], &case["error"], verdict) {
-            (value, _, Ok((code, items))) if value.is_object() => {
+            (value, _, Ok((code, items, version))) if value.is_object() => {
                 if value["code"].as_u64() != Some(u64::from(code))
                     || value["items"].as_u64() != Some(items as u64)
+                    || value["state_version"].as_u64() != version
                 {
-                    failures.push(format!("{name}: decoded as code {code} with {items} items"));
+                    failures.push(format!(
+                        "{name}: decoded as code {code} with {items} items, version {version:?}"
+                    ));
                 }
                 if let Some(b) = built.get(name)
                     && *b != bytes

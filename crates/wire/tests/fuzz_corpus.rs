@@ -22,11 +22,11 @@ use common::{
 use postkey_crypto::Signer as _;
 use postkey_wire::{
     Aborted, BadKey, BlankOffer, Body, BoxId, BoxKeys, Certificate, Country, Date, Delivery,
-    DomainBundle, DomainId, GenerateKey, Header, InstallConfirmed, Installed, InstalledKeyRecord,
-    Isn, KeyForMeter, KeyForSteel, KeyId, KeyRequest, Kit, MeterHello, MeterId, MeterTestTokens,
-    Msn, NewKeyRecord, ProcessRecord, ProductCode, RecordType, RegistrationToken, Sender, SetId,
-    SharePurpose, ShareSetId, StateAttestation, StateVersion, SubdomainId, TableUpdate, TestTokens,
-    Timestamp, Token, Transcript, Zip,
+    DomainBundle, DomainId, DomainKeySetCertificate, GenerateKey, Header, InstallConfirmed,
+    Installed, InstalledKeyRecord, Isn, KeyForMeter, KeyForSteel, KeyId, KeyRequest, Kit,
+    MeterHello, MeterId, MeterTestTokens, Msn, NewKeyRecord, ProcessRecord, ProductCode,
+    RecordType, RegistrationToken, Sender, SetId, SharePurpose, ShareSetId, StateAttestation,
+    StateVersion, SubdomainId, TableUpdate, TestTokens, Timestamp, Token, Transcript, Zip,
 };
 
 /// A fuzz target's check: runs the target's assertions and says whether the input was accepted.
@@ -101,6 +101,12 @@ const TARGETS: &[(&str, &str, Option<&str>, Check)] = &[
         "records.json",
         Some("StateAttestation"),
         check_record::<StateAttestation>,
+    ),
+    (
+        "decode_dks_certificate",
+        "records.json",
+        Some("DomainKeySetCertificate"),
+        check_record::<DomainKeySetCertificate>,
     ),
     ("decode_transcript", "records.json", Some("Transcript"), check_record::<Transcript>),
     ("decode_key_request", "records.json", Some("KeyRequest"), check_record::<KeyRequest>),

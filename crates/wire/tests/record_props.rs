@@ -23,10 +23,11 @@ use postkey_crypto::{
 };
 use postkey_wire::{
     Aborted, BadKey, BlankOffer, Body, BoxKeys, Certificate, CommandCode, ConfigTables, Delivery,
-    DomainBundle, DomainKind, DomainPublicKeys, GenerateKey, IdRange, InstallConfirmed, Installed,
-    InstalledKeyRecord, KeyForMeter, KeyForSteel, KeyRequest, Kit, Message, MeterHello,
-    MeterTestTokens, NewKeyRecord, Nonce, ProcessRecord, SetId, ShareRef, StateAttestation,
-    TableUpdate, Transcript, TrustAnchors, Unverified, codec, peek_header, sign,
+    DomainBundle, DomainKeySetCertificate, DomainKind, DomainPublicKeys, GenerateKey, IdRange,
+    InstallConfirmed, InstallationId, Installed, InstalledKeyRecord, KeyForMeter, KeyForSteel,
+    KeyRequest, Kit, LastKeyId, Message, MeterHello, MeterTestTokens, NewKeyRecord, Nonce,
+    ProcessRecord, SetId, ShareRef, StateAttestation, TableUpdate, Transcript, TrustAnchors,
+    Unverified, codec, peek_header, sign,
 };
 use proptest::collection::vec;
 use proptest::option;
@@ -134,12 +135,14 @@ fn blank_offer() -> impl Strategy<Value = BlankOffer> {
     (nonce(), fingerprint()).prop_map(|(nonce, anchors)| BlankOffer { nonce, anchors })
 }
 
+fn installation() -> impl Strategy<Value = InstallationId> {
+    any::<[u8; 16]>().prop_map(InstallationId)
+}
+
 fn set_id() -> impl Strategy<Value = SetId> {
-    (nonce(), box_id(), box_id()).prop_map(|(nonce, new_id, issuer)| SetId {
-        nonce,
-        new_id,
-        issuer,
-    })
+    (nonce(), box_id(), box_id(), installation()).prop_map(
+        |(nonce, new_id, issuer, installation)| SetId { nonce, new_id, issuer, installation },
+    )
 }
 
 fn box_keys() -> impl Strategy<Value = BoxKeys> {
@@ -201,11 +204,22 @@ fn table_update() -> impl Strategy<Value = TableUpdate> {
 }
 
 fn state_attestation() -> impl Strategy<Value = StateAttestation> {
-    (nonce(), box_id(), state_version()).prop_map(|(nonce, box_id, version)| StateAttestation {
-        nonce,
-        box_id,
-        version,
-    })
+    let last = (domain_id(), uint()).prop_map(|(domain, last)| LastKeyId { domain, last });
+    (nonce(), box_id(), state_version(), installation(), vec(last, 0..4), vec(id_range(), 0..5))
+        .prop_map(|(nonce, box_id, version, installation, last_key_ids, free_box_ids)| {
+            StateAttestation { nonce, box_id, version, installation, last_key_ids, free_box_ids }
+        })
+}
+
+fn dks_certificate() -> impl Strategy<Value = DomainKeySetCertificate> {
+    (installation(), hpke_public_key(), verifying_key(), box_id()).prop_map(
+        |(installation, confidentiality, authentication, issuer)| DomainKeySetCertificate {
+            installation,
+            confidentiality,
+            authentication,
+            issuer,
+        },
+    )
 }
 
 fn transcript() -> impl Strategy<Value = Transcript> {
@@ -405,6 +419,7 @@ body_properties! {
     kit: Kit = kit();
     table_update: TableUpdate = table_update();
     state_attestation: StateAttestation = state_attestation();
+    dks_certificate: DomainKeySetCertificate = dks_certificate();
     transcript: Transcript = transcript();
     key_request: KeyRequest = key_request();
     generate_key: GenerateKey = generate_key();
@@ -459,6 +474,7 @@ fn decode_with_every_record_decoder(bytes: &[u8]) {
         Kit,
         TableUpdate,
         StateAttestation,
+        DomainKeySetCertificate,
         Transcript,
         KeyRequest,
         GenerateKey,

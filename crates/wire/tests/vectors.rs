@@ -19,13 +19,13 @@ use common::{TestBody, TestSigner, check_codec, error_name, hex, unhex};
 use postkey_crypto::{Fingerprint, HpkeCiphertext, HpkePublicKey, Signer as _, VerifyingKey};
 use postkey_wire::{
     Aborted, BadKey, BlankOffer, Body, BoxId, BoxKeys, Certificate, CommandCode, ConfigTables,
-    Context, Country, Date, Delivery, DomainBundle, DomainId, DomainKind, DomainPublicKeys,
-    GenerateKey, Header, IdRange, InstallConfirmed, Installed, InstalledKeyRecord, Isn,
-    KeyForMeter, KeyForSteel, KeyId, KeyRequest, Kit, Message, MeterHello, MeterId,
-    MeterTestTokens, Msn, NewKeyRecord, Nonce, ProcessRecord, ProductCode, RecordType,
-    RegistrationToken, Role, Sender, SetId, SharePurpose, ShareRef, ShareSetId, StateAttestation,
-    StateVersion, SubdomainId, TableUpdate, TestTokens, Timestamp, Token, Transcript, TrustAnchors,
-    Unverified, WireError, Zip, codec, peek_header, sign,
+    Context, Country, Date, Delivery, DomainBundle, DomainId, DomainKeySetCertificate, DomainKind,
+    DomainPublicKeys, GenerateKey, Header, IdRange, InstallConfirmed, InstallationId, Installed,
+    InstalledKeyRecord, Isn, KeyForMeter, KeyForSteel, KeyId, KeyRequest, Kit, LastKeyId, Message,
+    MeterHello, MeterId, MeterTestTokens, Msn, NewKeyRecord, Nonce, ProcessRecord, ProductCode,
+    RecordType, RegistrationToken, Role, Sender, SetId, SharePurpose, ShareRef, ShareSetId,
+    StateAttestation, StateVersion, SubdomainId, TableUpdate, TestTokens, Timestamp, Token,
+    Transcript, TrustAnchors, Unverified, WireError, Zip, codec, peek_header, sign,
 };
 use serde_json::Value;
 
@@ -370,6 +370,7 @@ fn set_id_of(v: &Value) -> SetId {
         nonce: Nonce(hex_array(&v["nonce"])),
         new_id: box_of(&v["new_id"]),
         issuer: box_of(&v["issuer"]),
+        installation: InstallationId(hex_array(&v["installation"])),
     }
 }
 
@@ -411,15 +412,18 @@ fn delivery_of(v: &Value) -> Delivery {
     }
 }
 
-fn kit_of(v: &Value) -> Kit {
-    let range = |r: &Value| IdRange {
+fn id_range_of(r: &Value) -> IdRange {
+    IdRange {
         box_type: number(&r["box_type"]).try_into().unwrap(),
         first: number(&r["first"]).try_into().unwrap(),
         last: number(&r["last"]).try_into().unwrap(),
-    };
+    }
+}
+
+fn kit_of(v: &Value) -> Kit {
     Kit {
         recipient: box_of(&v["recipient"]),
-        ranges: array(&v["ranges"]).iter().map(range).collect(),
+        ranges: array(&v["ranges"]).iter().map(id_range_of).collect(),
         sealed: sealed_of(&v["sealed"]),
     }
 }
@@ -437,6 +441,21 @@ fn state_attestation_of(v: &Value) -> StateAttestation {
         nonce: Nonce(hex_array(&v["nonce"])),
         box_id: box_of(&v["box_id"]),
         version: StateVersion(number(&v["version"])),
+        installation: InstallationId(hex_array(&v["installation"])),
+        last_key_ids: array(&v["last_key_ids"])
+            .iter()
+            .map(|l| LastKeyId { domain: domain_of(&l["domain"]), last: number(&l["last"]) })
+            .collect(),
+        free_box_ids: array(&v["free_box_ids"]).iter().map(id_range_of).collect(),
+    }
+}
+
+fn dks_certificate_of(v: &Value) -> DomainKeySetCertificate {
+    DomainKeySetCertificate {
+        installation: InstallationId(hex_array(&v["installation"])),
+        confidentiality: hpke_key_of(&v["confidentiality"]),
+        authentication: key_of(&v["authentication"]),
+        issuer: box_of(&v["issuer"]),
     }
 }
 
@@ -562,6 +581,7 @@ impl RecordFile {
             "Kit" => self.judge_record(case, bytes, kit_of),
             "TableUpdate" => self.judge_record(case, bytes, table_update_of),
             "StateAttestation" => self.judge_record(case, bytes, state_attestation_of),
+            "DomainKeySetCertificate" => self.judge_record(case, bytes, dks_certificate_of),
             "Transcript" => self.judge_record(case, bytes, transcript_of),
             "KeyRequest" => self.judge_record(case, bytes, key_request_of),
             "GenerateKey" => self.judge_record(case, bytes, generate_key_of),
@@ -625,6 +645,7 @@ fn every_record_decoder(bytes: &[u8]) -> Vec<(RecordType, Result<(), WireError>)
         Kit,
         TableUpdate,
         StateAttestation,
+        DomainKeySetCertificate,
         Transcript,
         KeyRequest,
         GenerateKey,

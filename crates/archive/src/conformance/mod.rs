@@ -36,8 +36,9 @@ pub use keys::{
     transition_only_from_expected_status,
 };
 pub use registry::{
-    box_registry, bundles_and_transcripts, domains_and_subdomains, error_log,
-    schema_version_is_checked, state_version_only_grows,
+    apply_is_whole_or_nothing, box_registry, bundles_and_transcripts, domains_and_subdomains,
+    error_log, history_keeps_ids_from_being_given_twice, installation_is_made_once,
+    rebaseline_is_guarded_and_chained, schema_version_is_checked, state_version_only_grows,
 };
 
 /// A change made behind the store's back, as someone with access to the database could.
@@ -57,6 +58,15 @@ pub enum Tamper {
         /// The event.
         seq: u64,
     },
+    /// Sets a domain's key-ID counter back to `next`, as if IDs above it were never allocated.
+    RewindKeyIds {
+        /// The domain.
+        domain: DomainId,
+        /// The counter's new value.
+        next: u64,
+    },
+    /// Deletes a box's row and its processes, as if it were never registered.
+    ForgetBox(postkey_wire::BoxId),
     /// Swaps the positions (`seq`) of two events.
     SwapEvents {
         /// The chain.
@@ -108,6 +118,10 @@ macro_rules! conformance_suite {
     ($harness:path) => {
         $crate::conformance_suite!(@cases $harness;
             domains_and_subdomains,
+            installation_is_made_once,
+            apply_is_whole_or_nothing,
+            rebaseline_is_guarded_and_chained,
+            history_keeps_ids_from_being_given_twice,
             box_registry,
             state_version_only_grows,
             bundles_and_transcripts,

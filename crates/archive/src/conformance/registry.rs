@@ -265,3 +265,213 @@ pub async fn schema_version_is_checked<H: Harness>(h: &H) {
     assert!(matches!(err, StoreError::SchemaTooNew { found: 999, .. }), "{err:?}");
     assert_eq!(err.response_code(), ResponseCode::ARCHIVE_SCHEMA_TOO_NEW);
 }
+
+/// The installation is made once, by `apply`, with an `ADMIN` chain event naming its Domain Key
+/// Set certificate.
+pub async fn installation_is_made_once<H: Harness>(h: &H) {
+    let s = h.open().await;
+    assert_eq!(s.installation().await.unwrap(), None);
+    let new = crate::NewInstallation {
+        id: postkey_wire::InstallationId([5; 16]),
+        anchors: postkey_crypto::Fingerprint([6; 32]),
+        dks_certificate: record(RecordType::DKS_CERTIFICATE, "dks"),
+        time: ts(1),
+        actor: Sender::Box(bx("M00000001")),
+    };
+    let before = s.chain_head(&postkey_wire::DomainId::admin()).await.unwrap().unwrap().count;
+    let changes = crate::Changes { installation: Some(new.clone()), ..crate::Changes::default() };
+    s.apply(&changes).await.unwrap();
+    let got = s.installation().await.unwrap().unwrap();
+    assert_eq!(
+        (got.id, got.anchors, &got.dks_certificate, got.created),
+        (new.id, new.anchors, &new.dks_certificate, new.time)
+    );
+    let head = s.chain_head(&postkey_wire::DomainId::admin()).await.unwrap().unwrap();
+    assert_eq!(head.count, before + 1);
+    // Never a second one, whatever else the same transaction carries.
+    let again = crate::Changes {
+        installation: Some(crate::NewInstallation {
+            id: postkey_wire::InstallationId([9; 16]),
+            ..new
+        }),
+        domains: vec![NewDomain { id: dom("UKRM"), time: ts(2), actor: kmc() }],
+        ..crate::Changes::default()
+    };
+    let err = s.apply(&again).await.unwrap_err();
+    assert!(matches!(err, StoreError::Duplicate(Subject::Installation)), "{err:?}");
+    assert_eq!(err.response_code(), ResponseCode::ARCHIVE_DUPLICATE);
+    assert_eq!(s.installation().await.unwrap().unwrap().id, postkey_wire::InstallationId([5; 16]));
+    assert!(s.domain(&dom("UKRM")).await.unwrap().is_none(), "the refused apply left nothing");
+}
+
+/// `apply` is one transaction: a ceremony's boxes, domains, bundles, processes, versions and
+/// transcript land together, or not at all, and every rule holds per item.
+pub async fn apply_is_whole_or_nothing<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let ve = dom("VE");
+    let m = Sender::Box(bx("M00000001"));
+    let ceremony = crate::Changes {
+        domains: vec![NewDomain { id: ve.clone(), time: ts(1), actor: m.clone() }],
+        subdomains: vec![crate::NewSubdomain { id: sub("VE/US"), time: ts(1), actor: m.clone() }],
+        bundles: vec![crate::NewBundle {
+            domain: ve.clone(),
+            version: 1,
+            created_by: bx("M00000001"),
+            bundle: record(RecordType::DOMAIN_BUNDLE, "ve"),
+            time: ts(1),
+        }],
+        boxes: vec![new_box("M00000001", 1), new_box("O00000001", 1)],
+        processes: vec![crate::NewDomainProcess {
+            box_id: bx("O00000001"),
+            domain: ve.clone(),
+            subdomains: Vec::new(),
+            record: record(RecordType::PROCESS, "o1"),
+            time: ts(1),
+            actor: m.clone(),
+        }],
+        versions: vec![crate::BoxVersion { box_id: bx("M00000001"), version: StateVersion(4) }],
+        transcripts: vec![crate::NewTranscript {
+            time: ts(2),
+            kind: crate::CeremonyKind::parse("manufacture-box").unwrap(),
+            box_id: Some(bx("O00000001")),
+            transcript: record(RecordType::TRANSCRIPT, "t"),
+            actor: m.clone(),
+        }],
+        ..crate::Changes::default()
+    };
+    // The same ceremony with one item that breaks a rule (a version below the recorded one)
+    // changes nothing.
+    let mut broken = ceremony.clone();
+    broken.versions.push(crate::BoxVersion { box_id: bx("O00000001"), version: StateVersion(0) });
+    let err = s.apply(&broken).await.unwrap_err();
+    assert!(matches!(err, StoreError::StateVersionWentBackwards { .. }), "{err:?}");
+    assert!(s.domain(&ve).await.unwrap().is_none());
+    assert!(s.box_record(bx("M00000001")).await.unwrap().is_none());
+    assert!(s.transcripts(None).await.unwrap().is_empty());
+    let applied = s.apply(&ceremony).await.unwrap();
+    assert_eq!(applied.transcripts.len(), 1);
+    assert_eq!(s.highest_state_version(bx("M00000001")).await.unwrap(), StateVersion(4));
+    assert_eq!(s.domain_processes(bx("O00000001")).await.unwrap().len(), 1);
+    assert!(s.latest_bundle(&ve).await.unwrap().is_some());
+    s.verify_chain(&postkey_wire::DomainId::admin()).await.unwrap();
+    // Keys and the versions of the boxes that answered, together.
+    let k = s.allocate_key_id(&ve).await.unwrap();
+    let keys = crate::Changes {
+        new_keys: vec![crate::conformance::new_key(&ve, k, 10)],
+        versions: vec![crate::BoxVersion { box_id: bx("O00000001"), version: StateVersion(7) }],
+        ..crate::Changes::default()
+    };
+    s.apply(&keys).await.unwrap();
+    assert_eq!(s.highest_state_version(bx("O00000001")).await.unwrap(), StateVersion(7));
+    assert!(s.key(&ve, k).await.unwrap().is_some());
+    // A batch whose key is refused (already a key) leaves the version where it was.
+    let again = crate::Changes {
+        versions: vec![crate::BoxVersion { box_id: bx("O00000001"), version: StateVersion(9) }],
+        ..keys
+    };
+    assert!(s.apply(&again).await.is_err());
+    assert_eq!(s.highest_state_version(bx("O00000001")).await.unwrap(), StateVersion(7));
+}
+
+/// A re-baseline sets a box's recorded version back once, only from the version the archive
+/// still records, as an `ADMIN` chain event; the versions only grow again after it. What a box
+/// has handled is found from its keys.
+pub async fn rebaseline_is_guarded_and_chained<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let oak = bx("O00000001");
+    let (steel, brass) = (bx("S00000001"), bx("B00000001"));
+    s.register_box(&new_box("O00000001", 1)).await.unwrap();
+    s.record_state_version(oak, StateVersion(9)).await.unwrap();
+    // What the boxes may have handled: every key Oak generated, and that was generated for
+    // Steel; of each domain, the highest.
+    let (ve, usps) = (setup_domain(&s, "VE").await, setup_domain(&s, "USPS").await);
+    assert!(s.key_ids_seen(oak).await.unwrap().is_empty());
+    for at in 1..=3 {
+        create(&s, &ve, 10 * at).await;
+    }
+    create(&s, &usps, 35).await;
+    let mut other = new_key(&ve, s.allocate_key_id(&ve).await.unwrap(), 36);
+    other.oak_id = bx("O00000002");
+    other.steel_id = bx("S00000002");
+    s.create_key(&other).await.unwrap();
+    let mut seen = s.key_ids_seen(oak).await.unwrap();
+    seen.sort();
+    assert_eq!(seen, vec![(usps.clone(), kid(1)), (ve.clone(), kid(3))]);
+    let mut seen = s.key_ids_seen(steel).await.unwrap();
+    seen.sort();
+    assert_eq!(seen, vec![(usps, kid(1)), (ve.clone(), kid(3))]);
+    assert_eq!(s.key_ids_seen(bx("S00000002")).await.unwrap(), vec![(ve, kid(4))]);
+    assert!(s.key_ids_seen(brass).await.unwrap().is_empty());
+    // Set back from the version recorded, once, chained.
+    let admin = postkey_wire::DomainId::admin();
+    let before = s.chain_head(&admin).await.unwrap().unwrap().count;
+    let r = crate::Rebaseline {
+        box_id: oak,
+        from: StateVersion(9),
+        to: StateVersion(5),
+        time: ts(50),
+        actor: Sender::Box(bx("M00000001")),
+    };
+    let changes = crate::Changes { rebaselines: vec![r.clone()], ..crate::Changes::default() };
+    s.apply(&changes).await.unwrap();
+    assert_eq!(s.highest_state_version(oak).await.unwrap(), StateVersion(5));
+    let events = s.chain_events(&admin, before, 10).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].entry.action, Action::BoxRebaselined { box_id: oak, from: 9, to: 5 });
+    s.verify_chain(&admin).await.unwrap();
+    // From a version the archive no longer records: refused, nothing changes.
+    let err = s.apply(&changes).await.unwrap_err();
+    assert!(matches!(err, StoreError::Mismatch(_)), "{err:?}");
+    assert_eq!(s.highest_state_version(oak).await.unwrap(), StateVersion(5));
+    // Never forward, never for a box the archive does not know.
+    let forward = crate::Rebaseline { from: StateVersion(5), to: StateVersion(6), ..r.clone() };
+    let changes = crate::Changes { rebaselines: vec![forward], ..crate::Changes::default() };
+    assert!(matches!(s.apply(&changes).await.unwrap_err(), StoreError::Invalid(_)));
+    let unknown = crate::Rebaseline { box_id: bx("O00000002"), ..r };
+    let changes = crate::Changes { rebaselines: vec![unknown], ..crate::Changes::default() };
+    let err = s.apply(&changes).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(Subject::Box(_))), "{err:?}");
+    // After it, the version only grows again.
+    let err = s.record_state_version(oak, StateVersion(4)).await.unwrap_err();
+    assert!(matches!(err, StoreError::StateVersionWentBackwards { .. }), "{err:?}");
+    s.record_state_version(oak, StateVersion(6)).await.unwrap();
+}
+
+/// The append-only history, not the editable tables, decides whether an ID was given: a key-ID
+/// counter set back behind the IDs the history names, or a box row deleted, gives no key ID and
+/// no box ID a second time (integrity, 3672), and nothing is allocated or registered.
+pub async fn history_keeps_ids_from_being_given_twice<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let ve = setup_domain(&s, "VE").await;
+    for at in 1..=3 {
+        create(&s, &ve, 10 * at).await;
+    }
+    let burned = s.allocate_key_id(&ve).await.unwrap();
+    s.burn_key_id(&crate::BurnKeyId {
+        domain: ve.clone(),
+        key_id: burned,
+        reason: "refused by Oak".into(),
+        time: ts(40),
+        actor: kmc(),
+    })
+    .await
+    .unwrap();
+    // Set back below a burned ID, then below a key: refused each time.
+    for next in [4, 2] {
+        h.tamper(&s, super::Tamper::RewindKeyIds { domain: ve.clone(), next }).await;
+        let err = s.allocate_key_ids(&ve, 1).await.unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(_)), "next {next}: {err:?}");
+        assert_eq!(err.response_code(), ResponseCode::ARCHIVE_CORRUPT);
+    }
+    // Put back where the history ends: allocation goes on.
+    h.tamper(&s, super::Tamper::RewindKeyIds { domain: ve.clone(), next: 5 }).await;
+    assert_eq!(s.allocate_key_id(&ve).await.unwrap(), kid(5));
+    // A box whose row was deleted keeps its ID.
+    s.register_box(&new_box("S00000002", 1)).await.unwrap();
+    h.tamper(&s, super::Tamper::ForgetBox(bx("S00000002"))).await;
+    assert!(s.box_record(bx("S00000002")).await.unwrap().is_none());
+    let err = s.register_box(&new_box("S00000002", 2)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+    assert!(s.box_record(bx("S00000002")).await.unwrap().is_none());
+    s.register_box(&new_box("S00000003", 3)).await.unwrap();
+}

@@ -1,4 +1,4 @@
-use postkey_host::{Home, bench};
+use postkey_host::{Access, Home, Wait, bench};
 
 use super::{Outcome, block_on, print_json, print_lines};
 
@@ -28,7 +28,11 @@ pub(crate) struct InstallArgs {
     json: bool,
 }
 
-pub(crate) fn run(home: Option<std::path::PathBuf>, command: Command) -> anyhow::Result<Outcome> {
+pub(crate) fn run(
+    home: Option<std::path::PathBuf>,
+    wait: Wait,
+    command: Command,
+) -> anyhow::Result<Outcome> {
     let Command::Install(a) = command;
     let root = match home {
         Some(h) => h,
@@ -45,8 +49,8 @@ pub(crate) fn run(home: Option<std::path::PathBuf>, command: Command) -> anyhow:
             ..postkey_host::PgConfig::new(url)
         }
     });
-    let r =
-        block_on(postkey_host::bench::install(&Home::new(&root), a.meters, a.batch, pg.as_ref()))??;
+    let lock = Home::new(&root).lock(Access::Exclusive, wait)?;
+    let r = block_on(postkey_host::bench::install(&lock, a.meters, a.batch, pg.as_ref()))??;
     if a.json {
         print_json(&r)?;
     } else {

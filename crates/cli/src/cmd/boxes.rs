@@ -1,9 +1,11 @@
 use std::path::PathBuf;
 
-use postkey_host::{Home, Session, SharePolicy};
+use postkey_host::{Access, Ceremonies, SharePolicy};
 use postkey_wire::{BoxId, BoxType, DomainId, SubdomainId};
 
-use super::{Outcome, join, print_json, print_lines, shares_dir, warn_media};
+use super::{
+    Conductor, Ctx, Outcome, block_on, join, print_json, print_lines, shares_dir, warn_media,
+};
 
 /// `postkey box …`
 #[derive(Debug, clap::Subcommand)]
@@ -18,6 +20,9 @@ pub(crate) enum Command {
     Show(ShowArgs),
     /// Enable a box from its shares and run its power-up self-tests.
     SelfTest(SelfTestArgs),
+    /// Accept the older state of a box restored from backup (quorum-authorised; refused if the
+    /// archive shows the box handled key IDs or gave box numbers after it).
+    Rebaseline(RebaselineArgs),
 }
 
 /// A box type on the command line.
@@ -65,12 +70,8 @@ pub(crate) struct ManufactureArgs {
     /// Shares made for the new box [default: 3 for manufacturing boxes, else 2]
     #[arg(long)]
     count: Option<u8>,
-    /// The manufacturing box that initializes it.
-    #[arg(long = "with", value_name = "BOX", default_value = "M00000001")]
-    manufacturing_box: BoxId,
-    /// Directory of the manufacturing box's share files [default: <home>/media]
-    #[arg(long, value_name = "DIR")]
-    shares_dir: Option<PathBuf>,
+    #[command(flatten)]
+    conductor: Conductor,
     /// Where to write the new box's share files [default: <home>/media]
     #[arg(long, value_name = "DIR")]
     media: Option<PathBuf>,
@@ -94,12 +95,8 @@ pub(crate) struct InstallArgs {
     /// For a Brass box: a sub-domain it serves (repeat) [default: every sub-domain]
     #[arg(long = "subdomain", value_name = "DOMAIN/CC")]
     subdomains: Vec<SubdomainId>,
-    /// The manufacturing box that delivers the keys.
-    #[arg(long = "with", value_name = "BOX", default_value = "M00000001")]
-    manufacturing_box: BoxId,
-    /// Directory of both boxes' share files [default: <home>/media]
-    #[arg(long, value_name = "DIR")]
-    shares_dir: Option<PathBuf>,
+    #[command(flatten)]
+    conductor: Conductor,
 }
 
 /// Arguments of `postkey box list`.
@@ -133,22 +130,20 @@ pub(crate) struct SelfTestArgs {
     json: bool,
 }
 
-/// The sub-domains of `domain` among `given`, or all of the domain's when none is given.
-fn served(
-    home: &Home,
-    domain: &DomainId,
-    given: &[SubdomainId],
-) -> anyhow::Result<Vec<SubdomainId>> {
-    let mine: Vec<SubdomainId> = given.iter().filter(|s| s.domain() == domain).cloned().collect();
-    if !mine.is_empty() {
-        return Ok(mine);
-    }
-    let all = postkey_host::domains(home)?;
-    let d = all.iter().find(|d| &d.domain == domain);
-    Ok(d.map(|d| d.subdomains.clone()).unwrap_or_default())
+/// Arguments of `postkey box rebaseline`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RebaselineArgs {
+    /// The box restored from backup.
+    id: BoxId,
+    #[command(flatten)]
+    conductor: Conductor,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
-pub(crate) fn run(home: &Home, command: Command) -> anyhow::Result<Outcome> {
+pub(crate) fn run(ctx: &Ctx, command: Command) -> anyhow::Result<Outcome> {
+    let home = &ctx.home;
     match command {
         Command::Manufacture(a) => {
             let box_type = BoxType::from(a.box_type);
@@ -158,29 +153,32 @@ pub(crate) fn run(home: &Home, command: Command) -> anyhow::Result<Outcome> {
                 count: a.count.unwrap_or(default.count),
             };
             let media = a.media.clone().unwrap_or_else(|| home.media_dir());
-            let mut session = Session::new(home)?;
-            session.enable(a.manufacturing_box, &shares_dir(home, a.shares_dir.as_deref()))?;
-            let report = postkey_host::manufacture(
-                &mut session,
-                a.manufacturing_box,
-                box_type,
-                &media,
-                policy,
-                a.anchors_fingerprint.as_deref(),
-            )?;
-            let id = report.id;
-            for domain in &a.domains {
-                let subs = if box_type == BoxType::Brass {
-                    served(home, domain, &a.subdomains)?
-                } else {
-                    Vec::new()
-                };
-                postkey_host::install_process(&mut session, a.manufacturing_box, id, domain, subs)?;
-            }
-            session.lock();
+            let lock = ctx.lock(Access::Exclusive)?;
+            let (report, shown) = block_on(async {
+                let mut c = Ceremonies::open(&lock, ctx.archive().await?).await?;
+                c.enable(a.conductor.manufacturing_box, &a.conductor.shares(home)).await?;
+                // Every argument checked before the manufacturing box uses up an ID.
+                let plan = c.plan_processes(None, box_type, &a.domains, &a.subdomains).await?;
+                let report = c
+                    .manufacture(
+                        a.conductor.manufacturing_box,
+                        box_type,
+                        &media,
+                        policy,
+                        a.anchors_fingerprint.as_deref(),
+                    )
+                    .await?;
+                for (domain, subs) in plan {
+                    c.install_process(a.conductor.manufacturing_box, report.id, &domain, subs)
+                        .await?;
+                }
+                let shown = postkey_host::box_report(c.store(), c.trust(), report.id).await?;
+                c.close();
+                anyhow::Ok((report, shown))
+            })??;
             warn_media(&media);
             if a.json {
-                print_json(&postkey_host::box_report(home, id)?)?;
+                print_json(&shown)?;
             } else {
                 let mut lines = vec![
                     format!("manufactured {} ({})", report.id, report.box_type),
@@ -191,23 +189,19 @@ pub(crate) fn run(home: &Home, command: Command) -> anyhow::Result<Outcome> {
             }
         }
         Command::Install(a) => {
-            let dir = shares_dir(home, a.shares_dir.as_deref());
-            let mut session = Session::new(home)?;
-            session.enable(a.manufacturing_box, &dir)?;
-            session.enable(a.id, &dir)?;
-            let subs = if a.id.box_type() == BoxType::Brass {
-                served(home, &a.domain, &a.subdomains)?
-            } else {
-                Vec::new()
-            };
-            postkey_host::install_process(
-                &mut session,
-                a.manufacturing_box,
-                a.id,
-                &a.domain,
-                subs,
-            )?;
-            session.lock();
+            let dir = a.conductor.shares(home);
+            let lock = ctx.lock(Access::Exclusive)?;
+            block_on(async {
+                let mut c = Ceremonies::open(&lock, ctx.archive().await?).await?;
+                let domains = [a.domain.clone()];
+                let plan = c.plan_processes(Some(a.id), a.id.box_type(), &domains, &a.subdomains);
+                let (domain, subs) = plan.await?.pop().unwrap_or((a.domain.clone(), Vec::new()));
+                c.enable(a.conductor.manufacturing_box, &dir).await?;
+                c.enable(a.id, &dir).await?;
+                c.install_process(a.conductor.manufacturing_box, a.id, &domain, subs).await?;
+                c.close();
+                anyhow::Ok(())
+            })??;
             print_lines(&[format!(
                 "installed the {} process of {} in {}",
                 a.id.box_type(),
@@ -216,7 +210,10 @@ pub(crate) fn run(home: &Home, command: Command) -> anyhow::Result<Outcome> {
             )])?;
         }
         Command::List(a) => {
-            let boxes = postkey_host::boxes(home)?;
+            let boxes = block_on(async {
+                let (store, trust) = ctx.trusted().await?;
+                anyhow::Ok(postkey_host::boxes(&store, &trust).await?)
+            })??;
             if a.json {
                 print_json(&boxes)?;
             } else {
@@ -227,7 +224,7 @@ pub(crate) fn run(home: &Home, command: Command) -> anyhow::Result<Outcome> {
                             "{}  {:<13} v{:<4} {}",
                             b.id,
                             b.box_type,
-                            b.state_version.unwrap_or(0),
+                            b.state_version,
                             join(&b.domains, " ")
                         )
                     })
@@ -236,26 +233,19 @@ pub(crate) fn run(home: &Home, command: Command) -> anyhow::Result<Outcome> {
             }
         }
         Command::Show(a) => {
-            let b = postkey_host::box_report(home, a.id)?;
+            let b = block_on(async {
+                let (store, trust) = ctx.trusted().await?;
+                anyhow::Ok(postkey_host::box_report(&store, &trust, a.id).await?)
+            })??;
             if a.json {
                 print_json(&b)?;
             } else {
                 let mut lines = vec![
                     format!("id:             {}", b.id),
                     format!("type:           {}", b.box_type),
-                    format!(
-                        "state version:  {}",
-                        b.state_version.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
-                    ),
-                    format!(
-                        "identity key:   {}",
-                        b.identity_fingerprint.map_or_else(|| "-".into(), |f| f.to_string())
-                    ),
-                    format!(
-                        "certified by:   {} at {}",
-                        b.certified_by.map(|b| b.to_string()).unwrap_or_default(),
-                        b.certified_at.clone().unwrap_or_default()
-                    ),
+                    format!("state version:  {}", b.state_version),
+                    format!("identity key:   {}", b.identity_fingerprint),
+                    format!("certified by:   {} at {}", b.certified_by, b.certified_at),
                     "processes:".into(),
                 ];
                 lines.extend(b.processes.iter().map(|p| {
@@ -268,12 +258,40 @@ pub(crate) fn run(home: &Home, command: Command) -> anyhow::Result<Outcome> {
                 print_lines(&lines)?;
             }
         }
+        Command::Rebaseline(a) => {
+            let dir = a.conductor.shares(home);
+            let lock = ctx.lock(Access::Exclusive)?;
+            let report = block_on(async {
+                let mut c = Ceremonies::open(&lock, ctx.archive().await?).await?;
+                let report = c.rebaseline(a.conductor.manufacturing_box, a.id, &dir).await;
+                c.close();
+                anyhow::Ok(report?)
+            })??;
+            if a.json {
+                print_json(&report)?;
+            } else {
+                let mut lines = vec![format!(
+                    "re-baselined {}: state version {} recorded (was {}), authorised by {}",
+                    report.id, report.to, report.from, report.authorised_by
+                )];
+                if !report.redelivered.is_empty() {
+                    lines.push(format!(
+                        "processes delivered again: {}",
+                        report.redelivered.join(", ")
+                    ));
+                }
+                print_lines(&lines)?;
+            }
+        }
         Command::SelfTest(a) => {
-            let mut session = Session::new(home)?;
-            session.enable(a.id, &shares_dir(home, a.shares_dir.as_deref()))?;
-            let result = session.call_one(a.id, postkey_wire::command::SelfTest {});
-            session.lock();
-            let passed = result.is_ok();
+            let lock = ctx.lock(Access::Shared)?;
+            let passed = block_on(async {
+                let mut c = Ceremonies::open(&lock, ctx.archive().await?).await?;
+                c.enable(a.id, &shares_dir(home, a.shares_dir.as_deref())).await?;
+                let result = c.session().call_one(a.id, postkey_wire::command::SelfTest {});
+                c.close();
+                anyhow::Ok(result.is_ok())
+            })??;
             if a.json {
                 print_json(&serde_json::json!({"id": a.id.to_string(), "passed": passed}))?;
             } else {

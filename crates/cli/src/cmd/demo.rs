@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use postkey_host::Home;
+use postkey_host::{Access, Home, Wait};
 
 use super::{Outcome, join, print_json, print_lines, warn_media};
 
@@ -32,12 +32,13 @@ pub(crate) fn fresh_home() -> anyhow::Result<PathBuf> {
     anyhow::bail!("cannot create a fresh home under {}", base.display())
 }
 
-pub(crate) fn run(home: Option<PathBuf>, args: Args) -> anyhow::Result<Outcome> {
+pub(crate) fn run(home: Option<PathBuf>, wait: Wait, args: Args) -> anyhow::Result<Outcome> {
     let root = match home {
         Some(h) => h,
         None => fresh_home()?,
     };
     let home = Home::new(&root);
+    let lock = home.lock(Access::Exclusive, wait)?;
     eprintln!("postkey demo: home {}", root.display());
     warn_media(&home.media_dir());
     let bar = indicatif::ProgressBar::new(args.meters as u64);
@@ -46,7 +47,7 @@ pub(crate) fn run(home: Option<PathBuf>, args: Args) -> anyhow::Result<Outcome> 
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    let report = super::block_on(postkey_host::demo::run(&home, args.meters, |p| match p {
+    let report = super::block_on(postkey_host::demo::run(&lock, args.meters, |p| match p {
         postkey_host::demo::Progress::Step(step) => eprintln!("  {step}"),
         postkey_host::demo::Progress::Meters(0, _) => {
             bar.set_draw_target(indicatif::ProgressDrawTarget::stderr())

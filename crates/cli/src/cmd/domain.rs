@@ -1,9 +1,7 @@
-use std::path::PathBuf;
+use postkey_host::{Access, Ceremonies};
+use postkey_wire::{DomainId, DomainKind, SubdomainId};
 
-use postkey_host::{Home, Session};
-use postkey_wire::{BoxId, DomainId, DomainKind, SubdomainId};
-
-use super::{Outcome, join, print_json, print_lines, shares_dir};
+use super::{Conductor, Ctx, Outcome, block_on, join, print_json, print_lines};
 
 /// `postkey domain …`
 #[derive(Debug, clap::Subcommand)]
@@ -36,12 +34,8 @@ pub(crate) struct CreateArgs {
     /// A sub-domain DOMAIN/CC (repeat; at least one).
     #[arg(long = "subdomain", value_name = "DOMAIN/CC", required = true)]
     subdomains: Vec<SubdomainId>,
-    /// The manufacturing box that creates it.
-    #[arg(long = "with", value_name = "BOX", default_value = "M00000001")]
-    manufacturing_box: BoxId,
-    /// Directory of the manufacturing box's share files [default: <home>/media]
-    #[arg(long, value_name = "DIR")]
-    shares_dir: Option<PathBuf>,
+    #[command(flatten)]
+    conductor: Conductor,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -55,7 +49,8 @@ pub(crate) struct ListArgs {
     json: bool,
 }
 
-pub(crate) fn run(home: &Home, command: Command) -> anyhow::Result<Outcome> {
+pub(crate) fn run(ctx: &Ctx, command: Command) -> anyhow::Result<Outcome> {
+    let home = &ctx.home;
     match command {
         Command::Create(a) => {
             let kind = match a.kind {
@@ -63,16 +58,16 @@ pub(crate) fn run(home: &Home, command: Command) -> anyhow::Result<Outcome> {
                 Kind::Postal => DomainKind::Postal,
                 Kind::Earth => DomainKind::Earth,
             };
-            let mut session = Session::new(home)?;
-            session.enable(a.manufacturing_box, &shares_dir(home, a.shares_dir.as_deref()))?;
-            let report = postkey_host::create_domain(
-                &mut session,
-                a.manufacturing_box,
-                a.domain,
-                kind,
-                a.subdomains,
-            )?;
-            session.lock();
+            let lock = ctx.lock(Access::Exclusive)?;
+            let report = block_on(async {
+                let mut c = Ceremonies::open(&lock, ctx.archive().await?).await?;
+                c.enable(a.conductor.manufacturing_box, &a.conductor.shares(home)).await?;
+                let report = c
+                    .create_domain(a.conductor.manufacturing_box, a.domain, kind, a.subdomains)
+                    .await?;
+                c.close();
+                anyhow::Ok(report)
+            })??;
             if a.json {
                 print_json(&report)?;
             } else {
@@ -86,7 +81,10 @@ pub(crate) fn run(home: &Home, command: Command) -> anyhow::Result<Outcome> {
             }
         }
         Command::List(a) => {
-            let domains = postkey_host::domains(home)?;
+            let domains = block_on(async {
+                let (store, trust) = ctx.trusted().await?;
+                anyhow::Ok(postkey_host::domains(&store, &trust).await?)
+            })??;
             if a.json {
                 print_json(&domains)?;
             } else {

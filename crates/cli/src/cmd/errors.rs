@@ -1,6 +1,4 @@
-use postkey_host::Home;
-
-use super::{Outcome, block_on, print_json, print_lines};
+use super::{Ctx, Outcome, block_on, print_json, print_lines};
 
 /// Arguments of `postkey errors`.
 #[derive(Debug, clap::Args)]
@@ -15,10 +13,10 @@ pub(crate) struct Args {
 
 /// The archive's error log, oldest of the newest `limit` first (the home's spool is moved in
 /// first).
-pub(crate) fn run(home: &Home, args: Args) -> anyhow::Result<Outcome> {
+pub(crate) fn run(ctx: &Ctx, args: Args) -> anyhow::Result<Outcome> {
     let errors = block_on(async {
-        let store = postkey_host::open_archive(home).await?;
-        postkey_host::error_log(home, &store, args.limit).await
+        let store = ctx.archive().await?;
+        anyhow::Ok(postkey_host::error_log(&ctx.home, &store, args.limit).await?)
     })??;
     if args.json {
         print_json(&errors)?;

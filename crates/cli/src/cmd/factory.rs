@@ -1,9 +1,9 @@
 use std::path::PathBuf;
 
-use postkey_host::{Factory, Home};
+use postkey_host::{Access, Factory};
 use postkey_wire::{DomainId, MeterId};
 
-use super::{Outcome, block_on, print_json, print_lines, shares_dir};
+use super::{Ctx, Outcome, block_on, print_json, print_lines, shares_dir};
 
 /// `postkey factory …`
 #[derive(Debug, clap::Subcommand)]
@@ -31,16 +31,20 @@ pub(crate) struct InstallArgs {
     json: bool,
 }
 
-pub(crate) fn run(home: &Home, command: Command) -> anyhow::Result<Outcome> {
+pub(crate) fn run(ctx: &Ctx, command: Command) -> anyhow::Result<Outcome> {
     let Command::Install(a) = command;
+    let home = &ctx.home;
     let dir = shares_dir(home, a.shares_dir.as_deref());
+    let lock = ctx.lock(Access::Shared)?;
     // The meter must exist before any box is enabled for it.
     home.load_meter(&a.meter)?;
     let report = block_on(async {
-        let mut factory = Factory::open(home, &dir, &[a.vendor.clone(), a.postal.clone()]).await?;
+        let store = ctx.archive().await?;
+        let domains = [a.vendor.clone(), a.postal.clone()];
+        let mut factory = Factory::open_on(&lock, store, &dir, &domains).await?;
         let report = factory.install(&a.meter, &a.vendor, &a.postal).await;
         factory.close();
-        report
+        anyhow::Ok(report?)
     })??;
     let all_installed = report.keys.iter().all(|k| k.status == "installed");
     if a.json {

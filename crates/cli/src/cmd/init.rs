@@ -1,6 +1,8 @@
 use std::path::PathBuf;
 
-use super::{Outcome, print_json, print_lines, warn_media};
+use postkey_host::Access;
+
+use super::{Ctx, Outcome, block_on, print_json, print_lines, warn_media};
 
 /// Arguments of `postkey init`.
 #[derive(Debug, clap::Args)]
@@ -14,21 +16,27 @@ pub(crate) struct Args {
     json: bool,
 }
 
-pub(crate) fn run(home: &postkey_host::Home, args: Args) -> anyhow::Result<Outcome> {
+pub(crate) fn run(ctx: &Ctx, args: Args) -> anyhow::Result<Outcome> {
+    let home = &ctx.home;
     let media = args.media.unwrap_or_else(|| home.media_dir());
-    let report = postkey_host::init(home, &media)?;
+    let lock = ctx.lock(Access::Exclusive)?;
+    let report = block_on(async {
+        let store = postkey_host::open_archive(home).await?;
+        postkey_host::init(&lock, &store, &media).await
+    })??;
     warn_media(&media);
     if args.json {
         print_json(&report)?;
     } else {
         let mut lines = vec![
             format!("initialized {}: {}", home.root().display(), report.id),
+            format!("installation: {}", report.installation),
             format!("trust anchors fingerprint: {}", report.anchors_fingerprint),
             "  (operators confirm this fingerprint at every box initialization)".into(),
             "share files:".into(),
         ];
         lines.extend(report.share_files.iter().map(|f| format!("  {}", f.display())));
-        lines.push(format!("transcript: {}", report.transcript.display()));
+        lines.push(format!("transcript: {} in the archive", report.transcript));
         print_lines(&lines)?;
     }
     Ok(Outcome::Success)

@@ -1,7 +1,6 @@
-use postkey_host::Home;
 use postkey_wire::{DomainId, KeyId};
 
-use super::{Outcome, block_on, print_json, print_lines};
+use super::{Ctx, Outcome, block_on, print_json, print_lines};
 
 /// `postkey keys …`
 #[derive(Debug, clap::Subcommand)]
@@ -35,12 +34,12 @@ pub(crate) struct ShowArgs {
     json: bool,
 }
 
-pub(crate) fn run(home: &Home, command: Command) -> anyhow::Result<Outcome> {
+pub(crate) fn run(ctx: &Ctx, command: Command) -> anyhow::Result<Outcome> {
     match command {
         Command::List(a) => {
             let keys = block_on(async {
-                let store = postkey_host::open_archive(home).await?;
-                postkey_host::list_keys(&store, a.domain.as_ref()).await
+                let (store, _) = ctx.trusted().await?;
+                anyhow::Ok(postkey_host::list_keys(&store, a.domain.as_ref()).await?)
             })??;
             if a.json {
                 print_json(&keys)?;
@@ -61,8 +60,8 @@ pub(crate) fn run(home: &Home, command: Command) -> anyhow::Result<Outcome> {
         Command::Show(a) => {
             let key_id = KeyId::new(a.key_id)?;
             let k = block_on(async {
-                let store = postkey_host::open_archive(home).await?;
-                postkey_host::show_key(&store, &a.domain, key_id).await
+                let (store, _) = ctx.trusted().await?;
+                anyhow::Ok(postkey_host::show_key(&store, &a.domain, key_id).await?)
             })??;
             if a.json {
                 print_json(&k)?;

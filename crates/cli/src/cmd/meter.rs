@@ -1,7 +1,7 @@
-use postkey_host::Home;
+use postkey_host::Access;
 use postkey_wire::{MeterId, Msn, ProductCode};
 
-use super::{Outcome, print_json, print_lines};
+use super::{Ctx, Outcome, print_json, print_lines};
 
 /// `postkey meter …`
 #[derive(Debug, clap::Subcommand)]
@@ -24,10 +24,12 @@ pub(crate) struct NewArgs {
     json: bool,
 }
 
-pub(crate) fn run(home: &Home, command: Command) -> anyhow::Result<Outcome> {
+pub(crate) fn run(ctx: &Ctx, command: Command) -> anyhow::Result<Outcome> {
     let Command::New(a) = command;
+    let home = &ctx.home;
     let id = MeterId::new(a.product, a.msn);
-    postkey_host::new_meter(home, &id)?;
+    let lock = ctx.lock(Access::Shared)?;
+    postkey_host::new_meter(&lock, &id)?;
     eprintln!(
         "postkey: warning: simulation: the meter's keys are kept in a file under {} (see SECURITY.md)",
         home.root().display()

@@ -17,7 +17,8 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use postkey_host::Home;
+use postkey_host::SqliteStore;
+use postkey_host::{Access, Home, HomeLock, Wait};
 
 /// What a command found, when it ran to the end.
 #[derive(Debug, PartialEq, Eq)]
@@ -64,20 +65,52 @@ pub(crate) enum Command {
     SelfTest(self_test::Args),
 }
 
-pub(crate) fn run(home: Option<PathBuf>, command: Command) -> anyhow::Result<Outcome> {
-    let home_or_default =
-        || Home::new(home.clone().unwrap_or_else(|| PathBuf::from("postkey-home")));
+/// Where a command runs, and whether it waits for the home or a box another command holds.
+#[derive(Debug, Clone)]
+pub(crate) struct Ctx {
+    /// The home.
+    pub(crate) home: Home,
+    /// Whether to wait for locks.
+    pub(crate) wait: Wait,
+}
+
+impl Ctx {
+    /// Takes the home (see the lock table in ARCHITECTURE.md).
+    pub(crate) fn lock(&self, access: Access) -> anyhow::Result<HomeLock> {
+        Ok(self.home.lock(access, self.wait)?)
+    }
+
+    /// The home's archive, after checking that the home was initialized: a read command on a
+    /// home that does not exist must not make one.
+    pub(crate) async fn archive(&self) -> anyhow::Result<SqliteStore> {
+        self.home.anchors()?;
+        Ok(postkey_host::open_archive(&self.home).await?)
+    }
+
+    /// The home's archive and what the home trusts, for read commands.
+    pub(crate) async fn trusted(&self) -> anyhow::Result<(SqliteStore, postkey_host::Trust)> {
+        let store = self.archive().await?;
+        let trust = postkey_host::Trust::load(&self.home, &store).await?;
+        Ok((store, trust))
+    }
+}
+
+pub(crate) fn run(home: Option<PathBuf>, wait: Wait, command: Command) -> anyhow::Result<Outcome> {
+    let ctx = || Ctx {
+        home: Home::new(home.clone().unwrap_or_else(|| PathBuf::from("postkey-home"))),
+        wait,
+    };
     match command {
-        Command::Init(args) => init::run(&home_or_default(), args),
-        Command::Domain(c) => domain::run(&home_or_default(), c),
-        Command::Box(c) => boxes::run(&home_or_default(), c),
-        Command::Share(c) => share::run(&home_or_default(), c),
-        Command::Errors(args) => errors::run(&home_or_default(), args),
-        Command::Meter(c) => meter::run(&home_or_default(), c),
-        Command::Factory(c) => factory::run(&home_or_default(), c),
-        Command::Keys(c) => keys::run(&home_or_default(), c),
-        Command::Demo(args) => demo::run(home, args),
-        Command::Bench(c) => bench::run(home, c),
+        Command::Init(args) => init::run(&ctx(), args),
+        Command::Domain(c) => domain::run(&ctx(), c),
+        Command::Box(c) => boxes::run(&ctx(), c),
+        Command::Share(c) => share::run(&ctx(), c),
+        Command::Errors(args) => errors::run(&ctx(), args),
+        Command::Meter(c) => meter::run(&ctx(), c),
+        Command::Factory(c) => factory::run(&ctx(), c),
+        Command::Keys(c) => keys::run(&ctx(), c),
+        Command::Demo(args) => demo::run(home, wait, args),
+        Command::Bench(c) => bench::run(home, wait, c),
         Command::TestVectors(args) => test_vectors::run(args),
         Command::SelfTest(args) => self_test::run(args),
     }
@@ -110,6 +143,25 @@ pub(crate) fn print_lines(lines: &[String]) -> anyhow::Result<()> {
         writeln!(out, "{l}").context("writing to standard output")?;
     }
     Ok(())
+}
+
+/// The manufacturing box that conducts a ceremony, and where the custodians' share files of the
+/// boxes it enables are.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Conductor {
+    /// The manufacturing box that conducts the ceremony.
+    #[arg(long = "with", value_name = "BOX", default_value = "M00000001")]
+    pub(crate) manufacturing_box: postkey_wire::BoxId,
+    /// Directory of the share files of the boxes the ceremony enables [default: <home>/media]
+    #[arg(long, value_name = "DIR")]
+    pub(crate) shares_dir: Option<PathBuf>,
+}
+
+impl Conductor {
+    /// The directory of the share files.
+    pub(crate) fn shares(&self, home: &Home) -> PathBuf {
+        shares_dir(home, self.shares_dir.as_deref())
+    }
 }
 
 /// The directory of share files: `--shares-dir`, else the home's media directory.

@@ -1,9 +1,6 @@
 use std::path::PathBuf;
 
-use anyhow::Context as _;
-use postkey_host::Home;
-
-use super::{Outcome, print_json, print_lines};
+use super::{Ctx, Outcome, block_on, print_json, print_lines};
 
 /// `postkey share …`
 #[derive(Debug, clap::Subcommand)]
@@ -22,10 +19,11 @@ pub(crate) struct CheckArgs {
     json: bool,
 }
 
-pub(crate) fn run(home: &Home, command: Command) -> anyhow::Result<Outcome> {
+pub(crate) fn run(ctx: &Ctx, command: Command) -> anyhow::Result<Outcome> {
     let Command::Check(a) = command;
-    let bytes = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
-    match postkey_host::check_share(home, &bytes) {
+    let bytes = postkey_host::read_share_file(&a.file)?;
+    let store = block_on(ctx.archive())??;
+    match block_on(postkey_host::check_share(&ctx.home, &store, &bytes))? {
         Ok(r) => {
             if a.json {
                 print_json(&r)?;

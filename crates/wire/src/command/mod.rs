@@ -19,7 +19,8 @@
 //!
 //! ```text
 //!  command = {0: code, 1: version, 2: [item, …]}
-//!  reply   = {0: code, 1: version, 2: [outcome, …]}  or  {0: code, 1: version, 3: refusal}
+//!  reply   = {0: code, 1: version, 2: [outcome, …], 4: state version}
+//!          or {0: code, 1: version, 3: refusal}
 //!  item, answer = {0: field, 1: field, …}     one entry per field, in order
 //!  outcome = {0: answer}  or  {1: refusal}     refusal = {0: response code, 1: message}
 //! ```
@@ -53,7 +54,7 @@ use param::{Enc, Param, take_key};
 
 use crate::{
     Aborted, BoxType, Certificate, DomainBundle, Kit, RecordType, ResponseCode, SetId,
-    StateAttestation, TableUpdate, Transcript, Unverified, WireError,
+    StateAttestation, StateVersion, TableUpdate, Transcript, Unverified, WireError,
 };
 
 /// The largest command or reply frame: a batch of [`MAX_LIST`] items of a few kilobytes each.
@@ -144,6 +145,17 @@ impl fmt::Display for Refusal {
 }
 
 impl core::error::Error for Refusal {}
+
+/// A box's answers to a command and the version of its sealed state once they were made durable:
+/// what the KMS computer records in the archive in the same transaction as the records the
+/// command produced, so that a state restored from before the command is caught.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answered {
+    /// The answers, one per item.
+    pub response: Response,
+    /// The box's state version after the command.
+    pub state_version: StateVersion,
+}
 
 /// One item's answer: what the box made, or why it refused that item.
 pub type Outcome<A> = Result<A, Refusal>;
@@ -405,13 +417,14 @@ box_commands! {
         boxes [Brass], records [MI8, MI3, MI7];
 }
 
-// The frame: {0: code, 1: version, 2: list} or, for a refused command, {0: code, 1: version,
-// 3: refusal}.
+// The frame: {0: code, 1: version, 2: list}; a reply adds {4: state version}, or for a refused
+// command is {0: code, 1: version, 3: refusal}.
 const ITEMS: u8 = 2;
 const REFUSED: u8 = 3;
+const STATE_VERSION: u8 = 4;
 
-fn put_head(e: &mut Enc, code: CommandCode) {
-    let _ = e.map(3).and_then(|e| e.u8(0)).and_then(|e| e.u16(code.0)).and_then(|e| e.u8(1));
+fn put_head(e: &mut Enc, entries: u64, code: CommandCode) {
+    let _ = e.map(entries).and_then(|e| e.u8(0)).and_then(|e| e.u16(code.0)).and_then(|e| e.u8(1));
     let _ = e.u16(code.version().unwrap_or(0));
 }
 
@@ -472,7 +485,7 @@ impl Command {
     /// The canonical frame.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut e = Enc::new(Vec::new());
-        put_head(&mut e, self.code());
+        put_head(&mut e, 3, self.code());
         let _ = e.u8(ITEMS);
         self.put_items(&mut e);
         e.into_writer()
@@ -488,7 +501,7 @@ impl Command {
                 Self::take_items(code, d)
             },
             |c, e| {
-                put_head(e, c.code());
+                put_head(e, 3, c.code());
                 let _ = e.u8(ITEMS);
                 c.put_items(e);
             },
@@ -503,23 +516,24 @@ impl Response {
     }
 }
 
-/// The canonical frame of a reply to command `code`: the answers, or the refusal of the whole
-/// command.
-pub fn reply_to_bytes(code: CommandCode, reply: &Result<Response, Refusal>) -> Vec<u8> {
+/// The canonical frame of a reply to command `code`: the answers with the box's state version,
+/// or the refusal of the whole command.
+pub fn reply_to_bytes(code: CommandCode, reply: &Result<Answered, Refusal>) -> Vec<u8> {
     let mut e = Enc::new(Vec::new());
     put_reply(&mut e, code, reply);
     e.into_writer()
 }
 
-fn put_reply(e: &mut Enc, code: CommandCode, reply: &Result<Response, Refusal>) {
+fn put_reply(e: &mut Enc, code: CommandCode, reply: &Result<Answered, Refusal>) {
     match reply {
-        Ok(response) => {
-            put_head(e, response.code());
+        Ok(answered) => {
+            put_head(e, 4, answered.response.code());
             let _ = e.u8(ITEMS);
-            response.put_answers(e);
+            answered.response.put_answers(e);
+            let _ = e.u8(STATE_VERSION).and_then(|e| e.u64(answered.state_version.0));
         }
         Err(refusal) => {
-            put_head(e, code);
+            put_head(e, 3, code);
             let _ = e.u8(REFUSED);
             refusal.put(e);
         }
@@ -530,18 +544,18 @@ fn put_reply(e: &mut Enc, code: CommandCode, reply: &Result<Response, Refusal>) 
 /// (the box refused a command it did not recognize); answers must be of a known command.
 pub fn reply_from_bytes(
     bytes: &[u8],
-) -> Result<(CommandCode, Result<Response, Refusal>), WireError> {
+) -> Result<(CommandCode, Result<Answered, Refusal>), WireError> {
     strict(
         bytes,
         |d| {
-            param::take_map_head(d, 3)?;
+            let entries = d.map()?.ok_or_else(|| WireError::Malformed("indefinite map".into()))?;
             take_key(d, 0)?;
             let code = CommandCode(d.u16()?);
             take_key(d, 1)?;
             let version = d.u16()?;
-            match d.u8()? {
-                REFUSED => Ok((code, Err(Refusal::take(d)?))),
-                ITEMS => {
+            match (entries, d.u8()?) {
+                (3, REFUSED) => Ok((code, Err(Refusal::take(d)?))),
+                (n, ITEMS) => {
                     match code.version() {
                         None => return Err(WireError::UnknownCommand(code)),
                         Some(v) if v != version => {
@@ -553,8 +567,20 @@ pub fn reply_from_bytes(
                         }
                         Some(_) => {}
                     }
-                    Ok((code, Ok(Response::take_answers(code, d)?)))
+                    if n != 4 {
+                        return Err(WireError::Malformed(
+                            "a reply with answers carries the box's state version".into(),
+                        ));
+                    }
+                    let response = Response::take_answers(code, d)?;
+                    take_key(d, STATE_VERSION)?;
+                    let state_version = StateVersion(d.u64()?);
+                    Ok((code, Ok(Answered { response, state_version })))
                 }
+                (n, _) if n != 3 && n != 4 => Err(WireError::ParameterCount {
+                    expected: 4,
+                    found: usize::try_from(n).unwrap_or(usize::MAX),
+                }),
                 _ => Err(WireError::NonCanonical),
             }
         },

@@ -255,7 +255,7 @@ pub(crate) fn check_command(bytes: &[u8]) -> Result<postkey_wire::command::Comma
 pub(crate) fn check_reply(
     bytes: &[u8],
 ) -> Result<
-    (postkey_wire::CommandCode, Result<postkey_wire::command::Response, postkey_wire::Refusal>),
+    (postkey_wire::CommandCode, Result<postkey_wire::command::Answered, postkey_wire::Refusal>),
     WireError,
 > {
     let decoded = postkey_wire::command::reply_from_bytes(bytes);

@@ -1,0 +1,226 @@
+//! What the host reads from the archive, and how it trusts it. The archive is the one source of
+//! truth about boxes, domains and versions, but it is a database an attacker may edit: every
+//! record the host acts on is checked against the trust anchors of the home (certificates,
+//! process records, the Domain Key Set's certificate) or against the certified Domain Key Set
+//! (bundles) before it is used.
+//!
+//! ```text
+//!  trust anchors (home, media) ──► DKS certificate (archive) ──► domain bundles (archive)
+//!                              └─► box certificates, process records (archive)
+//! ```
+
+use postkey_archive::{
+    Component, ErrorLogEntry, ErrorLogQuery, InstallationRecord, SignedRecord, Store,
+};
+use postkey_archive_sqlite::SqliteStore;
+use postkey_crypto::VerifyingKey;
+use postkey_wire::{
+    BoxId, Certificate, DomainBundle, DomainId, DomainKeySetCertificate, InstallationId,
+    ProcessRecord, ResponseCode, StateVersion, Timestamp, TrustAnchors, Unverified, Verified,
+};
+
+use crate::{ErrorEntry, Home, HostError, Usage};
+
+/// Opens the home's SQLite archive (the embedded default).
+pub async fn open_archive(home: &Home) -> Result<SqliteStore, HostError> {
+    crate::home::make_dir(home.root())?;
+    Ok(SqliteStore::open(home.archive_path()).await?)
+}
+
+/// What a command trusts: the home's trust anchors and, through them, the archive's installation
+/// and its certified Domain Key Set. Loading it refuses an archive of another installation, one
+/// whose anchors differ from the home's, and an archive with no installation (an emptied one).
+#[derive(Debug, Clone)]
+pub struct Trust {
+    /// The trust anchors.
+    pub anchors: TrustAnchors,
+    /// The installation.
+    pub installation: InstallationId,
+    /// The Domain Key Set's public keys, as certified.
+    pub dks: DomainKeySetCertificate,
+}
+
+impl Trust {
+    /// Loads and checks what `home` and `store` say about the installation. A home with trust
+    /// anchors whose archive holds no installation (an emptied or replaced archive) is refused:
+    /// the archive is never filled again from the home.
+    pub async fn load(home: &Home, store: &impl Store) -> Result<Self, HostError> {
+        let anchors = home.anchors()?;
+        let record = store.installation().await?.ok_or_else(|| {
+            HostError::InstallationMismatch(format!(
+                "{} holds an installation its archive does not know (an emptied or replaced \
+                 archive): restore the archive from its backup",
+                home.root().display()
+            ))
+        })?;
+        Self::check(anchors, &record)
+    }
+
+    /// Checks an installation record against `anchors`.
+    pub(crate) fn check(
+        anchors: TrustAnchors,
+        record: &InstallationRecord,
+    ) -> Result<Self, HostError> {
+        if record.anchors != anchors.fingerprint() {
+            return Err(HostError::InstallationMismatch(
+                "the archive was made with other trust anchors than the home's".into(),
+            ));
+        }
+        let cert = Unverified::<DomainKeySetCertificate>::from_bytes(&record.dks_certificate.bytes)
+            .and_then(|c| c.verify(&anchors.manufacturing))
+            .map_err(|e| {
+                HostError::InstallationMismatch(format!(
+                    "the archive's Domain Key Set certificate does not verify: {e}"
+                ))
+            })?;
+        if cert.body().installation != record.id {
+            return Err(HostError::InstallationMismatch(
+                "the Domain Key Set certificate names another installation".into(),
+            ));
+        }
+        Ok(Self { anchors, installation: record.id, dks: cert.body().clone() })
+    }
+
+    /// The Domain Key Set's authentication key: domain bundles are signed with it.
+    pub fn dks_key(&self) -> VerifyingKey {
+        self.dks.authentication
+    }
+}
+
+/// The certificate of box `id`, from the archive, checked against the trust anchors.
+pub(crate) async fn certificate(
+    store: &impl Store,
+    trust: &Trust,
+    id: BoxId,
+) -> Result<Verified<Certificate>, HostError> {
+    let record = store.box_record(id).await?.ok_or(Usage::UnknownBox(id))?;
+    let cert = Unverified::<Certificate>::from_bytes(&record.certificate.bytes)
+        .and_then(|c| c.verify(trust.anchors.for_type(id.box_type())))
+        .map_err(|e| archive_corrupt(format!("the certificate of {id}: {e}")))?;
+    if cert.body().box_id != id || cert.body().identity != record.identity_key {
+        return Err(archive_corrupt(format!("the certificate of {id} names another box or key")));
+    }
+    Ok(cert)
+}
+
+/// The latest bundle of `domain`, from the archive, checked against the certified Domain Key
+/// Set.
+pub(crate) async fn bundle(
+    store: &impl Store,
+    trust: &Trust,
+    domain: &DomainId,
+) -> Result<Verified<DomainBundle>, HostError> {
+    let record = store.latest_bundle(domain).await?.ok_or(Usage::UnknownDomain(domain.clone()))?;
+    let bundle = Unverified::<DomainBundle>::from_bytes(&record.bundle.bytes)
+        .and_then(|b| b.verify(&trust.dks_key()))
+        .map_err(|e| archive_corrupt(format!("the bundle of {domain}: {e}")))?;
+    if &bundle.body().domain != domain {
+        return Err(archive_corrupt(format!("the bundle of {domain} is another domain's")));
+    }
+    Ok(bundle)
+}
+
+/// The domain-process records of box `id`, from the archive, checked against the trust anchors.
+pub(crate) async fn processes(
+    store: &impl Store,
+    trust: &Trust,
+    id: BoxId,
+) -> Result<Vec<Verified<ProcessRecord>>, HostError> {
+    let mut out = Vec::new();
+    for p in store.domain_processes(id).await? {
+        let record = Unverified::<ProcessRecord>::from_bytes(&p.record.bytes)
+            .and_then(|r| r.verify(trust.anchors.for_type(id.box_type())))
+            .map_err(|e| archive_corrupt(format!("a process record of {id}: {e}")))?;
+        if record.body().box_id != id || record.body().domain != p.domain {
+            return Err(archive_corrupt(format!("a process record of {id} is another's")));
+        }
+        out.push(record);
+    }
+    Ok(out)
+}
+
+fn archive_corrupt(what: String) -> HostError {
+    HostError::ArchiveRecord(what)
+}
+
+/// What enabling box `id` must find: its certificate (whose identity key checks its shares and
+/// its attestation), the installation it must belong to, and the highest state version the
+/// archive recorded for it (SPEC §7.2 item 7).
+#[derive(Debug, Clone)]
+pub struct Expected {
+    /// The box's certificate, checked against the trust anchors.
+    pub certificate: Verified<Certificate>,
+    /// The installation.
+    pub installation: InstallationId,
+    /// The highest state version recorded.
+    pub version: StateVersion,
+}
+
+impl Expected {
+    /// What the archive expects of box `id`.
+    pub async fn of(store: &impl Store, trust: &Trust, id: BoxId) -> Result<Self, HostError> {
+        let certificate = certificate(store, trust, id).await?;
+        let version = store.highest_state_version(id).await?;
+        Ok(Self { certificate, installation: trust.installation, version })
+    }
+}
+
+/// A signed record as the archive keeps it.
+pub(crate) fn signed<B: postkey_wire::Body>(record: &Verified<B>) -> SignedRecord {
+    SignedRecord::from_verified(record)
+}
+
+/// Moves the home's error-log spool into the archive's error log.
+pub(crate) async fn move_error_spool(home: &Home, store: &impl Store) -> Result<(), HostError> {
+    // One mover at a time, so that a spool is moved once (twice only after a crash mid-move).
+    let _mover = home.lock_spool_move()?;
+    // Twice: a spool an interrupted move left first, then the current one.
+    for _ in 0..2 {
+        for e in home.take_error_spool()? {
+            let entry = ErrorLogEntry {
+                time: Timestamp::from_unix_micros(e.unix_micros),
+                component: component(&e.component)?,
+                response_code: ResponseCode(e.code),
+                message: e.message,
+                domain: None,
+                meter_id: None,
+                key_id: None,
+            };
+            store.log_error(&entry).await?;
+        }
+        home.spool_moved()?;
+    }
+    Ok(())
+}
+
+/// The archive's component label of a spooled component (`O00000001` → `o00000001`).
+fn component(name: &str) -> Result<Component, HostError> {
+    let label: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .take(64)
+        .collect();
+    Ok(Component::parse(if label.is_empty() { "host" } else { &label })?)
+}
+
+/// The newest `limit` entries of the archive's error log (after moving the home's spool in),
+/// oldest first.
+pub async fn error_log(
+    home: &Home,
+    store: &impl Store,
+    limit: u32,
+) -> Result<Vec<ErrorEntry>, HostError> {
+    move_error_spool(home, store).await?;
+    let mut logged = store.error_log(&ErrorLogQuery::latest(limit)).await?;
+    logged.reverse();
+    Ok(logged
+        .into_iter()
+        .map(|l| ErrorEntry {
+            time: l.entry.time.to_rfc3339(),
+            unix_micros: l.entry.time.unix_micros(),
+            component: l.entry.component.to_string(),
+            code: l.entry.response_code.0,
+            message: l.entry.message,
+        })
+        .collect())
+}
