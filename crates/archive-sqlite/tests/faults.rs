@@ -59,6 +59,7 @@ async fn a_stored_value_that_does_not_parse_is_corrupt() {
         key_id,
         oak_id: BoxId::parse("O00000001").unwrap(),
         steel_id: BoxId::parse("S00000001").unwrap(),
+        meter_id: postkey_wire::MeterId::parse("PB1234-000001").unwrap(),
         kms_request_time: Timestamp::from_unix_micros(2),
         time: Timestamp::from_unix_micros(3),
         actor: Sender::Box(BoxId::parse("O00000001").unwrap()),

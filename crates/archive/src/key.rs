@@ -143,6 +143,8 @@ pub struct NewKey {
     pub oak_id: BoxId,
     /// The Steel box it is addressed to.
     pub steel_id: BoxId,
+    /// The meter its order names: it goes into that meter or nowhere.
+    pub meter_id: MeterId,
     /// When the KMC sent MI1.
     pub kms_request_time: Timestamp,
     /// When the KMC archives it.
@@ -175,15 +177,16 @@ impl NewKey {
             status: KeyStatus::New,
             oak_id: self.oak_id,
             steel_id: self.steel_id,
-            meter_id: None,
+            meter_id: Some(self.meter_id.clone()),
             registration: None,
             times: KeyTimes { kms_request: Some(self.kms_request_time), ..KeyTimes::default() },
             updated: self.time,
         };
         let note = format!(
-            "oak={} steel={} kms_request={}",
+            "oak={} steel={} meter={} kms_request={}",
             self.oak_id,
             self.steel_id,
+            self.meter_id,
             self.kms_request_time.unix_micros()
         );
         let event = EventEntry {

@@ -6,7 +6,8 @@
 //!  Command ──► admit (error state, command table 3001, record table 3003)
 //!          ──► box type (3006) ──► each item on its own ──► Response (answers or refusals)
 //!  INSTALL_KEY:  hello ◄──meter link──► begin (in flight) ──► host.commit ──► MI5 ──► MI6
-//!                ──► finish: MI7, or ABORTED (test tokens differ, link failed, bad MI6)
+//!                ──► meters durable (one flush) ──► finish: MI7, or ABORTED (test tokens
+//!                differ, link failed, bad MI6, the meters could not keep their keys)
 //! ```
 //!
 //! The box changes its state only in memory; the host commits it (seal, write, sync) before the
@@ -37,6 +38,11 @@ pub trait Host {
     /// The meter link to `meter`, if that meter is on this Steel box's production line.
     fn meter_link(&mut self, meter: &MeterId) -> Option<&mut dyn MeterLink>;
 
+    /// Has `meters`, which answered MI6, make their keys durable (one flush for the batch). An
+    /// MI6 counts only after this: a meter never holds a key the box reported as aborted, nor
+    /// loses one it reported as installed.
+    fn meters_durable(&mut self, meters: &[MeterId]) -> Result<(), Refusal>;
+
     /// Records a failure that ends as an answer rather than a refusal (a meter that refused its
     /// key: the answer is a signed ABORTED), for the error log.
     fn log(&mut self, refusal: &Refusal);
@@ -56,6 +62,10 @@ impl Host for NoHost {
 
     fn meter_link(&mut self, _: &MeterId) -> Option<&mut dyn MeterLink> {
         None
+    }
+
+    fn meters_durable(&mut self, _: &[MeterId]) -> Result<(), Refusal> {
+        Ok(())
     }
 
     fn log(&mut self, _: &Refusal) {}
@@ -254,10 +264,26 @@ fn install_keys<H: Host>(
     if !begun.is_empty() {
         host.commit(b).map_err(Stopped::Host)?;
     }
+    let mut answered = Vec::with_capacity(begun.len());
     for Begun { place, meter, domain, key_id, mi5 } in begun {
         let answer = match host.meter_link(&meter) {
             None => Err(BoxError::MeterNotConnected(meter.clone()).to_refusal()),
             Some(link) => link.install(&mi5, now),
+        };
+        answered.push((place, meter, domain, key_id, answer));
+    }
+    // The meters make their keys durable before any MI6 counts: if they cannot, every
+    // installation of the batch that reached a meter ends ABORTED.
+    let mut holding: Vec<MeterId> =
+        answered.iter().filter(|a| a.4.is_ok()).map(|a| a.1.clone()).collect();
+    // A meter given its vendor and its postal key in one batch keeps both with one write.
+    holding.sort();
+    holding.dedup();
+    let durable = if holding.is_empty() { Ok(()) } else { host.meters_durable(&holding) };
+    for (place, meter, domain, key_id, answer) in answered {
+        let answer = match (&durable, answer) {
+            (Err(why), Ok(_)) => Err(why.clone()),
+            (_, answer) => answer,
         };
         let ended = match answer.map(|mi6| b.finish_install(&domain, key_id, &mi6, now)) {
             Ok(Ok(InstallOutcome::Installed(mi7))) => Ok(InstallEnded::Installed(mi7.into())),

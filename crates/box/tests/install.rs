@@ -129,6 +129,10 @@ struct Floor {
     commits: Rc<Cell<usize>>,
     fail_commit: bool,
     logged: Vec<Refusal>,
+    /// The meters asked to make their keys durable, in order.
+    durable: Vec<MeterId>,
+    /// The meters' storage fails with this.
+    fail_meters: Option<String>,
 }
 
 impl Floor {
@@ -168,8 +172,33 @@ impl Host for Floor {
         self.meters.get_mut(meter).map(|link| &mut **link as &mut dyn MeterLink)
     }
 
+    fn meters_durable(&mut self, meters: &[MeterId]) -> Result<(), Refusal> {
+        self.durable.extend(meters.iter().cloned());
+        match &self.fail_meters {
+            Some(why) => Err(Refusal::new(ResponseCode::STORAGE_FAILED, why.clone())),
+            None => Ok(()),
+        }
+    }
+
     fn log(&mut self, refusal: &Refusal) {
         self.logged.push(refusal.clone());
+    }
+}
+
+/// A meter that greets as usual and refuses every MI5.
+struct Refusing(SimulatedMeter);
+
+impl MeterLink for Refusing {
+    fn hello(&mut self, domain: &DomainId, now: Timestamp) -> Result<Message<MeterHello>, Refusal> {
+        self.0.hello(domain, now)
+    }
+
+    fn install(
+        &mut self,
+        _: &Message<KeyForMeter>,
+        _: Timestamp,
+    ) -> Result<Message<MeterTestTokens>, Refusal> {
+        Err(Refusal::new(ResponseCode::RECORD_MISMATCH, "the meter's secure element is full"))
     }
 }
 
@@ -450,14 +479,15 @@ fn a_meter_that_refuses_mi5_gets_a_signed_aborted_not_a_refusal() {
     let mut floor = Floor::with(&[&m]);
     let first = install(&mut l.steel, &g1.mi4, meter_id(12), &mut floor).unwrap();
     assert!(matches!(first, InstallEnded::Installed(_)), "{first:?}");
-    // A second USPS key for the same meter: the meter refuses MI5.
+    // The meter refuses the next MI5 (here: its secure element is full).
+    floor.plug(meter_id(12), Refusing(m.clone()));
     let ended = install(&mut l.steel, &g2.mi4, meter_id(12), &mut floor).unwrap();
     let InstallEnded::Aborted(aborted) = ended else { panic!("installed twice: {ended:?}") };
     let aborted = aborted.verify(&l.public().steel_auth).unwrap();
     assert_eq!(aborted.header().key_id, Some(KeyId::new(2).unwrap()));
     assert_eq!(aborted.header().meter_id.as_ref(), Some(&meter_id(12)));
     assert_eq!(aborted.body().steel, l.steel.id());
-    assert!(aborted.body().reason.contains("already holds"), "{}", aborted.body().reason);
+    assert!(aborted.body().reason.contains("full"), "{}", aborted.body().reason);
     // The host logged the meter's refusal, with its code.
     assert_eq!(floor.logged.len(), 1);
     assert_eq!(floor.logged[0].code, ResponseCode::RECORD_MISMATCH);
@@ -779,14 +809,14 @@ fn steel_refuses_installations_beyond_max_in_flight_in_one_batch() {
     let g: Vec<Generated> =
         batch(&mut l.oak, orders).unwrap().into_iter().map(Result::unwrap).collect();
     assert_eq!(g.len(), n);
-    // One meter on the line: it takes the first key and refuses every other (one per domain).
+    // One meter on the line: each key replaces the one before (a newer key of its domain).
     let m = meter(40);
     let mut floor = Floor::with(&[&m]);
     let items = g.iter().map(|g| InstallKey { mi4: g.mi4.clone(), meter: meter_id(40) }).collect();
     let answers = install_batch(&mut l.steel, items, &mut floor);
     assert_eq!(answers.len(), n);
-    assert!(matches!(answers[0], Ok(InstallEnded::Installed(_))), "{:?}", answers[0]);
-    assert!(answers[1..MAX_IN_FLIGHT].iter().all(|a| matches!(a, Ok(InstallEnded::Aborted(_)))));
+    assert!(answers[..MAX_IN_FLIGHT].iter().all(|a| matches!(a, Ok(InstallEnded::Installed(_)))));
+    assert_eq!(m.meter().keys()[&usps_id()].key_id.get(), MAX_IN_FLIGHT as u64);
     assert_eq!(answers[MAX_IN_FLIGHT], Err(ResponseCode::TOO_MANY_IN_FLIGHT));
     assert_eq!(floor.commits.get(), 1);
     assert!(in_flight(&l.steel).is_empty());
@@ -813,4 +843,34 @@ fn a_record_table_without_mi4_refuses_install_key_whole() {
     assert_eq!(l.steel.version(), v);
     assert_eq!(floor.commits.get(), 0);
     assert!(m.meter().keys().is_empty());
+}
+
+#[test]
+fn an_mi6_counts_only_once_the_meters_of_the_batch_kept_their_keys() {
+    let mut l = line();
+    let g: Vec<Generated> = (1..=4).map(|k| l.generate(k)).collect();
+    let (a, b) = (meter(50), meter(51));
+    let mut floor = Floor::with(&[&a, &b]);
+    let items = |g: &[Generated]| {
+        vec![
+            InstallKey { mi4: g[0].mi4.clone(), meter: meter_id(50) },
+            InstallKey { mi4: g[1].mi4.clone(), meter: meter_id(51) },
+        ]
+    };
+    // Kept: the batch's meters asked once, together, then MI7 for each.
+    let answers = install_batch(&mut l.steel, items(&g[..2]), &mut floor);
+    assert!(answers.iter().all(|a| matches!(a, Ok(InstallEnded::Installed(_)))), "{answers:?}");
+    assert_eq!(floor.durable, vec![meter_id(50), meter_id(51)]);
+    // Not kept: every installation that reached a meter ends ABORTED (its key becomes `Bad`),
+    // the failure logged; nothing is left in flight.
+    floor.fail_meters = Some("the meters' storage failed".into());
+    let answers = install_batch(&mut l.steel, items(&g[2..]), &mut floor);
+    for answer in &answers {
+        let Ok(InstallEnded::Aborted(aborted)) = answer else { panic!("{answer:?}") };
+        let aborted = aborted.clone().verify(&l.public().steel_auth).unwrap();
+        assert!(aborted.body().reason.contains("storage failed"), "{}", aborted.body().reason);
+    }
+    assert_eq!(floor.logged.len(), 2);
+    assert!(floor.logged.iter().all(|r| r.code == ResponseCode::STORAGE_FAILED));
+    assert!(in_flight(&l.steel).is_empty());
 }

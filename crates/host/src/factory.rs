@@ -2,6 +2,9 @@
 //! against the home's SQLite archive (`<home>/archive.db`), with every box hosted in this
 //! process behind the embedded box link.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
 use postkey_archive::{KeyStatus, Store};
 use postkey_archive_sqlite::SqliteStore;
 use postkey_kmc::{InstallConfig, KeyOrder, KeyOutcome, Kmc, KmcError};
@@ -118,6 +121,8 @@ impl<S: Store> Factory<S> {
     ) -> Result<Self, HostError> {
         let home = lock.home();
         let trust = Trust::load(home, &store).await?;
+        // Meters keyed by a run that stopped get their files before any is read.
+        home.settle_meter_journals()?;
         let line = line_for(&store, domains).await?;
         let mut session = Session::new(home, lock.wait());
         for b in [line.oak, line.steel, line.brass] {
@@ -152,8 +157,9 @@ impl<S: Store> Factory<S> {
 
     /// Installs a `vendor` key and the given postal key into each meter, `batch` meters at a
     /// time through the KMC's pipeline (generate, install, check: three batches in flight).
-    /// Every meter is loaded before the first installation; each is saved back once both its
-    /// keys are settled. `progress` is told the number of meters done after each batch.
+    /// Every meter is loaded before the first installation; the meters a Steel batch reached
+    /// save their files (one flush) before their MI6 answers count. `progress` is told the
+    /// number of meters done after each batch.
     pub async fn install_many(
         &mut self,
         meters: &[(MeterId, DomainId)],
@@ -161,12 +167,14 @@ impl<S: Store> Factory<S> {
         batch: usize,
         mut progress: impl FnMut(usize),
     ) -> Result<Vec<InstallReport>, HostError> {
-        let mut sims = Vec::with_capacity(meters.len());
+        let mut sims = BTreeMap::new();
         for (id, _) in meters {
             let sim = SimulatedMeter::new(self.home.load_meter(id)?);
             self.boxes.meters().connect(id.clone(), Box::new(sim.clone()));
-            sims.push(sim);
+            sims.insert(id.clone(), sim.clone());
         }
+        let journal = Arc::new(Mutex::new(self.home.open_meter_journal()?));
+        self.boxes.meters().keep_with(meter_storage(&self.home, &journal, sims.clone()));
         let line = self.line;
         let order = |domain: &DomainId, meter: &MeterId| KeyOrder {
             domain: domain.clone(),
@@ -192,7 +200,8 @@ impl<S: Store> Factory<S> {
                     let start = reports.len();
                     let chunk = &meters[start..(start + results.len() / 2).min(meters.len())];
                     let mut results = results.into_iter();
-                    let done: Vec<SimulatedMeter> = sims[start..start + chunk.len()].to_vec();
+                    let done: Vec<SimulatedMeter> =
+                        chunk.iter().filter_map(|(id, _)| sims.get(id).cloned()).collect();
                     for (id, postal) in chunk {
                         let mut keys = Vec::with_capacity(2);
                         for domain in [vendor, postal] {
@@ -202,7 +211,7 @@ impl<S: Store> Factory<S> {
                         reports.push(InstallReport { meter: id.to_string(), keys });
                         boxes.meters().disconnect(id);
                     }
-                    // The meters' own storage: written off the KMC's path, awaited below.
+                    // The meters' files, off the KMC's path: their keys are in the journal.
                     let home = home.clone();
                     saves.push(tokio::task::spawn_blocking(move || {
                         let guards: Vec<_> = done.iter().map(SimulatedMeter::meter).collect();
@@ -225,6 +234,12 @@ impl<S: Store> Factory<S> {
                 )
             })??;
         }
+        // Every meter file is durable: the run's journal goes (left behind on any failure, it
+        // is applied by the next command that reads meters).
+        self.boxes.meters().forget_storage();
+        if let Ok(journal) = Arc::try_unwrap(journal) {
+            journal.into_inner().unwrap_or_else(PoisonError::into_inner).close()?;
+        }
         ran.map_err(|e| kmc_error(&self.home, e))?;
         // The run's refusals, spooled as they happened, go into the archive's error log.
         crate::archive::move_error_spool(&self.home, self.kmc.store()).await?;
@@ -240,6 +255,29 @@ impl<S: Store> Factory<S> {
     pub fn close(self) {
         drop(self.boxes);
     }
+}
+
+/// The simulated meters' storage: the images of the meters a Steel batch reached, appended to
+/// the run's journal with one flush (their files are rewritten after the batch). A failure is
+/// logged here in full; the Steel box is told only that the meters could not keep their keys
+/// (no path of this host goes into its ABORTED records).
+fn meter_storage(
+    home: &Home,
+    journal: &Arc<Mutex<crate::meters::MeterJournal>>,
+    sims: BTreeMap<MeterId, SimulatedMeter>,
+) -> crate::MeterStorage {
+    let home = home.clone();
+    let journal = Arc::clone(journal);
+    Box::new(move |ids: &[MeterId]| {
+        let ids: std::collections::BTreeSet<&MeterId> = ids.iter().collect();
+        let guards: Vec<_> = ids.iter().filter_map(|id| sims.get(*id)).map(|s| s.meter()).collect();
+        let meters: Vec<&Meter> = guards.iter().map(|g| &**g).collect();
+        let mut journal = journal.lock().unwrap_or_else(PoisonError::into_inner);
+        postkey_archive::metrics::durable(|| journal.append(&meters)).map_err(|e| {
+            let _ = home.log_error("host", e.response_code(), &e.to_string(), clock::now());
+            postkey_wire::Refusal::new(e.response_code(), "the meters could not keep their keys")
+        })
+    })
 }
 
 fn summary(home: &Home, domain: &DomainId, result: postkey_kmc::OrderResult) -> KeySummary {

@@ -10,7 +10,8 @@
 //!  <home>/trust-anchors.cbor     the five startup public keys (also on the media)
 //!  <home>/archive.db             the SQLite archive (embedded default)
 //!  <home>/boxes/<ID>.state       sealed box states
-//!  <home>/meters/<ID>.meter      simulated meters (simulation only: SECURITY.md)
+//!  <home>/meters/<ID>.meter      simulated meters (simulation only: SECURITY.md; `meters.rs`)
+//!  <home>/meters/run-*.journal   keys meters received in a factory run not yet in their files
 //!  <home>/media/                 share files (simulation only: SECURITY.md)
 //!  <home>/errors.log             the error-log spool, one JSON object per line, moved into the
 //!                                archive at the end of each command
@@ -28,9 +29,7 @@ use std::path::{Path, PathBuf};
 
 use postkey_box::runtime::{BoxStore, ReadError, StorageError, read_bounded, write_atomic};
 use postkey_secrets::shares::ShareBody;
-use postkey_wire::{
-    BoxId, MeterId, ResponseCode, SharePurpose, Timestamp, TrustAnchors, Verified, codec,
-};
+use postkey_wire::{BoxId, ResponseCode, SharePurpose, Timestamp, TrustAnchors, Verified, codec};
 
 use crate::{HostError, Usage};
 
@@ -54,8 +53,6 @@ pub struct ErrorEntry {
 const MAX_SHARE_FILE: u64 = 16 * 1024;
 /// The largest trust-anchors file read.
 const MAX_ANCHORS_FILE: u64 = 4096;
-/// The largest simulated meter file read.
-const MAX_METER_FILE: u64 = 4096;
 /// The largest error-log spool read at once.
 const MAX_SPOOL: u64 = 256 * 1024 * 1024;
 /// The largest first-ceremony journal read.
@@ -66,7 +63,7 @@ pub(crate) fn storage(what: &'static str, path: &Path, source: std::io::Error) -
 }
 
 /// A bounded read of a file of the home that must exist.
-fn read(path: &Path, max: u64) -> Result<Vec<u8>, HostError> {
+pub(crate) fn read(path: &Path, max: u64) -> Result<Vec<u8>, HostError> {
     read_bounded(path, max).map_err(|e| match e {
         ReadError::Storage(s) => HostError::Storage(s),
         other => HostError::corrupt(path, other),
@@ -151,59 +148,6 @@ impl Home {
     /// Whether the home holds trust anchors or sealed box states.
     pub(crate) fn has_installation_files(&self) -> Result<bool, HostError> {
         Ok(self.anchors_path().exists() || !self.store().list()?.is_empty())
-    }
-
-    fn meters_dir(&self) -> PathBuf {
-        self.root.join("meters")
-    }
-
-    fn meter_path(&self, id: &MeterId) -> PathBuf {
-        self.meters_dir().join(format!("{id}.meter"))
-    }
-
-    /// Writes a new simulated meter's state, refusing a meter that exists already (SPEC §12: the
-    /// simulator keeps its keys in a file under the home, mode 0600; a real meter keeps them in
-    /// its secure element).
-    pub fn create_meter(&self, meter: &postkey_meter::Meter) -> Result<(), HostError> {
-        let path = self.meter_path(meter.id());
-        match postkey_box::runtime::create_durable(&path, &meter.to_simulator_file(), 0o600) {
-            Ok(()) => Ok(()),
-            Err(e) if e.source.kind() == std::io::ErrorKind::AlreadyExists => {
-                Err(Usage::MeterExists(meter.id().clone()).into())
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Writes a simulated meter's state.
-    pub fn save_meter(&self, meter: &postkey_meter::Meter) -> Result<(), HostError> {
-        Ok(write_atomic(&self.meter_path(meter.id()), &meter.to_simulator_file(), 0o600)?)
-    }
-
-    /// Saves simulated meters' states, all durable together (two flushes for the lot).
-    pub fn save_meters(&self, meters: &[&postkey_meter::Meter]) -> Result<(), HostError> {
-        let images: Vec<(String, zeroize::Zeroizing<Vec<u8>>)> = meters
-            .iter()
-            .map(|m| {
-                let path = self.meter_path(m.id());
-                let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-                (name.unwrap_or_default(), m.to_simulator_file())
-            })
-            .collect();
-        let files: Vec<(String, &[u8])> =
-            images.iter().map(|(n, b)| (n.clone(), b.as_slice())).collect();
-        make_dir(&self.meters_dir())?;
-        Ok(postkey_box::runtime::write_atomic_many(&self.meters_dir(), &files, 0o600)?)
-    }
-
-    /// A simulated meter's state.
-    pub fn load_meter(&self, id: &MeterId) -> Result<postkey_meter::Meter, HostError> {
-        let path = self.meter_path(id);
-        if !path.exists() {
-            return Err(Usage::UnknownMeter(id.clone()).into());
-        }
-        let bytes = zeroize::Zeroizing::new(read(&path, MAX_METER_FILE)?);
-        postkey_meter::Meter::from_simulator_file(&bytes).map_err(|e| HostError::corrupt(&path, e))
     }
 
     /// Appends a line to the error log, durably.
@@ -383,7 +327,7 @@ pub fn read_share_file(path: &Path) -> Result<Vec<u8>, HostError> {
     })
 }
 
-fn remove_if_there(path: &Path) -> Result<(), HostError> {
+pub(crate) fn remove_if_there(path: &Path) -> Result<(), HostError> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -24,6 +24,7 @@ mod inventory;
 mod keys;
 mod link;
 mod lock;
+mod meters;
 mod rebaseline;
 mod ser;
 mod session;
@@ -39,7 +40,7 @@ pub use factory::{DEFAULT_BATCH, Factory, InstallReport, KeySummary, Line, line_
 pub use home::{ErrorEntry, Home, read_share_file};
 pub use inventory::{BoxReport, DomainSummary, ProcessSummary, box_report, boxes, domains};
 pub use keys::{HistoryEntry, KeyDetail, KeyEntry, list_keys, show_key};
-pub use link::{EmbeddedBoxes, MeterLinks};
+pub use link::{EmbeddedBoxes, MeterLinks, MeterStorage};
 pub use lock::{Access, Busy, HomeLock, Wait};
 pub use postkey_archive_postgres::PgConfig;
 pub use postkey_archive_sqlite::SqliteStore;

@@ -16,10 +16,14 @@ use postkey_wire::{BoxId, MeterId, MeterLink, Refusal, ResponseCode};
 
 use crate::Session;
 
-/// The meters connected to this host's Steel boxes, by ID.
+/// How the meters on a line make the keys they received durable, a batch at a time.
+pub type MeterStorage = Box<dyn FnMut(&[MeterId]) -> Result<(), Refusal> + Send>;
+
+/// The meters connected to this host's Steel boxes, by ID, and how they keep their keys.
 #[derive(Default)]
 pub struct MeterLinks {
     links: BTreeMap<MeterId, Box<dyn MeterLink + Send>>,
+    storage: Option<MeterStorage>,
 }
 
 impl core::fmt::Debug for MeterLinks {
@@ -39,6 +43,25 @@ impl MeterLinks {
     /// Disconnects a meter, handing its link back.
     pub fn disconnect(&mut self, id: &MeterId) -> Option<Box<dyn MeterLink + Send>> {
         self.links.remove(id)
+    }
+
+    /// How the meters make their keys durable (the simulator: their files under the home). A
+    /// line without it keeps its meters in memory only (tests that drive the link alone).
+    pub fn keep_with(&mut self, storage: MeterStorage) {
+        self.storage = Some(storage);
+    }
+
+    /// Drops the meters' storage (the run that set it is over).
+    pub fn forget_storage(&mut self) {
+        self.storage = None;
+    }
+
+    /// Makes the keys `meters` received durable (see `postkey_box::Host::meters_durable`).
+    pub(crate) fn make_durable(&mut self, meters: &[MeterId]) -> Result<(), Refusal> {
+        match self.storage.as_mut() {
+            Some(storage) => storage(meters),
+            None => Ok(()),
+        }
     }
 
     /// The link to meter `id`, if it is connected.

@@ -113,6 +113,13 @@ impl Host for BoxHost<'_> {
         Some(link)
     }
 
+    fn meters_durable(&mut self, meters: &[MeterId]) -> Result<(), Refusal> {
+        match self.meters.as_deref_mut() {
+            Some(links) => links.make_durable(meters),
+            None => Ok(()),
+        }
+    }
+
     fn log(&mut self, refusal: &Refusal) {
         self.session.log(self.id, refusal);
     }

@@ -422,6 +422,7 @@ impl<S: Store> Kmc<S> {
                                 key_id,
                                 oak_id: oak,
                                 steel_id: order.steel,
+                                meter_id: order.meter.clone(),
                                 kms_request_time: request_time,
                                 time: now(),
                                 actor: Sender::Box(oak),

@@ -295,6 +295,7 @@ async fn left_new(w: &World, domain: &str) -> KeyId {
         key_id: key,
         oak_id: f.oak,
         steel_id: f.steel,
+        meter_id: meter(1),
         kms_request_time: fixed_now(),
         time: fixed_now(),
         actor: Sender::Box(f.oak),

@@ -22,9 +22,16 @@ pub enum MeterError {
     /// MI5 did not open with this meter's transport key.
     #[error("the key does not open with this meter's transport key")]
     DoesNotOpen,
-    /// A second key for a domain: a meter takes one key per domain, once.
-    #[error("this meter already holds a key of domain {0}")]
-    AlreadyInstalled(DomainId),
+    /// A key for a domain whose held key is as new or newer: a meter takes a key of a domain
+    /// once, and replaces it only with a newer one (the KMS orders a replacement only for a key
+    /// that became `Bad`).
+    #[error("this meter already holds key {held} of domain {domain}, as new or newer")]
+    AlreadyInstalled {
+        /// The domain.
+        domain: DomainId,
+        /// The key ID it holds.
+        held: KeyId,
+    },
     /// More domains than a meter holds (one vendor, one postal).
     #[error("this meter already holds two keys (one vendor, one postal)")]
     Full,
@@ -43,7 +50,7 @@ impl MeterError {
             Self::Wire(e) => e.response_code(),
             Self::NotThisMeter(_) => ResponseCode::RECORD_NOT_FOR_THIS_BOX,
             Self::DoesNotOpen => ResponseCode::DECRYPTION_FAILED,
-            Self::AlreadyInstalled(_) | Self::Full => ResponseCode::RECORD_MISMATCH,
+            Self::AlreadyInstalled { .. } | Self::Full => ResponseCode::RECORD_MISMATCH,
             Self::Rng => ResponseCode::RNG_FAILURE,
             Self::Corrupt => ResponseCode::PARAMETER_SYNTAX,
         }
@@ -133,7 +140,9 @@ impl Meter {
     }
 
     /// MI5 → MI6: opens K with the transport key under the `info` binding domain, key ID and this
-    /// meter, keeps it, and answers its test tokens. A second key for a domain is refused.
+    /// meter, keeps it, and answers its test tokens. A key of a domain it holds a key of replaces
+    /// it only if its key ID is higher (the same MI5 again, or an older one replayed, is
+    /// refused); at most one vendor and one postal key, which the KMS orders ensure.
     pub fn install(
         &mut self,
         message: &Message<KeyForMeter>,
@@ -155,11 +164,13 @@ impl Meter {
                 .into());
             }
         }
-        if self.keys.contains_key(&domain) {
-            return Err(MeterError::AlreadyInstalled(domain));
-        }
-        if self.keys.len() >= MAX_KEYS {
-            return Err(MeterError::Full);
+        match self.keys.get(&domain) {
+            Some(held) if held.key_id >= key_id => {
+                return Err(MeterError::AlreadyInstalled { domain, held: held.key_id });
+            }
+            Some(_) => {}
+            None if self.keys.len() >= MAX_KEYS => return Err(MeterError::Full),
+            None => {}
         }
         let info =
             HpkeInfo::new(HpkeRecordType::Mi5, domain.as_str(), key_id.get(), &self.id.to_string())

@@ -47,24 +47,35 @@ fn mi5(
 #[test]
 fn a_meter_installs_one_key_per_domain_and_answers_its_test_tokens() {
     let id = "PB1234-000001";
+    let usps = DomainId::parse("USPS").unwrap();
     let mut meter = Meter::manufacture(MeterId::parse(id).unwrap(), &mut rng(1)).unwrap();
     let k = MasterKey::from_bytes([3; 32]);
     let mi6 = meter.install(&mi5(&meter, id, "USPS", 7, &k), now()).unwrap();
     assert_eq!(mi6.body().test_tokens, k.test_tokens());
     assert_eq!(mi6.header().key_id, Some(KeyId::new(7).unwrap()));
-    // A second key of the same domain: refused, the first stays.
-    let again = meter
-        .install(&mi5(&meter, id, "USPS", 8, &MasterKey::from_bytes([4; 32])), now())
-        .unwrap_err();
-    assert_eq!(again, MeterError::AlreadyInstalled(DomainId::parse("USPS").unwrap()));
-    assert_eq!(again.to_refusal().code, ResponseCode::RECORD_MISMATCH);
+    // The same key again, or an older one replayed: refused, the key stays.
+    for replayed in [7, 6] {
+        let again = meter
+            .install(&mi5(&meter, id, "USPS", replayed, &MasterKey::from_bytes([4; 32])), now())
+            .unwrap_err();
+        let held = KeyId::new(7).unwrap();
+        assert_eq!(again, MeterError::AlreadyInstalled { domain: usps.clone(), held });
+        assert_eq!(again.to_refusal().code, ResponseCode::RECORD_MISMATCH);
+    }
+    assert_eq!(meter.keys()[&usps].key_id, KeyId::new(7).unwrap());
     // The vendor key, then nothing more.
     meter.install(&mi5(&meter, id, "VE", 1, &MasterKey::from_bytes([5; 32])), now()).unwrap();
     let full = meter.install(&mi5(&meter, id, "EARTH", 1, &k), now()).unwrap_err();
     assert_eq!(full, MeterError::Full);
     assert_eq!(full.to_refusal().code, ResponseCode::RECORD_MISMATCH);
     assert_eq!(meter.keys().len(), 2);
-    assert_eq!(meter.keys()[&DomainId::parse("USPS").unwrap()].key_id, KeyId::new(7).unwrap());
+    // A newer key of a domain it holds replaces the old one (the KMS orders one only when the
+    // old key became `Bad`).
+    let newer = MasterKey::from_bytes([8; 32]);
+    let mi6 = meter.install(&mi5(&meter, id, "USPS", 9, &newer), now()).unwrap();
+    assert_eq!(mi6.body().test_tokens, newer.test_tokens());
+    assert_eq!(meter.keys()[&usps].key_id, KeyId::new(9).unwrap());
+    assert_eq!(meter.keys().len(), 2);
 }
 
 #[test]
@@ -140,10 +151,11 @@ fn the_simulator_answers_on_the_meter_link_with_the_meters_refusals() {
     let mi6 = link.install(&key, now()).unwrap();
     assert_eq!(mi6.body().test_tokens, k.test_tokens());
     assert_eq!(mi6.header().key_id, Some(KeyId::new(3).unwrap()));
-    // A clone shares the meter: the key is there, and a second one is refused over the link.
+    // A clone shares the meter: the key is there, and the same one again (or an older one) is
+    // refused over the link.
     let shared = link.clone();
     assert_eq!(shared.meter().keys()[&usps].key_id, KeyId::new(3).unwrap());
-    let again = mi5(&link.meter(), id, "USPS", 4, &MasterKey::from_bytes([8; 32]));
+    let again = mi5(&link.meter(), id, "USPS", 2, &MasterKey::from_bytes([8; 32]));
     let refusal = link.install(&again, now()).unwrap_err();
     assert_eq!(refusal.code, ResponseCode::RECORD_MISMATCH);
     assert_eq!(shared.meter().keys()[&usps].key_id, KeyId::new(3).unwrap());

@@ -87,6 +87,7 @@ pub fn new_key(domain: &DomainId, key_id: KeyId, at: u64) -> NewKey {
         key_id,
         oak_id: bx("O00000001"),
         steel_id: bx("S00000001"),
+        meter_id: meter(key_id.get()),
         kms_request_time: ts(at.saturating_sub(1)),
         time: ts(at),
         actor: Sender::Box(bx("O00000001")),

@@ -1,0 +1,236 @@
+//! The simulated meters' storage (SPEC §12: a simulation keeps a meter's keys in a file under the
+//! home, mode 0600; a real meter keeps them in its secure element).
+//!
+//! A meter must make a key durable before its MI6 answer counts. Rewriting each meter's file at
+//! that moment would put a file-system sync per batch in the Steel box's path, so a factory run
+//! appends the meters' new images to a journal of its own (one append and one `fdatasync` per
+//! Steel batch) and rewrites their files after the batch, off that path. The run removes its
+//! journal once every file it changed is durable; a journal left by a run that stopped is applied
+//! to the files by the next command that reads meters, which knows it is left over because no
+//! process holds its lock.
+//!
+//! ```text
+//!  <home>/meters/<ID>.meter            a meter's state
+//!  <home>/meters/run-<pid>-<t>.journal  [length u32 BE ‖ meter image]*, flock'd by its run
+//! ```
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+
+use postkey_box::runtime::{create_durable, write_atomic_many};
+use postkey_meter::Meter;
+use postkey_wire::MeterId;
+use rustix::fs::{FlockOperation, flock};
+use zeroize::Zeroizing;
+
+use crate::home::{make_dir, read, remove_if_there, storage};
+use crate::{Home, HostError, Usage};
+
+/// The largest simulated meter file read.
+const MAX_METER_FILE: u64 = 4096;
+/// The largest journal applied (a run's journal grows by one image per key installed).
+const MAX_JOURNAL: u64 = 256 * 1024 * 1024;
+
+impl Home {
+    fn meters_dir(&self) -> PathBuf {
+        self.root().join("meters")
+    }
+
+    fn meter_path(&self, id: &MeterId) -> PathBuf {
+        self.meters_dir().join(format!("{id}.meter"))
+    }
+
+    /// Writes a new simulated meter's state, refusing a meter that exists already.
+    pub fn create_meter(&self, meter: &Meter) -> Result<(), HostError> {
+        let path = self.meter_path(meter.id());
+        match create_durable(&path, &meter.to_simulator_file(), 0o600) {
+            Ok(()) => Ok(()),
+            Err(e) if e.source.kind() == std::io::ErrorKind::AlreadyExists => {
+                Err(Usage::MeterExists(meter.id().clone()).into())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Saves simulated meters' states, all durable together (two flushes for the lot).
+    pub fn save_meters(&self, meters: &[&Meter]) -> Result<(), HostError> {
+        let images: Vec<(String, Zeroizing<Vec<u8>>)> =
+            meters.iter().map(|m| (format!("{}.meter", m.id()), m.to_simulator_file())).collect();
+        let files: Vec<(String, &[u8])> =
+            images.iter().map(|(n, b)| (n.clone(), b.as_slice())).collect();
+        make_dir(&self.meters_dir())?;
+        Ok(write_atomic_many(&self.meters_dir(), &files, 0o600)?)
+    }
+
+    /// A simulated meter's state, as its file holds it: call [`Self::settle_meter_journals`]
+    /// first in a command that reads meters.
+    pub fn load_meter(&self, id: &MeterId) -> Result<Meter, HostError> {
+        let path = self.meter_path(id);
+        if !path.exists() {
+            return Err(Usage::UnknownMeter(id.clone()).into());
+        }
+        let bytes = Zeroizing::new(read(&path, MAX_METER_FILE)?);
+        Meter::from_simulator_file(&bytes).map_err(|e| HostError::corrupt(&path, e))
+    }
+
+    /// Applies the journals of factory runs that stopped before their meters' files were
+    /// rewritten (those no process holds), then removes them. Journals of running factories are
+    /// left alone.
+    pub fn settle_meter_journals(&self) -> Result<(), HostError> {
+        let dir = self.meters_dir();
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(storage("reading", &dir, e)),
+        };
+        let mut journals = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(|e| storage("reading", &dir, e))?.path();
+            if path.extension().is_some_and(|e| e == "journal") {
+                journals.push(path);
+            }
+        }
+        journals.sort();
+        for path in journals {
+            let Some(file) = lock_left_over(&path)? else { continue };
+            let latest = journal_images(&path)?;
+            let meters: Vec<&Meter> = latest.values().collect();
+            if !meters.is_empty() {
+                self.save_meters(&meters)?;
+            }
+            remove_if_there(&path)?;
+            drop(file);
+        }
+        Ok(())
+    }
+
+    /// Opens this run's meter journal, held by this process until it is closed or the process
+    /// ends.
+    pub(crate) fn open_meter_journal(&self) -> Result<MeterJournal, HostError> {
+        let dir = self.meters_dir();
+        make_dir(&dir)?;
+        let name =
+            format!("run-{}-{}.journal", std::process::id(), crate::clock::now().unix_micros());
+        let path = dir.join(name);
+        let file = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| storage("creating", &path, e))?;
+        flock(&file, FlockOperation::NonBlockingLockExclusive)
+            .map_err(|e| storage("locking", &path, e.into()))?;
+        File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| storage("syncing", &dir, e))?;
+        Ok(MeterJournal { file, path })
+    }
+}
+
+/// The journal of one factory run: the images of the meters that received keys, appended before
+/// their MI6 answers count.
+#[derive(Debug)]
+pub(crate) struct MeterJournal {
+    file: File,
+    path: PathBuf,
+}
+
+impl MeterJournal {
+    /// Appends the images of `meters` and makes them durable (one `fdatasync`).
+    pub(crate) fn append(&mut self, meters: &[&Meter]) -> Result<(), HostError> {
+        let mut record = Zeroizing::new(Vec::new());
+        for m in meters {
+            let image = m.to_simulator_file();
+            let len = u32::try_from(image.len()).unwrap_or(u32::MAX);
+            record.extend_from_slice(&len.to_be_bytes());
+            record.extend_from_slice(&image);
+        }
+        self.file
+            .write_all(&record)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| storage("writing", &self.path, e))
+    }
+
+    /// The run is over and every meter file it changed is durable: the journal goes.
+    pub(crate) fn close(self) -> Result<(), HostError> {
+        remove_if_there(&self.path)
+    }
+}
+
+/// The journal at `path`, locked, if no running process holds it.
+fn lock_left_over(path: &Path) -> Result<Option<File>, HostError> {
+    let file = match OpenOptions::new().read(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(storage("opening", path, e)),
+    };
+    match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Some(file)),
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Ok(None),
+        Err(e) => Err(storage("locking", path, e.into())),
+    }
+}
+
+/// The newest image of each meter in a journal. A record cut short by a stop (the last one, not
+/// yet synced) is ignored: its MI6 never counted.
+fn journal_images(path: &Path) -> Result<BTreeMap<MeterId, Meter>, HostError> {
+    let bytes = Zeroizing::new(read(path, MAX_JOURNAL)?);
+    let mut latest = BTreeMap::new();
+    let mut rest: &[u8] = &bytes;
+    while rest.len() >= 4 {
+        let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        let Some(image) = rest.get(4..4 + len) else { break };
+        let meter = Meter::from_simulator_file(image).map_err(|e| HostError::corrupt(path, e))?;
+        latest.insert(meter.id().clone(), meter);
+        rest = &rest[4 + len..];
+    }
+    Ok(latest)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use postkey_secrets::rng::BoxRng;
+    use postkey_secrets::rng::testing::SeededSource;
+    use rand_core::SeedableRng as _;
+
+    use super::*;
+
+    fn meter(n: u64) -> Meter {
+        let source = SeededSource(rand_chacha::ChaCha20Rng::seed_from_u64(n));
+        let mut rng = BoxRng::instantiate(source, b"meter").unwrap();
+        Meter::manufacture(MeterId::parse(&format!("PB1234-{n:06}")).unwrap(), &mut rng).unwrap()
+    }
+
+    fn transport(m: &Meter) -> postkey_crypto::HpkePublicKey {
+        m.hello(postkey_wire::DomainId::admin(), crate::clock::now()).body().transport
+    }
+
+    #[test]
+    fn a_journal_left_by_a_stopped_run_is_applied_once_and_a_live_one_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path());
+        let (a, b) = (meter(1), meter(2));
+        let mut journal = home.open_meter_journal().unwrap();
+        journal.append(&[&a]).unwrap();
+        journal.append(&[&a, &b]).unwrap();
+        // A torn record at the end (a stop mid-append): ignored.
+        journal.file.write_all(&[0, 0, 1, 0, 7]).unwrap();
+        // Its run is alive: nothing is applied.
+        home.settle_meter_journals().unwrap();
+        assert!(home.load_meter(a.id()).is_err());
+        // The run stops (its lock goes with its file): the next reader applies the journal.
+        drop(journal);
+        home.settle_meter_journals().unwrap();
+        for m in [&a, &b] {
+            assert_eq!(transport(&home.load_meter(m.id()).unwrap()), transport(m));
+        }
+        let left: Vec<_> = fs::read_dir(home.meters_dir())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "journal"))
+            .collect();
+        assert!(left.is_empty(), "the journal was not removed");
+    }
+}
