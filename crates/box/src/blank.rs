@@ -178,6 +178,7 @@ impl BlankBox {
             health: Health::Operational,
             dirty: false,
             pending_install: BTreeMap::new(),
+            last_ended: Vec::new(),
         };
         secure_box.changed();
         let body = BoxKeys {

@@ -121,6 +121,7 @@ pub fn first_manufacturing_box(
         health: Health::Operational,
         dirty: false,
         pending_install: BTreeMap::new(),
+        last_ended: Vec::new(),
     };
     secure_box.install_certificate(certificate.clone().into())?;
 

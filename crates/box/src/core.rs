@@ -63,6 +63,10 @@ pub struct SecureBox {
     /// crash the sealed in-flight record leads to ABORTED instead).
     pub(crate) pending_install:
         BTreeMap<(postkey_wire::DomainId, postkey_wire::KeyId), crate::install::PendingInstall>,
+    /// Steel: how each installation of its last `INSTALL_KEY` batch ended (MI7 or ABORTED),
+    /// sealed with the state, so that `RECOVER` answers them again to a KMC that stopped before
+    /// it recorded them.
+    pub(crate) last_ended: Vec<postkey_wire::command::InstallEnded>,
 }
 
 impl core::fmt::Debug for SecureBox {

@@ -189,7 +189,16 @@ pub fn dispatch<H: Host>(
         }
         Command::InstallKey(items) => Response::InstallKey(install_keys(b, items, now, host)?),
         Command::Recover(items) => Response::Recover(each(items, |_| {
-            Ok(b.abort_interrupted(now)?.into_iter().map(Into::into).collect())
+            // Interrupted installations replace the last batch's outcomes (the KMC recorded
+            // those before it sent the batch that was interrupted): a KMC that stops before it
+            // records the ABORTED records gets them again from the next RECOVER.
+            let aborted = b.abort_interrupted(now)?;
+            if !aborted.is_empty() {
+                b.last_ended =
+                    aborted.into_iter().map(|a| InstallEnded::Aborted(a.into())).collect();
+                b.changed();
+            }
+            Ok(b.last_ended.clone())
         })),
         Command::CheckInstall(items) => {
             Response::CheckInstall(each(items, |CheckInstall { mi3, mi7 }| {
@@ -295,10 +304,19 @@ fn install_keys<H: Host>(
         };
         out[place] = Some(ended);
     }
-    Ok(out
+    let out: Vec<Outcome<InstallEnded>> = out
         .into_iter()
         .map(|o| o.unwrap_or_else(|| Err(BoxError::NoInstallInFlight.to_refusal())))
-        .collect())
+        .collect();
+    // Kept with the state the host commits before these answers leave: a KMC that stops before
+    // it records them gets them again from RECOVER.
+    // A batch refused whole changes nothing.
+    let ended: Vec<InstallEnded> = out.iter().filter_map(|o| o.as_ref().ok().cloned()).collect();
+    if !ended.is_empty() {
+        b.last_ended = ended;
+        b.changed();
+    }
+    Ok(out)
 }
 
 fn abort<H: Host>(

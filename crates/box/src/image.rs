@@ -106,6 +106,20 @@ pub(crate) struct StateImage {
     #[n(13)]
     #[zeroize(skip)]
     pub(crate) installation: postkey_wire::InstallationId,
+    /// Steel: the signed outcomes (MI7 or ABORTED envelopes) of its last `INSTALL_KEY` batch.
+    #[n(14)]
+    #[zeroize(skip)]
+    pub(crate) last_ended: Vec<EndedImage>,
+}
+
+/// How one installation ended, as signed: MI7 (`installed`) or ABORTED.
+#[derive(Clone, Encode, Decode)]
+#[cbor(map)]
+pub(crate) struct EndedImage {
+    #[n(0)]
+    pub(crate) installed: bool,
+    #[cbor(n(1), with = "minicbor::bytes")]
+    pub(crate) envelope: Vec<u8>,
 }
 
 /// A process's durable counters.

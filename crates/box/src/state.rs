@@ -14,8 +14,11 @@ use postkey_secrets::{DomainKeySetSeed, HpkePrivateKey, SigningKey};
 use postkey_wire::{BoxId, Certificate, Delivery, StateVersion, Unverified, codec};
 
 use crate::core::{Health, Kind};
+use postkey_wire::command::InstallEnded;
+
 use crate::image::{
-    Blob, CounterImage, InFlightImage, ManufacturingImage, Pending, Seed, StateImage, TableSequence,
+    Blob, CounterImage, EndedImage, InFlightImage, ManufacturingImage, Pending, Seed, StateImage,
+    TableSequence,
 };
 use crate::manufacturing::ManufacturingState;
 use crate::{BoxError, SecureBox};
@@ -122,6 +125,18 @@ impl SecureBox {
             manufacturing,
             awaiting_kit: matches!(self.kind, Kind::AwaitingKit),
             installation: self.installation,
+            last_ended: self
+                .last_ended
+                .iter()
+                .map(|e| match e {
+                    InstallEnded::Installed(mi7) => {
+                        EndedImage { installed: true, envelope: mi7.as_bytes().to_vec() }
+                    }
+                    InstallEnded::Aborted(a) => {
+                        EndedImage { installed: false, envelope: a.as_bytes().to_vec() }
+                    }
+                })
+                .collect(),
             counters: self
                 .processes
                 .values()
@@ -208,6 +223,18 @@ impl SecureBox {
             health: Health::Operational,
             dirty: false,
             pending_install: BTreeMap::new(),
+            last_ended: image
+                .last_ended
+                .iter()
+                .map(|e| {
+                    Ok(if e.installed {
+                        InstallEnded::Installed(Unverified::from_bytes(&e.envelope)?)
+                    } else {
+                        InstallEnded::Aborted(Unverified::from_bytes(&e.envelope)?)
+                    })
+                })
+                .collect::<Result<_, postkey_wire::WireError>>()
+                .map_err(|_| corrupt())?,
         };
         if image.counters.len() != image.deliveries.len() {
             return Err(corrupt());

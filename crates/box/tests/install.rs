@@ -606,6 +606,32 @@ fn in_flight(b: &SecureBox) -> Vec<u64> {
 }
 
 #[test]
+fn recover_answers_again_how_the_last_batch_ended_after_a_restart() {
+    let mut l = line();
+    let dir = tempfile::tempdir().unwrap();
+    let store = BoxStore::new(dir.path());
+    let g = l.generate(1);
+    let m = meter(8);
+    let mut floor = Floor::with(&[&m]);
+    floor.store = Some(store.clone());
+    let ended = install(&mut l.steel, &g.mi4, meter_id(8), &mut floor).unwrap();
+    let InstallEnded::Installed(mi7) = ended else { panic!("{ended:?}") };
+    // The answer is committed with the state; then the KMC stops before it records MI7.
+    assert!(store.commit(&mut l.steel).unwrap());
+    let cert = l.steel.certificate().unwrap().clone();
+    stop_steel(&mut l, 108);
+    let mut steel = enable_steel(&l, &store, &cert, 8);
+    let again = cmd(&mut steel, Recover {}).unwrap();
+    assert!(matches!(&again[..], [InstallEnded::Installed(m)] if m.as_bytes() == mi7.as_bytes()));
+    // A batch refused whole changes none of it.
+    let v = steel.version();
+    let e = install(&mut steel, &g.mi4, meter_id(8), &mut floor).unwrap_err();
+    assert_eq!(e, ResponseCode::KEY_ID_NOT_FRESH);
+    assert_eq!(steel.version(), v);
+    assert_eq!(cmd(&mut steel, Recover {}).unwrap().len(), 1);
+}
+
+#[test]
 fn a_steel_box_stopped_mid_installation_aborts_the_key_after_restart_and_never_installs_it() {
     let mut l = line();
     let dir = tempfile::tempdir().unwrap();
@@ -625,13 +651,16 @@ fn a_steel_box_stopped_mid_installation_aborts_the_key_after_restart_and_never_i
     assert_eq!(in_flight(&steel), vec![1]);
     let aborted = cmd(&mut steel, Recover {}).unwrap();
     assert_eq!(aborted.len(), 1);
-    let aborted = aborted[0].clone().verify(&l.public().steel_auth).unwrap();
+    let InstallEnded::Aborted(aborted) = aborted[0].clone() else { panic!("{aborted:?}") };
+    let aborted = aborted.verify(&l.public().steel_auth).unwrap();
     assert_eq!(aborted.header().key_id, Some(KeyId::new(1).unwrap()));
     assert_eq!(aborted.header().meter_id.as_ref(), Some(&meter_id(8)));
     assert_eq!(aborted.body().steel, cert.body().box_id);
-    // Nothing is in flight any more, and the key can never be installed again.
+    // Nothing is in flight any more, a second RECOVER answers the same ABORTED (for a KMC that
+    // stopped before it recorded it), and the key can never be installed again.
     assert!(in_flight(&steel).is_empty());
-    assert!(cmd(&mut steel, Recover {}).unwrap().is_empty());
+    let again = cmd(&mut steel, Recover {}).unwrap();
+    assert!(matches!(&again[..], [InstallEnded::Aborted(a)] if a.as_bytes() == aborted.as_bytes()));
     let fresh = meter(13);
     let mut floor = Floor::with(&[&fresh]);
     let v = steel.version();
@@ -766,11 +795,15 @@ fn a_steel_box_keeps_a_batch_in_flight_and_aborts_all_of_it_after_a_stop() {
     assert_eq!(steel.version(), v);
     assert!(meters[4].meter().keys().is_empty());
     let aborted = cmd(&mut steel, Recover {}).unwrap();
+    let aborted: Vec<_> = aborted
+        .into_iter()
+        .map(|a| match a {
+            InstallEnded::Aborted(a) => a.verify(&l.public().steel_auth).unwrap(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
     let keys: Vec<Option<KeyId>> = aborted.iter().map(|a| a.header().key_id).collect();
     assert_eq!(keys, vec![Some(KeyId::new(3).unwrap()), Some(KeyId::new(4).unwrap())]);
-    for a in aborted {
-        assert!(a.verify(&l.public().steel_auth).is_ok());
-    }
     assert!(in_flight(&steel).is_empty());
     // Key 5, refused above, now goes through.
     let ended = install(&mut steel, &g[4].mi4, meter_id(24), &mut floor).unwrap();

@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use postkey_archive::{KeyStatus, Store};
 use postkey_archive_sqlite::SqliteStore;
-use postkey_kmc::{InstallConfig, KeyOrder, KeyOutcome, Kmc, KmcError};
+use postkey_kmc::{InstallConfig, KeyOrder, KeyOutcome, Kmc, KmcError, Settled};
 use postkey_meter::{Meter, SimulatedMeter};
 use postkey_secrets::rng::{BoxRng, OsEntropy};
-use postkey_wire::{BoxId, BoxType, DomainId, KeyId, MeterId, Nonce};
+use postkey_wire::{BoxType, DomainId, KeyId, MeterId, Nonce};
 
 use crate::archive::Trust;
 use crate::link::{EmbeddedBoxes, MeterLinks};
@@ -33,15 +33,7 @@ pub fn new_meter(lock: &HomeLock, id: &MeterId) -> Result<(), HostError> {
 
 /// The boxes that serve an installation: the first registered Oak, Steel and Brass boxes with a
 /// process of each domain, unless chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Line {
-    /// The Oak box.
-    pub oak: BoxId,
-    /// The Steel box.
-    pub steel: BoxId,
-    /// The Brass box.
-    pub brass: BoxId,
-}
+pub use postkey_kmc::LineBoxes as Line;
 
 /// Picks the first box of each type that runs processes of all `domains`.
 pub async fn line_for(store: &impl Store, domains: &[DomainId]) -> Result<Line, HostError> {
@@ -95,12 +87,13 @@ pub struct Factory<S = SqliteStore> {
     kmc: Kmc<S>,
     boxes: EmbeddedBoxes,
     line: Line,
+    settled: Settled,
 }
 
 impl Factory {
     /// Opens the home's SQLite archive, enables the line's boxes from `shares_dir`, and runs
-    /// the KMC's state check on each before anything else; a Steel box's interrupted
-    /// installations are then aborted and their keys made `Bad`.
+    /// the KMC's state check on each before anything else, then settles what a stopped run
+    /// left on the line (docs/installation.md, "After a stop").
     pub async fn open(
         lock: &HomeLock,
         shares_dir: &std::path::Path,
@@ -134,12 +127,11 @@ impl<S: Store> Factory<S> {
             let nonce = Nonce(crate::session::os_nonce()?);
             kmc.check_box(&boxes, b, nonce).await.map_err(|e| kmc_error(home, e))?;
         }
-        kmc.recover_steel(&boxes, line.steel, clock::now).await.map_err(|e| kmc_error(home, e))?;
-        // A KMC that stopped mid-installation left `New` keys without MI7: they become `Bad`.
-        for domain in domains {
-            kmc.fail_stale_keys(domain, clock::now()).await.map_err(|e| kmc_error(home, e))?;
-        }
-        Ok(Self { home: home.clone(), kmc, boxes, line })
+        // Keys a stopped run left between generation and `Installed` are settled before any
+        // new order: the home lock and the line's box locks are held, so no run is live.
+        let settled =
+            kmc.settle_line(&boxes, line, clock::now).await.map_err(|e| kmc_error(home, e))?;
+        Ok(Self { home: home.clone(), kmc, boxes, line, settled })
     }
 
     /// Installs a vendor key and a postal key into meter `id` (loaded from and saved back to the
@@ -244,6 +236,11 @@ impl<S: Store> Factory<S> {
         // The run's refusals, spooled as they happened, go into the archive's error log.
         crate::archive::move_error_spool(&self.home, self.kmc.store()).await?;
         Ok(reports)
+    }
+
+    /// What opening the line settled of a stopped run's keys.
+    pub fn settled(&self) -> &Settled {
+        &self.settled
     }
 
     /// The box link (for tests and tools that drive the KMC themselves).

@@ -14,6 +14,7 @@ use postkey_archive::{KeyFilter, KeyStatus, Store};
 use postkey_archive_sqlite::SqliteStore;
 use postkey_host::{Access, EmbeddedBoxes, Expected, MeterLinks, Session, Trust, Wait};
 use postkey_kmc::{Boxes, InstallConfig, KeyOrder, KeyOutcome, Kmc, KmcError};
+use postkey_meter::SimulatedMeter;
 use postkey_wire::command::{
     Answered, Checked, Command, Confirmed, Generated, InstallEnded, Response, reply_from_bytes,
     reply_to_bytes,
@@ -444,15 +445,20 @@ impl<B: Boxes> Boxes for StopAfterOak<'_, B> {
 }
 
 /// Lets everything through until the KMC sends `INSTALL_KEY`, which never returns: the KMC goes
-/// down there, MI3 committed and MI4 never delivered. `reached` is told.
+/// down there, before Steel sees it or (`delivered`) right after Steel answered and before the
+/// answer reached the archive. `reached` is told.
 struct HangAtSteel<'a, B> {
     inner: &'a B,
+    delivered: bool,
     reached: tokio::sync::Notify,
 }
 
 impl<B: Boxes> Boxes for HangAtSteel<'_, B> {
     async fn send(&self, id: BoxId, command: Command) -> Result<Answered, Refusal> {
         if command.code() == CommandCode::INSTALL_KEY {
+            if self.delivered {
+                self.inner.send(id, command).await?;
+            }
             self.reached.notify_one();
             return std::future::pending().await;
         }
@@ -460,65 +466,96 @@ impl<B: Boxes> Boxes for HangAtSteel<'_, B> {
     }
 }
 
+/// Runs one VE installation into `meter_id` that stops for good at Steel; the KMC and its
+/// session go down. Returns the key left `New`.
+async fn stop_at_steel(
+    w: &Line,
+    meter_id: &MeterId,
+    sim: SimulatedMeter,
+    delivered: bool,
+) -> KeyId {
+    let kmc = kmc(w, InstallConfig::default());
+    let mut meters = MeterLinks::default();
+    meters.connect(meter_id.clone(), Box::new(sim));
+    let boxes = EmbeddedBoxes::new(enable_all(w).await, meters);
+    let hang = HangAtSteel { inner: &boxes, delivered, reached: tokio::sync::Notify::new() };
+    let again = order(w, "VE", meter_id);
+    tokio::select! {
+        result = kmc.install_key(&hang, &again, postkey_host::now) => {
+            panic!("the install should hang at Steel: {result:?}")
+        }
+        () = hang.reached.notified() => {}
+    }
+    let filter = KeyFilter { status: Some(KeyStatus::New), ..KeyFilter::domain(d("VE"), 10) };
+    let new = w.store.keys(&filter).await.unwrap();
+    assert_eq!(new.len(), 1, "{new:?}");
+    assert!(new[0].times.psr_install.is_none(), "the KMC stopped before MI7 was archived");
+    new[0].key_id
+}
+
+/// A KMC on the world's archive after a restart, with a new session whose boxes passed the state
+/// check.
+async fn restart(
+    w: &Line,
+    meter_id: &MeterId,
+    sim: SimulatedMeter,
+) -> (Kmc<SqliteStore>, EmbeddedBoxes) {
+    let store = postkey_host::open_archive(&w.home).await.unwrap();
+    let trust = Trust::load(&w.home, &store).await.unwrap();
+    let kmc = Kmc::new(store, trust.dks_key(), trust.installation, InstallConfig::default());
+    let mut meters = MeterLinks::default();
+    meters.connect(meter_id.clone(), Box::new(sim));
+    let boxes = EmbeddedBoxes::new(enable_all(w).await, meters);
+    for b in [w.oak, w.steel, w.brass] {
+        kmc.check_box(&boxes, b, Nonce([b.number() as u8; 32])).await.unwrap();
+    }
+    (kmc, boxes)
+}
+
 #[tokio::test]
-async fn after_a_kmc_restart_new_keys_without_mi7_become_bad() {
+async fn after_a_kmc_restart_every_key_a_stopped_run_left_ends_installed_or_bad() {
     let w = world().await;
-    let config = InstallConfig { mi7_timeout_micros: 0, ..InstallConfig::default() };
-    let stranded = {
-        let kmc = kmc(&w, config);
+    let line = postkey_kmc::LineBoxes { oak: w.oak, steel: w.steel, brass: w.brass };
+    let (meter_id, sim) = meter(13);
+    // The link to Steel fails right after Oak answered and MI3 was committed: the running KMC
+    // makes the key Bad itself.
+    {
+        let kmc = kmc(&w, InstallConfig::default());
         let mut meters = MeterLinks::default();
-        let (meter_id, sim) = meter(13);
-        meters.connect(meter_id.clone(), Box::new(sim));
+        meters.connect(meter_id.clone(), Box::new(sim.clone()));
         let boxes = EmbeddedBoxes::new(enable_all(&w).await, meters);
-        // The link to Steel fails right after Oak answered and MI3 was committed: the running
-        // KMC makes the key Bad itself.
         let outcome = kmc
             .install_key(&StopAfterOak(&boxes), &order(&w, "VE", &meter_id), postkey_host::now)
             .await
             .unwrap();
-        let KeyOutcome::Bad { key_id: refused, .. } = outcome else { panic!("{outcome:?}") };
-        assert_eq!(w.store.key(&d("VE"), refused).await.unwrap().unwrap().status, KeyStatus::Bad);
-        let stale = kmc.fail_stale_keys(&d("VE"), postkey_host::now()).await.unwrap();
-        assert!(stale.is_empty(), "the refused install was already Bad");
-        // Then the KMC stops for good in the same place: the order never ends, its key stays New.
-        let hang = HangAtSteel { inner: &boxes, reached: tokio::sync::Notify::new() };
-        let again = order(&w, "VE", &meter_id);
-        tokio::select! {
-            result = kmc.install_key(&hang, &again, postkey_host::now) => {
-                panic!("the install should hang at Steel: {result:?}")
-            }
-            () = hang.reached.notified() => {}
-        }
-        let filter = KeyFilter { status: Some(KeyStatus::New), ..KeyFilter::domain(d("VE"), 10) };
-        let new = w.store.keys(&filter).await.unwrap();
-        assert_eq!(new.len(), 1, "{new:?}");
-        assert!(new[0].key_id > refused);
-        assert!(new[0].times.psr_install.is_none());
-        // The KMC, its session and its archive connection go down.
-        drop(kmc);
-        drop(boxes);
-        new[0].key_id
-    };
-    // The restart: a new KMC on the same archive, a new session with its boxes enabled again.
-    let store = postkey_host::open_archive(&w.home).await.unwrap();
-    let trust = Trust::load(&w.home, &store).await.unwrap();
-    let kmc = Kmc::new(store.clone(), trust.dks_key(), trust.installation, config);
-    let mut meters = MeterLinks::default();
-    let (meter_id, sim) = meter(14);
-    meters.connect(meter_id.clone(), Box::new(sim));
-    let boxes = EmbeddedBoxes::new(enable_all(&w).await, meters);
-    for b in [w.oak, w.steel, w.brass] {
-        kmc.check_box(&boxes, b, Nonce([b.number() as u8; 32])).await.unwrap();
+        let KeyOutcome::Bad { key_id, .. } = outcome else { panic!("{outcome:?}") };
+        assert_eq!(w.store.key(&d("VE"), key_id).await.unwrap().unwrap().status, KeyStatus::Bad);
     }
-    // Steel never saw MI4: it has no interrupted installation to abort.
-    assert!(kmc.recover_steel(&boxes, w.steel, postkey_host::now).await.unwrap().is_empty());
-    let stale = kmc.fail_stale_keys(&d("VE"), postkey_host::now()).await.unwrap();
-    assert_eq!(stale, vec![stranded]);
-    assert_eq!(store.key(&d("VE"), stranded).await.unwrap().unwrap().status, KeyStatus::Bad);
-    assert!(kmc.fail_stale_keys(&d("VE"), postkey_host::now()).await.unwrap().is_empty());
+    // The KMC stops for good after Steel installed the key and answered MI7, before the archive
+    // has it: at the restart, Steel's RECOVER gives MI7 again, and Brass checks the key.
+    let answered = stop_at_steel(&w, &meter_id, sim.clone(), true).await;
+    let held = sim.meter().keys().get(&d("VE")).map(|k| k.key_id.get());
+    assert_eq!(held, Some(answered.get()), "the meter holds the key");
+    let (kmc, boxes) = restart(&w, &meter_id, sim.clone()).await;
+    let settled = kmc.settle_line(&boxes, line, postkey_host::now).await.unwrap();
+    assert_eq!(settled.mi7_recorded, vec![(d("VE"), answered)]);
+    assert_eq!(settled.rechecked, vec![(d("VE"), answered)]);
+    let key = w.store.key(&d("VE"), answered).await.unwrap().unwrap();
+    assert_eq!((key.status, key.meter_id), (KeyStatus::Installed, Some(meter_id.clone())));
+    drop((kmc, boxes));
+    // The KMC stops for good before Steel saw MI4: Steel has nothing to give again, the key is
+    // Bad with the reason, and the meter keeps the key it had.
+    let (other_id, other) = meter(14);
+    let stranded = stop_at_steel(&w, &other_id, other.clone(), false).await;
+    let (kmc, boxes) = restart(&w, &other_id, other.clone()).await;
+    let settled = kmc.settle_line(&boxes, line, postkey_host::now).await.unwrap();
+    assert!(settled.aborted.is_empty() && settled.mi7_recorded.is_empty(), "{settled:?}");
+    assert_eq!(settled.never_installed, vec![(d("VE"), stranded)]);
+    assert_eq!(w.store.key(&d("VE"), stranded).await.unwrap().unwrap().status, KeyStatus::Bad);
+    assert!(other.meter().keys().get(&d("VE")).is_none());
     // A retry is a new key.
     let outcome =
-        kmc.install_key(&boxes, &order(&w, "VE", &meter_id), postkey_host::now).await.unwrap();
+        kmc.install_key(&boxes, &order(&w, "VE", &other_id), postkey_host::now).await.unwrap();
     let KeyOutcome::Installed { key_id, .. } = outcome else { panic!("{outcome:?}") };
     assert!(key_id > stranded);
 }

@@ -1,5 +1,5 @@
 use postkey_archive::StoreError;
-use postkey_wire::{BoxId, DomainId, ResponseCode, WireError};
+use postkey_wire::{BoxId, DomainId, ResponseCode, Timestamp, WireError};
 
 use crate::BoxRefusal;
 
@@ -59,6 +59,44 @@ pub enum KmcError {
     /// Oak kept refusing fresh key IDs.
     #[error("{0} refused {1} key IDs in a row as not fresh; the IDs were burned")]
     KeyIdsRefused(BoxId, u32),
+    /// A record the archive keeps of a key is missing or does not verify.
+    #[error("key {0}/{1}: {2} in the archive")]
+    ArchivedRecord(DomainId, postkey_wire::KeyId, &'static str),
+    /// An order whose domain does not have the role it is ordered for (a vendor key from a
+    /// postal domain, say).
+    #[error("domain {domain} is a {kind} domain: it gives no {role} key")]
+    WrongRole {
+        /// The domain.
+        domain: DomainId,
+        /// Its kind.
+        kind: &'static str,
+        /// The role ordered.
+        role: &'static str,
+    },
+    /// The meter holds a key of the role already (`Installed` or `Active`), or two orders of a
+    /// batch give it the same role.
+    #[error("meter {meter} holds {role} key {domain}/{key_id} already: it gets no other")]
+    MeterHoldsKey {
+        /// The meter.
+        meter: postkey_wire::MeterId,
+        /// The role.
+        role: &'static str,
+        /// The key's domain.
+        domain: DomainId,
+        /// The key.
+        key_id: postkey_wire::KeyId,
+    },
+    /// The clock went back further than the KMC bridges (docs/installation.md).
+    #[error(
+        "the clock reads {now}, {behind_micros} µs before a time the archive recorded: beyond \
+         what the KMC bridges; fix the clock"
+    )]
+    ClockWentBack {
+        /// The clock's reading.
+        now: Timestamp,
+        /// How far behind the archive it is.
+        behind_micros: u64,
+    },
 }
 
 impl KmcError {
@@ -75,6 +113,10 @@ impl KmcError {
             Self::InstallationMismatch { .. } => ResponseCode::INSTALLATION_MISMATCH,
             Self::KeyIdsRefused(..) => ResponseCode::KEY_ID_NOT_FRESH,
             Self::Unfinished => ResponseCode::ANSWER_MISMATCH,
+            Self::ArchivedRecord(..) => ResponseCode::ARCHIVE_RECORD_INVALID,
+            Self::WrongRole { .. } => ResponseCode::INVALID_ARGUMENT,
+            Self::MeterHoldsKey { .. } => ResponseCode::METER_HOLDS_KEY,
+            Self::ClockWentBack { .. } => ResponseCode::TIME_WENT_BACKWARDS,
         }
     }
 }

@@ -39,13 +39,11 @@ use crate::{BoxRefusal, Boxes, Kmc, KmcError};
 pub struct InstallConfig {
     /// How many key IDs in a row an Oak box may refuse as not fresh before the order fails.
     pub max_burned_in_a_row: u32,
-    /// After a KMC restart, a `New` key with no MI7 for this long becomes `Bad` (microseconds).
-    pub mi7_timeout_micros: u64,
 }
 
 impl Default for InstallConfig {
     fn default() -> Self {
-        Self { max_burned_in_a_row: 3, mi7_timeout_micros: 15 * 60 * 1_000_000 }
+        Self { max_burned_in_a_row: 3 }
     }
 }
 
@@ -96,28 +94,38 @@ fn verify<B: Body>(
 pub type OrderResult = Result<KeyOutcome, KmcError>;
 
 /// A key on its way through the stages.
-struct Live {
+pub(crate) struct Live {
     /// Its order's place in the batch.
-    index: usize,
-    order: KeyOrder,
-    key_id: KeyId,
-    mi3: Verified<NewKeyRecord>,
-    /// MI4 as Oak signed it: a parcel for Steel, which checks its signature.
-    mi4: Unverified<KeyForSteel>,
-    mi7: Option<Verified<Installed>>,
+    pub(crate) index: usize,
+    pub(crate) order: KeyOrder,
+    pub(crate) key_id: KeyId,
+    pub(crate) mi3: Verified<NewKeyRecord>,
+    /// MI4 as Oak signed it: a parcel for Steel, which checks its signature (none for a key
+    /// rebuilt from the archive after a stop, past Steel already).
+    pub(crate) mi4: Option<Unverified<KeyForSteel>>,
+    pub(crate) mi7: Option<Verified<Installed>>,
 }
 
 /// A batch between two stages.
-struct Batch {
+pub(crate) struct Batch {
     /// Each order's result, once settled.
     results: Vec<Option<OrderResult>>,
     /// The keys still on their way, by (domain, key ID).
-    live: Vec<Live>,
+    pub(crate) live: Vec<Live>,
     /// The domains' public keys, checked against the Domain Key Set once per batch.
-    keys: BTreeMap<DomainId, DomainPublicKeys>,
+    pub(crate) keys: BTreeMap<DomainId, DomainPublicKeys>,
 }
 
 impl Batch {
+    /// An empty batch of `orders` orders.
+    pub(crate) fn new(orders: usize) -> Self {
+        Self {
+            results: (0..orders).map(|_| None).collect(),
+            live: Vec::new(),
+            keys: BTreeMap::new(),
+        }
+    }
+
     fn settle(&mut self, index: usize, result: OrderResult) {
         if let Some(slot) = self.results.get_mut(index) {
             *slot = Some(result);
@@ -338,11 +346,7 @@ impl<S: Store> Kmc<S> {
         orders: Vec<KeyOrder>,
         now: &(impl Fn() -> Timestamp + Sync),
     ) -> Result<Batch, KmcError> {
-        let mut batch = Batch {
-            results: orders.iter().map(|_| None).collect(),
-            live: Vec::new(),
-            keys: BTreeMap::new(),
-        };
+        let mut batch = Batch::new(orders.len());
         let mut papers: BTreeMap<(BoxId, DomainId), GenerateKey> = BTreeMap::new();
         let mut pending: BTreeMap<(BoxId, DomainId), Vec<(usize, KeyOrder)>> = BTreeMap::new();
         for (index, order) in orders.into_iter().enumerate() {
@@ -428,6 +432,7 @@ impl<S: Store> Kmc<S> {
                                 actor: Sender::Box(oak),
                                 record: SignedRecord::from_verified(&mi3),
                             });
+                            let mi4 = Some(mi4);
                             batch.live.push(Live { index, order, key_id, mi3, mi4, mi7: None });
                         }
                         Err(error) => {
@@ -489,7 +494,7 @@ impl<S: Store> Kmc<S> {
             boxes,
             &batch.live,
             |o| o.steel,
-            |l| Some(InstallKey { mi4: l.mi4.clone(), meter: l.order.meter.clone() }),
+            |l| l.mi4.clone().map(|mi4| InstallKey { mi4, meter: l.order.meter.clone() }),
         )
         .await;
         let psr_time = now();
@@ -569,7 +574,7 @@ impl<S: Store> Kmc<S> {
     /// Stage 3, MI8 to MI9: Brass checks each installed key against its archive copy; MI9
     /// makes it `Installed` (with the KMS Install Time), BAD or any failure makes it `Bad`;
     /// one transaction for all.
-    async fn check(
+    pub(crate) async fn check(
         &self,
         boxes: &impl Boxes,
         mut batch: Batch,

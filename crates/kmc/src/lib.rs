@@ -24,6 +24,7 @@ mod version;
 pub use error::KmcError;
 pub use install::{InstallConfig, KeyOrder, KeyOutcome, OrderResult};
 pub use link::{Answer, BoxRefusal, Boxes};
+pub use recovery::{LineBoxes, Settled};
 
 use postkey_archive::Store;
 use postkey_crypto::VerifyingKey;

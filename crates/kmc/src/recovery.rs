@@ -1,119 +1,257 @@
-//! What the KMC does after a restart (SPEC §6.1): interrupted installations become `Bad`, never
-//! retried with the same key.
+//! What the KMC does when it opens a production line, before any new order (SPEC §6.1, rules 3
+//! and 5; docs/installation.md, "After a stop"): every key a stopped run left past generation
+//! ends `Installed` or `Bad`, with its reason, never retried with the same key.
+//!
+//! ```text
+//!  RECOVER at Steel ─► ABORTED (interrupted, or of its last batch) ─► key Bad, with the record
+//!                  └─► MI7 of its last batch, never recorded ─► recorded (PSR Install Time)
+//!  keys still New for this Steel box:
+//!      with MI7  ─► MI8 to Brass again (MI3 and MI7 from the archive) ─► Installed or Bad
+//!      without   ─► Bad: MI4 never reached the Steel box (the meter holds nothing)
+//! ```
+//!
+//! The caller holds the line's boxes alone (their box locks): no other run can be installing
+//! through them meanwhile.
 
-use postkey_archive::{Cause, Changes, KeyFilter, KeyStatus, SignedRecord, Store};
-use postkey_wire::command::Recover;
-use postkey_wire::{BoxId, DomainId, KeyId, Role, Sender, Timestamp};
+use std::collections::BTreeMap;
 
+use postkey_archive::{
+    Cause, Changes, KeyFields, KeyFilter, KeyRecord, KeyStatus, KeyTimes, KeyUpdate, SignedRecord,
+    Store,
+};
+use postkey_wire::command::{InstallEnded, Recover};
+use postkey_wire::{
+    BoxId, DomainId, Installed, KeyId, NewKeyRecord, RecordType, Role, Sender, Timestamp,
+    Unverified,
+};
+
+use crate::install::{Batch, KeyOrder, Live};
 use crate::link::call_one;
 use crate::{Boxes, Kmc, KmcError};
 
+/// The boxes of one production line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineBoxes {
+    /// Its Oak box.
+    pub oak: BoxId,
+    /// Its Steel box.
+    pub steel: BoxId,
+    /// Its Brass box.
+    pub brass: BoxId,
+}
+
+/// What settling a line did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settled {
+    /// Keys made `Bad` with Steel's ABORTED record.
+    pub aborted: Vec<(DomainId, KeyId)>,
+    /// Keys whose MI7 Steel answered again, now recorded.
+    pub mi7_recorded: Vec<(DomainId, KeyId)>,
+    /// Keys sent to Brass again: each is now `Installed` or `Bad`.
+    pub rechecked: Vec<(DomainId, KeyId)>,
+    /// Keys made `Bad` because MI4 never reached the Steel box.
+    pub never_installed: Vec<(DomainId, KeyId)>,
+}
+
 impl<S: Store> Kmc<S> {
-    /// Asks Steel box `steel` for ABORTED records of installations a stop interrupted, and makes
-    /// each key `Bad` with its record. Returns the keys made `Bad`.
-    pub async fn recover_steel(
+    /// Settles every key a stopped run left between generation and `Installed` on `line`.
+    pub async fn settle_line(
+        &self,
+        boxes: &impl Boxes,
+        line: LineBoxes,
+        now: impl Fn() -> Timestamp + Sync,
+    ) -> Result<Settled, KmcError> {
+        let mut settled = self.recover_steel(boxes, line.steel, &now).await?;
+        let mut recheck = Vec::new();
+        let mut transitions = Vec::new();
+        for domain in self.steel_domains(line.steel).await? {
+            for key in self.new_keys_of(&domain, line.steel).await? {
+                if key.times.psr_install.is_some() {
+                    recheck.push(key);
+                } else {
+                    let reason = "the run stopped before MI4 reached the Steel box".to_owned();
+                    transitions.push(bad(&key, Cause::Reason(reason), now(), kmc()));
+                    settled.never_installed.push((domain.clone(), key.key_id));
+                }
+            }
+        }
+        if !transitions.is_empty() {
+            self.store.apply(&Changes { transitions, ..Changes::default() }).await?;
+        }
+        if !recheck.is_empty() {
+            settled.rechecked = recheck.iter().map(|k| (k.domain.clone(), k.key_id)).collect();
+            let batch = self.rebuild(recheck, line).await?;
+            self.check(boxes, batch, &now).await?;
+        }
+        Ok(settled)
+    }
+
+    /// RECOVER at Steel box `steel`: each ABORTED makes its key `Bad` with the record; each MI7
+    /// of its last batch that the archive lacks is recorded. The box's new version goes with
+    /// them.
+    async fn recover_steel(
         &self,
         boxes: &impl Boxes,
         steel: BoxId,
-        now: impl Fn() -> Timestamp,
-    ) -> Result<Vec<(DomainId, KeyId)>, KmcError> {
-        let (aborted, version) = call_one(boxes, steel, Recover {}).await?;
-        let mut failed = Vec::new();
+        now: &(impl Fn() -> Timestamp + Sync),
+    ) -> Result<Settled, KmcError> {
+        let (ended, version) = call_one(boxes, steel, Recover {}).await?;
+        let mut settled = Settled::default();
         let mut transitions = Vec::new();
-        for unverified in aborted {
-            let domain = unverified.header().domain.clone();
+        let mut updates = Vec::new();
+        for e in ended {
+            let domain = match &e {
+                InstallEnded::Installed(mi7) => mi7.header().domain.clone(),
+                InstallEnded::Aborted(a) => a.header().domain.clone(),
+            };
             let keys = self.domain_keys(&domain).await?;
-            let aborted = unverified
-                .verify(&keys.steel_auth)
-                .map_err(|error| KmcError::BadAnswer { box_id: steel, error })?;
-            let key_id = aborted.header().key_id.ok_or(KmcError::WrongAnswer { box_id: steel })?;
-            if let Some(record) = self.store.key(&domain, key_id).await?
-                && record.status == KeyStatus::New
-            {
-                transitions.push(bad(
-                    &domain,
-                    key_id,
-                    Cause::Record(SignedRecord::from_verified(&aborted)),
-                    now(),
-                    Sender::Box(steel),
-                ));
-                failed.push((domain, key_id));
+            let bad_answer = |error| KmcError::BadAnswer { box_id: steel, error };
+            match e {
+                InstallEnded::Aborted(a) => {
+                    let a = a.verify(&keys.steel_auth).map_err(bad_answer)?;
+                    let Some(key) = self.new_key(&domain, a.header().key_id, steel).await? else {
+                        continue;
+                    };
+                    let cause = Cause::Record(SignedRecord::from_verified(&a));
+                    transitions.push(bad(&key, cause, now(), Sender::Box(steel)));
+                    settled.aborted.push((domain, key.key_id));
+                }
+                InstallEnded::Installed(mi7) => {
+                    let mi7 = mi7.verify(&keys.steel_auth).map_err(bad_answer)?;
+                    let Some(key) = self.new_key(&domain, mi7.header().key_id, steel).await? else {
+                        continue;
+                    };
+                    if key.times.psr_install.is_some() {
+                        continue;
+                    }
+                    if mi7.header().meter_id != key.meter_id {
+                        return Err(KmcError::WrongAnswer { box_id: steel });
+                    }
+                    let time = now();
+                    updates.push(KeyUpdate {
+                        domain: domain.clone(),
+                        key_id: key.key_id,
+                        time,
+                        actor: Sender::Role(Role::Psr),
+                        record: Some(SignedRecord::from_verified(&mi7)),
+                        fields: KeyFields {
+                            times: KeyTimes { psr_install: Some(time), ..KeyTimes::default() },
+                            ..KeyFields::default()
+                        },
+                    });
+                    settled.mi7_recorded.push((domain, key.key_id));
+                }
             }
         }
-        // The keys made Bad and Steel's new version, together.
-        let changes = Changes { transitions, versions: vec![version], ..Changes::default() };
+        // The keys settled and Steel's new version, together.
+        let changes =
+            Changes { transitions, updates, versions: vec![version], ..Changes::default() };
         self.store.apply(&changes).await?;
-        Ok(failed)
+        Ok(settled)
     }
 
-    /// After a KMC restart: every `New` key of `domain` requested longer ago than the configured
-    /// time without an MI7 becomes `Bad`. Returns them.
-    pub async fn fail_stale_keys(
+    /// The domains Steel box `steel` runs processes of.
+    async fn steel_domains(&self, steel: BoxId) -> Result<Vec<DomainId>, KmcError> {
+        Ok(self.store.domain_processes(steel).await?.into_iter().map(|p| p.domain).collect())
+    }
+
+    /// Key `key_id` of `domain`, if it is `New` and addressed to Steel box `steel`.
+    async fn new_key(
         &self,
         domain: &DomainId,
-        now: Timestamp,
-    ) -> Result<Vec<KeyId>, KmcError> {
-        let cutoff = Timestamp::from_unix_micros(
-            now.unix_micros().saturating_sub(self.config.mi7_timeout_micros),
-        );
-        let mut failed = Vec::new();
+        key_id: Option<KeyId>,
+        steel: BoxId,
+    ) -> Result<Option<KeyRecord>, KmcError> {
+        let Some(key_id) = key_id else { return Err(KmcError::WrongAnswer { box_id: steel }) };
+        Ok(self
+            .store
+            .key(domain, key_id)
+            .await?
+            .filter(|k| k.status == KeyStatus::New && k.steel_id == steel))
+    }
+
+    /// Every `New` key of `domain` addressed to Steel box `steel`.
+    async fn new_keys_of(
+        &self,
+        domain: &DomainId,
+        steel: BoxId,
+    ) -> Result<Vec<KeyRecord>, KmcError> {
+        let mut out = Vec::new();
         let mut after = None;
         loop {
             let filter = KeyFilter {
                 status: Some(KeyStatus::New),
-                requested_before: Some(cutoff),
                 after,
-                ..KeyFilter::domain(domain.clone(), 500)
+                ..KeyFilter::domain(domain.clone(), 1000)
             };
             let page = self.store.keys(&filter).await?;
-            let Some(last) = page.last() else { return Ok(failed) };
+            let Some(last) = page.last() else { return Ok(out) };
             after = Some(last.key_id);
-            for k in page {
-                // A key whose MI7 arrived has its PSR Install Time: it waits for Brass, not MI7.
-                if k.times.psr_install.is_some() {
-                    continue;
-                }
-                let reason = "no MI7 within the configured time after a KMC restart".to_owned();
-                self.fail_key(
-                    domain,
-                    k.key_id,
-                    Cause::Reason(reason),
-                    now,
-                    Sender::Role(Role::Kmc),
-                )
-                .await?;
-                failed.push(k.key_id);
-            }
+            out.extend(page.into_iter().filter(|k| k.steel_id == steel));
         }
     }
 
-    pub(crate) async fn fail_key(
-        &self,
-        domain: &DomainId,
-        key_id: KeyId,
-        cause: Cause,
-        now: Timestamp,
-        actor: Sender,
-    ) -> Result<(), KmcError> {
-        self.store.transition(&bad(domain, key_id, cause, now, actor)).await?;
-        Ok(())
+    /// The keys whose MI7 is archived, as a batch for Brass: MI3 and MI7 read back from the
+    /// archive and verified with the domain's keys.
+    async fn rebuild(&self, keys: Vec<KeyRecord>, line: LineBoxes) -> Result<Batch, KmcError> {
+        let mut batch = Batch::new(keys.len());
+        let mut public = BTreeMap::new();
+        for (index, key) in keys.into_iter().enumerate() {
+            if !public.contains_key(&key.domain) {
+                public.insert(key.domain.clone(), self.domain_keys(&key.domain).await?);
+            }
+            let p = &public[&key.domain];
+            let records = self.store.records(&key.domain, key.key_id).await?;
+            let find = |t: RecordType| records.iter().rev().find(|r| r.record.record_type == t);
+            let broken =
+                |why: &'static str| KmcError::ArchivedRecord(key.domain.clone(), key.key_id, why);
+            let mi3 = find(RecordType::MI3).ok_or_else(|| broken("no MI3"))?;
+            let mi7 = find(RecordType::MI7).ok_or_else(|| broken("no MI7"))?;
+            let mi3 = Unverified::<NewKeyRecord>::from_bytes(&mi3.record.bytes)
+                .and_then(|r| r.verify(&p.oak_auth))
+                .map_err(|_| broken("its MI3 does not verify"))?;
+            let mi7 = Unverified::<Installed>::from_bytes(&mi7.record.bytes)
+                .and_then(|r| r.verify(&p.steel_auth))
+                .map_err(|_| broken("its MI7 does not verify"))?;
+            let Some(meter) = key.meter_id.clone() else { return Err(broken("no meter")) };
+            let order = KeyOrder {
+                domain: key.domain.clone(),
+                oak: key.oak_id,
+                steel: line.steel,
+                brass: line.brass,
+                meter,
+            };
+            batch.live.push(Live {
+                index,
+                order,
+                key_id: key.key_id,
+                mi3,
+                mi4: None,
+                mi7: Some(mi7),
+            });
+        }
+        batch.keys = public;
+        Ok(batch)
     }
+}
+
+fn kmc() -> Sender {
+    Sender::Role(Role::Kmc)
 }
 
 /// A `New` key's transition to `Bad`.
 fn bad(
-    domain: &DomainId,
-    key_id: KeyId,
+    key: &KeyRecord,
     cause: Cause,
     now: Timestamp,
     actor: Sender,
 ) -> postkey_archive::Transition {
     postkey_archive::Transition {
-        domain: domain.clone(),
-        key_id,
+        domain: key.domain.clone(),
+        key_id: key.key_id,
         from: KeyStatus::New,
         to: KeyStatus::Bad,
-        time: now,
+        time: now.max(key.updated),
         actor,
         cause,
         fields: postkey_archive::KeyFields::default(),

@@ -536,11 +536,13 @@ impl FakeBoxes {
                                     .map_err(|e| refuse(e.response_code(), "key"))?;
                                 let body =
                                     Aborted { steel: to, reason: "the Steel box stopped".into() };
-                                Ok(sign(
-                                    Message::new(self.context(to, d, key, None), body),
-                                    &k.steel,
-                                )
-                                .into())
+                                Ok(InstallEnded::Aborted(
+                                    sign(
+                                        Message::new(self.context(to, d, key, None), body),
+                                        &k.steel,
+                                    )
+                                    .into(),
+                                ))
                             })
                             .collect::<Result<Vec<_>, Refusal>>()
                     })

@@ -9,13 +9,16 @@
 
 use std::collections::BTreeMap;
 
-use postkey_archive::{KeyFilter, KeyStatus, NewKey, SignedRecord, Store};
+use postkey_archive::{ChainEvent, KeyFilter, KeyStatus, NewKey, SignedRecord, Store};
 use postkey_archive_sqlite::SqliteStore;
 use postkey_kmc::testing::{FakeBoxes, Fixture, Script, Target, fixed_now};
-use postkey_kmc::{InstallConfig, KeyOrder, KeyOutcome, Kmc, KmcError, OrderResult};
+use postkey_kmc::{
+    Boxes, InstallConfig, KeyOrder, KeyOutcome, Kmc, KmcError, LineBoxes, OrderResult, Settled,
+};
+use postkey_wire::command::{Answered, Command};
 use postkey_wire::{
-    BoxId, CommandCode, Context, DomainId, KeyId, Message, MeterId, NewKeyRecord, Nonce,
-    RecordType, ResponseCode, Sender, Timestamp, sign,
+    BoxId, BoxType, CommandCode, Context, DomainId, KeyId, Message, MeterId, NewKeyRecord, Nonce,
+    RecordType, Refusal, ResponseCode, Sender, Timestamp, sign,
 };
 
 struct World {
@@ -188,7 +191,7 @@ async fn ids_oak_refuses_as_not_fresh_are_burned_and_the_order_retried() {
 #[tokio::test]
 async fn more_refused_ids_in_a_row_than_allowed_fail_the_order() {
     let w = world(Script { oak_last_seen: 10, ..Script::default() }).await;
-    let config = InstallConfig { max_burned_in_a_row: 3, ..InstallConfig::default() };
+    let config = InstallConfig { max_burned_in_a_row: 3 };
     let k = kmc_with(&w, config);
     let results = k.install_keys(&w.boxes, vec![order(&w, "VE", 1)], clock()).await.unwrap();
     match &results[0] {
@@ -286,15 +289,16 @@ fn mi3(w: &World, domain: &str, key: KeyId) -> SignedRecord {
     SignedRecord::from_verified(&sign(Message::new(c, body), &f.domains[&d(domain)].oak))
 }
 
-/// A key left `New` by a KMC stopped between MI3's commit and MI4, made as it would have.
-async fn left_new(w: &World, domain: &str) -> KeyId {
+/// A key left `New` for Steel box `steel` by a KMC stopped between MI3's commit and MI4, made
+/// as it would have.
+async fn left_new(w: &World, domain: &str, steel: BoxId) -> KeyId {
     let f = w.boxes.fixture();
     let key = w.store.allocate_key_id(&d(domain)).await.unwrap();
     let new = NewKey {
         domain: d(domain),
         key_id: key,
         oak_id: f.oak,
-        steel_id: f.steel,
+        steel_id: steel,
         meter_id: meter(1),
         kms_request_time: fixed_now(),
         time: fixed_now(),
@@ -305,42 +309,72 @@ async fn left_new(w: &World, domain: &str) -> KeyId {
     key
 }
 
+/// Lets everything through until the KMC sends `code`, which never returns: the KMC stops
+/// there. `reached` is told.
+struct HangAt<'a> {
+    inner: &'a FakeBoxes,
+    code: CommandCode,
+    reached: tokio::sync::Notify,
+}
+
+impl Boxes for HangAt<'_> {
+    async fn send(&self, id: BoxId, command: Command) -> Result<Answered, Refusal> {
+        if command.code() == self.code {
+            self.reached.notify_one();
+            return std::future::pending().await;
+        }
+        self.inner.send(id, command).await
+    }
+}
+
 #[tokio::test]
-async fn after_a_restart_interrupted_installations_and_stale_new_keys_become_bad() {
+async fn settling_a_line_ends_every_key_a_stopped_run_left_installed_or_bad() {
     let w = world(Script::default()).await;
+    let f = w.boxes.fixture();
+    let line = LineBoxes { oak: f.oak, steel: f.steel, brass: f.brass };
+    // A run stops before Brass answers: its key has MI7 archived and no MI9.
     let first = kmc(&w);
-    // Steel down at the install stage: those keys are Bad at once, never left New.
-    let steel = w.boxes.fixture().steel;
-    w.boxes.script(|s| {
-        s.down.insert(steel);
-    });
-    let results = first
-        .install_keys(&w.boxes, vec![order(&w, "USPS", 1), order(&w, "USPS", 2)], clock())
-        .await
-        .unwrap();
-    assert!(results.iter().all(|r| bad(r).is_some()), "{results:?}");
-    w.boxes.script(|s| s.down.clear());
-    // The first KMC stops with two keys New: one in flight at Steel, one that never left.
-    let interrupted = left_new(&w, "USPS").await;
-    let stale = left_new(&w, "USPS").await;
+    let hang = HangAt {
+        inner: &w.boxes,
+        code: CommandCode::CHECK_INSTALL,
+        reached: tokio::sync::Notify::new(),
+    };
+    tokio::select! {
+        result = first.install_keys(&hang, vec![order(&w, "USPS", 1)], clock()) => {
+            panic!("the run should stop at Brass: {result:?}")
+        }
+        () = hang.reached.notified() => {}
+    }
     drop(first);
-    // A new KMC over the same archive.
-    let config = InstallConfig { mi7_timeout_micros: 0, ..InstallConfig::default() };
-    let restarted = kmc_with(&w, config);
+    let filter = KeyFilter { status: Some(KeyStatus::New), ..KeyFilter::domain(d("USPS"), 10) };
+    let at_brass = w.store.keys(&filter).await.unwrap();
+    assert_eq!(at_brass.len(), 1);
+    assert!(at_brass[0].times.psr_install.is_some(), "its MI7 is archived");
+    let at_brass = at_brass[0].key_id;
+    // Two more left New on this line: one in flight at Steel (Steel answers ABORTED for it), one
+    // that never left the KMC; and one of another Steel box, not this line's to settle.
+    let interrupted = left_new(&w, "USPS", f.steel).await;
+    let stale = left_new(&w, "USPS", f.steel).await;
+    let elsewhere = left_new(&w, "USPS", BoxId::new(BoxType::Steel, 99).unwrap()).await;
     w.boxes.script(|s| s.interrupted = vec![(d("USPS"), interrupted.get())]);
-    let recovered = restarted.recover_steel(&w.boxes, steel, clock()).await.unwrap();
-    assert_eq!(recovered, vec![(d("USPS"), interrupted)]);
+    let restarted = kmc(&w);
+    let settled = restarted.settle_line(&w.boxes, line, clock()).await.unwrap();
+    assert_eq!(settled.aborted, vec![(d("USPS"), interrupted)]);
+    assert_eq!(settled.rechecked, vec![(d("USPS"), at_brass)]);
+    assert_eq!(settled.never_installed, vec![(d("USPS"), stale)]);
+    assert_eq!(status(&w, "USPS", at_brass.get()).await, KeyStatus::Installed);
     assert_eq!(status(&w, "USPS", interrupted.get()).await, KeyStatus::Bad);
-    // The other is New without MI7, older than the (zero) timeout: the sweep makes it Bad.
-    assert_eq!(status(&w, "USPS", stale.get()).await, KeyStatus::New);
-    let later = Timestamp::from_unix_micros(fixed_now().unix_micros() + 1);
-    assert_eq!(restarted.fail_stale_keys(&d("USPS"), later).await.unwrap(), vec![stale]);
     assert_eq!(status(&w, "USPS", stale.get()).await, KeyStatus::Bad);
-    // Within the configured time, a New key stays New.
-    let patient = kmc(&w);
-    let young = left_new(&w, "VE").await;
-    assert!(patient.fail_stale_keys(&d("VE"), later).await.unwrap().is_empty());
-    assert_eq!(status(&w, "VE", young.get()).await, KeyStatus::New);
+    assert_eq!(status(&w, "USPS", elsewhere.get()).await, KeyStatus::New);
+    // Each Bad key keeps its cause: Steel's signed ABORTED, or the KMC's reason.
+    let records = w.store.records(&d("USPS"), interrupted).await.unwrap();
+    assert!(records.iter().any(|r| r.record.record_type == RecordType::ABORTED), "{records:?}");
+    let events = w.store.key_history(&d("USPS"), stale).await.unwrap();
+    let noted = |e: &ChainEvent| e.entry.note.as_deref().is_some_and(|n| n.contains("before MI4"));
+    assert!(events.iter().any(noted), "{events:?}");
+    // Settling again finds nothing left.
+    let again = restarted.settle_line(&w.boxes, line, clock()).await.unwrap();
+    assert_eq!(again, Settled::default());
 }
 
 #[tokio::test]

@@ -113,6 +113,7 @@ codes! {
     NO_BOX_SERVES = 3022, Caller, "no box of the needed type serves the domain";
     /// 3xxx processing: the meter an installation names is not on the Steel box's meter link.
     METER_NOT_CONNECTED = 3023, Caller, "meter not connected to the Steel box's meter link";
+    METER_HOLDS_KEY = 3024, Caller, "the meter holds a key of that role already";
     /// 3xxx processing: records that should describe one key do not match.
     RECORD_MISMATCH = 3014, Peer, "records do not match (domain, key ID, boxes or meter)";
     /// 3xxx processing: a signature did not verify.

@@ -139,23 +139,22 @@ fn outcome<A: Clone + core::fmt::Debug>(
     prop_oneof![answer.prop_map(Ok), refusal().prop_map(Err)]
 }
 
+/// How an installation ended: MI7 for a context with a key ID, ABORTED otherwise.
+fn ended(c: Context) -> InstallEnded {
+    let (_, steel) = boxes();
+    if c.key_id.is_some() {
+        InstallEnded::Installed(mi7(c))
+    } else {
+        InstallEnded::Aborted(signed(c, Aborted { steel, reason: "link".into() }))
+    }
+}
+
 fn response() -> impl Strategy<Value = Response> {
     prop_oneof![
         vec(outcome(Just(Done {})), 0..3).prop_map(Response::SelfTest),
         vec(outcome(context().prop_map(|c| Generated { mi3: mi3(c.clone()), mi4: mi4(c) })), 0..3)
             .prop_map(Response::GenerateKey),
-        vec(
-            outcome(context().prop_map(|c| {
-                let (_, steel) = boxes();
-                if c.key_id.is_some() {
-                    InstallEnded::Installed(mi7(c))
-                } else {
-                    InstallEnded::Aborted(signed(c, Aborted { steel, reason: "link".into() }))
-                }
-            })),
-            0..3
-        )
-        .prop_map(Response::InstallKey),
+        vec(outcome(context().prop_map(ended)), 0..3).prop_map(Response::InstallKey),
         vec(
             outcome(context().prop_map(|c| {
                 let (oak, steel) = boxes();
@@ -185,12 +184,9 @@ fn response() -> impl Strategy<Value = Response> {
         )
         .prop_map(Response::CheckInstall),
         vec(
-            outcome(vec(context(), 0..3).prop_map(|cs| {
-                let (_, steel) = boxes();
-                cs.into_iter()
-                    .map(|c| signed(c, Aborted { steel, reason: "stop".into() }))
-                    .collect::<Vec<_>>()
-            })),
+            outcome(
+                vec(context(), 0..3).prop_map(|cs| cs.into_iter().map(ended).collect::<Vec<_>>()),
+            ),
             0..2
         )
         .prop_map(Response::Recover),
@@ -286,7 +282,7 @@ fn an_unknown_command_is_2001_and_its_code_can_still_be_read() {
 
 #[test]
 fn another_version_of_a_command_is_2007() {
-    let bytes = frame(CommandCode::RECOVER.0, 2, 2, |e| {
+    let bytes = frame(CommandCode::RECOVER.0, 3, 2, |e| {
         e.array(0).unwrap();
     });
     assert_eq!(code_of(Command::from_bytes(&bytes)), ResponseCode::UNSUPPORTED_VERSION);
@@ -313,7 +309,7 @@ fn an_item_with_another_number_of_fields_is_2002() {
     });
     assert_eq!(code_of(Command::from_bytes(&extra)), ResponseCode::PARAMETER_COUNT);
     // A parameterless command's item with a field.
-    let recover = frame(CommandCode::RECOVER.0, 1, 2, |e| {
+    let recover = frame(CommandCode::RECOVER.0, 2, 2, |e| {
         e.array(1).unwrap().map(1).unwrap().u8(0).unwrap().u8(0).unwrap();
     });
     assert_eq!(code_of(Command::from_bytes(&recover)), ResponseCode::PARAMETER_COUNT);
@@ -373,7 +369,7 @@ fn oversize_frames_and_lists_are_2004() {
     let too_big = vec![0u8; MAX_FRAME_LEN + 1];
     assert_eq!(code_of(Command::from_bytes(&too_big)), ResponseCode::MESSAGE_TOO_LARGE);
     // A list longer than allowed is refused from its head, before its items are read.
-    let long = frame(CommandCode::RECOVER.0, 1, 2, |e| {
+    let long = frame(CommandCode::RECOVER.0, 2, 2, |e| {
         e.array(MAX_LIST as u64 + 1).unwrap();
     });
     assert_eq!(code_of(Command::from_bytes(&long)), ResponseCode::MESSAGE_TOO_LARGE);
@@ -400,12 +396,12 @@ fn a_non_canonical_frame_is_2006() {
     e.map(3).unwrap().u8(0).unwrap();
     let mut bytes = e.into_writer();
     bytes.extend_from_slice(&[0x1a, 0, 0, 0x03, 0x02]); // 0x0302 = RECOVER, as u32
-    bytes.extend_from_slice(&[0x01, 0x01, 0x02, 0x80]); // 1: 1, 2: []
+    bytes.extend_from_slice(&[0x01, 0x02, 0x02, 0x80]); // 1: 2, 2: []
     assert_eq!(code_of(Command::from_bytes(&bytes)), ResponseCode::NON_CANONICAL);
     // Fields out of order.
     let swapped = {
         let mut e = Encoder::new(Vec::new());
-        e.map(3).unwrap().u8(1).unwrap().u16(1).unwrap().u8(0).unwrap();
+        e.map(3).unwrap().u8(1).unwrap().u16(2).unwrap().u8(0).unwrap();
         e.u16(CommandCode::RECOVER.0).unwrap().u8(2).unwrap().array(0).unwrap();
         e.into_writer()
     };

@@ -117,7 +117,8 @@ params! {
         pub meter: MeterId,
     }
 
-    /// `RECOVER`: Steel signs ABORTED for every installation a stop interrupted.
+    /// `RECOVER`: Steel signs ABORTED for every installation a stop interrupted, and answers
+    /// again the MI7 or ABORTED of each installation of its last `INSTALL_KEY` batch.
     pub struct Recover {}
 
     /// `CHECK_INSTALL`: Brass checks an installation (MI8 = MI3 + MI7).
