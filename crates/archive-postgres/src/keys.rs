@@ -6,9 +6,10 @@ use deadpool_postgres::{GenericClient, Transaction};
 use postkey_archive::backend::{in_batch, no_key, time_to_sql, to_i64};
 use postkey_archive::{
     Action, BurnKeyId, Cause, EventEntry, KeyFilter, KeyIdRange, KeyRecord, KeyStatus, KeyUpdate,
-    NewKey, NewRecord, RecordRef, SignedRecord, StoreError, StoredRecord, Subject, Transition,
+    NewKey, NewRecord, RecordRef, Reservation, SignedRecord, StoreError, StoredRecord, Subject,
+    Transition,
 };
-use postkey_wire::{DomainId, Isn, KeyId, SubdomainId, Timestamp};
+use postkey_wire::{BoxId, DomainId, Isn, KeyId, SubdomainId, Timestamp};
 use tokio_postgres::types::ToSql;
 
 use crate::bulk::{self, RecordRow};
@@ -50,6 +51,61 @@ pub(crate) async fn allocate(
     }
     let last = KeyId::new(next - 1).map_err(|_| StoreError::Corrupt("next key ID"))?;
     Ok(KeyIdRange { first, last })
+}
+
+/// Allocates as [`allocate`] does and reserves the IDs for `holder`.
+pub(crate) async fn reserve(
+    tx: &Transaction<'_>,
+    domain: &DomainId,
+    count: u32,
+    holder: BoxId,
+    time: Timestamp,
+) -> Result<KeyIdRange, StoreError> {
+    let range = allocate(tx, domain, count).await?;
+    tx.execute(
+        "INSERT INTO key_id_reservations (domain, first_id, last_id, holder, time) \
+         VALUES ($1, $2, $3, $4, $5)",
+        &[
+            &domain.as_str(),
+            &to_i64(range.first.get())?,
+            &to_i64(range.last.get())?,
+            &holder.to_string(),
+            &time_to_sql(time)?,
+        ],
+    )
+    .await
+    .pg()?;
+    Ok(range)
+}
+
+/// Ends a reservation once every one of its IDs is a key or burned.
+pub(crate) async fn release(tx: &Transaction<'_>, r: &Reservation) -> Result<(), StoreError> {
+    let (first, last) = (to_i64(r.range.first.get())?, to_i64(r.range.last.get())?);
+    let accounted: i64 = tx
+        .query_one(
+            "SELECT (SELECT COUNT(*) FROM keys WHERE domain = $1 AND key_id BETWEEN $2 AND $3) \
+                  + (SELECT COUNT(*) FROM burned_key_ids WHERE domain = $1 AND key_id BETWEEN $2 AND $3)",
+            &[&r.domain.as_str(), &first, &last],
+        )
+        .await
+        .pg()?
+        .try_get(0)
+        .pg()?;
+    if accounted != last - first + 1 {
+        return Err(StoreError::Invalid("a reservation released with IDs neither keys nor burned"));
+    }
+    let gone = tx
+        .execute(
+            "DELETE FROM key_id_reservations \
+             WHERE domain = $1 AND first_id = $2 AND last_id = $3 AND holder = $4",
+            &[&r.domain.as_str(), &first, &last, &r.holder.to_string()],
+        )
+        .await
+        .pg()?;
+    if gone != 1 {
+        return Err(StoreError::Invalid("no such reservation"));
+    }
+    Ok(())
 }
 
 async fn exists(

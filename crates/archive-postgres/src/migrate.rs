@@ -8,6 +8,7 @@ use crate::conn::Pg;
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_installation.sql"),
+    include_str!("../migrations/0003_reservations.sql"),
 ];
 
 /// The schema version this build writes and understands.

@@ -9,8 +9,9 @@ use postkey_archive::backend::{
 };
 use postkey_archive::{
     BoxRecord, BurnedKeyId, CeremonyKind, ChainEvent, ChainHead, Component, DomainBundle,
-    DomainProcess, DomainRecord, ErrorLogEntry, EventEntry, KeyRecord, KeyTimes, LoggedError,
-    RecordRef, SignedRecord, StoreError, StoredRecord, SubdomainRecord, Transcript, TranscriptId,
+    DomainProcess, DomainRecord, ErrorLogEntry, EventEntry, KeyIdRange, KeyRecord, KeyTimes,
+    LoggedError, RecordRef, Reservation, SignedRecord, StoreError, StoredRecord, SubdomainRecord,
+    Transcript, TranscriptId,
 };
 use postkey_crypto::{HpkePublicKey, VerifyingKey};
 use postkey_wire::{RecordType, ResponseCode, Timestamp};
@@ -173,6 +174,18 @@ pub(crate) fn burned(row: &Row) -> Result<BurnedKeyId, StoreError> {
         key_id: key_id_from_sql(int(row, 1)?)?,
         reason: text(row, 2)?,
         time: time_from_sql(int(row, 3)?)?,
+    })
+}
+
+pub(crate) fn reservation(row: &Row) -> Result<Reservation, StoreError> {
+    Ok(Reservation {
+        domain: domain_from_sql(&text(row, 0)?)?,
+        range: KeyIdRange {
+            first: key_id_from_sql(int(row, 1)?)?,
+            last: key_id_from_sql(int(row, 2)?)?,
+        },
+        holder: box_id_from_sql(&text(row, 3)?)?,
+        time: time_from_sql(int(row, 4)?)?,
     })
 }
 

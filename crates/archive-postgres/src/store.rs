@@ -7,10 +7,10 @@ use postkey_archive::{
     Applied, BoxRecord, BurnKeyId, BurnedKeyId, ChainEvent, ChainHead, Changes, DomainBundle,
     DomainProcess, DomainRecord, ErrorLogEntry, ErrorLogQuery, InstallationRecord, KeyFilter,
     KeyIdRange, KeyRecord, KeyUpdate, LoggedError, NewBox, NewBundle, NewDomain, NewDomainProcess,
-    NewKey, NewRecord, NewSubdomain, NewTranscript, Store, StoreError, StoredRecord,
+    NewKey, NewRecord, NewSubdomain, NewTranscript, Reservation, Store, StoreError, StoredRecord,
     SubdomainRecord, Transcript, TranscriptId, Transition,
 };
-use postkey_wire::{BoxId, BoxType, DomainId, Isn, KeyId, StateVersion, SubdomainId};
+use postkey_wire::{BoxId, BoxType, DomainId, Isn, KeyId, StateVersion, SubdomainId, Timestamp};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
@@ -82,6 +82,9 @@ async fn apply_in(
     }
     if !c.new_keys.is_empty() {
         keys::create_keys(tx, &c.new_keys).await?;
+    }
+    for r in &c.released {
+        keys::release(tx, r).await?;
     }
     if !c.updates.is_empty() {
         keys::updates(tx, &c.updates).await?;
@@ -195,6 +198,22 @@ impl Store for PgStore {
         count: u32,
     ) -> Result<KeyIdRange, StoreError> {
         in_tx!(self, |tx| keys::allocate(&tx, domain, count))
+    }
+
+    async fn reserve_key_ids(
+        &self,
+        domain: &DomainId,
+        count: u32,
+        holder: BoxId,
+        time: Timestamp,
+    ) -> Result<KeyIdRange, StoreError> {
+        in_tx!(self, |tx| keys::reserve(&tx, domain, count, holder, time))
+    }
+
+    async fn reservations(&self, holder: BoxId) -> Result<Vec<Reservation>, StoreError> {
+        let sql = "SELECT domain, first_id, last_id, holder, time FROM key_id_reservations \
+                   WHERE holder = $1 ORDER BY domain, first_id";
+        self.query_all(sql, &[&holder.to_string()], rows::reservation).await
     }
 
     async fn burn_key_id(&self, burn: &BurnKeyId) -> Result<(), StoreError> {

@@ -6,10 +6,10 @@ use postkey_archive::{
     Applied, BoxRecord, BurnKeyId, BurnedKeyId, ChainEvent, ChainHead, Changes, DomainBundle,
     DomainProcess, DomainRecord, ErrorLogEntry, ErrorLogQuery, InstallationRecord, KeyFilter,
     KeyIdRange, KeyRecord, KeyUpdate, LoggedError, NewBox, NewBundle, NewDomain, NewDomainProcess,
-    NewKey, NewRecord, NewSubdomain, NewTranscript, Store, StoreError, StoredRecord,
+    NewKey, NewRecord, NewSubdomain, NewTranscript, Reservation, Store, StoreError, StoredRecord,
     SubdomainRecord, Transcript, TranscriptId, Transition,
 };
-use postkey_wire::{BoxId, BoxType, DomainId, Isn, KeyId, StateVersion, SubdomainId};
+use postkey_wire::{BoxId, BoxType, DomainId, Isn, KeyId, StateVersion, SubdomainId, Timestamp};
 use rusqlite::params;
 
 use crate::conn::{Db, SqliteStore};
@@ -57,6 +57,9 @@ impl Store for SqliteStore {
             }
             if !c.new_keys.is_empty() {
                 keys::create_keys(tx, &c.new_keys)?;
+            }
+            for r in &c.released {
+                keys::release(tx, r)?;
             }
             if !c.updates.is_empty() {
                 keys::updates(tx, &c.updates)?;
@@ -193,6 +196,26 @@ impl Store for SqliteStore {
     ) -> Result<KeyIdRange, StoreError> {
         let d = domain.clone();
         self.write(move |tx| keys::allocate(tx, &d, count)).await
+    }
+
+    async fn reserve_key_ids(
+        &self,
+        domain: &DomainId,
+        count: u32,
+        holder: BoxId,
+        time: Timestamp,
+    ) -> Result<KeyIdRange, StoreError> {
+        let d = domain.clone();
+        self.write(move |tx| keys::reserve(tx, &d, count, holder, time)).await
+    }
+
+    async fn reservations(&self, holder: BoxId) -> Result<Vec<Reservation>, StoreError> {
+        self.read(move |c| {
+            let sql = "SELECT domain, first_id, last_id, holder, time FROM key_id_reservations \
+                       WHERE holder = ?1 ORDER BY domain, first_id";
+            rows::all(c.prepare_cached(sql).db()?, [holder.to_string()], rows::reservation)
+        })
+        .await
     }
 
     async fn burn_key_id(&self, burn: &BurnKeyId) -> Result<(), StoreError> {

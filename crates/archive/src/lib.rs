@@ -47,7 +47,8 @@ pub use model::{
     Applied, BoxRecord, BoxVersion, BurnKeyId, BurnedKeyId, CeremonyKind, Changes, Component,
     DomainBundle, DomainProcess, DomainRecord, ErrorLogEntry, ErrorLogQuery, InstallationRecord,
     KeyIdRange, LoggedError, NewBox, NewBundle, NewDomain, NewDomainProcess, NewInstallation,
-    NewSubdomain, NewTranscript, Rebaseline, SubdomainRecord, Transcript, TranscriptId,
+    NewSubdomain, NewTranscript, Rebaseline, Reservation, SubdomainRecord, Transcript,
+    TranscriptId,
 };
 pub use record::{Digest, NewRecord, SignedRecord, StoredRecord};
 pub use status::KeyStatus;

@@ -283,6 +283,22 @@ impl KeyIdRange {
     }
 }
 
+/// Key IDs allocated to a holder (the Oak box generating them) and not yet accounted for: until
+/// a change releases them, each is to become a key or be burned. A run that stops leaves its
+/// reservations behind, and the next run of that holder burns what never became a key
+/// (docs/installation.md, "After a stop").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    /// The domain.
+    pub domain: DomainId,
+    /// The IDs.
+    pub range: KeyIdRange,
+    /// Who holds them.
+    pub holder: BoxId,
+    /// When they were reserved.
+    pub time: Timestamp,
+}
+
 /// An error to log (SPEC §9): every error is reported to its source and written here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrorLogEntry {
@@ -416,6 +432,9 @@ pub struct Changes {
     pub burns: Vec<BurnKeyId>,
     /// Keys created `New`.
     pub new_keys: Vec<NewKey>,
+    /// Reservations accounted for (after `burns` and `new_keys`): each of their IDs must be a
+    /// key or burned by then.
+    pub released: Vec<Reservation>,
     /// Key fields set.
     pub updates: Vec<KeyUpdate>,
     /// Key status changes.

@@ -2,14 +2,14 @@
 
 use core::future::Future;
 
-use postkey_wire::{BoxId, BoxType, DomainId, Isn, KeyId, StateVersion, SubdomainId};
+use postkey_wire::{BoxId, BoxType, DomainId, Isn, KeyId, StateVersion, SubdomainId, Timestamp};
 
 use crate::{
     Applied, BoxRecord, BurnKeyId, BurnedKeyId, ChainEvent, ChainHead, ChainVerifier, Changes,
     DomainBundle, DomainProcess, DomainRecord, ErrorLogEntry, ErrorLogQuery, InstallationRecord,
     KeyFilter, KeyIdRange, KeyRecord, KeyUpdate, LoggedError, NewBox, NewBundle, NewDomain,
-    NewDomainProcess, NewKey, NewRecord, NewSubdomain, NewTranscript, StoreError, StoredRecord,
-    SubdomainRecord, Subject, Transcript, TranscriptId, Transition,
+    NewDomainProcess, NewKey, NewRecord, NewSubdomain, NewTranscript, Reservation, StoreError,
+    StoredRecord, SubdomainRecord, Subject, Transcript, TranscriptId, Transition,
 };
 
 /// Events read per round trip by [`Store::verify_chain`].
@@ -160,6 +160,22 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = Result<KeyId, StoreError>> + Send {
         async move { self.allocate_key_ids(domain, 1).await.map(|r| r.first) }
     }
+
+    /// Allocates `count` key IDs as [`Store::allocate_key_ids`] does and, in the same
+    /// transaction, reserves them for `holder` until a change releases them.
+    fn reserve_key_ids(
+        &self,
+        domain: &DomainId,
+        count: u32,
+        holder: BoxId,
+        time: Timestamp,
+    ) -> impl Future<Output = Result<KeyIdRange, StoreError>> + Send;
+
+    /// The reservations `holder` has not released, by domain and first ID.
+    fn reservations(
+        &self,
+        holder: BoxId,
+    ) -> impl Future<Output = Result<Vec<Reservation>, StoreError>> + Send;
 
     /// Records an allocated ID that never became a key; it never becomes one. Domain chain event.
     fn burn_key_id(&self, burn: &BurnKeyId) -> impl Future<Output = Result<(), StoreError>> + Send;

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 
 use postkey_archive::{
     BoxVersion, BurnKeyId, Cause, Changes, KeyFields, KeyStatus, KeyTimes, KeyUpdate, NewKey,
-    SignedRecord, Store, StoreError, Subject, Transition,
+    Reservation, SignedRecord, Store, StoreError, Subject, Transition,
 };
 use postkey_wire::command::{self, CheckInstall, Checked, Generated, InstallEnded, InstallKey};
 use postkey_wire::{
@@ -379,13 +379,22 @@ impl<S: Store> Kmc<S> {
         let mut created = Vec::new();
         let mut burns = Vec::new();
         let mut versions = Vec::new();
+        let mut released = Vec::new();
         for ((oak, domain), mut group) in pending {
             let keys = batch.keys(&domain)?.clone();
             let mut round = 0;
             while !group.is_empty() {
                 let n = u32::try_from(group.len()).map_err(|_| KmcError::Unfinished)?;
-                let range = self.store.allocate_key_ids(&domain, n).await?;
+                // Reserved for this Oak box until the commit below accounts for every ID: a run
+                // that stops before it leaves them to the next run's settling, which burns them.
                 let request_time = now();
+                let range = self.store.reserve_key_ids(&domain, n, oak, request_time).await?;
+                released.push(Reservation {
+                    domain: domain.clone(),
+                    range,
+                    holder: oak,
+                    time: request_time,
+                });
                 let ids: Vec<KeyId> = range.ids().collect();
                 if ids.len() != group.len() {
                     return Err(KmcError::Unfinished);
@@ -472,7 +481,8 @@ impl<S: Store> Kmc<S> {
         }
         // MI3 committed as New, in one transaction with the burned IDs and Oak's versions,
         // before any MI4 leaves.
-        let changes = Changes { burns, new_keys: created, versions, ..Changes::default() };
+        let changes =
+            Changes { burns, new_keys: created, released, versions, ..Changes::default() };
         if !changes.is_empty() {
             self.store.apply(&changes).await?;
         }

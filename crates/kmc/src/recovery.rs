@@ -5,6 +5,7 @@
 //! ```text
 //!  RECOVER at Steel ─► ABORTED (interrupted, or of its last batch) ─► key Bad, with the record
 //!                  └─► MI7 of its last batch, never recorded ─► recorded (PSR Install Time)
+//!  IDs the line's Oak box reserved that never became keys ─► burned
 //!  keys still New for this Steel box:
 //!      with MI7  ─► MI8 to Brass again (MI3 and MI7 from the archive) ─► Installed or Bad
 //!      without   ─► Bad: MI4 never reached the Steel box (the meter holds nothing)
@@ -13,11 +14,11 @@
 //! The caller holds the line's boxes alone (their box locks): no other run can be installing
 //! through them meanwhile.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use postkey_archive::{
-    Cause, Changes, KeyFields, KeyFilter, KeyRecord, KeyStatus, KeyTimes, KeyUpdate, SignedRecord,
-    Store,
+    BurnKeyId, Cause, Changes, KeyFields, KeyFilter, KeyRecord, KeyStatus, KeyTimes, KeyUpdate,
+    SignedRecord, Store,
 };
 use postkey_wire::command::{InstallEnded, Recover};
 use postkey_wire::{
@@ -51,6 +52,8 @@ pub struct Settled {
     pub rechecked: Vec<(DomainId, KeyId)>,
     /// Keys made `Bad` because MI4 never reached the Steel box.
     pub never_installed: Vec<(DomainId, KeyId)>,
+    /// IDs the line's Oak box had reserved that never became keys, now burned.
+    pub burned: Vec<(DomainId, KeyId)>,
 }
 
 impl<S: Store> Kmc<S> {
@@ -62,6 +65,7 @@ impl<S: Store> Kmc<S> {
         now: impl Fn() -> Timestamp + Sync,
     ) -> Result<Settled, KmcError> {
         let mut settled = self.recover_steel(boxes, line.steel, &now).await?;
+        settled.burned = self.burn_reserved(line.oak, &now).await?;
         let mut recheck = Vec::new();
         let mut transitions = Vec::new();
         for domain in self.steel_domains(line.steel).await? {
@@ -148,6 +152,45 @@ impl<S: Store> Kmc<S> {
             Changes { transitions, updates, versions: vec![version], ..Changes::default() };
         self.store.apply(&changes).await?;
         Ok(settled)
+    }
+
+    /// Burns every ID Oak box `oak` reserved that never became a key, and ends its reservations.
+    async fn burn_reserved(
+        &self,
+        oak: BoxId,
+        now: &(impl Fn() -> Timestamp + Sync),
+    ) -> Result<Vec<(DomainId, KeyId)>, KmcError> {
+        let released = self.store.reservations(oak).await?;
+        if released.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut burned_before: BTreeMap<DomainId, BTreeSet<KeyId>> = BTreeMap::new();
+        let mut burns = Vec::new();
+        for r in &released {
+            if !burned_before.contains_key(&r.domain) {
+                let ids = self.store.burned_key_ids(&r.domain).await?.into_iter().map(|b| b.key_id);
+                burned_before.insert(r.domain.clone(), ids.collect());
+            }
+            for key_id in r.range.ids() {
+                if burned_before[&r.domain].contains(&key_id)
+                    || self.store.key(&r.domain, key_id).await?.is_some()
+                {
+                    continue;
+                }
+                burns.push(BurnKeyId {
+                    domain: r.domain.clone(),
+                    key_id,
+                    reason: format!(
+                        "reserved for {oak} by a run that stopped before its key was created"
+                    ),
+                    time: now(),
+                    actor: kmc(),
+                });
+            }
+        }
+        let burned = burns.iter().map(|b| (b.domain.clone(), b.key_id)).collect();
+        self.store.apply(&Changes { burns, released, ..Changes::default() }).await?;
+        Ok(burned)
     }
 
     /// The domains Steel box `steel` runs processes of.

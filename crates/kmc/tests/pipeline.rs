@@ -332,8 +332,22 @@ async fn settling_a_line_ends_every_key_a_stopped_run_left_installed_or_bad() {
     let w = world(Script::default()).await;
     let f = w.boxes.fixture();
     let line = LineBoxes { oak: f.oak, steel: f.steel, brass: f.brass };
-    // A run stops before Brass answers: its key has MI7 archived and no MI9.
+    // A run stops while Oak generates: its two IDs are reserved and never became keys.
     let first = kmc(&w);
+    let hang = HangAt {
+        inner: &w.boxes,
+        code: CommandCode::GENERATE_KEY,
+        reached: tokio::sync::Notify::new(),
+    };
+    let orders = vec![order(&w, "USPS", 1), order(&w, "USPS", 2)];
+    tokio::select! {
+        result = first.install_keys(&hang, orders, clock()) => {
+            panic!("the run should stop at Oak: {result:?}")
+        }
+        () = hang.reached.notified() => {}
+    }
+    assert_eq!(w.store.reservations(f.oak).await.unwrap().len(), 1);
+    // A run stops before Brass answers: its key has MI7 archived and no MI9.
     let hang = HangAt {
         inner: &w.boxes,
         code: CommandCode::CHECK_INSTALL,
@@ -351,6 +365,8 @@ async fn settling_a_line_ends_every_key_a_stopped_run_left_installed_or_bad() {
     assert_eq!(at_brass.len(), 1);
     assert!(at_brass[0].times.psr_install.is_some(), "its MI7 is archived");
     let at_brass = at_brass[0].key_id;
+    let left = w.store.reservations(f.oak).await.unwrap();
+    assert_eq!(left.len(), 1, "the run that passed Oak released its IDs: {left:?}");
     // Two more left New on this line: one in flight at Steel (Steel answers ABORTED for it), one
     // that never left the KMC; and one of another Steel box, not this line's to settle.
     let interrupted = left_new(&w, "USPS", f.steel).await;
@@ -362,6 +378,12 @@ async fn settling_a_line_ends_every_key_a_stopped_run_left_installed_or_bad() {
     assert_eq!(settled.aborted, vec![(d("USPS"), interrupted)]);
     assert_eq!(settled.rechecked, vec![(d("USPS"), at_brass)]);
     assert_eq!(settled.never_installed, vec![(d("USPS"), stale)]);
+    let reserved = [KeyId::new(1).unwrap(), KeyId::new(2).unwrap()];
+    assert_eq!(settled.burned, reserved.map(|k| (d("USPS"), k)).to_vec());
+    let burned: Vec<KeyId> =
+        w.store.burned_key_ids(&d("USPS")).await.unwrap().into_iter().map(|b| b.key_id).collect();
+    assert_eq!(burned, reserved);
+    assert!(w.store.reservations(f.oak).await.unwrap().is_empty());
     assert_eq!(status(&w, "USPS", at_brass.get()).await, KeyStatus::Installed);
     assert_eq!(status(&w, "USPS", interrupted.get()).await, KeyStatus::Bad);
     assert_eq!(status(&w, "USPS", stale.get()).await, KeyStatus::Bad);

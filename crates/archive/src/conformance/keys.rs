@@ -5,8 +5,8 @@ use postkey_wire::{RecordType, ResponseCode};
 use super::Harness;
 use super::fixtures::*;
 use crate::{
-    BurnKeyId, Cause, KeyFields, KeyFilter, KeyStatus, KeyTimes, KeyUpdate, NewRecord,
-    Registration, Store, StoreError, Subject,
+    BurnKeyId, Cause, Changes, KeyFields, KeyFilter, KeyStatus, KeyTimes, KeyUpdate, NewRecord,
+    Registration, Reservation, Store, StoreError, Subject,
 };
 
 /// Key IDs are allocated strictly increasing per domain; a burned ID never becomes a key; a key
@@ -73,6 +73,44 @@ pub async fn key_ids_allocate_and_burn<H: Harness>(h: &H) {
     let history = s.key_history(&ve, kid(2)).await.unwrap();
     assert_eq!(history.len(), 1);
     assert_eq!(history[0].entry.action, crate::Action::KeyIdBurned);
+}
+
+/// Reserved key IDs stay with their holder until a change releases them, which it does only
+/// when each ID is a key or burned; another holder's reservations are not listed.
+pub async fn key_id_reservations_are_released_when_accounted<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let ve = setup_domain(&s, "VE").await;
+    let (oak, other) = (bx("O00000001"), bx("O00000002"));
+    let range = s.reserve_key_ids(&ve, 3, oak, ts(10)).await.unwrap();
+    assert_eq!((range.first, range.last), (kid(1), kid(3)));
+    let theirs = s.reserve_key_ids(&ve, 1, other, ts(11)).await.unwrap();
+    assert_eq!(theirs.first, kid(4), "reserved IDs are allocated");
+    let held = s.reservations(oak).await.unwrap();
+    let mine = Reservation { domain: ve.clone(), range, holder: oak, time: ts(10) };
+    assert_eq!(held, vec![mine.clone()]);
+    // Two IDs became keys, one did not: the reservation cannot be released yet, and nothing of
+    // the change is kept.
+    let changes = Changes {
+        new_keys: vec![new_key(&ve, kid(1), 12), new_key(&ve, kid(2), 12)],
+        released: vec![mine.clone()],
+        ..Changes::default()
+    };
+    assert!(matches!(s.apply(&changes).await, Err(StoreError::Invalid(_))));
+    assert!(s.key(&ve, kid(1)).await.unwrap().is_none());
+    // With the third burned, it is released in the same transaction.
+    let burn = BurnKeyId {
+        domain: ve.clone(),
+        key_id: kid(3),
+        reason: "Oak refused it".into(),
+        time: ts(12),
+        actor: kmc(),
+    };
+    s.apply(&Changes { burns: vec![burn], ..changes }).await.unwrap();
+    assert!(s.reservations(oak).await.unwrap().is_empty());
+    // Released once; another holder's reservation is not this holder's to release.
+    let again = Changes { released: vec![mine], ..Changes::default() };
+    assert!(matches!(s.apply(&again).await, Err(StoreError::Invalid(_))));
+    assert_eq!(s.reservations(other).await.unwrap().len(), 1);
 }
 
 /// A key goes New → Installed → Active → Obsolete; its fields, times and every signed record are

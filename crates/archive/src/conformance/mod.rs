@@ -31,8 +31,9 @@ pub use crash::{CRASH_BATCH, crash_check, crash_child, crash_parent};
 pub use fixtures::*;
 pub use keys::{
     batches_are_whole_or_nothing, every_disallowed_transition_is_refused,
-    key_ids_allocate_and_burn, key_lifecycle_and_records, key_listing_and_lookups,
-    kmc_reason_only_for_bad, set_once_fields_and_domain_separation, times_never_go_backwards,
+    key_id_reservations_are_released_when_accounted, key_ids_allocate_and_burn,
+    key_lifecycle_and_records, key_listing_and_lookups, kmc_reason_only_for_bad,
+    set_once_fields_and_domain_separation, times_never_go_backwards,
     transition_only_from_expected_status,
 };
 pub use registry::{
@@ -128,6 +129,7 @@ macro_rules! conformance_suite {
             error_log,
             schema_version_is_checked,
             key_ids_allocate_and_burn,
+            key_id_reservations_are_released_when_accounted,
             key_ids_survive_restart,
             key_lifecycle_and_records,
             key_listing_and_lookups,
