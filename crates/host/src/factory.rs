@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use postkey_archive::{KeyStatus, Store};
 use postkey_archive_sqlite::SqliteStore;
-use postkey_kmc::{InstallConfig, KeyOrder, KeyOutcome, Kmc, KmcError, Settled};
+use postkey_kmc::{InstallConfig, KeyOrder, KeyOutcome, Kmc, KmcError, KmsClock, Settled};
 use postkey_meter::{Meter, SimulatedMeter};
 use postkey_secrets::rng::{BoxRng, OsEntropy};
-use postkey_wire::{BoxType, DomainId, KeyId, MeterId, Nonce};
+use postkey_wire::{BoxType, DomainId, KeyId, MeterId, Nonce, Timestamp};
 
 use crate::archive::Trust;
 use crate::link::{EmbeddedBoxes, MeterLinks};
@@ -88,6 +88,7 @@ pub struct Factory<S = SqliteStore> {
     boxes: EmbeddedBoxes,
     line: Line,
     settled: Settled,
+    clock: KmsClock<fn() -> Timestamp>,
 }
 
 impl Factory {
@@ -127,11 +128,16 @@ impl<S: Store> Factory<S> {
             let nonce = Nonce(crate::session::os_nonce()?);
             kmc.check_box(&boxes, b, nonce).await.map_err(|e| kmc_error(home, e))?;
         }
+        // Times never go backwards: the run starts from the archive's latest (3310 if the wall
+        // clock is too far behind it).
+        let latest = kmc.latest_time().await.map_err(|e| kmc_error(home, e))?;
+        let clock = KmsClock::start(clock::now as fn() -> Timestamp, latest)
+            .map_err(|e| kmc_error(home, e))?;
         // Keys a stopped run left between generation and `Installed` are settled before any
         // new order: the home lock and the line's box locks are held, so no run is live.
         let settled =
-            kmc.settle_line(&boxes, line, clock::now).await.map_err(|e| kmc_error(home, e))?;
-        Ok(Self { home: home.clone(), kmc, boxes, line, settled })
+            kmc.settle_line(&boxes, line, || clock.now()).await.map_err(|e| kmc_error(home, e))?;
+        Ok(Self { home: home.clone(), kmc, boxes, line, settled, clock })
     }
 
     /// Installs a vendor key and a postal key into meter `id` (loaded from and saved back to the
@@ -212,7 +218,7 @@ impl<S: Store> Factory<S> {
                     }));
                     progress(reports.len());
                 },
-                clock::now,
+                || self.clock.now(),
             )
             .await;
         for save in saves {

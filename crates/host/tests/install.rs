@@ -740,3 +740,46 @@ async fn transcripts_and_the_error_log_move_into_the_archive_once_and_nothing_is
     assert_eq!(first.entry.response_code, code);
     assert!(w.home.spooled_errors().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_clock_behind_the_archive_is_bridged_within_the_bound_and_refused_beyond_it() {
+    let w = world().await;
+    let ahead = |micros: u64| {
+        postkey_wire::Timestamp::from_unix_micros(postkey_host::now().unix_micros() + micros)
+    };
+    // The archive recorded a time ahead of the wall clock: the clock was stepped back since.
+    let burn = |key_id, time| postkey_archive::BurnKeyId {
+        domain: d("VE"),
+        key_id,
+        reason: "a time from before the clock stepped back".into(),
+        time,
+        actor: postkey_wire::Sender::Role(postkey_wire::Role::Kmc),
+    };
+    let first = w.store.allocate_key_id(&d("VE")).await.unwrap();
+    let recorded = ahead(60_000_000);
+    w.store.burn_key_id(&burn(first, recorded)).await.unwrap();
+    let lock = w.home.lock(Access::Shared, Wait::No).unwrap();
+    let id = MeterId::parse("PB7777-000001").unwrap();
+    postkey_host::new_meter(&lock, &id).unwrap();
+    let domains = [d("VE"), d("USPS")];
+    // One minute behind: bridged; every time written is at or after the archive's.
+    let mut factory = postkey_host::Factory::open(&lock, &w.media(), &domains).await.unwrap();
+    let report = factory.install(&id, &d("VE"), &d("USPS")).await.unwrap();
+    factory.close();
+    for k in &report.keys {
+        assert_eq!(k.status, "installed", "{k:?}");
+        let key = w.store.key(&d(&k.domain), KeyId::new(k.key_id.unwrap()).unwrap()).await;
+        let key = key.unwrap().unwrap();
+        assert!(key.times.kms_request.unwrap() >= recorded, "{key:?}");
+    }
+    // Ten minutes behind: refused with 3310 before anything is written, and logged.
+    let second = w.store.allocate_key_id(&d("VE")).await.unwrap();
+    w.store.burn_key_id(&burn(second, ahead(600_000_000))).await.unwrap();
+    let before = w.store.chain_head(&d("VE")).await.unwrap();
+    let e = postkey_host::Factory::open(&lock, &w.media(), &domains).await.unwrap_err();
+    assert_eq!(e.response_code(), ResponseCode::TIME_WENT_BACKWARDS, "{e}");
+    assert!(e.to_string().contains("fix the clock"), "{e}");
+    assert_eq!(w.store.chain_head(&d("VE")).await.unwrap(), before);
+    let spooled = w.home.spooled_errors().unwrap();
+    assert!(spooled.iter().any(|l| l.code == 3310 && l.component == "kmc"), "{spooled:?}");
+}

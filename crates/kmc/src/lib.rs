@@ -13,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+mod clock;
 mod error;
 mod install;
 mod link;
@@ -21,6 +22,7 @@ mod recovery;
 pub mod testing;
 mod version;
 
+pub use clock::{KmsClock, MAX_STEP_BACK_MICROS};
 pub use error::KmcError;
 pub use install::{InstallConfig, KeyOrder, KeyOutcome, OrderResult};
 pub use link::{Answer, BoxRefusal, Boxes};
