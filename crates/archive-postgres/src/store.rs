@@ -10,7 +10,9 @@ use postkey_archive::{
     NewKey, NewRecord, NewSubdomain, NewTranscript, Reservation, Store, StoreError, StoredRecord,
     SubdomainRecord, Transcript, TranscriptId, Transition,
 };
-use postkey_wire::{BoxId, BoxType, DomainId, Isn, KeyId, StateVersion, SubdomainId, Timestamp};
+use postkey_wire::{
+    BoxId, BoxType, DomainId, Isn, KeyId, MeterId, StateVersion, SubdomainId, Timestamp,
+};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
@@ -251,6 +253,15 @@ impl Store for PgStore {
 
     async fn keys(&self, filter: &KeyFilter) -> Result<Vec<KeyRecord>, StoreError> {
         keys::list(&self.client().await?, filter).await
+    }
+
+    async fn keys_of_meters(&self, meters: &[MeterId]) -> Result<Vec<KeyRecord>, StoreError> {
+        let ids: Vec<String> = meters.iter().map(ToString::to_string).collect();
+        let sql = format!(
+            "SELECT {} FROM keys WHERE meter_id = ANY($1) ORDER BY domain, key_id",
+            rows::KEY_COLUMNS
+        );
+        self.query_all(&sql, &[&ids], rows::key).await
     }
 
     async fn store_record(&self, record: &NewRecord) -> Result<(), StoreError> {

@@ -6,7 +6,7 @@ use postkey_archive::{
     NewKey, NewRecord, RecordRef, Reservation, SignedRecord, StoreError, StoredRecord, Subject,
     Transition,
 };
-use postkey_wire::{BoxId, DomainId, Isn, KeyId, SubdomainId, Timestamp};
+use postkey_wire::{BoxId, DomainId, Isn, KeyId, MeterId, SubdomainId, Timestamp};
 use rusqlite::types::Value;
 use rusqlite::{Connection, Transaction, params, params_from_iter};
 
@@ -401,6 +401,25 @@ pub(crate) fn read_key_by_isn(
 ) -> Result<Option<KeyRecord>, StoreError> {
     let stmt = conn.prepare_cached(rows::KEY_BY_ISN).db()?;
     rows::first(stmt, params![subdomain.to_string(), isn.as_str()], rows::key)
+}
+
+/// Every key of `meters`, by domain and key ID.
+pub(crate) fn of_meters(
+    conn: &Connection,
+    meters: &[MeterId],
+) -> Result<Vec<KeyRecord>, StoreError> {
+    let mut out = Vec::new();
+    // Well inside SQLite's limit on parameters per statement.
+    for chunk in meters.chunks(500) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let sql = format!("SELECT {KEY_COLUMNS} FROM keys WHERE meter_id IN ({marks})");
+        let mut stmt = conn.prepare(&sql).db()?;
+        let ids = chunk.iter().map(|m| Value::Text(m.to_string()));
+        out.extend(rows::all(&mut stmt, params_from_iter(ids), rows::key)?);
+    }
+    out.sort_by(|a, b| (&a.domain, a.key_id).cmp(&(&b.domain, b.key_id)));
+    out.dedup_by(|a, b| (&a.domain, a.key_id) == (&b.domain, b.key_id));
+    Ok(out)
 }
 
 pub(crate) fn list(conn: &Connection, f: &KeyFilter) -> Result<Vec<KeyRecord>, StoreError> {

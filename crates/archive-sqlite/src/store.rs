@@ -9,7 +9,9 @@ use postkey_archive::{
     NewKey, NewRecord, NewSubdomain, NewTranscript, Reservation, Store, StoreError, StoredRecord,
     SubdomainRecord, Transcript, TranscriptId, Transition,
 };
-use postkey_wire::{BoxId, BoxType, DomainId, Isn, KeyId, StateVersion, SubdomainId, Timestamp};
+use postkey_wire::{
+    BoxId, BoxType, DomainId, Isn, KeyId, MeterId, StateVersion, SubdomainId, Timestamp,
+};
 use rusqlite::params;
 
 use crate::conn::{Db, SqliteStore};
@@ -262,6 +264,11 @@ impl Store for SqliteStore {
     async fn keys(&self, filter: &KeyFilter) -> Result<Vec<KeyRecord>, StoreError> {
         let f = filter.clone();
         self.read(move |c| keys::list(c, &f)).await
+    }
+
+    async fn keys_of_meters(&self, meters: &[MeterId]) -> Result<Vec<KeyRecord>, StoreError> {
+        let m = meters.to_vec();
+        self.read(move |c| keys::of_meters(c, &m)).await
     }
 
     async fn store_record(&self, record: &NewRecord) -> Result<(), StoreError> {

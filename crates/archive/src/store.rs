@@ -2,7 +2,9 @@
 
 use core::future::Future;
 
-use postkey_wire::{BoxId, BoxType, DomainId, Isn, KeyId, StateVersion, SubdomainId, Timestamp};
+use postkey_wire::{
+    BoxId, BoxType, DomainId, Isn, KeyId, MeterId, StateVersion, SubdomainId, Timestamp,
+};
 
 use crate::{
     Applied, BoxRecord, BurnKeyId, BurnedKeyId, ChainEvent, ChainHead, ChainVerifier, Changes,
@@ -252,6 +254,12 @@ pub trait Store: Send + Sync {
     fn keys(
         &self,
         filter: &KeyFilter,
+    ) -> impl Future<Output = Result<Vec<KeyRecord>, StoreError>> + Send;
+
+    /// Every key of the given meters, whatever their domain or status, by domain and key ID.
+    fn keys_of_meters(
+        &self,
+        meters: &[MeterId],
     ) -> impl Future<Output = Result<Vec<KeyRecord>, StoreError>> + Send;
 
     // --- signed records ---

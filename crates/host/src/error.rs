@@ -159,6 +159,10 @@ pub enum Usage {
     /// An argument that parses but is not allowed.
     #[error("{0}")]
     InvalidArgument(String),
+    /// An order the KMC refuses before any key ID is allocated (a domain of another role, a
+    /// meter that has its key of the role).
+    #[error(transparent)]
+    Order(postkey_kmc::KmcError),
     /// Input the caller gave (a file, a value) that does not parse.
     #[error(transparent)]
     Input(#[from] WireError),
@@ -181,6 +185,7 @@ impl Usage {
             Self::NoBoxServes { .. } => ResponseCode::NO_BOX_SERVES,
             Self::InvalidArgument(_) | Self::NotBehind { .. } => ResponseCode::INVALID_ARGUMENT,
             Self::Input(e) => e.response_code(),
+            Self::Order(e) => e.response_code(),
         }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use postkey_archive::{KeyStatus, Store};
 use postkey_archive_sqlite::SqliteStore;
-use postkey_kmc::{InstallConfig, KeyOrder, KeyOutcome, Kmc, KmcError, KmsClock, Settled};
+use postkey_kmc::{InstallConfig, KeyOrder, KeyOutcome, KeyRole, Kmc, KmcError, KmsClock, Settled};
 use postkey_meter::{Meter, SimulatedMeter};
 use postkey_secrets::rng::{BoxRng, OsEntropy};
 use postkey_wire::{BoxType, DomainId, KeyId, MeterId, Nonce, Timestamp};
@@ -165,6 +165,28 @@ impl<S: Store> Factory<S> {
         batch: usize,
         mut progress: impl FnMut(usize),
     ) -> Result<Vec<InstallReport>, HostError> {
+        let line = self.line;
+        let order = |domain: &DomainId, role, meter: &MeterId| KeyOrder {
+            domain: domain.clone(),
+            oak: line.oak,
+            steel: line.steel,
+            brass: line.brass,
+            meter: meter.clone(),
+            role,
+        };
+        let orders: Vec<KeyOrder> = meters
+            .iter()
+            .flat_map(|(m, postal)| {
+                [order(vendor, KeyRole::Vendor, m), order(postal, KeyRole::Postal, m)]
+            })
+            .collect();
+        // The roles, before any meter is touched or key ID allocated: a wrong domain for a role,
+        // or a meter that has its key of a role, is the caller's error.
+        let checked = self.kmc.check_orders(&orders).await.map_err(|e| kmc_error(&self.home, e))?;
+        if let Some(e) = checked.into_iter().find_map(Result::err) {
+            let _ = self.home.log_error("kmc", e.response_code(), &e.to_string(), clock::now());
+            return Err(Usage::Order(e).into());
+        }
         let mut sims = BTreeMap::new();
         for (id, _) in meters {
             let sim = SimulatedMeter::new(self.home.load_meter(id)?);
@@ -173,18 +195,7 @@ impl<S: Store> Factory<S> {
         }
         let journal = Arc::new(Mutex::new(self.home.open_meter_journal()?));
         self.boxes.meters().keep_with(meter_storage(&self.home, &journal, sims.clone()));
-        let line = self.line;
-        let order = |domain: &DomainId, meter: &MeterId| KeyOrder {
-            domain: domain.clone(),
-            oak: line.oak,
-            steel: line.steel,
-            brass: line.brass,
-            meter: meter.clone(),
-        };
-        let chunks: Vec<&[(MeterId, DomainId)]> = meters.chunks(batch.max(1)).collect();
-        let batches = chunks.iter().map(|chunk| {
-            chunk.iter().flat_map(|(m, postal)| [order(vendor, m), order(postal, m)]).collect()
-        });
+        let batches = orders.chunks(2 * batch.max(1)).map(<[KeyOrder]>::to_vec);
         let mut reports = Vec::with_capacity(meters.len());
         let mut saves = Vec::new();
         let home = &self.home;

@@ -73,7 +73,13 @@ impl Home {
             return Err(Usage::UnknownMeter(id.clone()).into());
         }
         let bytes = Zeroizing::new(read(&path, MAX_METER_FILE)?);
-        Meter::from_simulator_file(&bytes).map_err(|e| HostError::corrupt(&path, e))
+        let meter = Meter::from_simulator_file(&bytes).map_err(|e| HostError::corrupt(&path, e))?;
+        // A file copied over another meter's would answer as the meter it holds.
+        if meter.id() != id {
+            let why = format!("it holds meter {}, not {id}", meter.id());
+            return Err(HostError::corrupt(&path, why));
+        }
+        Ok(meter)
     }
 
     /// Applies the journals of factory runs that stopped before their meters' files were

@@ -13,7 +13,7 @@ use common::{LINE, World, d, logged_by, meter};
 use postkey_archive::{KeyFilter, KeyStatus, Store};
 use postkey_archive_sqlite::SqliteStore;
 use postkey_host::{Access, EmbeddedBoxes, Expected, MeterLinks, Session, Trust, Wait};
-use postkey_kmc::{Boxes, InstallConfig, KeyOrder, KeyOutcome, Kmc, KmcError};
+use postkey_kmc::{Boxes, InstallConfig, KeyOrder, KeyOutcome, KeyRole, Kmc, KmcError};
 use postkey_meter::SimulatedMeter;
 use postkey_wire::command::{
     Answered, Checked, Command, Confirmed, Generated, InstallEnded, Response, reply_from_bytes,
@@ -110,7 +110,15 @@ async fn enable_all(w: &Line) -> Session {
 }
 
 fn order(w: &Line, domain: &str, meter: &MeterId) -> KeyOrder {
-    KeyOrder { domain: d(domain), oak: w.oak, steel: w.steel, brass: w.brass, meter: meter.clone() }
+    let role = if domain == "VE" { KeyRole::Vendor } else { KeyRole::Postal };
+    KeyOrder {
+        domain: d(domain),
+        oak: w.oak,
+        steel: w.steel,
+        brass: w.brass,
+        meter: meter.clone(),
+        role,
+    }
 }
 
 #[tokio::test]

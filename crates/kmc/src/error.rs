@@ -73,18 +73,16 @@ pub enum KmcError {
         /// The role ordered.
         role: &'static str,
     },
-    /// The meter holds a key of the role already (`Installed` or `Active`), or two orders of a
-    /// batch give it the same role.
-    #[error("meter {meter} holds {role} key {domain}/{key_id} already: it gets no other")]
+    /// The meter holds a live key of the role already (`New`, `Installed` or `Active`), or an
+    /// earlier order of the batch gives it the role.
+    #[error("meter {meter} has its {role} key already ({held}): it gets no other")]
     MeterHoldsKey {
         /// The meter.
         meter: postkey_wire::MeterId,
         /// The role.
         role: &'static str,
-        /// The key's domain.
-        domain: DomainId,
-        /// The key.
-        key_id: postkey_wire::KeyId,
+        /// What it holds.
+        held: String,
     },
     /// The clock went back further than the KMC bridges (docs/installation.md).
     #[error(

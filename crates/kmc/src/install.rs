@@ -26,13 +26,13 @@ use postkey_archive::{
 };
 use postkey_wire::command::{self, CheckInstall, Checked, Generated, InstallEnded, InstallKey};
 use postkey_wire::{
-    BadKey, Body, BoxId, Context, DomainBundle, DomainId, DomainPublicKeys, GenerateKey,
-    InstallConfirmed, Installed, InstalledKeyRecord, KeyForSteel, KeyId, Message, MeterId,
-    NewKeyRecord, Refusal, ResponseCode, Role, Sender, Timestamp, Unverified, Verified,
+    BadKey, Body, BoxId, Context, DomainId, DomainPublicKeys, GenerateKey, InstallConfirmed,
+    Installed, InstalledKeyRecord, KeyForSteel, KeyId, Message, MeterId, NewKeyRecord, Refusal,
+    ResponseCode, Role, Sender, Timestamp, Unverified, Verified,
 };
 
 use crate::link::{Answer, call};
-use crate::{BoxRefusal, Boxes, Kmc, KmcError};
+use crate::{BoxRefusal, Boxes, KeyRole, Kmc, KmcError};
 
 /// The KMC's installation settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +60,8 @@ pub struct KeyOrder {
     pub brass: BoxId,
     /// The meter it goes into.
     pub meter: MeterId,
+    /// The role it plays there: its domain must give keys of that role.
+    pub role: KeyRole,
 }
 
 /// How an order ended (an order that never became a key is an error instead).
@@ -238,18 +240,7 @@ async fn call_per_box<R: command::BoxRequest>(
 impl<S: Store> Kmc<S> {
     /// The domain's public keys, from its latest bundle, checked against the Domain Key Set.
     pub async fn domain_keys(&self, domain: &DomainId) -> Result<DomainPublicKeys, KmcError> {
-        let bundle = self
-            .store
-            .latest_bundle(domain)
-            .await?
-            .ok_or_else(|| KmcError::NoBundle(domain.clone()))?;
-        let verified = Unverified::<DomainBundle>::from_bytes(&bundle.bundle.bytes)
-            .and_then(|b| b.verify(&self.domain_key_set))
-            .map_err(|_| KmcError::NoBundle(domain.clone()))?;
-        if &verified.body().domain != domain {
-            return Err(KmcError::NoBundle(domain.clone()));
-        }
-        Ok(verified.body().public.clone())
+        Ok(self.bundle(domain).await?.public)
     }
 
     /// MI1's certificate and process record of the Steel box, from the registry.
@@ -349,7 +340,13 @@ impl<S: Store> Kmc<S> {
         let mut batch = Batch::new(orders.len());
         let mut papers: BTreeMap<(BoxId, DomainId), GenerateKey> = BTreeMap::new();
         let mut pending: BTreeMap<(BoxId, DomainId), Vec<(usize, KeyOrder)>> = BTreeMap::new();
-        for (index, order) in orders.into_iter().enumerate() {
+        // Roles first: an order refused here never gets a key ID.
+        let checked = self.check_orders(&orders).await?;
+        for (index, (order, check)) in orders.into_iter().zip(checked).enumerate() {
+            if let Err(e) = check {
+                batch.settle(index, Err(e));
+                continue;
+            }
             if !batch.keys.contains_key(&order.domain) {
                 match self.domain_keys(&order.domain).await {
                     Ok(keys) => {

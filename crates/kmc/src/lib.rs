@@ -18,6 +18,7 @@ mod error;
 mod install;
 mod link;
 mod recovery;
+mod roles;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod version;
@@ -27,6 +28,7 @@ pub use error::KmcError;
 pub use install::{InstallConfig, KeyOrder, KeyOutcome, OrderResult};
 pub use link::{Answer, BoxRefusal, Boxes};
 pub use recovery::{LineBoxes, Settled};
+pub use roles::KeyRole;
 
 use postkey_archive::Store;
 use postkey_crypto::VerifyingKey;

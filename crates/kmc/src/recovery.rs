@@ -28,6 +28,7 @@ use postkey_wire::{
 
 use crate::install::{Batch, KeyOrder, Live};
 use crate::link::call_one;
+use crate::roles::KeyRole;
 use crate::{Boxes, Kmc, KmcError};
 
 /// The boxes of one production line.
@@ -238,12 +239,13 @@ impl<S: Store> Kmc<S> {
     /// archive and verified with the domain's keys.
     async fn rebuild(&self, keys: Vec<KeyRecord>, line: LineBoxes) -> Result<Batch, KmcError> {
         let mut batch = Batch::new(keys.len());
-        let mut public = BTreeMap::new();
+        let mut bundles = BTreeMap::new();
         for (index, key) in keys.into_iter().enumerate() {
-            if !public.contains_key(&key.domain) {
-                public.insert(key.domain.clone(), self.domain_keys(&key.domain).await?);
+            if !bundles.contains_key(&key.domain) {
+                bundles.insert(key.domain.clone(), self.bundle(&key.domain).await?);
             }
-            let p = &public[&key.domain];
+            let bundle = &bundles[&key.domain];
+            let p = &bundle.public;
             let records = self.store.records(&key.domain, key.key_id).await?;
             let find = |t: RecordType| records.iter().rev().find(|r| r.record.record_type == t);
             let broken =
@@ -257,12 +259,15 @@ impl<S: Store> Kmc<S> {
                 .and_then(|r| r.verify(&p.steel_auth))
                 .map_err(|_| broken("its MI7 does not verify"))?;
             let Some(meter) = key.meter_id.clone() else { return Err(broken("no meter")) };
+            let role =
+                KeyRole::of(bundle.kind).ok_or_else(|| broken("a domain of no meter key"))?;
             let order = KeyOrder {
                 domain: key.domain.clone(),
                 oak: key.oak_id,
                 steel: line.steel,
                 brass: line.brass,
                 meter,
+                role,
             };
             batch.live.push(Live {
                 index,
@@ -273,7 +278,7 @@ impl<S: Store> Kmc<S> {
                 mi7: Some(mi7),
             });
         }
-        batch.keys = public;
+        batch.keys = bundles.into_iter().map(|(d, b)| (d, b.public)).collect();
         Ok(batch)
     }
 }

@@ -13,7 +13,8 @@ use postkey_archive::{ChainEvent, KeyFilter, KeyStatus, NewKey, SignedRecord, St
 use postkey_archive_sqlite::SqliteStore;
 use postkey_kmc::testing::{FakeBoxes, Fixture, Script, Target, fixed_now};
 use postkey_kmc::{
-    Boxes, InstallConfig, KeyOrder, KeyOutcome, Kmc, KmcError, LineBoxes, OrderResult, Settled,
+    Boxes, InstallConfig, KeyOrder, KeyOutcome, KeyRole, Kmc, KmcError, LineBoxes, OrderResult,
+    Settled,
 };
 use postkey_wire::command::{Answered, Command};
 use postkey_wire::{
@@ -55,7 +56,15 @@ fn meter(n: u32) -> MeterId {
 
 fn order(w: &World, domain: &str, n: u32) -> KeyOrder {
     let f = w.boxes.fixture();
-    KeyOrder { domain: d(domain), oak: f.oak, steel: f.steel, brass: f.brass, meter: meter(n) }
+    let role = if domain == "VE" { KeyRole::Vendor } else { KeyRole::Postal };
+    KeyOrder {
+        domain: d(domain),
+        oak: f.oak,
+        steel: f.steel,
+        brass: f.brass,
+        meter: meter(n),
+        role,
+    }
 }
 
 /// A clock that moves one microsecond per reading.
@@ -473,4 +482,49 @@ async fn an_order_for_a_domain_without_a_bundle_fails_alone() {
     assert!(matches!(results[0], Err(KmcError::NoBundle(_))), "{:?}", results[0]);
     assert_eq!(results[0].as_ref().unwrap_err().response_code(), ResponseCode::UNKNOWN_DOMAIN);
     assert_eq!(installed(&results[1]), Some(1));
+}
+
+#[tokio::test]
+async fn roles_are_checked_before_any_key_id_is_allocated() {
+    let w = world(Script::default()).await;
+    let k = kmc(&w);
+    let next = |domain: &'static str| {
+        let store = w.store.clone();
+        async move { store.domain(&d(domain)).await.unwrap().unwrap().next_key_id.get() }
+    };
+    // A vendor key from a postal domain, a postal key from a vendor domain, and two postal keys
+    // for meter 3 in one batch.
+    let mut wrong_vendor = order(&w, "USPS", 1);
+    wrong_vendor.role = KeyRole::Vendor;
+    let mut wrong_postal = order(&w, "VE", 2);
+    wrong_postal.role = KeyRole::Postal;
+    let orders = vec![wrong_vendor, wrong_postal, order(&w, "USPS", 3), order(&w, "USPS", 3)];
+    let results = k.install_keys(&w.boxes, orders, clock()).await.unwrap();
+    assert!(matches!(&results[0], Err(KmcError::WrongRole { role: "vendor", .. })), "{results:?}");
+    assert!(matches!(&results[1], Err(KmcError::WrongRole { role: "postal", .. })), "{results:?}");
+    assert_eq!(installed(&results[2]), Some(1));
+    assert!(matches!(&results[3], Err(KmcError::MeterHoldsKey { .. })), "{results:?}");
+    let code = |r: &OrderResult| r.as_ref().unwrap_err().response_code();
+    assert_eq!(code(&results[0]), ResponseCode::INVALID_ARGUMENT);
+    assert_eq!(code(&results[3]), ResponseCode::METER_HOLDS_KEY);
+    // The refused orders got no key ID.
+    assert_eq!((next("USPS").await, next("VE").await), (2, 1));
+    // Meter 3 has its postal key: another is refused in a later batch too; its vendor role is
+    // free.
+    let again =
+        k.install_keys(&w.boxes, vec![order(&w, "USPS", 3), order(&w, "VE", 3)], clock()).await;
+    let again = again.unwrap();
+    assert!(matches!(&again[0], Err(KmcError::MeterHoldsKey { .. })), "{again:?}");
+    assert_eq!(installed(&again[1]), Some(1));
+    assert_eq!(next("USPS").await, 2);
+    // A key that became Bad frees its role: meter 4's key fails at Steel; a replacement goes in.
+    let steel = w.boxes.fixture().steel;
+    w.boxes.script(|s| {
+        s.down.insert(steel);
+    });
+    let failed = k.install_keys(&w.boxes, vec![order(&w, "USPS", 4)], clock()).await.unwrap();
+    assert_eq!(bad(&failed[0]), Some(2));
+    w.boxes.script(|s| s.down.clear());
+    let replaced = k.install_keys(&w.boxes, vec![order(&w, "USPS", 4)], clock()).await.unwrap();
+    assert_eq!(installed(&replaced[0]), Some(3));
 }

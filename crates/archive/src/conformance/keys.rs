@@ -5,8 +5,8 @@ use postkey_wire::{RecordType, ResponseCode};
 use super::Harness;
 use super::fixtures::*;
 use crate::{
-    BurnKeyId, Cause, Changes, KeyFields, KeyFilter, KeyStatus, KeyTimes, KeyUpdate, NewRecord,
-    Registration, Reservation, Store, StoreError, Subject,
+    BurnKeyId, Cause, Changes, KeyFields, KeyFilter, KeyStatus, KeyTimes, KeyUpdate, NewKey,
+    NewRecord, Registration, Reservation, Store, StoreError, Subject,
 };
 
 /// Key IDs are allocated strictly increasing per domain; a burned ID never becomes a key; a key
@@ -231,6 +231,15 @@ pub async fn key_listing_and_lookups<H: Harness>(h: &H) {
         .await
         .unwrap();
     assert_eq!(by_meter.len(), 1);
+    // A meter's keys across domains, whatever their status; one of another domain joins them.
+    let earth = setup_domain(&s, "EARTH").await;
+    let id = s.allocate_key_id(&earth).await.unwrap();
+    s.create_key(&NewKey { meter_id: meter(4), ..new_key(&earth, id, now) }).await.unwrap();
+    let of = s.keys_of_meters(&[meter(4), meter(5), meter(99)]).await.unwrap();
+    let of: Vec<(String, u64)> =
+        of.iter().map(|k| (k.domain.to_string(), k.key_id.get())).collect();
+    assert_eq!(of, [("EARTH".into(), 1), ("VE".into(), 4), ("VE".into(), 5)]);
+    assert!(s.keys_of_meters(&[]).await.unwrap().is_empty());
     // Keys 1 and 2 were requested before key 3's request time.
     let early = KeyFilter {
         requested_before: all[2].times.kms_request,
