@@ -138,6 +138,26 @@ impl Batch {
         self.keys.get(domain).ok_or_else(|| KmcError::NoBundle(domain.clone()))
     }
 
+    /// The keys whose changes the archive refused leave the batch, and `failures`, with the
+    /// archive's error (a key left `New` is settled by the next start).
+    fn drop_refused(&mut self, mut refused: crate::apply::Refused, failures: &mut Vec<Failure>) {
+        if refused.is_empty() {
+            return;
+        }
+        failures.retain(|f| !refused.contains_key(&(f.domain.clone(), f.key_id)));
+        let mut gone = Vec::new();
+        self.live.retain(|l| match refused.remove(&(l.order.domain.clone(), l.key_id)) {
+            Some(e) => {
+                gone.push((l.index, e));
+                false
+            }
+            None => true,
+        });
+        for (index, e) in gone {
+            self.settle(index, Err(KmcError::Store(e)));
+        }
+    }
+
     /// The failed keys leave the batch with their results (their `Bad` is in the archive).
     fn settle_failures(&mut self, failures: Vec<Failure>) {
         let gone: std::collections::BTreeSet<usize> = failures.iter().map(|f| f.index).collect();
@@ -480,9 +500,8 @@ impl<S: Store> Kmc<S> {
         // before any MI4 leaves.
         let changes =
             Changes { burns, new_keys: created, released, versions, ..Changes::default() };
-        if !changes.is_empty() {
-            self.store.apply(&changes).await?;
-        }
+        let refused = self.apply_each(changes, now).await?;
+        batch.drop_refused(refused, &mut Vec::new());
         batch.live.sort_by(|a, b| (&a.order.domain, a.key_id).cmp(&(&b.order.domain, b.key_id)));
         Ok(batch)
     }
@@ -571,9 +590,8 @@ impl<S: Store> Kmc<S> {
             versions,
             ..Changes::default()
         };
-        if !changes.is_empty() {
-            self.store.apply(&changes).await?;
-        }
+        let refused = self.apply_each(changes, now).await?;
+        batch.drop_refused(refused, &mut failures);
         batch.settle_failures(failures);
         Ok(batch)
     }
@@ -680,9 +698,13 @@ impl<S: Store> Kmc<S> {
         let mut transitions = installed;
         transitions.extend(bad_transitions(&failures, now()));
         let changes = Changes { transitions, versions, ..Changes::default() };
-        if !changes.is_empty() {
-            self.store.apply(&changes).await?;
-        }
+        let refused = self.apply_each(changes, now).await?;
+        confirmations.retain(|(index, ..)| {
+            batch.live.iter().any(|l| {
+                l.index == *index && !refused.contains_key(&(l.order.domain.clone(), l.key_id))
+            })
+        });
+        batch.drop_refused(refused, &mut failures);
         for (index, key_id, mi10) in confirmations {
             batch.settle(index, Ok(KeyOutcome::Installed { key_id, mi10 }));
         }

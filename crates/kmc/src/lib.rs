@@ -13,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+mod apply;
 mod clock;
 mod error;
 mod install;

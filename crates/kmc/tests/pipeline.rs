@@ -528,3 +528,46 @@ async fn roles_are_checked_before_any_key_id_is_allocated() {
     let replaced = k.install_keys(&w.boxes, vec![order(&w, "USPS", 4)], clock()).await.unwrap();
     assert_eq!(installed(&replaced[0]), Some(3));
 }
+
+/// Lets everything through, but before Brass is asked, another writer makes key `meddled` of
+/// USPS `Bad` in the archive: the KMC's `New → Installed` for it is then refused.
+struct Meddle<'a> {
+    inner: &'a FakeBoxes,
+    store: SqliteStore,
+    meddled: KeyId,
+}
+
+impl Boxes for Meddle<'_> {
+    async fn send(&self, id: BoxId, command: Command) -> Result<Answered, Refusal> {
+        if command.code() == CommandCode::CHECK_INSTALL {
+            let t = postkey_archive::Transition {
+                domain: d("USPS"),
+                key_id: self.meddled,
+                from: KeyStatus::New,
+                to: KeyStatus::Bad,
+                time: Timestamp::from_unix_micros(fixed_now().unix_micros() + 1_000_000),
+                actor: Sender::Role(postkey_wire::Role::Kmc),
+                cause: postkey_archive::Cause::Reason("another writer".into()),
+                fields: postkey_archive::KeyFields::default(),
+            };
+            self.store.transition(&t).await.unwrap();
+        }
+        self.inner.send(id, command).await
+    }
+}
+
+#[tokio::test]
+async fn a_key_the_archive_refuses_fails_alone_and_the_rest_of_its_batch_goes_on() {
+    let w = world(Script::default()).await;
+    let k = kmc(&w);
+    let meddle =
+        Meddle { inner: &w.boxes, store: w.store.clone(), meddled: KeyId::new(2).unwrap() };
+    let orders = (1..=3).map(|n| order(&w, "USPS", n)).collect();
+    let results = k.install_keys(&meddle, orders, clock()).await.unwrap();
+    assert_eq!(installed(&results[0]), Some(1));
+    assert!(matches!(&results[1], Err(KmcError::Store(_))), "{results:?}");
+    assert_eq!(installed(&results[2]), Some(3));
+    assert_eq!(status(&w, "USPS", 1).await, KeyStatus::Installed);
+    assert_eq!(status(&w, "USPS", 2).await, KeyStatus::Bad);
+    assert_eq!(status(&w, "USPS", 3).await, KeyStatus::Installed);
+}
