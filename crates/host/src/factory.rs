@@ -155,9 +155,12 @@ impl<S: Store> Factory<S> {
 
     /// Installs a `vendor` key and the given postal key into each meter, `batch` meters at a
     /// time through the KMC's pipeline (generate, install, check: three batches in flight).
-    /// Every meter is loaded before the first installation; the meters a Steel batch reached
-    /// save their files (one flush) before their MI6 answers count. `progress` is told the
-    /// number of meters done after each batch.
+    /// A role the meter has already, from the same domain (an earlier run, one stopped
+    /// included), is reported `held` and not installed again; from another domain, or a domain
+    /// of the wrong role, the whole run is a usage error before any key ID is allocated. Every
+    /// meter is loaded before the first installation; the meters a Steel batch reached keep
+    /// their keys in the run's journal (one flush) before their MI6 answers count. `progress`
+    /// is told the number of meters done after each batch.
     pub async fn install_many(
         &mut self,
         meters: &[(MeterId, DomainId)],
@@ -165,28 +168,8 @@ impl<S: Store> Factory<S> {
         batch: usize,
         mut progress: impl FnMut(usize),
     ) -> Result<Vec<InstallReport>, HostError> {
-        let line = self.line;
-        let order = |domain: &DomainId, role, meter: &MeterId| KeyOrder {
-            domain: domain.clone(),
-            oak: line.oak,
-            steel: line.steel,
-            brass: line.brass,
-            meter: meter.clone(),
-            role,
-        };
-        let orders: Vec<KeyOrder> = meters
-            .iter()
-            .flat_map(|(m, postal)| {
-                [order(vendor, KeyRole::Vendor, m), order(postal, KeyRole::Postal, m)]
-            })
-            .collect();
-        // The roles, before any meter is touched or key ID allocated: a wrong domain for a role,
-        // or a meter that has its key of a role, is the caller's error.
-        let checked = self.kmc.check_orders(&orders).await.map_err(|e| kmc_error(&self.home, e))?;
-        if let Some(e) = checked.into_iter().find_map(Result::err) {
-            let _ = self.home.log_error("kmc", e.response_code(), &e.to_string(), clock::now());
-            return Err(Usage::Order(e).into());
-        }
+        let plan = self.plan(meters, vendor, batch).await?;
+        let mut reports = plan.reports;
         let mut sims = BTreeMap::new();
         for (id, _) in meters {
             let sim = SimulatedMeter::new(self.home.load_meter(id)?);
@@ -195,8 +178,10 @@ impl<S: Store> Factory<S> {
         }
         let journal = Arc::new(Mutex::new(self.home.open_meter_journal()?));
         self.boxes.meters().keep_with(meter_storage(&self.home, &journal, sims.clone()));
-        let batches = orders.chunks(2 * batch.max(1)).map(<[KeyOrder]>::to_vec);
-        let mut reports = Vec::with_capacity(meters.len());
+        let (batches, slots): (Vec<Vec<KeyOrder>>, Vec<Vec<Slot>>) =
+            plan.batches.into_iter().unzip();
+        let mut slots = slots.into_iter();
+        let mut done_meters = plan.held_whole;
         let mut saves = Vec::new();
         let home = &self.home;
         let boxes = &self.boxes;
@@ -204,22 +189,23 @@ impl<S: Store> Factory<S> {
             .kmc
             .install_batches(
                 &self.boxes,
-                batches,
+                batches.into_iter(),
                 |results| {
-                    let start = reports.len();
-                    let chunk = &meters[start..(start + results.len() / 2).min(meters.len())];
-                    let mut results = results.into_iter();
-                    let done: Vec<SimulatedMeter> =
-                        chunk.iter().filter_map(|(id, _)| sims.get(id).cloned()).collect();
-                    for (id, postal) in chunk {
-                        let mut keys = Vec::with_capacity(2);
-                        for domain in [vendor, postal] {
-                            let result = results.next().unwrap_or(Err(KmcError::Unfinished));
-                            keys.push(summary(home, domain, result));
-                        }
-                        reports.push(InstallReport { meter: id.to_string(), keys });
-                        boxes.meters().disconnect(id);
+                    let slots = slots.next().unwrap_or_default();
+                    let mut reached = std::collections::BTreeSet::new();
+                    for (slot, result) in slots.iter().zip(results) {
+                        reports[slot.meter].keys[slot.key] = summary(home, &slot.domain, result);
+                        reached.insert(slot.meter);
                     }
+                    let done: Vec<SimulatedMeter> = reached
+                        .iter()
+                        .filter_map(|&m| {
+                            let (id, _) = &meters[m];
+                            boxes.meters().disconnect(id);
+                            sims.get(id).cloned()
+                        })
+                        .collect();
+                    done_meters += done.len();
                     // The meters' files, off the KMC's path: their keys are in the journal.
                     let home = home.clone();
                     saves.push(tokio::task::spawn_blocking(move || {
@@ -227,7 +213,7 @@ impl<S: Store> Factory<S> {
                         let meters: Vec<&Meter> = guards.iter().map(|g| &**g).collect();
                         postkey_archive::metrics::durable(|| home.save_meters(&meters))
                     }));
-                    progress(reports.len());
+                    progress(done_meters);
                 },
                 || self.clock.now(),
             )
@@ -255,6 +241,84 @@ impl<S: Store> Factory<S> {
         Ok(reports)
     }
 
+    /// The run's orders in batches of `batch` meters, each order with its place in the
+    /// reports; the reports hold the roles the meters have already. Refuses the run (a usage
+    /// error, logged) if a meter has a role from another domain or a domain gives keys of
+    /// another role.
+    async fn plan(
+        &self,
+        meters: &[(MeterId, DomainId)],
+        vendor: &DomainId,
+        batch: usize,
+    ) -> Result<Plan, HostError> {
+        let refuse = |e: KmcError| -> HostError {
+            let _ = self.home.log_error("kmc", e.response_code(), &e.to_string(), clock::now());
+            Usage::Order(e).into()
+        };
+        let ids: Vec<MeterId> = meters.iter().map(|(m, _)| m.clone()).collect();
+        let live = self.kmc.live_keys(&ids).await.map_err(|e| kmc_error(&self.home, e))?;
+        let line = self.line;
+        let mut plan = Plan { reports: Vec::with_capacity(meters.len()), ..Plan::default() };
+        let mut orders = Vec::new();
+        for (chunk_start, chunk) in (0..).step_by(batch.max(1)).zip(meters.chunks(batch.max(1))) {
+            let mut batch_orders = Vec::new();
+            let mut batch_slots = Vec::new();
+            for (m, (meter, postal)) in (chunk_start..).zip(chunk) {
+                let mut keys = Vec::with_capacity(2);
+                for (key, (domain, role)) in
+                    [(vendor, KeyRole::Vendor), (postal, KeyRole::Postal)].into_iter().enumerate()
+                {
+                    match live.get(&(meter.clone(), role)) {
+                        Some(k) if &k.domain == domain => keys.push(KeySummary {
+                            domain: domain.to_string(),
+                            key_id: Some(k.key_id.get()),
+                            status: "held".into(),
+                            reason: Some(format!("the meter's {role} key, {}", k.status)),
+                        }),
+                        Some(k) => {
+                            return Err(refuse(KmcError::MeterHoldsKey {
+                                meter: meter.clone(),
+                                role: role.name(),
+                                held: format!("{} key {}/{}", k.status, k.domain, k.key_id),
+                            }));
+                        }
+                        None => {
+                            keys.push(KeySummary {
+                                domain: domain.to_string(),
+                                key_id: None,
+                                status: "unfinished".into(),
+                                reason: None,
+                            });
+                            batch_orders.push(KeyOrder {
+                                domain: domain.clone(),
+                                oak: line.oak,
+                                steel: line.steel,
+                                brass: line.brass,
+                                meter: meter.clone(),
+                                role,
+                            });
+                            batch_slots.push(Slot { meter: m, key, domain: domain.clone() });
+                        }
+                    }
+                }
+                if keys.iter().all(|k| k.status == "held") {
+                    plan.held_whole += 1;
+                }
+                plan.reports.push(InstallReport { meter: meter.to_string(), keys });
+            }
+            orders.extend(batch_orders.iter().cloned());
+            if !batch_orders.is_empty() {
+                plan.batches.push((batch_orders, batch_slots));
+            }
+        }
+        // The domains' roles, before any meter is touched or key ID allocated.
+        let checked = self.kmc.check_orders(&orders).await.map_err(|e| kmc_error(&self.home, e))?;
+        if let Some(e) = checked.into_iter().find_map(Result::err) {
+            return Err(refuse(e));
+        }
+        Ok(plan)
+    }
+
     /// What opening the line settled of a stopped run's keys.
     pub fn settled(&self) -> &Settled {
         &self.settled
@@ -269,6 +333,24 @@ impl<S: Store> Factory<S> {
     pub fn close(self) {
         drop(self.boxes);
     }
+}
+
+/// A factory run's orders, as [`Factory::install_many`] sends them.
+#[derive(Default)]
+struct Plan {
+    /// One report per meter, the roles it has already filled in.
+    reports: Vec<InstallReport>,
+    /// The batches of orders, each order with its place in the reports.
+    batches: Vec<(Vec<KeyOrder>, Vec<Slot>)>,
+    /// Meters with every role held already.
+    held_whole: usize,
+}
+
+/// Where an order's result goes: report `meter`, key `key`.
+struct Slot {
+    meter: usize,
+    key: usize,
+    domain: DomainId,
 }
 
 /// The simulated meters' storage: the images of the meters a Steel batch reached, appended to

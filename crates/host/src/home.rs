@@ -29,7 +29,9 @@ use std::path::{Path, PathBuf};
 
 use postkey_box::runtime::{BoxStore, ReadError, StorageError, read_bounded, write_atomic};
 use postkey_secrets::shares::ShareBody;
-use postkey_wire::{BoxId, ResponseCode, SharePurpose, Timestamp, TrustAnchors, Verified, codec};
+use postkey_wire::{
+    BoxId, DomainId, MeterId, ResponseCode, SharePurpose, Timestamp, TrustAnchors, Verified, codec,
+};
 
 use crate::{HostError, Usage};
 
@@ -325,6 +327,42 @@ pub fn read_share_file(path: &Path) -> Result<Vec<u8>, HostError> {
         ReadError::Storage(s) => HostError::Storage(s),
         other => Usage::InvalidArgument(other.to_string()).into(),
     })
+}
+
+/// The largest list of meters `factory install --file` reads (about a million lines).
+const MAX_METER_LIST: u64 = 32 * 1024 * 1024;
+
+/// Reads a list of meters to key, one per line: `METER POSTAL` (blank lines and lines that
+/// start with `#` are skipped). Bounded, a regular file; a line that does not parse is a usage
+/// error naming it.
+pub fn read_meter_list(path: &Path) -> Result<Vec<(MeterId, DomainId)>, HostError> {
+    let bytes = read_bounded(path, MAX_METER_LIST).map_err(|e| match e {
+        ReadError::Storage(s) => HostError::Storage(s),
+        other => Usage::InvalidArgument(other.to_string()).into(),
+    })?;
+    let bad = |n: usize, why: String| -> HostError {
+        Usage::InvalidArgument(format!("{} line {n}: {why}", path.display())).into()
+    };
+    let text = std::str::from_utf8(&bytes).map_err(|e| bad(1, format!("not UTF-8 ({e})")))?;
+    let mut out = Vec::new();
+    for (n, line) in (1..).zip(text.lines()) {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut fields = line.split_whitespace();
+        let (Some(meter), Some(postal), None) = (fields.next(), fields.next(), fields.next())
+        else {
+            return Err(bad(n, "expected `METER POSTAL`".into()));
+        };
+        let meter = MeterId::parse(meter).map_err(|e| bad(n, e.to_string()))?;
+        let postal = DomainId::parse(postal).map_err(|e| bad(n, e.to_string()))?;
+        out.push((meter, postal));
+    }
+    if out.is_empty() {
+        return Err(bad(0, "no meters".into()));
+    }
+    Ok(out)
 }
 
 pub(crate) fn remove_if_there(path: &Path) -> Result<(), HostError> {

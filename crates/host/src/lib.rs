@@ -37,7 +37,7 @@ pub use ceremony::{
 pub use clock::now;
 pub use error::{HostError, Usage};
 pub use factory::{DEFAULT_BATCH, Factory, InstallReport, KeySummary, Line, line_for, new_meter};
-pub use home::{ErrorEntry, Home, read_share_file};
+pub use home::{ErrorEntry, Home, read_meter_list, read_share_file};
 pub use inventory::{BoxReport, DomainSummary, ProcessSummary, box_report, boxes, domains};
 pub use keys::{HistoryEntry, KeyDetail, KeyEntry, list_keys, show_key};
 pub use link::{EmbeddedBoxes, MeterLinks, MeterStorage};

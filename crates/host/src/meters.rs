@@ -86,21 +86,7 @@ impl Home {
     /// rewritten (those no process holds), then removes them. Journals of running factories are
     /// left alone.
     pub fn settle_meter_journals(&self) -> Result<(), HostError> {
-        let dir = self.meters_dir();
-        let entries = match fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(storage("reading", &dir, e)),
-        };
-        let mut journals = Vec::new();
-        for entry in entries {
-            let path = entry.map_err(|e| storage("reading", &dir, e))?.path();
-            if path.extension().is_some_and(|e| e == "journal") {
-                journals.push(path);
-            }
-        }
-        journals.sort();
-        for path in journals {
+        for path in self.meter_journals()? {
             let Some(file) = lock_left_over(&path)? else { continue };
             let latest = journal_images(&path)?;
             let meters: Vec<&Meter> = latest.values().collect();
@@ -111,6 +97,45 @@ impl Home {
             drop(file);
         }
         Ok(())
+    }
+
+    /// A meter as it stands, read only: its file, with the images that runs' journals hold of
+    /// it applied, oldest run first (a stopped run's, not yet applied; a running one's, whose
+    /// meters kept their keys before MI6 counted).
+    pub fn meter_now(&self, id: &MeterId) -> Result<Meter, HostError> {
+        let mut meter = self.load_meter(id)?;
+        for path in self.meter_journals()? {
+            if let Some(newer) = journal_images(&path)?.remove(id) {
+                meter = newer;
+            }
+        }
+        Ok(meter)
+    }
+
+    /// The meter journals, oldest run first (by the start time in their names).
+    fn meter_journals(&self) -> Result<Vec<PathBuf>, HostError> {
+        let dir = self.meters_dir();
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(storage("reading", &dir, e)),
+        };
+        let mut journals = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(|e| storage("reading", &dir, e))?.path();
+            if path.extension().is_some_and(|e| e == "journal") {
+                // run-<pid>-<start>.journal; a name that does not parse sorts first.
+                let start = path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .and_then(|s| s.rsplit('-').next())
+                    .and_then(|t| t.parse::<u64>().ok())
+                    .unwrap_or(0);
+                journals.push((start, path));
+            }
+        }
+        journals.sort();
+        Ok(journals.into_iter().map(|(_, p)| p).collect())
     }
 
     /// Opens this run's meter journal, held by this process until it is closed or the process

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use postkey_archive::{KeyStatus, Store};
+use postkey_archive::{KeyRecord, KeyStatus, Store};
 use postkey_wire::{DomainBundle, DomainId, DomainKind, MeterId, Unverified};
 
 use crate::{KeyOrder, Kmc, KmcError};
@@ -70,6 +70,49 @@ impl<S: Store> Kmc<S> {
         Ok(verified.body().clone())
     }
 
+    /// The kind of each domain that has a verified bundle (a domain without one is absent);
+    /// an archive failure fails it all.
+    async fn kinds<'a>(
+        &self,
+        domains: impl Iterator<Item = &'a DomainId>,
+    ) -> Result<BTreeMap<DomainId, DomainKind>, KmcError> {
+        let mut kinds = BTreeMap::new();
+        let mut seen = BTreeSet::new();
+        for domain in domains {
+            if !seen.insert(domain.clone()) {
+                continue;
+            }
+            match self.bundle(domain).await {
+                Ok(bundle) => {
+                    kinds.insert(domain.clone(), bundle.kind);
+                }
+                Err(KmcError::NoBundle(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(kinds)
+    }
+
+    /// The live keys (`New`, `Installed` or `Active`) the archive shows the given meters
+    /// holding, by meter and role.
+    pub async fn live_keys(
+        &self,
+        meters: &[MeterId],
+    ) -> Result<BTreeMap<(MeterId, KeyRole), KeyRecord>, KmcError> {
+        let held = self.store.keys_of_meters(meters).await?;
+        let kinds = self.kinds(held.iter().map(|k| &k.domain)).await?;
+        let mut live = BTreeMap::new();
+        for k in held {
+            let alive =
+                matches!(k.status, KeyStatus::New | KeyStatus::Installed | KeyStatus::Active);
+            let role = kinds.get(&k.domain).copied().and_then(KeyRole::of);
+            if let (true, Some(meter), Some(role)) = (alive, k.meter_id.clone(), role) {
+                live.insert((meter, role), k);
+            }
+        }
+        Ok(live)
+    }
+
     /// Checks each order's role before any key ID is allocated: its domain gives keys of the
     /// role; its meter holds no live key of the role; no earlier order of `orders` gives the
     /// meter that role. One answer per order.
@@ -77,33 +120,19 @@ impl<S: Store> Kmc<S> {
         &self,
         orders: &[KeyOrder],
     ) -> Result<Vec<Result<(), KmcError>>, KmcError> {
-        // A domain without a verified bundle fails its own orders; an archive failure, all.
-        let mut kinds: BTreeMap<DomainId, Option<DomainKind>> = BTreeMap::new();
         let meters: BTreeSet<&MeterId> = orders.iter().map(|o| &o.meter).collect();
         let meters: Vec<MeterId> = meters.into_iter().cloned().collect();
-        let held = self.store.keys_of_meters(&meters).await?;
-        for domain in orders.iter().map(|o| &o.domain).chain(held.iter().map(|k| &k.domain)) {
-            if !kinds.contains_key(domain) {
-                let kind = match self.bundle(domain).await {
-                    Ok(bundle) => Some(bundle.kind),
-                    Err(KmcError::NoBundle(_)) => None,
-                    Err(e) => return Err(e),
-                };
-                kinds.insert(domain.clone(), kind);
-            }
-        }
-        let role_of = |d: &DomainId| kinds.get(d).copied().flatten().and_then(KeyRole::of);
-        let mut live: BTreeMap<(&MeterId, KeyRole), String> = BTreeMap::new();
-        for k in &held {
-            let alive =
-                matches!(k.status, KeyStatus::New | KeyStatus::Installed | KeyStatus::Active);
-            if let (true, Some(meter), Some(role)) = (alive, &k.meter_id, role_of(&k.domain)) {
-                live.insert((meter, role), format!("{} key {}/{}", k.status, k.domain, k.key_id));
-            }
-        }
+        let mut live: BTreeMap<(MeterId, KeyRole), String> = self
+            .live_keys(&meters)
+            .await?
+            .into_iter()
+            .map(|(at, k)| (at, format!("{} key {}/{}", k.status, k.domain, k.key_id)))
+            .collect();
+        // A domain without a verified bundle fails its own orders.
+        let kinds = self.kinds(orders.iter().map(|o| &o.domain)).await?;
         let mut out = Vec::with_capacity(orders.len());
         for o in orders {
-            let Some(kind) = kinds.get(&o.domain).copied().flatten() else {
+            let Some(&kind) = kinds.get(&o.domain) else {
                 out.push(Err(KmcError::NoBundle(o.domain.clone())));
                 continue;
             };
@@ -115,7 +144,8 @@ impl<S: Store> Kmc<S> {
                 }));
                 continue;
             }
-            if let Some(held) = live.get(&(&o.meter, o.role)) {
+            let at = (o.meter.clone(), o.role);
+            if let Some(held) = live.get(&at) {
                 out.push(Err(KmcError::MeterHoldsKey {
                     meter: o.meter.clone(),
                     role: o.role.name(),
@@ -123,7 +153,7 @@ impl<S: Store> Kmc<S> {
                 }));
                 continue;
             }
-            live.insert((&o.meter, o.role), format!("the {} key of another order", o.role));
+            live.insert(at, format!("the {} key of another order", o.role));
             out.push(Ok(()));
         }
         Ok(out)

@@ -1,6 +1,8 @@
+use std::collections::BTreeMap;
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
-use postkey_host::{Access, Factory};
+use postkey_host::{Access, DEFAULT_BATCH, Factory, InstallReport};
 use postkey_wire::{DomainId, MeterId};
 
 use super::{Ctx, Outcome, block_on, print_json, print_lines, shares_dir};
@@ -8,7 +10,8 @@ use super::{Ctx, Outcome, block_on, print_json, print_lines, shares_dir};
 /// `postkey factory …`
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Command {
-    /// Install a vendor key and a postal key into one meter (MI0 to MI10).
+    /// Install a vendor key and a postal key into meters (MI0 to MI10). A role a meter has
+    /// already from the same domain is reported `held`, so a stopped run can be run again.
     Install(InstallArgs),
 }
 
@@ -16,13 +19,21 @@ pub(crate) enum Command {
 #[derive(Debug, clap::Args)]
 pub(crate) struct InstallArgs {
     /// The meter, e.g. PB1234-000123 (made with `postkey meter new`).
-    meter: MeterId,
+    #[arg(required_unless_present = "file", conflicts_with = "file")]
+    meter: Option<MeterId>,
     /// The vendor domain.
     #[arg(long, default_value = "VE")]
     vendor: DomainId,
-    /// The postal domain (or EARTH).
-    #[arg(long)]
-    postal: DomainId,
+    /// The postal domain (or EARTH) of METER.
+    #[arg(long, required_unless_present = "file", conflicts_with = "file")]
+    postal: Option<DomainId>,
+    /// A file of meters to key, one per line: `METER POSTAL` (`#` starts a comment line).
+    #[arg(long, value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// Meters per batch: one key-ID allocation, one box call per stage and one archive
+    /// transaction per stage for this many meters.
+    #[arg(long, default_value_t = DEFAULT_BATCH as u16, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    batch: u16,
     /// Directory of the boxes' share files [default: <home>/media]
     #[arg(long, value_name = "DIR")]
     shares_dir: Option<PathBuf>,
@@ -35,36 +46,73 @@ pub(crate) fn run(ctx: &Ctx, command: Command) -> anyhow::Result<Outcome> {
     let Command::Install(a) = command;
     let home = &ctx.home;
     let dir = shares_dir(home, a.shares_dir.as_deref());
+    let meters = match (&a.file, &a.meter, &a.postal) {
+        (Some(file), _, _) => postkey_host::read_meter_list(file)?,
+        (None, Some(meter), Some(postal)) => vec![(meter.clone(), postal.clone())],
+        _ => anyhow::bail!("name a meter and --postal, or --file"),
+    };
     let lock = ctx.lock(Access::Shared)?;
-    // The meter must exist before any box is enabled for it.
-    home.load_meter(&a.meter)?;
-    let report = block_on(async {
+    // Every meter must exist before any box is enabled for it.
+    for (meter, _) in &meters {
+        home.load_meter(meter)?;
+    }
+    let mut domains: Vec<DomainId> = meters.iter().map(|(_, p)| p.clone()).collect();
+    domains.push(a.vendor.clone());
+    domains.sort();
+    domains.dedup();
+    let show_progress = a.file.is_some() && std::io::stderr().is_terminal();
+    let total = meters.len();
+    let reports = block_on(async {
         let store = ctx.archive().await?;
-        let domains = [a.vendor.clone(), a.postal.clone()];
         let mut factory = Factory::open_on(&lock, store, &dir, &domains).await?;
-        let report = factory.install(&a.meter, &a.vendor, &a.postal).await;
-        factory.close();
-        anyhow::Ok(report?)
-    })??;
-    let all_installed = report.keys.iter().all(|k| k.status == "installed");
-    if a.json {
-        print_json(&report)?;
-    } else {
-        let lines: Vec<String> = report
-            .keys
-            .iter()
-            .map(|k| {
-                let key = match k.key_id {
-                    Some(id) => format!("{}/{id}", k.domain),
-                    None => format!("{} (no key made)", k.domain),
-                };
-                match &k.reason {
-                    Some(r) => format!("{} key {key}: {} ({r})", report.meter, k.status),
-                    None => format!("{} key {key}: {}", report.meter, k.status),
+        let reports = factory
+            .install_many(&meters, &a.vendor, usize::from(a.batch), |n| {
+                if show_progress {
+                    eprint!("\rpostkey: {n} of {total} meters");
                 }
             })
-            .collect();
+            .await;
+        if show_progress {
+            eprintln!();
+        }
+        factory.close();
+        anyhow::Ok(reports?)
+    })??;
+    let fine = |status: &str| status == "installed" || status == "held";
+    let all_fine = reports.iter().flat_map(|r| &r.keys).all(|k| fine(&k.status));
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for k in reports.iter().flat_map(|r| &r.keys) {
+        *counts.entry(k.status.as_str()).or_default() += 1;
+    }
+    if a.json {
+        match (a.file.is_some(), reports.first()) {
+            (false, Some(report)) => print_json(report)?,
+            _ => print_json(&serde_json::json!({"meters": reports, "keys": counts}))?,
+        }
+    } else {
+        let mut lines: Vec<String> = reports.iter().flat_map(report_lines).collect();
+        if a.file.is_some() {
+            let counts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+            lines.push(format!("{total} meters; keys: {}", counts.join(", ")));
+        }
         print_lines(&lines)?;
     }
-    Ok(if all_installed { Outcome::Success } else { Outcome::CheckFailed })
+    Ok(if all_fine { Outcome::Success } else { Outcome::CheckFailed })
+}
+
+fn report_lines(report: &InstallReport) -> Vec<String> {
+    report
+        .keys
+        .iter()
+        .map(|k| {
+            let key = match k.key_id {
+                Some(id) => format!("{}/{id}", k.domain),
+                None => format!("{} (no key made)", k.domain),
+            };
+            match &k.reason {
+                Some(r) => format!("{} key {key}: {} ({r})", report.meter, k.status),
+                None => format!("{} key {key}: {}", report.meter, k.status),
+            }
+        })
+        .collect()
 }
