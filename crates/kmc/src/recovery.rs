@@ -57,6 +57,28 @@ pub struct Settled {
     pub burned: Vec<(DomainId, KeyId)>,
 }
 
+impl Settled {
+    /// Whether there was nothing to settle.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+impl core::fmt::Display for Settled {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "{} ABORTED, {} MI7 recorded, {} checked at Brass again, {} never reached Steel, {} \
+             reserved IDs burned",
+            self.aborted.len(),
+            self.mi7_recorded.len(),
+            self.rechecked.len(),
+            self.never_installed.len(),
+            self.burned.len()
+        )
+    }
+}
+
 impl<S: Store> Kmc<S> {
     /// Settles every key a stopped run left between generation and `Installed` on `line`.
     pub async fn settle_line(

@@ -65,6 +65,17 @@ pub(crate) fn run(ctx: &Ctx, command: Command) -> anyhow::Result<Outcome> {
     let reports = block_on(async {
         let store = ctx.archive().await?;
         let mut factory = Factory::open_on(&lock, store, &dir, &domains).await?;
+        let s = factory.settled().clone();
+        if !s.is_empty() {
+            eprintln!("postkey: note: settled what a stopped run left: {s}");
+        }
+        let settled = serde_json::json!({
+            "aborted": s.aborted.len(),
+            "mi7_recorded": s.mi7_recorded.len(),
+            "rechecked": s.rechecked.len(),
+            "never_installed": s.never_installed.len(),
+            "burned": s.burned.len(),
+        });
         let reports = factory
             .install_many(&meters, &a.vendor, usize::from(a.batch), |n| {
                 if show_progress {
@@ -76,8 +87,9 @@ pub(crate) fn run(ctx: &Ctx, command: Command) -> anyhow::Result<Outcome> {
             eprintln!();
         }
         factory.close();
-        anyhow::Ok(reports?)
+        anyhow::Ok((reports?, settled))
     })??;
+    let (reports, settled) = reports;
     let fine = |status: &str| status == "installed" || status == "held";
     let all_fine = reports.iter().flat_map(|r| &r.keys).all(|k| fine(&k.status));
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
@@ -87,7 +99,9 @@ pub(crate) fn run(ctx: &Ctx, command: Command) -> anyhow::Result<Outcome> {
     if a.json {
         match (a.file.is_some(), reports.first()) {
             (false, Some(report)) => print_json(report)?,
-            _ => print_json(&serde_json::json!({"meters": reports, "keys": counts}))?,
+            _ => print_json(
+                &serde_json::json!({"meters": reports, "keys": counts, "settled": settled}),
+            )?,
         }
     } else {
         let mut lines: Vec<String> = reports.iter().flat_map(report_lines).collect();
