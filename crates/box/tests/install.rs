@@ -185,10 +185,21 @@ impl Host for Floor {
     }
 }
 
-/// A meter that greets as usual and refuses every MI5.
-struct Refusing(SimulatedMeter);
+/// A meter that greets as usual and answers every MI5 with this refusal: a meter that refuses
+/// the key, or a link that fails when MI5 is sent.
+struct FailsMi5(SimulatedMeter, ResponseCode, &'static str);
 
-impl MeterLink for Refusing {
+impl FailsMi5 {
+    fn refusing(meter: SimulatedMeter) -> Self {
+        Self(meter, ResponseCode::RECORD_MISMATCH, "the meter's secure element is full")
+    }
+
+    fn unplugged(meter: SimulatedMeter) -> Self {
+        Self(meter, ResponseCode::METER_NOT_CONNECTED, "no answer")
+    }
+}
+
+impl MeterLink for FailsMi5 {
     fn hello(&mut self, domain: &DomainId, now: Timestamp) -> Result<Message<MeterHello>, Refusal> {
         self.0.hello(domain, now)
     }
@@ -198,7 +209,7 @@ impl MeterLink for Refusing {
         _: &Message<KeyForMeter>,
         _: Timestamp,
     ) -> Result<Message<MeterTestTokens>, Refusal> {
-        Err(Refusal::new(ResponseCode::RECORD_MISMATCH, "the meter's secure element is full"))
+        Err(Refusal::new(self.1, self.2))
     }
 }
 
@@ -480,7 +491,7 @@ fn a_meter_that_refuses_mi5_gets_a_signed_aborted_not_a_refusal() {
     let first = install(&mut l.steel, &g1.mi4, meter_id(12), &mut floor).unwrap();
     assert!(matches!(first, InstallEnded::Installed(_)), "{first:?}");
     // The meter refuses the next MI5 (here: its secure element is full).
-    floor.plug(meter_id(12), Refusing(m.clone()));
+    floor.plug(meter_id(12), FailsMi5::refusing(m.clone()));
     let ended = install(&mut l.steel, &g2.mi4, meter_id(12), &mut floor).unwrap();
     let InstallEnded::Aborted(aborted) = ended else { panic!("installed twice: {ended:?}") };
     let aborted = aborted.verify(&l.public().steel_auth).unwrap();
@@ -704,23 +715,6 @@ fn a_batch_of_mi1_is_answered_key_by_key_and_a_refused_one_changes_nothing_of_th
     assert_eq!(mi4_ids, vec![1, 2, 3]);
 }
 
-/// A meter link that fails when MI5 is sent: the meter never answers.
-struct Unplugged(SimulatedMeter);
-
-impl MeterLink for Unplugged {
-    fn hello(&mut self, d: &DomainId, now: Timestamp) -> Result<Message<MeterHello>, Refusal> {
-        self.0.hello(d, now)
-    }
-
-    fn install(
-        &mut self,
-        _: &Message<KeyForMeter>,
-        _: Timestamp,
-    ) -> Result<Message<MeterTestTokens>, Refusal> {
-        Err(Refusal::new(ResponseCode::METER_NOT_CONNECTED, "no answer"))
-    }
-}
-
 /// A meter that answers every MI5 with an MI6 it gave before.
 struct Replaying {
     meter: SimulatedMeter,
@@ -751,7 +745,7 @@ fn a_steel_box_keeps_a_batch_in_flight_and_aborts_all_of_it_after_a_stop() {
     let g: Vec<Generated> =
         batch(&mut l.oak, orders).unwrap().into_iter().map(Result::unwrap).collect();
     let mut floor = Floor::with(&[&meters[0], &meters[2], &meters[3], &meters[4]]);
-    floor.plug(meter_id(21), Unplugged(meters[1].clone()));
+    floor.plug(meter_id(21), FailsMi5::unplugged(meters[1].clone()));
     floor.store = Some(store.clone());
     // The first batch: meter 20 answers, meter 21's link fails (ABORTED at once); the host
     // commits the answers before they leave.

@@ -235,7 +235,15 @@ impl<S: Store> Factory<S> {
         if let Ok(journal) = Arc::try_unwrap(journal) {
             journal.into_inner().unwrap_or_else(PoisonError::into_inner).close()?;
         }
-        ran.map_err(|e| kmc_error(&self.home, e))?;
+        if let Err(e) = ran {
+            // The run ends settled, if the archive lets it: what a failed stage left goes to
+            // `Installed` or `Bad` now, not at the next start only.
+            let settled = self.kmc.settle_line(&self.boxes, self.line, || self.clock.now()).await;
+            if let Ok(settled) = settled {
+                self.settled = settled;
+            }
+            return Err(kmc_error(&self.home, e));
+        }
         // The run's refusals, spooled as they happened, go into the archive's error log.
         crate::archive::move_error_spool(&self.home, self.kmc.store()).await?;
         Ok(reports)

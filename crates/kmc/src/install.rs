@@ -292,8 +292,8 @@ impl<S: Store> Kmc<S> {
     }
 
     /// Runs one batch of orders end to end, stage after stage: one result per order, in order.
-    /// The outer error (the archive failed) stops the batch; keys it left `New` become `Bad`
-    /// by [`Kmc::fail_stale_keys`] after a restart.
+    /// The outer error (the archive failed) stops the batch; what it left is settled by
+    /// [`Kmc::settle_line`] at the next start.
     pub async fn install_keys(
         &self,
         boxes: &impl Boxes,
@@ -462,12 +462,16 @@ impl<S: Store> Kmc<S> {
                             batch.live.push(Live { index, order, key_id, mi3, mi4, mi7: None });
                         }
                         Err(error) => {
-                            // The ID never became a key: burned, never used again.
+                            // The ID never became a key: burned, never used again. An answer
+                            // that does not verify is no refusal: a genuine Oak box never signs
+                            // it, so the link or the box was tampered with.
+                            let alarm =
+                                if matches!(error, KmcError::Refused(_)) { "" } else { "alarm: " };
                             let burn = BurnKeyId {
                                 domain: domain.clone(),
                                 key_id,
                                 reason: format!(
-                                    "MI1 to {oak}: {error} [response code {}]",
+                                    "{alarm}MI1 to {oak}: {error} [response code {}]",
                                     error.response_code()
                                 ),
                                 time: now(),
