@@ -113,7 +113,7 @@ codes! {
     NO_BOX_SERVES = 3022, Caller, "no box of the needed type serves the domain";
     /// 3xxx processing: the meter an installation names is not on the Steel box's meter link.
     METER_NOT_CONNECTED = 3023, Caller, "meter not connected to the Steel box's meter link";
-    METER_HOLDS_KEY = 3024, Caller, "the meter holds a key of that role already";
+    METER_HOLDS_KEY = 3024, Caller, "the meter holds a live (`New`, `Installed`, `Active`) key of that role already, from another domain or another order of the batch";
     /// 3xxx processing: records that should describe one key do not match.
     RECORD_MISMATCH = 3014, Peer, "records do not match (domain, key ID, boxes or meter)";
     /// 3xxx processing: a signature did not verify.
@@ -135,7 +135,7 @@ codes! {
     /// 3xxx processing: the key ID was burned (allocated, never a key) and never becomes one.
     KEY_ID_BURNED = 3211, Caller, "key ID burned: allocated but never a key";
     /// 3xxx processing: a time earlier than one already recorded for the key (SPEC §6.6).
-    TIME_WENT_BACKWARDS = 3310, Caller, "time earlier than one already recorded for the key";
+    TIME_WENT_BACKWARDS = 3310, Caller, "time earlier than one already recorded for the key, or a KMS clock more than five minutes behind the archive's latest time";
     /// 3xxx processing: a key status change that SPEC §6.4 does not allow.
     TRANSITION_NOT_ALLOWED = 3400, Caller, "key status transition not allowed";
     /// 3xxx processing: the key is not in the expected status; another writer changed it first.
