@@ -87,6 +87,14 @@ fn a_list_of_meters_is_keyed_in_batches_and_a_bad_list_is_a_usage_error() {
     let o = h.run(&["factory", "install", "--file", file]);
     refused(&o, 2, 2010);
     assert!(stderr(&o).contains("line 8"), "{}", stderr(&o));
+    std::fs::write(&list, format!("{text}PB1234-000001 EARTH\n")).unwrap();
+    let o = h.run(&["factory", "install", "--file", file]);
+    refused(&o, 2, 2010);
+    assert!(
+        stderr(&o).contains("line 8: meter PB1234-000001 is listed on line 3"),
+        "{}",
+        stderr(&o)
+    );
     let fifo = h.path("../fifo");
     assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
     let o = h.run(&["factory", "install", "--file", fifo.to_str().unwrap()]);
@@ -95,4 +103,103 @@ fn a_list_of_meters_is_keyed_in_batches_and_a_bad_list_is_a_usage_error() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let o = h.run(&["factory", "install", "PB1234-000001", "--file", file]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
+/// Waits for `child` at most `secs` seconds; kills it and fails if it is still running.
+fn finishes(mut child: std::process::Child, secs: u64) -> std::process::Output {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running after {secs} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn two_runs_on_two_lines_never_key_one_meter_twice() {
+    // USPS and EARTH on lines of their own: the box locks do not keep the two runs apart.
+    let h = Home::new();
+    h.ok(&["init"]);
+    for (d, kind, sub) in
+        [("VE", "vendor", "VE/US"), ("USPS", "postal", "USPS/US"), ("EARTH", "earth", "EARTH/DE")]
+    {
+        h.ok(&["domain", "create", d, "--kind", kind, "--subdomain", sub]);
+    }
+    for t in ["oak", "steel", "brass"] {
+        for postal in ["USPS", "EARTH"] {
+            h.ok(&["box", "manufacture", "--type", t, "--domain", "VE", "--domain", postal]);
+        }
+    }
+    let meter = h.meter(1);
+    for wait in [false, true] {
+        let args = |postal: &'static str| {
+            let mut a = vec!["factory", "install", meter.as_str(), "--postal", postal];
+            if wait {
+                a.insert(0, "--wait");
+            }
+            a
+        };
+        let (a, b) = (h.spawn(&args("USPS")), h.spawn(&args("EARTH")));
+        let outputs = [finishes(a, 60), finishes(b, 60)];
+        let codes: Vec<Option<u16>> = outputs.iter().map(common::code).collect();
+        // The first run keys the meter; the other is refused busy (3605), or waits and then
+        // finds the roles taken (3024), or is the same installation again (nothing to do).
+        assert!(outputs.iter().filter(|o| o.status.code() == Some(0)).count() >= 1, "{codes:?}");
+        for o in &outputs {
+            let fine = o.status.code() == Some(0) || matches!(common::code(o), Some(3605 | 3024));
+            assert!(fine, "{}", stderr(o));
+        }
+    }
+    let keys = h.json(&["keys", "list"]);
+    let installed: Vec<&serde_json::Value> =
+        keys.as_array().unwrap().iter().filter(|k| k["status"] == "installed").collect();
+    assert_eq!(installed.len(), 2, "one vendor and one postal key: {keys}");
+    let shown = h.json(&["meter", "show", &meter]);
+    assert_eq!(shown["keys"].as_array().unwrap().len(), 2, "{shown}");
+}
+
+#[test]
+fn a_journal_that_would_put_back_older_keys_or_is_no_file_changes_no_meter() {
+    let h = Home::demo();
+    let (one, two) = (h.meter(1), h.meter(2));
+    h.ok(&["factory", "install", &one, "--postal", "USPS"]);
+    h.ok(&["factory", "install", &two, "--postal", "USPS"]);
+    let two_before = h.json(&["meter", "show", &two]);
+    // A journal holding meter 1's image renamed as meter 2 (keys VE/1 and USPS/1, older than
+    // meter 2's): neither `meter show` nor the next factory run takes it.
+    let image = std::fs::read(h.path(&format!("meters/{one}.meter"))).unwrap();
+    let at = image.windows(one.len()).position(|w| w == one.as_bytes()).unwrap();
+    let mut forged = image.clone();
+    forged[at..at + two.len()].copy_from_slice(two.as_bytes());
+    let mut journal = (forged.len() as u32).to_be_bytes().to_vec();
+    journal.extend_from_slice(&forged);
+    std::fs::write(h.path("meters/run-4242-1.journal"), &journal).unwrap();
+    assert_eq!(h.json(&["meter", "show", &two]), two_before);
+    let three = h.meter(3);
+    h.ok(&["factory", "install", &three, "--postal", "USPS"]);
+    assert_eq!(h.json(&["meter", "show", &two]), two_before);
+    assert!(h.logged("host").contains(&3604));
+    // A FIFO where a journal belongs: refused at once, never waited on.
+    let fifo = h.path("meters/run-1-2.journal");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let four = h.meter(4);
+    let o = finishes(h.spawn(&["factory", "install", &four, "--postal", "USPS"]), 30);
+    refused(&o, 3, 3604);
+}
+
+#[test]
+fn a_meter_file_put_back_without_its_keys_is_not_reported_held() {
+    let h = Home::demo();
+    let meter = h.meter(1);
+    let file = h.path(&format!("meters/{meter}.meter"));
+    let blank = std::fs::read(&file).unwrap();
+    h.ok(&["factory", "install", &meter, "--postal", "USPS"]);
+    std::fs::write(&file, &blank).unwrap();
+    let o = h.run(&["factory", "install", &meter, "--postal", "USPS"]);
+    refused(&o, 3, 3604);
+    assert!(stderr(&o).contains("lacks VE/1"), "{}", stderr(&o));
+    assert!(h.logged("host").contains(&3604));
 }

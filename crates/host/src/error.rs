@@ -197,7 +197,9 @@ impl HostError {
             Self::Usage(u) => u.response_code(),
             Self::Refused { refusal, .. } => refusal.code,
             Self::Rollback { .. } | Self::RebaselineRefused(_) => ResponseCode::STATE_ROLLBACK,
-            Self::Busy(crate::lock::Busy::Home(_)) => ResponseCode::HOME_BUSY,
+            Self::Busy(crate::lock::Busy::Home(_) | crate::lock::Busy::Meters(_)) => {
+                ResponseCode::HOME_BUSY
+            }
             Self::Busy(crate::lock::Busy::Box(_)) => ResponseCode::BOX_IN_USE,
             Self::Locked(_) => ResponseCode::BOX_LOCKED,
             Self::Storage(_) => ResponseCode::STORAGE_FAILED,

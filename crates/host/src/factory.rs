@@ -89,6 +89,7 @@ pub struct Factory<S = SqliteStore> {
     line: Line,
     settled: Settled,
     clock: KmsClock<fn() -> Timestamp>,
+    _meters_lock: std::fs::File,
 }
 
 impl Factory {
@@ -115,6 +116,8 @@ impl<S: Store> Factory<S> {
     ) -> Result<Self, HostError> {
         let home = lock.home();
         let trust = Trust::load(home, &store).await?;
+        // One factory run keys this home's meters at a time, from here to the end of the run.
+        let meters_lock = home.lock_meters(lock.wait())?;
         // Meters keyed by a run that stopped get their files before any is read.
         home.settle_meter_journals()?;
         let line = line_for(&store, domains).await?;
@@ -137,7 +140,7 @@ impl<S: Store> Factory<S> {
         // new order: the home lock and the line's box locks are held, so no run is live.
         let settled =
             kmc.settle_line(&boxes, line, || clock.now()).await.map_err(|e| kmc_error(home, e))?;
-        Ok(Self { home: home.clone(), kmc, boxes, line, settled, clock })
+        Ok(Self { home: home.clone(), kmc, boxes, line, settled, clock, _meters_lock: meters_lock })
     }
 
     /// Installs a vendor key and a postal key into meter `id` (loaded from and saved back to the
@@ -277,12 +280,32 @@ impl<S: Store> Factory<S> {
                     [(vendor, KeyRole::Vendor), (postal, KeyRole::Postal)].into_iter().enumerate()
                 {
                     match live.get(&(meter.clone(), role)) {
-                        Some(k) if &k.domain == domain => keys.push(KeySummary {
-                            domain: domain.to_string(),
-                            key_id: Some(k.key_id.get()),
-                            status: "held".into(),
-                            reason: Some(format!("the meter's {role} key, {}", k.status)),
-                        }),
+                        Some(k) if &k.domain == domain && k.status != KeyStatus::New => {
+                            // Held, if the meter holds it: an older copy of its file put back
+                            // lacks it, and nothing of the archive makes it whole again.
+                            let now = self.home.meter_now(meter)?;
+                            if now.keys().get(domain).map(|h| h.key_id) != Some(k.key_id) {
+                                let why = format!(
+                                    "the meter lacks {}/{}, which the archive shows {} for it: \
+                                     an older copy of its file was put back?",
+                                    k.domain, k.key_id, k.status
+                                );
+                                let e = HostError::corrupt(&self.home.meter_path(meter), why);
+                                let _ = self.home.log_error(
+                                    "host",
+                                    e.response_code(),
+                                    &e.to_string(),
+                                    clock::now(),
+                                );
+                                return Err(e);
+                            }
+                            keys.push(KeySummary {
+                                domain: domain.to_string(),
+                                key_id: Some(k.key_id.get()),
+                                status: "held".into(),
+                                reason: Some(format!("the meter's {role} key, {}", k.status)),
+                            });
+                        }
                         Some(k) => {
                             return Err(refuse(KmcError::MeterHoldsKey {
                                 meter: meter.clone(),

@@ -345,6 +345,7 @@ pub fn read_meter_list(path: &Path) -> Result<Vec<(MeterId, DomainId)>, HostErro
     };
     let text = std::str::from_utf8(&bytes).map_err(|e| bad(1, format!("not UTF-8 ({e})")))?;
     let mut out = Vec::new();
+    let mut seen = std::collections::BTreeMap::new();
     for (n, line) in (1..).zip(text.lines()) {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -357,10 +358,13 @@ pub fn read_meter_list(path: &Path) -> Result<Vec<(MeterId, DomainId)>, HostErro
         };
         let meter = MeterId::parse(meter).map_err(|e| bad(n, e.to_string()))?;
         let postal = DomainId::parse(postal).map_err(|e| bad(n, e.to_string()))?;
+        if let Some(first) = seen.insert(meter.clone(), n) {
+            return Err(bad(n, format!("meter {meter} is listed on line {first} already")));
+        }
         out.push((meter, postal));
     }
     if out.is_empty() {
-        return Err(bad(0, "no meters".into()));
+        return Err(Usage::InvalidArgument(format!("{}: no meters", path.display())).into());
     }
     Ok(out)
 }

@@ -5,9 +5,13 @@
 //! | command | home | boxes |
 //! | --- | --- | --- |
 //! | `init`, `domain create`, `box manufacture`, `box install`, `demo` | exclusive | the boxes enabled |
-//! | `factory install`, `box self-test` | shared | the boxes enabled |
+//! | `factory install` | shared, and the meters lock | the boxes enabled |
+//! | `box self-test` | shared | the boxes enabled |
 //! | `meter new` | shared | — (the meter file is created exclusively) |
 //! | `keys`, `box list/show`, `domain list`, `errors`, `share check` | none | none |
+//!
+//! The meters lock keeps one factory run per home keying meters: runs on two lines of boxes
+//! would otherwise both find a meter without keys and both key it.
 //!
 //! A second writer is refused at once (home busy 3605, box in use 4007) unless it asked to wait.
 //! Readers take no lock: they read the archive, whose own transactions keep them consistent.
@@ -119,6 +123,12 @@ pub enum Busy {
         .0.display()
     )]
     Home(PathBuf),
+    /// The home's meters, which another factory run is keying.
+    #[error(
+        "the meters of {} are being keyed by another postkey command; try again, or pass --wait",
+        .0.display()
+    )]
+    Meters(PathBuf),
     /// A box, which another command has enabled.
     #[error("{0} is in use by another postkey command; try again, or pass --wait")]
     Box(BoxId),
@@ -149,6 +159,16 @@ impl Home {
         let path = self.root().join("locks").join("errors-move.lock");
         let file = open_lock_file(&path)?;
         take(&file, true, Wait::Yes, &path)?;
+        Ok(file)
+    }
+
+    /// Takes the home's meters for a factory run. Dropping the file releases them.
+    pub(crate) fn lock_meters(&self, wait: Wait) -> Result<File, HostError> {
+        let path = self.root().join("locks").join("meters.lock");
+        let file = open_lock_file(&path)?;
+        if !take(&file, true, wait, &path)? {
+            return Err(HostError::Busy(Busy::Meters(self.root().to_path_buf())));
+        }
         Ok(file)
     }
 

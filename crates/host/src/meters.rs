@@ -39,7 +39,7 @@ impl Home {
         self.root().join("meters")
     }
 
-    fn meter_path(&self, id: &MeterId) -> PathBuf {
+    pub(crate) fn meter_path(&self, id: &MeterId) -> PathBuf {
         self.meters_dir().join(format!("{id}.meter"))
     }
 
@@ -88,8 +88,35 @@ impl Home {
     pub fn settle_meter_journals(&self) -> Result<(), HostError> {
         for path in self.meter_journals()? {
             let Some(file) = lock_left_over(&path)? else { continue };
-            let latest = journal_images(&path)?;
-            let meters: Vec<&Meter> = latest.values().collect();
+            let mut newer = Vec::new();
+            for (id, image) in journal_images(&path)? {
+                match self.load_meter(&id) {
+                    Ok(current) if !advances(&current, &image) => {
+                        // Never an older key over a newer one: a journal put back or forged.
+                        let why = format!(
+                            "its image of {id} would put back older keys than the meter holds; \
+                             not applied"
+                        );
+                        let e = HostError::corrupt(&path, why);
+                        let _ = self.log_error(
+                            "host",
+                            e.response_code(),
+                            &e.to_string(),
+                            crate::clock::now(),
+                        );
+                    }
+                    Ok(_) => newer.push(image),
+                    Err(e) => {
+                        let _ = self.log_error(
+                            "host",
+                            e.response_code(),
+                            &e.to_string(),
+                            crate::clock::now(),
+                        );
+                    }
+                }
+            }
+            let meters: Vec<&Meter> = newer.iter().collect();
             if !meters.is_empty() {
                 self.save_meters(&meters)?;
             }
@@ -105,7 +132,9 @@ impl Home {
     pub fn meter_now(&self, id: &MeterId) -> Result<Meter, HostError> {
         let mut meter = self.load_meter(id)?;
         for path in self.meter_journals()? {
-            if let Some(newer) = journal_images(&path)?.remove(id) {
+            if let Some(newer) = journal_images(&path)?.remove(id)
+                && advances(&meter, &newer)
+            {
                 meter = newer;
             }
         }
@@ -189,13 +218,29 @@ impl MeterJournal {
     }
 }
 
-/// The journal at `path`, locked, if no running process holds it.
+/// Whether `image` holds, of every domain `current` holds a key of, that key or a newer one (the
+/// meter's own rule: a key of a domain it holds is replaced only by a higher key ID).
+fn advances(current: &Meter, image: &Meter) -> bool {
+    current
+        .keys()
+        .iter()
+        .all(|(domain, held)| image.keys().get(domain).is_some_and(|k| k.key_id >= held.key_id))
+}
+
+/// The journal at `path`, locked, if no running process holds it. Not a regular file (a FIFO, a
+/// device, a link): refused, never opened in a way that could block.
 fn lock_left_over(path: &Path) -> Result<Option<File>, HostError> {
-    let file = match OpenOptions::new().read(true).open(path) {
+    let flags = (rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOFOLLOW).bits() as i32;
+    let file = match OpenOptions::new().read(true).custom_flags(flags).open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(storage("opening", path, e)),
+        Err(e) => return Err(HostError::corrupt(path, format!("not a journal: {e}"))),
     };
+    match file.metadata() {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => return Err(HostError::corrupt(path, "not a regular file")),
+        Err(e) => return Err(storage("reading", path, e)),
+    }
     match flock(&file, FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => Ok(Some(file)),
         Err(e) if e == rustix::io::Errno::WOULDBLOCK => Ok(None),
@@ -244,14 +289,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let home = Home::new(dir.path());
         let (a, b) = (meter(1), meter(2));
+        home.create_meter(&a).unwrap();
+        home.create_meter(&b).unwrap();
         let mut journal = home.open_meter_journal().unwrap();
         journal.append(&[&a]).unwrap();
         journal.append(&[&a, &b]).unwrap();
         // A torn record at the end (a stop mid-append): ignored.
         journal.file.write_all(&[0, 0, 1, 0, 7]).unwrap();
-        // Its run is alive: nothing is applied.
+        // Its run is alive: nothing is applied, the journal stays.
         home.settle_meter_journals().unwrap();
-        assert!(home.load_meter(a.id()).is_err());
+        assert!(journal.path.exists());
         // The run stops (its lock goes with its file): the next reader applies the journal.
         drop(journal);
         home.settle_meter_journals().unwrap();

@@ -64,7 +64,7 @@ pub enum KmcError {
     ArchivedRecord(DomainId, postkey_wire::KeyId, &'static str),
     /// An order whose domain does not have the role it is ordered for (a vendor key from a
     /// postal domain, say).
-    #[error("domain {domain} is a {kind} domain: it gives no {role} key")]
+    #[error("domain {domain} is of kind {kind}: it gives no {role} key")]
     WrongRole {
         /// The domain.
         domain: DomainId,
