@@ -616,16 +616,25 @@ fn in_flight(b: &SecureBox) -> Vec<u64> {
     b.process(&usps_id()).unwrap().in_flight().map(|f| f.key_id.get()).collect()
 }
 
+/// Key 1 installed into meter 8 by the line's Steel box, whose host writes its state to a store
+/// in `dir`: the store, the generated key, the floor and how the installation ended.
+fn stored_install(
+    l: &mut Line,
+    dir: &std::path::Path,
+) -> (BoxStore, Generated, Floor, InstallEnded) {
+    let store = BoxStore::new(dir);
+    let g = l.generate(1);
+    let mut floor = Floor::with(&[&meter(8)]);
+    floor.store = Some(store.clone());
+    let ended = install(&mut l.steel, &g.mi4, meter_id(8), &mut floor).unwrap();
+    (store, g, floor, ended)
+}
+
 #[test]
 fn recover_answers_again_how_the_last_batch_ended_after_a_restart() {
     let mut l = line();
     let dir = tempfile::tempdir().unwrap();
-    let store = BoxStore::new(dir.path());
-    let g = l.generate(1);
-    let m = meter(8);
-    let mut floor = Floor::with(&[&m]);
-    floor.store = Some(store.clone());
-    let ended = install(&mut l.steel, &g.mi4, meter_id(8), &mut floor).unwrap();
+    let (store, g, mut floor, ended) = stored_install(&mut l, dir.path());
     let InstallEnded::Installed(mi7) = ended else { panic!("{ended:?}") };
     // The answer is committed with the state; then the KMC stops before it records MI7.
     assert!(store.commit(&mut l.steel).unwrap());
@@ -646,14 +655,9 @@ fn recover_answers_again_how_the_last_batch_ended_after_a_restart() {
 fn a_steel_box_stopped_mid_installation_aborts_the_key_after_restart_and_never_installs_it() {
     let mut l = line();
     let dir = tempfile::tempdir().unwrap();
-    let store = BoxStore::new(dir.path());
-    let g = l.generate(1);
-    let m = meter(8);
-    let mut floor = Floor::with(&[&m]);
-    floor.store = Some(store.clone());
     // The host seals the in-flight installation before MI5 leaves (its one commit inside the
     // command); then the process dies before the answer is committed: MI7 never leaves.
-    let ended = install(&mut l.steel, &g.mi4, meter_id(8), &mut floor).unwrap();
+    let (store, g, floor, ended) = stored_install(&mut l, dir.path());
     assert!(matches!(ended, InstallEnded::Installed(_)), "{ended:?}");
     assert_eq!(floor.commits.get(), 1);
     let cert = l.steel.certificate().unwrap().clone();
