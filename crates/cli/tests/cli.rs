@@ -275,3 +275,26 @@ fn bench_install_reports_its_figures_and_baseline() {
         assert!(r[field].as_f64().unwrap() > 0.0, "{field}: {r}");
     }
 }
+
+#[test]
+fn commands_that_need_a_home_create_nothing_on_a_missing_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    for args in [
+        &["factory", "install", "PB1234-000001", "--postal", "USPS"][..],
+        &["meter", "new", "--product", "PB1234", "--msn", "000001"],
+        &["meter", "show", "PB1234-000001"],
+        &["box", "self-test", "M00000001"],
+        &["box", "manufacture", "--type", "oak"],
+        &["box", "install", "O00000001", "--domain", "USPS"],
+        &["domain", "create", "USPS", "--kind", "postal", "--subdomain", "USPS/US"],
+        &["keys", "list"],
+    ] {
+        refused(&at(&home, args), 2, "3603");
+        assert!(!home.exists(), "{args:?} made the home");
+    }
+    // An empty directory is no home either, and stays empty.
+    std::fs::create_dir(&home).unwrap();
+    refused(&at(&home, &["meter", "new", "--product", "PB1234", "--msn", "000001"]), 2, "3603");
+    assert_eq!(std::fs::read_dir(&home).unwrap().count(), 0);
+}

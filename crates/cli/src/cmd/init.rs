@@ -19,7 +19,8 @@ pub(crate) struct Args {
 pub(crate) fn run(ctx: &Ctx, args: Args) -> anyhow::Result<Outcome> {
     let home = &ctx.home;
     let media = args.media.unwrap_or_else(|| home.media_dir());
-    let lock = ctx.lock(Access::Exclusive)?;
+    // The one command that makes a home.
+    let lock = home.lock(Access::Exclusive, ctx.wait)?;
     let report = block_on(async {
         let store = postkey_host::open_archive(home).await?;
         postkey_host::init(&lock, &store, &media).await

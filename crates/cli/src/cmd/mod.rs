@@ -75,8 +75,10 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
-    /// Takes the home (see the lock table in ARCHITECTURE.md).
+    /// Takes the home (see the lock table in ARCHITECTURE.md), which must have been initialized:
+    /// a command on a missing or uninitialized home is refused (3603) and creates nothing.
     pub(crate) fn lock(&self, access: Access) -> anyhow::Result<HomeLock> {
+        self.home.anchors()?;
         Ok(self.home.lock(access, self.wait)?)
     }
 
