@@ -196,6 +196,7 @@ fn the_callers_mistakes_found_after_parsing_exit_2_and_other_errors_exit_3() {
     refused(&at(&home, &["box", "self-test", "T00000001"]), 2, "3020");
     refused(&at(&home, &["box", "install", "O00000001", "--domain", "UKRM"]), 2, "3008");
     refused(&at(&home, &["keys", "show", "USPS", "5"]), 2, "3650");
+    refused(&at(&home, &["keys", "list", "--domain", "NOPE"]), 2, "3008");
     // A meter the home does not hold; an installation no line of boxes serves.
     refused(&at(&home, &["factory", "install", "PB1234-999999", "--postal", "USPS"]), 2, "3021");
     let o = at(&home, &["meter", "new", "--product", "PB1234", "--msn", "000001"]);

@@ -4,7 +4,7 @@
 use postkey_archive::{KeyFilter, KeyRecord, Store};
 use postkey_wire::{DomainId, KeyId, Timestamp};
 
-use crate::HostError;
+use crate::{HostError, Usage};
 
 /// One key in a list.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -49,6 +49,10 @@ pub async fn list_keys(
     domain: Option<&DomainId>,
 ) -> Result<Vec<KeyEntry>, HostError> {
     let domains: Vec<DomainId> = match domain {
+        // A domain the archive does not hold is the caller's mistake, not an empty list.
+        Some(d) if store.domain(d).await?.is_none() => {
+            return Err(Usage::UnknownDomain(d.clone()).into());
+        }
         Some(d) => vec![d.clone()],
         None => store.domains().await?.into_iter().map(|d| d.id).collect(),
     };
