@@ -114,6 +114,15 @@ impl PgStore {
         Ok(store)
     }
 
+    /// Drops the store's own schema and everything in it: for a throwaway archive (a benchmark
+    /// run's). A store on the default schema drops nothing.
+    pub async fn drop_schema(self) -> Result<(), StoreError> {
+        let Some(schema) = &self.schema else { return Ok(()) };
+        let client = self.client().await?;
+        // The name was checked at connect: a plain identifier, safe to splice.
+        client.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await.pg()
+    }
+
     /// A pooled connection.
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(|e| StoreError::Unavailable(Box::new(e)))

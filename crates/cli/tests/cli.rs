@@ -278,6 +278,37 @@ fn bench_install_reports_its_figures_and_baseline() {
 }
 
 #[test]
+fn bench_install_leaves_no_home_and_no_schema_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bench = |extra: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_postkey"))
+            .args(["bench", "install", "--meters", "1", "--json"])
+            .args(extra)
+            .env("TMPDIR", tmp.path())
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let r: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "a home was left behind");
+        r
+    };
+    bench(&[]);
+    // On PostgreSQL its schema goes too (checked with the server's own client, where both are
+    // at hand).
+    let Ok(url) = std::env::var("POSTKEY_TEST_PG_URL") else { return };
+    let r = bench(&["--postgres", &url]);
+    let archive = r["archive"].as_str().unwrap();
+    let schema = archive.rsplit(' ').next().unwrap();
+    assert!(schema.starts_with("postkey_bench_"), "{archive}");
+    let query = format!("SELECT count(*) FROM pg_namespace WHERE nspname = '{schema}'");
+    let Ok(psql) = std::process::Command::new("psql").args([url.as_str(), "-tAc", &query]).output()
+    else {
+        return;
+    };
+    assert_eq!(String::from_utf8_lossy(&psql.stdout).trim(), "0", "schema {schema} left behind");
+}
+
+#[test]
 fn commands_that_need_a_home_create_nothing_on_a_missing_one() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");

@@ -142,8 +142,14 @@ pub async fn install(
             }
             let where_ =
                 format!("PostgreSQL, schema {}", config.schema.as_deref().unwrap_or("(default)"));
-            let factory = Factory::open_on(lock, store, &home.media_dir(), &domains).await?;
-            measure(factory, ids, &ve, &usps, batch, where_).await
+            let factory = Factory::open_on(lock, store.clone(), &home.media_dir(), &domains).await;
+            let measured = match factory {
+                Ok(factory) => measure(factory, ids, &ve, &usps, batch, where_).await,
+                Err(e) => Err(e),
+            };
+            // The run's schema goes with the run, whatever its outcome.
+            store.drop_schema().await?;
+            measured
         }
     }
 }

@@ -20,7 +20,8 @@ pub(crate) struct InstallArgs {
     #[arg(long, default_value_t = postkey_host::DEFAULT_BATCH)]
     batch: usize,
     /// Run against a PostgreSQL archive at this URL (`postgres://user@host:5432/db`) instead of
-    /// the home's SQLite one; the archive goes into a fresh schema named after the run.
+    /// the home's SQLite one; the archive goes into a fresh schema named after the run, dropped
+    /// after it.
     #[arg(long, value_name = "URL")]
     postgres: Option<String>,
     /// Print the result as JSON.
@@ -34,11 +35,14 @@ pub(crate) fn run(
     command: Command,
 ) -> anyhow::Result<Outcome> {
     let Command::Install(a) = command;
-    let root = match home {
-        Some(h) => h,
-        None => super::demo::fresh_home()?,
+    // A home of its own, made for the run, goes with it; one the caller named stays.
+    let (root, own) = match home {
+        Some(h) => (h, false),
+        None => (super::demo::fresh_home()?, true),
     };
-    eprintln!("postkey bench: home {}", root.display());
+    if !own {
+        eprintln!("postkey bench: home {}", root.display());
+    }
     let pg = a.postgres.map(|url| {
         let run = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -50,7 +54,13 @@ pub(crate) fn run(
         }
     });
     let lock = Home::new(&root).lock(Access::Exclusive, wait)?;
-    let r = block_on(postkey_host::bench::install(&lock, a.meters, a.batch, pg.as_ref()))??;
+    let r = block_on(postkey_host::bench::install(&lock, a.meters, a.batch, pg.as_ref()))?;
+    drop(lock);
+    if own {
+        std::fs::remove_dir_all(&root)
+            .map_err(|e| anyhow::anyhow!("removing the bench's home {}: {e}", root.display()))?;
+    }
+    let r = r?;
     if a.json {
         print_json(&r)?;
     } else {
