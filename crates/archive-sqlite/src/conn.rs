@@ -1,5 +1,6 @@
 //! Connections: one writer, a small pool of readers, and the pragmas every connection gets.
 
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -105,6 +106,13 @@ impl SqliteStore {
     }
 
     fn open_blocking(path: PathBuf, busy_timeout: Duration) -> Result<Self, StoreError> {
+        // A new archive is readable by its owner only, whatever the umask; SQLite gives its
+        // -wal and -shm files the database file's mode.
+        match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(StoreError::Unavailable(Box::new(e))),
+        }
         let mut writer = Connection::open(&path).db()?;
         configure(&writer, false, busy_timeout)?;
         // WAL is a property of the file: set once, it stays. Readers then never block the writer.

@@ -112,3 +112,33 @@ fn manufacture_arguments_are_checked_before_an_id_is_used() {
     assert_eq!(report["id"], "S00000002", "{report}");
     assert_eq!(report["domains"], serde_json::json!(["VE"]));
 }
+
+#[test]
+fn the_home_is_its_owners_alone_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let script =
+        format!("umask 000 && exec \"$0\" --home '{}' demo --meters 1", home.to_str().unwrap());
+    let o =
+        std::process::Command::new("sh").args(["-c", &script, common::binary()]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let mut seen = 0;
+    let mut dirs = vec![home.clone()];
+    while let Some(d) = dirs.pop() {
+        assert_eq!(mode(&d), 0o700, "{}", d.display());
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let p = entry.unwrap().path();
+            seen += 1;
+            if p.is_dir() {
+                dirs.push(p);
+            } else if !p.ends_with("trust-anchors.cbor") {
+                // The trust anchors are public; every other file is the owner's alone.
+                assert_eq!(mode(&p), 0o600, "{}", p.display());
+            }
+        }
+    }
+    assert!(seen > 20, "{seen} files");
+    assert!(home.join("archive.db").exists());
+}

@@ -46,7 +46,7 @@ pub enum Wait {
 
 fn open_lock_file(path: &Path) -> Result<File, HostError> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| crate::home::storage("creating", dir, e))?;
+        crate::home::make_dir(dir)?;
     }
     OpenOptions::new()
         .read(true)
