@@ -58,8 +58,29 @@ struct Cli {
     command: cmd::Command,
 }
 
+/// A usage message as clap renders it, with any line cut to a readable length: a value the
+/// caller passed is echoed back, and a 100 KB argument is not worth printing whole.
+fn bounded(rendered: &str) -> String {
+    const MAX_LINE: usize = 300;
+    rendered
+        .lines()
+        .map(|line| match line.char_indices().nth(MAX_LINE) {
+            Some((cut, _)) => format!("{}… ({} bytes in all)", &line[..cut], line.len()),
+            None => line.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version: to standard output, exit 0
+        Err(e) => {
+            eprintln!("{}", bounded(&e.render().to_string()));
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     // A process that may hold keys never dumps core (SPEC §7.2 item 8): refuse to go on if that
     // cannot be ensured.
     if let Err(e) = postkey_host::harden_process() {

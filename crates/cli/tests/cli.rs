@@ -330,3 +330,27 @@ fn commands_that_need_a_home_create_nothing_on_a_missing_one() {
     refused(&at(&home, &["meter", "new", "--product", "PB1234", "--msn", "000001"]), 2, "3603");
     assert_eq!(std::fs::read_dir(&home).unwrap().count(), 0);
 }
+
+#[test]
+fn arguments_are_bounded_and_a_huge_one_is_not_echoed_back_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let huge = "A".repeat(100_000);
+    let o = at(&home, &["keys", "show", &huge, "1"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(o.stderr.len() < 1_000, "{} bytes of error", o.stderr.len());
+    assert!(stderr(&o).contains("bytes in all)"), "{}", stderr(&o));
+    for args in [
+        &["demo", "--meters", "1000001"][..],
+        &["bench", "install", "--meters", "0"],
+        &["bench", "install", "--batch", "1025"],
+    ] {
+        let o = at(&home, args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(!home.exists(), "{args:?} made a home");
+    }
+    // Help still goes to standard output with exit 0.
+    let o = at(&home, &["--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).contains("Usage: postkey"));
+}

@@ -13,11 +13,11 @@ pub(crate) enum Command {
 /// Arguments of `postkey bench install`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct InstallArgs {
-    /// Meters to key (two keys each: VE and USPS).
-    #[arg(long, default_value_t = 1000)]
+    /// Meters to key (two keys each: VE and USPS), at most a million.
+    #[arg(long, default_value_t = 1000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     meters: usize,
     /// Meters per batch (one durable write per box and archive stage for the whole batch).
-    #[arg(long, default_value_t = postkey_host::DEFAULT_BATCH)]
+    #[arg(long, default_value_t = postkey_host::DEFAULT_BATCH, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
     batch: usize,
     /// Run against a PostgreSQL archive at this URL (`postgres://user@host:5432/db`) instead of
     /// the home's SQLite one; the archive goes into a fresh schema named after the run, dropped

@@ -8,8 +8,8 @@ use super::{Outcome, join, print_json, print_lines, warn_media};
 /// Arguments of `postkey demo`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// How many meters to make and key (half VE+USPS, half VE+EARTH).
-    #[arg(long, default_value_t = 100)]
+    /// How many meters to make and key (half VE+USPS, half VE+EARTH), at most a million.
+    #[arg(long, default_value_t = 100, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=1_000_000))]
     meters: usize,
     /// Print the result as JSON.
     #[arg(long)]
