@@ -11,11 +11,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use postkey_secrets::OperationCombination;
 use postkey_secrets::rng::{BoxRng, DrbgState, EntropySource};
 use postkey_secrets::{DomainKeySetSeed, HpkePrivateKey, SigningKey};
+use postkey_wire::command::InstallEnded;
 use postkey_wire::{BoxId, Certificate, Delivery, StateVersion, Unverified, codec};
 
 use crate::core::{Health, Kind};
-use postkey_wire::command::InstallEnded;
-
 use crate::image::{
     Blob, CounterImage, EndedImage, InFlightImage, ManufacturingImage, Pending, Seed, StateImage,
     TableSequence,

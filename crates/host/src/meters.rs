@@ -90,22 +90,19 @@ impl Home {
             let Some(file) = lock_left_over(&path)? else { continue };
             let mut newer = Vec::new();
             for (id, image) in journal_images(&path)? {
-                match self.load_meter(&id) {
-                    Ok(current) if !advances(&current, &image) => {
-                        // Never an older key over a newer one: a journal put back or forged.
-                        let why = format!(
-                            "its image of {id} would put back older keys than the meter holds; \
-                             not applied"
-                        );
-                        let e = HostError::corrupt(&path, why);
-                        let _ = self.log_error(
-                            "host",
-                            e.response_code(),
-                            &e.to_string(),
-                            crate::clock::now(),
-                        );
+                // An image not taken is logged and left out; the others are applied.
+                let taken = self.load_meter(&id).and_then(|current| {
+                    // Never an older key over a newer one: a journal put back or forged.
+                    if advances(&current, &image) {
+                        Ok(())
+                    } else {
+                        let why =
+                            format!("its image of {id} would put back older keys; not applied");
+                        Err(HostError::corrupt(&path, why))
                     }
-                    Ok(_) => newer.push(image),
+                });
+                match taken {
+                    Ok(()) => newer.push(image),
                     Err(e) => {
                         let _ = self.log_error(
                             "host",

@@ -722,17 +722,28 @@ impl<S: Store> Kmc<S> {
 fn bad_transitions(failures: &[Failure], time: Timestamp) -> Vec<Transition> {
     failures
         .iter()
-        .map(|f| Transition {
-            domain: f.domain.clone(),
-            key_id: f.key_id,
-            from: KeyStatus::New,
-            to: KeyStatus::Bad,
-            time,
-            actor: f.actor.clone(),
-            cause: f.cause.clone(),
-            fields: KeyFields::default(),
-        })
+        .map(|f| to_bad(&f.domain, f.key_id, f.cause.clone(), f.actor.clone(), time))
         .collect()
+}
+
+/// A `New` key's transition to `Bad`, with its cause.
+pub(crate) fn to_bad(
+    domain: &DomainId,
+    key_id: KeyId,
+    cause: Cause,
+    actor: Sender,
+    time: Timestamp,
+) -> Transition {
+    Transition {
+        domain: domain.clone(),
+        key_id,
+        from: KeyStatus::New,
+        to: KeyStatus::Bad,
+        time,
+        actor,
+        cause,
+        fields: KeyFields::default(),
+    }
 }
 
 /// Checks Oak's MI2 for one order: MI3 verified with the domain's Oak key, MI4 decoded (Steel

@@ -126,12 +126,16 @@ impl<S: Store> Kmc<S> {
         let mut settled = Settled::default();
         let mut transitions = Vec::new();
         let mut updates = Vec::new();
+        let mut public = BTreeMap::new();
         for e in ended {
             let domain = match &e {
                 InstallEnded::Installed(mi7) => mi7.header().domain.clone(),
                 InstallEnded::Aborted(a) => a.header().domain.clone(),
             };
-            let keys = self.domain_keys(&domain).await?;
+            if !public.contains_key(&domain) {
+                public.insert(domain.clone(), self.domain_keys(&domain).await?);
+            }
+            let keys = &public[&domain];
             let bad_answer = |error| KmcError::BadAnswer { box_id: steel, error };
             match e {
                 InstallEnded::Aborted(a) => {
@@ -309,21 +313,12 @@ fn kmc() -> Sender {
     Sender::Role(Role::Kmc)
 }
 
-/// A `New` key's transition to `Bad`.
+/// A `New` key's transition to `Bad`, never dated before the key's last change.
 fn bad(
     key: &KeyRecord,
     cause: Cause,
     now: Timestamp,
     actor: Sender,
 ) -> postkey_archive::Transition {
-    postkey_archive::Transition {
-        domain: key.domain.clone(),
-        key_id: key.key_id,
-        from: KeyStatus::New,
-        to: KeyStatus::Bad,
-        time: now.max(key.updated),
-        actor,
-        cause,
-        fields: postkey_archive::KeyFields::default(),
-    }
+    crate::install::to_bad(&key.domain, key.key_id, cause, actor, now.max(key.updated))
 }
