@@ -1,4 +1,4 @@
-//! A blank box (`X00000000`) and its initialization by Set-ID (SPEC §7.2 items 1 and 3).
+//! A blank box (`X00000000`) and its initialization by Set-ID (protocol §7.2 items 1 and 3).
 //!
 //! ```text
 //!  BlankBox::new ──offer()──► BlankOffer{nonce}  ──► manufacturing box
@@ -11,19 +11,17 @@
 //! A blank box has no key and never persists: it lives for one ceremony. Accepting consumes it,
 //! so an initialized box cannot be given a second ID; a refused Set-ID hands the blank box back.
 
-use std::collections::BTreeMap;
-
 use postkey_crypto::Signer as _;
 use postkey_secrets::rng::BoxRng;
 use postkey_secrets::shares::{ShareBody, SplitSpec};
 use postkey_secrets::{HpkePrivateKey, OperationCombination, SigningKey};
 use postkey_wire::{
     BlankOffer, BoxKeys, BoxType, Context, DomainId, Message, Nonce, Sender, SetId, ShareSetId,
-    StateVersion, Timestamp, TrustAnchors, Unverified, Verified,
+    Timestamp, TrustAnchors, Unverified, Verified,
 };
 
-use crate::core::{Health, Kind};
-use crate::{BoxError, SecureBox, tables};
+use crate::core::{Core, TypedBox};
+use crate::{BoxError, SecureBox};
 
 /// How a box's operation combination is split among custodians.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +41,7 @@ impl SharePolicy {
             && self.count <= postkey_secrets::shares::MAX_SHARES
     }
 
-    /// SPEC §5 defaults: manufacturing boxes 2-of-3, every other box 2-of-2.
+    /// protocol §5 defaults: manufacturing boxes 2-of-3, every other box 2-of-2.
     pub fn default_for(box_type: BoxType) -> Self {
         match box_type {
             BoxType::Manufacturing => Self { threshold: 2, count: 3 },
@@ -159,38 +157,34 @@ impl BlankBox {
             timestamp: now,
         };
         let shares = postkey_secrets::shares::split(&combination, &spec, &identity, &mut self.rng)?;
-        let kind =
-            if id.box_type() == BoxType::Manufacturing { Kind::AwaitingKit } else { Kind::Other };
-        let mut secure_box = SecureBox {
+        let mut core = Core::new(
             id,
-            installation: set_id.body().installation,
-            anchors: self.anchors,
-            identity,
-            confidentiality,
-            combination,
-            certificate: None,
-            tables: tables::initial(id.box_type()),
-            table_sequence: 0,
-            version: StateVersion(0),
-            rng: self.rng,
-            processes: BTreeMap::new(),
-            kind,
-            health: Health::Operational,
-            dirty: false,
-            pending_install: BTreeMap::new(),
-            last_ended: Vec::new(),
-        };
-        secure_box.changed();
+            set_id.body().installation,
+            self.anchors,
+            (identity, confidentiality, combination),
+            self.rng,
+        );
+        core.changed();
         let body = BoxKeys {
             nonce: set_id.body().nonce,
             box_id: id,
-            identity: secure_box.identity.verifying_key(),
-            confidentiality: secure_box.confidentiality.public_key(),
+            identity: core.identity.verifying_key(),
+            confidentiality: core.confidentiality.public_key(),
         };
         let keys = postkey_wire::sign(
-            Message::new(secure_box.context(DomainId::admin(), now), body),
-            &secure_box.identity,
+            Message::new(core.context(DomainId::admin(), now), body),
+            &core.identity,
         );
+        let secure_box = match id.box_type() {
+            // A new manufacturing box waits for its kit.
+            BoxType::Manufacturing => {
+                SecureBox::Manufacturing(TypedBox { core, role: Default::default() })
+            }
+            BoxType::Oak => SecureBox::Oak(TypedBox { core, role: Default::default() }),
+            BoxType::Steel => SecureBox::Steel(TypedBox { core, role: Default::default() }),
+            BoxType::Brass => SecureBox::Brass(TypedBox { core, role: Default::default() }),
+            BoxType::Tin => SecureBox::Tin(TypedBox { core, role: Default::default() }),
+        };
         Ok(Initialization { secure_box, keys, shares })
     }
 }

@@ -1,4 +1,4 @@
-//! The first ceremony (SPEC §7.2 item 2) and the equipping of later manufacturing boxes.
+//! The first ceremony (protocol §7.2 item 2) and the equipping of later manufacturing boxes.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -8,15 +8,15 @@ use postkey_secrets::shares::ShareBody;
 use postkey_secrets::{DomainKeySetSeed, HpkePrivateKey, OperationCombination, SigningKey};
 use postkey_wire::{
     BoxId, BoxType, Certificate, DomainBundle, DomainId, DomainKeySetCertificate, DomainKind,
-    IdRange, InstallationId, Kit, Message, ShareSetId, StateVersion, Timestamp, TrustAnchors,
-    Unverified, Verified, codec,
+    IdRange, InstallationId, Kit, Message, ShareSetId, Timestamp, TrustAnchors, Unverified,
+    Verified, codec,
 };
 
 use crate::blank::SharePolicy;
-use crate::core::{Health, Kind};
+use crate::core::{Core, TypedBox};
 use crate::image::KitImage;
-use crate::manufacturing::ManufacturingState;
-use crate::{BoxError, SecureBox, tables};
+use crate::manufacturing::{Manufacturing, ManufacturingState};
+use crate::{BoxError, SecureBox};
 
 /// What the first ceremony makes.
 #[derive(Debug)]
@@ -36,7 +36,7 @@ pub struct FirstCeremony {
     pub dks_certificate: Verified<DomainKeySetCertificate>,
 }
 
-/// The first manufacturing box, in the order of SPEC §7.2 item 2: the five startup keys (and so
+/// The first manufacturing box, in the order of protocol §7.2 item 2: the five startup keys (and so
 /// the trust anchors), its identity and confidentiality keys and self-certificate, its ID, then
 /// its operation combination and the Domain Key Set, each split and signed for the custodians.
 /// Finally the `ADMIN` domain is created.
@@ -80,7 +80,7 @@ pub fn first_manufacturing_box(
         .first()
         .map(|m| postkey_wire::sign(Message::new(context, cert), m))
         .ok_or(BoxError::Secret(postkey_secrets::SecretError::Malformed))?;
-    // Only then its operation combination and the Domain Key Set (SPEC §7.2 item 2).
+    // Only then its operation combination and the Domain Key Set (protocol §7.2 item 2).
     let combination = OperationCombination::generate(&mut rng)?;
     let domain_key_set = DomainKeySetSeed::generate(&mut rng)?;
     let ranges = BoxType::ALL
@@ -104,25 +104,14 @@ pub fn first_manufacturing_box(
     };
     let mut installation = [0u8; 16];
     rng.fill(&mut installation)?;
-    let mut secure_box = SecureBox {
+    let core = Core::new(
         id,
-        installation: InstallationId(installation),
+        InstallationId(installation),
         anchors,
-        identity,
-        confidentiality,
-        combination,
-        certificate: None,
-        tables: tables::initial(BoxType::Manufacturing),
-        table_sequence: 0,
-        version: StateVersion(0),
+        (identity, confidentiality, combination),
         rng,
-        processes: BTreeMap::new(),
-        kind: Kind::Manufacturing(Box::new(state)),
-        health: Health::Operational,
-        dirty: false,
-        pending_install: BTreeMap::new(),
-        last_ended: Vec::new(),
-    };
+    );
+    let mut secure_box = TypedBox { core, role: Manufacturing { state: Some(Box::new(state)) } };
     secure_box.install_certificate(certificate.clone().into())?;
 
     let set = |rng: &mut BoxRng| -> Result<ShareSetId, BoxError> {
@@ -130,7 +119,7 @@ pub fn first_manufacturing_box(
         rng.fill(&mut b)?;
         Ok(ShareSetId(b))
     };
-    let oc_set = set(&mut secure_box.rng)?;
+    let oc_set = set(&mut secure_box.core.rng)?;
     let spec = postkey_secrets::shares::SplitSpec {
         set: oc_set,
         owner: id,
@@ -139,14 +128,11 @@ pub fn first_manufacturing_box(
         count: combination_policy.count,
         timestamp: now,
     };
-    let combination_shares = postkey_secrets::shares::split(
-        &secure_box.combination,
-        &spec,
-        &secure_box.identity,
-        &mut secure_box.rng,
-    )?;
-    let dks_set = set(&mut secure_box.rng)?;
-    let mut m = secure_box.manufacturing()?;
+    let core = &mut secure_box.core;
+    let combination_shares =
+        postkey_secrets::shares::split(&core.combination, &spec, &core.identity, &mut core.rng)?;
+    let dks_set = set(&mut secure_box.core.rng)?;
+    let m = &mut secure_box;
     let domain_key_set_shares = m.split_domain_key_set(
         dks_set,
         domain_key_set_policy.threshold,
@@ -156,20 +142,16 @@ pub fn first_manufacturing_box(
     let admin_bundle = m.create_domain(DomainId::admin(), DomainKind::Admin, Vec::new(), now)?;
     let dks = m.domain_key_set_public()?;
     let body = DomainKeySetCertificate {
-        installation: secure_box.installation,
+        installation: secure_box.core.installation,
         confidentiality: dks.confidentiality,
         authentication: dks.authentication,
         issuer: id,
     };
-    let signer = match &secure_box.kind {
-        Kind::Manufacturing(state) => state.startup.first(),
-        _ => None,
-    }
-    .ok_or(BoxError::Secret(postkey_secrets::SecretError::Malformed))?;
-    let dks_certificate =
-        postkey_wire::sign(Message::new(secure_box.context(DomainId::admin(), now), body), signer);
+    let signer = secure_box.startup_key(BoxType::Manufacturing)?;
+    let context = secure_box.core.context(DomainId::admin(), now);
+    let dks_certificate = postkey_wire::sign(Message::new(context, body), signer);
     Ok(FirstCeremony {
-        secure_box,
+        secure_box: SecureBox::Manufacturing(secure_box),
         certificate,
         combination_shares,
         domain_key_set_shares,
@@ -178,30 +160,24 @@ pub fn first_manufacturing_box(
     })
 }
 
-impl SecureBox {
+impl TypedBox<Manufacturing> {
     /// A new manufacturing box takes its kit: the Domain Key Set and the startup private keys,
     /// sealed to it and signed with the M startup key, whose public halves must be exactly its
     /// trust anchors; and the box-number ranges it may allocate from.
     pub(crate) fn install_kit(&mut self, kit: Unverified<Kit>) -> Result<(), BoxError> {
-        match self.kind {
-            Kind::AwaitingKit => {}
+        let core = &mut self.core;
+        if self.role.state.is_some() {
             // A kit given twice: this box is equipped already.
-            Kind::Manufacturing(_) => return Err(BoxError::AlreadyInitialized(self.id)),
-            Kind::Other => {
-                return Err(BoxError::WrongBoxType {
-                    expected: "manufacturing",
-                    actual: self.box_type().name(),
-                });
-            }
+            return Err(BoxError::AlreadyInitialized(core.id));
         }
-        let kit = kit.verify(&self.anchors.manufacturing)?;
+        let kit = kit.verify(&core.anchors.manufacturing)?;
         let body = kit.body();
-        if body.recipient != self.id {
-            return Err(BoxError::NotForThisBox { addressed: body.recipient, this: self.id });
+        if body.recipient != core.id {
+            return Err(BoxError::NotForThisBox { addressed: body.recipient, this: core.id });
         }
-        let info = HpkeInfo::new(HpkeRecordType::Kit, "ADMIN", 0, &self.id.to_string())
+        let info = HpkeInfo::new(HpkeRecordType::Kit, "ADMIN", 0, &core.id.to_string())
             .map_err(|_| BoxError::Secret(postkey_secrets::SecretError::Malformed))?;
-        let plain = self.confidentiality.open(&info, &body.sealed)?;
+        let plain = core.confidentiality.open(&info, &body.sealed)?;
         let image: KitImage = codec::from_bytes(plain.expose_secret(), 4096)?;
         let startup: Vec<SigningKey> =
             image.startup.iter().map(|s| SigningKey::from_bytes(s.0)).collect();
@@ -209,7 +185,7 @@ impl SecureBox {
             && BoxType::ALL
                 .iter()
                 .zip(&startup)
-                .all(|(t, k)| k.verifying_key() == *self.anchors.for_type(*t));
+                .all(|(t, k)| k.verifying_key() == *core.anchors.for_type(*t));
         let ranges_ok = body.ranges.len() == 5
             && body.ranges.iter().enumerate().all(|(i, r)| {
                 usize::from(r.box_type) == i
@@ -235,8 +211,8 @@ impl SecureBox {
             domains: BTreeSet::new(),
             created: BTreeMap::new(),
         };
-        self.kind = Kind::Manufacturing(Box::new(state));
-        self.changed();
+        self.role.state = Some(Box::new(state));
+        core.changed();
         Ok(())
     }
 }

@@ -20,11 +20,17 @@ use postkey_wire::command::{
     SignTables, SignTranscript, UpdateTables, answers_of,
 };
 use postkey_wire::{
-    BoxType, DomainId, KeyForMeter, KeyId, Message, MeterId, MeterLink, Refusal, Timestamp,
+    BoxType, CommandCode, DomainId, KeyForMeter, KeyId, Message, MeterId, MeterLink, Refusal,
+    Timestamp,
 };
 
-use crate::install::{CheckOutcome, InstallOutcome, PapersMemo};
-use crate::{BoxError, SecureBox};
+use crate::brass::CheckOutcome;
+use crate::core::TypedBox;
+use crate::oak::PapersMemo;
+use crate::process::Serving;
+use crate::secure_box::each_type;
+use crate::steel::InstallOutcome;
+use crate::{BoxError, Manufacturing, Seal, SecureBox, Steel};
 
 /// What a box needs from the host that runs it, while it runs one command.
 pub trait Host {
@@ -33,7 +39,7 @@ pub trait Host {
 
     /// Seals and writes the box's state durably now, before a message that depends on it
     /// leaves the box.
-    fn commit(&mut self, secure_box: &mut SecureBox) -> Result<(), Self::Error>;
+    fn commit(&mut self, secure_box: &mut dyn Seal) -> Result<(), Self::Error>;
 
     /// The meter link to `meter`, if that meter is on this Steel box's production line.
     fn meter_link(&mut self, meter: &MeterId) -> Option<&mut dyn MeterLink>;
@@ -56,7 +62,7 @@ pub struct NoHost;
 impl Host for NoHost {
     type Error = core::convert::Infallible;
 
-    fn commit(&mut self, _: &mut SecureBox) -> Result<(), Self::Error> {
+    fn commit(&mut self, _: &mut dyn Seal) -> Result<(), Self::Error> {
         Ok(())
     }
 
@@ -101,108 +107,123 @@ pub fn dispatch<H: Host>(
     now: Timestamp,
     host: &mut H,
 ) -> Result<Response, Stopped<H::Error>> {
-    b.admit(command.code())?;
-    b.expect_types(command.code().box_types())?;
+    let code = command.code();
+    each_type!(&*b, t => t.admit(code))?;
+    // The command table (protocol §8) already refused a command of another type; the wire
+    // table says which types have it, for a clear refusal before the typed match below.
+    if !code.box_types().contains(&b.box_type()) {
+        return Err(wrong_type(code, b.box_type()).into());
+    }
+    // One arm per command, no wildcard: a command added to the protocol does not compile until
+    // it has an arm here, and each arm reaches only the typed box that has the command.
     Ok(match command {
         Command::SelfTest(items) => {
             // The known answers are run once for the batch: every item gets that verdict, so a
             // long batch costs no more than one.
-            let verdict = b.self_test().map_err(|e| e.to_refusal());
+            let verdict = each_type!(b, t => t.self_test()).map_err(|e| e.to_refusal());
             Response::SelfTest(items.iter().map(|_| verdict.clone().map(|()| Done {})).collect())
         }
         Command::AttestState(items) => {
             Response::AttestState(each(items, |AttestState { nonce }| {
-                Ok(b.attest(nonce, now).into())
+                Ok(each_type!(&*b, t => t.attest(nonce, now)).into())
             }))
         }
-        Command::UpdateTables(items) => {
-            Response::UpdateTables(done(items, |UpdateTables { update }| b.update_tables(update)))
-        }
-        Command::InstallProcess(items) => {
-            Response::InstallProcess(done(items, |InstallProcess { delivery }| {
-                b.install_process(delivery).map(|_| ())
-            }))
-        }
-        Command::InstallCertificate(items) => {
-            Response::InstallCertificate(done(items, |InstallCertificate { certificate }| {
-                b.install_certificate(certificate)
-            }))
-        }
+        Command::UpdateTables(items) => Response::UpdateTables(done(
+            items,
+            |UpdateTables { update }| each_type!(&mut *b, t => t.update_tables(update)),
+        )),
+        Command::InstallCertificate(items) => Response::InstallCertificate(done(
+            items,
+            |InstallCertificate { certificate }| each_type!(&mut *b, t => t.install_certificate(certificate)),
+        )),
+        Command::InstallProcess(items) => match b {
+            SecureBox::Oak(t) => install_processes(t, items),
+            SecureBox::Steel(t) => install_processes(t, items),
+            SecureBox::Brass(t) => install_processes(t, items),
+            SecureBox::Tin(t) => install_processes(t, items),
+            SecureBox::Manufacturing(_) => {
+                return Err(wrong_type(code, BoxType::Manufacturing).into());
+            }
+        },
         Command::InstallKit(items) => {
-            Response::InstallKit(done(items, |InstallKit { kit }| b.install_kit(kit)))
+            let m = manufacturing(b, code)?;
+            Response::InstallKit(done(items, |InstallKit { kit }| m.install_kit(kit)))
         }
         Command::IssueSetId(items) => {
-            let mut m = b.manufacturing()?;
+            let m = equipped(b, code)?;
             Response::IssueSetId(each(items, |IssueSetId { offer, box_type }| {
                 m.issue_set_id(&offer, box_type, now).map(Into::into)
             }))
         }
         Command::Certify(items) => {
-            let mut m = b.manufacturing()?;
+            let m = equipped(b, code)?;
             Response::Certify(each(items, |Certify { keys }| m.certify(keys, now).map(Into::into)))
         }
         Command::CreateDomain(items) => {
-            let mut m = b.manufacturing()?;
+            let m = equipped(b, code)?;
             Response::CreateDomain(each(items, |CreateDomain { domain, kind, subdomains }| {
                 m.create_domain(domain, kind, subdomains, now).map(Into::into)
             }))
         }
         Command::Deliver(items) => {
-            let mut m = b.manufacturing()?;
+            let m = equipped(b, code)?;
             Response::Deliver(each(items, |Deliver { bundle, recipient, subdomains }| {
                 let out = m.deliver(bundle, recipient, subdomains, now)?;
                 Ok(Delivered { delivery: out.delivery.into(), record: out.record.into() })
             }))
         }
         Command::AdoptDomain(items) => {
-            let mut m = b.manufacturing()?;
+            let m = equipped(b, code)?;
             Response::AdoptDomain(done(items, |AdoptDomain { bundle }| {
                 m.adopt_domain(bundle).map(|_| ())
             }))
         }
         Command::IssueKit(items) => {
-            let mut m = b.manufacturing()?;
+            let m = equipped(b, code)?;
             Response::IssueKit(each(items, |IssueKit { recipient }| {
                 m.issue_kit(recipient, now).map(Into::into)
             }))
         }
         Command::SignTables(items) => {
-            let mut m = b.manufacturing()?;
+            let m = equipped(b, code)?;
             Response::SignTables(each(items, |SignTables { recipient, tables }| {
                 m.sign_tables(recipient, tables, now).map(Into::into)
             }))
         }
         Command::SignTranscript(items) => {
-            let mut m = b.manufacturing()?;
+            let m = equipped(b, code)?;
             Response::SignTranscript(each(items, |SignTranscript { transcript }| {
                 m.sign_transcript(transcript, now).map(Into::into)
             }))
         }
         Command::GenerateKey(items) => {
+            let SecureBox::Oak(oak) = b else { return Err(wrong_type(code, b.box_type()).into()) };
             // The Steel papers of a batch for one Steel box are checked once (same bytes, same
             // anchor: the same verdict); every other rule is checked per key.
             let mut memo = PapersMemo::default();
             Response::GenerateKey(each(items, |GenerateKey { mi1 }| {
-                let g = b.generate_key(&mi1, now, &mut memo)?;
+                let g = oak.generate_key(&mi1, now, &mut memo)?;
                 Ok(Generated { mi3: g.mi3.into(), mi4: g.mi4.into() })
             }))
         }
-        Command::InstallKey(items) => Response::InstallKey(install_keys(b, items, now, host)?),
-        Command::Recover(items) => Response::Recover(each(items, |_| {
-            // Interrupted installations replace the last batch's outcomes (the KMC recorded
-            // those before it sent the batch that was interrupted): a KMC that stops before it
-            // records the ABORTED records gets them again from the next RECOVER.
-            let aborted = b.abort_interrupted(now)?;
-            if !aborted.is_empty() {
-                b.last_ended =
-                    aborted.into_iter().map(|a| InstallEnded::Aborted(a.into())).collect();
-                b.changed();
-            }
-            Ok(b.last_ended.clone())
-        })),
+        Command::InstallKey(items) => {
+            let SecureBox::Steel(steel) = b else {
+                return Err(wrong_type(code, b.box_type()).into());
+            };
+            Response::InstallKey(install_keys(steel, items, now, host)?)
+        }
+        Command::Recover(items) => {
+            let SecureBox::Steel(steel) = b else {
+                return Err(wrong_type(code, b.box_type()).into());
+            };
+            Response::Recover(each(items, |_| steel.recover(now)))
+        }
         Command::CheckInstall(items) => {
+            let SecureBox::Brass(brass) = b else {
+                return Err(wrong_type(code, b.box_type()).into());
+            };
             Response::CheckInstall(each(items, |CheckInstall { mi3, mi7 }| {
-                Ok(match b.check_install(mi3, mi7, now)? {
+                Ok(match brass.check_install(mi3, mi7, now)? {
                     CheckOutcome::Installed { mi9, mi10 } => {
                         Checked::Installed(Confirmed { mi9: mi9.into(), mi10: mi10.into() })
                     }
@@ -211,6 +232,39 @@ pub fn dispatch<H: Host>(
             }))
         }
     })
+}
+
+/// The refusal of a command this box's type does not have (3006).
+fn wrong_type(code: CommandCode, actual: BoxType) -> BoxError {
+    BoxError::WrongBoxType {
+        expected: code.box_types().first().map_or("another", |t| t.name()),
+        actual: actual.name(),
+    }
+}
+
+fn install_processes<R: Serving>(b: &mut TypedBox<R>, items: Vec<InstallProcess>) -> Response {
+    Response::InstallProcess(done(items, |InstallProcess { delivery }| b.install_process(delivery)))
+}
+
+/// The manufacturing box `b` is, for a command only that type has.
+fn manufacturing(
+    b: &mut SecureBox,
+    code: CommandCode,
+) -> Result<&mut TypedBox<Manufacturing>, BoxError> {
+    match b {
+        SecureBox::Manufacturing(m) => Ok(m),
+        other => Err(wrong_type(code, other.box_type())),
+    }
+}
+
+/// The manufacturing box `b` is, which must have its kit already.
+fn equipped(
+    b: &mut SecureBox,
+    code: CommandCode,
+) -> Result<&mut TypedBox<Manufacturing>, BoxError> {
+    let m = manufacturing(b, code)?;
+    m.role.held()?;
+    Ok(m)
 }
 
 /// Runs a batch of `R` items on `b` through [`dispatch`]: each item's answer or refusal, typed
@@ -236,12 +290,12 @@ struct Begun {
     mi5: Message<KeyForMeter>,
 }
 
-/// `INSTALL_KEY` for a batch, over the meter link (SPEC §6.1): every meter the orders name greets
+/// `INSTALL_KEY` for a batch, over the meter link (protocol §6.1): every meter the orders name greets
 /// with its transport key; every installation is begun and sealed as in flight by one commit
 /// before any MI5 leaves; each meter answers MI6; each installation ends with MI7, or with a
 /// signed ABORTED if the test tokens differ, the meter refused the key or its answer is invalid.
 fn install_keys<H: Host>(
-    b: &mut SecureBox,
+    b: &mut TypedBox<Steel>,
     items: Vec<InstallKey>,
     now: Timestamp,
     host: &mut H,
@@ -313,14 +367,14 @@ fn install_keys<H: Host>(
     // A batch refused whole changes nothing.
     let ended: Vec<InstallEnded> = out.iter().filter_map(|o| o.as_ref().ok().cloned()).collect();
     if !ended.is_empty() {
-        b.last_ended = ended;
-        b.changed();
+        b.role.last_ended = ended;
+        b.core.changed();
     }
     Ok(out)
 }
 
 fn abort<H: Host>(
-    b: &mut SecureBox,
+    b: &mut TypedBox<Steel>,
     host: &mut H,
     meter: &MeterId,
     domain: &DomainId,
@@ -336,19 +390,4 @@ fn abort<H: Host>(
     b.abort_install(domain, key_id, &logged.message, now)
         .map(|a| InstallEnded::Aborted(a.into()))
         .map_err(|e| e.to_refusal())
-}
-
-impl SecureBox {
-    /// Refuses a command of another box type (SPEC §8: its table should already have refused
-    /// it; this is the type's own line of defence).
-    fn expect_types(&self, types: &[BoxType]) -> Result<(), BoxError> {
-        if types.contains(&self.box_type()) {
-            Ok(())
-        } else {
-            Err(BoxError::WrongBoxType {
-                expected: types.first().map_or("another", |t| t.name()),
-                actual: self.box_type().name(),
-            })
-        }
-    }
 }

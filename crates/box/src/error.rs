@@ -35,6 +35,14 @@ pub enum BoxError {
         /// This box's type.
         actual: &'static str,
     },
+    /// A process of a domain whose kind this box type does not serve (Tin: postal only).
+    #[error("a tin box serves postal domains only, and {domain} is a {} domain", kind.name())]
+    DomainKindNotServed {
+        /// The domain.
+        domain: DomainId,
+        /// Its kind.
+        kind: postkey_wire::DomainKind,
+    },
     /// A box ID certified a second time.
     #[error("box {0} is already certified")]
     AlreadyCertified(BoxId),
@@ -127,6 +135,7 @@ impl BoxError {
             Self::NotForThisBox { .. } => ResponseCode::RECORD_NOT_FOR_THIS_BOX,
             Self::NonceMismatch => ResponseCode::NONCE_MISMATCH,
             Self::WrongBoxType { .. } => ResponseCode::WRONG_BOX_TYPE,
+            Self::DomainKindNotServed { .. } => ResponseCode::DOMAIN_KIND_NOT_SERVED,
             Self::AlreadyCertified(_) => ResponseCode::ALREADY_CERTIFIED,
             Self::UnknownDomain(_) => ResponseCode::UNKNOWN_DOMAIN,
             Self::DomainExists(_) => ResponseCode::DOMAIN_EXISTS,

@@ -11,7 +11,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 /// recipient must not get is empty; the recipient checks that exactly its own fields are set.
 #[derive(Default, Encode, Decode, Zeroize, ZeroizeOnDrop)]
 #[cbor(map)]
-pub(crate) struct KeyImage {
+pub struct KeyImage {
     /// The box type these keys are for (`BoxType::ALL` index), or 255 in a bundle.
     #[n(0)]
     pub(crate) for_type: u8,
@@ -64,7 +64,7 @@ pub(crate) struct Seed(#[cbor(n(0), with = "minicbor::bytes")] pub(crate) [u8; 3
 /// A box's whole state, as sealed at rest.
 #[derive(Encode, Decode, Zeroize, ZeroizeOnDrop)]
 #[cbor(map)]
-pub(crate) struct StateImage {
+pub struct StateImage {
     #[n(0)]
     #[zeroize(skip)]
     pub(crate) box_id: BoxId,
@@ -200,4 +200,16 @@ pub(crate) struct Pending {
     pub(crate) nonce: [u8; 32],
     #[n(1)]
     pub(crate) box_id: BoxId,
+}
+
+impl core::fmt::Debug for KeyImage {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("KeyImage([redacted])")
+    }
+}
+
+impl core::fmt::Debug for StateImage {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("StateImage").field("box_id", &self.box_id).finish_non_exhaustive()
+    }
 }

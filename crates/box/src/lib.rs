@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 mod blank;
+mod brass;
 mod ceremony;
 mod core;
 mod dispatch;
@@ -22,17 +23,28 @@ mod error;
 mod image;
 mod install;
 mod manufacturing;
+mod oak;
 mod process;
 pub mod runtime;
+mod secure_box;
 mod state;
+mod steel;
 pub mod tables;
+mod tin;
 
 pub use blank::{BlankBox, Initialization, Rejected, SharePolicy};
+pub use brass::Brass;
 pub use ceremony::{FirstCeremony, first_manufacturing_box};
-pub use core::{Health, SecureBox};
+pub use core::{Health, Role, TypedBox};
 pub use dispatch::{Host, NoHost, Stopped, call, dispatch};
 pub use error::BoxError;
-pub use install::{DEFAULT_KEY_ID_WINDOW, MAX_IN_FLIGHT};
 pub use manufacturing::{DELEGATED_BLOCK, DeliveryOutput, DomainKeySetPublic, Manufacturing};
-pub use process::{DomainProcess, InFlight, ProcessKeys, SubdomainKeys};
-pub use state::{MAX_SEALED_LEN, SealedState};
+pub use oak::{DEFAULT_KEY_ID_WINDOW, Oak};
+pub use process::{
+    BrassKeys, DomainProcess, OakKeys, ProcessKeys, Processes, Serving, SteelKeys, SubdomainKeys,
+    TinKeys,
+};
+pub use secure_box::SecureBox;
+pub use state::{MAX_SEALED_LEN, Seal, SealedState};
+pub use steel::{InFlight, MAX_IN_FLIGHT, Steel};
+pub use tin::Tin;

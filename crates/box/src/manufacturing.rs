@@ -1,5 +1,5 @@
 //! The manufacturing box: the first ceremony, box initialization (Set-ID, certificates, kits
-//! for new manufacturing boxes), domain creation and deliveries (SPEC §7.2).
+//! for new manufacturing boxes), domain creation and deliveries (protocol §7.2).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -15,9 +15,10 @@ use postkey_wire::{
     TableUpdate, Timestamp, Transcript, Unverified, Verified, codec,
 };
 
+use crate::core::{Role, TypedBox};
 use crate::image::{BUNDLE_TYPE, KeyImage, KitImage, Seed, SubdomainImage};
 use crate::process::delivery_info;
-use crate::{BoxError, SecureBox, tables};
+use crate::{BoxError, tables};
 
 /// How many box numbers of each type a manufacturing box hands to each new manufacturing box.
 pub const DELEGATED_BLOCK: u32 = 1_000_000;
@@ -81,13 +82,46 @@ pub struct DomainKeySetPublic {
     pub authentication: VerifyingKey,
 }
 
-/// A manufacturing box's commands: a typed view of a [`SecureBox`] of type M.
-#[derive(Debug)]
-pub struct Manufacturing<'a> {
-    pub(crate) b: &'a mut SecureBox,
+/// A manufacturing box's role: once it has its kit (the first box makes its own), the Domain Key
+/// Set, the startup keys and its bookkeeping. It runs no domain process.
+#[derive(Default)]
+pub struct Manufacturing {
+    /// `None` while a new manufacturing box waits for its kit.
+    pub(crate) state: Option<Box<ManufacturingState>>,
 }
 
-/// What [`Manufacturing::deliver`] makes.
+impl core::fmt::Debug for Manufacturing {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Manufacturing")
+            .field("equipped", &self.state.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Manufacturing {
+    /// Its state, once it has its kit.
+    pub(crate) fn held(&self) -> Result<&ManufacturingState, BoxError> {
+        self.state.as_deref().ok_or(BoxError::AwaitingKit)
+    }
+
+    pub(crate) fn held_mut(&mut self) -> Result<&mut ManufacturingState, BoxError> {
+        self.state.as_deref_mut().ok_or(BoxError::AwaitingKit)
+    }
+}
+
+impl Role for Manufacturing {
+    const TYPE: BoxType = BoxType::Manufacturing;
+
+    fn domains(&self) -> Vec<DomainId> {
+        self.state.as_ref().map(|m| m.domains.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    fn free_box_ids(&self) -> Vec<IdRange> {
+        self.state.as_ref().map(|m| m.ranges.clone()).unwrap_or_default()
+    }
+}
+
+/// What [`TypedBox::<Manufacturing>::deliver`] makes.
 #[derive(Debug)]
 pub struct DeliveryOutput {
     /// The keys, sealed to the box and signed with its type's startup key.
@@ -96,34 +130,17 @@ pub struct DeliveryOutput {
     pub record: Verified<ProcessRecord>,
 }
 
-impl Manufacturing<'_> {
-    fn state(&self) -> Result<&ManufacturingState, BoxError> {
-        match &self.b.kind {
-            crate::core::Kind::Manufacturing(m) => Ok(m),
-            _ => Err(BoxError::WrongBoxType {
-                expected: "manufacturing",
-                actual: self.b.box_type().name(),
-            }),
-        }
-    }
-
-    fn state_mut(&mut self) -> Result<&mut ManufacturingState, BoxError> {
-        let actual = self.b.box_type().name();
-        match &mut self.b.kind {
-            crate::core::Kind::Manufacturing(m) => Ok(m),
-            _ => Err(BoxError::WrongBoxType { expected: "manufacturing", actual }),
-        }
-    }
-
-    fn startup_key(&self, t: BoxType) -> Result<&SigningKey, BoxError> {
-        self.state()?
+impl TypedBox<Manufacturing> {
+    pub(crate) fn startup_key(&self, t: BoxType) -> Result<&SigningKey, BoxError> {
+        self.role
+            .held()?
             .startup
             .get(type_index(t))
             .ok_or(BoxError::Secret(postkey_secrets::SecretError::Malformed))
     }
 
     fn domain_key_set(&self) -> Result<DomainKeySet, BoxError> {
-        DomainKeySet::derive(&self.state()?.domain_key_set)
+        DomainKeySet::derive(&self.role.held()?.domain_key_set)
     }
 
     /// The Domain Key Set's public keys.
@@ -135,7 +152,7 @@ impl Manufacturing<'_> {
         })
     }
 
-    /// Set-ID (SPEC §7.2 item 3): the next ID of `box_type` from this box's own range, bound to
+    /// Set-ID (protocol §7.2 item 3): the next ID of `box_type` from this box's own range, bound to
     /// the blank box's nonce and signed with the type's startup key.
     pub(crate) fn issue_set_id(
         &mut self,
@@ -143,13 +160,13 @@ impl Manufacturing<'_> {
         box_type: BoxType,
         now: Timestamp,
     ) -> Result<Verified<postkey_wire::SetId>, BoxError> {
-        if offer.body().anchors != self.b.anchors.fingerprint() {
+        if offer.body().anchors != self.core.anchors.fingerprint() {
             return Err(BoxError::Wire(postkey_wire::WireError::InvalidField {
                 field: "blank offer",
                 reason: "the blank box holds other trust anchors",
             }));
         }
-        let state = self.state_mut()?;
+        let state = self.role.held_mut()?;
         let range = state
             .ranges
             .get_mut(type_index(box_type))
@@ -163,12 +180,12 @@ impl Manufacturing<'_> {
         let body = postkey_wire::SetId {
             nonce: offer.body().nonce,
             new_id,
-            issuer: self.b.id,
-            installation: self.b.installation,
+            issuer: self.core.id,
+            installation: self.core.installation,
         };
-        let message = Message::new(self.b.context(DomainId::admin(), now), body);
+        let message = Message::new(self.core.context(DomainId::admin(), now), body);
         let signed = postkey_wire::sign(message, self.startup_key(box_type)?);
-        self.b.changed();
+        self.core.changed();
         Ok(signed)
     }
 
@@ -186,7 +203,7 @@ impl Manufacturing<'_> {
         if identity != postkey_wire::Sender::Box(body.box_id) {
             return Err(BoxError::NonceMismatch);
         }
-        let state = self.state_mut()?;
+        let state = self.role.held_mut()?;
         if state.certified.contains(&body.box_id) {
             return Err(BoxError::AlreadyCertified(body.box_id));
         }
@@ -200,16 +217,16 @@ impl Manufacturing<'_> {
             box_id: body.box_id,
             identity: body.identity,
             confidentiality: body.confidentiality,
-            issuer: self.b.id,
+            issuer: self.core.id,
             issued: now,
         };
-        let message = Message::new(self.b.context(DomainId::admin(), now), cert);
+        let message = Message::new(self.core.context(DomainId::admin(), now), cert);
         let signed = postkey_wire::sign(message, self.startup_key(body.box_id.box_type())?);
-        self.b.changed();
+        self.core.changed();
         Ok(signed)
     }
 
-    /// Creates a security domain in the ADMIN domain: generates every key of SPEC §5 for it and
+    /// Creates a security domain in the ADMIN domain: generates every key of protocol §5 for it and
     /// its sub-domains, and returns its bundle, sealed to and signed with the Domain Key Set.
     pub(crate) fn create_domain(
         &mut self,
@@ -218,7 +235,7 @@ impl Manufacturing<'_> {
         subdomains: Vec<SubdomainId>,
         now: Timestamp,
     ) -> Result<Verified<DomainBundle>, BoxError> {
-        if self.state()?.domains.contains(&domain) {
+        if self.role.held()?.domains.contains(&domain) {
             // Run again after a stop: the same domain asked for the same way gets the bundle
             // this box made, so a bundle made but never archived is not lost.
             return self.created_bundle(&domain, kind, &subdomains);
@@ -243,7 +260,7 @@ impl Manufacturing<'_> {
                 reason: "every domain has at least one sub-domain, each of its own domain",
             }));
         }
-        let rng = &mut self.b.rng;
+        let rng = &mut self.core.rng;
         let oak_auth = SigningKey::generate(rng)?;
         let steel_auth = SigningKey::generate(rng)?;
         let brass_conf = HpkePrivateKey::generate(rng)?;
@@ -281,18 +298,20 @@ impl Manufacturing<'_> {
             &dks.conf.public_key(),
             &DomainKeySet::bundle_info(&domain)?,
             &plain,
-            &mut self.b.rng,
+            &mut self.core.rng,
         )?;
         let body = DomainBundle { domain: domain.clone(), kind, subdomains, public, sealed };
-        let signed =
-            postkey_wire::sign(Message::new(self.b.context(domain.clone(), now), body), &dks.auth);
-        let state = self.state_mut()?;
+        let signed = postkey_wire::sign(
+            Message::new(self.core.context(domain.clone(), now), body),
+            &dks.auth,
+        );
+        let state = self.role.held_mut()?;
         state.domains.insert(domain.clone());
         state.created.insert(domain.clone(), signed.as_bytes().to_vec());
-        if !self.b.tables.domains.contains(&domain) {
-            self.b.tables.domains.push(domain);
+        if !self.core.tables.domains.contains(&domain) {
+            self.core.tables.domains.push(domain);
         }
-        self.b.changed();
+        self.core.changed();
         Ok(signed)
     }
 
@@ -305,7 +324,7 @@ impl Manufacturing<'_> {
         subdomains: &[SubdomainId],
     ) -> Result<Verified<DomainBundle>, BoxError> {
         let exists = || BoxError::DomainExists(domain.clone());
-        let bytes = self.state()?.created.get(domain).ok_or_else(exists)?;
+        let bytes = self.role.held()?.created.get(domain).ok_or_else(exists)?;
         let bundle = self.check_bundle(Unverified::from_bytes(bytes)?)?;
         if bundle.body().kind != kind || bundle.body().subdomains != subdomains {
             return Err(exists());
@@ -322,7 +341,7 @@ impl Manufacturing<'_> {
         Ok(bundle.verify(&dks.auth.verifying_key())?)
     }
 
-    /// Adopts a domain created by another manufacturing box (SPEC §7.2 item 5): its bundle,
+    /// Adopts a domain created by another manufacturing box (protocol §7.2 item 5): its bundle,
     /// checked against the shared Domain Key Set, puts the domain in this box's table.
     pub(crate) fn adopt_domain(
         &mut self,
@@ -332,17 +351,17 @@ impl Manufacturing<'_> {
         let domain = bundle.body().domain.clone();
         // A domain known already is adopted again unchanged: a ceremony run again after a stop
         // copies its domains once more.
-        if !self.state_mut()?.domains.insert(domain.clone()) {
+        if !self.role.held_mut()?.domains.insert(domain.clone()) {
             return Ok(domain);
         }
-        if !self.b.tables.domains.contains(&domain) {
-            self.b.tables.domains.push(domain.clone());
+        if !self.core.tables.domains.contains(&domain) {
+            self.core.tables.domains.push(domain.clone());
         }
-        self.b.changed();
+        self.core.changed();
         Ok(domain)
     }
 
-    /// Makes a domain process in another box (SPEC §7.2 item 4): the keys its type needs of the
+    /// Makes a domain process in another box (protocol §7.2 item 4): the keys its type needs of the
     /// domain's bundle, sealed to the box's certified confidentiality key, signed with the startup
     /// key of its type. A Brass process gets the keys of exactly the sub-domains it serves.
     pub(crate) fn deliver(
@@ -354,12 +373,12 @@ impl Manufacturing<'_> {
     ) -> Result<DeliveryOutput, BoxError> {
         let bundle = self.check_bundle(bundle)?;
         let domain = bundle.body().domain.clone();
-        tables::check_domain(&self.b.tables, &domain)?;
-        if !self.state()?.domains.contains(&domain) {
+        tables::check_domain(&self.core.tables, &domain)?;
+        if !self.role.held()?.domains.contains(&domain) {
             return Err(BoxError::UnknownDomain(domain));
         }
         let target_type = cert.claimed_body().box_id.box_type();
-        let cert = cert.verify(self.b.anchors.for_type(target_type))?;
+        let cert = cert.verify(self.core.anchors.for_type(target_type))?;
         let target = cert.body().box_id;
         if target_type == BoxType::Manufacturing {
             return Err(BoxError::WrongBoxType {
@@ -367,7 +386,13 @@ impl Manufacturing<'_> {
                 actual: "manufacturing",
             });
         }
-        if target_type != BoxType::Brass && !subdomains.is_empty() {
+        // Brass serves sub-domains with their keys; Tin serves postal domains only, and may be
+        // scoped to some of their sub-domains (protocol §6.5); the others serve no sub-domain.
+        let kind = bundle.body().kind;
+        if target_type == BoxType::Tin && kind != DomainKind::Postal {
+            return Err(BoxError::DomainKindNotServed { domain, kind });
+        }
+        if !matches!(target_type, BoxType::Brass | BoxType::Tin) && !subdomains.is_empty() {
             return Err(BoxError::WrongBoxType { expected: "brass", actual: target_type.name() });
         }
         if subdomains.iter().any(|s| !bundle.body().subdomains.contains(s)) {
@@ -409,17 +434,18 @@ impl Manufacturing<'_> {
             &cert.body().confidentiality,
             &delivery_info(domain.as_str(), target)?,
             &plain,
-            &mut self.b.rng,
+            &mut self.core.rng,
         )?;
         let process = ProcessRecord { box_id: target, domain: domain.clone(), subdomains };
         let startup = self.startup_key(target_type)?;
         let record = postkey_wire::sign(
-            Message::new(self.b.context(domain.clone(), now), process.clone()),
+            Message::new(self.core.context(domain.clone(), now), process.clone()),
             startup,
         );
-        let body =
-            Delivery { recipient: target, process, public: bundle.body().public.clone(), sealed };
-        let delivery = postkey_wire::sign(Message::new(self.b.context(domain, now), body), startup);
+        let public = bundle.body().public.clone();
+        let body = Delivery { recipient: target, process, public, sealed, kind };
+        let delivery =
+            postkey_wire::sign(Message::new(self.core.context(domain, now), body), startup);
         Ok(DeliveryOutput { delivery, record })
     }
 
@@ -430,26 +456,26 @@ impl Manufacturing<'_> {
         tables: ConfigTables,
         now: Timestamp,
     ) -> Result<Verified<TableUpdate>, BoxError> {
-        let state = self.state_mut()?;
+        let state = self.role.held_mut()?;
         let sequence = state.table_sequences.get(&recipient).copied().unwrap_or(0) + 1;
         state.table_sequences.insert(recipient, sequence);
         let body = TableUpdate { recipient, sequence, tables };
         let signed = postkey_wire::sign(
-            Message::new(self.b.context(DomainId::admin(), now), body),
+            Message::new(self.core.context(DomainId::admin(), now), body),
             self.startup_key(recipient.box_type())?,
         );
-        self.b.changed();
+        self.core.changed();
         Ok(signed)
     }
 
-    /// Equips a new manufacturing box (SPEC §7.2 item 3): the Domain Key Set and the startup
+    /// Equips a new manufacturing box (protocol §7.2 item 3): the Domain Key Set and the startup
     /// private keys sealed to it, and a block of box numbers of every type from this box's range.
     pub(crate) fn issue_kit(
         &mut self,
         recipient: Unverified<Certificate>,
         now: Timestamp,
     ) -> Result<Verified<Kit>, BoxError> {
-        let cert = recipient.verify(&self.b.anchors.manufacturing)?;
+        let cert = recipient.verify(&self.core.anchors.manufacturing)?;
         let target = cert.body().box_id;
         if target.box_type() != BoxType::Manufacturing {
             return Err(BoxError::WrongBoxType {
@@ -457,7 +483,7 @@ impl Manufacturing<'_> {
                 actual: target.box_type().name(),
             });
         }
-        let state = self.state_mut()?;
+        let state = self.role.held_mut()?;
         // Every range must have a block to give before any is shrunk: a refusal changes nothing.
         if state
             .ranges
@@ -484,14 +510,14 @@ impl Manufacturing<'_> {
             &cert.body().confidentiality,
             &info,
             &plain,
-            &mut self.b.rng,
+            &mut self.core.rng,
         )?;
         let body = Kit { recipient: target, ranges, sealed };
         let signed = postkey_wire::sign(
-            Message::new(self.b.context(DomainId::admin(), now), body),
+            Message::new(self.core.context(DomainId::admin(), now), body),
             self.startup_key(BoxType::Manufacturing)?,
         );
-        self.b.changed();
+        self.core.changed();
         Ok(signed)
     }
 
@@ -502,8 +528,8 @@ impl Manufacturing<'_> {
         now: Timestamp,
     ) -> Result<Verified<Transcript>, BoxError> {
         Ok(postkey_wire::sign(
-            Message::new(self.b.context(DomainId::admin(), now), transcript),
-            &self.b.identity,
+            Message::new(self.core.context(DomainId::admin(), now), transcript),
+            &self.core.identity,
         ))
     }
 
@@ -518,26 +544,18 @@ impl Manufacturing<'_> {
     ) -> Result<Vec<Verified<ShareBody>>, BoxError> {
         let spec = SplitSpec {
             set,
-            owner: self.b.id,
-            issuer: self.b.id,
+            owner: self.core.id,
+            issuer: self.core.id,
             threshold,
             count,
             timestamp: now,
         };
-        let state = match &self.b.kind {
-            crate::core::Kind::Manufacturing(m) => m,
-            _ => {
-                return Err(BoxError::WrongBoxType {
-                    expected: "manufacturing",
-                    actual: self.b.box_type().name(),
-                });
-            }
-        };
+        let state = self.role.held()?;
         Ok(postkey_secrets::shares::split(
             &state.domain_key_set,
             &spec,
-            &self.b.identity,
-            &mut self.b.rng,
+            &self.core.identity,
+            &mut self.core.rng,
         )?)
     }
 }

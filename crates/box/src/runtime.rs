@@ -22,7 +22,7 @@ use postkey_secrets::rng::EntropySource;
 use postkey_secrets::shares::{self, ShareBody};
 use postkey_wire::{BoxId, Certificate, ShareRef, StateVersion, Verified};
 
-use crate::{BoxError, SealedState, SecureBox};
+use crate::{BoxError, Seal, SealedState, SecureBox};
 
 /// A file of a box's store could not be read or written (response code 3602): the host's fault,
 /// never the box's.
@@ -291,7 +291,10 @@ impl BoxStore {
     }
 
     /// Seals `secure_box` and writes its state atomically and durably.
-    pub fn persist(&self, secure_box: &mut SecureBox) -> Result<StateVersion, RuntimeError> {
+    pub fn persist<B: Seal + ?Sized>(
+        &self,
+        secure_box: &mut B,
+    ) -> Result<StateVersion, RuntimeError> {
         let sealed = secure_box.seal()?;
         write_atomic(&self.state_path(sealed.box_id), &sealed.to_bytes(), 0o600)?;
         Ok(sealed.version)
@@ -300,7 +303,10 @@ impl BoxStore {
     /// Writes a new box's first sealed state, only if no state of that ID exists: a box made
     /// again under an ID already in use (a manufacturing box restored to an older state) never
     /// overwrites the box that holds it.
-    pub fn create(&self, secure_box: &mut SecureBox) -> Result<StateVersion, RuntimeError> {
+    pub fn create<B: Seal + ?Sized>(
+        &self,
+        secure_box: &mut B,
+    ) -> Result<StateVersion, RuntimeError> {
         let sealed = secure_box.seal()?;
         create_durable(&self.state_path(sealed.box_id), &sealed.to_bytes(), 0o600)?;
         secure_box.take_dirty();
@@ -310,7 +316,7 @@ impl BoxStore {
     /// Persists `secure_box` if it changed since the last persist: call it after every command
     /// and before its answer leaves. Says whether it wrote; a box whose write failed stays marked
     /// changed.
-    pub fn commit(&self, secure_box: &mut SecureBox) -> Result<bool, RuntimeError> {
+    pub fn commit<B: Seal + ?Sized>(&self, secure_box: &mut B) -> Result<bool, RuntimeError> {
         if !secure_box.is_dirty() {
             return Ok(false);
         }

@@ -1,4 +1,4 @@
-//! The sealed state at rest (SPEC §7.2 items 6–7): the whole box, AES-256-GCM-SIV under a key
+//! The sealed state at rest (protocol §7.2 items 6–7): the whole box, AES-256-GCM-SIV under a key
 //! derived from its operation combination and ID, with the header (box ID, state version) as
 //! associated data. Nothing unsealed is ever written.
 //!
@@ -6,20 +6,18 @@
 //! sealed image. The header is authenticated, so a file renamed to another box, or relabelled
 //! with another version, does not open.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use postkey_secrets::OperationCombination;
 use postkey_secrets::rng::{BoxRng, DrbgState, EntropySource};
 use postkey_secrets::{DomainKeySetSeed, HpkePrivateKey, SigningKey};
-use postkey_wire::command::InstallEnded;
-use postkey_wire::{BoxId, Certificate, Delivery, StateVersion, Unverified, codec};
+use postkey_wire::{BoxId, BoxType, Certificate, StateVersion, Unverified, codec};
 
-use crate::core::{Health, Kind};
-use crate::image::{
-    Blob, CounterImage, EndedImage, InFlightImage, ManufacturingImage, Pending, Seed, StateImage,
-    TableSequence,
-};
-use crate::manufacturing::ManufacturingState;
+use crate::core::sealed::RoleState;
+use crate::core::{Core, Role, TypedBox};
+use crate::image::{Blob, ManufacturingImage, Pending, Seed, StateImage, TableSequence};
+use crate::manufacturing::{Manufacturing, ManufacturingState};
+use crate::secure_box::each_type;
 use crate::{BoxError, SecureBox};
 
 /// Version 2 of the layout's image carries the installation ID.
@@ -69,120 +67,117 @@ impl SealedState {
     }
 }
 
-impl SecureBox {
+/// A box whose state can be sealed: a [`SecureBox`], or one of its typed boxes while it runs a
+/// command (the host commits it before an answer that depends on the change leaves).
+pub trait Seal {
     /// Seals the whole state under the current version.
-    pub fn seal(&mut self) -> Result<SealedState, BoxError> {
+    fn seal(&mut self) -> Result<SealedState, BoxError>;
+
+    /// Whether the state changed since it was last persisted.
+    fn is_dirty(&self) -> bool;
+
+    /// Whether the state changed since the last call: the runtime then persists it before the
+    /// answer leaves the box.
+    fn take_dirty(&mut self) -> bool;
+}
+
+impl<R: Role> Seal for TypedBox<R> {
+    fn seal(&mut self) -> Result<SealedState, BoxError> {
         let image = self.image();
         let plain = codec::to_secret_bytes(&image, 256 * 1024);
         drop(image);
-        let key = self.combination.state_sealing_key(&self.id.to_string());
-        let sealed = key.seal(&header(self.id, self.version), &plain, &mut self.rng)?;
-        Ok(SealedState { box_id: self.id, version: self.version, sealed })
+        let core = &mut self.core;
+        let key = core.combination.state_sealing_key(&core.id.to_string());
+        let sealed = key.seal(&header(core.id, core.version), &plain, &mut core.rng)?;
+        Ok(SealedState { box_id: core.id, version: core.version, sealed })
     }
 
+    fn is_dirty(&self) -> bool {
+        self.core.dirty
+    }
+
+    fn take_dirty(&mut self) -> bool {
+        std::mem::take(&mut self.core.dirty)
+    }
+}
+
+impl Seal for SecureBox {
+    fn seal(&mut self) -> Result<SealedState, BoxError> {
+        each_type!(self, b => b.seal())
+    }
+
+    fn is_dirty(&self) -> bool {
+        SecureBox::is_dirty(self)
+    }
+
+    fn take_dirty(&mut self) -> bool {
+        SecureBox::take_dirty(self)
+    }
+}
+
+impl<R: Role> TypedBox<R> {
     fn image(&self) -> StateImage {
-        let manufacturing = match &self.kind {
-            Kind::Manufacturing(m) => Some(ManufacturingImage {
-                domain_key_set: *m.domain_key_set.expose_secret(),
-                startup: m.startup.iter().map(|k| Seed(*k.expose_secret())).collect(),
-                ranges: m.ranges.clone(),
-                certified: m.certified.iter().copied().collect(),
-                pending: m
-                    .pending
-                    .iter()
-                    .map(|(n, id)| Pending { nonce: *n, box_id: *id })
-                    .collect(),
-                table_sequences: m
-                    .table_sequences
-                    .iter()
-                    .map(|(b, s)| TableSequence { box_id: *b, sequence: *s })
-                    .collect(),
-                domains: m.domains.iter().cloned().collect(),
-                created: m.created.values().map(|b| Blob(b.clone())).collect(),
-            }),
-            _ => None,
-        };
-        StateImage {
-            box_id: self.id,
-            version: self.version.0,
-            anchors: self.anchors.clone(),
-            identity: *self.identity.expose_secret(),
-            confidentiality: *self.confidentiality.expose_secret(),
-            certificate: self
+        let core = &self.core;
+        let mut image = StateImage {
+            box_id: core.id,
+            version: core.version.0,
+            anchors: core.anchors.clone(),
+            identity: *core.identity.expose_secret(),
+            confidentiality: *core.confidentiality.expose_secret(),
+            certificate: core
                 .certificate
                 .as_ref()
                 .map(|c| c.as_bytes().to_vec())
                 .unwrap_or_default(),
-            tables: self.tables.clone(),
-            table_sequence: self.table_sequence,
-            drbg: self.rng.state().to_bytes().to_vec(),
-            deliveries: self
-                .processes
-                .values()
-                .map(|p| Blob(p.delivery.as_bytes().to_vec()))
-                .collect(),
-            manufacturing,
-            awaiting_kit: matches!(self.kind, Kind::AwaitingKit),
-            installation: self.installation,
-            last_ended: self
-                .last_ended
-                .iter()
-                .map(|e| match e {
-                    InstallEnded::Installed(mi7) => {
-                        EndedImage { installed: true, envelope: mi7.as_bytes().to_vec() }
-                    }
-                    InstallEnded::Aborted(a) => {
-                        EndedImage { installed: false, envelope: a.as_bytes().to_vec() }
-                    }
-                })
-                .collect(),
-            counters: self
-                .processes
-                .values()
-                .map(|p| CounterImage {
-                    last_key_id: p.last_key_id,
-                    in_flight: p
-                        .in_flight
-                        .values()
-                        .map(|f| InFlightImage {
-                            key_id: f.key_id,
-                            meter_id: f.meter_id.clone(),
-                            oak: f.oak,
-                        })
-                        .collect(),
-                })
-                .collect(),
-        }
+            tables: core.tables.clone(),
+            table_sequence: core.table_sequence,
+            drbg: core.rng.state().to_bytes().to_vec(),
+            deliveries: Vec::new(),
+            manufacturing: None,
+            awaiting_kit: false,
+            installation: core.installation,
+            last_ended: Vec::new(),
+            counters: Vec::new(),
+        };
+        self.role.write_image(&mut image);
+        image
     }
 
-    /// Opens a sealed state with the operation combination recombined from its shares, resumes
-    /// the generator (reseeded from `os`, `enable_context` unique to this enabling), and rebuilds
-    /// every process from its delivery. Fails without detail if anything was altered.
-    pub fn unseal(
-        sealed: &SealedState,
-        combination: OperationCombination,
-        os: impl EntropySource + Send + 'static,
-        enable_context: &[u8],
-    ) -> Result<SecureBox, BoxError> {
-        let key = combination.state_sealing_key(&sealed.box_id.to_string());
-        let plain = key.open(&header(sealed.box_id, sealed.version), &sealed.sealed)?;
-        let image: StateImage = codec::from_bytes(plain.expose_secret(), MAX_SEALED_LEN)?;
-        drop(plain);
+    fn from_image(core: Core, image: &StateImage) -> Result<Self, BoxError> {
+        let role = R::read_image(&core, image)?;
+        Ok(Self { core, role })
+    }
+}
+
+impl RoleState for Manufacturing {
+    fn write_image(&self, image: &mut StateImage) {
+        let Some(m) = &self.state else {
+            image.awaiting_kit = true;
+            return;
+        };
+        image.manufacturing = Some(ManufacturingImage {
+            domain_key_set: *m.domain_key_set.expose_secret(),
+            startup: m.startup.iter().map(|k| Seed(*k.expose_secret())).collect(),
+            ranges: m.ranges.clone(),
+            certified: m.certified.iter().copied().collect(),
+            pending: m.pending.iter().map(|(n, id)| Pending { nonce: *n, box_id: *id }).collect(),
+            table_sequences: m
+                .table_sequences
+                .iter()
+                .map(|(b, s)| TableSequence { box_id: *b, sequence: *s })
+                .collect(),
+            domains: m.domains.iter().cloned().collect(),
+            created: m.created.values().map(|b| Blob(b.clone())).collect(),
+        });
+    }
+
+    fn read_image(_: &Core, image: &StateImage) -> Result<Self, BoxError> {
         let corrupt = || BoxError::Secret(postkey_secrets::SecretError::SealedStateInvalid);
-        if image.box_id != sealed.box_id || image.version != sealed.version.0 {
+        if !image.deliveries.is_empty() || !image.last_ended.is_empty() {
             return Err(corrupt());
         }
-        let rng = BoxRng::restore(DrbgState::from_bytes(&image.drbg)?, os, enable_context)?;
-        let certificate = if image.certificate.is_empty() {
-            None
-        } else {
-            Some(
-                Unverified::<Certificate>::from_bytes(&image.certificate)?
-                    .verify(image.anchors.for_type(image.box_id.box_type()))?,
-            )
-        };
-        let kind = match &image.manufacturing {
-            Some(m) => Kind::Manufacturing(Box::new(ManufacturingState {
+        let state = match (&image.manufacturing, image.awaiting_kit) {
+            (Some(m), false) => Some(Box::new(ManufacturingState {
                 domain_key_set: DomainKeySetSeed::from_bytes(m.domain_key_set),
                 startup: m.startup.iter().map(|s| SigningKey::from_bytes(s.0)).collect(),
                 ranges: m.ranges.clone(),
@@ -202,59 +197,69 @@ impl SecureBox {
                     })
                     .collect::<Result<_, BoxError>>()?,
             })),
-            None if image.awaiting_kit => Kind::AwaitingKit,
-            None => Kind::Other,
+            (None, true) => None,
+            _ => return Err(corrupt()),
         };
-        let mut secure_box = SecureBox {
-            id: image.box_id,
-            installation: image.installation,
-            anchors: image.anchors.clone(),
-            identity: SigningKey::from_bytes(image.identity),
-            confidentiality: HpkePrivateKey::from_bytes(image.confidentiality),
-            combination,
-            certificate,
-            tables: image.tables.clone(),
-            table_sequence: image.table_sequence,
-            version: StateVersion(image.version),
-            rng,
-            processes: BTreeMap::new(),
-            kind,
-            health: Health::Operational,
-            dirty: false,
-            pending_install: BTreeMap::new(),
-            last_ended: image
-                .last_ended
-                .iter()
-                .map(|e| {
-                    Ok(if e.installed {
-                        InstallEnded::Installed(Unverified::from_bytes(&e.envelope)?)
-                    } else {
-                        InstallEnded::Aborted(Unverified::from_bytes(&e.envelope)?)
-                    })
-                })
-                .collect::<Result<_, postkey_wire::WireError>>()
-                .map_err(|_| corrupt())?,
-        };
-        if image.counters.len() != image.deliveries.len() {
+        Ok(Self { state })
+    }
+}
+
+impl SecureBox {
+    /// Seals the whole state under the current version.
+    pub fn seal(&mut self) -> Result<SealedState, BoxError> {
+        Seal::seal(self)
+    }
+
+    /// Opens a sealed state with the operation combination recombined from its shares, resumes
+    /// the generator (reseeded from `os`, `enable_context` unique to this enabling), and rebuilds
+    /// the box of its type, every process from its delivery. Fails without detail if anything
+    /// was altered.
+    pub fn unseal(
+        sealed: &SealedState,
+        combination: OperationCombination,
+        os: impl EntropySource + Send + 'static,
+        enable_context: &[u8],
+    ) -> Result<SecureBox, BoxError> {
+        let key = combination.state_sealing_key(&sealed.box_id.to_string());
+        let plain = key.open(&header(sealed.box_id, sealed.version), &sealed.sealed)?;
+        let image: StateImage = codec::from_bytes(plain.expose_secret(), MAX_SEALED_LEN)?;
+        drop(plain);
+        let corrupt = || BoxError::Secret(postkey_secrets::SecretError::SealedStateInvalid);
+        if image.box_id != sealed.box_id || image.version != sealed.version.0 {
             return Err(corrupt());
         }
-        for (blob, counter) in image.deliveries.iter().zip(&image.counters) {
-            let delivery = Unverified::<Delivery>::from_bytes(&blob.0)?
-                .verify(secure_box.anchors.for_type(secure_box.box_type()))?;
-            let mut process = secure_box.open_delivery(delivery)?;
-            process.last_key_id = counter.last_key_id;
-            for f in &counter.in_flight {
-                let flight = crate::process::InFlight {
-                    key_id: f.key_id,
-                    meter_id: f.meter_id.clone(),
-                    oak: f.oak,
-                };
-                if process.in_flight.insert(f.key_id, flight).is_some() {
-                    return Err(corrupt());
-                }
-            }
-            secure_box.processes.insert(process.record().domain.clone(), process);
+        let rng = BoxRng::restore(DrbgState::from_bytes(&image.drbg)?, os, enable_context)?;
+        let mut core = Core::new(
+            image.box_id,
+            image.installation,
+            image.anchors.clone(),
+            (
+                SigningKey::from_bytes(image.identity),
+                HpkePrivateKey::from_bytes(image.confidentiality),
+                combination,
+            ),
+            rng,
+        );
+        core.version = StateVersion(image.version);
+        core.tables = image.tables.clone();
+        core.table_sequence = image.table_sequence;
+        if !image.certificate.is_empty() {
+            core.certificate = Some(
+                Unverified::<Certificate>::from_bytes(&image.certificate)?
+                    .verify(core.own_anchor())?,
+            );
         }
-        Ok(secure_box)
+        let typed = image.box_id.box_type();
+        if typed != BoxType::Manufacturing && (image.manufacturing.is_some() || image.awaiting_kit)
+        {
+            return Err(corrupt());
+        }
+        Ok(match typed {
+            BoxType::Manufacturing => SecureBox::Manufacturing(TypedBox::from_image(core, &image)?),
+            BoxType::Oak => SecureBox::Oak(TypedBox::from_image(core, &image)?),
+            BoxType::Steel => SecureBox::Steel(TypedBox::from_image(core, &image)?),
+            BoxType::Brass => SecureBox::Brass(TypedBox::from_image(core, &image)?),
+            BoxType::Tin => SecureBox::Tin(TypedBox::from_image(core, &image)?),
+        })
     }
 }

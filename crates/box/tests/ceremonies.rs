@@ -6,9 +6,7 @@
 mod common;
 
 use common::{batch, cert, cmd, first, manufacture, now, parse, rng, sub, usps};
-use postkey_box::{
-    BlankBox, BoxError, Health, NoHost, ProcessKeys, SecureBox, SharePolicy, Stopped,
-};
+use postkey_box::{BlankBox, BoxError, Health, NoHost, SecureBox, SharePolicy, Stopped};
 use postkey_crypto::Signer as _;
 use postkey_secrets::SigningKey;
 use postkey_wire::command::{
@@ -211,26 +209,30 @@ fn domains_and_deliveries_give_each_type_only_its_keys() {
 
     let d = deliver(m, &bundle, &oak, vec![]).unwrap();
     cmd(&mut oak, InstallProcess { delivery: d.delivery }).unwrap();
-    assert!(matches!(oak.process(&usps_id).unwrap().keys(), ProcessKeys::Oak { .. }));
+    let SecureBox::Oak(typed) = &oak else { panic!("{oak:?}") };
+    assert!(typed.process(&usps_id).is_some());
     let d = deliver(m, &ve, &brass, vec![sub("VE/DE")]).unwrap();
     cmd(&mut brass, InstallProcess { delivery: d.delivery }).unwrap();
-    match brass.process(&ve_id).unwrap().keys() {
-        ProcessKeys::Brass { subdomains, audit, .. } => {
-            assert_eq!(subdomains.keys().collect::<Vec<_>>(), vec![&sub("VE/DE")]);
-            assert!(audit.is_none());
-        }
-        other => panic!("{other:?}"),
-    }
+    let SecureBox::Brass(typed) = &brass else { panic!("{brass:?}") };
+    let keys = typed.process(&ve_id).unwrap().keys();
+    assert_eq!(keys.subdomains.keys().collect::<Vec<_>>(), vec![&sub("VE/DE")]);
+    assert!(keys.audit.is_none());
     // The ADMIN audit key goes to Brass boxes.
     let d = deliver(m, &admin, &brass, vec![]).unwrap();
     cmd(&mut brass, InstallProcess { delivery: d.delivery }).unwrap();
-    match brass.process(&DomainId::admin()).unwrap().keys() {
-        ProcessKeys::Brass { audit, .. } => assert!(audit.is_some()),
-        other => panic!("{other:?}"),
-    }
-    let d = deliver(m, &bundle, &tin, vec![]).unwrap();
+    let SecureBox::Brass(typed) = &brass else { panic!("{brass:?}") };
+    assert!(typed.process(&DomainId::admin()).unwrap().keys().audit.is_some());
+    // Tin serves postal domains only, and may be scoped to some of their sub-domains.
+    let d = deliver(m, &bundle, &tin, vec![sub("USPS/US")]).unwrap();
     cmd(&mut tin, InstallProcess { delivery: d.delivery }).unwrap();
-    assert!(matches!(tin.process(&usps_id).unwrap().keys(), ProcessKeys::Tin));
+    let SecureBox::Tin(typed) = &tin else { panic!("{tin:?}") };
+    assert_eq!(typed.process(&usps_id).unwrap().subdomains(), [sub("USPS/US")]);
+    let v = m.version();
+    for (bundle, kind) in [(&ve, "vendor"), (&admin, "admin")] {
+        let refused = deliver(m, bundle, &tin, vec![]).unwrap_err();
+        assert_eq!(refused, ResponseCode::DOMAIN_KIND_NOT_SERVED, "{kind}");
+    }
+    assert_eq!(m.version(), v);
     // A sub-domain listed twice is refused, at creation and at delivery, and changes nothing.
     let v = m.version();
     let twice = cmd(
@@ -422,7 +424,7 @@ fn a_record_type_removed_from_the_record_table_is_refused() {
         ResponseCode::RECORD_NOT_IN_TABLE
     );
     assert_eq!(steel.version(), v);
-    assert!(steel.process(&DomainId::parse("USPS").unwrap()).is_none());
+    assert!(steel.process_record(&DomainId::parse("USPS").unwrap()).is_none());
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::rc::Rc;
 
 use common::{batch, cert, cmd, cmd_with, first, manufacture, now, parse, rng, sub, usps};
 use postkey_box::runtime::BoxStore;
-use postkey_box::{Host, MAX_IN_FLIGHT, ProcessKeys, SecureBox, Stopped};
+use postkey_box::{Brass, Host, MAX_IN_FLIGHT, Oak, Seal, SecureBox, Steel, Stopped, TypedBox};
 use postkey_meter::{Meter, SimulatedMeter};
 use postkey_wire::command::{
     CheckInstall, Checked, Confirmed, Deliver, GenerateKey, Generated, InstallEnded, InstallKey,
@@ -108,7 +108,7 @@ impl Line {
 
     /// The USPS domain's public keys.
     fn public(&self) -> postkey_wire::DomainPublicKeys {
-        self.oak.process(&usps_id()).unwrap().public().clone()
+        self.oak.domain_public(&usps_id()).unwrap().clone()
     }
 }
 
@@ -157,7 +157,7 @@ impl Floor {
 impl Host for Floor {
     type Error = String;
 
-    fn commit(&mut self, b: &mut SecureBox) -> Result<(), String> {
+    fn commit(&mut self, b: &mut dyn Seal) -> Result<(), String> {
         self.commits.set(self.commits.get() + 1);
         if self.fail_commit {
             return Err("the disk is full".into());
@@ -271,7 +271,7 @@ fn a_key_goes_from_oak_through_steel_into_the_meter_and_brass_confirms_it() {
     let installed = &meter.keys()[&usps_id()];
     assert_eq!(installed.key_id, KeyId::new(1).unwrap());
     assert_eq!(installed.master_key().test_tokens(), mi7.body().test_tokens);
-    assert!(l.steel.process(&usps_id()).unwrap().in_flight().next().is_none());
+    assert!(steel(&l.steel).in_flight().next().is_none());
 }
 
 #[test]
@@ -292,7 +292,7 @@ fn oak_refuses_replayed_and_far_key_ids_and_uncertified_steel_boxes() {
     let brass_cert = mi1(&l.brass, l.steel_record.as_bytes(), 6);
     assert_eq!(cmd(&mut l.oak, brass_cert).unwrap_err(), ResponseCode::BAD_SIGNATURE);
     assert_eq!(l.oak.version(), v, "refusals change nothing");
-    assert_eq!(l.oak.process(&usps_id()).unwrap().last_key_id(), 5);
+    assert_eq!(oak(&l.oak).process(&usps_id()).unwrap().last_key_id(), 5);
     // Only an Oak box generates keys: GENERATE_KEY is outside a Brass box's table, and a Brass
     // box whose table is widened to list it still refuses it for its type.
     let brass_v = l.brass.version();
@@ -478,7 +478,7 @@ fn a_meter_answering_wrong_test_tokens_gets_aborted_never_installed() {
     assert_eq!(aborted.header().key_id, Some(KeyId::new(1).unwrap()));
     assert_eq!(aborted.header().meter_id.as_ref(), Some(&meter_id(4)));
     assert!(aborted.body().reason.contains("test tokens"), "{}", aborted.body().reason);
-    assert!(l.steel.process(&usps_id()).unwrap().in_flight().next().is_none());
+    assert!(steel(&l.steel).in_flight().next().is_none());
 }
 
 #[test]
@@ -503,7 +503,7 @@ fn a_meter_that_refuses_mi5_gets_a_signed_aborted_not_a_refusal() {
     assert_eq!(floor.logged.len(), 1);
     assert_eq!(floor.logged[0].code, ResponseCode::RECORD_MISMATCH);
     assert!(floor.logged[0].message.contains(&meter_id(12).to_string()));
-    assert!(l.steel.process(&usps_id()).unwrap().in_flight().next().is_none());
+    assert!(steel(&l.steel).in_flight().next().is_none());
     assert_eq!(m.meter().keys()[&usps_id()].key_id, KeyId::new(1).unwrap());
 }
 
@@ -517,12 +517,12 @@ fn brass_finds_an_archive_copy_that_differs_from_the_installed_key() {
     let InstallEnded::Installed(mi7) = ended else { panic!("{ended:?}") };
     // A faulty Oak: the MI3 it archived holds another key than the one it sent to Steel.
     let other = postkey_secrets::MasterKey::from_bytes([9; 32]);
-    let brass_conf = l.brass.process(&usps_id()).unwrap().public().brass_conf;
+    let brass_conf = l.brass.domain_public(&usps_id()).unwrap().brass_conf;
     let info =
         postkey_crypto::HpkeInfo::new(postkey_crypto::HpkeRecordType::Mi3, "USPS", 1, "BRASS:USPS")
             .unwrap();
     let sealed = other.seal_to(&brass_conf, &info, &mut rng(300)).unwrap();
-    let ProcessKeys::Oak { oak_auth } = l.oak.process(&usps_id()).unwrap().keys() else { panic!() };
+    let oak_auth = oak(&l.oak).process(&usps_id()).unwrap().keys().signing_key();
     let claimed = g.mi3.claimed_body();
     let body = NewKeyRecord { oak: claimed.oak, steel: claimed.steel, sealed };
     let faulty = postkey_wire::sign(Message::new(context(g.mi3.header()), body), oak_auth);
@@ -544,7 +544,7 @@ fn an_mi3_moved_to_another_key_id_does_not_open_at_brass() {
     let InstallEnded::Installed(mi7) = ended else { panic!("{ended:?}") };
     // Key 1's sealed K, re-signed by the (compromised) Oak key under key ID 2: the HPKE info
     // binds the key ID, so it does not open.
-    let ProcessKeys::Oak { oak_auth } = l.oak.process(&usps_id()).unwrap().keys() else { panic!() };
+    let oak_auth = oak(&l.oak).process(&usps_id()).unwrap().keys().signing_key();
     let claimed = g1.mi3.claimed_body();
     let body =
         NewKeyRecord { oak: claimed.oak, steel: claimed.steel, sealed: claimed.sealed.clone() };
@@ -613,7 +613,7 @@ fn stop_steel(l: &mut Line, seed: u64) {
 }
 
 fn in_flight(b: &SecureBox) -> Vec<u64> {
-    b.process(&usps_id()).unwrap().in_flight().map(|f| f.key_id.get()).collect()
+    steel(b).in_flight().map(|f| f.key_id.get()).collect()
 }
 
 /// Key 1 installed into meter 8 by the line's Steel box, whose host writes its state to a store
@@ -710,7 +710,7 @@ fn a_batch_of_mi1_is_answered_key_by_key_and_a_refused_one_changes_nothing_of_th
             Some(ResponseCode::KEY_ID_BEYOND_WINDOW),
         ]
     );
-    assert_eq!(l.oak.process(&usps_id()).unwrap().last_key_id(), 3);
+    assert_eq!(oak(&l.oak).process(&usps_id()).unwrap().last_key_id(), 3);
     let ids: Vec<u64> =
         answers.iter().flatten().map(|g| g.mi3.header().key_id.unwrap().get()).collect();
     assert_eq!(ids, vec![1, 2, 3]);
@@ -904,4 +904,20 @@ fn an_mi6_counts_only_once_the_meters_of_the_batch_kept_their_keys() {
     assert_eq!(floor.logged.len(), 2);
     assert!(floor.logged.iter().all(|r| r.code == ResponseCode::STORAGE_FAILED));
     assert!(in_flight(&l.steel).is_empty());
+}
+
+fn oak(b: &SecureBox) -> &TypedBox<Oak> {
+    let SecureBox::Oak(oak) = b else { panic!("not an Oak box: {b:?}") };
+    oak
+}
+
+fn steel(b: &SecureBox) -> &TypedBox<Steel> {
+    let SecureBox::Steel(steel) = b else { panic!("not a Steel box: {b:?}") };
+    steel
+}
+
+#[allow(dead_code)]
+fn brass(b: &SecureBox) -> &TypedBox<Brass> {
+    let SecureBox::Brass(brass) = b else { panic!("not a Brass box: {b:?}") };
+    brass
 }

@@ -11,7 +11,7 @@ use postkey_secrets::rng::testing::SeededSource;
 use postkey_secrets::shares::ShareError;
 use postkey_secrets::{OperationCombination, SecretError};
 use postkey_wire::command::{AttestState, Deliver, InstallCertificate, InstallProcess};
-use postkey_wire::{BoxId, BoxType, Nonce, ResponseCode};
+use postkey_wire::{BoxId, BoxType, DomainId, Nonce, ResponseCode};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
@@ -55,7 +55,7 @@ fn a_box_is_enabled_from_its_shares_and_keeps_its_processes() {
     let w = world();
     let enabled = w.store.enable(&w.oak_cert, &w.oak_shares, os(1), b"enable 1").unwrap();
     assert_eq!(enabled.secure_box.id(), w.oak_id);
-    assert_eq!(enabled.secure_box.domains().map(|d| d.as_str()).collect::<Vec<_>>(), vec!["USPS"]);
+    assert_eq!(enabled.secure_box.domains(), vec![DomainId::parse("USPS").unwrap()]);
     assert_eq!(enabled.presented.len(), 2);
     assert_eq!(w.store.list().unwrap(), vec![w.oak_id]);
 }

@@ -19,7 +19,7 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 use postkey_box::runtime::Enabled;
-use postkey_box::{Host, SecureBox, Stopped};
+use postkey_box::{Host, Seal, SecureBox, Stopped};
 use postkey_secrets::rng::OsEntropy;
 use postkey_wire::command::{
     Answered, AttestState, BoxRequest, Command, Outcome, answers_of, peek_code, reply_from_bytes,
@@ -104,7 +104,7 @@ struct BoxHost<'a> {
 impl Host for BoxHost<'_> {
     type Error = HostError;
 
-    fn commit(&mut self, secure_box: &mut SecureBox) -> Result<(), HostError> {
+    fn commit(&mut self, secure_box: &mut dyn Seal) -> Result<(), HostError> {
         self.session.persist(secure_box)
     }
 
@@ -398,7 +398,7 @@ impl Session {
     }
 
     /// Seals `b` if it changed and writes it durably.
-    fn persist(&self, b: &mut SecureBox) -> Result<(), HostError> {
+    fn persist<B: Seal + ?Sized>(&self, b: &mut B) -> Result<(), HostError> {
         postkey_archive::metrics::durable(|| self.home.store().commit(b))?;
         Ok(())
     }

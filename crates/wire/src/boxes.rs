@@ -317,11 +317,15 @@ pub struct Delivery {
     /// The private keys, sealed (HPKE `DELIVERY` to the recipient).
     #[n(3)]
     pub sealed: HpkeCiphertext,
+    /// The domain's kind, from its bundle: a Tin box takes processes of postal domains only.
+    #[n(4)]
+    pub kind: DomainKind,
 }
 
 impl Body for Delivery {
     const RECORD_TYPE: RecordType = RecordType::DELIVERY;
-    const VERSION: u16 = 1;
+    /// Version 2 carries the domain's kind.
+    const VERSION: u16 = 2;
     const MAX_LEN: usize = 32 * 1024;
 }
 

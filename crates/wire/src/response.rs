@@ -105,6 +105,9 @@ codes! {
     INSTALL_IN_FLIGHT = 3015, State, "an interrupted installation awaits RECOVER in this box";
     /// 3xxx processing: a Steel box holds as many installations in flight as it may.
     TOO_MANY_IN_FLIGHT = 3016, Resource, "too many installations in flight in this box";
+    /// 3xxx processing: a process of a domain whose kind this box type does not serve (a Tin box
+    /// serves postal domains only).
+    DOMAIN_KIND_NOT_SERVED = 3017, Caller, "this box type serves no domain of that kind (Tin: postal domains only)";
     /// 3xxx processing: no box of that ID in this deployment.
     UNKNOWN_BOX = 3020, Caller, "no such box";
     /// 3xxx processing: no meter of that ID.

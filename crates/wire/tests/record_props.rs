@@ -185,8 +185,14 @@ fn process_record() -> impl Strategy<Value = ProcessRecord> {
 }
 
 fn delivery() -> impl Strategy<Value = Delivery> {
-    (box_id(), process_record(), domain_public_keys(), hpke_ciphertext()).prop_map(
-        |(recipient, process, public, sealed)| Delivery { recipient, process, public, sealed },
+    (box_id(), process_record(), domain_public_keys(), hpke_ciphertext(), domain_kind()).prop_map(
+        |(recipient, process, public, sealed, kind)| Delivery {
+            recipient,
+            process,
+            public,
+            sealed,
+            kind,
+        },
     )
 }
 

@@ -409,6 +409,7 @@ fn delivery_of(v: &Value) -> Delivery {
         process: process_of(&v["process"]),
         public: public_keys_of(&v["public"]),
         sealed: sealed_of(&v["sealed"]),
+        kind: domain_kind_of(&v["kind"]),
     }
 }
 
