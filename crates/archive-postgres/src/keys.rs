@@ -238,7 +238,7 @@ pub(crate) async fn transitions(
     tx: &Transaction<'_>,
     ts: &[Transition],
 ) -> Result<Vec<KeyRecord>, StoreError> {
-    // Refuse what SPEC §6.4 forbids before locking anything.
+    // Refuse what protocol §6.4 forbids before locking anything.
     for (i, t) in ts.iter().enumerate() {
         t.check().map_err(|e| in_batch(i, ts.len(), e))?;
     }

@@ -224,7 +224,7 @@ fn transition_one(
     chains: &mut Chains,
     t: &Transition,
 ) -> Result<KeyRecord, StoreError> {
-    // Refuse what SPEC §6.4 forbids before reading anything.
+    // Refuse what protocol §6.4 forbids before reading anything.
     t.check()?;
     let current = read_key(tx, &t.domain, t.key_id)?.ok_or_else(|| no_key(&t.domain, t.key_id))?;
     let (next, entry) = current.apply_transition(t)?;

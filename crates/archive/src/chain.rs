@@ -1,4 +1,4 @@
-//! The hash chains of the audit trail (SPEC §6.6, §11): one per domain for its keys' history, and
+//! The hash chains of the audit trail (protocol §6.6, §11): one per domain for its keys' history, and
 //! the `ADMIN` chain for box, ceremony and domain events.
 //!
 //! Each event stores its predecessor's hash and its own ([`event_hash`] gives the encoding). A
@@ -6,7 +6,7 @@
 //! chain are serial and the chain never forks. [`ChainVerifier`] recomputes a chain from its
 //! events and checks it against the head: an altered, removed or reordered event breaks it.
 //! (Removing the newest events and rewinding the head to match is found only against a signed
-//! checkpoint of the head, which a Brass box makes; see SPEC §6.6.)
+//! checkpoint of the head, which a Brass box makes; see protocol §6.6.)
 
 use core::fmt;
 

@@ -98,7 +98,7 @@ pub enum StoreError {
     /// The thing exists already; IDs are never reused.
     #[error("{0} already exists")]
     Duplicate(Subject),
-    /// SPEC §6.4 does not allow this status change.
+    /// protocol §6.4 does not allow this status change.
     #[error("key status transition {from} -> {to} is not allowed")]
     TransitionNotAllowed {
         /// The status the caller expected the key in.
@@ -118,7 +118,7 @@ pub enum StoreError {
         /// The status found.
         actual: KeyStatus,
     },
-    /// A time earlier than one already recorded for the key (SPEC §6.6).
+    /// A time earlier than one already recorded for the key (protocol §6.6).
     #[error(
         "time went backwards for key {domain}/{key_id}: {field} is earlier than a time already recorded"
     )]
@@ -146,7 +146,7 @@ pub enum StoreError {
         /// The ID.
         key_id: KeyId,
     },
-    /// A box offered a state version below the highest the archive recorded (SPEC §7.2 item 7).
+    /// A box offered a state version below the highest the archive recorded (protocol §7.2 item 7).
     #[error("state version of box {box_id} went backwards: {offered} < {recorded}")]
     StateVersionWentBackwards {
         /// The box.
@@ -168,7 +168,7 @@ pub enum StoreError {
         /// The field.
         field: &'static str,
     },
-    /// A value of another security domain (SPEC §1 item 4), or of the wrong box type.
+    /// A value of another security domain (protocol §1 item 4), or of the wrong box type.
     #[error("{0}")]
     Mismatch(&'static str),
     /// The meter is already bound to another key or ISN, or the value breaks another rule.

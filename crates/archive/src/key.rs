@@ -1,4 +1,4 @@
-//! Master key records, their six times (SPEC §6.6), and the rules every change of one obeys.
+//! Master key records, their six times (protocol §6.6), and the rules every change of one obeys.
 //!
 //! The rules are pure functions here, so both backends apply exactly the same ones: a backend
 //! loads the record inside its write transaction (with the domain's chain head locked), asks
@@ -13,10 +13,10 @@ use crate::{KeyStatus, SignedRecord, StoreError};
 
 /// How far a time from another clock (the PSR's) may lie before a KMS time already recorded and
 /// still count as not going backwards: five minutes, in microseconds. KMS times are compared
-/// exactly; the Meter Registration Date by UTC day (SPEC §6.6).
+/// exactly; the Meter Registration Date by UTC day (protocol §6.6).
 pub const CLOCK_SKEW_TOLERANCE_MICROS: u64 = 5 * 60 * 1_000_000;
 
-/// The six times of SPEC §6.6, each set once; all UTC.
+/// The six times of protocol §6.6, each set once; all UTC.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KeyTimes {
     /// When the KMC sent MI1 to Oak (KMS clock).
@@ -74,7 +74,7 @@ impl KeyTimes {
         ]
     }
 
-    /// Checks that the recorded times, in the order of SPEC §6.6, never go backwards; on failure
+    /// Checks that the recorded times, in the order of protocol §6.6, never go backwards; on failure
     /// names the time that is earlier than one before it. Every pair is compared, not only
     /// neighbours, because a tolerance makes "not before" intransitive.
     pub fn check_order(&self) -> Result<(), &'static str> {
@@ -100,7 +100,7 @@ impl KeyTimes {
     }
 }
 
-/// Where a key is registered (SPEC §6.2): its sub-domain, of the key's own domain, and the ISN.
+/// Where a key is registered (protocol §6.2): its sub-domain, of the key's own domain, and the ISN.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Registration {
     /// The sub-domain.
@@ -218,7 +218,7 @@ pub struct KeyFields {
 pub enum Cause {
     /// The box-signed record that caused it (MI9, MR3, BAD, ABORTED, ...), kept as received.
     Record(SignedRecord),
-    /// The KMC's own reason; only for `→ Bad` (SPEC §6.4).
+    /// The KMC's own reason; only for `→ Bad` (protocol §6.4).
     Reason(String),
 }
 
@@ -245,7 +245,7 @@ pub struct Transition {
 }
 
 impl Transition {
-    /// The checks that need no stored data: the six transitions of SPEC §6.4, and a box-signed
+    /// The checks that need no stored data: the six transitions of protocol §6.4, and a box-signed
     /// record for everything but the KMC's own `→ Bad`.
     pub fn check(&self) -> Result<(), StoreError> {
         if !KeyStatus::allowed(self.from, self.to) {

@@ -147,7 +147,7 @@ pub struct BoxRecord {
     pub registered: Timestamp,
 }
 
-/// A domain process made in a box (SPEC §7.2 item 4).
+/// A domain process made in a box (protocol §7.2 item 4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewDomainProcess {
     /// The box.
@@ -179,7 +179,7 @@ pub struct DomainProcess {
     pub created: Timestamp,
 }
 
-/// A domain key bundle (SPEC §5): encrypted and signed by the Domain Key Set, opaque here.
+/// A domain key bundle (protocol §5): encrypted and signed by the Domain Key Set, opaque here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewBundle {
     /// The domain.
@@ -239,7 +239,7 @@ pub struct Transcript {
     pub transcript: SignedRecord,
 }
 
-/// A key ID to burn: allocated, never to become a key (SPEC §6.1).
+/// A key ID to burn: allocated, never to become a key (protocol §6.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BurnKeyId {
     /// The domain.
@@ -299,7 +299,7 @@ pub struct Reservation {
     pub time: Timestamp,
 }
 
-/// An error to log (SPEC §9): every error is reported to its source and written here.
+/// An error to log (protocol §9): every error is reported to its source and written here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrorLogEntry {
     /// When.

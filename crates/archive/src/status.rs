@@ -1,4 +1,4 @@
-//! Key status (SPEC §6.4) and its six allowed transitions.
+//! Key status (protocol §6.4) and its six allowed transitions.
 
 use core::fmt;
 
@@ -22,7 +22,7 @@ impl KeyStatus {
     pub const ALL: [KeyStatus; 5] =
         [Self::New, Self::Installed, Self::Active, Self::Bad, Self::Obsolete];
 
-    /// Whether SPEC §6.4 allows `from → to`: exactly six transitions, no others (so no status
+    /// Whether protocol §6.4 allows `from → to`: exactly six transitions, no others (so no status
     /// ever returns to an earlier one, and nothing leaves `Bad` or `Obsolete`).
     pub fn allowed(from: KeyStatus, to: KeyStatus) -> bool {
         use KeyStatus::*;

@@ -1,4 +1,4 @@
-//! The secure boxes of postkey: Manufacturing, Oak, Steel, Brass and Tin (SPEC §3, §7).
+//! The secure boxes of postkey: Manufacturing, Oak, Steel, Brass and Tin (protocol §3, §7).
 //!
 //! Start from [`first_manufacturing_box`] and [`BlankBox`], which make a [`SecureBox`], and from
 //! [`dispatch`], the one entry point every command goes through (the commands and answers are

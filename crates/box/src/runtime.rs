@@ -240,7 +240,7 @@ pub fn write_atomic_many(
     Ok(())
 }
 
-/// Refuses core dumps of this process (SPEC §7.2 item 8): not dumpable, core size 0. Call it
+/// Refuses core dumps of this process (protocol §7.2 item 8): not dumpable, core size 0. Call it
 /// before any box is enabled.
 pub fn harden_process() -> std::io::Result<()> {
     use rustix::process::{DumpableBehavior, Resource, Rlimit, set_dumpable_behavior, setrlimit};

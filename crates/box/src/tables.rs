@@ -1,4 +1,4 @@
-//! Configuration tables (SPEC §8): the commands, domains and record types a box accepts.
+//! Configuration tables (protocol §8): the commands, domains and record types a box accepts.
 //! Each box type starts with the commands its role needs; domains join the table as their
 //! processes are installed; a signed table update can narrow or widen them later.
 
@@ -7,7 +7,7 @@ use postkey_wire::{BoxType, CommandCode as C, ConfigTables, DomainId, RecordType
 use crate::BoxError;
 
 /// The tables a new box of `box_type` starts with: every command the protocol gives its type,
-/// the record types those commands carry, and the `ADMIN` domain (SPEC §8). Derived from the
+/// the record types those commands carry, and the `ADMIN` domain (protocol §8). Derived from the
 /// command table of [`postkey_wire::command`], so a command added there reaches the boxes of its
 /// types without a second list to keep.
 pub fn initial(box_type: BoxType) -> ConfigTables {

@@ -1,4 +1,4 @@
-//! The ceremonies of SPEC §7.2 and every refusal the boxes issue lists: each refused input
+//! The ceremonies of protocol §7.2 and every refusal the boxes issue lists: each refused input
 //! leaves the box's state (version) unchanged and carries its response code.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

@@ -1,4 +1,4 @@
-//! Key installation inside the boxes (SPEC §6.1): Oak, Steel over the meter link, Brass; and the
+//! Key installation inside the boxes (protocol §6.1): Oak, Steel over the meter link, Brass; and the
 //! attack and fault cases, each refused or turned into a signed ABORTED or BAD record.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

@@ -81,7 +81,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    // A process that may hold keys never dumps core (SPEC §7.2 item 8): refuse to go on if that
+    // A process that may hold keys never dumps core (protocol §7.2 item 8): refuse to go on if that
     // cannot be ensured.
     if let Err(e) = postkey_host::harden_process() {
         eprintln!("postkey: error: {e}; refusing to run a process that could dump keys to disk");

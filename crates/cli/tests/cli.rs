@@ -117,7 +117,7 @@ fn init_box_and_share_commands_speak_json_and_exit_codes() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let init: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(init["id"], "M00000001");
-    assert!(stderr(&o).contains("warning: simulation"), "the simulator warning of SPEC §12");
+    assert!(stderr(&o).contains("warning: simulation"), "the simulator warning of protocol §12");
 
     // A second first ceremony: the caller's mistake (3011), usage exit 2, one friendly line.
     let o = at(home, &["init"]);

@@ -1,4 +1,4 @@
-//! HPKE base mode (RFC 9180) with the suite of SPEC §4, sealing to a public key.
+//! HPKE base mode (RFC 9180) with the suite of protocol §4, sealing to a public key.
 //!
 //! Opening needs a private key and so lives in the secrets crate; both sides build the `info`
 //! string with [`HpkeInfo`], so a ciphertext moved to another record type, domain, key ID or
@@ -53,7 +53,7 @@ impl fmt::Debug for HpkePublicKey {
 
 crate::cbor_byte_string!(HpkePublicKey, 32, "HPKE public key", |v| v.0, |b| Ok(HpkePublicKey(b)));
 
-/// The record types whose content is HPKE-sealed, named as in the `info` string (SPEC §4).
+/// The record types whose content is HPKE-sealed, named as in the `info` string (protocol §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum HpkeRecordType {
     /// Oak → archive: K for the domain's Brass processes.
@@ -90,7 +90,7 @@ impl HpkeRecordType {
     }
 }
 
-/// The HPKE `info` of SPEC §4:
+/// The HPKE `info` of protocol §4:
 /// `postkey/hpke/v1 ‖ 0 ‖ record type ‖ 0 ‖ domain ‖ 0 ‖ key ID ‖ 0 ‖ recipient`.
 ///
 /// Callers pass the domain and recipient as the strings the wire crate validated (domain IDs,

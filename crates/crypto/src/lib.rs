@@ -2,7 +2,7 @@
 //!
 //! Start from [`VerifyingKey`] (Ed25519, always verified strictly), [`HpkePublicKey`] with
 //! [`seal`], and [`HpkeInfo`], which builds the HPKE `info` string that binds every sealed key to
-//! its record type, domain, key ID and recipient (SPEC §4).
+//! its record type, domain, key ID and recipient (protocol §4).
 //!
 //! Key design decision: this crate holds no private key and no plaintext secret type, so the KMS
 //! computer, the archive and the wire codec can depend on it freely. Sealing a secret to a public
@@ -59,7 +59,7 @@ macro_rules! cbor_byte_string {
 /// The random source every operation here draws from: a box's or meter's generator.
 pub use rand_core::CryptoRng;
 
-/// The HPKE suite of SPEC §4, fixed at compile time. The secrets crate opens with the same types.
+/// The HPKE suite of protocol §4, fixed at compile time. The secrets crate opens with the same types.
 pub mod suite {
     /// DHKEM(X25519, HKDF-SHA256).
     pub type Kem = hpke::kem::X25519HkdfSha256;

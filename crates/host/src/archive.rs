@@ -145,7 +145,7 @@ fn archive_corrupt(what: String) -> HostError {
 
 /// What enabling box `id` must find: its certificate (whose identity key checks its shares and
 /// its attestation), the installation it must belong to, and the highest state version the
-/// archive recorded for it (SPEC §7.2 item 7).
+/// archive recorded for it (protocol §7.2 item 7).
 #[derive(Debug, Clone)]
 pub struct Expected {
     /// The box's certificate, checked against the trust anchors.

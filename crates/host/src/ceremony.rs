@@ -1,4 +1,4 @@
-//! The ceremonies of SPEC §7.2, hosted: each drives the boxes through typed commands (the same
+//! The ceremonies of protocol §7.2, hosted: each drives the boxes through typed commands (the same
 //! frames a remote box link carries), checks what they answer against the trust anchors or the
 //! certified Domain Key Set, and records everything it made in the archive in one transaction:
 //! boxes, domains, bundles, processes, the boxes' new state versions and the transcript signed by
@@ -72,7 +72,7 @@ fn media_dir(media: &Path) -> Result<(), HostError> {
 
 /// Enables box `id` for a ceremony or a factory run: checked against what the archive records
 /// (installation, state version); the version it attests is recorded. A manufacturing box then
-/// adopts every domain of the archive it does not know yet (SPEC §7.2 item 5).
+/// adopts every domain of the archive it does not know yet (protocol §7.2 item 5).
 pub(crate) async fn enable(
     session: &mut Session,
     store: &impl Store,
@@ -148,7 +148,7 @@ pub struct InitReport {
     pub transcript: TranscriptId,
 }
 
-/// The first ceremony (SPEC §7.2 item 2) in `lock`'s home, recorded in `store`, its shares
+/// The first ceremony (protocol §7.2 item 2) in `lock`'s home, recorded in `store`, its shares
 /// written to `media`. Runs again after an attempt that did not finish.
 pub async fn init(
     lock: &HomeLock,
@@ -434,7 +434,7 @@ impl<'l, S: Store> Ceremonies<'l, S> {
     }
 
     /// Creates a domain in manufacturing box `m` (enabled), copies it to every other
-    /// manufacturing box enabled (SPEC §7.2 item 5), and records it in the archive.
+    /// manufacturing box enabled (protocol §7.2 item 5), and records it in the archive.
     pub async fn create_domain(
         &mut self,
         m: BoxId,
@@ -498,7 +498,7 @@ impl<'l, S: Store> Ceremonies<'l, S> {
         Ok(DomainReport { domain, kind: kind.name(), subdomains, manufacturing_boxes: boxes })
     }
 
-    /// Manufactures a box of `box_type` with manufacturing box `m` (SPEC §7.2 item 3) and records it
+    /// Manufactures a box of `box_type` with manufacturing box `m` (protocol §7.2 item 3) and records it
     /// in the archive; the new box stays enabled. A new manufacturing box also receives its kit and
     /// adopts every domain of the archive.
     pub async fn manufacture(
@@ -530,7 +530,7 @@ impl<'l, S: Store> Ceremonies<'l, S> {
             HostError::refused(postkey_wire::UNINITIALIZED_BOX, refusal)
         })?;
         let fingerprint = blank.anchors().fingerprint();
-        // SPEC §7.2 item 1: the operators confirm the fingerprint of the anchors the blank box holds.
+        // protocol §7.2 item 1: the operators confirm the fingerprint of the anchors the blank box holds.
         confirm_fingerprint(session, blank.anchors(), confirmed)?;
         let offer = blank.offer(now);
         let set_id = session.call_one(m, IssueSetId { offer, box_type })?;
@@ -608,7 +608,7 @@ impl<'l, S: Store> Ceremonies<'l, S> {
         Ok(ManufactureReport { id, box_type, share_files, anchors_fingerprint: fingerprint })
     }
 
-    /// Makes a process of `domain` in box `target` (SPEC §7.2 item 4), both enabled, and records
+    /// Makes a process of `domain` in box `target` (protocol §7.2 item 4), both enabled, and records
     /// it in the archive; a Brass process serves `subdomains`.
     pub async fn install_process(
         &mut self,
@@ -685,7 +685,7 @@ impl<'l, S: Store> Ceremonies<'l, S> {
     }
 }
 
-/// Checks one share file alone (SPEC §7.1): its signature under the owner's certified identity
+/// Checks one share file alone (protocol §7.1): its signature under the owner's certified identity
 /// key and its owner. Returns what it says.
 pub async fn check_share(
     home: &Home,

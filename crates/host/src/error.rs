@@ -21,7 +21,7 @@ pub enum HostError {
         refusal: Refusal,
     },
     /// A box presented a state version below the highest recorded: an old state was restored
-    /// (SPEC §7.2 item 7). The box is refused before any command.
+    /// (protocol §7.2 item 7). The box is refused before any command.
     #[error(
         "{box_id} presented state version {presented}, below {recorded}, the highest recorded: an \
          old state was restored; the box is refused (a box restored from backup on purpose is \

@@ -93,7 +93,7 @@ pub struct KeyDetail {
     /// The key.
     #[serde(flatten)]
     pub key: KeyEntry,
-    /// The six times of SPEC §6.6 (RFC 3339 UTC; the registration date as `YYYYMMDD`).
+    /// The six times of protocol §6.6 (RFC 3339 UTC; the registration date as `YYYYMMDD`).
     pub times: serde_json::Value,
     /// Its history, oldest first.
     pub history: Vec<HistoryEntry>,

@@ -1,4 +1,4 @@
-//! One owner per home write and per box (SPEC §1 rule 5: a box state forked by two writers could
+//! One owner per home write and per box (protocol §1 rule 5: a box state forked by two writers could
 //! replay a key). Advisory `flock` locks on files of the home, held for a command's lifetime and
 //! released by the operating system when the process ends, however it ends.
 //!

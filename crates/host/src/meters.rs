@@ -1,4 +1,4 @@
-//! The simulated meters' storage (SPEC §12: a simulation keeps a meter's keys in a file under the
+//! The simulated meters' storage (protocol §12: a simulation keeps a meter's keys in a file under the
 //! home, mode 0600; a real meter keeps them in its secure element).
 //!
 //! A meter must make a key durable before its MI6 answer counts. Rewriting each meter's file at

@@ -164,8 +164,8 @@ impl Session {
         error
     }
 
-    /// Enables box `id` from its share files in `shares_dir` and runs the state check of SPEC
-    /// §7.2 item 7 before anything else is asked of it: the box signs its state over a fresh
+    /// Enables box `id` from its share files in `shares_dir` and runs the state check of
+    /// protocol §7.2 item 7 before anything else is asked of it: the box signs its state over a fresh
     /// nonce, and must belong to the archive's installation with a version not below the
     /// archive's (`expected`). Returns the version it attested, for the caller to record.
     pub fn enable(
@@ -254,7 +254,7 @@ impl Session {
         }
     }
 
-    /// SPEC §7.2 item 7: the box signs its state over a fresh nonce; a box of another
+    /// protocol §7.2 item 7: the box signs its state over a fresh nonce; a box of another
     /// installation, or with a version below the highest recorded (an old state restored), is
     /// refused.
     fn check_state(

@@ -367,7 +367,7 @@ async fn a_domain_created_in_one_manufacturing_box_reaches_the_others() {
     c.install_process(m2, oak, &d("UKRM"), vec![]).await.unwrap();
 }
 
-/// One owner per box and per home write (SPEC §1 rule 5): a box another session holds is
+/// One owner per box and per home write (protocol §1 rule 5): a box another session holds is
 /// refused 4007 until it is let go; a ceremony needs the home alone (3605).
 #[tokio::test]
 async fn a_box_in_use_is_refused_4007_and_a_ceremony_needs_the_home_alone() {

@@ -34,7 +34,7 @@ pub enum KmcError {
     /// A box is not registered, or has no process of the domain.
     #[error("{0} is not registered with a process of domain {1}")]
     NotCertified(BoxId, DomainId),
-    /// A box presented a state version below the highest recorded (SPEC §7.2 item 7).
+    /// A box presented a state version below the highest recorded (protocol §7.2 item 7).
     #[error(
         "{box_id} presented state version {presented}, below {recorded}: an old state was restored; the box is refused"
     )]

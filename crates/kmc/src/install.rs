@@ -1,4 +1,4 @@
-//! Installation of one key (SPEC §6.1), as the KMC drives it:
+//! Installation of one key (protocol §6.1), as the KMC drives it:
 //!
 //! ```text
 //!  allocate key ID (MI0') ─► MI1 ─► Oak ─► MI3, MI4
@@ -12,7 +12,7 @@
 //!
 //! Every failure after generation makes the key `Bad`; a retry is a new key.
 //!
-//! Orders travel in batches (SPEC §6.1: one durable write over a range of keys, every rule held
+//! Orders travel in batches (protocol §6.1: one durable write over a range of keys, every rule held
 //! per key): one key-ID allocation, one box call and one archive transaction per stage and batch.
 //! [`Kmc::install_batches`] runs the three stages as a pipeline: while Brass checks batch n,
 //! Steel installs batch n + 1 and Oak generates batch n + 2. Each stage takes batches in order,

@@ -1,6 +1,6 @@
-//! The KMS computer (KMC): it drives key installation (SPEC §6.1, MI0 to MI10) between the KDC,
+//! The KMS computer (KMC): it drives key installation (protocol §6.1, MI0 to MI10) between the KDC,
 //! the domain archive and the Oak, Steel and Brass boxes, and checks every box's state version
-//! before anything else is asked of it (SPEC §7.2 item 7).
+//! before anything else is asked of it (protocol §7.2 item 7).
 //!
 //! Start from [`Kmc`], generic over the archive's [`postkey_archive::Store`], and [`Boxes`], the
 //! box links it talks through.

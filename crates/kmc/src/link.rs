@@ -1,5 +1,5 @@
 //! How the KMC reaches boxes: a typed [`Command`] out, the box's typed [`Response`] back, or the
-//! refusal of the whole command (SPEC §9 levels 2 and 3). The embedded default implements
+//! refusal of the whole command (protocol §9 levels 2 and 3). The embedded default implements
 //! [`Boxes`] in the host; boxes on other hosts will implement it over the box link protocol. Both
 //! carry the same frames (`postkey_wire::command`), decoded once at the edge.
 
@@ -23,7 +23,7 @@ pub struct BoxRefusal {
 /// each at a different box (Oak, Steel, Brass), and boxes work in parallel.
 pub trait Boxes: Sync {
     /// Sends `command` (a batch of items) to box `id`. The box answers every item on its own, in
-    /// order, and has made every change of its state durable before it answers (SPEC §6.1 allows
+    /// order, and has made every change of its state durable before it answers (protocol §6.1 allows
     /// one durable write over a batch when every rule holds per key); the answers carry its new
     /// state version. The error refuses the whole command (link down, box locked or refusing it).
     fn send(

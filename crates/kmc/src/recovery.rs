@@ -1,5 +1,5 @@
-//! What the KMC does when it opens a production line, before any new order (SPEC §6.1, rules 3
-//! and 5; docs/installation.md, "After a stop"): every key a stopped run left past generation
+//! What the KMC does when it opens a production line, before any new order (protocol §1 items 3
+//! and 5, §6.1; docs/installation.md, "After a stop"): every key a stopped run left past generation
 //! ends `Installed` or `Bad`, with its reason, never retried with the same key.
 //!
 //! ```text

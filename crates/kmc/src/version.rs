@@ -1,4 +1,4 @@
-//! SPEC §7.2 item 7: before anything else, a box signs its state version over a fresh nonce; the
+//! protocol §7.2 item 7: before anything else, a box signs its state version over a fresh nonce; the
 //! KMC checks the signature with the box's registered identity key and refuses the box if it
 //! belongs to another installation than the archive's, or if the version is below the highest
 //! the archive recorded.

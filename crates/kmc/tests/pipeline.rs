@@ -1,4 +1,4 @@
-//! The KMS computer on its own (SPEC §6.1): the installation pipeline driven against the box
+//! The KMS computer on its own (protocol §6.1): the installation pipeline driven against the box
 //! double of `postkey_kmc::testing` and a real SQLite archive. Each rule of the pipeline has a
 //! test here: batches reach each box in key-ID order, one refused item never fails the others,
 //! every failure after generation makes its key `Bad`, refused IDs are burned and retried,

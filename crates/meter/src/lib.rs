@@ -1,4 +1,4 @@
-//! The meter SDK: what a postage meter's firmware links (SPEC §10). A meter has a transport key
+//! The meter SDK: what a postage meter's firmware links (protocol §10). A meter has a transport key
 //! pair made at manufacture, receives its master keys from a Steel box over the meter link
 //! (one vendor key and one postal key, each installed once), and proves each with its test
 //! tokens. Registration tokens, mailpiece tokens and indicia join it with registration.

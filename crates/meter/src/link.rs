@@ -1,4 +1,4 @@
-//! The meter simulator on the meter link (SPEC §6.1, §12): a [`Meter`] in memory behind
+//! The meter simulator on the meter link (protocol §6.1, §12): a [`Meter`] in memory behind
 //! [`postkey_wire::MeterLink`], the same trait a real meter's link implements.
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -10,7 +10,7 @@ use postkey_wire::{
 use crate::Meter;
 
 /// The meter simulator: a [`Meter`] in memory behind the meter link. Clones share the meter, so
-/// the host that put one on the line can save the meter's state (SPEC §12: a file under the
+/// the host that put one on the line can save the meter's state (protocol §12: a file under the
 /// home, named in SECURITY.md).
 #[derive(Debug, Clone)]
 pub struct SimulatedMeter {

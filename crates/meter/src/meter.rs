@@ -184,7 +184,7 @@ impl Meter {
         Ok(Message::new(self.context(domain, Some(key_id), now), MeterTestTokens { test_tokens }))
     }
 
-    /// The simulator's state file (SPEC §12: a simulation keeps the meter's keys in a file; a real
+    /// The simulator's state file (protocol §12: a simulation keeps the meter's keys in a file; a real
     /// meter keeps them in its secure element).
     pub fn to_simulator_file(&self) -> zeroize::Zeroizing<Vec<u8>> {
         let image = MeterImage {

@@ -1,4 +1,4 @@
-//! Private keys: Ed25519 signing keys and X25519 HPKE private keys (SPEC §5).
+//! Private keys: Ed25519 signing keys and X25519 HPKE private keys (protocol §5).
 
 use hpke::{Deserializable as _, OpModeR};
 use postkey_crypto::suite::{Aead, Kdf, Kem};
@@ -110,7 +110,7 @@ impl HpkePrivateKey {
         Ok(SecretBytes::new(shared.as_bytes().to_vec()))
     }
 
-    /// Opens `ct`, which must have been sealed under exactly this `info` (SPEC §4): a
+    /// Opens `ct`, which must have been sealed under exactly this `info` (protocol §4): a
     /// ciphertext moved to another record type, domain, key ID or recipient fails.
     pub fn open(&self, info: &HpkeInfo, ct: &HpkeCiphertext) -> Result<SecretBytes, SecretError> {
         let sk = self.hpke()?;

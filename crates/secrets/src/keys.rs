@@ -1,15 +1,15 @@
-//! The fixed-size symmetric secrets of SPEC §5.
+//! The fixed-size symmetric secrets of protocol §5.
 
 use crate::secret::secret_bytes;
 
 secret_bytes!(
-    /// A meter master key K (SPEC §2): 256 bits from an Oak box's generator, one per meter and
+    /// A meter master key K (protocol §2): 256 bits from an Oak box's generator, one per meter and
     /// domain. Outside a box or a meter it exists only sealed (HPKE) or wrapped (AES-KWP).
     MasterKey, 32
 );
 
 secret_bytes!(
-    /// A token key `K_T`, derived from a master key for one meter and one month (SPEC §4).
+    /// A token key `K_T`, derived from a master key for one meter and one month (protocol §4).
     TokenKey, 32
 );
 

@@ -1,4 +1,4 @@
-//! Box state at rest (SPEC §7.2 item 6): AES-256-GCM-SIV under a key derived from the box's
+//! Box state at rest (protocol §7.2 item 6): AES-256-GCM-SIV under a key derived from the box's
 //! operation combination, with the state header (box ID, state version) as associated data, so
 //! that a state file renamed to another box or relabelled with another version fails to open.
 //! GCM-SIV keeps confidentiality even if a nonce ever repeats (a restored generator state).

@@ -251,7 +251,7 @@ pub fn power_up() -> Result<(), SelfTestFailed> {
 }
 
 /// **Test doubles only.** A failing known-answer test, injected: the next power-up self-test on
-/// this thread fails as if `primitive`'s known answer did not match (SPEC §4: the box's error
+/// this thread fails as if `primitive`'s known answer did not match (protocol §4: the box's error
 /// state and its response code 4003 are then testable without breaking a primitive).
 #[cfg(any(test, feature = "testing"))]
 pub mod injected {

@@ -1,4 +1,4 @@
-//! Secret sharing of SPEC §7.1: Shamir k-of-n over GF(2⁸) (`vsss-rs`) inside an authenticated
+//! Secret sharing of protocol §7.1: Shamir k-of-n over GF(2⁸) (`vsss-rs`) inside an authenticated
 //! envelope.
 //!
 //! ```text
@@ -101,7 +101,7 @@ impl<'b, C> Decode<'b, C> for ShareValue {
     }
 }
 
-/// The share envelope of SPEC §7.1, the body of a `SHARE` record signed by the issuing box.
+/// The share envelope of protocol §7.1, the body of a `SHARE` record signed by the issuing box.
 #[derive(Debug, PartialEq, Eq, Encode, Decode)]
 #[cbor(map)]
 pub struct ShareBody {
@@ -238,7 +238,7 @@ pub fn split<S: Shareable>(
     Ok(out)
 }
 
-/// Checks one share file alone (SPEC §7.1): its form, its signature by `issuer`, and that it
+/// Checks one share file alone (protocol §7.1): its form, its signature by `issuer`, and that it
 /// belongs to `owner`. No quorum is needed and nothing is combined.
 pub fn check_share(
     bytes: &[u8],

@@ -1,4 +1,4 @@
-//! The token formulas of SPEC §4: the interoperability contract with postal operators, published
+//! The token formulas of protocol §4: the interoperability contract with postal operators, published
 //! with test vectors (`docs/tokens.md`, `docs/test-vectors.json`). The meter computes tokens and
 //! Brass and Tin recompute them through these same functions.
 

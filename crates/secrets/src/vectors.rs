@@ -50,7 +50,7 @@ struct TokenCase {
 }
 
 const TOKEN_CASES: &[TokenCase] = &[
-    // The example of SPEC §6.5, postal token and vendor token over the same bytes.
+    // The example of protocol §6.5, postal token and vendor token over the same bytes.
     TokenCase {
         key: 1,
         domain: "USPS",

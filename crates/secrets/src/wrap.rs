@@ -1,4 +1,4 @@
-//! MR3 record protection (SPEC §4): K wrapped with AES-256-KWP (RFC 5649) under the sub-domain's
+//! MR3 record protection (protocol §4): K wrapped with AES-256-KWP (RFC 5649) under the sub-domain's
 //! confidentiality key, and the record's exact encoded bytes MAC'd with HMAC-SHA256 under its
 //! authentication key.
 

@@ -1,4 +1,4 @@
-//! HPKE sealing and opening with the `info` binding of SPEC §4, and randomness from the box
+//! HPKE sealing and opening with the `info` binding of protocol §4, and randomness from the box
 //! generator only.
 
 // Tests fail by panicking.

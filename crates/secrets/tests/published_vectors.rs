@@ -1,5 +1,5 @@
 //! An independent check of `docs/test-vectors.json`: every vector is recomputed here straight
-//! from the formulas of SPEC §4 with the primitive crates, not through the functions that wrote
+//! from the formulas of protocol §4 with the primitive crates, not through the functions that wrote
 //! the file. A formula implemented wrongly in both the meter and Brass would pass their own
 //! round trips; it cannot pass this.
 

@@ -1,4 +1,4 @@
-//! The box generator of SPEC §4.1: HMAC_DRBG against the NIST vectors, state export, reseeding
+//! The box generator of protocol §4.1: HMAC_DRBG against the NIST vectors, state export, reseeding
 //! on restore, the health tests, degradation to one stream, refusal, redaction, and the guard
 //! lent to libraries.
 

@@ -1,4 +1,4 @@
-//! Sealed box state (SPEC §7.2 item 6): AES-256-GCM-SIV under a key derived from the operation
+//! Sealed box state (protocol §7.2 item 6): AES-256-GCM-SIV under a key derived from the operation
 //! combination and the box ID, with the state header as associated data.
 
 // Tests fail by panicking.

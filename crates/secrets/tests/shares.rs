@@ -1,4 +1,4 @@
-//! Shares of SPEC §7.1: every k-subset of n recombines, k − 1 never does, and every malformed,
+//! Shares of protocol §7.1: every k-subset of n recombines, k − 1 never does, and every malformed,
 //! foreign, forged or mixed presentation is refused with its own error.
 
 // Tests fail by panicking.

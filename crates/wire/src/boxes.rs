@@ -1,4 +1,4 @@
-//! Records of the secure box lifecycle (SPEC §7): initialization, certificates, domain bundles,
+//! Records of the secure box lifecycle (protocol §7): initialization, certificates, domain bundles,
 //! deliveries, configuration tables, state attestations and ceremony transcripts.
 //!
 //! ```text
@@ -228,7 +228,7 @@ impl DomainKind {
     }
 }
 
-/// A domain's public keys (SPEC §5): what the KMC, auditors and the domain's processes may know.
+/// A domain's public keys (protocol §5): what the KMC, auditors and the domain's processes may know.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 #[cbor(map)]
 pub struct DomainPublicKeys {
@@ -366,7 +366,7 @@ pub struct IdRange {
     pub last: u32,
 }
 
-/// A component's configuration tables (SPEC §8): what it accepts. Anything outside them is
+/// A component's configuration tables (protocol §8): what it accepts. Anything outside them is
 /// rejected and logged.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode)]
 #[cbor(map)]
@@ -404,7 +404,7 @@ impl Body for TableUpdate {
 }
 
 /// A box's sealed-state version, signed by its identity key over the KMC's nonce
-/// (SPEC §7.2 item 7).
+/// (protocol §7.2 item 7).
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 #[cbor(map)]
 pub struct StateAttestation {

@@ -51,7 +51,7 @@ pub enum WireError {
     /// The signature does not verify under the expected key.
     #[error("signature verification failed")]
     BadSignature,
-    /// A command code this build does not know (SPEC §9 level 2).
+    /// A command code this build does not know (protocol §9 level 2).
     #[error("unknown command {0:?}")]
     UnknownCommand(CommandCode),
     /// A command at a version this build does not speak.

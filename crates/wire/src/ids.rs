@@ -1,4 +1,4 @@
-//! Identifiers of SPEC §2, each a validated newtype: a value of these types is always well
+//! Identifiers of protocol §2, each a validated newtype: a value of these types is always well
 //! formed, so no code past the decoder re-checks a syntax.
 
 use core::fmt;
@@ -139,7 +139,7 @@ text_id!(
 );
 
 impl Zip {
-    /// Upper-cases and removes spaces and hyphens (SPEC §6.5), then validates.
+    /// Upper-cases and removes spaces and hyphens (protocol §6.5), then validates.
     pub fn normalize(s: &str) -> Result<Self, WireError> {
         let cleaned: String =
             s.chars().filter(|c| *c != ' ' && *c != '-').map(|c| c.to_ascii_uppercase()).collect();
@@ -147,7 +147,7 @@ impl Zip {
     }
 }
 
-/// A box type (SPEC §2).
+/// A box type (protocol §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum BoxType {
     /// Manufacturing: creates domains and initializes boxes.
@@ -163,7 +163,7 @@ pub enum BoxType {
 }
 
 impl BoxType {
-    /// Every type, in the order of SPEC §2.
+    /// Every type, in the order of protocol §2.
     pub const ALL: [BoxType; 5] =
         [Self::Manufacturing, Self::Oak, Self::Steel, Self::Brass, Self::Tin];
 
@@ -493,7 +493,7 @@ impl<'b, C> Decode<'b, C> for KeyId {
 }
 
 /// A box's sealed-state version: grows with every durable change; a smaller one than the archive
-/// last saw means an old state was restored (SPEC §7.2 item 7).
+/// last saw means an old state was restored (protocol §7.2 item 7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Encode, Decode)]
 #[cbor(transparent)]
 pub struct StateVersion(#[n(0)] pub u64);

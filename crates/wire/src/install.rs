@@ -1,4 +1,4 @@
-//! The installation messages of SPEC §6.1 (MI0 to MI10, ABORTED, BAD).
+//! The installation messages of protocol §6.1 (MI0 to MI10, ABORTED, BAD).
 //!
 //! ```text
 //!  KDC ─MI0─► KMC ─MI1─► Oak ─┬─MI3 (K sealed to the domain's Brass)──► archive (New)

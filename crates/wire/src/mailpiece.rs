@@ -1,4 +1,4 @@
-//! What a meter prints and a verifier checks: the canonical mailpiece bytes of SPEC §6.5 and the
+//! What a meter prints and a verifier checks: the canonical mailpiece bytes of protocol §6.5 and the
 //! tokens computed over them. Tokens are public once printed; they compare in constant time all
 //! the same, so that a verifier's timing never tells how many leading bytes of a forgery matched.
 
@@ -26,7 +26,7 @@ pub struct Mailpiece {
 }
 
 impl Mailpiece {
-    /// The canonical bytes both tokens are computed over (SPEC §6.5). Every field is validated
+    /// The canonical bytes both tokens are computed over (protocol §6.5). Every field is validated
     /// by its type, and none can contain `|`, so the encoding is unambiguous.
     pub fn canonical_bytes(&self) -> Vec<u8> {
         format!(

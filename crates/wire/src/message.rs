@@ -1,4 +1,4 @@
-//! Typed, versioned messages: a [`Header`] every message carries (SPEC §6) and a [`Body`].
+//! Typed, versioned messages: a [`Header`] every message carries (protocol §6) and a [`Body`].
 
 use core::fmt;
 
@@ -9,7 +9,7 @@ use crate::{
 };
 
 /// A record type: an open code point, so that a peer's unknown type decodes as a value we can
-/// name in an error and in the configuration tables (SPEC §8) rather than as a parse failure.
+/// name in an error and in the configuration tables (protocol §8) rather than as a parse failure.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode)]
 #[cbor(transparent)]
 pub struct RecordType(#[n(0)] pub u16);
@@ -118,7 +118,7 @@ impl fmt::Debug for RecordType {
     }
 }
 
-/// A role of SPEC §3 that sends messages without being a box.
+/// A role of protocol §3 that sends messages without being a box.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
     /// The KMS computer.
@@ -157,7 +157,7 @@ pub enum Sender {
     BlankBox,
     /// A meter.
     Meter(MeterId),
-    /// A computer in one of the roles of SPEC §3.
+    /// A computer in one of the roles of protocol §3.
     Role(Role),
 }
 
@@ -210,7 +210,7 @@ impl<'b, C> Decode<'b, C> for Sender {
     }
 }
 
-/// What every message carries (SPEC §6): record type and version, domain, sender, the meter and
+/// What every message carries (protocol §6): record type and version, domain, sender, the meter and
 /// key it concerns where it concerns one, the sending box's state version, and a timestamp.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 #[cbor(map)]

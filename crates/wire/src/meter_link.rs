@@ -1,5 +1,5 @@
 //! The meter link: the direct channel between a Steel box and the meter it installs a key into,
-//! on the secured production line (SPEC §6.1). The PSR orchestrates the installation but does not
+//! on the secured production line (protocol §6.1). The PSR orchestrates the installation but does not
 //! carry this channel; the Steel box's dispatcher drives it, and a real meter and the meter
 //! simulator sit behind the same trait.
 //!

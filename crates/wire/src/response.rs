@@ -1,6 +1,6 @@
 use core::fmt;
 
-/// A four-digit response code (SPEC §9), the same number in the error log, in a box's answer, in
+/// A four-digit response code (protocol §9), the same number in the error log, in a box's answer, in
 /// the CLI's JSON and over HTTP. The ranges and every code are listed in `docs/response-codes.md`;
 /// the table in that file is checked against [`ResponseCode::ALL`] by a test.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -137,9 +137,9 @@ codes! {
     KEY_ID_NOT_ALLOCATED = 3210, Caller, "key ID never allocated by the domain archive";
     /// 3xxx processing: the key ID was burned (allocated, never a key) and never becomes one.
     KEY_ID_BURNED = 3211, Caller, "key ID burned: allocated but never a key";
-    /// 3xxx processing: a time earlier than one already recorded for the key (SPEC §6.6).
+    /// 3xxx processing: a time earlier than one already recorded for the key (protocol §6.6).
     TIME_WENT_BACKWARDS = 3310, Caller, "time earlier than one already recorded for the key, or a KMS clock more than five minutes behind the archive's latest time";
-    /// 3xxx processing: a key status change that SPEC §6.4 does not allow.
+    /// 3xxx processing: a key status change that protocol §6.4 does not allow.
     TRANSITION_NOT_ALLOWED = 3400, Caller, "key status transition not allowed";
     /// 3xxx processing: the key is not in the expected status; another writer changed it first.
     STATUS_CONFLICT = 3401, State, "key not in the expected status: changed by another writer";
@@ -208,7 +208,7 @@ codes! {
 }
 
 impl ResponseCode {
-    /// The class named by the first digit (SPEC §9).
+    /// The class named by the first digit (protocol §9).
     pub fn class(self) -> &'static str {
         match self.0 / 1000 {
             1 => "link",

@@ -1,4 +1,4 @@
-//! Public metadata of shares (SPEC §7.1): which set a share belongs to and what it protects. The
+//! Public metadata of shares (protocol §7.1): which set a share belongs to and what it protects. The
 //! share envelope itself, which carries the secret share, is in the secrets crate.
 
 use core::fmt;

@@ -250,7 +250,7 @@ pub async fn key_listing_and_lookups<H: Harness>(h: &H) {
     assert_eq!(s.keys(&KeyFilter::domain(dom("USPS"), 10)).await.unwrap(), []);
 }
 
-/// All 25 ordered pairs of statuses: the six of SPEC §6.4 succeed, the other 19 are refused
+/// All 25 ordered pairs of statuses: the six of protocol §6.4 succeed, the other 19 are refused
 /// and leave the record and its history exactly as they were.
 pub async fn every_disallowed_transition_is_refused<H: Harness>(h: &H) {
     let s = h.open().await;
@@ -382,7 +382,7 @@ pub async fn set_once_fields_and_domain_separation<H: Harness>(h: &H) {
 }
 
 /// A change earlier than the key's previous event is refused, as are times out of the order of
-/// SPEC §6.6 (PSR times within the tolerance); nothing changes.
+/// protocol §6.6 (PSR times within the tolerance); nothing changes.
 pub async fn times_never_go_backwards<H: Harness>(h: &H) {
     let s = h.open().await;
     let d = setup_domain(&s, "VE").await;

@@ -134,7 +134,7 @@ pub async fn box_registry<H: Harness>(h: &H) {
     s.verify_chain(&dom("ADMIN")).await.unwrap();
 }
 
-/// A box's recorded state version only grows (SPEC §7.2 item 7).
+/// A box's recorded state version only grows (protocol §7.2 item 7).
 pub async fn state_version_only_grows<H: Harness>(h: &H) {
     let s = h.open().await;
     let steel = bx("S00000001");

@@ -171,7 +171,7 @@ pub(crate) fn shares_dir(home: &Home, given: Option<&Path>) -> PathBuf {
     given.map(Path::to_path_buf).unwrap_or_else(|| home.media_dir())
 }
 
-/// The simulator warning of SPEC §12, on standard error.
+/// The simulator warning of protocol §12, on standard error.
 pub(crate) fn warn_media(dir: &Path) {
     eprintln!(
         "postkey: warning: simulation: share files are written to {} beside the sealed box states; \

@@ -16,7 +16,7 @@ const ENTROPY_LEN: usize = 32;
 /// The instantiation nonce: half the security strength (SP 800-90A §8.6.7).
 const NONCE_LEN: usize = 16;
 
-/// The random number generator of one box (SPEC §4.1). Its output is the OS entropy stream XOR
+/// The random number generator of one box (protocol §4.1). Its output is the OS entropy stream XOR
 /// an HMAC_DRBG stream; each stream has its own health monitor.
 ///
 /// - A failed OS stream (source error or health alarm) is dropped: output is the DRBG alone.
@@ -57,7 +57,7 @@ impl BoxRng {
     ///
     /// `enable_context` must be unique to this enabling (the runtime passes the box ID, the new
     /// state version and the time). It goes into the reseed as additional input; and if the OS
-    /// source has failed, the box goes on with the DRBG alone (SPEC §4.1) with an alarm queued,
+    /// source has failed, the box goes on with the DRBG alone (protocol §4.1) with an alarm queued,
     /// and the context alone moves the DRBG off the sealed state, so that two enablings of one
     /// restored state still never share a stream. An empty context is refused in that case.
     pub fn restore(

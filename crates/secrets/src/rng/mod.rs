@@ -1,4 +1,4 @@
-//! The random number generator of every box (SPEC §4.1): the operating system's entropy source
+//! The random number generator of every box (protocol §4.1): the operating system's entropy source
 //! XOR our own HMAC_DRBG (SP 800-90A, SHA-256), each stream health-tested on its own.
 //!
 //! Start from [`BoxRng`]: [`BoxRng::instantiate`] at box initialization,

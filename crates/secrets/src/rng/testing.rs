@@ -1,6 +1,6 @@
 //! **Test doubles only: never give one of these to a box outside tests.** Entropy sources that
 //! misbehave on purpose, a reproducible source, and fault injection into a [`BoxRng`], for this
-//! crate's tests and for the tests of the crates above it (SPEC §4.1: "tests inject a failing
+//! crate's tests and for the tests of the crates above it (protocol §4.1: "tests inject a failing
 //! source").
 
 use std::sync::Arc;

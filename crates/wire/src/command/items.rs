@@ -13,19 +13,19 @@ params! {
     /// `SELF_TEST`: run the power-up self-tests again.
     pub struct SelfTest {}
 
-    /// `ATTEST_STATE`: sign the state version over the KMC's fresh nonce (SPEC §7.2 item 7).
+    /// `ATTEST_STATE`: sign the state version over the KMC's fresh nonce (protocol §7.2 item 7).
     pub struct AttestState {
         /// The nonce.
         pub nonce: Nonce,
     }
 
-    /// `UPDATE_TABLES`: apply a configuration-table update (SPEC §8).
+    /// `UPDATE_TABLES`: apply a configuration-table update (protocol §8).
     pub struct UpdateTables {
         /// Signed by a manufacturing box with the startup key of this box's type.
         pub update: Unverified<TableUpdate>,
     }
 
-    /// `INSTALL_PROCESS`: install a domain process from a delivery (SPEC §7.2 item 4).
+    /// `INSTALL_PROCESS`: install a domain process from a delivery (protocol §7.2 item 4).
     pub struct InstallProcess {
         /// The keys, sealed to this box and signed with its type's startup key.
         pub delivery: Unverified<Delivery>,
@@ -43,7 +43,7 @@ params! {
         pub kit: Unverified<Kit>,
     }
 
-    /// `ISSUE_SET_ID`: give a blank box the next ID of a type (SPEC §7.2 item 3).
+    /// `ISSUE_SET_ID`: give a blank box the next ID of a type (protocol §7.2 item 3).
     pub struct IssueSetId {
         /// The blank box's offer: its nonce and the fingerprint of its anchors.
         pub offer: Message<BlankOffer>,
@@ -57,7 +57,7 @@ params! {
         pub keys: Unverified<BoxKeys>,
     }
 
-    /// `CREATE_DOMAIN`: create a security domain and its keys (SPEC §5).
+    /// `CREATE_DOMAIN`: create a security domain and its keys (protocol §5).
     pub struct CreateDomain {
         /// The domain.
         pub domain: DomainId,
@@ -67,7 +67,7 @@ params! {
         pub subdomains: Vec<SubdomainId>,
     }
 
-    /// `DELIVER`: make a domain process in another box (SPEC §7.2 item 4).
+    /// `DELIVER`: make a domain process in another box (protocol §7.2 item 4).
     pub struct Deliver {
         /// The domain's bundle.
         pub bundle: Unverified<DomainBundle>,
@@ -77,7 +77,7 @@ params! {
         pub subdomains: Vec<SubdomainId>,
     }
 
-    /// `ADOPT_DOMAIN`: adopt a domain another manufacturing box created (SPEC §7.2 item 5).
+    /// `ADOPT_DOMAIN`: adopt a domain another manufacturing box created (protocol §7.2 item 5).
     pub struct AdoptDomain {
         /// The domain's bundle, checked against the Domain Key Set.
         pub bundle: Unverified<DomainBundle>,
@@ -103,7 +103,7 @@ params! {
         pub transcript: Transcript,
     }
 
-    /// `GENERATE_KEY`: Oak generates a master key (MI1 → MI2, SPEC §6.1).
+    /// `GENERATE_KEY`: Oak generates a master key (MI1 → MI2, protocol §6.1).
     pub struct GenerateKey {
         /// MI1: the key ID and domain in its header, the Steel box's papers in its body.
         pub mi1: Message<crate::GenerateKey>,

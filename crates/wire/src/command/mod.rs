@@ -1,5 +1,5 @@
 //! The box protocol: every command a box accepts and every answer it gives, as typed values
-//! (SPEC §9 levels 2 and 3). The KMS computer builds a [`Command`], a box link carries it as
+//! (protocol §9 levels 2 and 3). The KMS computer builds a [`Command`], a box link carries it as
 //! bytes, the box's host decodes it once and hands it to the box's dispatcher, and the
 //! [`Response`] comes back the same way. Nothing behind the codec sees a byte list.
 //!
@@ -12,7 +12,7 @@
 //!
 //! Every command is a batch: a list of items, each answered on its own by an [`Outcome`] (the
 //! answer, or that item's [`Refusal`]), with one durable write of the box's state before any
-//! answer leaves (SPEC §6.1). A refusal of the whole command (locked box, command outside the
+//! answer leaves (protocol §6.1). A refusal of the whole command (locked box, command outside the
 //! table) replaces the list.
 //!
 //! On the wire (deterministic CBOR, re-encoded and compared on decode):
@@ -28,7 +28,7 @@
 //! Command codes are open: an unknown code decodes to [`WireError::UnknownCommand`] (2001), a
 //! wrong number of fields to [`WireError::ParameterCount`] (2002), a field that does not parse to
 //! 2003, a frame or list past its limit to 2004. Each box still checks its own command table
-//! (3001) and record table (3003) at run time (SPEC §8); the initial tables are derived from
+//! (3001) and record table (3003) at run time (protocol §8); the initial tables are derived from
 //! [`CommandCode::box_types`] and [`CommandCode::record_types`].
 //!
 //! Adding a command: one line in the table below (code, item type, answer type, box types,
@@ -63,7 +63,7 @@ pub const MAX_FRAME_LEN: usize = 16 * 1024 * 1024;
 /// The longest refusal message, in bytes; longer ones are cut.
 pub const MAX_REFUSAL_MESSAGE: usize = 1024;
 
-/// A command code: an open code point, listed in each component's command table (SPEC §8).
+/// A command code: an open code point, listed in each component's command table (protocol §8).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode)]
 #[cbor(transparent)]
 pub struct CommandCode(#[n(0)] pub u16);
@@ -200,7 +200,7 @@ pub trait BoxRequest: Sized {
 
 /// The table of commands. Each line: the code's name and number and its name in words, the
 /// variant, its item type and answer type, the version, the box types that have it and the
-/// record types its items carry (the initial configuration tables, SPEC §8).
+/// record types its items carry (the initial configuration tables, protocol §8).
 macro_rules! box_commands {
     ($(
         $(#[$doc:meta])*
