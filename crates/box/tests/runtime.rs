@@ -5,8 +5,9 @@
 mod common;
 
 use common::{cert, cmd, first, manufacture, rng, usps};
-use postkey_box::runtime::{BoxStore, RuntimeError, write_atomic};
+use postkey_box::runtime::{BoxStore, RuntimeError};
 use postkey_box::{BoxError, SecureBox};
+use postkey_durable::write_atomic;
 use postkey_secrets::rng::testing::SeededSource;
 use postkey_secrets::shares::ShareError;
 use postkey_secrets::{OperationCombination, SecretError};

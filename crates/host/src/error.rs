@@ -1,6 +1,7 @@
 use std::path::{Path, PathBuf};
 
-use postkey_box::runtime::{RuntimeError, StorageError};
+use postkey_box::runtime::RuntimeError;
+use postkey_durable::FileError;
 use postkey_wire::{
     BoxId, BoxType, DomainId, Fault, MeterId, Refusal, ResponseCode, StateVersion, WireError,
 };
@@ -47,7 +48,7 @@ pub enum HostError {
     Locked(BoxId),
     /// A file of the home could not be read or written.
     #[error(transparent)]
-    Storage(#[from] StorageError),
+    Storage(#[from] FileError),
     /// A file of the home does not decode, or does not verify against the trust anchors.
     #[error("{} does not decode or verify: {reason}", path.display())]
     Corrupt {

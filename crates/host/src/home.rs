@@ -27,7 +27,8 @@ use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
-use postkey_box::runtime::{BoxStore, ReadError, StorageError, read_bounded, write_atomic};
+use postkey_box::runtime::BoxStore;
+use postkey_durable::{FileError, ReadError, read_bounded, write_atomic};
 use postkey_secrets::shares::ShareBody;
 use postkey_wire::{
     BoxId, DomainId, MeterId, ResponseCode, SharePurpose, Timestamp, TrustAnchors, Verified, codec,
@@ -61,7 +62,7 @@ const MAX_SPOOL: u64 = 256 * 1024 * 1024;
 const MAX_JOURNAL: u64 = 64 * 1024;
 
 pub(crate) fn storage(what: &'static str, path: &Path, source: std::io::Error) -> HostError {
-    HostError::Storage(StorageError { what, path: path.to_path_buf(), source })
+    HostError::Storage(FileError { what, path: path.to_path_buf(), source })
 }
 
 /// A bounded read of a file of the home that must exist.

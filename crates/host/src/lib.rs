@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 mod archive;
+#[cfg(feature = "bench")]
 pub mod bench;
 mod ceremony;
 mod clock;

@@ -20,7 +20,7 @@ use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
-use postkey_box::runtime::{create_durable, write_atomic_many};
+use postkey_durable::{create_durable, write_atomic_many};
 use postkey_meter::Meter;
 use postkey_wire::MeterId;
 use rustix::fs::{FlockOperation, flock};

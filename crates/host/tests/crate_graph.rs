@@ -27,6 +27,12 @@ const BINARY: &str = "postkey";
 type Graph = BTreeMap<String, BTreeSet<String>>;
 
 fn workspace_graph() -> Graph {
+    graph_of(&[None, Some("dev")])
+}
+
+/// Workspace crate → the workspace crates it depends on through dependencies of `kinds` (`None`
+/// is a normal dependency).
+fn graph_of(kinds: &[Option<&str>]) -> Graph {
     let out = Command::new(env!("CARGO"))
         .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -49,7 +55,7 @@ fn workspace_graph() -> Graph {
                 .unwrap()
                 .iter()
                 // Build scripts cannot hand a key to the crate at run time; normal and dev can.
-                .filter(|d| d["kind"].as_str() != Some("build"))
+                .filter(|d| kinds.contains(&d["kind"].as_str()))
                 .map(|d| d["name"].as_str().unwrap().to_owned())
                 .filter(|n| names.contains(n))
                 .collect();
@@ -184,4 +190,33 @@ fn the_rule_catches_direct_and_indirect_dependencies() {
     let graph = workspace_graph();
     assert!(graph["postkey"].contains("postkey-host"));
     assert!(violations(&graph).is_empty());
+}
+
+/// ARCHITECTURE.md's code map lists, for each crate, the workspace crates it depends on: exactly
+/// the normal dependencies `cargo metadata` shows, so the map a newcomer reads is the graph.
+#[test]
+fn the_architecture_page_lists_every_dependency_edge_as_it_is() {
+    let page =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../ARCHITECTURE.md"))
+            .expect("ARCHITECTURE.md");
+    let graph = graph_of(&[None]);
+    let mut listed: Graph = Graph::new();
+    for row in page.lines().filter(|l| l.starts_with("| `crates/")) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let deps: BTreeSet<String> = match cells[cells.len() - 2] {
+            "nothing of ours" => BTreeSet::new(),
+            list => list
+                .split(", ")
+                .map(|d| if d == "cli" { BINARY.to_owned() } else { format!("postkey-{d}") })
+                .collect(),
+        };
+        // One row may name several crates (`crates/archive-sqlite`, `crates/archive-postgres`).
+        for name in cells[1].split(", ") {
+            let dir = name.trim_matches('`').split_whitespace().next().unwrap();
+            let dir = dir.trim_end_matches('`').trim_start_matches("crates/");
+            let package = if dir == "cli" { BINARY.to_owned() } else { format!("postkey-{dir}") };
+            listed.insert(package, deps.clone());
+        }
+    }
+    assert_eq!(listed, graph, "ARCHITECTURE.md's code map differs from the crate graph");
 }

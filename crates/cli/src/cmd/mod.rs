@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+#[cfg(feature = "bench")]
 mod bench;
 mod boxes;
 mod demo;
@@ -58,6 +59,7 @@ pub(crate) enum Command {
     Demo(demo::Args),
     /// Benchmarks.
     #[command(subcommand)]
+    #[cfg(feature = "bench")]
     Bench(bench::Command),
     /// Write the published token test vectors (docs/test-vectors.json).
     TestVectors(test_vectors::Args),
@@ -112,6 +114,7 @@ pub(crate) fn run(home: Option<PathBuf>, wait: Wait, command: Command) -> anyhow
         Command::Factory(c) => factory::run(&ctx(), c),
         Command::Keys(c) => keys::run(&ctx(), c),
         Command::Demo(args) => demo::run(home, wait, args),
+        #[cfg(feature = "bench")]
         Command::Bench(c) => bench::run(home, wait, c),
         Command::TestVectors(args) => test_vectors::run(args),
         Command::SelfTest(args) => self_test::run(args),
