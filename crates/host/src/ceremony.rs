@@ -303,6 +303,23 @@ pub struct DomainReport {
     pub manufacturing_boxes: Vec<BoxId>,
 }
 
+/// What `postkey box manufacture` asks for.
+#[derive(Debug, Clone)]
+pub struct ManufactureOrder {
+    /// The new box's type.
+    pub box_type: BoxType,
+    /// Where its share files go.
+    pub media: PathBuf,
+    /// How its operation combination is split.
+    pub policy: SharePolicy,
+    /// The anchors fingerprint the operators confirmed, if they gave one.
+    pub anchors_fingerprint: Option<String>,
+    /// The domains it gets processes of.
+    pub domains: Vec<DomainId>,
+    /// The sub-domains its Brass or Tin processes serve.
+    pub subdomains: Vec<SubdomainId>,
+}
+
 /// What manufacturing a box made.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ManufactureReport {
@@ -380,8 +397,9 @@ impl<'l, S: Store> Ceremonies<'l, S> {
 
     /// Checks the processes an operator asks for before any box is asked anything: each domain
     /// once and known to the archive (its bundle verified), no process of it in `target` yet,
-    /// sub-domains only for a Brass box and each of one of the domains. Returns each domain with
-    /// the sub-domains its process serves (a Brass box: those given of it, else all of it).
+    /// sub-domains only for a Brass or Tin box and each of one of the domains, postal domains only
+    /// for a Tin box. Returns each domain with the sub-domains its process serves (Brass and Tin:
+    /// those given of it, else all of it).
     pub async fn plan_processes(
         &self,
         target: Option<BoxId>,
@@ -390,9 +408,10 @@ impl<'l, S: Store> Ceremonies<'l, S> {
         subdomains: &[SubdomainId],
     ) -> Result<Vec<(DomainId, Vec<SubdomainId>)>, HostError> {
         let invalid = |why: String| HostError::from(Usage::InvalidArgument(why));
-        if box_type != BoxType::Brass && !subdomains.is_empty() {
+        let scoped = matches!(box_type, BoxType::Brass | BoxType::Tin);
+        if !scoped && !subdomains.is_empty() {
             return Err(invalid(format!(
-                "a {box_type} process serves no sub-domains: --subdomain is for Brass boxes"
+                "a {box_type} process serves no sub-domains: --subdomain is for Brass and Tin boxes"
             )));
         }
         let mut plan: Vec<(DomainId, Vec<SubdomainId>)> = Vec::new();
@@ -409,6 +428,15 @@ impl<'l, S: Store> Ceremonies<'l, S> {
                     );
                 }
             }
+            // A Tin box verifies postal tokens only (protocol §6.5): it never serves a vendor,
+            // EARTH or ADMIN domain, and the manufacturing box would refuse the delivery.
+            let kind = bundle.body().kind;
+            if box_type == BoxType::Tin && kind != postkey_wire::DomainKind::Postal {
+                return Err(invalid(format!(
+                    "{domain} is a {} domain: a tin box serves postal domains only",
+                    kind.name()
+                )));
+            }
             let all = &bundle.body().subdomains;
             let given: Vec<SubdomainId> =
                 subdomains.iter().filter(|s| s.domain() == domain).cloned().collect();
@@ -416,9 +444,9 @@ impl<'l, S: Store> Ceremonies<'l, S> {
                 return Err(invalid(format!("{unknown} is not a sub-domain of {domain}")));
             }
             let served = match box_type {
-                BoxType::Brass if given.is_empty() => all.clone(),
-                BoxType::Brass => given,
-                _ => Vec::new(),
+                _ if !scoped => Vec::new(),
+                _ if given.is_empty() => all.clone(),
+                _ => given,
             };
             plan.push((domain.clone(), served));
         }
@@ -426,6 +454,54 @@ impl<'l, S: Store> Ceremonies<'l, S> {
             return Err(invalid(format!("{stray} is of none of the domains given with --domain")));
         }
         Ok(plan)
+    }
+
+    /// `postkey box manufacture`: enables manufacturing box `m` from `shares_dir`, checks every
+    /// process asked for before the box uses up an ID, manufactures the box, gives it its
+    /// processes, and reports it as the archive now shows it.
+    pub async fn manufacture_with_processes(
+        &mut self,
+        m: BoxId,
+        shares_dir: &Path,
+        order: &ManufactureOrder,
+    ) -> Result<(ManufactureReport, crate::BoxReport), HostError> {
+        self.enable(m, shares_dir).await?;
+        let plan =
+            self.plan_processes(None, order.box_type, &order.domains, &order.subdomains).await?;
+        let confirmed = order.anchors_fingerprint.as_deref();
+        let report =
+            self.manufacture(m, order.box_type, &order.media, order.policy, confirmed).await?;
+        for (domain, subdomains) in plan {
+            self.install_process(m, report.id, &domain, subdomains).await?;
+        }
+        let shown = crate::box_report(&self.store, &self.trust, report.id).await?;
+        Ok((report, shown))
+    }
+
+    /// `postkey box install`: checks the process asked for, enables manufacturing box `m` and
+    /// box `target` from `shares_dir`, and makes the process of `domain` in `target`.
+    pub async fn install_one(
+        &mut self,
+        m: BoxId,
+        target: BoxId,
+        domain: &DomainId,
+        subdomains: &[SubdomainId],
+        shares_dir: &Path,
+    ) -> Result<(), HostError> {
+        let domains = [domain.clone()];
+        let mut plan =
+            self.plan_processes(Some(target), target.box_type(), &domains, subdomains).await?;
+        let (domain, subdomains) = plan.pop().unwrap_or((domain.clone(), Vec::new()));
+        self.enable(m, shares_dir).await?;
+        self.enable(target, shares_dir).await?;
+        self.install_process(m, target, &domain, subdomains).await
+    }
+
+    /// `postkey box self-test`: enables box `id` (power-up self-tests first) and runs its
+    /// `SELF_TEST` command; whether it passed (a failure is in the error log).
+    pub async fn self_test(&mut self, id: BoxId, shares_dir: &Path) -> Result<bool, HostError> {
+        self.enable(id, shares_dir).await?;
+        Ok(self.session.call_one(id, postkey_wire::command::SelfTest {}).is_ok())
     }
 
     /// Locks every box enabled: their keys are zeroized.

@@ -33,7 +33,8 @@ mod vectors;
 
 pub use archive::{Expected, Trust, error_log, open_archive};
 pub use ceremony::{
-    Ceremonies, DomainReport, InitReport, ManufactureReport, ShareReport, check_share, init,
+    Ceremonies, DomainReport, InitReport, ManufactureOrder, ManufactureReport, ShareReport,
+    check_share, init,
 };
 pub use clock::now;
 pub use error::{HostError, Usage};

@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use postkey_host::{Access, Ceremonies, SharePolicy};
+use postkey_host::{Access, Ceremonies, ManufactureOrder, SharePolicy};
 use postkey_wire::{BoxId, BoxType, DomainId, SubdomainId};
 
 use super::{
@@ -61,7 +61,8 @@ pub(crate) struct ManufactureArgs {
     /// A domain whose process the new box gets (repeat).
     #[arg(long = "domain", value_name = "DOMAIN")]
     domains: Vec<DomainId>,
-    /// For a Brass box: a sub-domain it serves (repeat) [default: every sub-domain of each domain]
+    /// For a Brass or Tin box: a sub-domain it serves (repeat) [default: every sub-domain of each
+    /// domain]
     #[arg(long = "subdomain", value_name = "DOMAIN/CC")]
     subdomains: Vec<SubdomainId>,
     /// Shares needed to enable the new box [default: 2]
@@ -92,7 +93,7 @@ pub(crate) struct InstallArgs {
     /// The domain.
     #[arg(long)]
     domain: DomainId,
-    /// For a Brass box: a sub-domain it serves (repeat) [default: every sub-domain]
+    /// For a Brass or Tin box: a sub-domain it serves (repeat) [default: every sub-domain]
     #[arg(long = "subdomain", value_name = "DOMAIN/CC")]
     subdomains: Vec<SubdomainId>,
     #[command(flatten)]
@@ -152,29 +153,24 @@ pub(crate) fn run(ctx: &Ctx, command: Command) -> anyhow::Result<Outcome> {
                 threshold: a.threshold.unwrap_or(default.threshold),
                 count: a.count.unwrap_or(default.count),
             };
-            let media = a.media.clone().unwrap_or_else(|| home.media_dir());
+            let order = ManufactureOrder {
+                box_type,
+                media: a.media.clone().unwrap_or_else(|| home.media_dir()),
+                policy,
+                anchors_fingerprint: a.anchors_fingerprint.clone(),
+                domains: a.domains.clone(),
+                subdomains: a.subdomains.clone(),
+            };
+            let media = order.media.clone();
             let lock = ctx.lock(Access::Exclusive)?;
             let (report, shown) = block_on(async {
                 let mut c = Ceremonies::open(&lock, ctx.archive().await?).await?;
-                c.enable(a.conductor.manufacturing_box, &a.conductor.shares(home)).await?;
-                // Every argument checked before the manufacturing box uses up an ID.
-                let plan = c.plan_processes(None, box_type, &a.domains, &a.subdomains).await?;
-                let report = c
-                    .manufacture(
-                        a.conductor.manufacturing_box,
-                        box_type,
-                        &media,
-                        policy,
-                        a.anchors_fingerprint.as_deref(),
-                    )
-                    .await?;
-                for (domain, subs) in plan {
-                    c.install_process(a.conductor.manufacturing_box, report.id, &domain, subs)
-                        .await?;
-                }
-                let shown = postkey_host::box_report(c.store(), c.trust(), report.id).await?;
+                let shares = a.conductor.shares(home);
+                let made =
+                    c.manufacture_with_processes(a.conductor.manufacturing_box, &shares, &order);
+                let made = made.await;
                 c.close();
-                anyhow::Ok((report, shown))
+                anyhow::Ok(made?)
             })??;
             warn_media(&media);
             if a.json {
@@ -193,14 +189,10 @@ pub(crate) fn run(ctx: &Ctx, command: Command) -> anyhow::Result<Outcome> {
             let lock = ctx.lock(Access::Exclusive)?;
             block_on(async {
                 let mut c = Ceremonies::open(&lock, ctx.archive().await?).await?;
-                let domains = [a.domain.clone()];
-                let plan = c.plan_processes(Some(a.id), a.id.box_type(), &domains, &a.subdomains);
-                let (domain, subs) = plan.await?.pop().unwrap_or((a.domain.clone(), Vec::new()));
-                c.enable(a.conductor.manufacturing_box, &dir).await?;
-                c.enable(a.id, &dir).await?;
-                c.install_process(a.conductor.manufacturing_box, a.id, &domain, subs).await?;
+                let m = a.conductor.manufacturing_box;
+                let done = c.install_one(m, a.id, &a.domain, &a.subdomains, &dir).await;
                 c.close();
-                anyhow::Ok(())
+                anyhow::Ok(done?)
             })??;
             print_lines(&[format!(
                 "installed the {} process of {} in {}",
@@ -287,10 +279,9 @@ pub(crate) fn run(ctx: &Ctx, command: Command) -> anyhow::Result<Outcome> {
             let lock = ctx.lock(Access::Shared)?;
             let passed = block_on(async {
                 let mut c = Ceremonies::open(&lock, ctx.archive().await?).await?;
-                c.enable(a.id, &shares_dir(home, a.shares_dir.as_deref())).await?;
-                let result = c.session().call_one(a.id, postkey_wire::command::SelfTest {});
+                let passed = c.self_test(a.id, &shares_dir(home, a.shares_dir.as_deref())).await;
                 c.close();
-                anyhow::Ok(result.is_ok())
+                anyhow::Ok(passed?)
             })??;
             if a.json {
                 print_json(&serde_json::json!({"id": a.id.to_string(), "passed": passed}))?;
