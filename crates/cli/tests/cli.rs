@@ -215,6 +215,7 @@ fn the_callers_mistakes_found_after_parsing_exit_2_and_other_errors_exit_3() {
     refused(&o, 3, "3602");
     let o = at(&home, &["box", "manufacture", "--type", "steel", "--media", "/dev/null"]);
     refused(&o, 2, "2010");
+    assert_eq!(at(&home, &["box", "list"]).stdout, boxes_before);
     // A Tin box serves postal domains only; sub-domains are for Brass and Tin boxes only.
     let o = at(&home, &["domain", "create", "VE", "--kind", "vendor", "--subdomain", "VE/US"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -232,7 +233,6 @@ fn the_callers_mistakes_found_after_parsing_exit_2_and_other_errors_exit_3() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let tin: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(tin["processes"][0]["subdomains"], serde_json::json!(["USPS/US"]), "{tin}");
-    let boxes_before = at(&home, &["box", "list"]).stdout;
     assert!(!home.join("boxes").join("S00000001.state").exists());
     let o = at(&home, &["box", "manufacture", "--type", "steel"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
