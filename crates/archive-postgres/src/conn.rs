@@ -129,8 +129,8 @@ impl PgStore {
     }
 
     /// A pooled connection, for tests that change the database behind the store's back (to
-    /// show that the chain verification finds it). Not for production use.
-    #[doc(hidden)]
+    /// show that the chain verification finds it). Not in a release build (`testing`).
+    #[cfg(feature = "testing")]
     pub async fn raw_client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.client().await
     }

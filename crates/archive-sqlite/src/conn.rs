@@ -30,7 +30,8 @@ pub struct SqliteStore {
 struct Inner {
     path: PathBuf,
     busy_timeout: Duration,
-    writer: Mutex<Connection>,
+    /// `None` for an archive opened read-only: every change is refused before it starts.
+    writer: Mutex<Option<Connection>>,
     readers: Mutex<Vec<Connection>>,
 }
 
@@ -125,10 +126,38 @@ impl SqliteStore {
         let inner = Inner {
             path,
             busy_timeout,
-            writer: Mutex::new(writer),
+            writer: Mutex::new(Some(writer)),
             readers: Mutex::new(Vec::new()),
         };
         Ok(Self { inner: Arc::new(inner) })
+    }
+
+    /// Opens the archive at `path` for reading only: nothing is created, migrated, checkpointed
+    /// or written, so a command that only reads leaves the file as it found it, and works with
+    /// read access alone. The file must exist and hold this build's schema version exactly
+    /// ([`StoreError::SchemaTooOld`], [`StoreError::SchemaTooNew`]); every change is refused
+    /// ([`StoreError::ReadOnly`]).
+    pub async fn open_read_only(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            if !path.is_file() {
+                let e = std::io::Error::new(std::io::ErrorKind::NotFound, "no archive file");
+                return Err(StoreError::Unavailable(Box::new(e)));
+            }
+            let inner = Inner {
+                path,
+                busy_timeout: BUSY_TIMEOUT,
+                writer: Mutex::new(None),
+                readers: Mutex::new(Vec::new()),
+            };
+            let conn = inner.take_reader()?;
+            let checked = migrate::check(&conn);
+            inner.put_reader(conn);
+            checked?;
+            Ok(Self { inner: Arc::new(inner) })
+        })
+        .await
+        .map_err(join_error)?
     }
 
     /// Runs `f` in one `BEGIN IMMEDIATE` transaction on the writer, on a blocking thread, and
@@ -142,6 +171,7 @@ impl SqliteStore {
         tokio::task::spawn_blocking(move || {
             // A panic inside a transaction dropped (rolled back) it: the connection is sound.
             let mut conn = inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            let conn = conn.as_mut().ok_or(StoreError::ReadOnly)?;
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).db()?;
             let out = f(&tx)?;
             // The durable commit: the WAL is written and synced.
@@ -193,9 +223,13 @@ impl SqliteStore {
 
     /// The writer connection, for tests that change the database behind the store's back (to
     /// show that the chain verification finds it). Not for production use.
-    #[doc(hidden)]
+    /// Not in a release build (the `testing` feature): a connection of its own, opened for
+    /// reading and writing whatever the store was opened for.
+    #[cfg(feature = "testing")]
     pub fn with_raw_connection<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
-        let conn = self.inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        // Tests only: a file the store opened can be opened again.
+        #[allow(clippy::expect_used)]
+        let conn = Connection::open(&self.inner.path).expect("the archive file opens");
         f(&conn)
     }
 }

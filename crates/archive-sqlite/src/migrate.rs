@@ -42,3 +42,24 @@ pub(crate) fn run(conn: &mut Connection) -> Result<(), StoreError> {
     }
     tx.commit().db()
 }
+
+/// Checks, without writing, that the database is at exactly [`SCHEMA_VERSION`]: for a read-only
+/// open, which cannot migrate.
+pub(crate) fn check(conn: &Connection) -> Result<(), StoreError> {
+    let found: Option<i64> = conn
+        .query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0))
+        .optional()
+        .db()?
+        .flatten();
+    let found =
+        u32::try_from(found.unwrap_or(0)).map_err(|_| StoreError::Corrupt("schema version"))?;
+    match found.cmp(&SCHEMA_VERSION) {
+        std::cmp::Ordering::Greater => {
+            Err(StoreError::SchemaTooNew { found, supported: SCHEMA_VERSION })
+        }
+        std::cmp::Ordering::Less => {
+            Err(StoreError::SchemaTooOld { found, supported: SCHEMA_VERSION })
+        }
+        std::cmp::Ordering::Equal => Ok(()),
+    }
+}

@@ -213,6 +213,20 @@ pub enum StoreError {
     /// A stored value does not parse as its type.
     #[error("archive holds a malformed {0}")]
     Corrupt(&'static str),
+    /// A change asked of an archive opened read-only.
+    #[error("the archive is open read-only")]
+    ReadOnly,
+    /// A read-only open of an archive whose schema this build would migrate first.
+    #[error(
+        "archive schema version {found} is older than this build's {supported}: \
+         a command that writes (any ceremony, the factory) upgrades it"
+    )]
+    SchemaTooOld {
+        /// The database's version.
+        found: u32,
+        /// The version this build reads.
+        supported: u32,
+    },
 }
 
 impl StoreError {
@@ -237,6 +251,8 @@ impl StoreError {
             Self::ChainBroken { .. } => ResponseCode::ARCHIVE_CHAIN_BROKEN,
             Self::SchemaTooNew { .. } => ResponseCode::ARCHIVE_SCHEMA_TOO_NEW,
             Self::Corrupt(_) => ResponseCode::ARCHIVE_CORRUPT,
+            Self::ReadOnly => ResponseCode::ARCHIVE_READ_ONLY,
+            Self::SchemaTooOld { .. } => ResponseCode::ARCHIVE_SCHEMA_TOO_OLD,
         }
     }
 

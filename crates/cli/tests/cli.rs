@@ -96,11 +96,19 @@ fn test_vectors_check_exit_codes() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("differs"), "{}", stderr(&o));
 
+    // A file the caller names that is not there, or not a regular file, is the caller's
+    // mistake (exit 2), said once; a FIFO is refused without blocking.
     let missing = dir.path().join("missing.json");
     let o = postkey(&["test-vectors", "--check", missing.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(3));
+    refused(&o, 2, "2010");
     let err = stderr(&o);
-    assert!(err.starts_with("postkey: error: reading ") && err.lines().count() == 1, "{err}");
+    assert!(err.contains("missing.json: No such file or directory"), "{err}");
+    assert_eq!(err.matches("missing.json").count(), 1, "{err}");
+    let fifo = dir.path().join("fifo");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let o = postkey(&["test-vectors", "--check", fifo.to_str().unwrap()]);
+    refused(&o, 2, "2010");
+    assert!(stderr(&o).contains("is not a regular file"), "{}", stderr(&o));
 }
 
 fn at(home: &std::path::Path, args: &[&str]) -> Output {

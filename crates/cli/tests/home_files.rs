@@ -142,3 +142,66 @@ fn the_home_is_its_owners_alone_whatever_the_umask() {
     assert!(seen > 20, "{seen} files");
     assert!(home.join("archive.db").exists());
 }
+
+/// Every file of the home with its bytes, but the SQLite coordination files a reader may leave
+/// (an empty WAL, the shared-memory index), which hold no data.
+fn home_snapshot(h: &Home) -> Vec<(String, Vec<u8>)> {
+    fn walk(dir: &std::path::Path, root: &std::path::Path, out: &mut Vec<(String, Vec<u8>)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            if path.is_dir() {
+                walk(&path, root, out);
+            } else if name != "archive.db-shm" && name != "home.lock" {
+                let bytes = std::fs::read(&path).unwrap();
+                if name == "archive.db-wal" && bytes.is_empty() {
+                    continue;
+                }
+                out.push((name, bytes));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&h.path(""), &h.path(""), &mut out);
+    out.sort();
+    out
+}
+
+/// The read commands (an auditor's) open the archive read-only and write nothing: the home is
+/// byte for byte as they found it, archive and error log included.
+#[test]
+fn read_commands_leave_the_home_as_they_found_it() {
+    let h = Home::demo();
+    h.ok(&["meter", "new", "--product", "PB1234", "--msn", "000001"]);
+    h.ok(&["factory", "install", "PB1234-000001", "--postal", "USPS"]);
+    // A refusal spooled in the error log, not yet moved into the archive.
+    let line = r#"{"time":"2026-12-04T07:00:00Z","unix_micros":1796367600000000,"component":"O00000001","code":3014,"message":"spooled"}"#;
+    std::fs::write(h.path("errors.log"), format!("{line}\n")).unwrap();
+    let before = home_snapshot(&h);
+    let key = h.json(&["keys", "list"])[0].clone();
+    let (domain, id) = (key["domain"].as_str().unwrap(), key["key_id"].to_string());
+    let meter =
+        format!("{}-{}", key["product_code"].as_str().unwrap(), key["msn"].as_str().unwrap());
+    for args in [
+        vec!["keys", "list"],
+        vec!["keys", "show", domain, &id],
+        vec!["box", "list", "--json"],
+        vec!["box", "show", "O00000001"],
+        vec!["domain", "list"],
+        vec!["meter", "show", &meter],
+        vec!["errors", "--json"],
+    ] {
+        let o = h.run(&args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    // The spooled refusal is shown though it is not in the archive yet.
+    let errors = h.json(&["errors"]);
+    let spooled = errors.as_array().unwrap().iter().find(|e| e["message"] == "spooled");
+    assert_eq!(spooled.unwrap()["component"], "o00000001", "{errors}");
+    let after = home_snapshot(&h);
+    let names = |s: &[(String, Vec<u8>)]| s.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&after), names(&before));
+    for ((name, a), (_, b)) in after.iter().zip(&before) {
+        assert!(a == b, "{name} changed");
+    }
+}

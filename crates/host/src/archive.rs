@@ -27,6 +27,19 @@ pub async fn open_archive(home: &Home) -> Result<SqliteStore, HostError> {
     Ok(SqliteStore::open(home.archive_path()).await?)
 }
 
+/// Opens the home's archive for a command that only reads: nothing is created, migrated or
+/// written (an auditor with read access runs it; see SECURITY.md). A home whose archive file is
+/// missing is refused as an installation the archive does not know.
+pub async fn open_archive_read_only(home: &Home) -> Result<SqliteStore, HostError> {
+    if !home.archive_path().is_file() {
+        return Err(HostError::InstallationMismatch(format!(
+            "{} has no archive: restore the archive from its backup",
+            home.root().display()
+        )));
+    }
+    Ok(SqliteStore::open_read_only(home.archive_path()).await?)
+}
+
 /// What a command trusts: the home's trust anchors and, through them, the archive's installation
 /// and its certified Domain Key Set. Loading it refuses an archive of another installation, one
 /// whose anchors differ from the home's, and an archive with no installation (an emptied one).
@@ -203,17 +216,16 @@ fn component(name: &str) -> Result<Component, HostError> {
     Ok(Component::parse(if label.is_empty() { "host" } else { &label })?)
 }
 
-/// The newest `limit` entries of the archive's error log (after moving the home's spool in),
-/// oldest first.
+/// The newest `limit` entries of the error log, oldest first: the archive's, and those the
+/// home's spool holds still (the next command that writes the archive moves them in). Reads
+/// only: an auditor with read access runs it.
 pub async fn error_log(
     home: &Home,
     store: &impl Store,
     limit: u32,
 ) -> Result<Vec<ErrorEntry>, HostError> {
-    move_error_spool(home, store).await?;
-    let mut logged = store.error_log(&ErrorLogQuery::latest(limit)).await?;
-    logged.reverse();
-    Ok(logged
+    let logged = store.error_log(&ErrorLogQuery::latest(limit)).await?;
+    let mut entries: Vec<ErrorEntry> = logged
         .into_iter()
         .map(|l| ErrorEntry {
             time: l.entry.time.to_rfc3339(),
@@ -222,5 +234,13 @@ pub async fn error_log(
             code: l.entry.response_code.0,
             message: l.entry.message,
         })
-        .collect())
+        .collect();
+    for mut e in home.spooled_errors()? {
+        // Shown as the archive will label it once moved in.
+        e.component = component(&e.component)?.to_string();
+        entries.push(e);
+    }
+    entries.sort_by_key(|e| e.unix_micros);
+    let skip = entries.len().saturating_sub(limit as usize);
+    Ok(entries.split_off(skip))
 }

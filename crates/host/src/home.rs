@@ -69,7 +69,11 @@ pub(crate) fn storage(what: &'static str, path: &Path, source: std::io::Error) -
 pub(crate) fn read(path: &Path, max: u64) -> Result<Vec<u8>, HostError> {
     read_bounded(path, max).map_err(|e| match e {
         ReadError::Storage(s) => HostError::Storage(s),
-        other => HostError::corrupt(path, other),
+        // The corrupt-file error names the path; the reason does not name it again.
+        ReadError::NotAFile(_) => HostError::corrupt(path, "not a regular file"),
+        ReadError::TooLarge { len, max, .. } => {
+            HostError::corrupt(path, format!("{len} bytes, more than the {max} allowed"))
+        }
     })
 }
 
@@ -322,12 +326,37 @@ pub(crate) fn share_file_name(share: &Verified<ShareBody>) -> String {
     format!("{}-{}-{}-{}of{}.share", b.owner, b.purpose.name(), &set[..8], b.index, b.count)
 }
 
-/// Reads a share file the caller named: bounded, a regular file.
-pub fn read_share_file(path: &Path) -> Result<Vec<u8>, HostError> {
-    read_bounded(path, MAX_SHARE_FILE).map_err(|e| match e {
+/// Reads a file the caller named on the command line: bounded, a regular file. A file that is
+/// not there, not a regular file, too long or not readable by the caller is the caller's mistake
+/// (a usage error naming the file once); any other failure is the machine's.
+pub(crate) fn read_argument_file(path: &Path, max: u64) -> Result<Vec<u8>, HostError> {
+    use std::io::ErrorKind;
+    read_bounded(path, max).map_err(|e| match e {
+        ReadError::Storage(s)
+            if matches!(
+                s.source.kind(),
+                ErrorKind::NotFound | ErrorKind::PermissionDenied | ErrorKind::IsADirectory
+            ) =>
+        {
+            Usage::InvalidArgument(format!("{}: {}", path.display(), plain_io(&s.source))).into()
+        }
         ReadError::Storage(s) => HostError::Storage(s),
         other => Usage::InvalidArgument(other.to_string()).into(),
     })
+}
+
+/// An I/O error's words without the "(os error N)" suffix.
+fn plain_io(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error") {
+        Some(at) => text[..at].to_owned(),
+        None => text,
+    }
+}
+
+/// Reads a share file the caller named: bounded, a regular file.
+pub fn read_share_file(path: &Path) -> Result<Vec<u8>, HostError> {
+    read_argument_file(path, MAX_SHARE_FILE)
 }
 
 /// The largest list of meters `factory install --file` reads (about a million lines).
@@ -337,10 +366,7 @@ const MAX_METER_LIST: u64 = 32 * 1024 * 1024;
 /// start with `#` are skipped). Bounded, a regular file; a line that does not parse is a usage
 /// error naming it.
 pub fn read_meter_list(path: &Path) -> Result<Vec<(MeterId, DomainId)>, HostError> {
-    let bytes = read_bounded(path, MAX_METER_LIST).map_err(|e| match e {
-        ReadError::Storage(s) => HostError::Storage(s),
-        other => Usage::InvalidArgument(other.to_string()).into(),
-    })?;
+    let bytes = read_argument_file(path, MAX_METER_LIST)?;
     let bad = |n: usize, why: String| -> HostError {
         Usage::InvalidArgument(format!("{} line {n}: {why}", path.display())).into()
     };

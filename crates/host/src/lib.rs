@@ -31,7 +31,7 @@ mod ser;
 mod session;
 mod vectors;
 
-pub use archive::{Expected, Trust, error_log, open_archive};
+pub use archive::{Expected, Trust, error_log, open_archive, open_archive_read_only};
 pub use ceremony::{
     Ceremonies, DomainReport, InitReport, ManufactureOrder, ManufactureReport, ShareReport,
     check_share, init,
@@ -51,7 +51,7 @@ pub use postkey_box::runtime::harden_process;
 pub use postkey_secrets::selftest::KatResult;
 pub use rebaseline::RebaselineReport;
 pub use session::Session;
-pub use vectors::test_vectors_json;
+pub use vectors::{test_vectors_json, vectors_file_is_current};
 
 /// Runs the power-up known-answer test of every primitive, as a box does before it is enabled.
 pub fn run_self_tests() -> Vec<KatResult> {

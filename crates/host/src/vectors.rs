@@ -33,3 +33,14 @@ fn json_string(s: &str) -> String {
     // Serializing a &str cannot fail.
     serde_json::to_string(s).unwrap_or_default()
 }
+
+/// The largest published-vectors file compared (the document is a few kilobytes).
+const MAX_VECTORS_FILE: u64 = 1024 * 1024;
+
+/// Whether the file at `path` holds exactly the vectors [`test_vectors_json`] computes. The file
+/// is read bounded, and only if it is a regular file (a FIFO or a device never blocks).
+pub fn vectors_file_is_current(path: &std::path::Path) -> Result<bool, crate::HostError> {
+    let json = test_vectors_json()?;
+    let on_disk = crate::home::read_argument_file(path, MAX_VECTORS_FILE)?;
+    Ok(on_disk == json.as_bytes())
+}

@@ -220,3 +220,28 @@ fn the_architecture_page_lists_every_dependency_edge_as_it_is() {
     }
     assert_eq!(listed, graph, "ARCHITECTURE.md's code map differs from the crate graph");
 }
+
+/// The features the `postkey` binary is built with, as `cargo tree` shows them.
+fn binary_features(extra: &[&str]) -> String {
+    let out = Command::new(env!("CARGO"))
+        .args(["tree", "-p", BINARY, "-e", "normal,features", "--offline"])
+        .args(extra)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo tree runs");
+    assert!(out.status.success(), "cargo tree failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+/// Test-only entry points (raw connections, raw primitives, lenient checks, entering a box's
+/// error state) are behind `testing` features that only dev-dependencies turn on; the
+/// benchmarks' CPU accounting is in the binary only with its `bench` feature.
+#[test]
+fn the_release_binary_has_no_test_entry_points_and_benchmarks_only_by_choice() {
+    let release = binary_features(&[]);
+    assert!(release.contains("postkey-wire"), "{release}");
+    assert!(!release.contains("feature \"testing\""), "{release}");
+    let lean = binary_features(&["--no-default-features"]);
+    assert!(lean.contains("postkey-wire"), "{lean}");
+    assert!(!lean.contains("feature \"metrics\"") && !lean.contains("feature \"bench\""), "{lean}");
+}

@@ -60,8 +60,9 @@ impl StateSealingKey {
             .map_err(|_| SecretError::SealedStateInvalid)
     }
 
-    /// Raw AES-256-GCM-SIV, for the known-answer tests of the primitive (explicit nonce).
-    #[doc(hidden)]
+    /// Raw AES-256-GCM-SIV, for the known-answer tests of the primitive (explicit nonce); not in
+    /// a release build.
+    #[cfg(any(test, feature = "testing"))]
     pub fn open_raw(
         &self,
         nonce: &[u8],
@@ -76,10 +77,21 @@ impl StateSealingKey {
             .map_err(|_| SecretError::SealedStateInvalid)
     }
 
-    /// Raw AES-256-GCM-SIV sealing with an explicit nonce, for the known-answer tests only:
-    /// production sealing draws its nonce from the box generator.
-    #[doc(hidden)]
+    /// Raw AES-256-GCM-SIV sealing with an explicit nonce, for the known-answer tests only (the
+    /// power-up self-test, and the Wycheproof cases in a test build): production sealing draws
+    /// its nonce from the box generator.
+    #[cfg(any(test, feature = "testing"))]
     pub fn seal_raw(
+        &self,
+        nonce: &[u8],
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, SecretError> {
+        self.seal_with_nonce(nonce, aad, plaintext)
+    }
+
+    /// [`seal_raw`](Self::seal_raw) for the power-up self-test.
+    pub(crate) fn seal_with_nonce(
         &self,
         nonce: &[u8],
         aad: &[u8],

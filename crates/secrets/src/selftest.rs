@@ -144,7 +144,7 @@ pub fn kats() -> Vec<Kat> {
                 key[0] = 1;
                 let mut nonce = [0u8; 12];
                 nonce[0] = 3;
-                StateSealingKey::from_bytes(key).seal_raw(&nonce, b"", b"").ok()
+                StateSealingKey::from_bytes(key).seal_with_nonce(&nonce, b"", b"").ok()
             },
         },
         Kat {

@@ -184,6 +184,10 @@ codes! {
     ARCHIVE_CHAIN_BROKEN = 3670, Integrity, "archive hash chain does not verify";
     /// 3xxx processing: the archive's schema is newer than this build knows.
     ARCHIVE_SCHEMA_TOO_NEW = 3671, State, "archive schema newer than this build";
+    /// 3xxx archive: a change asked of an archive opened read-only (a bug of the caller).
+    ARCHIVE_READ_ONLY = 3674, Caller, "archive opened read-only: no change is made";
+    /// 3xxx archive: a read-only open of an archive this build would migrate first.
+    ARCHIVE_SCHEMA_TOO_OLD = 3675, State, "archive schema older than this build: a command that writes upgrades it";
     /// 3xxx processing: a signed record the archive holds does not verify.
     ARCHIVE_RECORD_INVALID = 3673, Integrity, "archive holds a signed record that does not verify";
     /// 3xxx processing: a stored value does not parse as its type.

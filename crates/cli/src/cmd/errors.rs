@@ -11,11 +11,11 @@ pub(crate) struct Args {
     json: bool,
 }
 
-/// The archive's error log, oldest of the newest `limit` first (the home's spool is moved in
-/// first).
+/// The error log, oldest of the newest `limit` first: the archive's and the home's spool, read
+/// without writing.
 pub(crate) fn run(ctx: &Ctx, args: Args) -> anyhow::Result<Outcome> {
     let errors = block_on(async {
-        let store = ctx.archive().await?;
+        let (store, _) = ctx.trusted().await?;
         anyhow::Ok(postkey_host::error_log(&ctx.home, &store, args.limit).await?)
     })??;
     if args.json {

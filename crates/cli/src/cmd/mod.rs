@@ -91,9 +91,11 @@ impl Ctx {
         Ok(postkey_host::open_archive(&self.home).await?)
     }
 
-    /// The home's archive and what the home trusts, for read commands.
+    /// The home's archive, opened read-only, and what the home trusts, for read commands: they
+    /// never write, so read access to the home is enough.
     pub(crate) async fn trusted(&self) -> anyhow::Result<(SqliteStore, postkey_host::Trust)> {
-        let store = self.archive().await?;
+        self.home.anchors()?;
+        let store = postkey_host::open_archive_read_only(&self.home).await?;
         let trust = postkey_host::Trust::load(&self.home, &store).await?;
         Ok((store, trust))
     }
