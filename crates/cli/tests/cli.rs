@@ -320,17 +320,16 @@ fn bench_install_leaves_no_home_and_no_schema_behind() {
     bench(&[]);
     // On PostgreSQL its schema goes too (checked with the server's own client, where both are
     // at hand).
-    let Ok(url) = std::env::var("POSTKEY_TEST_PG_URL") else { return };
+    let Some(url) = postkey_archive_postgres::testing::server_url("bench on PostgreSQL") else {
+        return;
+    };
     let r = bench(&["--postgres", &url]);
     let archive = r["archive"].as_str().unwrap();
     let schema = archive.rsplit(' ').next().unwrap();
     assert!(schema.starts_with("postkey_bench_"), "{archive}");
-    let query = format!("SELECT count(*) FROM pg_namespace WHERE nspname = '{schema}'");
-    let Ok(psql) = std::process::Command::new("psql").args([url.as_str(), "-tAc", &query]).output()
-    else {
-        return;
-    };
-    assert_eq!(String::from_utf8_lossy(&psql.stdout).trim(), "0", "schema {schema} left behind");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let exists = rt.block_on(postkey_archive_postgres::testing::schema_exists(&url, schema));
+    assert!(!exists.unwrap(), "schema {schema} left behind");
 }
 
 #[test]

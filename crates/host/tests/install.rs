@@ -626,7 +626,7 @@ async fn batches_flow_through_the_pipeline_and_a_failed_key_spoils_no_other() {
         assert!(got.windows(2).all(|p| p[0] < p[1]), "{domain}: {got:?}");
         w.store.verify_chain(&d(domain)).await.unwrap();
     }
-    // The refusals of the absent meter are in the error log, which moves into the archive.
+    // The refusals of the absent meter are in the error log (read: spool and archive).
     let log = postkey_host::error_log(&w.home, &w.store, 100).await.unwrap();
     let absent = log
         .iter()
@@ -634,15 +634,25 @@ async fn batches_flow_through_the_pipeline_and_a_failed_key_spoils_no_other() {
         .collect::<Vec<_>>();
     assert_eq!(absent.len(), 2, "{log:?}");
     assert!(absent.iter().all(|e| e.message.contains("not connected")), "{log:?}");
+    // The next command that writes the archive moves them in; the log reads the same.
+    move_spool(&w).await;
     assert!(w.home.spooled_errors().unwrap().is_empty());
+    let moved = postkey_host::error_log(&w.home, &w.store, 100).await.unwrap();
+    assert_eq!(moved.len(), log.len(), "{moved:?}");
+}
+
+/// Opens the ceremonies, as every command that writes the archive does: the spool moves in.
+async fn move_spool(w: &common::World) {
+    let lock = w.lock();
+    let c = postkey_host::Ceremonies::open(&lock, w.store.clone()).await.unwrap();
+    c.close();
 }
 
 /// The factory on a PostgreSQL archive: the same pipeline, the same records. Runs where
 /// `POSTKEY_TEST_PG_URL` is set (CI sets it; without a reachable server in CI it fails).
 #[tokio::test]
 async fn the_factory_installs_keys_on_a_postgresql_archive_too() {
-    let Ok(url) = std::env::var("POSTKEY_TEST_PG_URL") else {
-        println!("PostgreSQL test skipped: POSTKEY_TEST_PG_URL is not set");
+    let Some(url) = postkey_archive_postgres::testing::server_url("factory on PostgreSQL") else {
         return;
     };
     let unique =
@@ -734,11 +744,15 @@ async fn transcripts_and_the_error_log_move_into_the_archive_once_and_nothing_is
         .unwrap();
     w.home.log_error("kmc", code, "second", postkey_host::now()).unwrap();
     assert_eq!(w.home.spooled_errors().unwrap().len(), 2);
-    // One call moves both: the interrupted move's spool, then the current one; a second call
-    // moves nothing twice.
-    postkey_host::error_log(&w.home, &w.store, 10).await.unwrap();
+    // Reading the log moves nothing; it shows both.
+    let shown = postkey_host::error_log(&w.home, &w.store, 10).await.unwrap();
+    assert_eq!(shown.iter().filter(|e| e.message == "first" || e.message == "second").count(), 2);
+    assert_eq!(w.home.spooled_errors().unwrap().len(), 2);
+    // One writing command moves both: the interrupted move's spool, then the current one; a
+    // second moves nothing twice.
+    move_spool(&w).await;
     assert!(w.home.spooled_errors().unwrap().is_empty());
-    postkey_host::error_log(&w.home, &w.store, 10).await.unwrap();
+    move_spool(&w).await;
     let logged = w.store.error_log(&postkey_archive::ErrorLogQuery::latest(10)).await.unwrap();
     let messages: Vec<&str> = logged.iter().map(|l| l.entry.message.as_str()).collect();
     assert_eq!(messages.iter().filter(|m| **m == "first").count(), 1, "{messages:?}");
