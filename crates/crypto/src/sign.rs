@@ -1,5 +1,6 @@
 use core::fmt;
 
+#[cfg(any(test, feature = "testing"))]
 use ed25519_dalek::Verifier as _;
 
 use crate::{CryptoError, Fingerprint};

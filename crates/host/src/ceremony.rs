@@ -60,14 +60,7 @@ fn check<B: Body>(
 /// The removable-media directory a ceremony writes shares to: made 0700 if absent, refused if
 /// it is not a directory, before anything else happens.
 fn media_dir(media: &Path) -> Result<(), HostError> {
-    if media.exists() && !media.is_dir() {
-        return Err(Usage::InvalidArgument(format!(
-            "{} is not a directory: pass the removable media's directory with --media",
-            media.display()
-        ))
-        .into());
-    }
-    crate::home::make_dir(media)
+    crate::home::make_named_dir(media, "--media")
 }
 
 /// Enables box `id` for a ceremony or a factory run: checked against what the archive records

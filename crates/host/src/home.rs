@@ -86,6 +86,20 @@ pub(crate) fn make_dir(dir: &Path) -> Result<(), HostError> {
         .map_err(|e| storage("creating", dir, e))
 }
 
+/// Makes a directory the caller named (the home, removable media): one that is a file, or lies
+/// under a file, is the caller's mistake, named once with what to pass instead.
+pub(crate) fn make_named_dir(dir: &Path, option: &str) -> Result<(), HostError> {
+    use std::io::ErrorKind;
+    DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| match e.kind() {
+        ErrorKind::AlreadyExists | ErrorKind::NotADirectory => Usage::InvalidArgument(format!(
+            "{} is not a directory: pass a directory with {option}",
+            dir.display()
+        ))
+        .into(),
+        _ => storage("creating", dir, e),
+    })
+}
+
 /// A postkey home directory.
 #[derive(Debug, Clone)]
 pub struct Home {

@@ -51,7 +51,7 @@ pub use postkey_box::runtime::harden_process;
 pub use postkey_secrets::selftest::KatResult;
 pub use rebaseline::RebaselineReport;
 pub use session::Session;
-pub use vectors::{test_vectors_json, vectors_file_is_current};
+pub use vectors::{test_vectors_json, vectors_file_is_current, write_vectors_file};
 
 /// Runs the power-up known-answer test of every primitive, as a box does before it is enabled.
 pub fn run_self_tests() -> Vec<KatResult> {

@@ -137,6 +137,8 @@ pub enum Busy {
 impl Home {
     /// Takes the home for this command.
     pub fn lock(&self, access: Access, wait: Wait) -> Result<HomeLock, HostError> {
+        // The home's root is the directory the caller named with --home.
+        crate::home::make_named_dir(self.root(), "--home")?;
         let path = self.root().join(".lock");
         let file = open_lock_file(&path)?;
         if !take(&file, access == Access::Exclusive, wait, &path)? {

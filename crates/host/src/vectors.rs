@@ -44,3 +44,9 @@ pub fn vectors_file_is_current(path: &std::path::Path) -> Result<bool, crate::Ho
     let on_disk = crate::home::read_argument_file(path, MAX_VECTORS_FILE)?;
     Ok(on_disk == json.as_bytes())
 }
+
+/// Writes the vectors [`test_vectors_json`] computes to `path` (its directory must exist).
+pub fn write_vectors_file(path: &std::path::Path) -> Result<(), crate::HostError> {
+    let json = test_vectors_json()?;
+    std::fs::write(path, json).map_err(|e| crate::home::storage("writing", path, e))
+}

@@ -3,8 +3,8 @@ use super::{Ctx, Outcome, block_on, print_json, print_lines};
 /// Arguments of `postkey errors`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Show at most this many of the newest entries.
-    #[arg(long, default_value_t = 1000)]
+    /// Show at most this many of the newest entries (1 to 1,000,000).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     limit: u32,
     /// Print the result as JSON.
     #[arg(long)]

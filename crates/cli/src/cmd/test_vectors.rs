@@ -26,12 +26,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
         eprintln!("{}: differs from the vectors the code computes", path.display());
         return Ok(Outcome::CheckFailed);
     }
-    let json = postkey_host::test_vectors_json().context("computing the test vectors")?;
     match args.out {
-        Some(path) => {
-            std::fs::write(&path, &json).with_context(|| format!("writing {}", path.display()))?
-        }
+        Some(path) => postkey_host::write_vectors_file(&path)?,
         None => {
+            let json = postkey_host::test_vectors_json().context("computing the test vectors")?;
             std::io::stdout().write_all(json.as_bytes()).context("writing to standard output")?
         }
     }

@@ -1,0 +1,193 @@
+//! Every command's exit codes, one table per outcome: 2 for each usage error wherever it is
+//! found (arguments, unknown boxes, domains, keys and meters, files the caller names, a home
+//! that is missing or not initialized), 1 for a check that ran and failed, 3 for operational
+//! failures (a corrupt home file, storage). Each failure is one line on standard error that
+//! names its response code; clap's own usage errors exit 2 as well.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{Home, code, stderr};
+
+/// A demo home with one meter keyed, and the file names the table needs.
+struct Fixture {
+    home: Home,
+    share: String,
+    /// The meter keyed.
+    meter: String,
+}
+
+fn fixture() -> Fixture {
+    let home = Home::demo();
+    home.ok(&["meter", "new", "--product", "PB1234", "--msn", "000001"]);
+    home.ok(&["factory", "install", "PB1234-000001", "--postal", "USPS"]);
+    let share = std::fs::read_dir(home.path("media"))
+        .unwrap()
+        .map(|e| e.unwrap().path().to_string_lossy().into_owned())
+        .find(|p| p.contains("O00000001-operation-combination"))
+        .unwrap();
+    Fixture { home, share, meter: "PB1234-000001".into() }
+}
+
+/// Runs `args` on `home` and checks the exit code and, for our own errors, the response code
+/// and the one line.
+fn expect(home: &Home, args: &[&str], exit: i32, response: Option<u16>) {
+    let o = home.run(args);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(exit), "postkey {args:?}: {err}");
+    if let Some(response) = response {
+        assert_eq!(code(&o), Some(response), "postkey {args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "postkey {args:?}: {err}");
+        assert!(err.starts_with("postkey: error: "), "postkey {args:?}: {err}");
+    }
+}
+
+#[test]
+fn usage_errors_exit_2_for_every_command() {
+    let f = fixture();
+    let h = &f.home;
+    let missing = h.path("no-such-file");
+    let missing = missing.to_str().unwrap();
+    let empty = h.path("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let root = h.path("");
+    let a_file = f.share.as_str();
+    let table: Vec<(Vec<&str>, Option<u16>)> = vec![
+        (vec!["init"], Some(3011)),
+        (vec!["init", "--media", a_file], Some(3011)),
+        (vec!["domain", "create", "VE", "--kind", "vendor", "--subdomain", "VE/US"], Some(3010)),
+        (vec!["domain", "create", "UKRM", "--kind", "moon", "--subdomain", "UKRM/GB"], None),
+        (vec!["domain", "list", "--bogus"], None),
+        (vec!["box", "manufacture", "--type", "oak", "--threshold", "0"], Some(2010)),
+        (vec!["box", "manufacture", "--type", "oak", "--media", a_file], Some(2010)),
+        (vec!["box", "manufacture", "--type", "tin", "--domain", "VE"], Some(2010)),
+        (vec!["box", "install", "O00000001", "--domain", "NOPE"], Some(3008)),
+        (vec!["box", "install", "O00000001", "--domain", "USPS"], Some(3651)),
+        (vec!["box", "list", "extra"], None),
+        (vec!["box", "show", "B00000009"], Some(3020)),
+        (vec!["box", "show", "B1"], None),
+        (vec!["box", "self-test", "T00000009"], Some(3020)),
+        (
+            vec!["box", "self-test", "O00000001", "--shares-dir", empty.to_str().unwrap()],
+            Some(3112),
+        ),
+        (vec!["box", "rebaseline", "O00000001"], Some(2010)),
+        (vec!["share", "check", missing], Some(2010)),
+        (vec!["share", "check", root.to_str().unwrap()], Some(2010)),
+        (vec!["meter", "new", "--product", "PB1234", "--msn", "x"], None),
+        (vec!["meter", "new", "--product", "PB1234", "--msn", "000001"], Some(3651)),
+        (vec!["meter", "show", "PB1234-999999"], Some(3021)),
+        (vec!["factory", "install", "PB1234-999999", "--postal", "USPS"], Some(3021)),
+        (vec!["factory", "install", "--file", missing], Some(2010)),
+        (vec!["factory", "install", "PB1234-000001", "--postal", "VE"], Some(3024)),
+        (vec!["keys", "list", "--domain", "NOPE"], Some(3008)),
+        (vec!["keys", "show", "USPS", "99"], Some(3650)),
+        (vec!["errors", "--limit", "0"], None),
+        (vec!["demo", "--meters", "1000001"], None),
+        (vec!["bench", "install", "--meters", "0"], None),
+        (vec!["test-vectors", "--check", missing], Some(2010)),
+        (vec!["self-test", "extra"], None),
+    ];
+    for (args, response) in &table {
+        expect(h, args, 2, *response);
+    }
+    // The home still works after every refusal.
+    h.install_works(2);
+}
+
+#[test]
+fn commands_that_need_a_home_exit_2_on_a_missing_or_uninitialized_one_and_create_nothing() {
+    for initialized_dir in [false, true] {
+        let h = Home::new();
+        if initialized_dir {
+            // A directory that exists but holds no home.
+            std::fs::create_dir_all(&h.root).unwrap();
+        }
+        for args in [
+            &["domain", "create", "VE", "--kind", "vendor", "--subdomain", "VE/US"][..],
+            &["domain", "list"],
+            &["box", "manufacture", "--type", "oak"],
+            &["box", "install", "O00000001", "--domain", "VE"],
+            &["box", "list"],
+            &["box", "show", "O00000001"],
+            &["box", "self-test", "O00000001"],
+            &["box", "rebaseline", "O00000001"],
+            &["meter", "new", "--product", "PB1234", "--msn", "000001"],
+            &["meter", "show", "PB1234-000001"],
+            &["factory", "install", "PB1234-000001", "--postal", "USPS"],
+            &["keys", "list"],
+            &["keys", "show", "USPS", "1"],
+            &["errors"],
+        ] {
+            expect(&h, args, 2, Some(3603));
+            let left: Vec<_> = match std::fs::read_dir(&h.root) {
+                Ok(entries) => entries.map(|e| e.unwrap().file_name()).collect(),
+                Err(_) => Vec::new(),
+            };
+            assert!(left.is_empty(), "postkey {args:?} made {left:?}");
+            assert_eq!(h.root.exists(), initialized_dir, "postkey {args:?}");
+        }
+    }
+}
+
+#[test]
+fn failed_checks_exit_1() {
+    let f = fixture();
+    let h = &f.home;
+    // A share that does not verify.
+    let mut bytes = std::fs::read(&f.share).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 1;
+    let bad = h.path("bad.share");
+    std::fs::write(&bad, bytes).unwrap();
+    let o = h.run(&["share", "check", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    // Published vectors that differ from the code's.
+    let vectors = h.path("vectors.json");
+    assert_eq!(h.run(&["test-vectors", "--out", vectors.to_str().unwrap()]).status.code(), Some(0));
+    let text = std::fs::read_to_string(&vectors).unwrap();
+    std::fs::write(&vectors, text.replacen('A', "B", 1)).unwrap();
+    let o = h.run(&["test-vectors", "--check", vectors.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    // The checks that pass exit 0.
+    assert_eq!(h.run(&["share", "check", &f.share]).status.code(), Some(0));
+    assert_eq!(h.run(&["self-test"]).status.code(), Some(0));
+    assert_eq!(h.run(&["box", "self-test", "O00000001"]).status.code(), Some(0));
+}
+
+#[test]
+fn operational_failures_exit_3() {
+    let f = fixture();
+    let h = &f.home;
+    // A file of the home that no longer decodes: every command on the home says so (3604).
+    std::fs::write(h.path("trust-anchors.cbor"), b"not cbor").unwrap();
+    let meter = f.meter.as_str();
+    for args in [
+        &["domain", "create", "VE2", "--kind", "vendor", "--subdomain", "VE2/US"][..],
+        &["domain", "list"],
+        &["box", "manufacture", "--type", "oak"],
+        &["box", "install", "O00000001", "--domain", "VE"],
+        &["box", "list"],
+        &["box", "show", "O00000001"],
+        &["box", "self-test", "O00000001"],
+        &["box", "rebaseline", "O00000001"],
+        &["share", "check", &f.share],
+        &["meter", "new", "--product", "PB1234", "--msn", "000002"],
+        &["meter", "show", meter],
+        &["factory", "install", meter, "--postal", "USPS"],
+        &["keys", "list"],
+        &["keys", "show", "USPS", "1"],
+        &["errors"],
+    ] {
+        expect(h, args, 3, Some(3604));
+    }
+    // Media that cannot be made: the first ceremony stops, and runs again once they can.
+    let fresh = Home::new();
+    expect(&fresh, &["init", "--media", "/proc/postkey-media"], 3, Some(3602));
+    assert_eq!(fresh.run(&["init"]).status.code(), Some(0), "the stopped ceremony blocks");
+    // Storage that fails where the caller could not know it would.
+    let o = h.run(&["test-vectors", "--out", "/proc/version"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert_eq!(code(&o), Some(3602), "{}", stderr(&o));
+}
