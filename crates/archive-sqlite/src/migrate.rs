@@ -26,13 +26,7 @@ pub(crate) fn run(conn: &mut Connection) -> Result<(), StoreError> {
          ) STRICT;",
     )
     .db()?;
-    let found: Option<i64> = tx
-        .query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0))
-        .optional()
-        .db()?
-        .flatten();
-    let found =
-        u32::try_from(found.unwrap_or(0)).map_err(|_| StoreError::Corrupt("schema version"))?;
+    let found = found_version(&tx)?;
     if found > SCHEMA_VERSION {
         return Err(StoreError::SchemaTooNew { found, supported: SCHEMA_VERSION });
     }
@@ -46,13 +40,7 @@ pub(crate) fn run(conn: &mut Connection) -> Result<(), StoreError> {
 /// Checks, without writing, that the database is at exactly [`SCHEMA_VERSION`]: for a read-only
 /// open, which cannot migrate.
 pub(crate) fn check(conn: &Connection) -> Result<(), StoreError> {
-    let found: Option<i64> = conn
-        .query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0))
-        .optional()
-        .db()?
-        .flatten();
-    let found =
-        u32::try_from(found.unwrap_or(0)).map_err(|_| StoreError::Corrupt("schema version"))?;
+    let found = found_version(conn)?;
     match found.cmp(&SCHEMA_VERSION) {
         std::cmp::Ordering::Greater => {
             Err(StoreError::SchemaTooNew { found, supported: SCHEMA_VERSION })
@@ -62,4 +50,14 @@ pub(crate) fn check(conn: &Connection) -> Result<(), StoreError> {
         }
         std::cmp::Ordering::Equal => Ok(()),
     }
+}
+
+/// The newest migration applied (0 for a new database).
+fn found_version(conn: &Connection) -> Result<u32, StoreError> {
+    let found: Option<i64> = conn
+        .query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0))
+        .optional()
+        .db()?
+        .flatten();
+    u32::try_from(found.unwrap_or(0)).map_err(|_| StoreError::Corrupt("schema version"))
 }

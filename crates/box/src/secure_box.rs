@@ -4,8 +4,8 @@
 use postkey_crypto::{Signer as _, VerifyingKey};
 use postkey_secrets::rng::RngAlarm;
 use postkey_wire::{
-    BoxId, BoxType, Certificate, ConfigTables, DomainId, DomainPublicKeys, InstallationId,
-    ProcessRecord, StateVersion, TrustAnchors, Verified,
+    BoxId, BoxType, Certificate, ConfigTables, Delivery, DomainId, DomainPublicKeys,
+    InstallationId, ProcessRecord, StateVersion, TrustAnchors, Verified,
 };
 
 use crate::core::{Core, Health, TypedBox};
@@ -105,26 +105,25 @@ impl SecureBox {
         self.domains().contains(domain)
     }
 
-    /// The signed record of its process of `domain`, if it runs one.
-    pub fn process_record(&self, domain: &DomainId) -> Option<&ProcessRecord> {
+    /// The delivery its process of `domain` came from, if it runs one.
+    fn delivery(&self, domain: &DomainId) -> Option<&Delivery> {
         match self {
             Self::Manufacturing(_) => None,
-            Self::Oak(b) => b.process(domain).map(|p| p.record()),
-            Self::Steel(b) => b.process(domain).map(|p| p.record()),
-            Self::Brass(b) => b.process(domain).map(|p| p.record()),
-            Self::Tin(b) => b.process(domain).map(|p| p.record()),
+            Self::Oak(b) => b.process(domain).map(|p| p.delivery.body()),
+            Self::Steel(b) => b.process(domain).map(|p| p.delivery.body()),
+            Self::Brass(b) => b.process(domain).map(|p| p.delivery.body()),
+            Self::Tin(b) => b.process(domain).map(|p| p.delivery.body()),
         }
+    }
+
+    /// The signed record of its process of `domain`, if it runs one.
+    pub fn process_record(&self, domain: &DomainId) -> Option<&ProcessRecord> {
+        self.delivery(domain).map(|d| &d.process)
     }
 
     /// The public keys of `domain`, as its process here was delivered them.
     pub fn domain_public(&self, domain: &DomainId) -> Option<&DomainPublicKeys> {
-        match self {
-            Self::Manufacturing(_) => None,
-            Self::Oak(b) => b.process(domain).map(|p| p.public()),
-            Self::Steel(b) => b.process(domain).map(|p| p.public()),
-            Self::Brass(b) => b.process(domain).map(|p| p.public()),
-            Self::Tin(b) => b.process(domain).map(|p| p.public()),
-        }
+        self.delivery(domain).map(|d| &d.public)
     }
 
     /// The Domain Key Set's public keys, for a manufacturing box that holds the set.

@@ -10,12 +10,10 @@ mod common;
 
 use common::{Home, code, stderr};
 
-/// A demo home with one meter keyed, and the file names the table needs.
+/// A demo home with meter PB1234-000001 keyed, and a share file of O00000001.
 struct Fixture {
     home: Home,
     share: String,
-    /// The meter keyed.
-    meter: String,
 }
 
 fn fixture() -> Fixture {
@@ -27,7 +25,28 @@ fn fixture() -> Fixture {
         .map(|e| e.unwrap().path().to_string_lossy().into_owned())
         .find(|p| p.contains("O00000001-operation-combination"))
         .unwrap();
-    Fixture { home, share, meter: "PB1234-000001".into() }
+    Fixture { home, share }
+}
+
+/// One call of every command that works on a home (but `share check`, which reads its file
+/// first, and `init`, which makes the home).
+fn on_a_home() -> [&'static [&'static str]; 14] {
+    [
+        &["domain", "create", "VE2", "--kind", "vendor", "--subdomain", "VE2/US"],
+        &["domain", "list"],
+        &["box", "manufacture", "--type", "oak"],
+        &["box", "install", "O00000001", "--domain", "VE"],
+        &["box", "list"],
+        &["box", "show", "O00000001"],
+        &["box", "self-test", "O00000001"],
+        &["box", "rebaseline", "O00000001"],
+        &["meter", "new", "--product", "PB1234", "--msn", "000002"],
+        &["meter", "show", "PB1234-000001"],
+        &["factory", "install", "PB1234-000001", "--postal", "USPS"],
+        &["keys", "list"],
+        &["keys", "show", "USPS", "1"],
+        &["errors"],
+    ]
 }
 
 /// Runs `args` on `home` and checks the exit code and, for our own errors, the response code
@@ -104,22 +123,7 @@ fn commands_that_need_a_home_exit_2_on_a_missing_or_uninitialized_one_and_create
             // A directory that exists but holds no home.
             std::fs::create_dir_all(&h.root).unwrap();
         }
-        for args in [
-            &["domain", "create", "VE", "--kind", "vendor", "--subdomain", "VE/US"][..],
-            &["domain", "list"],
-            &["box", "manufacture", "--type", "oak"],
-            &["box", "install", "O00000001", "--domain", "VE"],
-            &["box", "list"],
-            &["box", "show", "O00000001"],
-            &["box", "self-test", "O00000001"],
-            &["box", "rebaseline", "O00000001"],
-            &["meter", "new", "--product", "PB1234", "--msn", "000001"],
-            &["meter", "show", "PB1234-000001"],
-            &["factory", "install", "PB1234-000001", "--postal", "USPS"],
-            &["keys", "list"],
-            &["keys", "show", "USPS", "1"],
-            &["errors"],
-        ] {
+        for args in &on_a_home() {
             expect(&h, args, 2, Some(3603));
             let left: Vec<_> = match std::fs::read_dir(&h.root) {
                 Ok(entries) => entries.map(|e| e.unwrap().file_name()).collect(),
@@ -162,24 +166,8 @@ fn operational_failures_exit_3() {
     let h = &f.home;
     // A file of the home that no longer decodes: every command on the home says so (3604).
     std::fs::write(h.path("trust-anchors.cbor"), b"not cbor").unwrap();
-    let meter = f.meter.as_str();
-    for args in [
-        &["domain", "create", "VE2", "--kind", "vendor", "--subdomain", "VE2/US"][..],
-        &["domain", "list"],
-        &["box", "manufacture", "--type", "oak"],
-        &["box", "install", "O00000001", "--domain", "VE"],
-        &["box", "list"],
-        &["box", "show", "O00000001"],
-        &["box", "self-test", "O00000001"],
-        &["box", "rebaseline", "O00000001"],
-        &["share", "check", &f.share],
-        &["meter", "new", "--product", "PB1234", "--msn", "000002"],
-        &["meter", "show", meter],
-        &["factory", "install", meter, "--postal", "USPS"],
-        &["keys", "list"],
-        &["keys", "show", "USPS", "1"],
-        &["errors"],
-    ] {
+    let share = ["share", "check", f.share.as_str()];
+    for args in on_a_home().into_iter().chain([&share[..]]) {
         expect(h, args, 3, Some(3604));
     }
     // Media that cannot be made: the first ceremony stops, and runs again once they can.
