@@ -22,7 +22,7 @@ pub(crate) struct CheckArgs {
 pub(crate) fn run(ctx: &Ctx, command: Command) -> anyhow::Result<Outcome> {
     let Command::Check(a) = command;
     let bytes = postkey_host::read_share_file(&a.file)?;
-    let store = block_on(ctx.archive())??;
+    let store = block_on(ctx.trusted())??.0;
     match block_on(postkey_host::check_share(&ctx.home, &store, &bytes))? {
         Ok(r) => {
             if a.json {
