@@ -349,29 +349,48 @@ pub(crate) async fn store_transcript(
     Ok(id)
 }
 
-pub(crate) async fn log_error(c: &impl GenericClient, e: &ErrorLogEntry) -> Result<(), StoreError> {
+/// Logs `e`, unless its origin is logged already; whether it was written.
+pub(crate) async fn log_error(
+    c: &impl GenericClient,
+    e: &ErrorLogEntry,
+) -> Result<bool, StoreError> {
     let stmt = c
         .prepare_cached(
-            "INSERT INTO error_log (time, component, response_code, message, domain, meter_id, key_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO error_log \
+             (time, component, response_code, message, domain, meter_id, key_id, origin) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (origin) DO NOTHING",
         )
         .await
         .pg()?;
-    c.execute(
-        &stmt,
-        &[
-            &time_to_sql(e.time)?,
-            &e.component.as_str(),
-            &i64::from(e.response_code.0),
-            &e.message,
-            &e.domain.as_ref().map(DomainId::as_str),
-            &e.meter_id.as_ref().map(ToString::to_string),
-            &e.key_id.map(|k| to_i64(k.get())).transpose()?,
-        ],
-    )
-    .await
-    .pg()?;
-    Ok(())
+    let written = c
+        .execute(
+            &stmt,
+            &[
+                &time_to_sql(e.time)?,
+                &e.component.as_str(),
+                &i64::from(e.response_code.0),
+                &e.message,
+                &e.domain.as_ref().map(DomainId::as_str),
+                &e.meter_id.as_ref().map(ToString::to_string),
+                &e.key_id.map(|k| to_i64(k.get())).transpose()?,
+                &e.origin,
+            ],
+        )
+        .await
+        .pg()?;
+    Ok(written == 1)
+}
+
+/// Logs each of `entries` whose origin is not logged yet; how many were written.
+pub(crate) async fn log_errors(
+    c: &impl GenericClient,
+    entries: &[ErrorLogEntry],
+) -> Result<u64, StoreError> {
+    let mut written = 0;
+    for e in entries {
+        written += u64::from(log_error(c, e).await?);
+    }
+    Ok(written)
 }
 
 pub(crate) async fn error_log(

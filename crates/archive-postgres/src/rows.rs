@@ -211,7 +211,7 @@ pub(crate) fn transcript(row: &Row) -> Result<Transcript, StoreError> {
 }
 
 pub(crate) const ERROR_COLUMNS: &str =
-    "id, time, component, response_code, message, domain, meter_id, key_id";
+    "id, time, component, response_code, message, domain, meter_id, key_id, origin";
 
 pub(crate) fn logged_error(row: &Row) -> Result<LoggedError, StoreError> {
     Ok(LoggedError {
@@ -227,6 +227,7 @@ pub(crate) fn logged_error(row: &Row) -> Result<LoggedError, StoreError> {
             domain: opt_text(row, 5)?.as_deref().map(domain_from_sql).transpose()?,
             meter_id: opt_text(row, 6)?.as_deref().map(meter_id_from_sql).transpose()?,
             key_id: get::<Option<i64>>(row, 7)?.map(key_id_from_sql).transpose()?,
+            origin: opt_text(row, 8)?,
         },
     })
 }

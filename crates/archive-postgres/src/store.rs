@@ -302,7 +302,11 @@ impl Store for PgStore {
     }
 
     async fn log_error(&self, entry: &ErrorLogEntry) -> Result<(), StoreError> {
-        registry::log_error(&self.client().await?, entry).await
+        registry::log_error(&self.client().await?, entry).await.map(drop)
+    }
+
+    async fn log_errors(&self, entries: &[ErrorLogEntry]) -> Result<u64, StoreError> {
+        in_tx!(self, |tx| registry::log_errors(&tx, entries))
     }
 
     async fn error_log(&self, query: &ErrorLogQuery) -> Result<Vec<LoggedError>, StoreError> {

@@ -55,13 +55,37 @@ impl<T> Db<T> for rusqlite::Result<T> {
 
 pub(crate) fn db_error(e: rusqlite::Error) -> StoreError {
     use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
-    match &e {
-        rusqlite::Error::SqliteFailure(f, _) if matches!(f.code, DatabaseBusy | DatabaseLocked) => {
-            StoreError::Busy(Box::new(e))
+    match e {
+        rusqlite::Error::SqliteFailure(f, message) => {
+            let e = Box::new(SqliteFailure { message, code: f });
+            if matches!(f.code, DatabaseBusy | DatabaseLocked) {
+                StoreError::Busy(e)
+            } else {
+                StoreError::Unavailable(e)
+            }
         }
-        _ => StoreError::Unavailable(Box::new(e)),
+        e => StoreError::Unavailable(Box::new(e)),
     }
 }
+
+/// SQLite's failure said once: rusqlite's own error shows SQLite's message and then, as its
+/// source, the same message again with the code.
+#[derive(Debug)]
+struct SqliteFailure {
+    message: Option<String>,
+    code: rusqlite::ffi::Error,
+}
+
+impl std::fmt::Display for SqliteFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.message {
+            Some(m) => write!(f, "{m} (SQLite code {})", self.code.extended_code),
+            None => write!(f, "{}", self.code),
+        }
+    }
+}
+
+impl std::error::Error for SqliteFailure {}
 
 fn join_error(e: tokio::task::JoinError) -> StoreError {
     StoreError::Unavailable(Box::new(e))

@@ -317,23 +317,27 @@ pub(crate) fn store_transcript(
     Ok(id)
 }
 
-pub(crate) fn log_error(tx: &Transaction<'_>, e: &ErrorLogEntry) -> Result<(), StoreError> {
-    tx.prepare_cached(
-        "INSERT INTO error_log (time, component, response_code, message, domain, meter_id, key_id) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )
-    .db()?
-    .execute(params![
-        time_to_sql(e.time)?,
-        e.component.as_str(),
-        e.response_code.0,
-        e.message,
-        e.domain.as_ref().map(DomainId::as_str),
-        e.meter_id.as_ref().map(ToString::to_string),
-        e.key_id.map(|k| to_i64(k.get())).transpose()?,
-    ])
-    .db()?;
-    Ok(())
+/// Logs `e`, unless its origin is logged already; whether it was written.
+pub(crate) fn log_error(tx: &Transaction<'_>, e: &ErrorLogEntry) -> Result<bool, StoreError> {
+    let written = tx
+        .prepare_cached(
+            "INSERT INTO error_log \
+             (time, component, response_code, message, domain, meter_id, key_id, origin) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (origin) DO NOTHING",
+        )
+        .db()?
+        .execute(params![
+            time_to_sql(e.time)?,
+            e.component.as_str(),
+            e.response_code.0,
+            e.message,
+            e.domain.as_ref().map(DomainId::as_str),
+            e.meter_id.as_ref().map(ToString::to_string),
+            e.key_id.map(|k| to_i64(k.get())).transpose()?,
+            e.origin,
+        ])
+        .db()?;
+    Ok(written == 1)
 }
 
 pub(crate) fn error_log(

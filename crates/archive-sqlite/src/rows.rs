@@ -274,7 +274,7 @@ pub(crate) fn transcript(row: &Row<'_>) -> Result<Transcript, StoreError> {
 }
 
 pub(crate) const ERROR_COLUMNS: &str =
-    "id, time, component, response_code, message, domain, meter_id, key_id";
+    "id, time, component, response_code, message, domain, meter_id, key_id, origin";
 
 pub(crate) fn logged_error(row: &Row<'_>) -> Result<LoggedError, StoreError> {
     Ok(LoggedError {
@@ -290,6 +290,7 @@ pub(crate) fn logged_error(row: &Row<'_>) -> Result<LoggedError, StoreError> {
             domain: opt_text(row, 5)?.map(domain_from_sql).transpose()?,
             meter_id: opt_text(row, 6)?.map(meter_id_from_sql).transpose()?,
             key_id: row.get::<_, Option<i64>>(7).db()?.map(key_id_from_sql).transpose()?,
+            origin: opt_text(row, 8)?.map(str::to_owned),
         },
     })
 }

@@ -314,7 +314,19 @@ impl Store for SqliteStore {
 
     async fn log_error(&self, entry: &ErrorLogEntry) -> Result<(), StoreError> {
         let e = entry.clone();
-        self.write(move |tx| registry::log_error(tx, &e)).await
+        self.write(move |tx| registry::log_error(tx, &e).map(drop)).await
+    }
+
+    async fn log_errors(&self, entries: &[ErrorLogEntry]) -> Result<u64, StoreError> {
+        let entries = entries.to_vec();
+        self.write(move |tx| {
+            let mut written = 0;
+            for e in &entries {
+                written += u64::from(registry::log_error(tx, e)?);
+            }
+            Ok(written)
+        })
+        .await
     }
 
     async fn error_log(&self, query: &ErrorLogQuery) -> Result<Vec<LoggedError>, StoreError> {

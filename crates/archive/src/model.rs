@@ -316,6 +316,10 @@ pub struct ErrorLogEntry {
     pub meter_id: Option<MeterId>,
     /// The key concerned, if any.
     pub key_id: Option<KeyId>,
+    /// Where the entry was written first, if elsewhere (a line of a host's error-log spool, by
+    /// its unique ID): an origin the log holds already is not logged again, so a spool moved in
+    /// twice (after a crash mid-move) adds each entry once.
+    pub origin: Option<String>,
 }
 
 /// A logged error with its number.

@@ -335,6 +335,13 @@ pub trait Store: Send + Sync {
         entry: &ErrorLogEntry,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Writes entries to the error log in one transaction, skipping each whose `origin` the log
+    /// holds already; returns how many were written.
+    fn log_errors(
+        &self,
+        entries: &[ErrorLogEntry],
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
     /// Entries of the error log, newest first.
     fn error_log(
         &self,

@@ -61,7 +61,7 @@ pub enum BoxError {
         last: u64,
     },
     /// A command outside this box's command table.
-    #[error("command {0:?} is not in this box's command table")]
+    #[error("command {0} is not in this box's command table")]
     CommandNotInTable(CommandCode),
     /// A domain outside this box's domain table.
     #[error("domain {0} is not in this box's domain table")]

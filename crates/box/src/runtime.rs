@@ -82,7 +82,8 @@ impl BoxStore {
         Self { dir: dir.into() }
     }
 
-    fn state_path(&self, id: BoxId) -> PathBuf {
+    /// Where a box's sealed state is kept.
+    pub fn state_path(&self, id: BoxId) -> PathBuf {
         self.dir.join(format!("{id}.state"))
     }
 
@@ -150,7 +151,15 @@ impl BoxStore {
         let path = self.state_path(id);
         let bytes = read_bounded(&path, crate::MAX_SEALED_LEN as u64).map_err(|e| match e {
             ReadError::Storage(s) => RuntimeError::Storage(s),
-            _ => BoxError::Secret(postkey_secrets::SecretError::SealedStateInvalid).into(),
+            // Something that is no file at all is not a state that was altered.
+            ReadError::NotAFile(_) => RuntimeError::Storage(file_error(
+                "reading",
+                &path,
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"),
+            )),
+            ReadError::TooLarge { .. } => {
+                BoxError::Secret(postkey_secrets::SecretError::SealedStateInvalid).into()
+            }
         })?;
         let sealed = SealedState::from_bytes(&bytes)?;
         if sealed.box_id != id {

@@ -1,6 +1,6 @@
 //! `postkey`: the command-line interface. It parses arguments, calls the libraries and maps
 //! outcomes to exit codes: 0 success, 1 a verification or check failed, 2 usage, 3 an
-//! operational error.
+//! operational error, 143 long work stopped by SIGINT or SIGTERM once it cleaned up.
 
 #![forbid(unsafe_code)]
 
@@ -17,6 +17,8 @@ const EXIT_CHECK_FAILED: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 /// Exit code: an operational error (I/O, a refused operation).
 const EXIT_OPERATIONAL: u8 = 3;
+/// Exit code: stopped by a signal it handled (128 + SIGTERM, as the shell reports it).
+const EXIT_INTERRUPTED: u8 = 143;
 
 /// An error's response code and fault, when it has them.
 fn classify(e: &anyhow::Error) -> Option<(postkey_wire::ResponseCode, postkey_wire::Fault)> {
@@ -72,12 +74,37 @@ fn bounded(rendered: &str) -> String {
         .join("\n")
 }
 
+/// An error message as printed: one line, each control character escaped (a file name the
+/// caller gave may hold any byte but `/` and NUL, and must not rewrite the terminal), and each
+/// word longer than a readable path cut (the kernel refuses such a name anyway).
+fn printable(message: &str) -> String {
+    const MAX_WORD: usize = 240;
+    message
+        .split(' ')
+        .map(|word| {
+            let escaped: String = word
+                .chars()
+                .flat_map(|c| {
+                    let escape = c.is_control().then(|| c.escape_default().to_string());
+                    escape.unwrap_or_else(|| c.to_string()).chars().collect::<Vec<_>>()
+                })
+                .collect();
+            match escaped.char_indices().nth(MAX_WORD) {
+                Some((cut, _)) => format!("{}…({} bytes)", &escaped[..cut], word.len()),
+                None => escaped,
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => e.exit(), // --help, --version: to standard output, exit 0
         Err(e) => {
-            eprintln!("{}", bounded(&e.render().to_string()));
+            let lines: Vec<String> = e.render().to_string().lines().map(printable).collect();
+            eprintln!("{}", bounded(&lines.join("\n")));
             return ExitCode::from(EXIT_USAGE);
         }
     };
@@ -91,12 +118,33 @@ fn main() -> ExitCode {
     match cmd::run(cli.home, wait, cli.command) {
         Ok(cmd::Outcome::Success) => ExitCode::SUCCESS,
         Ok(cmd::Outcome::CheckFailed) => ExitCode::from(EXIT_CHECK_FAILED),
+        Ok(cmd::Outcome::Interrupted) => ExitCode::from(EXIT_INTERRUPTED),
         Err(e) => {
             match classify(&e) {
-                Some((code, _)) => eprintln!("postkey: error: {e:#} [response code {code}]"),
-                None => eprintln!("postkey: error: {e:#}"),
+                Some((code, _)) => {
+                    eprintln!(
+                        "postkey: error: {} [response code {code}]",
+                        printable(&format!("{e:#}"))
+                    )
+                }
+                None => eprintln!("postkey: error: {}", printable(&format!("{e:#}"))),
             }
             ExitCode::from(exit_code(&e))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn control_characters_are_escaped_and_long_words_cut() {
+        assert_eq!(printable("no such file a\x1b[2Jb\n"), "no such file a\\u{1b}[2Jb\\n");
+        let long = format!("{}: not found", "x".repeat(5000));
+        let shown = printable(&long);
+        assert!(shown.len() < 300, "{shown}");
+        assert!(shown.starts_with("xxx") && shown.ends_with("…(5001 bytes) not found"), "{shown}");
+        assert_eq!(printable("a short message"), "a short message");
     }
 }

@@ -209,6 +209,10 @@ fn the_callers_mistakes_found_after_parsing_exit_2_and_other_errors_exit_3() {
     refused(&at(&home, &["factory", "install", "PB1234-999999", "--postal", "USPS"]), 2, "3021");
     let o = at(&home, &["meter", "new", "--product", "PB1234", "--msn", "000001"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // (VE, the vendor domain of every run, does not exist yet: named as such.)
+    refused(&at(&home, &["factory", "install", "PB1234-000001", "--postal", "USPS"]), 2, "3008");
+    let o = at(&home, &["domain", "create", "VE", "--kind", "vendor", "--subdomain", "VE/US"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     refused(&at(&home, &["factory", "install", "PB1234-000001", "--postal", "USPS"]), 2, "3022");
     // A share split that cannot be made is refused before the manufacturing box uses up an ID.
     let boxes_before = at(&home, &["box", "list"]).stdout;
@@ -227,8 +231,6 @@ fn the_callers_mistakes_found_after_parsing_exit_2_and_other_errors_exit_3() {
     refused(&o, 2, "2010");
     assert_eq!(at(&home, &["box", "list"]).stdout, boxes_before);
     // A Tin box serves postal domains only; sub-domains are for Brass and Tin boxes only.
-    let o = at(&home, &["domain", "create", "VE", "--kind", "vendor", "--subdomain", "VE/US"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let boxes_before = at(&home, &["box", "list"]).stdout;
     let o = at(&home, &["box", "manufacture", "--type", "tin", "--domain", "VE"]);
     refused(&o, 2, "2010");
@@ -332,6 +334,45 @@ fn bench_install_leaves_no_home_and_no_schema_behind() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let exists = rt.block_on(postkey_archive_postgres::testing::schema_exists(&url, schema));
     assert!(!exists.unwrap(), "schema {schema} left behind");
+}
+
+#[test]
+fn bench_install_cleans_up_when_stopped_and_keeps_its_home_when_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bench = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_postkey"))
+            .args(["bench", "install"])
+            .args(args)
+            .env("TMPDIR", tmp.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // SIGTERM while it runs: it removes its home and says so, exit 143.
+    let child = bench(&["--meters", "1000000"]);
+    let started = std::time::Instant::now();
+    while std::fs::read_dir(tmp.path()).unwrap().count() == 0 {
+        assert!(started.elapsed().as_secs() < 60, "the bench made no home");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(143), "{}", stderr(&o));
+    assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "a home was left behind");
+    // --keep: the home stays, named on standard error.
+    let o = bench(&["--meters", "1", "--keep"]).wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let kept: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(kept.len(), 1);
+    assert!(stderr(&o).contains(kept[0].to_str().unwrap()), "{}", stderr(&o));
+    assert!(kept[0].join("archive.db").exists());
 }
 
 // Commands on a missing or empty home: `exit_codes.rs`, with every command's exit codes.

@@ -8,6 +8,8 @@
 
 mod common;
 
+use std::os::unix::fs::FileTypeExt as _;
+
 use common::{Home, code, stderr};
 
 /// A demo home with meter PB1234-000001 keyed, and a share file of O00000001.
@@ -59,6 +61,8 @@ fn expect(home: &Home, args: &[&str], exit: i32, response: Option<u16>) {
         assert_eq!(code(&o), Some(response), "postkey {args:?}: {err}");
         assert_eq!(err.lines().count(), 1, "postkey {args:?}: {err}");
         assert!(err.starts_with("postkey: error: "), "postkey {args:?}: {err}");
+        // A long argument is cut, not echoed whole.
+        assert!(err.len() < 1000, "postkey {args:?}: {} bytes", err.len());
     }
 }
 
@@ -72,6 +76,14 @@ fn usage_errors_exit_2_for_every_command() {
     std::fs::create_dir(&empty).unwrap();
     let root = h.path("");
     let a_file = f.share.as_str();
+    // Where a file is to be written: a FIFO (which would block), a link (which would be
+    // followed), a directory that does not exist.
+    let fifo = h.path("fifo");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let link = h.path("link");
+    std::os::unix::fs::symlink(h.path("elsewhere"), &link).unwrap();
+    let no_dir = h.path("no-dir/vectors.json");
+    let long_name = "n".repeat(5000);
     let table: Vec<(Vec<&str>, Option<u16>)> = vec![
         (vec!["init"], Some(3011)),
         (vec!["init", "--media", a_file], Some(3011)),
@@ -91,6 +103,22 @@ fn usage_errors_exit_2_for_every_command() {
             vec!["box", "self-test", "O00000001", "--shares-dir", empty.to_str().unwrap()],
             Some(3112),
         ),
+        (vec!["box", "self-test", "O00000001", "--shares-dir", a_file], Some(2010)),
+        (vec!["box", "manufacture", "--type", "oak", "--anchors-fingerprint", "zz"], None),
+        (
+            vec![
+                "domain",
+                "create",
+                "VE3",
+                "--kind",
+                "vendor",
+                "--subdomain",
+                "VE3/US",
+                "--subdomain",
+                "VE3/US",
+            ],
+            Some(2010),
+        ),
         (vec!["box", "rebaseline", "O00000001"], Some(2010)),
         (vec!["share", "check", missing], Some(2010)),
         (vec!["share", "check", root.to_str().unwrap()], Some(2010)),
@@ -100,17 +128,31 @@ fn usage_errors_exit_2_for_every_command() {
         (vec!["factory", "install", "PB1234-999999", "--postal", "USPS"], Some(3021)),
         (vec!["factory", "install", "--file", missing], Some(2010)),
         (vec!["factory", "install", "PB1234-000001", "--postal", "VE"], Some(3024)),
+        (vec!["factory", "install", "PB1234-000001", "--postal", "ZZZ"], Some(3008)),
         (vec!["keys", "list", "--domain", "NOPE"], Some(3008)),
+        (vec!["keys", "show", "ZZ", "1"], Some(3008)),
         (vec!["keys", "show", "USPS", "99"], Some(3650)),
         (vec!["errors", "--limit", "0"], None),
         (vec!["demo", "--meters", "1000001"], None),
         (vec!["bench", "install", "--meters", "0"], None),
         (vec!["test-vectors", "--check", missing], Some(2010)),
+        (vec!["test-vectors", "--out", fifo.to_str().unwrap()], Some(2010)),
+        (vec!["test-vectors", "--out", link.to_str().unwrap()], Some(2010)),
+        (vec!["test-vectors", "--out", no_dir.to_str().unwrap()], Some(2010)),
+        (vec!["share", "check", &long_name], Some(2010)),
         (vec!["self-test", "extra"], None),
     ];
     for (args, response) in &table {
         expect(h, args, 2, *response);
     }
+    // A name with control characters is shown escaped: it cannot rewrite the terminal.
+    let o = h.run(&["share", "check", "bad\x1b[2Jname\n"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(!err.trim_end().contains(['\x1b', '\n']) && err.contains("\\u{1b}[2J"), "{err:?}");
+    // Nothing was written through the link or into the FIFO's place.
+    assert!(!h.path("elsewhere").exists());
+    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
     // The home still works after every refusal.
     h.install_works(2);
 }
@@ -170,6 +212,25 @@ fn operational_failures_exit_3() {
     for args in on_a_home().into_iter().chain([&share[..]]) {
         expect(h, args, 3, Some(3604));
     }
+    std::fs::copy(h.path("media/trust-anchors.cbor"), h.path("trust-anchors.cbor")).unwrap();
+    // A box's sealed state removed: the archive records the box, so the home is damaged (not
+    // an unknown box).
+    std::fs::rename(h.path("boxes/O00000001.state"), h.path("O00000001.state.away")).unwrap();
+    expect(h, &["box", "self-test", "O00000001"], 3, Some(3604));
+    // A FIFO in its place: refused at once as storage that is not a file, not as a state
+    // altered, and never waited on.
+    let state = h.path("boxes/O00000001.state");
+    assert!(std::process::Command::new("mkfifo").arg(&state).status().unwrap().success());
+    expect(h, &["box", "self-test", "O00000001"], 3, Some(3602));
+    std::fs::remove_file(&state).unwrap();
+    std::fs::rename(h.path("O00000001.state.away"), &state).unwrap();
+    // The trust anchors removed from a home with boxes: damaged, not "not initialized".
+    std::fs::remove_file(h.path("trust-anchors.cbor")).unwrap();
+    for args in on_a_home() {
+        expect(h, args, 3, Some(3604));
+    }
+    std::fs::copy(h.path("media/trust-anchors.cbor"), h.path("trust-anchors.cbor")).unwrap();
+    h.ok(&["box", "self-test", "O00000001"]);
     // Media that cannot be made: the first ceremony stops, and runs again once they can.
     let fresh = Home::new();
     expect(&fresh, &["init", "--media", "/proc/postkey-media"], 3, Some(3602));

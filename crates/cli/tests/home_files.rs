@@ -8,11 +8,13 @@
 
 mod common;
 
+use std::os::unix::fs::FileTypeExt as _;
+
 use common::{Home, refused, stderr};
 
 /// The error-log entries with `code`, by message.
 fn logged_messages(h: &Home, code: u64) -> Vec<String> {
-    let log = h.json(&["errors"]);
+    let log = h.json(&["errors", "--limit", "1000000"]);
     log.as_array()
         .unwrap()
         .iter()
@@ -42,13 +44,74 @@ fn a_fifo_where_the_error_log_spool_belongs_hangs_nothing() {
     let spool = h.path("errors.log");
     let made = std::process::Command::new("mkfifo").arg(&spool).status().unwrap();
     assert!(made.success());
+    // Reading the log says so and changes nothing: the FIFO is still there.
+    let said = logged_messages(&h, 3604);
+    assert!(said.iter().any(|m| m.contains("not a regular file")), "{said:?}");
+    assert!(std::fs::symlink_metadata(&spool).unwrap().file_type().is_fifo());
     // A refusal logged while the spool is a FIFO, and the move after the run: neither waits.
     let o = h.run(&["box", "self-test", "O00000001", "--shares-dir", "/nonexistent"]);
     refused(&o, 2, 3112);
     h.install_works(1);
     let moved = logged_messages(&h, 3604);
     assert!(moved.iter().any(|m| m.contains("moved aside")), "{moved:?}");
+    let aside: Vec<_> = std::fs::read_dir(&h.root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("errors.log.unreadable-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
     h.install_works(2);
+}
+
+/// One spooled line as a component writes it, with its unique ID.
+fn spool_line(n: usize) -> String {
+    format!(
+        r#"{{"time":"2026-12-04T07:00:00Z","unix_micros":{},"component":"kmc","code":3014,"message":"spooled {n}","id":"test-{n}"}}"#,
+        1_796_367_600_000_000u64 + n as u64
+    )
+}
+
+#[test]
+fn a_spool_moved_again_after_a_stop_logs_nothing_twice() {
+    let h = Home::demo();
+    let lines: String = (0..10_000).map(|n| spool_line(n) + "\n").collect();
+    std::fs::write(h.path("errors.log"), &lines).unwrap();
+    h.install_works(1);
+    assert!(!h.path("errors.log").exists());
+    // A move stopped after the archive took the entries, before the spool was removed (as a
+    // kill -9 leaves it): the next writing command moves it again, and adds nothing twice.
+    std::fs::write(h.path("errors.log.moving"), &lines).unwrap();
+    h.install_works(2);
+    assert!(!h.path("errors.log.moving").exists());
+    let logged = logged_messages(&h, 3014);
+    let spooled: Vec<_> = logged.iter().filter(|m| m.starts_with("spooled ")).collect();
+    assert_eq!(spooled.len(), 10_000, "every entry once");
+}
+
+#[test]
+fn reading_a_long_spool_reads_its_end_only_and_an_overlong_line_is_named_not_held() {
+    let h = Home::demo();
+    // About 9 MB of spool, and a 1 MB line with no end in the middle of it.
+    let mut text: String = (0..30_000).map(|n| spool_line(n) + "\n").collect();
+    text.push_str(&"x".repeat(1 << 20));
+    text.push('\n');
+    text.extend((30_000..60_000).map(|n| spool_line(n) + "\n"));
+    std::fs::write(h.path("errors.log"), &text).unwrap();
+    let before = std::fs::read(h.path("errors.log")).unwrap();
+    let shown = logged_messages(&h, 3014);
+    assert_eq!(shown.last().map(String::as_str), Some("spooled 59999"));
+    assert!(shown.len() < 60_000, "{} entries read", shown.len());
+    let notes = logged_messages(&h, 3604);
+    assert!(notes.iter().any(|m| m.contains("older entries")), "{notes:?}");
+    assert_eq!(std::fs::read(h.path("errors.log")).unwrap(), before, "reading wrote");
+    // Moved, every entry arrives once and the long line is quoted cut, as one entry.
+    h.install_works(1);
+    let moved = logged_messages(&h, 3014);
+    assert_eq!(moved.iter().filter(|m| m.starts_with("spooled ")).count(), 60_000);
+    let unreadable = logged_messages(&h, 3604);
+    let quoted: Vec<_> = unreadable.iter().filter(|m| m.contains("xxxx")).collect();
+    assert_eq!(quoted.len(), 1, "{unreadable:?}");
+    assert!(quoted[0].len() < 1000);
 }
 
 #[test]
@@ -113,19 +176,12 @@ fn manufacture_arguments_are_checked_before_an_id_is_used() {
     assert_eq!(report["domains"], serde_json::json!(["VE"]));
 }
 
-#[test]
-fn the_home_is_its_owners_alone_whatever_the_umask() {
+/// Every directory of `home` is 0700 and every file 0600 (but the public trust anchors).
+fn assert_owners_alone(home: &std::path::Path) {
     use std::os::unix::fs::PermissionsExt as _;
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("home");
-    let script =
-        format!("umask 000 && exec \"$0\" --home '{}' demo --meters 1", home.to_str().unwrap());
-    let o =
-        std::process::Command::new("sh").args(["-c", &script, common::binary()]).output().unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     let mut seen = 0;
-    let mut dirs = vec![home.clone()];
+    let mut dirs = vec![home.to_path_buf()];
     while let Some(d) = dirs.pop() {
         assert_eq!(mode(&d), 0o700, "{}", d.display());
         for entry in std::fs::read_dir(&d).unwrap() {
@@ -139,8 +195,39 @@ fn the_home_is_its_owners_alone_whatever_the_umask() {
             }
         }
     }
-    assert!(seen > 20, "{seen} files");
+    assert!(seen > 5, "{seen} files");
     assert!(home.join("archive.db").exists());
+}
+
+/// Runs the shell `script` with `$0` the binary, which must succeed.
+fn sh(script: &str, env: &[(&str, &std::path::Path)]) {
+    let mut c = std::process::Command::new("sh");
+    c.args(["-c", script, common::binary()]);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let o = c.output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{script}: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn the_home_is_its_owners_alone_whatever_the_umask() {
+    let dir = tempfile::tempdir().unwrap();
+    // A home the demo makes under umask 000.
+    let home = dir.path().join("home");
+    sh(&format!("umask 000 && exec \"$0\" --home '{}' demo --meters 1", home.display()), &[]);
+    assert_owners_alone(&home);
+    // A directory the operator made beforehand, open to all, taken by `init`.
+    let made = dir.path().join("made");
+    sh(&format!("umask 000 && mkdir '{0}' && exec \"$0\" --home '{0}' init", made.display()), &[]);
+    assert_owners_alone(&made);
+    // The demo's own temporary home.
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    sh("umask 000 && exec \"$0\" demo --meters 0", &[("TMPDIR", &tmp)]);
+    let demo = std::fs::read_dir(&tmp).unwrap().next().unwrap().unwrap().path();
+    assert!(demo.file_name().unwrap().to_string_lossy().starts_with("postkey-demo-"));
+    assert_owners_alone(&demo);
 }
 
 /// Every file of the home with its bytes, but the SQLite coordination files a reader may leave
@@ -197,11 +284,36 @@ fn read_commands_leave_the_home_as_they_found_it() {
     // The spooled refusal is shown though it is not in the archive yet.
     let errors = h.json(&["errors"]);
     let spooled = errors.as_array().unwrap().iter().find(|e| e["message"] == "spooled");
-    assert_eq!(spooled.unwrap()["component"], "o00000001", "{errors}");
+    assert_eq!(spooled.unwrap()["component"], "O00000001", "{errors}");
     let after = home_snapshot(&h);
     let names = |s: &[(String, Vec<u8>)]| s.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
     assert_eq!(names(&after), names(&before));
     for ((name, a), (_, b)) in after.iter().zip(&before) {
         assert!(a == b, "{name} changed");
     }
+}
+
+#[test]
+fn a_first_ceremony_that_stopped_is_named_and_init_runs_again() {
+    let h = Home::new();
+    h.ok(&["init"]);
+    // As a stop before the archive transaction leaves it: every file written, the journal
+    // naming them, nothing in the archive.
+    let media = h.path("media");
+    let mut written = vec![h.path("boxes/M00000001.state"), h.path("trust-anchors.cbor")];
+    written.extend(std::fs::read_dir(&media).unwrap().map(|e| e.unwrap().path()));
+    let journal: String = written.iter().map(|p| format!("{}\n", p.display())).collect();
+    std::fs::write(h.path("init.journal"), journal).unwrap();
+    for f in ["archive.db", "archive.db-wal", "archive.db-shm"] {
+        let _ = std::fs::remove_file(h.path(f));
+    }
+    // Every command on the home says what happened and what to do.
+    let o = h.run(&["box", "list"]);
+    refused(&o, 2, 3603);
+    assert!(stderr(&o).contains("run `postkey init` again"), "{}", stderr(&o));
+    // And init does it: the stopped attempt's files go, a new first ceremony runs.
+    h.ok(&["init"]);
+    assert!(!h.path("init.journal").exists());
+    assert_eq!(h.boxes(), ["M00000001"]);
+    h.ok(&["box", "self-test", "M00000001"]);
 }

@@ -39,6 +39,32 @@ impl fmt::Display for Fingerprint {
     }
 }
 
+/// A fingerprint as an operator types it does not read as 64 hexadecimal digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a fingerprint is 64 hexadecimal digits (spaces allowed), as `postkey init` shows it")]
+pub struct ParseFingerprintError;
+
+/// Reads a fingerprint as it is shown ([`Display`](fmt::Display)) or typed: 64 hexadecimal digits
+/// of either case, with any white space between them.
+impl core::str::FromStr for Fingerprint {
+    type Err = ParseFingerprintError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut digits = s.chars().filter(|c| !c.is_whitespace()).map(|c| c.to_digit(16));
+        let mut out = [0u8; 32];
+        for byte in &mut out {
+            let (Some(Some(hi)), Some(Some(lo))) = (digits.next(), digits.next()) else {
+                return Err(ParseFingerprintError);
+            };
+            *byte = (hi * 16 + lo) as u8;
+        }
+        match digits.next() {
+            None => Ok(Self(out)),
+            Some(_) => Err(ParseFingerprintError),
+        }
+    }
+}
+
 impl fmt::Debug for Fingerprint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Fingerprint({self})")
@@ -50,6 +76,23 @@ crate::cbor_byte_string!(Fingerprint, 32, "fingerprint", |v| v.0, |b| Ok(Fingerp
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fingerprint_reads_back_as_shown_and_nothing_else_reads() {
+        let f = Fingerprint::of("test", b"data");
+        assert_eq!(f.to_string().parse::<Fingerprint>(), Ok(f));
+        assert_eq!(f.to_string().to_lowercase().replace(' ', "").parse::<Fingerprint>(), Ok(f));
+        let shown = f.to_string();
+        for bad in [
+            "zz",
+            "",
+            &shown[..shown.len() - 1],
+            &format!("{shown}0"),
+            &format!("g{}", &shown[1..]),
+        ] {
+            assert_eq!(bad.parse::<Fingerprint>(), Err(ParseFingerprintError), "{bad:?}");
+        }
+    }
 
     #[test]
     fn sha256_matches_the_fips_180_example() {

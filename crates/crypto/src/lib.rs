@@ -17,7 +17,7 @@ mod hpke_seal;
 mod sign;
 
 pub use error::CryptoError;
-pub use hash::{Fingerprint, sha256};
+pub use hash::{Fingerprint, ParseFingerprintError, sha256};
 pub use hpke_seal::{
     HPKE_ENC_LEN, HpkeCiphertext, HpkeInfo, HpkePublicKey, HpkeRecordType, MAX_HPKE_PLAINTEXT, seal,
 };

@@ -183,25 +183,38 @@ pub(crate) fn signed<B: postkey_wire::Body>(record: &Verified<B>) -> SignedRecor
     SignedRecord::from_verified(record)
 }
 
-/// Moves the home's error-log spool into the archive's error log.
+/// Moves the home's error-log spool into the archive's error log, a chunk per transaction. A
+/// move stopped halfway is done again by the next one and logs nothing twice: each spooled line
+/// has an ID the archive logs once (docs/boxes.md, "The error log").
 pub(crate) async fn move_error_spool(home: &Home, store: &impl Store) -> Result<(), HostError> {
-    // One mover at a time, so that a spool is moved once (twice only after a crash mid-move).
+    // One mover at a time.
     let _mover = home.lock_spool_move()?;
     // Twice: a spool an interrupted move left first, then the current one.
     for _ in 0..2 {
-        for e in home.take_error_spool()? {
-            let entry = ErrorLogEntry {
-                time: Timestamp::from_unix_micros(e.unix_micros),
-                component: component(&e.component)?,
-                response_code: ResponseCode(e.code),
-                message: e.message,
-                domain: None,
-                meter_id: None,
-                key_id: None,
-            };
-            store.log_error(&entry).await?;
+        let Some(mut taken) = home.take_error_spool()? else { break };
+        loop {
+            let chunk = taken.next_chunk()?;
+            if chunk.is_empty() {
+                break;
+            }
+            let entries = chunk
+                .into_iter()
+                .map(|e| {
+                    Ok(ErrorLogEntry {
+                        time: Timestamp::from_unix_micros(e.unix_micros),
+                        component: component(&e.component)?,
+                        response_code: ResponseCode(e.code),
+                        message: e.message,
+                        domain: None,
+                        meter_id: None,
+                        key_id: None,
+                        origin: e.id,
+                    })
+                })
+                .collect::<Result<Vec<_>, HostError>>()?;
+            store.log_errors(&entries).await?;
         }
-        home.spool_moved()?;
+        taken.moved()?;
     }
     Ok(())
 }
@@ -214,6 +227,18 @@ fn component(name: &str) -> Result<Component, HostError> {
         .take(64)
         .collect();
     Ok(Component::parse(if label.is_empty() { "host" } else { &label })?)
+}
+
+/// A component label as operators read it: a box's ID (a letter and eight digits) as the box is
+/// named everywhere else (`o00000001` → `O00000001`, `x00000000` for a blank box), any other
+/// label as it is.
+fn shown(label: &str) -> String {
+    let b = label.as_bytes();
+    if b.len() == 9 && b[0].is_ascii_lowercase() && b[1..].iter().all(u8::is_ascii_digit) {
+        label.to_ascii_uppercase()
+    } else {
+        label.to_owned()
+    }
 }
 
 /// The newest `limit` entries of the error log, oldest first: the archive's, and those the
@@ -230,14 +255,16 @@ pub async fn error_log(
         .map(|l| ErrorEntry {
             time: l.entry.time.to_rfc3339(),
             unix_micros: l.entry.time.unix_micros(),
-            component: l.entry.component.to_string(),
+            component: shown(l.entry.component.as_str()),
             code: l.entry.response_code.0,
             message: l.entry.message,
+            id: None,
         })
         .collect();
     for mut e in home.spooled_errors()? {
-        // Shown as the archive will label it once moved in.
-        e.component = component(&e.component)?.to_string();
+        // Shown as it will be once moved in.
+        e.component = shown(component(&e.component)?.as_str());
+        e.id = None;
         entries.push(e);
     }
     entries.sort_by_key(|e| e.unix_micros);

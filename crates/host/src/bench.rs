@@ -112,12 +112,13 @@ fn baseline() -> Result<(f64, f64, f64, f64), HostError> {
 
 /// Runs the benchmark in the home `lock` holds alone (a fresh one: the demo's ceremonies run
 /// first, without meters). `archive`: a fresh PostgreSQL schema instead of the home's SQLite
-/// archive.
+/// archive, left for the caller to drop ([`drop_schema`]).
 pub async fn install(
     lock: &HomeLock,
     meters: usize,
     batch: usize,
     archive: Option<&postkey_archive_postgres::PgConfig>,
+    progress: impl FnMut(usize),
 ) -> Result<InstallBench, HostError> {
     let home = lock.home();
     let (ve, usps) = (DomainId::parse("VE")?, DomainId::parse("USPS")?);
@@ -128,30 +129,39 @@ pub async fn install(
     match archive {
         None => {
             crate::demo::run(lock, 0, |_| {}).await?;
-            for id in &ids {
-                crate::new_meter(lock, id)?;
-            }
+            make_meters(lock, &ids).await?;
             let factory = Factory::open(lock, &home.media_dir(), &domains).await?;
-            measure(factory, ids, &ve, &usps, batch, "SQLite".into()).await
+            measure(factory, ids, &ve, &usps, batch, "SQLite".into(), progress).await
         }
         Some(config) => {
             let store = postkey_archive_postgres::PgStore::connect(config).await?;
             crate::demo::run_on(lock, store.clone(), 0, |_| {}).await?;
-            for id in &ids {
-                crate::new_meter(lock, id)?;
-            }
+            make_meters(lock, &ids).await?;
             let where_ =
                 format!("PostgreSQL, schema {}", config.schema.as_deref().unwrap_or("(default)"));
-            let factory = Factory::open_on(lock, store.clone(), &home.media_dir(), &domains).await;
-            let measured = match factory {
-                Ok(factory) => measure(factory, ids, &ve, &usps, batch, where_).await,
-                Err(e) => Err(e),
-            };
-            // The run's schema goes with the run, whatever its outcome.
-            store.drop_schema().await?;
-            measured
+            let factory = Factory::open_on(lock, store, &home.media_dir(), &domains).await?;
+            measure(factory, ids, &ve, &usps, batch, where_, progress).await
         }
     }
+}
+
+/// Makes the run's meters, yielding now and then so that a caller waiting on a signal beside
+/// the run is heard.
+async fn make_meters(lock: &HomeLock, ids: &[MeterId]) -> Result<(), HostError> {
+    for (n, id) in ids.iter().enumerate() {
+        crate::new_meter(lock, id)?;
+        if n % 256 == 255 {
+            tokio::task::yield_now().await;
+        }
+    }
+    Ok(())
+}
+
+/// Drops the PostgreSQL schema a run of [`install`] made (the caller named it, and removes it
+/// whatever the run's outcome, an interrupted run's included).
+pub async fn drop_schema(config: &postkey_archive_postgres::PgConfig) -> Result<(), HostError> {
+    let store = postkey_archive_postgres::PgStore::connect(config).await?;
+    Ok(store.drop_schema().await?)
 }
 
 async fn measure<S: postkey_archive::Store>(
@@ -161,13 +171,14 @@ async fn measure<S: postkey_archive::Store>(
     usps: &DomainId,
     batch: usize,
     archive: String,
+    progress: impl FnMut(usize),
 ) -> Result<InstallBench, HostError> {
     let meters = ids.len();
     let (seal, open, sign, verify) = baseline()?;
     let line: Vec<(MeterId, DomainId)> = ids.into_iter().map(|id| (id, usps.clone())).collect();
     let (cpu_before, durable_before) = (cpu_seconds(), durable_seconds());
     let start = Instant::now();
-    let reports = factory.install_many(&line, ve, batch, |_| {}).await?;
+    let reports = factory.install_many(&line, ve, batch, progress).await?;
     let seconds = start.elapsed().as_secs_f64();
     let keys = reports.iter().flat_map(|r| &r.keys).filter(|k| k.status == "installed").count();
     let cpu = cpu_seconds() - cpu_before;

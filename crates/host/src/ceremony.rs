@@ -141,6 +141,23 @@ pub struct InitReport {
     pub transcript: TranscriptId,
 }
 
+/// `postkey init`: the first ceremony in `home`, on its SQLite archive. Everything the caller
+/// names is checked before the home is touched: media that cannot be made leave no home behind.
+pub async fn init_home(
+    home: &Home,
+    wait: crate::Wait,
+    media: &Path,
+) -> Result<InitReport, HostError> {
+    // Media outside the home are checked first; media inside it once the home is made (`init`
+    // checks them again either way).
+    if !media.starts_with(home.root()) {
+        media_dir(media)?;
+    }
+    let lock = home.lock(crate::Access::Exclusive, wait)?;
+    let store = crate::archive::open_archive(home).await?;
+    init(&lock, &store, media).await
+}
+
 /// The first ceremony (protocol §7.2 item 2) in `lock`'s home, recorded in `store`, its shares
 /// written to `media`. Runs again after an attempt that did not finish.
 pub async fn init(
@@ -150,6 +167,14 @@ pub async fn init(
 ) -> Result<InitReport, HostError> {
     let home = lock.exclusive()?;
     let now = clock::now();
+    // The home's directory is made, or taken, 0700 whatever it was: it is about to hold sealed
+    // box states; an auditor's read access is granted afterwards (SECURITY.md).
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let root = home.root();
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| crate::home::storage("restricting", root, e))?;
+    }
     if store.installation().await?.is_some() {
         // An attempt stopped after its archive transaction: it is complete, its journal goes.
         home.journal_done()?;
@@ -306,7 +331,7 @@ pub struct ManufactureOrder {
     /// How its operation combination is split.
     pub policy: SharePolicy,
     /// The anchors fingerprint the operators confirmed, if they gave one.
-    pub anchors_fingerprint: Option<String>,
+    pub anchors_fingerprint: Option<Fingerprint>,
     /// The domains it gets processes of.
     pub domains: Vec<DomainId>,
     /// The sub-domains its Brass or Tin processes serve.
@@ -332,12 +357,9 @@ pub struct ManufactureReport {
 fn confirm_fingerprint(
     session: &Session,
     anchors: &postkey_wire::TrustAnchors,
-    confirmed: Option<&str>,
+    confirmed: Option<Fingerprint>,
 ) -> Result<(), HostError> {
-    let Some(confirmed) = confirmed else { return Ok(()) };
-    let normalize =
-        |s: &str| s.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_uppercase();
-    if normalize(confirmed) == normalize(&anchors.fingerprint().to_string()) {
+    if confirmed.is_none_or(|c| c == anchors.fingerprint()) {
         return Ok(());
     }
     let e = postkey_box::BoxError::Wire(postkey_wire::WireError::InvalidField {
@@ -464,7 +486,7 @@ impl<'l, S: Store> Ceremonies<'l, S> {
         self.enable(m, shares_dir).await?;
         let plan =
             self.plan_processes(None, order.box_type, &order.domains, &order.subdomains).await?;
-        let confirmed = order.anchors_fingerprint.as_deref();
+        let confirmed = order.anchors_fingerprint;
         let report =
             self.manufacture(m, order.box_type, &order.media, order.policy, confirmed).await?;
         for (domain, subdomains) in plan {
@@ -518,6 +540,17 @@ impl<'l, S: Store> Ceremonies<'l, S> {
         let (store, trust, session) = (&self.store, &self.trust, &mut self.session);
         if store.domain(&domain).await?.is_some() {
             return Err(Usage::DomainExists(domain).into());
+        }
+        // The box refuses it too (protocol §5); said here, it is the caller's mistake, not a
+        // refusal in the error log.
+        if let Some(twice) = subdomains
+            .iter()
+            .enumerate()
+            .find_map(|(i, s)| subdomains[..i].contains(s).then_some(s))
+        {
+            return Err(
+                Usage::InvalidArgument(format!("sub-domain {twice} is listed twice")).into()
+            );
         }
         let now = clock::now();
         let item = CreateDomain { domain: domain.clone(), kind, subdomains: subdomains.clone() };
@@ -579,7 +612,7 @@ impl<'l, S: Store> Ceremonies<'l, S> {
         box_type: BoxType,
         media: &Path,
         policy: SharePolicy,
-        confirmed: Option<&str>,
+        confirmed: Option<Fingerprint>,
     ) -> Result<ManufactureReport, HostError> {
         self.lock.exclusive()?;
         let (store, trust, session) = (&self.store, &self.trust, &mut self.session);

@@ -152,12 +152,12 @@ async fn ceremonies(
         c.create_domain(m, domain.clone(), *kind, subs.clone()).await?;
     }
 
-    let fingerprint = init.anchors_fingerprint.to_string();
+    let fingerprint = init.anchors_fingerprint;
     let mut made = Vec::new();
     for t in [BoxType::Manufacturing, BoxType::Oak, BoxType::Steel, BoxType::Brass, BoxType::Tin] {
         progress(format!("manufacture a box of type {t}"));
         let report =
-            c.manufacture(m, t, &media, SharePolicy::default_for(t), Some(&fingerprint)).await?;
+            c.manufacture(m, t, &media, SharePolicy::default_for(t), Some(fingerprint)).await?;
         made.push(report.id);
     }
     for id in made {

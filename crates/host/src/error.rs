@@ -57,6 +57,14 @@ pub enum HostError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A file the home must hold is not there (removed by hand, or the home restored in part).
+    #[error("{} is missing: {reason}", path.display())]
+    Missing {
+        /// The file.
+        path: PathBuf,
+        /// Why it must be there, and what to do.
+        reason: String,
+    },
     /// The box or the archive belongs to another installation, or the archive's installation
     /// does not verify against the home's trust anchors.
     #[error("{0}")]
@@ -83,6 +91,13 @@ pub enum Usage {
     /// The home holds no first ceremony.
     #[error("{} is not initialized: run `postkey init` first", .0.display())]
     NotInitialized(PathBuf),
+    /// A first ceremony started in this home and stopped before it finished.
+    #[error(
+        "{}: the first ceremony did not finish: run `postkey init` again (it undoes what the \
+         stopped one wrote, then starts over)",
+        .0.display()
+    )]
+    InitUnfinished(PathBuf),
     /// The first ceremony ran in this home already.
     #[error(
         "{} is initialized already: the first manufacturing box exists",
@@ -91,8 +106,7 @@ pub enum Usage {
     AlreadyInitialized(PathBuf),
     /// No share files of a box in the directory given.
     #[error(
-        "no share files of {box_id} in {}: pass the directory that holds them with --shares-dir \
-        ",
+        "no share files of {box_id} in {}: pass the directory that holds them with --shares-dir",
         dir.display()
     )]
     NoShares {
@@ -173,7 +187,7 @@ impl Usage {
     /// The documented response code.
     pub fn response_code(&self) -> ResponseCode {
         match self {
-            Self::NotInitialized(_) => ResponseCode::HOME_NOT_INITIALIZED,
+            Self::NotInitialized(_) | Self::InitUnfinished(_) => ResponseCode::HOME_NOT_INITIALIZED,
             Self::AlreadyInitialized(_) => ResponseCode::FIRST_CEREMONY_DONE,
             Self::NoShares { .. } => ResponseCode::SHARE_QUORUM_NOT_MET,
             Self::UnknownDomain(_) => ResponseCode::UNKNOWN_DOMAIN,
@@ -204,7 +218,7 @@ impl HostError {
             Self::Busy(crate::lock::Busy::Box(_)) => ResponseCode::BOX_IN_USE,
             Self::Locked(_) => ResponseCode::BOX_LOCKED,
             Self::Storage(_) => ResponseCode::STORAGE_FAILED,
-            Self::Corrupt { .. } => ResponseCode::HOME_FILE_CORRUPT,
+            Self::Corrupt { .. } | Self::Missing { .. } => ResponseCode::HOME_FILE_CORRUPT,
             Self::InstallationMismatch(_) => ResponseCode::INSTALLATION_MISMATCH,
             Self::ArchiveRecord(_) => ResponseCode::ARCHIVE_RECORD_INVALID,
             Self::Entropy(_) => ResponseCode::RNG_FAILURE,

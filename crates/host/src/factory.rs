@@ -37,6 +37,12 @@ pub use postkey_kmc::LineBoxes as Line;
 
 /// Picks the first box of each type that runs processes of all `domains`.
 pub async fn line_for(store: &impl Store, domains: &[DomainId]) -> Result<Line, HostError> {
+    // A domain the archive does not hold is named as such, not as one no box serves.
+    for d in domains {
+        if store.domain(d).await?.is_none() {
+            return Err(Usage::UnknownDomain(d.clone()).into());
+        }
+    }
     let pick = |t: BoxType| async move {
         for b in store.boxes(Some(t)).await? {
             let served: Vec<DomainId> =

@@ -50,14 +50,16 @@ pub struct ErrorEntry {
     pub code: u16,
     /// What happened.
     pub message: String,
+    /// The spooled line's unique ID (the time, the process and a counter), by which the archive
+    /// logs it once however often a stopped move is done again; not shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }
 
 /// The largest share file read (a share envelope is a few hundred bytes).
 const MAX_SHARE_FILE: u64 = 16 * 1024;
 /// The largest trust-anchors file read.
 const MAX_ANCHORS_FILE: u64 = 4096;
-/// The largest error-log spool read at once.
-const MAX_SPOOL: u64 = 256 * 1024 * 1024;
 /// The largest first-ceremony journal read.
 const MAX_JOURNAL: u64 = 64 * 1024;
 
@@ -144,7 +146,20 @@ impl Home {
     /// The trust anchors.
     pub fn anchors(&self) -> Result<TrustAnchors, HostError> {
         let path = self.anchors_path();
+        // A first ceremony's journal outlives it only if it stopped (its files may be in part).
+        if self.journal_path().exists() {
+            return Err(Usage::InitUnfinished(self.root.clone()).into());
+        }
         if !path.exists() {
+            if !self.store().list()?.is_empty() {
+                // Boxes were made here: the anchors were removed, not never written.
+                return Err(HostError::Missing {
+                    path,
+                    reason: "the home holds sealed box states: copy the trust anchors back from \
+                             the media (trust-anchors.cbor beside the first shares)"
+                        .into(),
+                });
+            }
             return Err(Usage::NotInitialized(self.root.clone()).into());
         }
         codec::from_bytes(&read(&path, MAX_ANCHORS_FILE)?, MAX_ANCHORS_FILE as usize)
@@ -189,20 +204,24 @@ impl Home {
         entries: &[(ResponseCode, &str)],
         now: Timestamp,
     ) -> Result<(), HostError> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
         let mut text = String::new();
         for (code, message) in entries {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
             let entry = ErrorEntry {
                 time: now.to_rfc3339(),
                 unix_micros: now.unix_micros(),
                 component: component.to_owned(),
                 code: code.0,
                 message: (*message).to_owned(),
+                id: Some(format!("{}-{}-{n}", now.unix_micros(), std::process::id())),
             };
             // Serializing a struct of strings and numbers cannot fail.
             text.push_str(&serde_json::to_string(&entry).unwrap_or_default());
             text.push('\n');
         }
-        let path = self.root.join("errors.log");
+        let path = self.root.join(crate::spool::CURRENT);
         make_dir(&self.root)?;
         let _spool = self.lock_spool(false)?;
         // Never a FIFO to block on, a link to follow, or anything but a regular file to write.
@@ -225,33 +244,6 @@ impl Home {
             .map_err(|e| storage("writing", &path, e))
     }
 
-    /// The error-log entries spooled here and not yet moved into the archive, oldest first.
-    pub fn spooled_errors(&self) -> Result<Vec<ErrorEntry>, HostError> {
-        let mut entries = read_spool(&self.root.join(INGESTING))?;
-        entries.extend(read_spool(&self.root.join("errors.log"))?);
-        Ok(entries)
-    }
-
-    /// Takes the error-log spool for moving into the archive: a spool left by an interrupted
-    /// move first (its entries may be moved twice, never lost), else the current one, renamed
-    /// so that entries logged meanwhile start a new spool. Call [`Self::spool_moved`] once the
-    /// archive holds them.
-    pub(crate) fn take_error_spool(&self) -> Result<Vec<ErrorEntry>, HostError> {
-        let taken = self.root.join(INGESTING);
-        let current = self.root.join("errors.log");
-        let there = |p: &Path| fs::symlink_metadata(p).is_ok();
-        if !there(&taken) && there(&current) {
-            let _spool = self.lock_spool(true)?;
-            fs::rename(&current, &taken).map_err(|e| storage("renaming", &current, e))?;
-        }
-        read_spool(&taken)
-    }
-
-    /// The spool taken by [`Self::take_error_spool`] is in the archive: removed.
-    pub(crate) fn spool_moved(&self) -> Result<(), HostError> {
-        remove_if_there(&self.root.join(INGESTING))
-    }
-
     /// Writes a share file to `media` (mode 0600) and returns its path.
     pub(crate) fn write_share(
         &self,
@@ -272,6 +264,14 @@ impl Home {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Usage::NoShares { box_id: id, dir: dir.to_path_buf() }.into());
+            }
+            Err(e) if names_a_wrong_path(&e) => {
+                return Err(Usage::InvalidArgument(format!(
+                    "{}: {}: pass the directory of the share files with --shares-dir",
+                    dir.display(),
+                    plain_io(&e)
+                ))
+                .into());
             }
             Err(e) => return Err(storage("reading", dir, e)),
         };
@@ -344,19 +344,54 @@ pub(crate) fn share_file_name(share: &Verified<ShareBody>) -> String {
 /// not there, not a regular file, too long or not readable by the caller is the caller's mistake
 /// (a usage error naming the file once); any other failure is the machine's.
 pub(crate) fn read_argument_file(path: &Path, max: u64) -> Result<Vec<u8>, HostError> {
-    use std::io::ErrorKind;
     read_bounded(path, max).map_err(|e| match e {
-        ReadError::Storage(s)
-            if matches!(
-                s.source.kind(),
-                ErrorKind::NotFound | ErrorKind::PermissionDenied | ErrorKind::IsADirectory
-            ) =>
-        {
+        ReadError::Storage(s) if names_a_wrong_path(&s.source) => {
             Usage::InvalidArgument(format!("{}: {}", path.display(), plain_io(&s.source))).into()
         }
         ReadError::Storage(s) => HostError::Storage(s),
         other => Usage::InvalidArgument(other.to_string()).into(),
     })
+}
+
+/// Writes a file the caller named on the command line, atomically, readable by all (0644). Its
+/// directory must exist; what is at `path` now must be a regular file or nothing: a FIFO, a
+/// device, a directory or a symbolic link is the caller's mistake, refused before anything is
+/// opened (a FIFO would block the command, a link would write where the caller did not name).
+pub(crate) fn write_argument_file(path: &Path, bytes: &[u8]) -> Result<(), HostError> {
+    let wrong = |why: String| -> HostError {
+        Usage::InvalidArgument(format!("{}: {why}: name a new or regular file", path.display()))
+            .into()
+    };
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_file() => {}
+        Ok(_) => return Err(wrong("not a regular file".into())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) if names_a_wrong_path(&e) => return Err(wrong(plain_io(&e))),
+        Err(e) => return Err(storage("reading", path, e)),
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(wrong(format!("{} is not a directory", dir.display())));
+    }
+    Ok(write_atomic(path, bytes, 0o644)?)
+}
+
+/// Whether opening a path the caller named failed because of the path itself (not there, not
+/// allowed, a directory where a file belongs or the reverse, a name too long): the caller's
+/// mistake, not the machine's.
+fn names_a_wrong_path(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        e.kind(),
+        ErrorKind::NotFound
+            | ErrorKind::PermissionDenied
+            | ErrorKind::IsADirectory
+            | ErrorKind::NotADirectory
+            | ErrorKind::InvalidFilename
+    ) || e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error())
 }
 
 /// An I/O error's words without the "(os error N)" suffix.
@@ -416,45 +451,4 @@ pub(crate) fn remove_if_there(path: &Path) -> Result<(), HostError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(storage("removing", path, e)),
     }
-}
-
-/// The error-log spool being moved into the archive.
-const INGESTING: &str = "errors.log.moving";
-
-/// The entries of a spool file. Nothing in it blocks the log: a line that does not parse (a torn
-/// write, an edit) becomes an entry of its own (3604) quoting it, and a spool that is not a
-/// regular file, or too large, is moved aside and reported the same way.
-fn read_spool(path: &Path) -> Result<Vec<ErrorEntry>, HostError> {
-    if fs::symlink_metadata(path).is_err() {
-        return Ok(Vec::new());
-    }
-    let now = crate::clock::now();
-    let unreadable = |message: String| ErrorEntry {
-        time: now.to_rfc3339(),
-        unix_micros: now.unix_micros(),
-        component: "host".into(),
-        code: ResponseCode::HOME_FILE_CORRUPT.0,
-        message,
-    };
-    let bytes = match read_bounded(path, MAX_SPOOL) {
-        Ok(bytes) => bytes,
-        Err(ReadError::Storage(s)) => return Err(HostError::Storage(s)),
-        Err(why) => {
-            let aside = path.with_extension(format!("unreadable-{}", now.unix_micros()));
-            fs::rename(path, &aside).map_err(|e| storage("moving aside", path, e))?;
-            let what = format!("the error-log spool could not be read ({why}): moved aside to");
-            return Ok(vec![unreadable(format!("{what} {}", aside.display()))]);
-        }
-    };
-    let text = String::from_utf8_lossy(&bytes);
-    Ok(text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            serde_json::from_str(l).unwrap_or_else(|_| {
-                let excerpt: String = l.chars().take(200).collect();
-                unreadable(format!("an unreadable line of the error-log spool: {excerpt:?}"))
-            })
-        })
-        .collect())
 }

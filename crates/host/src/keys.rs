@@ -109,6 +109,9 @@ pub async fn show_key(
     domain: &DomainId,
     key_id: KeyId,
 ) -> Result<KeyDetail, HostError> {
+    if store.domain(domain).await?.is_none() {
+        return Err(Usage::UnknownDomain(domain.clone()).into());
+    }
     let k = store
         .key(domain, key_id)
         .await?

@@ -29,12 +29,13 @@ mod meters;
 mod rebaseline;
 mod ser;
 mod session;
+mod spool;
 mod vectors;
 
 pub use archive::{Expected, Trust, error_log, open_archive, open_archive_read_only};
 pub use ceremony::{
     Ceremonies, DomainReport, InitReport, ManufactureOrder, ManufactureReport, ShareReport,
-    check_share, init,
+    check_share, init, init_home,
 };
 pub use clock::now;
 pub use error::{HostError, Usage};
@@ -48,6 +49,7 @@ pub use postkey_archive_postgres::PgConfig;
 pub use postkey_archive_sqlite::SqliteStore;
 pub use postkey_box::SharePolicy;
 pub use postkey_box::runtime::harden_process;
+pub use postkey_crypto::Fingerprint;
 pub use postkey_secrets::selftest::KatResult;
 pub use rebaseline::RebaselineReport;
 pub use session::Session;

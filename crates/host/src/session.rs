@@ -212,7 +212,12 @@ impl Session {
         }
         let box_lock = self.home.lock_box(id, self.wait)?;
         if !self.home.store().exists(id) {
-            return Err(Usage::UnknownBox(id).into());
+            // The archive records the box (its certificate was found): its state was removed
+            // from the home, which is damage, not a mistake of the caller's.
+            return Err(HostError::Missing {
+                path: self.home.store().state_path(id),
+                reason: format!("the archive records {id}: restore its sealed state from backup"),
+            });
         }
         // Each file checked alone first: one that is not a valid share of this box (another
         // installation's, a stray, a damaged copy) is named in the error log and left out, so it

@@ -46,7 +46,10 @@ pub fn vectors_file_is_current(path: &std::path::Path) -> Result<bool, crate::Ho
 }
 
 /// Writes the vectors [`test_vectors_json`] computes to `path` (its directory must exist).
+/// The write is atomic (a reader sees the old file or the new one), and it replaces only a
+/// regular file: a FIFO, a device or a symbolic link at `path` is refused, never opened or
+/// followed.
 pub fn write_vectors_file(path: &std::path::Path) -> Result<(), crate::HostError> {
     let json = test_vectors_json()?;
-    std::fs::write(path, json).map_err(|e| crate::home::storage("writing", path, e))
+    crate::home::write_argument_file(path, json.as_bytes())
 }

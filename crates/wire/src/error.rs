@@ -52,7 +52,7 @@ pub enum WireError {
     #[error("signature verification failed")]
     BadSignature,
     /// A command code this build does not know (protocol §9 level 2).
-    #[error("unknown command {0:?}")]
+    #[error("unknown {0}")]
     UnknownCommand(CommandCode),
     /// A command at a version this build does not speak.
     #[error("unsupported version {found} of {command} (expected {expected})")]

@@ -161,7 +161,7 @@ codes! {
     /// 3xxx processing: the home holds no first ceremony yet.
     HOME_NOT_INITIALIZED = 3603, Caller, "home not initialized: run `postkey init` first";
     /// 3xxx processing: a file of the home does not decode or does not verify.
-    HOME_FILE_CORRUPT = 3604, Integrity, "a file of the home does not decode or verify";
+    HOME_FILE_CORRUPT = 3604, Integrity, "a file of the home is missing, or does not decode or verify";
     /// 3xxx processing: another command holds the home.
     HOME_BUSY = 3605, Resource, "home busy: another command is changing it";
     /// 3xxx processing: the archive holds no such record.

@@ -38,8 +38,9 @@ pub use keys::{
 };
 pub use registry::{
     apply_is_whole_or_nothing, box_registry, bundles_and_transcripts, domains_and_subdomains,
-    error_log, history_keeps_ids_from_being_given_twice, installation_is_made_once,
-    rebaseline_is_guarded_and_chained, schema_version_is_checked, state_version_only_grows,
+    error_log, error_log_origins_are_logged_once, history_keeps_ids_from_being_given_twice,
+    installation_is_made_once, rebaseline_is_guarded_and_chained, schema_version_is_checked,
+    state_version_only_grows,
 };
 
 /// A change made behind the store's back, as someone with access to the database could.
@@ -127,6 +128,7 @@ macro_rules! conformance_suite {
             state_version_only_grows,
             bundles_and_transcripts,
             error_log,
+            error_log_origins_are_logged_once,
             schema_version_is_checked,
             key_ids_allocate_and_burn,
             key_id_reservations_are_released_when_accounted,

@@ -234,6 +234,7 @@ pub async fn error_log<H: Harness>(h: &H) {
         domain: domain.map(dom),
         meter_id: Some(meter(n)),
         key_id: Some(kid(n)),
+        origin: None,
     };
     s.log_error(&entry(1, ResponseCode::BAD_SIGNATURE, Some("VE"))).await.unwrap();
     s.log_error(&entry(2, ResponseCode::TRANSITION_NOT_ALLOWED, Some("USPS"))).await.unwrap();
@@ -253,6 +254,33 @@ pub async fn error_log<H: Harness>(h: &H) {
     assert_eq!(s.error_log(&usps).await.unwrap().len(), 1);
     let since = ErrorLogQuery { since: Some(ts(2)), ..ErrorLogQuery::latest(1) };
     assert_eq!(s.error_log(&since).await.unwrap()[0].entry.message, "error 3");
+}
+
+/// Entries written elsewhere first (a host's spool) are logged once each, however often they
+/// are moved in: a move that stopped halfway is simply done again.
+pub async fn error_log_origins_are_logged_once<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let entry = |n: u64, origin: Option<&str>| ErrorLogEntry {
+        time: ts(n),
+        component: Component::parse("host").unwrap(),
+        response_code: ResponseCode::BAD_SIGNATURE,
+        message: format!("spooled {n}"),
+        domain: None,
+        meter_id: None,
+        key_id: None,
+        origin: origin.map(str::to_owned),
+    };
+    let first = [entry(1, Some("a-1")), entry(2, Some("a-2")), entry(3, None)];
+    assert_eq!(s.log_errors(&first).await.unwrap(), 3);
+    // Moved again after a crash, with one more: only the new origin and the entry without one.
+    let again =
+        [entry(1, Some("a-1")), entry(2, Some("a-2")), entry(3, None), entry(4, Some("a-4"))];
+    assert_eq!(s.log_errors(&again).await.unwrap(), 2);
+    let all = s.error_log(&ErrorLogQuery::latest(10)).await.unwrap();
+    let messages: Vec<_> = all.iter().rev().map(|e| e.entry.message.as_str()).collect();
+    assert_eq!(messages, ["spooled 1", "spooled 2", "spooled 3", "spooled 3", "spooled 4"]);
+    assert_eq!(all[0].entry, entry(4, Some("a-4")));
+    assert_eq!(s.log_errors(&[]).await.unwrap(), 0);
 }
 
 /// A database written by a newer build is refused at open, with a clear error.

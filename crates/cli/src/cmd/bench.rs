@@ -24,9 +24,28 @@ pub(crate) struct InstallArgs {
     /// after it.
     #[arg(long, value_name = "URL")]
     postgres: Option<String>,
+    /// Keep the temporary home (and the PostgreSQL schema) the run makes, to look at after; by
+    /// default both are removed when the run ends, or is interrupted (SIGINT, SIGTERM).
+    #[arg(long)]
+    keep: bool,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// Returns on SIGINT or SIGTERM (handled from the first poll on). Where the handlers cannot be
+/// installed, never: the signals then stop the process as they would anyway.
+async fn interrupted() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
 }
 
 pub(crate) fn run(
@@ -35,12 +54,12 @@ pub(crate) fn run(
     command: Command,
 ) -> anyhow::Result<Outcome> {
     let Command::Install(a) = command;
-    // A home of its own, made for the run, goes with it; one the caller named stays.
+    // A home of its own, made for the run, goes with it unless kept; one the caller named stays.
     let (root, own) = match home {
         Some(h) => (h, false),
         None => (super::demo::fresh_home()?, true),
     };
-    if !own {
+    if !own || a.keep {
         eprintln!("postkey bench: home {}", root.display());
     }
     let pg = a.postgres.map(|url| {
@@ -54,12 +73,32 @@ pub(crate) fn run(
         }
     });
     let lock = Home::new(&root).lock(Access::Exclusive, wait)?;
-    let r = block_on(postkey_host::bench::install(&lock, a.meters, a.batch, pg.as_ref()))?;
+    let mut progress = super::Progress::new("meters keyed", a.meters);
+    let run = block_on(async {
+        tokio::select! {
+            r = bench::install(&lock, a.meters, a.batch, pg.as_ref(), |n| progress.set(n)) => Some(r),
+            () = interrupted() => None,
+        }
+    })?;
+    progress.finish();
     drop(lock);
-    if own {
-        std::fs::remove_dir_all(&root)
-            .map_err(|e| anyhow::anyhow!("removing the bench's home {}: {e}", root.display()))?;
+    // What the run made goes, whatever its outcome, unless kept.
+    if !a.keep {
+        if let Some(config) = &pg {
+            block_on(bench::drop_schema(config))??;
+        }
+        if own {
+            std::fs::remove_dir_all(&root).map_err(|e| {
+                anyhow::anyhow!("removing the bench's home {}: {e}", root.display())
+            })?;
+        }
+    } else if let Some(schema) = pg.as_ref().and_then(|c| c.schema.as_deref()) {
+        eprintln!("postkey bench: PostgreSQL schema {schema} kept");
     }
+    let Some(r) = run else {
+        eprintln!("postkey bench: interrupted; what the run made is removed unless --keep");
+        return Ok(Outcome::Interrupted);
+    };
     let r = r?;
     if a.json {
         print_json(&r)?;

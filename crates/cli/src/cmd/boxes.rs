@@ -79,7 +79,7 @@ pub(crate) struct ManufactureArgs {
     /// The trust-anchor fingerprint the operators read from the media and confirm; the new box's
     /// anchors must match it (shown by `postkey init`)
     #[arg(long, value_name = "HEX")]
-    anchors_fingerprint: Option<String>,
+    anchors_fingerprint: Option<postkey_host::Fingerprint>,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -157,7 +157,7 @@ pub(crate) fn run(ctx: &Ctx, command: Command) -> anyhow::Result<Outcome> {
                 box_type,
                 media: a.media.clone().unwrap_or_else(|| home.media_dir()),
                 policy,
-                anchors_fingerprint: a.anchors_fingerprint.clone(),
+                anchors_fingerprint: a.anchors_fingerprint,
                 domains: a.domains.clone(),
                 subdomains: a.subdomains.clone(),
             };

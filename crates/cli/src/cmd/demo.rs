@@ -1,3 +1,4 @@
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
@@ -23,7 +24,8 @@ pub(crate) fn fresh_home() -> anyhow::Result<PathBuf> {
     for attempt in 0..100u32 {
         let micros = postkey_host::now().unix_micros();
         let dir = base.join(format!("postkey-demo-{}-{micros}-{attempt}", std::process::id()));
-        match std::fs::create_dir(&dir) {
+        // 0700 whatever the umask, as every directory of a home.
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => return Ok(dir),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e).with_context(|| format!("creating {}", dir.display())),
@@ -41,20 +43,12 @@ pub(crate) fn run(home: Option<PathBuf>, wait: Wait, args: Args) -> anyhow::Resu
     let lock = home.lock(Access::Exclusive, wait)?;
     eprintln!("postkey demo: home {}", root.display());
     warn_media(&home.media_dir());
-    let bar = indicatif::ProgressBar::new(args.meters as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("  meters keyed {bar:40} {pos}/{len} {elapsed}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    let mut progress = super::Progress::new("meters keyed", args.meters);
     let report = super::block_on(postkey_host::demo::run(&lock, args.meters, |p| match p {
         postkey_host::demo::Progress::Step(step) => eprintln!("  {step}"),
-        postkey_host::demo::Progress::Meters(0, _) => {
-            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr())
-        }
-        postkey_host::demo::Progress::Meters(n, _) => bar.set_position(n as u64),
+        postkey_host::demo::Progress::Meters(n, _) => progress.set(n),
     }))??;
-    bar.finish();
+    progress.finish();
     if args.json {
         print_json(&report)?;
         return Ok(Outcome::Success);

@@ -1,5 +1,4 @@
 use std::collections::BTreeMap;
-use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
 use postkey_host::{Access, DEFAULT_BATCH, Factory, InstallReport};
@@ -60,8 +59,8 @@ pub(crate) fn run(ctx: &Ctx, command: Command) -> anyhow::Result<Outcome> {
     domains.push(a.vendor.clone());
     domains.sort();
     domains.dedup();
-    let show_progress = a.file.is_some() && std::io::stderr().is_terminal();
-    let total = meters.len();
+    // One meter named on the command line is quick; a list may be long.
+    let mut progress = a.file.is_some().then(|| super::Progress::new("meters keyed", meters.len()));
     let reports = block_on(async {
         let store = ctx.archive().await?;
         let mut factory = Factory::open_on(&lock, store, &dir, &domains).await?;
@@ -78,13 +77,13 @@ pub(crate) fn run(ctx: &Ctx, command: Command) -> anyhow::Result<Outcome> {
         });
         let reports = factory
             .install_many(&meters, &a.vendor, usize::from(a.batch), |n| {
-                if show_progress {
-                    eprint!("\rpostkey: {n} of {total} meters");
+                if let Some(p) = progress.as_mut() {
+                    p.set(n);
                 }
             })
             .await;
-        if show_progress {
-            eprintln!();
+        if let Some(p) = &progress {
+            p.finish();
         }
         factory.close();
         anyhow::Ok((reports?, settled))
@@ -107,7 +106,7 @@ pub(crate) fn run(ctx: &Ctx, command: Command) -> anyhow::Result<Outcome> {
         let mut lines: Vec<String> = reports.iter().flat_map(report_lines).collect();
         if a.file.is_some() {
             let counts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
-            lines.push(format!("{total} meters; keys: {}", counts.join(", ")));
+            lines.push(format!("{} meters; keys: {}", reports.len(), counts.join(", ")));
         }
         print_lines(&lines)?;
     }

@@ -1,7 +1,5 @@
 use std::path::PathBuf;
 
-use postkey_host::Access;
-
 use super::{Ctx, Outcome, block_on, print_json, print_lines, warn_media};
 
 /// Arguments of `postkey init`.
@@ -20,11 +18,7 @@ pub(crate) fn run(ctx: &Ctx, args: Args) -> anyhow::Result<Outcome> {
     let home = &ctx.home;
     let media = args.media.unwrap_or_else(|| home.media_dir());
     // The one command that makes a home.
-    let lock = home.lock(Access::Exclusive, ctx.wait)?;
-    let report = block_on(async {
-        let store = postkey_host::open_archive(home).await?;
-        postkey_host::init(&lock, &store, &media).await
-    })??;
+    let report = block_on(postkey_host::init_home(home, ctx.wait, &media))??;
     warn_media(&media);
     if args.json {
         print_json(&report)?;

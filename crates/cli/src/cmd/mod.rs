@@ -28,6 +28,9 @@ pub(crate) enum Outcome {
     Success,
     /// A check or verification failed; the details were printed.
     CheckFailed,
+    /// SIGINT or SIGTERM stopped long work, which cleaned up after itself.
+    #[cfg_attr(not(feature = "bench"), allow(dead_code))]
+    Interrupted,
 }
 
 /// The subcommands.
@@ -150,6 +153,51 @@ pub(crate) fn print_lines(lines: &[String]) -> anyhow::Result<()> {
         writeln!(out, "{l}").context("writing to standard output")?;
     }
     Ok(())
+}
+
+/// Progress of long work on standard error: a bar on a terminal, else a line at each tenth of
+/// the way (a log or a CI job still sees the work move).
+pub(crate) struct Progress {
+    what: &'static str,
+    total: usize,
+    bar: Option<indicatif::ProgressBar>,
+    next_line: usize,
+}
+
+impl Progress {
+    /// Progress through `total` items of `what` ("meters keyed").
+    pub(crate) fn new(what: &'static str, total: usize) -> Self {
+        use std::io::IsTerminal as _;
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(total as u64);
+            let template = format!("  {what} {{bar:40}} {{pos}}/{{len}} {{elapsed}}");
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(&template)
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar
+        });
+        Self { what, total, bar, next_line: 0 }
+    }
+
+    /// `done` items are done.
+    pub(crate) fn set(&mut self, done: usize) {
+        match &self.bar {
+            Some(bar) => bar.set_position(done as u64),
+            None if done >= self.next_line && self.total > 0 => {
+                eprintln!("  {}: {done} of {}", self.what, self.total);
+                self.next_line = done + (self.total / 10).max(1);
+            }
+            None => {}
+        }
+    }
+
+    /// The work is over.
+    pub(crate) fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish();
+        }
+    }
 }
 
 /// The manufacturing box that conducts a ceremony, and where the custodians' share files of the

@@ -81,11 +81,10 @@ impl Home {
     /// The response codes the error log holds for `component` (a box ID, `host`, `kmc`).
     pub(crate) fn logged(&self, component: &str) -> Vec<u16> {
         let log = self.json(&["errors"]);
-        let component = component.to_lowercase();
         log.as_array()
             .unwrap()
             .iter()
-            .filter(|e| e["component"].as_str() == Some(component.as_str()))
+            .filter(|e| e["component"].as_str() == Some(component))
             .map(|e| e["code"].as_u64().unwrap() as u16)
             .collect()
     }
