@@ -287,6 +287,25 @@ fn demo_runs_end_to_end_in_the_given_home() {
     assert!(
         stdout(&o).lines().any(|l| l.trim_start().starts_with("VE") && l.contains("installed"))
     );
+    // A meter's keys, each event with its actor and the digest of the record that caused it.
+    let meters: serde_json::Value =
+        serde_json::from_str(&stdout(&at(dir.path(), &["keys", "list", "--json"]))).unwrap();
+    let meter = meters[0].clone();
+    let id = format!("{}-{}", meter["product_code"].as_str().unwrap(), meter["msn"].as_str().unwrap());
+    let o = at(dir.path(), &["keys", "show", "--meter", &id, "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let keys: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let keys = keys.as_array().unwrap();
+    assert_eq!(keys.len(), 2, "a vendor and a postal key");
+    for k in keys {
+        let history = k["history"].as_array().unwrap();
+        let mi7 = history.iter().find(|e| e["record"] == "MI7").expect("the MI7 event");
+        assert_eq!(mi7["record_digest"].as_str().unwrap().len(), 64, "{mi7}");
+        assert!(history.iter().all(|e| !e["actor"].as_str().unwrap().is_empty()));
+    }
+    let text = stdout(&at(dir.path(), &["keys", "show", "--meter", &id]));
+    assert_eq!(text.matches("key ").count(), 2, "{text}");
+    assert!(text.contains("(MI9 sha256:"), "{text}");
     // A second run in the same home refuses: the first ceremony already happened there (3011,
     // the caller's fault: usage exit 2).
     let o = at(dir.path(), &["demo"]);

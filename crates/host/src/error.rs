@@ -132,6 +132,9 @@ pub enum Usage {
         /// Its ID.
         key_id: postkey_wire::KeyId,
     },
+    /// A meter the archive holds no key of.
+    #[error("the archive holds no key of meter {0}: see `postkey keys list`")]
+    NoKeysOfMeter(MeterId),
     /// A domain that exists already.
     #[error("domain {0} exists already: see `postkey domain list`")]
     DomainExists(DomainId),
@@ -196,7 +199,7 @@ impl Usage {
             Self::MeterExists(_) => ResponseCode::ARCHIVE_DUPLICATE,
             Self::DomainExists(_) => ResponseCode::DOMAIN_EXISTS,
             Self::ProcessExists { .. } => ResponseCode::ARCHIVE_DUPLICATE,
-            Self::UnknownKey { .. } => ResponseCode::ARCHIVE_NOT_FOUND,
+            Self::UnknownKey { .. } | Self::NoKeysOfMeter(_) => ResponseCode::ARCHIVE_NOT_FOUND,
             Self::NoBoxServes { .. } => ResponseCode::NO_BOX_SERVES,
             Self::InvalidArgument(_) | Self::NotBehind { .. } => ResponseCode::INVALID_ARGUMENT,
             Self::Input(e) => e.response_code(),

@@ -2,7 +2,7 @@
 //! They show what the archive knows, which is never a key itself.
 
 use postkey_archive::{KeyFilter, KeyRecord, Store};
-use postkey_wire::{DomainId, KeyId, Timestamp};
+use postkey_wire::{DomainId, KeyId, MeterId, Timestamp};
 
 use crate::{HostError, Usage};
 
@@ -83,6 +83,9 @@ pub struct HistoryEntry {
     pub action: String,
     /// The type of the signed record that caused it, if any.
     pub record: Option<String>,
+    /// The SHA-256 of that record's bytes as the archive keeps them (hex), which `postkey audit
+    /// verify` checks against the bytes.
+    pub record_digest: Option<String>,
     /// Details.
     pub note: Option<String>,
 }
@@ -116,6 +119,29 @@ pub async fn show_key(
         .key(domain, key_id)
         .await?
         .ok_or_else(|| crate::Usage::UnknownKey { domain: domain.clone(), key_id })?;
+    detail(store, &k).await
+}
+
+/// Every key the archive holds for `meter`, whatever its domain or status, by domain and key
+/// ID; a meter the archive holds no key of is the caller's mistake.
+pub async fn show_meter_keys(
+    store: &impl Store,
+    meter: &MeterId,
+) -> Result<Vec<KeyDetail>, HostError> {
+    let keys = store.keys_of_meters(core::slice::from_ref(meter)).await?;
+    if keys.is_empty() {
+        return Err(Usage::NoKeysOfMeter(meter.clone()).into());
+    }
+    let mut out = Vec::with_capacity(keys.len());
+    for k in &keys {
+        out.push(detail(store, k).await?);
+    }
+    Ok(out)
+}
+
+/// A key's status, six times and history (each event with its actor and the digest of the
+/// record that caused it).
+async fn detail(store: &impl Store, k: &KeyRecord) -> Result<KeyDetail, HostError> {
     let t = &k.times;
     let times = serde_json::json!({
         "kms_request": time(t.kms_request),
@@ -126,7 +152,7 @@ pub async fn show_key(
         "obsolete": time(t.obsolete),
     });
     let history = store
-        .key_history(domain, key_id)
+        .key_history(&k.domain, k.key_id)
         .await?
         .into_iter()
         .map(|e| HistoryEntry {
@@ -135,8 +161,9 @@ pub async fn show_key(
             actor: e.entry.actor.to_string(),
             action: e.entry.action.encode(),
             record: e.entry.record.as_ref().map(|r| r.record_type.to_string()),
+            record_digest: e.entry.record.as_ref().map(|r| r.digest.to_string()),
             note: e.entry.note.clone(),
         })
         .collect();
-    Ok(KeyDetail { key: entry(&k), times, history })
+    Ok(KeyDetail { key: entry(k), times, history })
 }

@@ -42,7 +42,7 @@ pub use error::{HostError, Usage};
 pub use factory::{DEFAULT_BATCH, Factory, InstallReport, KeySummary, Line, line_for, new_meter};
 pub use home::{ErrorEntry, Home, read_meter_list, read_share_file};
 pub use inventory::{BoxReport, DomainSummary, ProcessSummary, box_report, boxes, domains};
-pub use keys::{HistoryEntry, KeyDetail, KeyEntry, list_keys, show_key};
+pub use keys::{HistoryEntry, KeyDetail, KeyEntry, list_keys, show_key, show_meter_keys};
 pub use link::{EmbeddedBoxes, MeterLinks, MeterStorage};
 pub use lock::{Access, Busy, HomeLock, Wait};
 pub use postkey_archive_postgres::PgConfig;

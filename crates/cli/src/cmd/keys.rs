@@ -1,4 +1,5 @@
-use postkey_wire::{DomainId, KeyId};
+use postkey_host::KeyDetail;
+use postkey_wire::{DomainId, KeyId, MeterId};
 
 use super::{Ctx, Outcome, block_on, print_json, print_lines};
 
@@ -7,7 +8,8 @@ use super::{Ctx, Outcome, block_on, print_json, print_lines};
 pub(crate) enum Command {
     /// List master key records.
     List(ListArgs),
-    /// Show one key: status, the six times, and its history.
+    /// Show one key (or every key of a meter): status, the six times, and its history, each
+    /// event with its actor and the digest of the record that caused it.
     Show(ShowArgs),
 }
 
@@ -26,9 +28,14 @@ pub(crate) struct ListArgs {
 #[derive(Debug, clap::Args)]
 pub(crate) struct ShowArgs {
     /// The key's domain.
-    domain: DomainId,
+    #[arg(required_unless_present = "meter", requires = "key_id")]
+    domain: Option<DomainId>,
     /// The key ID.
-    key_id: u64,
+    #[arg(requires = "domain")]
+    key_id: Option<u64>,
+    /// Every key of this meter instead (`PRODUCT-MSN`), whatever its domain or status.
+    #[arg(long, value_name = "METER", conflicts_with_all = ["domain", "key_id"])]
+    meter: Option<MeterId>,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -58,45 +65,57 @@ pub(crate) fn run(ctx: &Ctx, command: Command) -> anyhow::Result<Outcome> {
             }
         }
         Command::Show(a) => {
-            let key_id = KeyId::new(a.key_id)?;
-            let k = block_on(async {
+            let keys = block_on(async {
                 let (store, _) = ctx.trusted().await?;
-                anyhow::Ok(postkey_host::show_key(&store, &a.domain, key_id).await?)
-            })??;
-            if a.json {
-                print_json(&k)?;
-            } else {
-                let mut lines = vec![
-                    format!("key {}/{}: {}", k.key.domain, k.key.key_id, k.key.status),
-                    format!("oak {}  steel {}", k.key.oak, k.key.steel),
-                    format!(
-                        "meter {}",
-                        match (&k.key.product_code, &k.key.msn) {
-                            (Some(p), Some(m)) => format!("{p}-{m}"),
-                            _ => "-".into(),
-                        }
-                    ),
-                    "times:".into(),
-                ];
-                if let Some(times) = k.times.as_object() {
-                    for (name, v) in times {
-                        lines.push(format!("  {name:<21} {}", v.as_str().unwrap_or("-")));
+                anyhow::Ok(match (&a.meter, &a.domain, a.key_id) {
+                    (Some(meter), ..) => postkey_host::show_meter_keys(&store, meter).await?,
+                    (None, Some(domain), Some(key_id)) => {
+                        let key_id = KeyId::new(key_id)?;
+                        vec![postkey_host::show_key(&store, domain, key_id).await?]
                     }
+                    // clap requires a meter, or a domain and a key ID.
+                    _ => Vec::new(),
+                })
+            })??;
+            match (a.json, a.meter.is_some()) {
+                (true, true) => print_json(&keys)?,
+                (true, false) => print_json(&keys[0])?,
+                (false, _) => {
+                    let lines: Vec<Vec<String>> = keys.iter().map(detail_lines).collect();
+                    print_lines(&lines.join(&String::new()))?;
                 }
-                lines.push("history:".into());
-                for e in &k.history {
-                    lines.push(format!(
-                        "  #{:<5} {} {:<10} {}{}",
-                        e.seq,
-                        e.time,
-                        e.actor,
-                        e.action,
-                        e.record.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
-                    ));
-                }
-                print_lines(&lines)?;
             }
         }
     }
     Ok(Outcome::Success)
+}
+
+/// One key as text: its status, boxes, meter, times, and history.
+fn detail_lines(k: &KeyDetail) -> Vec<String> {
+    let mut lines = vec![
+        format!("key {}/{}: {}", k.key.domain, k.key.key_id, k.key.status),
+        format!("oak {}  steel {}", k.key.oak, k.key.steel),
+        format!(
+            "meter {}",
+            match (&k.key.product_code, &k.key.msn) {
+                (Some(p), Some(m)) => format!("{p}-{m}"),
+                _ => "-".into(),
+            }
+        ),
+        "times:".into(),
+    ];
+    if let Some(times) = k.times.as_object() {
+        for (name, v) in times {
+            lines.push(format!("  {name:<21} {}", v.as_str().unwrap_or("-")));
+        }
+    }
+    lines.push("history:".into());
+    for e in &k.history {
+        let record = match (&e.record, &e.record_digest) {
+            (Some(r), Some(d)) => format!(" ({r} sha256:{})", &d[..16.min(d.len())]),
+            _ => String::new(),
+        };
+        lines.push(format!("  #{:<5} {} {:<10} {}{record}", e.seq, e.time, e.actor, e.action));
+    }
+    lines
 }
