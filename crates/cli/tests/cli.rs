@@ -33,6 +33,7 @@ fn help_lists_every_command() {
         "factory",
         "keys",
         "errors",
+        "audit",
         "demo",
         "bench",
         "test-vectors",
@@ -50,6 +51,8 @@ fn help_lists_every_command() {
         &["box", "list", "--help"],
         &["share", "check", "--help"],
         &["demo", "--help"],
+        &["audit", "verify", "--help"],
+        &["keys", "show", "--help"],
     ] {
         assert_eq!(postkey(sub).status.code(), Some(0), "{sub:?}");
     }
@@ -268,6 +271,9 @@ fn demo_runs_end_to_end_in_the_given_home() {
     assert_eq!(report["boxes"].as_array().unwrap().len(), 6);
     assert_eq!(report["errors"], 0);
     assert_eq!(report["transcripts"], 20);
+    // It ends with an audit of the archive it made, which holds.
+    assert_eq!(report["audit"]["faults"], serde_json::json!([]), "{}", report["audit"]);
+    assert_eq!(report["audit"]["keys"], 8);
     // Every meter got a VE key and a USPS or EARTH key, all installed.
     let count = |domain: &str| {
         report["keys"]
@@ -284,6 +290,7 @@ fn demo_runs_end_to_end_in_the_given_home() {
     let o = at(other.path(), &["demo", "--meters", "2"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stdout(&o).contains("keys of 2 meters:"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("audit verify: all holds"), "{}", stdout(&o));
     assert!(
         stdout(&o).lines().any(|l| l.trim_start().starts_with("VE") && l.contains("installed"))
     );
@@ -291,7 +298,8 @@ fn demo_runs_end_to_end_in_the_given_home() {
     let meters: serde_json::Value =
         serde_json::from_str(&stdout(&at(dir.path(), &["keys", "list", "--json"]))).unwrap();
     let meter = meters[0].clone();
-    let id = format!("{}-{}", meter["product_code"].as_str().unwrap(), meter["msn"].as_str().unwrap());
+    let id =
+        format!("{}-{}", meter["product_code"].as_str().unwrap(), meter["msn"].as_str().unwrap());
     let o = at(dir.path(), &["keys", "show", "--meter", &id, "--json"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let keys: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();

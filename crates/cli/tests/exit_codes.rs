@@ -32,7 +32,7 @@ fn fixture() -> Fixture {
 
 /// One call of every command that works on a home (but `share check`, which reads its file
 /// first, and `init`, which makes the home).
-fn on_a_home() -> [&'static [&'static str]; 14] {
+fn on_a_home() -> [&'static [&'static str]; 15] {
     [
         &["domain", "create", "VE2", "--kind", "vendor", "--subdomain", "VE2/US"],
         &["domain", "list"],
@@ -48,6 +48,7 @@ fn on_a_home() -> [&'static [&'static str]; 14] {
         &["keys", "list"],
         &["keys", "show", "USPS", "1"],
         &["errors"],
+        &["audit", "verify"],
     ]
 }
 
@@ -203,6 +204,24 @@ fn failed_checks_exit_1() {
     assert_eq!(h.run(&["share", "check", &f.share]).status.code(), Some(0));
     assert_eq!(h.run(&["self-test"]).status.code(), Some(0));
     assert_eq!(h.run(&["box", "self-test", "O00000001"]).status.code(), Some(0));
+    // An archive that does not verify against the home's anchors (another installation's, put
+    // in its place): the audit names it and exits 1.
+    let other = Home::demo();
+    let o = h.run(&["audit", "verify", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    for f in ["archive.db", "archive.db-wal", "archive.db-shm"] {
+        let _ = std::fs::remove_file(h.path(f));
+        if other.path(f).exists() {
+            std::fs::copy(other.path(f), h.path(f)).unwrap();
+        }
+    }
+    let o = h.run(&["audit", "verify"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        common::stdout(&o).contains("FAILED at the installation record"),
+        "{}",
+        common::stdout(&o)
+    );
 }
 
 #[test]

@@ -277,6 +277,8 @@ fn read_commands_leave_the_home_as_they_found_it() {
         vec!["domain", "list"],
         vec!["meter", "show", &meter],
         vec!["errors", "--json"],
+        vec!["audit", "verify"],
+        vec!["keys", "show", "--meter", &meter],
     ] {
         let o = h.run(&args);
         assert_eq!(o.status.code(), Some(0), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));

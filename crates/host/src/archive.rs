@@ -40,6 +40,14 @@ pub async fn open_archive_read_only(home: &Home) -> Result<SqliteStore, HostErro
     Ok(SqliteStore::open_read_only(home.archive_path()).await?)
 }
 
+/// `postkey audit verify`: audits the home's archive against the home's trust anchors alone
+/// (docs/audit.md). Opens nothing for writing; what does not hold is in the report.
+pub async fn audit(home: &Home) -> Result<postkey_audit::Report, HostError> {
+    let anchors = home.anchors()?;
+    let store = open_archive_read_only(home).await?;
+    Ok(postkey_audit::verify(&store, &anchors).await?)
+}
+
 /// What a command trusts: the home's trust anchors and, through them, the archive's installation
 /// and its certified Domain Key Set. Loading it refuses an archive of another installation, one
 /// whose anchors differ from the home's, and an archive with no installation (an emptied one).

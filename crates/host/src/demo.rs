@@ -1,7 +1,8 @@
 //! `postkey demo`: the whole system end to end on the embedded default. It grows with every part
 //! of the system; today it runs the first ceremony, creates the demo domains, manufactures one
 //! box of each type with the processes each needs, then makes meters and installs a vendor key
-//! and a postal key into each through the KMC and the archive, and reports it all.
+//! and a postal key into each through the KMC and the archive, and reports it all, ending with
+//! an audit of the archive it made against the trust anchors (docs/audit.md).
 
 use postkey_wire::{BoxId, BoxType, DomainId, DomainKind, SubdomainId};
 
@@ -31,6 +32,9 @@ pub struct DemoReport {
     pub meters: usize,
     /// Keys per domain and status.
     pub keys: Vec<KeyCount>,
+    /// The audit of the archive the demo made, against the home's trust anchors
+    /// (docs/audit.md): it must hold.
+    pub audit: postkey_audit::Report,
 }
 
 /// How many keys of a domain are in a status.
@@ -89,13 +93,17 @@ pub async fn run_on<S: Store + Clone>(
     meters: usize,
     mut progress: impl FnMut(Progress),
 ) -> Result<DemoReport, HostError> {
-    let report = ceremonies(lock, store.clone(), |s| progress(Progress::Step(s))).await?;
+    let (init, domains, boxes) =
+        ceremonies(lock, store.clone(), |s| progress(Progress::Step(s))).await?;
     let keys = install_meters(lock, store.clone(), meters, &mut progress).await?;
     // The archive now holds the transcripts and the error log (the factory moved them in).
     crate::archive::move_error_spool(lock.home(), &store).await?;
     let transcripts = store.transcripts(None).await?.len();
     let errors = store.error_log(&postkey_archive::ErrorLogQuery::latest(u32::MAX)).await?.len();
-    Ok(DemoReport { keys, meters, transcripts, errors, ..report })
+    progress(Progress::Step("audit verify".into()));
+    let audit = postkey_audit::verify(&store, &lock.home().anchors()?).await?;
+    let home = lock.home().root().display().to_string();
+    Ok(DemoReport { home, init, domains, boxes, transcripts, errors, meters, keys, audit })
 }
 
 async fn install_meters<S: Store>(
@@ -137,7 +145,7 @@ async fn ceremonies(
     lock: &HomeLock,
     store: impl Store,
     mut progress: impl FnMut(String),
-) -> Result<DemoReport, HostError> {
+) -> Result<(InitReport, Vec<DomainSummary>, Vec<BoxReport>), HostError> {
     let home = lock.home();
     let media = home.media_dir();
     progress("first ceremony: M00000001, trust anchors, shares".into());
@@ -179,14 +187,5 @@ async fn ceremonies(
     let domains = inventory::domains(c.store(), c.trust()).await?;
     let boxes = inventory::boxes(c.store(), c.trust()).await?;
     c.close();
-    Ok(DemoReport {
-        home: home.root().display().to_string(),
-        init,
-        domains,
-        boxes,
-        transcripts: 0,
-        errors: 0,
-        meters: 0,
-        keys: Vec::new(),
-    })
+    Ok((init, domains, boxes))
 }

@@ -32,7 +32,7 @@ mod session;
 mod spool;
 mod vectors;
 
-pub use archive::{Expected, Trust, error_log, open_archive, open_archive_read_only};
+pub use archive::{Expected, Trust, audit, error_log, open_archive, open_archive_read_only};
 pub use ceremony::{
     Ceremonies, DomainReport, InitReport, ManufactureOrder, ManufactureReport, ShareReport,
     check_share, init, init_home,
@@ -47,6 +47,7 @@ pub use link::{EmbeddedBoxes, MeterLinks, MeterStorage};
 pub use lock::{Access, Busy, HomeLock, Wait};
 pub use postkey_archive_postgres::PgConfig;
 pub use postkey_archive_sqlite::SqliteStore;
+pub use postkey_audit::{Fault, Report as AuditReport};
 pub use postkey_box::SharePolicy;
 pub use postkey_box::runtime::harden_process;
 pub use postkey_crypto::Fingerprint;

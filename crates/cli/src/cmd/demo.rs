@@ -51,7 +51,7 @@ pub(crate) fn run(home: Option<PathBuf>, wait: Wait, args: Args) -> anyhow::Resu
     progress.finish();
     if args.json {
         print_json(&report)?;
-        return Ok(Outcome::Success);
+        return Ok(if report.audit.holds() { Outcome::Success } else { Outcome::CheckFailed });
     }
     let mut lines = vec![
         format!("postkey demo in {}", report.home),
@@ -93,10 +93,21 @@ pub(crate) fn run(home: Option<PathBuf>, wait: Wait, args: Args) -> anyhow::Resu
         "{} signed ceremony transcripts; {} error-log entries",
         report.transcripts, report.errors
     ));
+    let a = &report.audit;
+    let events: u64 = a.chains.iter().map(|c| c.count).sum();
+    lines.push(match a.faults.first() {
+        None => format!(
+            "audit verify: all holds ({} chains, {events} events, {} keys, {} records)",
+            a.chains.len(),
+            a.keys,
+            a.records
+        ),
+        Some(first) => format!("audit verify: FAILED at {first}"),
+    });
     lines.push(format!(
-        "look around: postkey --home {} keys list (or box list, domain list, errors)",
+        "look around: postkey --home {} keys list (or box list, domain list, errors, audit verify)",
         report.home
     ));
     print_lines(&lines)?;
-    Ok(Outcome::Success)
+    Ok(if a.holds() { Outcome::Success } else { Outcome::CheckFailed })
 }

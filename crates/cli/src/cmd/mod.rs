@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod audit;
 #[cfg(feature = "bench")]
 mod bench;
 mod boxes;
@@ -58,6 +59,9 @@ pub(crate) enum Command {
     Keys(keys::Command),
     /// Show the error log.
     Errors(errors::Args),
+    /// The audit trail: verify the archive against the trust anchors.
+    #[command(subcommand)]
+    Audit(audit::Command),
     /// Run the whole system end to end on the embedded default.
     Demo(demo::Args),
     /// Benchmarks.
@@ -115,6 +119,7 @@ pub(crate) fn run(home: Option<PathBuf>, wait: Wait, command: Command) -> anyhow
         Command::Box(c) => boxes::run(&ctx(), c),
         Command::Share(c) => share::run(&ctx(), c),
         Command::Errors(args) => errors::run(&ctx(), args),
+        Command::Audit(c) => audit::run(&ctx(), c),
         Command::Meter(c) => meter::run(&ctx(), c),
         Command::Factory(c) => factory::run(&ctx(), c),
         Command::Keys(c) => keys::run(&ctx(), c),

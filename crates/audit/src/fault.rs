@@ -1,0 +1,118 @@
+//! What the auditor finds: each fault with its position and its kind (docs/audit.md).
+
+use core::fmt;
+
+/// Where a fault is.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "at", rename_all = "kebab-case")]
+pub enum Position {
+    /// The installation record and its Domain Key Set certificate.
+    Installation,
+    /// A domain's bundle.
+    Bundle {
+        /// The domain.
+        domain: String,
+    },
+    /// An event of a chain.
+    Chain {
+        /// The chain (a domain, or `ADMIN`).
+        chain: String,
+        /// The event's position, from 1.
+        seq: u64,
+    },
+    /// A key's indexed fields.
+    Key {
+        /// Its domain.
+        domain: String,
+        /// Its ID.
+        key_id: u64,
+    },
+    /// One of a key's stored records.
+    Record {
+        /// The key's domain.
+        domain: String,
+        /// The key's ID.
+        key_id: u64,
+        /// The record's position among the key's records, from 1.
+        index: usize,
+    },
+    /// A key ID in its domain's accounting.
+    KeyId {
+        /// The domain.
+        domain: String,
+        /// The ID.
+        key_id: u64,
+    },
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Installation => f.write_str("the installation record"),
+            Self::Bundle { domain } => write!(f, "the bundle of {domain}"),
+            Self::Chain { chain, seq } => write!(f, "event #{seq} of the {chain} chain"),
+            Self::Key { domain, key_id } => write!(f, "key {domain}/{key_id}"),
+            Self::Record { domain, key_id, index } => {
+                write!(f, "record {index} of key {domain}/{key_id}")
+            }
+            Self::KeyId { domain, key_id } => write!(f, "key ID {domain}/{key_id}"),
+        }
+    }
+}
+
+/// What kind of fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultKind {
+    /// The archive's installation does not verify against the trust anchors.
+    Installation,
+    /// A signed record or bundle does not verify under the key that must have signed it.
+    Signature,
+    /// A chain's event does not hash or link as recorded, or the head does not match.
+    ChainLink,
+    /// A record's bytes do not match the digest recorded for them.
+    Digest,
+    /// A record no event names, or an event naming a record that is not there.
+    Unreferenced,
+    /// An indexed field of a key disagrees with its records or its events.
+    Field,
+    /// A key's status disagrees with its history, or its history breaks the status rules.
+    Status,
+    /// A key's times go backwards.
+    Times,
+    /// A key ID is given twice, lost, or past the domain's allocation.
+    Accounting,
+}
+
+impl fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Installation => "installation",
+            Self::Signature => "signature",
+            Self::ChainLink => "chain link",
+            Self::Digest => "digest",
+            Self::Unreferenced => "unreferenced",
+            Self::Field => "field",
+            Self::Status => "status",
+            Self::Times => "times",
+            Self::Accounting => "key-ID accounting",
+        })
+    }
+}
+
+/// One fault: where, what kind, and what exactly.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Fault {
+    /// Where.
+    pub position: Position,
+    /// What kind.
+    pub kind: FaultKind,
+    /// What exactly.
+    pub detail: String,
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} fault: {}", self.position, self.kind, self.detail)
+    }
+}

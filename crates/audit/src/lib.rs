@@ -1,0 +1,541 @@
+//! The auditor: checks an archive, as an auditor holding only the trust anchors would, and says
+//! where the first thing that does not hold is (docs/audit.md).
+//!
+//! It reads through the [`Store`] trait only, so it checks the SQLite and the PostgreSQL archive
+//! alike, and it never writes. What it checks, in order:
+//!
+//! 1. the installation record and its Domain Key Set certificate against the anchors, then each
+//!    domain's bundle against the certified Domain Key Set;
+//! 2. every chain (each domain's, `ADMIN`): each event's hash over its content and its link to
+//!    the one before, up to the head read at the start; replaying each domain's events gives
+//!    each key's status (every transition one protocol §6.4 allows), the records its events name
+//!    and the IDs burned;
+//! 3. every key: its status against the replay, each stored record's digest against its bytes,
+//!    its signature against the domain key of its type (MI3 Oak, MI7 Steel, MI9 Brass), its
+//!    header and body against the key's indexed fields (domain, key ID, meter, boxes), that
+//!    every record is named by an event and every event's record is there, that a key past
+//!    `New` has its MI7 and MI9, and that its six times never go backwards;
+//! 4. each domain's key IDs: every ID allocated is a key, burned, or reserved by a run still
+//!    going (pending), exactly one of them, and none past the allocation.
+//!
+//! Keys created after the chains were read (a factory run going on beside the audit) are
+//! counted as pending, not as faults.
+
+#![forbid(unsafe_code)]
+
+mod fault;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use postkey_archive::{
+    Action, ChainEvent, ChainVerifier, Digest, KeyFilter, KeyRecord, KeyStatus, Store, StoreError,
+};
+use postkey_crypto::VerifyingKey;
+use postkey_wire::{
+    BoxType, DomainBundle, DomainId, DomainKeySetCertificate, DomainPublicKeys, Header, Installed,
+    InstalledKeyRecord, NewKeyRecord, RecordType, Sender, TrustAnchors, Unverified, WireError,
+};
+
+pub use fault::{Fault, FaultKind, Position};
+
+/// Events read per page.
+const PAGE: u32 = 1000;
+/// The faults kept in a report; the first is what matters, the rest help.
+const MAX_FAULTS: usize = 100;
+
+/// What an audit checked, and the faults it found (none when all holds).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Report {
+    /// Each chain and the events checked in it.
+    pub chains: Vec<ChainSummary>,
+    /// The keys checked.
+    pub keys: u64,
+    /// The stored records checked.
+    pub records: u64,
+    /// Each domain's key-ID accounting.
+    pub key_ids: Vec<Accounting>,
+    /// Faults, in the order found (at most 100); the first is the first bad position.
+    pub faults: Vec<Fault>,
+    /// Faults found beyond those kept.
+    pub more_faults: u64,
+}
+
+impl Report {
+    /// Whether everything checked holds.
+    pub fn holds(&self) -> bool {
+        self.faults.is_empty()
+    }
+
+    fn fault(&mut self, position: Position, kind: FaultKind, detail: impl Into<String>) {
+        if self.faults.len() < MAX_FAULTS {
+            self.faults.push(Fault { position, kind, detail: detail.into() });
+        } else {
+            self.more_faults += 1;
+        }
+    }
+}
+
+/// One chain as checked.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ChainSummary {
+    /// The chain.
+    pub chain: String,
+    /// Its events when the audit read its head.
+    pub count: u64,
+    /// The head's hash (hex).
+    pub head: String,
+}
+
+/// A domain's key IDs: allocated = created + burned + pending.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Accounting {
+    /// The domain.
+    pub domain: String,
+    /// IDs allocated so far.
+    pub allocated: u64,
+    /// IDs that are keys.
+    pub created: u64,
+    /// IDs burned.
+    pub burned: u64,
+    /// IDs reserved by a run still going, or keys made after the chains were read.
+    pub pending: u64,
+}
+
+/// A key as its domain's chain tells it.
+#[derive(Debug, Default)]
+struct Replay {
+    status: Option<KeyStatus>,
+    records: BTreeSet<Digest>,
+    /// The creation event's note: the boxes, the meter and the KMS Request Time it was made
+    /// with.
+    created: Option<String>,
+}
+
+/// Audits `store` against `anchors`. `Err` only when the archive cannot be read; what does not
+/// hold is in the report.
+pub async fn verify(store: &impl Store, anchors: &TrustAnchors) -> Result<Report, StoreError> {
+    let mut report = Report {
+        chains: Vec::new(),
+        keys: 0,
+        records: 0,
+        key_ids: Vec::new(),
+        faults: Vec::new(),
+        more_faults: 0,
+    };
+    let Some(dks) = installation(store, anchors, &mut report).await? else {
+        return Ok(report);
+    };
+    let mut domains = BTreeMap::new();
+    for d in store.domains().await? {
+        if let Some(keys) = bundle(store, &dks, &d.id, &mut report).await? {
+            domains.insert(d.id.clone(), keys);
+        }
+    }
+    let mut replays: BTreeMap<DomainId, BTreeMap<u64, Replay>> = BTreeMap::new();
+    let mut burned_in_chain: BTreeMap<DomainId, BTreeSet<u64>> = BTreeMap::new();
+    for head in store.chain_heads().await? {
+        let chain = head.chain.clone();
+        report.chains.push(ChainSummary {
+            chain: chain.to_string(),
+            count: head.count,
+            head: head.head_hash.to_string(),
+        });
+        let replay = replays.entry(chain.clone()).or_default();
+        let burned = burned_in_chain.entry(chain.clone()).or_default();
+        check_chain(store, head, replay, burned, &mut report).await?;
+    }
+    for (domain, keys) in &domains {
+        let replay = replays.remove(domain).unwrap_or_default();
+        let burned = burned_in_chain.remove(domain).unwrap_or_default();
+        check_domain(store, domain, keys, replay, burned, &mut report).await?;
+    }
+    Ok(report)
+}
+
+/// Step 1: the installation and its Domain Key Set certificate.
+async fn installation(
+    store: &impl Store,
+    anchors: &TrustAnchors,
+    report: &mut Report,
+) -> Result<Option<DomainKeySetCertificate>, StoreError> {
+    let fault = |report: &mut Report, why: String| {
+        report.fault(Position::Installation, FaultKind::Installation, why);
+        Ok(None)
+    };
+    let Some(record) = store.installation().await? else {
+        return fault(report, "the archive holds no installation".into());
+    };
+    if record.anchors != anchors.fingerprint() {
+        return fault(report, "made with other trust anchors than the auditor's".into());
+    }
+    let cert = Unverified::<DomainKeySetCertificate>::from_bytes(&record.dks_certificate.bytes)
+        .and_then(|c| c.verify(&anchors.manufacturing));
+    match cert {
+        Err(e) => fault(report, format!("the Domain Key Set certificate: {e}")),
+        Ok(c) if c.body().installation != record.id => {
+            fault(report, "the Domain Key Set certificate names another installation".into())
+        }
+        Ok(c) => Ok(Some(c.body().clone())),
+    }
+}
+
+/// Step 1: a domain's latest bundle, and through it the domain's public keys.
+async fn bundle(
+    store: &impl Store,
+    dks: &DomainKeySetCertificate,
+    domain: &DomainId,
+    report: &mut Report,
+) -> Result<Option<DomainPublicKeys>, StoreError> {
+    let at = || Position::Bundle { domain: domain.to_string() };
+    let Some(record) = store.latest_bundle(domain).await? else {
+        report.fault(at(), FaultKind::Field, "the domain has no bundle");
+        return Ok(None);
+    };
+    match Unverified::<DomainBundle>::from_bytes(&record.bundle.bytes)
+        .and_then(|b| b.verify(&dks.authentication))
+    {
+        Err(e) => {
+            report.fault(at(), FaultKind::Signature, e.to_string());
+            Ok(None)
+        }
+        Ok(b) if &b.body().domain != domain => {
+            report.fault(at(), FaultKind::Field, "the bundle is another domain's");
+            Ok(None)
+        }
+        Ok(b) => Ok(Some(b.body().public.clone())),
+    }
+}
+
+/// Step 2: one chain, up to the head read; each key's replay and the IDs burned on the way.
+async fn check_chain(
+    store: &impl Store,
+    head: postkey_archive::ChainHead,
+    replay: &mut BTreeMap<u64, Replay>,
+    burned: &mut BTreeSet<u64>,
+    report: &mut Report,
+) -> Result<(), StoreError> {
+    let chain = head.chain.clone();
+    let at = |seq| Position::Chain { chain: chain.to_string(), seq };
+    let mut verifier = ChainVerifier::new(head);
+    while !verifier.is_complete() {
+        let page = store.chain_events(&chain, verifier.next_seq() - 1, PAGE).await?;
+        if page.is_empty() {
+            break;
+        }
+        for event in &page {
+            if let Err(e) = verifier.feed(event) {
+                report.fault(at(broken_at(&e, event.seq)), FaultKind::ChainLink, e.to_string());
+                // What follows a broken link proves nothing.
+                return Ok(());
+            }
+            replay_event(event, replay, burned, report);
+        }
+    }
+    if let Err(e) = verifier.finish() {
+        report.fault(at(broken_at(&e, 0)), FaultKind::ChainLink, e.to_string());
+    }
+    Ok(())
+}
+
+/// The position a chain error names, else `otherwise`.
+fn broken_at(e: &StoreError, otherwise: u64) -> u64 {
+    match e {
+        StoreError::ChainBroken { seq, .. } => *seq,
+        _ => otherwise,
+    }
+}
+
+/// Replays one verified event of a domain chain.
+fn replay_event(
+    event: &ChainEvent,
+    replay: &mut BTreeMap<u64, Replay>,
+    burned: &mut BTreeSet<u64>,
+    report: &mut Report,
+) {
+    let Some(key_id) = event.entry.key_id.map(|k| k.get()) else { return };
+    let at = || Position::Chain { chain: event.chain.to_string(), seq: event.seq };
+    if event.entry.action == Action::KeyIdBurned {
+        burned.insert(key_id);
+        return;
+    }
+    let key = replay.entry(key_id).or_default();
+    if let Some(r) = &event.entry.record {
+        key.records.insert(r.digest);
+    }
+    match &event.entry.action {
+        Action::KeyCreated => {
+            if key.status.is_some() {
+                report.fault(at(), FaultKind::Status, format!("key {key_id} is created twice"));
+            }
+            key.status = Some(KeyStatus::New);
+            key.created = event.entry.note.clone();
+        }
+        Action::StatusChanged { from, to } => {
+            if key.status != Some(*from) || !KeyStatus::allowed(*from, *to) {
+                let was = key.status.map_or("nothing".to_string(), |s| s.to_string());
+                report.fault(
+                    at(),
+                    FaultKind::Status,
+                    format!("key {key_id} goes {from} → {to} but was {was}"),
+                );
+            }
+            key.status = Some(*to);
+        }
+        _ => {
+            if key.status.is_none() {
+                report.fault(
+                    at(),
+                    FaultKind::Status,
+                    format!("key {key_id} changes before it exists"),
+                );
+            }
+        }
+    }
+}
+
+/// Steps 3 and 4 for one domain.
+async fn check_domain(
+    store: &impl Store,
+    domain: &DomainId,
+    keys: &DomainPublicKeys,
+    mut replay: BTreeMap<u64, Replay>,
+    burned_in_chain: BTreeSet<u64>,
+    report: &mut Report,
+) -> Result<(), StoreError> {
+    let Some(record) = store.domain(domain).await? else { return Ok(()) };
+    let allocated = record.next_key_id.get() - 1;
+    let mut created = BTreeSet::new();
+    let mut late = BTreeSet::new();
+    let mut after = None;
+    loop {
+        let page =
+            store.keys(&KeyFilter { after, ..KeyFilter::domain(domain.clone(), PAGE) }).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.key_id);
+        for key in &page {
+            match replay.remove(&key.key_id.get()) {
+                Some(r) => {
+                    created.insert(key.key_id.get());
+                    check_key(store, key, keys, &r, report).await?;
+                }
+                // Made after the chain was read: a run going on beside the audit.
+                None => {
+                    late.insert(key.key_id.get());
+                }
+            }
+        }
+    }
+    for (key_id, _) in replay {
+        report.fault(
+            Position::Key { domain: domain.to_string(), key_id },
+            FaultKind::Field,
+            "its chain creates it but the archive holds no such key",
+        );
+    }
+    let burned: BTreeSet<u64> =
+        store.burned_key_ids(domain).await?.into_iter().map(|b| b.key_id.get()).collect();
+    for id in burned.symmetric_difference(&burned_in_chain) {
+        report.fault(
+            Position::KeyId { domain: domain.to_string(), key_id: *id },
+            FaultKind::Accounting,
+            "burned in the index or in the chain, not both",
+        );
+    }
+    let mut reserved = BTreeSet::new();
+    for oak in store.boxes(Some(BoxType::Oak)).await? {
+        for r in store.reservations(oak.id).await? {
+            if &r.domain == domain {
+                reserved.extend(r.range.first.get()..=r.range.last.get());
+            }
+        }
+    }
+    let mut account = Accounting { domain: domain.to_string(), allocated, ..Accounting::default() };
+    let position = |key_id| Position::KeyId { domain: domain.to_string(), key_id };
+    for id in created.iter().chain(&late).chain(&burned).chain(&reserved) {
+        if *id > allocated {
+            report.fault(
+                position(*id),
+                FaultKind::Accounting,
+                format!("past the {allocated} allocated"),
+            );
+        }
+    }
+    for id in 1..=allocated {
+        let (key, late_key, burnt) =
+            (created.contains(&id), late.contains(&id), burned.contains(&id));
+        match (key || late_key, burnt) {
+            (true, true) => {
+                report.fault(position(id), FaultKind::Accounting, "both a key and burned");
+            }
+            (true, false) if late_key => account.pending += 1,
+            (true, false) => account.created += 1,
+            (false, true) => account.burned += 1,
+            (false, false) if reserved.contains(&id) => account.pending += 1,
+            (false, false) => {
+                report.fault(
+                    position(id),
+                    FaultKind::Accounting,
+                    "allocated, but neither a key, burned nor reserved",
+                );
+            }
+        }
+    }
+    report.key_ids.push(account);
+    Ok(())
+}
+
+/// Step 3 for one key.
+async fn check_key(
+    store: &impl Store,
+    key: &KeyRecord,
+    keys: &DomainPublicKeys,
+    replay: &Replay,
+    report: &mut Report,
+) -> Result<(), StoreError> {
+    report.keys += 1;
+    let (domain, key_id) = (key.domain.to_string(), key.key_id.get());
+    let at_key = || Position::Key { domain: domain.clone(), key_id };
+    if replay.status != Some(key.status) {
+        let replayed = replay.status.map_or("nothing".into(), |s| s.to_string());
+        report.fault(
+            at_key(),
+            FaultKind::Status,
+            format!("recorded {} but its history says {replayed}", key.status),
+        );
+    }
+    if let Err(time) = key.times.check_order() {
+        report.fault(at_key(), FaultKind::Times, format!("the {time} is before an earlier time"));
+    }
+    if let Err(why) = check_creation(key, replay.created.as_deref().unwrap_or_default()) {
+        report.fault(at_key(), FaultKind::Field, why);
+    }
+    let records = store.records(&key.domain, key.key_id).await?;
+    let mut seen = BTreeSet::new();
+    let mut types = BTreeSet::new();
+    for (i, stored) in records.iter().enumerate() {
+        report.records += 1;
+        let at = || Position::Record { domain: domain.clone(), key_id, index: i + 1 };
+        let digest = stored.record.digest();
+        if digest != stored.digest {
+            report.fault(
+                at(),
+                FaultKind::Digest,
+                format!("its bytes hash to {digest}, not {}", stored.digest),
+            );
+            continue;
+        }
+        seen.insert(digest);
+        if !replay.records.contains(&digest) {
+            report.fault(at(), FaultKind::Unreferenced, "no event of the key names it");
+        }
+        types.insert(stored.record.record_type);
+        if let Err((kind, why)) =
+            check_record(key, keys, stored.record.record_type, &stored.record.bytes)
+        {
+            report.fault(at(), kind, why);
+        }
+    }
+    for missing in replay.records.difference(&seen) {
+        report.fault(
+            at_key(),
+            FaultKind::Unreferenced,
+            format!("an event names record {missing}, which is not stored"),
+        );
+    }
+    let needs: &[RecordType] = match key.status {
+        KeyStatus::New | KeyStatus::Bad => &[RecordType::MI3],
+        _ => &[RecordType::MI3, RecordType::MI7, RecordType::MI9],
+    };
+    for t in needs {
+        if !types.contains(t) {
+            report.fault(
+                at_key(),
+                FaultKind::Field,
+                format!("{} but no {t} is stored", key.status),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The key's fields set at creation against what its creation event recorded (`oak=… steel=…
+/// meter=… kms_request=…`): the boxes, the meter of the order, the KMS Request Time.
+fn check_creation(key: &KeyRecord, note: &str) -> Result<(), String> {
+    let recorded =
+        |name: &str| note.split(' ').find_map(|field| field.strip_prefix(name)?.strip_prefix('='));
+    let expected = [
+        ("oak", Some(key.oak_id.to_string())),
+        ("steel", Some(key.steel_id.to_string())),
+        ("meter", key.meter_id.as_ref().map(ToString::to_string)),
+        ("kms_request", key.times.kms_request.map(|t| t.unix_micros().to_string())),
+    ];
+    for (name, value) in expected {
+        if recorded(name) != value.as_deref() {
+            return Err(format!(
+                "its {name} is {}, its creation event says {}",
+                value.as_deref().unwrap_or("unset"),
+                recorded(name).unwrap_or("nothing")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A record of `key`: signed by the domain key of its type, and naming what the key's fields
+/// say.
+fn check_record(
+    key: &KeyRecord,
+    keys: &DomainPublicKeys,
+    record_type: RecordType,
+    bytes: &[u8],
+) -> Result<(), (FaultKind, String)> {
+    let signature = |e: WireError| (FaultKind::Signature, e.to_string());
+    let (header, oak, steel, sender_type) = match record_type {
+        RecordType::MI3 => {
+            let r = verified::<NewKeyRecord>(bytes, &keys.oak_auth).map_err(signature)?;
+            (r.0, r.1.oak, r.1.steel, BoxType::Oak)
+        }
+        RecordType::MI7 => {
+            let r = verified::<Installed>(bytes, &keys.steel_auth).map_err(signature)?;
+            (r.0, r.1.oak, r.1.steel, BoxType::Steel)
+        }
+        RecordType::MI9 => {
+            let r = verified::<InstalledKeyRecord>(bytes, &keys.brass_auth).map_err(signature)?;
+            (r.0, r.1.oak, r.1.steel, BoxType::Brass)
+        }
+        other => return Err((FaultKind::Field, format!("a {other} is no record of a key"))),
+    };
+    let field = |why: String| Err((FaultKind::Field, why));
+    if header.domain != key.domain || header.key_id != Some(key.key_id) {
+        return field(format!(
+            "it is the record of key {}/{:?}",
+            header.domain,
+            header.key_id.map(|k| k.get())
+        ));
+    }
+    if oak != key.oak_id || steel != key.steel_id {
+        return field(format!(
+            "it names {oak} and {steel}, the key {} and {}",
+            key.oak_id, key.steel_id
+        ));
+    }
+    match &header.sender {
+        Sender::Box(b) if b.box_type() == sender_type => {}
+        other => return field(format!("sent by {other}, not a {sender_type} box")),
+    }
+    if let (Some(named), Some(recorded)) = (&header.meter_id, &key.meter_id)
+        && named != recorded
+    {
+        return field(format!("it names meter {named}, the key {recorded}"));
+    }
+    Ok(())
+}
+
+/// The header and body of a record that verifies under `key`.
+fn verified<B: postkey_wire::Body + Clone>(
+    bytes: &[u8],
+    key: &VerifyingKey,
+) -> Result<(Header, B), WireError> {
+    let v = Unverified::<B>::from_bytes(bytes)?.verify(key)?;
+    Ok((v.header().clone(), v.body().clone()))
+}

@@ -1,0 +1,56 @@
+use super::{Ctx, Outcome, block_on, join, print_json, print_lines};
+
+/// `postkey audit …`
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum Command {
+    /// Check the archive against the home's trust anchors: every chain, every stored record
+    /// (digest, signature, what it names), every key's fields and status against its history,
+    /// and each domain's key-ID accounting. Reads only. Exit 1 with the first bad position.
+    Verify(VerifyArgs),
+}
+
+/// Arguments of `postkey audit verify`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct VerifyArgs {
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn run(ctx: &Ctx, command: Command) -> anyhow::Result<Outcome> {
+    let Command::Verify(a) = command;
+    let report = block_on(postkey_host::audit(&ctx.home))??;
+    if a.json {
+        print_json(&report)?;
+    } else {
+        let events: u64 = report.chains.iter().map(|c| c.count).sum();
+        let mut lines = vec![format!(
+            "checked {} chains ({events} events), {} keys, {} records",
+            report.chains.len(),
+            report.keys,
+            report.records
+        )];
+        for a in &report.key_ids {
+            lines.push(format!(
+                "  {}: {} key IDs allocated = {} keys + {} burned + {} pending",
+                a.domain, a.allocated, a.created, a.burned, a.pending
+            ));
+        }
+        match report.faults.first() {
+            None => lines.push("all holds".into()),
+            Some(first) => {
+                lines.push(format!("FAILED at {first}"));
+                let rest: Vec<String> =
+                    report.faults.iter().skip(1).map(ToString::to_string).collect();
+                if !rest.is_empty() {
+                    lines.push(format!("  then: {}", join(&rest, "; ")));
+                }
+                if report.more_faults > 0 {
+                    lines.push(format!("  and {} faults more", report.more_faults));
+                }
+            }
+        }
+        print_lines(&lines)?;
+    }
+    Ok(if report.holds() { Outcome::Success } else { Outcome::CheckFailed })
+}
