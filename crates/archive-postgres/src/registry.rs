@@ -6,15 +6,16 @@ use postkey_archive::backend::{
 };
 use postkey_archive::{
     Action, DomainRecord, ErrorLogEntry, ErrorLogQuery, EventEntry, InstallationRecord,
-    LoggedError, NewBox, NewBundle, NewDomain, NewDomainProcess, NewInstallation, NewSubdomain,
-    NewTranscript, Rebaseline, RecordRef, SignedRecord, StoreError, Subject, TranscriptId,
+    LoggedError, NewBox, NewBundle, NewCheckpoint, NewDomain, NewDomainProcess, NewInstallation,
+    NewSubdomain, NewTranscript, Rebaseline, RecordRef, SignedRecord, StoreError, Subject,
+    TranscriptId,
 };
 use postkey_wire::{BoxId, BoxType, DomainId, KeyId, Sender, StateVersion, Timestamp};
 use tokio_postgres::types::ToSql;
 
 use crate::chain::{self, Chains};
 use crate::conn::Pg;
-use crate::rows::{self, ERROR_COLUMNS};
+use crate::rows::{self, CHECKPOINT_COLUMNS, ERROR_COLUMNS};
 
 /// Every `ADMIN` change locks the `ADMIN` chain head first: registrations of boxes, domains and
 /// bundles are then serial across KMS computers, so their existence checks cannot race.
@@ -347,6 +348,47 @@ pub(crate) async fn store_transcript(
     let rec = Some(RecordRef::of(&t.transcript));
     append_admin(tx, chains, entry(t.time, &t.actor, Action::TranscriptStored(id), rec)).await?;
     Ok(id)
+}
+
+/// Keeps a checkpoint: the next number of its chain, no fewer events than the last. The
+/// `ADMIN` chain's head is locked first, so two KMS computers cannot store the same number.
+pub(crate) async fn store_checkpoint(
+    tx: &Transaction<'_>,
+    c: &NewCheckpoint,
+) -> Result<(), StoreError> {
+    let chains = lock_admin(tx).await?;
+    if !exists(tx, "SELECT 1 FROM chains WHERE chain = $1", &[&c.chain.as_str()]).await? {
+        return Err(StoreError::NotFound(Subject::Chain(c.chain.clone())));
+    }
+    let sql = format!(
+        "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints WHERE chain = $1 ORDER BY number DESC LIMIT 1"
+    );
+    let last = tx.query_opt(&sql, &[&c.chain.as_str()]).await.pg()?;
+    let (number, count) =
+        last.as_ref().map(rows::checkpoint).transpose()?.map_or((0, 0), |l| (l.number, l.count));
+    if c.number != number + 1 {
+        return Err(StoreError::Mismatch("a checkpoint's number follows the chain's last"));
+    }
+    if c.count < count {
+        return Err(StoreError::Mismatch("a checkpoint covers no fewer events than the last"));
+    }
+    tx.execute(
+        "INSERT INTO checkpoints (chain, number, count, head, record_type, record, time) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[
+            &c.chain.as_str(),
+            &to_i64(c.number)?,
+            &to_i64(c.count)?,
+            &c.head.0.as_slice(),
+            &i64::from(c.record.record_type.0),
+            &c.record.bytes,
+            &time_to_sql(c.time)?,
+        ],
+    )
+    .await
+    .pg()?;
+    let action = Action::CheckpointStored { chain: c.chain.clone(), number: c.number };
+    append_admin(tx, chains, entry(c.time, &c.actor, action, Some(RecordRef::of(&c.record)))).await
 }
 
 /// Logs `e`, unless its origin is logged already; whether it was written.

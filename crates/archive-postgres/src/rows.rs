@@ -10,8 +10,8 @@ use postkey_archive::backend::{
 use postkey_archive::{
     BoxRecord, BurnedKeyId, CeremonyKind, ChainEvent, ChainHead, Component, DomainBundle,
     DomainProcess, DomainRecord, ErrorLogEntry, EventEntry, KeyIdRange, KeyRecord, KeyTimes,
-    LoggedError, RecordRef, Reservation, SignedRecord, StoreError, StoredRecord, SubdomainRecord,
-    Transcript, TranscriptId,
+    LoggedError, RecordRef, Reservation, SignedRecord, StoreError, StoredCheckpoint, StoredRecord,
+    SubdomainRecord, Transcript, TranscriptId,
 };
 use postkey_crypto::{HpkePublicKey, VerifyingKey};
 use postkey_wire::{RecordType, ResponseCode, Timestamp};
@@ -194,6 +194,19 @@ pub(crate) fn stored_record(row: &Row) -> Result<StoredRecord, StoreError> {
         record: SignedRecord { record_type: record_type(row, 0)?, bytes: blob(row, 2)? },
         digest: digest_from_sql(&blob(row, 1)?)?,
         stored: time_from_sql(int(row, 3)?)?,
+    })
+}
+
+pub(crate) const CHECKPOINT_COLUMNS: &str = "chain, number, count, head, record_type, record, time";
+
+pub(crate) fn checkpoint(row: &Row) -> Result<StoredCheckpoint, StoreError> {
+    Ok(StoredCheckpoint {
+        chain: domain_from_sql(&text(row, 0)?)?,
+        number: to_u64(int(row, 1)?, "checkpoint number")?,
+        count: to_u64(int(row, 2)?, "checkpoint count")?,
+        head: digest_from_sql(&blob(row, 3)?)?,
+        record: SignedRecord { record_type: record_type(row, 4)?, bytes: blob(row, 5)? },
+        time: time_from_sql(int(row, 6)?)?,
     })
 }
 

@@ -6,9 +6,10 @@ use postkey_archive::backend::to_i64;
 use postkey_archive::{
     Applied, BoxRecord, BurnKeyId, BurnedKeyId, ChainEvent, ChainHead, Changes, DomainBundle,
     DomainProcess, DomainRecord, ErrorLogEntry, ErrorLogQuery, InstallationRecord, KeyFilter,
-    KeyIdRange, KeyRecord, KeyUpdate, LoggedError, NewBox, NewBundle, NewDomain, NewDomainProcess,
-    NewKey, NewRecord, NewSubdomain, NewTranscript, Reservation, Store, StoreError, StoredRecord,
-    SubdomainRecord, Transcript, TranscriptId, Transition,
+    KeyIdRange, KeyRecord, KeyUpdate, LoggedError, NewBox, NewBundle, NewCheckpoint, NewDomain,
+    NewDomainProcess, NewKey, NewRecord, NewSubdomain, NewTranscript, Reservation, Store,
+    StoreError, StoredCheckpoint, StoredRecord, SubdomainRecord, Transcript, TranscriptId,
+    Transition,
 };
 use postkey_wire::{
     BoxId, BoxType, DomainId, Isn, KeyId, MeterId, StateVersion, SubdomainId, Timestamp,
@@ -18,7 +19,8 @@ use tokio_postgres::types::ToSql;
 
 use crate::conn::{Pg, PgStore, in_tx};
 use crate::rows::{
-    self, BOX_COLUMNS, BUNDLE_COLUMNS, DOMAIN_COLUMNS, PROCESS_COLUMNS, TRANSCRIPT_COLUMNS,
+    self, BOX_COLUMNS, BUNDLE_COLUMNS, CHECKPOINT_COLUMNS, DOMAIN_COLUMNS, PROCESS_COLUMNS,
+    TRANSCRIPT_COLUMNS,
 };
 use crate::{chain, keys, registry};
 
@@ -311,6 +313,36 @@ impl Store for PgStore {
 
     async fn error_log(&self, query: &ErrorLogQuery) -> Result<Vec<LoggedError>, StoreError> {
         registry::error_log(&self.client().await?, query).await
+    }
+
+    async fn store_checkpoint(&self, checkpoint: &NewCheckpoint) -> Result<(), StoreError> {
+        in_tx!(self, |tx| registry::store_checkpoint(&tx, checkpoint))
+    }
+
+    async fn checkpoints(
+        &self,
+        chain: &DomainId,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        let sql = format!(
+            "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints WHERE chain = $1 AND number > $2 \
+             ORDER BY number LIMIT $3"
+        );
+        let params: [&(dyn ToSql + Sync); 3] =
+            [&chain.as_str(), &to_i64(after)?, &i64::from(limit)];
+        self.query_all(&sql, &params, rows::checkpoint).await
+    }
+
+    async fn latest_checkpoint(
+        &self,
+        chain: &DomainId,
+    ) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let sql = format!(
+            "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints WHERE chain = $1 \
+             ORDER BY number DESC LIMIT 1"
+        );
+        self.query_opt(&sql, &[&chain.as_str()], rows::checkpoint).await
     }
 
     async fn store_transcript(

@@ -25,3 +25,7 @@ mod store;
 
 pub use conn::SqliteStore;
 pub use migrate::SCHEMA_VERSION;
+/// The SQLite driver, for tests that edit an archive behind the store's back (never in a release
+/// build).
+#[cfg(feature = "testing")]
+pub use rusqlite;

@@ -3,8 +3,9 @@
 use postkey_archive::backend::{check_domain_process, subdomains_to_sql, time_to_sql, to_i64};
 use postkey_archive::{
     Action, DomainRecord, ErrorLogEntry, ErrorLogQuery, EventEntry, InstallationRecord,
-    LoggedError, NewBox, NewBundle, NewDomain, NewDomainProcess, NewInstallation, NewSubdomain,
-    NewTranscript, Rebaseline, RecordRef, SignedRecord, StoreError, Subject, TranscriptId,
+    LoggedError, NewBox, NewBundle, NewCheckpoint, NewDomain, NewDomainProcess, NewInstallation,
+    NewSubdomain, NewTranscript, Rebaseline, RecordRef, SignedRecord, StoreError, StoredCheckpoint,
+    Subject, TranscriptId,
 };
 use postkey_wire::{BoxId, BoxType, DomainId, KeyId, StateVersion};
 use rusqlite::types::Value;
@@ -12,7 +13,7 @@ use rusqlite::{Connection, Transaction, params, params_from_iter};
 
 use crate::chain::{self, Chains};
 use crate::conn::Db;
-use crate::rows::{self, ERROR_COLUMNS};
+use crate::rows::{self, CHECKPOINT_COLUMNS, ERROR_COLUMNS};
 
 fn admin_event(tx: &Transaction<'_>, entry: EventEntry) -> Result<(), StoreError> {
     let mut chains = Chains::new();
@@ -315,6 +316,66 @@ pub(crate) fn store_transcript(
     let rec = Some(RecordRef::of(&t.transcript));
     admin_event(tx, entry(t.time, &t.actor, Action::TranscriptStored(id), rec))?;
     Ok(id)
+}
+
+/// Keeps a checkpoint: the next number of its chain, no fewer events than the last.
+pub(crate) fn store_checkpoint(tx: &Transaction<'_>, c: &NewCheckpoint) -> Result<(), StoreError> {
+    if !exists(tx, "SELECT 1 FROM chains WHERE chain = ?1", c.chain.as_str())? {
+        return Err(StoreError::NotFound(Subject::Chain(c.chain.clone())));
+    }
+    let last = latest_checkpoint(tx, &c.chain)?;
+    let (number, count) = last.map_or((0, 0), |l| (l.number, l.count));
+    if c.number != number + 1 {
+        return Err(StoreError::Mismatch("a checkpoint's number follows the chain's last"));
+    }
+    if c.count < count {
+        return Err(StoreError::Mismatch("a checkpoint covers no fewer events than the last"));
+    }
+    tx.execute(
+        "INSERT INTO checkpoints (chain, number, count, head, record_type, record, time) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            c.chain.as_str(),
+            to_i64(c.number)?,
+            to_i64(c.count)?,
+            c.head.0.as_slice(),
+            i64::from(c.record.record_type.0),
+            c.record.bytes,
+            time_to_sql(c.time)?,
+        ],
+    )
+    .db()?;
+    let action = Action::CheckpointStored { chain: c.chain.clone(), number: c.number };
+    admin_event(tx, entry(c.time, &c.actor, action, Some(RecordRef::of(&c.record))))
+}
+
+/// Up to `limit` checkpoints of `chain` numbered above `after`.
+pub(crate) fn checkpoints(
+    c: &Connection,
+    chain: &DomainId,
+    after: u64,
+    limit: u32,
+) -> Result<Vec<StoredCheckpoint>, StoreError> {
+    let sql = format!(
+        "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints WHERE chain = ?1 AND number > ?2 \
+         ORDER BY number LIMIT ?3"
+    );
+    rows::all(
+        c.prepare_cached(&sql).db()?,
+        params![chain.as_str(), to_i64(after)?, i64::from(limit)],
+        rows::checkpoint,
+    )
+}
+
+/// The newest checkpoint of `chain`.
+pub(crate) fn latest_checkpoint(
+    c: &Connection,
+    chain: &DomainId,
+) -> Result<Option<StoredCheckpoint>, StoreError> {
+    let sql = format!(
+        "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints WHERE chain = ?1 ORDER BY number DESC LIMIT 1"
+    );
+    rows::first(c.prepare_cached(&sql).db()?, [chain.as_str()], rows::checkpoint)
 }
 
 /// Logs `e`, unless its origin is logged already; whether it was written.

@@ -12,8 +12,8 @@ use postkey_archive::backend::{
 use postkey_archive::{
     BoxRecord, BurnedKeyId, ChainEvent, ChainHead, Component, DomainBundle, DomainProcess,
     DomainRecord, ErrorLogEntry, EventEntry, KeyIdRange, KeyRecord, KeyTimes, LoggedError,
-    RecordRef, Reservation, SignedRecord, StoreError, StoredRecord, SubdomainRecord, Transcript,
-    TranscriptId,
+    RecordRef, Reservation, SignedRecord, StoreError, StoredCheckpoint, StoredRecord,
+    SubdomainRecord, Transcript, TranscriptId,
 };
 use postkey_crypto::{HpkePublicKey, VerifyingKey};
 use postkey_wire::{RecordType, ResponseCode, Timestamp};
@@ -257,6 +257,19 @@ pub(crate) fn stored_record(row: &Row<'_>) -> Result<StoredRecord, StoreError> {
         record: SignedRecord { record_type: record_type(row, 0)?, bytes: blob(row, 2)? },
         digest: digest_from_sql(&blob(row, 1)?)?,
         stored: time_from_sql(int(row, 3)?)?,
+    })
+}
+
+pub(crate) const CHECKPOINT_COLUMNS: &str = "chain, number, count, head, record_type, record, time";
+
+pub(crate) fn checkpoint(row: &Row<'_>) -> Result<StoredCheckpoint, StoreError> {
+    Ok(StoredCheckpoint {
+        chain: domain_from_sql(text(row, 0)?)?,
+        number: to_u64(int(row, 1)?, "checkpoint number")?,
+        count: to_u64(int(row, 2)?, "checkpoint count")?,
+        head: digest_from_sql(&blob(row, 3)?)?,
+        record: SignedRecord { record_type: record_type(row, 4)?, bytes: blob(row, 5)? },
+        time: time_from_sql(int(row, 6)?)?,
     })
 }
 

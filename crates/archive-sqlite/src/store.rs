@@ -5,9 +5,10 @@ use postkey_archive::backend::to_i64;
 use postkey_archive::{
     Applied, BoxRecord, BurnKeyId, BurnedKeyId, ChainEvent, ChainHead, Changes, DomainBundle,
     DomainProcess, DomainRecord, ErrorLogEntry, ErrorLogQuery, InstallationRecord, KeyFilter,
-    KeyIdRange, KeyRecord, KeyUpdate, LoggedError, NewBox, NewBundle, NewDomain, NewDomainProcess,
-    NewKey, NewRecord, NewSubdomain, NewTranscript, Reservation, Store, StoreError, StoredRecord,
-    SubdomainRecord, Transcript, TranscriptId, Transition,
+    KeyIdRange, KeyRecord, KeyUpdate, LoggedError, NewBox, NewBundle, NewCheckpoint, NewDomain,
+    NewDomainProcess, NewKey, NewRecord, NewSubdomain, NewTranscript, Reservation, Store,
+    StoreError, StoredCheckpoint, StoredRecord, SubdomainRecord, Transcript, TranscriptId,
+    Transition,
 };
 use postkey_wire::{
     BoxId, BoxType, DomainId, Isn, KeyId, MeterId, StateVersion, SubdomainId, Timestamp,
@@ -332,6 +333,29 @@ impl Store for SqliteStore {
     async fn error_log(&self, query: &ErrorLogQuery) -> Result<Vec<LoggedError>, StoreError> {
         let q = query.clone();
         self.read(move |c| registry::error_log(c, &q)).await
+    }
+
+    async fn store_checkpoint(&self, checkpoint: &NewCheckpoint) -> Result<(), StoreError> {
+        let c = checkpoint.clone();
+        self.write(move |tx| registry::store_checkpoint(tx, &c)).await
+    }
+
+    async fn checkpoints(
+        &self,
+        chain: &DomainId,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        let chain = chain.clone();
+        self.read(move |c| registry::checkpoints(c, &chain, after, limit)).await
+    }
+
+    async fn latest_checkpoint(
+        &self,
+        chain: &DomainId,
+    ) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let chain = chain.clone();
+        self.read(move |c| registry::latest_checkpoint(c, &chain)).await
     }
 
     async fn store_transcript(

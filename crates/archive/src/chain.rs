@@ -59,6 +59,13 @@ pub enum Action {
     TranscriptStored(TranscriptId),
     /// The archive was bound to its installation at the first ceremony (`ADMIN` chain).
     InstallationCreated,
+    /// A signed checkpoint of a chain was stored (`ADMIN` chain).
+    CheckpointStored {
+        /// The chain it covers.
+        chain: DomainId,
+        /// Its number.
+        number: u64,
+    },
     /// A box's recorded state version was set back to a restored state's (`ADMIN` chain).
     BoxRebaselined {
         /// The box.
@@ -88,6 +95,9 @@ impl Action {
             Self::BundleStored { domain, version } => format!("bundle-stored:{domain}:{version}"),
             Self::TranscriptStored(id) => format!("transcript-stored:{id}"),
             Self::InstallationCreated => "installation-created".into(),
+            Self::CheckpointStored { chain, number } => {
+                format!("checkpoint-stored:{chain}:{number}")
+            }
             Self::BoxRebaselined { box_id, from, to } => {
                 format!("box-rebaselined:{box_id}:{from}>{to}")
             }
@@ -123,6 +133,10 @@ impl Action {
             }
             "transcript-stored" => Self::TranscriptStored(TranscriptId(arg.parse().ok()?)),
             "installation-created" if arg.is_empty() => Self::InstallationCreated,
+            "checkpoint-stored" => {
+                let (c, n) = pair()?;
+                Self::CheckpointStored { chain: DomainId::parse(c).ok()?, number: n.parse().ok()? }
+            }
             "box-rebaselined" => {
                 let (b, versions) = pair()?;
                 let (from, to) = versions.split_once('>')?;
@@ -416,7 +430,8 @@ mod tests {
             Action::DomainCreated(d.clone()),
             Action::BoxRegistered(b),
             Action::DomainProcessAdded { box_id: b, domain: d.clone() },
-            Action::BundleStored { domain: d, version: 7 },
+            Action::BundleStored { domain: d.clone(), version: 7 },
+            Action::CheckpointStored { chain: d, number: 12 },
             Action::TranscriptStored(TranscriptId(9)),
             Action::InstallationCreated,
             Action::BoxRebaselined { box_id: b, from: 9, to: 7 },

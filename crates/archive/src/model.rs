@@ -9,7 +9,7 @@ use postkey_wire::{
     SubdomainId, Timestamp,
 };
 
-use crate::{KeyUpdate, NewKey, SignedRecord, StoreError, Transition};
+use crate::{Digest, KeyUpdate, NewKey, SignedRecord, StoreError, Transition};
 
 /// Defines a short ASCII label newtype: 1 to 64 of `[a-z0-9-]`.
 macro_rules! label {
@@ -207,6 +207,43 @@ pub struct DomainBundle {
     pub bundle: SignedRecord,
     /// When it was stored.
     pub stored: Timestamp,
+}
+
+/// A checkpoint of a chain, signed by the `ADMIN` audit key in a Brass box, to keep
+/// (protocol §6.6). The caller checked its signature and read these fields from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCheckpoint {
+    /// The chain it covers.
+    pub chain: DomainId,
+    /// Its number among the chain's checkpoints: the last kept plus one.
+    pub number: u64,
+    /// The chain's events it covers: no fewer than the last kept covers.
+    pub count: u64,
+    /// The hash of the newest of them.
+    pub head: Digest,
+    /// The signed checkpoint, as received.
+    pub record: SignedRecord,
+    /// When it is stored (KMS clock).
+    pub time: Timestamp,
+    /// The Brass box that signed it.
+    pub actor: Sender,
+}
+
+/// A checkpoint as the archive keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    /// The chain it covers.
+    pub chain: DomainId,
+    /// Its number, from 1.
+    pub number: u64,
+    /// The chain's events it covers.
+    pub count: u64,
+    /// The hash of the newest of them.
+    pub head: Digest,
+    /// The signed checkpoint, as received.
+    pub record: SignedRecord,
+    /// When it was stored.
+    pub time: Timestamp,
 }
 
 /// A ceremony transcript to keep, signed by a manufacturing box.

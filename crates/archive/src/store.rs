@@ -9,9 +9,10 @@ use postkey_wire::{
 use crate::{
     Applied, BoxRecord, BurnKeyId, BurnedKeyId, ChainEvent, ChainHead, ChainVerifier, Changes,
     DomainBundle, DomainProcess, DomainRecord, ErrorLogEntry, ErrorLogQuery, InstallationRecord,
-    KeyFilter, KeyIdRange, KeyRecord, KeyUpdate, LoggedError, NewBox, NewBundle, NewDomain,
-    NewDomainProcess, NewKey, NewRecord, NewSubdomain, NewTranscript, Reservation, StoreError,
-    StoredRecord, SubdomainRecord, Subject, Transcript, TranscriptId, Transition,
+    KeyFilter, KeyIdRange, KeyRecord, KeyUpdate, LoggedError, NewBox, NewBundle, NewCheckpoint,
+    NewDomain, NewDomainProcess, NewKey, NewRecord, NewSubdomain, NewTranscript, Reservation,
+    StoreError, StoredCheckpoint, StoredRecord, SubdomainRecord, Subject, Transcript, TranscriptId,
+    Transition,
 };
 
 /// Events read per round trip by [`Store::verify_chain`].
@@ -326,6 +327,29 @@ pub trait Store: Send + Sync {
             verifier.finish()
         }
     }
+
+    // --- checkpoints ---
+
+    /// Keeps a signed checkpoint of a chain: its number must follow the chain's last kept and
+    /// its count be no smaller ([`StoreError::Mismatch`] otherwise). `ADMIN` chain event.
+    fn store_checkpoint(
+        &self,
+        checkpoint: &NewCheckpoint,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Up to `limit` checkpoints of a chain numbered above `after`, by number.
+    fn checkpoints(
+        &self,
+        chain: &DomainId,
+        after: u64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<StoredCheckpoint>, StoreError>> + Send;
+
+    /// The newest checkpoint kept of a chain.
+    fn latest_checkpoint(
+        &self,
+        chain: &DomainId,
+    ) -> impl Future<Output = Result<Option<StoredCheckpoint>, StoreError>> + Send;
 
     // --- the error log ---
 

@@ -36,6 +36,13 @@ pub enum Position {
         /// The record's position among the key's records, from 1.
         index: usize,
     },
+    /// A signed checkpoint of a chain.
+    Checkpoint {
+        /// The chain.
+        chain: String,
+        /// Its number, from 1.
+        number: u64,
+    },
     /// A key ID in its domain's accounting.
     KeyId {
         /// The domain.
@@ -54,6 +61,9 @@ impl fmt::Display for Position {
             Self::Key { domain, key_id } => write!(f, "key {domain}/{key_id}"),
             Self::Record { domain, key_id, index } => {
                 write!(f, "record {index} of key {domain}/{key_id}")
+            }
+            Self::Checkpoint { chain, number } => {
+                write!(f, "checkpoint #{number} of the {chain} chain")
             }
             Self::KeyId { domain, key_id } => write!(f, "key ID {domain}/{key_id}"),
         }
@@ -82,6 +92,9 @@ pub enum FaultKind {
     Times,
     /// A key ID is given twice, lost, or past the domain's allocation.
     Accounting,
+    /// A checkpoint does not verify, does not follow the one before, or the chain does not
+    /// extend it.
+    Checkpoint,
 }
 
 impl fmt::Display for FaultKind {
@@ -96,6 +109,7 @@ impl fmt::Display for FaultKind {
             Self::Status => "status",
             Self::Times => "times",
             Self::Accounting => "key-ID accounting",
+            Self::Checkpoint => "checkpoint",
         })
     }
 }

@@ -32,8 +32,9 @@ use postkey_archive::{
 };
 use postkey_crypto::VerifyingKey;
 use postkey_wire::{
-    BoxType, DomainBundle, DomainId, DomainKeySetCertificate, DomainPublicKeys, Header, Installed,
-    InstalledKeyRecord, NewKeyRecord, RecordType, Sender, TrustAnchors, Unverified, WireError,
+    BoxType, Checkpoint, DomainBundle, DomainId, DomainKeySetCertificate, DomainPublicKeys, Header,
+    Installed, InstalledKeyRecord, NewKeyRecord, RecordType, Sender, TrustAnchors, Unverified,
+    WireError,
 };
 
 pub use fault::{Fault, FaultKind, Position};
@@ -84,6 +85,8 @@ pub struct ChainSummary {
     pub count: u64,
     /// The head's hash (hex).
     pub head: String,
+    /// Its signed checkpoints.
+    pub checkpoints: u64,
 }
 
 /// A domain's key IDs: allocated = created + burned + pending.
@@ -133,16 +136,23 @@ pub async fn verify(store: &impl Store, anchors: &TrustAnchors) -> Result<Report
     }
     let mut replays: BTreeMap<DomainId, BTreeMap<u64, Replay>> = BTreeMap::new();
     let mut burned_in_chain: BTreeMap<DomainId, BTreeSet<u64>> = BTreeMap::new();
+    let audit_key = domains.get(&DomainId::admin()).and_then(|k| k.audit);
     for head in store.chain_heads().await? {
         let chain = head.chain.clone();
         report.chains.push(ChainSummary {
             chain: chain.to_string(),
             count: head.count,
             head: head.head_hash.to_string(),
+            checkpoints: 0,
         });
+        let marks =
+            checkpoints(store, &chain, head.count, audit_key.as_ref(), &dks, &mut report).await?;
+        if let Some(summary) = report.chains.last_mut() {
+            summary.checkpoints = marks.len() as u64;
+        }
         let replay = replays.entry(chain.clone()).or_default();
         let burned = burned_in_chain.entry(chain.clone()).or_default();
-        check_chain(store, head, replay, burned, &mut report).await?;
+        check_chain(store, head, marks, replay, burned, &mut report).await?;
     }
     for (domain, keys) in &domains {
         let replay = replays.remove(domain).unwrap_or_default();
@@ -210,6 +220,7 @@ async fn bundle(
 async fn check_chain(
     store: &impl Store,
     head: postkey_archive::ChainHead,
+    mut marks: BTreeMap<u64, (u64, Digest)>,
     replay: &mut BTreeMap<u64, Replay>,
     burned: &mut BTreeSet<u64>,
     report: &mut Report,
@@ -228,6 +239,19 @@ async fn check_chain(
                 // What follows a broken link proves nothing.
                 return Ok(());
             }
+            // The chain extends every checkpoint signed of it.
+            if let Some((number, hash)) = marks.remove(&event.seq)
+                && hash != event.hash
+            {
+                report.fault(
+                    Position::Checkpoint { chain: chain.to_string(), number },
+                    FaultKind::Checkpoint,
+                    format!(
+                        "event #{} is not the one it signed: the history was rewritten",
+                        event.seq
+                    ),
+                );
+            }
             replay_event(event, replay, burned, report);
         }
     }
@@ -235,6 +259,77 @@ async fn check_chain(
         report.fault(at(broken_at(&e, 0)), FaultKind::ChainLink, e.to_string());
     }
     Ok(())
+}
+
+/// The checkpoints of `chain`, checked on their own (the audit key's signature, this
+/// installation and chain, numbered from 1, each naming the digest of the one before, each no
+/// shorter than the last and none past the chain's head), as the event count each marks and
+/// the hash the chain must have there. A chain with no checkpoint marks nothing.
+async fn checkpoints(
+    store: &impl Store,
+    chain: &DomainId,
+    events: u64,
+    audit_key: Option<&VerifyingKey>,
+    dks: &DomainKeySetCertificate,
+    report: &mut Report,
+) -> Result<BTreeMap<u64, (u64, Digest)>, StoreError> {
+    let mut marks = BTreeMap::new();
+    let (mut number, mut count, mut previous) = (0, 0, [0u8; 32]);
+    loop {
+        let page = store.checkpoints(chain, number, PAGE).await?;
+        if page.is_empty() {
+            return Ok(marks);
+        }
+        for c in page {
+            let at = Position::Checkpoint { chain: chain.to_string(), number: c.number };
+            let mut fault = |why: String| report.fault(at.clone(), FaultKind::Checkpoint, why);
+            let Some(key) = audit_key else {
+                fault("there is no audit key to check it with".into());
+                return Ok(marks);
+            };
+            let signed = match Unverified::<Checkpoint>::from_bytes(&c.record.bytes)
+                .and_then(|v| v.verify(key))
+            {
+                Ok(v) => v,
+                Err(e) => {
+                    fault(format!("its signature: {e}"));
+                    return Ok(marks);
+                }
+            };
+            let b = signed.body();
+            let why = if c.number != number + 1 {
+                Some(format!("it follows checkpoint #{number}: the ones between are gone"))
+            } else if b.number != c.number
+                || b.count != c.count
+                || b.head.0 != c.head.0
+                || &b.chain != chain
+            {
+                Some("the archive's fields are not what it signed".into())
+            } else if b.installation != dks.installation {
+                Some("it is another installation's".into())
+            } else if b.previous.0 != previous {
+                Some("it does not name the checkpoint before it".into())
+            } else if c.count < count {
+                Some(format!("it covers {} events, fewer than the one before", c.count))
+            } else if c.count > events {
+                Some(format!(
+                    "it covers {} events and the chain has {events}: the chain was cut",
+                    c.count
+                ))
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                fault(why);
+                return Ok(marks);
+            }
+            (number, count, previous) =
+                (c.number, c.count, postkey_crypto::sha256(&c.record.bytes));
+            if c.count > 0 {
+                marks.insert(c.count, (c.number, c.head));
+            }
+        }
+    }
 }
 
 /// The position a chain error names, else `otherwise`.

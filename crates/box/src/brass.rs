@@ -1,26 +1,60 @@
 //! The Brass box: it checks installations (protocol §6.1, MI8 = MI3 + MI7 → MI9 + MI10, or
-//! BAD); registration, withdrawal, verification and Tin exports follow (protocol §6.2, §6.3,
-//! §6.5). Its processes hold the domain Brass keys and the keys of the sub-domains they serve.
+//! BAD), and with the `ADMIN` process signs the audit trail's checkpoints (protocol §6.6);
+//! registration, withdrawal, verification and Tin exports follow (protocol §6.2, §6.3, §6.5).
+//! Its processes hold the domain Brass keys and the keys of the sub-domains they serve.
 
-use postkey_crypto::HpkeRecordType;
+use std::collections::BTreeMap;
+
+use postkey_crypto::{HpkeRecordType, Signer as _};
+use postkey_wire::command::{CheckpointChain, Checkpointed};
 use postkey_wire::{
-    BadKey, InstallConfirmed, Installed, InstalledKeyRecord, Message, NewKeyRecord, ResponseCode,
-    Timestamp, Unverified, Verified,
+    BadKey, ChainHash, Checkpoint, DomainId, InstallConfirmed, Installed, InstalledKeyRecord,
+    Message, NewKeyRecord, ResponseCode, Timestamp, Unverified, Verified,
 };
 use subtle::ConstantTimeEq as _;
 
 use crate::BoxError;
-use crate::core::TypedBox;
+use crate::core::sealed::RoleState;
+use crate::core::{Core, TypedBox};
+use crate::image::{Blob, StateImage};
 use crate::install::{brass_recipient, header_key, header_meter, key_info};
 use crate::process::{BrassKeys, Processes, serving_role};
 
-/// A Brass box's role: its processes.
+/// A Brass box's role: its processes, and the last checkpoint it signed of each chain.
 #[derive(Debug, Default)]
 pub struct Brass {
     pub(crate) processes: Processes<BrassKeys>,
+    /// Sealed with the state: a checkpoint is signed only if it extends the chain's last.
+    checkpoints: BTreeMap<DomainId, Unverified<Checkpoint>>,
 }
 
-serving_role!(Brass, BrassKeys);
+serving_role!(Brass, BrassKeys, own_state);
+
+impl RoleState for Brass {
+    fn write_image(&self, image: &mut StateImage) {
+        self.processes.write_image(image, |_| Vec::new());
+        image.checkpoints = (!self.checkpoints.is_empty())
+            .then(|| self.checkpoints.values().map(|c| Blob(c.as_bytes().to_vec())).collect());
+    }
+
+    fn read_image(core: &Core, image: &StateImage) -> Result<Self, BoxError> {
+        let corrupt = || BoxError::Secret(postkey_secrets::SecretError::SealedStateInvalid);
+        if !image.last_ended.is_empty() {
+            return Err(corrupt());
+        }
+        let processes = Processes::read_image(core, image, |_, c| {
+            if c.in_flight.is_empty() { Ok(()) } else { Err(corrupt()) }
+        })?;
+        let mut checkpoints = BTreeMap::new();
+        for blob in image.checkpoints.iter().flatten() {
+            let c = Unverified::<Checkpoint>::from_bytes(&blob.0).map_err(|_| corrupt())?;
+            if checkpoints.insert(c.claimed_body().chain.clone(), c).is_some() {
+                return Err(corrupt());
+            }
+        }
+        Ok(Self { processes, checkpoints })
+    }
+}
 
 /// What a Brass process found in MI3 and MI7.
 // Made once per key and moved once: boxing the larger variant would buy nothing.
@@ -39,6 +73,106 @@ pub(crate) enum CheckOutcome {
 }
 
 impl TypedBox<Brass> {
+    /// `CHECKPOINT` (protocol §6.6): signs, with the `ADMIN` audit key, that `chain` had `count`
+    /// events ending in `head`, if that extends the chain's last checkpoint: as many events or
+    /// more, and the same head at the same count (then that checkpoint is answered again).
+    ///
+    /// The last checkpoint is this box's (sealed in its state) or, if the archive keeps a later
+    /// one signed with the audit key (another audit box's, or one this box signed before its
+    /// state was replaced), that one. The archive's must be this box's last, or the one before
+    /// (a stop came between this box sealing its last and the archive keeping it: answered as
+    /// `missing`). Anything else, a chain behind the last checkpoint, or another head at its
+    /// count, is an archive put back from an older copy or rewritten, and is refused (3676).
+    pub(crate) fn checkpoint(
+        &mut self,
+        request: CheckpointChain,
+        now: Timestamp,
+    ) -> Result<Checkpointed, BoxError> {
+        let CheckpointChain { chain, count, head, kept } = request;
+        let process = self.role.processes.of(&self.core.tables, &DomainId::admin())?;
+        let audit = process
+            .keys
+            .audit
+            .as_ref()
+            .ok_or_else(|| BoxError::UnknownDomain(DomainId::admin()))?;
+        let refuse =
+            |last: u64, why| BoxError::CheckpointRefused { chain: chain.clone(), count, last, why };
+        let kept = match kept.as_slice() {
+            [] => None,
+            [one] => {
+                let v = one.clone().verify(&audit.verifying_key())?;
+                let b = v.body();
+                if b.chain != chain || b.installation != self.core.installation {
+                    return Err(BoxError::RecordMismatch(
+                        "the kept checkpoint is of another chain or installation",
+                    ));
+                }
+                Some(one.clone())
+            }
+            _ => return Err(BoxError::RecordMismatch("more than one kept checkpoint")),
+        };
+        let own = self.role.checkpoints.get(&chain).cloned();
+        let number =
+            |c: &Option<Unverified<Checkpoint>>| c.as_ref().map_or(0, |c| c.claimed_body().number);
+        let digest = |c: &Option<Unverified<Checkpoint>>| {
+            c.as_ref()
+                .map_or(ChainHash([0; 32]), |c| ChainHash(postkey_crypto::sha256(c.as_bytes())))
+        };
+        let (kept_n, own_n) = (number(&kept), number(&own));
+        let (last, missing) = if own_n > kept_n + 1 {
+            return Err(refuse(own_n, "the archive lacks checkpoints this box signed"));
+        } else if own_n == kept_n + 1 {
+            // The archive lost none: it lacks this box's last only if that follows its own.
+            if own.as_ref().map(|o| o.claimed_body().previous) != Some(digest(&kept)) {
+                return Err(refuse(own_n, "the archive's checkpoints fork from this box's"));
+            }
+            (own.clone(), own.into_iter().collect())
+        } else if own_n == kept_n
+            && own.as_ref().map(Unverified::as_bytes) != kept.as_ref().map(Unverified::as_bytes)
+        {
+            return Err(refuse(
+                own_n,
+                "the archive keeps another checkpoint under this box's number",
+            ));
+        } else {
+            // The archive's is this box's last, or a later one signed with the audit key.
+            (kept, Vec::new())
+        };
+        if let Some(last) = &last {
+            let b = last.claimed_body();
+            if count < b.count {
+                return Err(refuse(b.count, "the chain is behind its last checkpoint"));
+            }
+            if count == b.count {
+                return if head == b.head {
+                    let adopted = self.role.checkpoints.insert(chain, last.clone());
+                    if adopted.as_ref().map(Unverified::as_bytes) != Some(last.as_bytes()) {
+                        self.core.changed();
+                    }
+                    Ok(Checkpointed { missing: Vec::new(), checkpoint: last.clone() })
+                } else {
+                    Err(refuse(b.count, "another head at the last checkpoint's count"))
+                };
+            }
+        }
+        let body = Checkpoint {
+            installation: self.core.installation,
+            chain: chain.clone(),
+            number: number(&last) + 1,
+            count,
+            head,
+            previous: digest(&last),
+            brass: self.core.id,
+        };
+        // Sealed before the answer leaves: the next request is held to it.
+        self.core.changed();
+        let context = self.core.context(DomainId::admin(), now);
+        let signed: Unverified<Checkpoint> =
+            postkey_wire::sign(Message::new(context, body), audit).into();
+        self.role.checkpoints.insert(chain, signed.clone());
+        Ok(Checkpointed { missing, checkpoint: signed })
+    }
+
     /// Brass, MI8 (MI3 + MI7) → MI9 + MI10, or BAD: checks Oak's and Steel's signatures with the
     /// domain's keys, that both records name the same key and boxes, opens K from MI3 and
     /// recomputes the test tokens the meter reported in MI7.

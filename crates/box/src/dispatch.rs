@@ -231,6 +231,12 @@ pub fn dispatch<H: Host>(
                 })
             }))
         }
+        Command::Checkpoint(items) => {
+            let SecureBox::Brass(brass) = b else {
+                return Err(wrong_type(code, b.box_type()).into());
+            };
+            Response::Checkpoint(each(items, |item| brass.checkpoint(item, now)))
+        }
     })
 }
 

@@ -46,6 +46,21 @@ pub enum BoxError {
     /// A box ID certified a second time.
     #[error("box {0} is already certified")]
     AlreadyCertified(BoxId),
+    /// A checkpoint that does not extend the last this box signed of the chain (protocol §6.6).
+    #[error(
+        "the {chain} chain at {count} events does not extend the last checkpoint this box signed \
+         of it ({last} events): {why}"
+    )]
+    CheckpointRefused {
+        /// The chain.
+        chain: DomainId,
+        /// The events the request names.
+        count: u64,
+        /// The events of the last checkpoint.
+        last: u64,
+        /// Behind, or another head at the same count.
+        why: &'static str,
+    },
     /// A domain this box does not know.
     #[error("domain {0} is unknown to this box")]
     UnknownDomain(DomainId),
@@ -138,6 +153,7 @@ impl BoxError {
             Self::DomainKindNotServed { .. } => ResponseCode::DOMAIN_KIND_NOT_SERVED,
             Self::AlreadyCertified(_) => ResponseCode::ALREADY_CERTIFIED,
             Self::UnknownDomain(_) => ResponseCode::UNKNOWN_DOMAIN,
+            Self::CheckpointRefused { .. } => ResponseCode::ARCHIVE_BEHIND_CHECKPOINT,
             Self::DomainExists(_) => ResponseCode::DOMAIN_EXISTS,
             Self::StaleUpdate { .. } => ResponseCode::STALE_UPDATE,
             Self::CommandNotInTable(_) => ResponseCode::COMMAND_NOT_IN_TABLE,

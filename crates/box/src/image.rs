@@ -110,6 +110,11 @@ pub struct StateImage {
     #[n(14)]
     #[zeroize(skip)]
     pub(crate) last_ended: Vec<EndedImage>,
+    /// Brass: the last checkpoint it signed of each chain, as signed (absent when none, so a
+    /// state sealed before checkpoints existed opens as it was).
+    #[n(15)]
+    #[zeroize(skip)]
+    pub(crate) checkpoints: Option<Vec<Blob>>,
 }
 
 /// How one installation ended, as signed: MI7 (`installed`) or ABORTED.

@@ -394,18 +394,9 @@ impl<R: Serving> TypedBox<R> {
 
 /// Implements [`Role`] and [`Serving`] for a role whose only state is its processes.
 macro_rules! serving_role {
+    // A role whose state is its processes alone.
     ($role:ty, $keys:ty) => {
-        impl $crate::core::Role for $role {
-            const TYPE: postkey_wire::BoxType = <$keys as $crate::process::ProcessKeys>::TYPE;
-
-            fn domains(&self) -> Vec<postkey_wire::DomainId> {
-                self.processes.domains()
-            }
-
-            fn last_key_ids(&self) -> Vec<postkey_wire::LastKeyId> {
-                self.processes.last_key_ids()
-            }
-        }
+        $crate::process::serving_role!($role, $keys, own_state);
 
         impl $crate::core::sealed::RoleState for $role {
             fn write_image(&self, image: &mut $crate::image::StateImage) {
@@ -416,16 +407,29 @@ macro_rules! serving_role {
                 core: &$crate::core::Core,
                 image: &$crate::image::StateImage,
             ) -> Result<Self, $crate::BoxError> {
+                let corrupt =
+                    || $crate::BoxError::Secret(postkey_secrets::SecretError::SealedStateInvalid);
+                if !image.last_ended.is_empty() || image.checkpoints.is_some() {
+                    return Err(corrupt());
+                }
                 let processes = $crate::process::Processes::read_image(core, image, |_, c| {
-                    if c.in_flight.is_empty() {
-                        Ok(())
-                    } else {
-                        Err($crate::BoxError::Secret(
-                            postkey_secrets::SecretError::SealedStateInvalid,
-                        ))
-                    }
+                    if c.in_flight.is_empty() { Ok(()) } else { Err(corrupt()) }
                 })?;
                 Ok(Self { processes })
+            }
+        }
+    };
+    // A role that seals more than its processes: it writes its own `RoleState`.
+    ($role:ty, $keys:ty, own_state) => {
+        impl $crate::core::Role for $role {
+            const TYPE: postkey_wire::BoxType = <$keys as $crate::process::ProcessKeys>::TYPE;
+
+            fn domains(&self) -> Vec<postkey_wire::DomainId> {
+                self.processes.domains()
+            }
+
+            fn last_key_ids(&self) -> Vec<postkey_wire::LastKeyId> {
+                self.processes.last_key_ids()
             }
         }
 

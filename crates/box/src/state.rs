@@ -137,6 +137,7 @@ impl<R: Role> TypedBox<R> {
             awaiting_kit: false,
             installation: core.installation,
             last_ended: Vec::new(),
+            checkpoints: None,
             counters: Vec::new(),
         };
         self.role.write_image(&mut image);
@@ -173,7 +174,10 @@ impl RoleState for Manufacturing {
 
     fn read_image(_: &Core, image: &StateImage) -> Result<Self, BoxError> {
         let corrupt = || BoxError::Secret(postkey_secrets::SecretError::SealedStateInvalid);
-        if !image.deliveries.is_empty() || !image.last_ended.is_empty() {
+        if !image.deliveries.is_empty()
+            || !image.last_ended.is_empty()
+            || image.checkpoints.is_some()
+        {
             return Err(corrupt());
         }
         let state = match (&image.manufacturing, image.awaiting_kit) {

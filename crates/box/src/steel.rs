@@ -8,18 +8,18 @@ use postkey_crypto::HpkeRecordType;
 use postkey_secrets::{MasterKey, SecretBytes, SigningKey};
 use postkey_wire::command::InstallEnded;
 use postkey_wire::{
-    Aborted, BoxId, Context, DomainId, Installed, KeyForMeter, KeyForSteel, KeyId, LastKeyId,
-    Message, MeterHello, MeterId, MeterTestTokens, Sender, StateVersion, TestTokens, Timestamp,
-    Unverified, Verified,
+    Aborted, BoxId, Context, DomainId, Installed, KeyForMeter, KeyForSteel, KeyId, Message,
+    MeterHello, MeterId, MeterTestTokens, Sender, StateVersion, TestTokens, Timestamp, Unverified,
+    Verified,
 };
 use subtle::ConstantTimeEq as _;
 
 use crate::BoxError;
 use crate::core::sealed::RoleState;
-use crate::core::{Core, Role, TypedBox};
+use crate::core::{Core, TypedBox};
 use crate::image::{EndedImage, InFlightImage, StateImage};
 use crate::install::{excerpt, header_key, key_info};
-use crate::process::{Processes, Serving, SteelKeys};
+use crate::process::{Processes, SteelKeys, serving_role};
 
 /// The most installations a Steel box keeps in flight at once (a batch of the KMC's); each is a
 /// few dozen bytes of sealed state.
@@ -70,29 +70,7 @@ impl core::fmt::Debug for Steel {
     }
 }
 
-impl Role for Steel {
-    const TYPE: postkey_wire::BoxType = postkey_wire::BoxType::Steel;
-
-    fn domains(&self) -> Vec<DomainId> {
-        self.processes.domains()
-    }
-
-    fn last_key_ids(&self) -> Vec<LastKeyId> {
-        self.processes.last_key_ids()
-    }
-}
-
-impl Serving for Steel {
-    type Keys = SteelKeys;
-
-    fn processes(&self) -> &Processes<SteelKeys> {
-        &self.processes
-    }
-
-    fn processes_mut(&mut self) -> &mut Processes<SteelKeys> {
-        &mut self.processes
-    }
-}
+serving_role!(Steel, SteelKeys, own_state);
 
 impl RoleState for Steel {
     fn write_image(&self, image: &mut StateImage) {
@@ -123,6 +101,9 @@ impl RoleState for Steel {
 
     fn read_image(core: &Core, image: &StateImage) -> Result<Self, BoxError> {
         let corrupt = || BoxError::Secret(postkey_secrets::SecretError::SealedStateInvalid);
+        if image.checkpoints.is_some() {
+            return Err(corrupt());
+        }
         let mut in_flight = BTreeMap::new();
         let processes = Processes::read_image(core, image, |domain, counter| {
             for f in &counter.in_flight {

@@ -677,3 +677,88 @@ fn the_error_state_refuses_everything_but_a_self_test() {
     assert_eq!(att.body().nonce, nonce);
     assert_eq!(att.body().version, oak.version());
 }
+
+/// protocol §6.6: a Brass box with the `ADMIN` process signs a checkpoint of a chain only if it
+/// extends the chain's last checkpoint; a chain behind it, another head at its count, or an
+/// archive that lacks checkpoints the box signed (an older archive put back) is refused and
+/// changes nothing.
+#[test]
+fn brass_signs_checkpoints_that_extend_the_last_and_refuses_any_other() {
+    use postkey_wire::command::{CheckpointChain, Checkpointed};
+    use postkey_wire::{ChainHash, Checkpoint};
+    let mut f = first();
+    let admin: Unverified<_> = f.admin_bundle.clone().into();
+    let audit_key = f.admin_bundle.body().public.audit.unwrap();
+    let m = &mut f.secure_box;
+    let mut brass = manufacture(m, BoxType::Brass, 41).secure_box;
+    let usps = DomainId::parse("USPS").unwrap();
+    let ask = |b: &mut SecureBox, count: u64, head: u8, kept: &[&Unverified<Checkpoint>]| {
+        let kept = kept.iter().map(|c| (*c).clone()).collect();
+        cmd(b, CheckpointChain { chain: usps.clone(), count, head: ChainHash([head; 32]), kept })
+    };
+    let body = |c: &Unverified<Checkpoint>| c.clone().verify(&audit_key).unwrap().body().clone();
+    // No audit key without the ADMIN process.
+    assert_eq!(ask(&mut brass, 3, 1, &[]).unwrap_err(), ResponseCode::UNKNOWN_DOMAIN);
+    let d = deliver(m, &admin, &brass, vec![]).unwrap();
+    cmd(&mut brass, InstallProcess { delivery: d.delivery }).unwrap();
+
+    let v = brass.version();
+    let Checkpointed { missing, checkpoint: first } = ask(&mut brass, 3, 1, &[]).unwrap();
+    assert!(missing.is_empty());
+    assert!(brass.version() > v, "a checkpoint signed is sealed before the answer leaves");
+    let b = body(&first);
+    assert_eq!(
+        (b.number, b.count, b.head, b.previous),
+        (1, 3, ChainHash([1; 32]), ChainHash([0; 32]))
+    );
+    assert_eq!((b.chain, b.brass), (usps.clone(), brass.id()));
+    // The same head again: the same checkpoint, nothing new.
+    let again = ask(&mut brass, 3, 1, &[&first]).unwrap();
+    assert_eq!(again.checkpoint.as_bytes(), first.as_bytes());
+    // The archive never kept the first (a stop): the next answer carries it as missing.
+    let Checkpointed { missing, checkpoint: second } = ask(&mut brass, 7, 9, &[]).unwrap();
+    assert_eq!(missing.iter().map(|c| c.as_bytes()).collect::<Vec<_>>(), [first.as_bytes()]);
+    let b = body(&second);
+    assert_eq!((b.number, b.count), (2, 7));
+    assert_eq!(b.previous, ChainHash(postkey_crypto::sha256(first.as_bytes())));
+    // Refused, changing nothing: behind the last, another head at its count, an archive that
+    // lacks checkpoints (kept none, or the first while the box signed two more), a kept
+    // checkpoint that is not the audit key's.
+    let v = brass.version();
+    for (count, head, kept) in [(6, 9, vec![&second]), (7, 8, vec![&second]), (9, 9, vec![])] {
+        let e = ask(&mut brass, count, head, &kept).unwrap_err();
+        assert_eq!(e, ResponseCode::ARCHIVE_BEHIND_CHECKPOINT, "{count} {head}");
+    }
+    assert_eq!(brass.version(), v);
+    let third = ask(&mut brass, 8, 1, &[&second]).unwrap().checkpoint;
+    let v = brass.version();
+    assert_eq!(
+        ask(&mut brass, 9, 1, &[&first]).unwrap_err(),
+        ResponseCode::ARCHIVE_BEHIND_CHECKPOINT
+    );
+    let forged: Unverified<Checkpoint> = postkey_wire::sign(
+        postkey_wire::Message::new(
+            Context { sender: Sender::Box(brass.id()), ..admin_context(Sender::Box(brass.id())) },
+            body(&third),
+        ),
+        &SigningKey::from_bytes([7; 32]),
+    )
+    .into();
+    assert_eq!(ask(&mut brass, 9, 1, &[&forged]).unwrap_err(), ResponseCode::BAD_SIGNATURE);
+    assert_eq!(brass.version(), v);
+    // Each chain on its own.
+    let admin_chain = cmd(
+        &mut brass,
+        CheckpointChain {
+            chain: DomainId::admin(),
+            count: 1,
+            head: ChainHash([5; 32]),
+            kept: vec![],
+        },
+    )
+    .unwrap();
+    assert_eq!(body(&admin_chain.checkpoint).number, 1);
+    // Other box types have no such command.
+    let mut oak = manufacture(m, BoxType::Oak, 42).secure_box;
+    assert_eq!(ask(&mut oak, 1, 1, &[]).unwrap_err(), ResponseCode::COMMAND_NOT_IN_TABLE);
+}

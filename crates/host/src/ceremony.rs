@@ -379,6 +379,9 @@ pub struct Ceremonies<'l, S> {
     pub(crate) store: S,
     pub(crate) trust: Trust,
     pub(crate) session: Session,
+    /// Where the shares of the boxes enabled so far were, once the audit trail was checkpointed
+    /// at the start (protocol §6.6): [`Ceremonies::finish`] checkpoints it again.
+    checkpointed_from: Option<PathBuf>,
 }
 
 impl<'l, S: Store> Ceremonies<'l, S> {
@@ -390,7 +393,7 @@ impl<'l, S: Store> Ceremonies<'l, S> {
         // only reads).
         crate::archive::move_error_spool(lock.home(), &store).await?;
         let session = Session::new(lock.home(), lock.wait());
-        Ok(Self { lock, store, trust, session })
+        Ok(Self { lock, store, trust, session, checkpointed_from: None })
     }
 
     /// The archive.
@@ -408,9 +411,43 @@ impl<'l, S: Store> Ceremonies<'l, S> {
         &self.session
     }
 
-    /// Enables box `id` from its shares in `shares_dir` (see [`enable`]).
+    /// Enables box `id` from its shares in `shares_dir` (see [`enable`]). The first time in
+    /// ceremonies that hold the home alone (those that change what exists), the audit trail is
+    /// checkpointed too, enabling the audit box from the same directory: an archive behind what
+    /// the audit box signed stops the ceremony before it changes anything (3676).
     pub async fn enable(&mut self, id: BoxId, shares_dir: &Path) -> Result<(), HostError> {
-        enable(&mut self.session, &self.store, &self.trust, id, shares_dir).await
+        enable(&mut self.session, &self.store, &self.trust, id, shares_dir).await?;
+        if self.checkpointed_from.is_none() && self.lock.exclusive().is_ok() {
+            let start = crate::checkpoint::When::Start;
+            let (session, store, trust) = (&mut self.session, &self.store, &self.trust);
+            crate::checkpoint::checkpoint_all(session, store, trust, shares_dir, start).await?;
+            self.checkpointed_from = Some(shares_dir.to_path_buf());
+        }
+        Ok(())
+    }
+
+    /// Ends the ceremonies with `outcome`: checkpointed ([`Ceremonies::finish`]) when it is a
+    /// success, locked as they are when it is not.
+    pub async fn end<T>(self, outcome: Result<T, HostError>) -> Result<T, HostError> {
+        match outcome {
+            Ok(value) => self.finish().await.map(|()| value),
+            Err(e) => {
+                self.close();
+                Err(e)
+            }
+        }
+    }
+
+    /// Ends the ceremonies: checkpoints what they recorded (with the audit box, enabled from the
+    /// directory the first box's shares came from), then locks every box.
+    pub async fn finish(mut self) -> Result<(), HostError> {
+        if let Some(dir) = self.checkpointed_from.take() {
+            let (session, store, trust) = (&mut self.session, &self.store, &self.trust);
+            let end = crate::checkpoint::When::End;
+            crate::checkpoint::checkpoint_all(session, store, trust, &dir, end).await?;
+        }
+        self.session.lock();
+        Ok(())
     }
 
     /// Checks the processes an operator asks for before any box is asked anything: each domain

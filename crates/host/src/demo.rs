@@ -186,6 +186,7 @@ async fn ceremonies(
     }
     let domains = inventory::domains(c.store(), c.trust()).await?;
     let boxes = inventory::boxes(c.store(), c.trust()).await?;
-    c.close();
+    progress("checkpoint the audit trail".into());
+    c.finish().await?;
     Ok((init, domains, boxes))
 }

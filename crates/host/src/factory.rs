@@ -95,6 +95,9 @@ pub struct Factory<S = SqliteStore> {
     line: Line,
     settled: Settled,
     clock: KmsClock<fn() -> Timestamp>,
+    /// What the run trusts, and the box that checkpoints the audit trail, if there is one.
+    trust: Trust,
+    audit: Option<postkey_wire::BoxId>,
     _meters_lock: std::fs::File,
 }
 
@@ -128,14 +131,30 @@ impl<S: Store> Factory<S> {
         home.settle_meter_journals()?;
         let line = line_for(&store, domains).await?;
         let mut session = Session::new(home, lock.wait());
-        for b in [line.oak, line.steel, line.brass] {
-            crate::ceremony::enable(&mut session, &store, &trust, b, shares_dir).await?;
+        let audit = crate::checkpoint::audit_box(&store).await?;
+        let mut enabled = vec![line.oak, line.steel, line.brass];
+        enabled.extend(audit.filter(|a| *a != line.brass));
+        for b in &enabled {
+            crate::ceremony::enable(&mut session, &store, &trust, *b, shares_dir).await?;
         }
         let kmc = Kmc::new(store, trust.dks_key(), trust.installation, InstallConfig::default());
         let boxes = EmbeddedBoxes::new(session, MeterLinks::default());
-        for b in [line.oak, line.steel, line.brass] {
+        for b in enabled {
             let nonce = Nonce(crate::session::os_nonce()?);
             kmc.check_box(&boxes, b, nonce).await.map_err(|e| kmc_error(home, e))?;
+        }
+        // The archive must extend what the audit box signed before anything is settled or
+        // installed: an archive put back from an older copy stops the run here (3676).
+        if let Some(audit) = audit {
+            let start = crate::checkpoint::When::Start;
+            crate::checkpoint::checkpoint_chains(
+                boxes.session(),
+                kmc.store(),
+                &trust,
+                audit,
+                start,
+            )
+            .await?;
         }
         // Times never go backwards: the run starts from the archive's latest (3310 if the wall
         // clock is too far behind it).
@@ -146,7 +165,17 @@ impl<S: Store> Factory<S> {
         // new order: the home lock and the line's box locks are held, so no run is live.
         let settled =
             kmc.settle_line(&boxes, line, || clock.now()).await.map_err(|e| kmc_error(home, e))?;
-        Ok(Self { home: home.clone(), kmc, boxes, line, settled, clock, _meters_lock: meters_lock })
+        Ok(Self {
+            home: home.clone(),
+            kmc,
+            boxes,
+            line,
+            settled,
+            clock,
+            trust,
+            audit,
+            _meters_lock: meters_lock,
+        })
     }
 
     /// Installs a vendor key and a postal key into meter `id` (loaded from and saved back to the
@@ -253,8 +282,20 @@ impl<S: Store> Factory<S> {
             }
             return Err(kmc_error(&self.home, e));
         }
-        // The run's refusals, spooled as they happened, go into the archive's error log.
+        // The run's refusals, spooled as they happened, go into the archive's error log, and
+        // what the run recorded is checkpointed.
         crate::archive::move_error_spool(&self.home, self.kmc.store()).await?;
+        if let Some(audit) = self.audit {
+            let (session, end) = (self.boxes.session(), crate::checkpoint::When::End);
+            crate::checkpoint::checkpoint_chains(
+                session,
+                self.kmc.store(),
+                &self.trust,
+                audit,
+                end,
+            )
+            .await?;
+        }
         Ok(reports)
     }
 

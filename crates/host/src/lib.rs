@@ -16,6 +16,7 @@ mod archive;
 #[cfg(feature = "bench")]
 pub mod bench;
 mod ceremony;
+mod checkpoint;
 mod clock;
 pub mod demo;
 mod error;

@@ -61,6 +61,14 @@ async fn edited(w: &World, name: &str, sql: &str) -> SqliteStore {
     copy
 }
 
+/// SQL for blob `column` with its last byte (inside the signature) changed.
+fn flip_last(column: &str) -> String {
+    format!(
+        "CAST(substr({column}, 1, length({column}) - 1) || \
+         CASE WHEN substr({column}, -1) = X'00' THEN X'01' ELSE X'00' END AS BLOB)"
+    )
+}
+
 /// The first fault the auditor finds in `store`.
 async fn first_fault(w: &World, store: &SqliteStore) -> postkey_audit::Fault {
     let report = postkey_audit::verify(store, &w.trust.anchors).await.unwrap();
@@ -204,9 +212,7 @@ async fn every_edit_of_the_archive_is_found_at_its_position() {
         ),
         (
             "a bundle's signature broken",
-            "UPDATE bundles SET bundle = CAST(substr(bundle, 1, length(bundle) - 1) || X'00' AS BLOB) \
-             WHERE domain = 'VE'"
-                .into(),
+            format!("UPDATE bundles SET bundle = {} WHERE domain = 'VE'", flip_last("bundle")),
             Position::Bundle { domain: "VE".into() },
             FaultKind::Signature,
         ),
@@ -222,4 +228,154 @@ async fn every_edit_of_the_archive_is_found_at_its_position() {
         let fault = first_fault(&w, &store).await;
         assert_eq!((&fault.position, fault.kind), (&position, kind), "{what}: {fault}");
     }
+}
+
+/// A line whose Brass box also holds the `ADMIN` process, so that every command checkpoints the
+/// audit trail, and three meters keyed on it.
+async fn checkpointed() -> World {
+    let w = world(ram_tempdir(), LINE).await;
+    let brass = w.made(postkey_wire::BoxType::Brass);
+    {
+        let lock = w.lock();
+        let mut c = postkey_host::Ceremonies::open(&lock, w.store.clone()).await.unwrap();
+        let m = postkey_wire::BoxId::FIRST_MANUFACTURING;
+        c.enable(m, &w.media()).await.unwrap();
+        c.enable(brass, &w.media()).await.unwrap();
+        c.install_process(m, brass, &postkey_wire::DomainId::admin(), vec![]).await.unwrap();
+        c.finish().await.unwrap();
+    }
+    key_meters(&w, 1..=3).await.unwrap();
+    w
+}
+
+/// Keys meters `PB7777-<n>` (VE and USPS) in one factory run.
+async fn key_meters(
+    w: &World,
+    numbers: std::ops::RangeInclusive<u32>,
+) -> Result<(), postkey_host::HostError> {
+    let lock = w.home.lock(Access::Shared, Wait::No).unwrap();
+    let mut line = Vec::new();
+    for n in numbers {
+        let id = MeterId::parse(&format!("PB7777-{n:06}")).unwrap();
+        postkey_host::new_meter(&lock, &id).unwrap();
+        line.push((id, d("USPS")));
+    }
+    let mut factory = postkey_host::Factory::open(&lock, &w.media(), &[d("VE"), d("USPS")]).await?;
+    let done = factory.install_many(&line, &d("VE"), 2, |_| {}).await;
+    factory.close();
+    done.map(drop)
+}
+
+/// Rewrites event `seq` of `chain` (its note) and every event after it with hashes recomputed,
+/// and the head: a history rewritten by someone who knows the hash but not the audit key.
+fn rewrite(store: &SqliteStore, chain: &str, seq: u64) {
+    use postkey_archive::{Digest, event_hash};
+    let events = futures_events(store, chain);
+    store.with_raw_connection(|c| {
+        c.execute_batch("DROP TRIGGER IF EXISTS events_no_update").unwrap();
+        let mut prev = events[seq as usize - 2].hash;
+        let mut head = prev;
+        for e in &events[seq as usize - 1..] {
+            let mut entry = e.entry.clone();
+            if e.seq == seq {
+                entry.note = Some("rewritten".into());
+            }
+            let hash = event_hash(&e.chain, e.seq, &prev, &entry);
+            c.execute(
+                "UPDATE events SET note = ?1, prev_hash = ?2, hash = ?3 WHERE chain = ?4 AND seq = ?5",
+                postkey_archive_sqlite::rusqlite::params![entry.note, prev.0.as_slice(), hash.0.as_slice(), chain, e.seq as i64],
+            )
+            .unwrap();
+            (prev, head) = (hash, hash);
+        }
+        let _: Digest = head;
+        c.execute("UPDATE chains SET head_hash = ?1 WHERE chain = ?2", postkey_archive_sqlite::rusqlite::params![head.0.as_slice(), chain])
+            .unwrap();
+    });
+}
+
+fn futures_events(store: &SqliteStore, chain: &str) -> Vec<postkey_archive::ChainEvent> {
+    let rt = tokio::runtime::Handle::current();
+    tokio::task::block_in_place(|| {
+        rt.block_on(async { store.chain_events(&d(chain), 0, 100_000).await.unwrap() })
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_catch_a_rewritten_or_cut_history_and_an_older_archive_put_back() {
+    let w = checkpointed().await;
+    key_meters(&w, 10..=10).await.unwrap();
+    let report = postkey_audit::verify(&w.store, &w.trust.anchors).await.unwrap();
+    assert!(report.holds(), "{:?}", report.faults);
+    let usps = report.chains.iter().find(|c| c.chain == "USPS").unwrap();
+    assert_eq!(usps.checkpoints, 2, "one per factory run: {usps:?}");
+    let kept = w.store.latest_checkpoint(&d("USPS")).await.unwrap().unwrap();
+
+    // A history rewritten with every hash recomputed: the chain verifies alone, not against
+    // the checkpoint the audit key signed.
+    let store = edited(&w, "rewritten", "SELECT 1").await;
+    rewrite(&store, "USPS", 2);
+    let fault = first_fault(&w, &store).await;
+    assert_eq!(fault.kind, FaultKind::Checkpoint, "{fault}");
+    assert!(
+        matches!(fault.position, Position::Checkpoint { ref chain, .. } if chain == "USPS"),
+        "{fault}"
+    );
+
+    // The tail cut cleanly (events, head) before the last checkpoint: the checkpoint says the
+    // chain went further.
+    let cut = kept.count - 1;
+    let sql = format!(
+        "DELETE FROM events WHERE chain = 'USPS' AND seq > {cut}; \
+         UPDATE chains SET count = {cut}, head_hash = (SELECT hash FROM events WHERE chain = 'USPS' AND seq = {cut}) \
+         WHERE chain = 'USPS'"
+    );
+    let store = edited(&w, "cut", &sql).await;
+    let fault = first_fault(&w, &store).await;
+    assert_eq!(fault.kind, FaultKind::Checkpoint, "{fault}");
+    assert!(fault.detail.contains("the chain was cut"), "{fault}");
+
+    // A checkpoint removed from the middle, or one's signature broken.
+    let first_usps = w.store.checkpoints(&d("USPS"), 0, 10).await.unwrap();
+    if first_usps.len() >= 2 {
+        let store =
+            edited(&w, "gone", "DELETE FROM checkpoints WHERE chain = 'USPS' AND number = 1").await;
+        let fault = first_fault(&w, &store).await;
+        assert_eq!(fault.kind, FaultKind::Checkpoint, "{fault}");
+    }
+    let store = edited(
+        &w,
+        "forged",
+        &format!(
+            "UPDATE checkpoints SET record = {} WHERE chain = 'USPS' AND number = 1",
+            flip_last("record")
+        ),
+    )
+    .await;
+    let fault = first_fault(&w, &store).await;
+    assert_eq!(
+        (fault.position.clone(), fault.kind),
+        (Position::Checkpoint { chain: "USPS".into(), number: 1 }, FaultKind::Checkpoint),
+        "{fault}"
+    );
+
+    // An older copy of the whole archive put back: consistent on its own, but the audit box
+    // signed further, so the next command that writes stops before it changes anything (3676),
+    // and says so in the error log.
+    let backup = w.dir.path().join("backup.db");
+    w.store.with_raw_connection(|c| {
+        c.execute(&format!("VACUUM INTO '{}'", backup.display()), []).unwrap();
+    });
+    key_meters(&w, 4..=5).await.unwrap();
+    let live = w.home.archive_path();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", live.display()));
+    }
+    std::fs::copy(&backup, &live).unwrap();
+    let restored = SqliteStore::open(&live).await.unwrap();
+    let before = restored.chain_head(&d("USPS")).await.unwrap();
+    let e = key_meters(&w, 6..=6).await.unwrap_err();
+    assert_eq!(e.response_code(), postkey_wire::ResponseCode::ARCHIVE_BEHIND_CHECKPOINT, "{e}");
+    assert_eq!(restored.chain_head(&d("USPS")).await.unwrap(), before, "the refused run wrote");
+    assert!(common::logged(&w.home, postkey_wire::ResponseCode::ARCHIVE_BEHIND_CHECKPOINT));
 }

@@ -14,6 +14,7 @@
 
 #![forbid(unsafe_code)]
 
+mod audit;
 mod boxes;
 pub mod codec;
 pub mod command;
@@ -28,6 +29,7 @@ mod meter_link;
 mod response;
 mod share;
 
+pub use audit::{ChainHash, Checkpoint};
 pub use boxes::{
     BlankOffer, BoxKeys, Certificate, ConfigTables, Delivery, DomainBundle,
     DomainKeySetCertificate, DomainKind, DomainPublicKeys, IdRange, InstallationId, Kit, LastKeyId,

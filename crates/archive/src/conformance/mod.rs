@@ -37,8 +37,9 @@ pub use keys::{
     transition_only_from_expected_status,
 };
 pub use registry::{
-    apply_is_whole_or_nothing, box_registry, bundles_and_transcripts, domains_and_subdomains,
-    error_log, error_log_origins_are_logged_once, history_keeps_ids_from_being_given_twice,
+    apply_is_whole_or_nothing, box_registry, bundles_and_transcripts,
+    checkpoints_are_numbered_and_never_go_back, domains_and_subdomains, error_log,
+    error_log_origins_are_logged_once, history_keeps_ids_from_being_given_twice,
     installation_is_made_once, rebaseline_is_guarded_and_chained, schema_version_is_checked,
     state_version_only_grows,
 };
@@ -129,6 +130,7 @@ macro_rules! conformance_suite {
             bundles_and_transcripts,
             error_log,
             error_log_origins_are_logged_once,
+            checkpoints_are_numbered_and_never_go_back,
             schema_version_is_checked,
             key_ids_allocate_and_burn,
             key_id_reservations_are_released_when_accounted,

@@ -283,6 +283,59 @@ pub async fn error_log_origins_are_logged_once<H: Harness>(h: &H) {
     assert_eq!(s.log_errors(&[]).await.unwrap(), 0);
 }
 
+/// Checkpoints are kept numbered from 1 per chain, each no shorter than the last, as received;
+/// storing one is an `ADMIN` event naming its record (protocol §6.6).
+pub async fn checkpoints_are_numbered_and_never_go_back<H: Harness>(h: &H) {
+    let s = h.open().await;
+    s.create_domain(&NewDomain { id: dom("VE"), time: ts(1), actor: kmc() }).await.unwrap();
+    let cp = |number: u64, count: u64, tag: &str| crate::NewCheckpoint {
+        chain: dom("VE"),
+        number,
+        count,
+        head: crate::Digest([number as u8; 32]),
+        record: record(RecordType::CHECKPOINT, tag),
+        time: ts(10 + number),
+        actor: Sender::Box(bx("B00000001")),
+    };
+    assert!(s.latest_checkpoint(&dom("VE")).await.unwrap().is_none());
+    let admin_before = s.chain_head(&dom("ADMIN")).await.unwrap().unwrap().count;
+    s.store_checkpoint(&cp(1, 0, "one")).await.unwrap();
+    s.store_checkpoint(&cp(2, 5, "two")).await.unwrap();
+    // Not the next number, or fewer events than the last: refused, nothing kept.
+    for bad in [cp(2, 6, "again"), cp(4, 6, "gap"), cp(3, 4, "shorter")] {
+        let e = s.store_checkpoint(&bad).await.unwrap_err();
+        assert!(matches!(e, StoreError::Mismatch(_)), "{e:?}");
+    }
+    let e = s.store_checkpoint(&crate::NewCheckpoint { chain: dom("XX"), ..cp(1, 0, "x") }).await;
+    assert!(matches!(e, Err(StoreError::NotFound(Subject::Chain(_)))), "{e:?}");
+    s.store_checkpoint(&cp(3, 5, "three")).await.unwrap();
+    let kept = s.checkpoints(&dom("VE"), 0, 10).await.unwrap();
+    assert_eq!(
+        kept.iter().map(|c| (c.number, c.count)).collect::<Vec<_>>(),
+        [(1, 0), (2, 5), (3, 5)]
+    );
+    assert_eq!(
+        kept[1],
+        crate::StoredCheckpoint {
+            chain: dom("VE"),
+            number: 2,
+            count: 5,
+            head: crate::Digest([2; 32]),
+            record: record(RecordType::CHECKPOINT, "two"),
+            time: ts(12),
+        }
+    );
+    assert_eq!(s.checkpoints(&dom("VE"), 2, 10).await.unwrap().len(), 1);
+    assert_eq!(s.latest_checkpoint(&dom("VE")).await.unwrap().unwrap().number, 3);
+    let admin = s.chain_events(&dom("ADMIN"), admin_before, 10).await.unwrap();
+    assert_eq!(admin.len(), 3);
+    assert_eq!(admin[2].entry.action, Action::CheckpointStored { chain: dom("VE"), number: 3 });
+    assert_eq!(
+        admin[2].entry.record.unwrap().digest,
+        record(RecordType::CHECKPOINT, "three").digest()
+    );
+}
+
 /// A database written by a newer build is refused at open, with a clear error.
 pub async fn schema_version_is_checked<H: Harness>(h: &H) {
     let s = h.open().await;

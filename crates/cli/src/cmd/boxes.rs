@@ -169,8 +169,7 @@ pub(crate) fn run(ctx: &Ctx, command: Command) -> anyhow::Result<Outcome> {
                 let made =
                     c.manufacture_with_processes(a.conductor.manufacturing_box, &shares, &order);
                 let made = made.await;
-                c.close();
-                anyhow::Ok(made?)
+                anyhow::Ok(c.end(made).await?)
             })??;
             warn_media(&media);
             if a.json {
@@ -191,8 +190,7 @@ pub(crate) fn run(ctx: &Ctx, command: Command) -> anyhow::Result<Outcome> {
                 let mut c = Ceremonies::open(&lock, ctx.archive().await?).await?;
                 let m = a.conductor.manufacturing_box;
                 let done = c.install_one(m, a.id, &a.domain, &a.subdomains, &dir).await;
-                c.close();
-                anyhow::Ok(done?)
+                anyhow::Ok(c.end(done).await?)
             })??;
             print_lines(&[format!(
                 "installed the {} process of {} in {}",
@@ -256,8 +254,7 @@ pub(crate) fn run(ctx: &Ctx, command: Command) -> anyhow::Result<Outcome> {
             let report = block_on(async {
                 let mut c = Ceremonies::open(&lock, ctx.archive().await?).await?;
                 let report = c.rebaseline(a.conductor.manufacturing_box, a.id, &dir).await;
-                c.close();
-                anyhow::Ok(report?)
+                anyhow::Ok(c.end(report).await?)
             })??;
             if a.json {
                 print_json(&report)?;

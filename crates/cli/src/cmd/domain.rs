@@ -61,12 +61,12 @@ pub(crate) fn run(ctx: &Ctx, command: Command) -> anyhow::Result<Outcome> {
             let lock = ctx.lock(Access::Exclusive)?;
             let report = block_on(async {
                 let mut c = Ceremonies::open(&lock, ctx.archive().await?).await?;
-                c.enable(a.conductor.manufacturing_box, &a.conductor.shares(home)).await?;
-                let report = c
-                    .create_domain(a.conductor.manufacturing_box, a.domain, kind, a.subdomains)
-                    .await?;
-                c.close();
-                anyhow::Ok(report)
+                let m = a.conductor.manufacturing_box;
+                let report = match c.enable(m, &a.conductor.shares(home)).await {
+                    Ok(()) => c.create_domain(m, a.domain, kind, a.subdomains).await,
+                    Err(e) => Err(e),
+                };
+                anyhow::Ok(c.end(report).await?)
             })??;
             if a.json {
                 print_json(&report)?;

@@ -3,10 +3,10 @@
 
 use crate::command::param::{choice, params};
 use crate::{
-    Aborted, BadKey, BlankOffer, BoxId, BoxKeys, BoxType, Certificate, ConfigTables, Delivery,
-    DomainBundle, DomainId, DomainKind, InstallConfirmed, Installed, InstalledKeyRecord,
-    KeyForSteel, Kit, Message, MeterId, NewKeyRecord, Nonce, ProcessRecord, SubdomainId,
-    TableUpdate, Transcript, Unverified,
+    Aborted, BadKey, BlankOffer, BoxId, BoxKeys, BoxType, Certificate, ChainHash, Checkpoint,
+    ConfigTables, Delivery, DomainBundle, DomainId, DomainKind, InstallConfirmed, Installed,
+    InstalledKeyRecord, KeyForSteel, Kit, Message, MeterId, NewKeyRecord, Nonce, ProcessRecord,
+    SubdomainId, TableUpdate, Transcript, Unverified,
 };
 
 params! {
@@ -127,6 +127,28 @@ params! {
         pub mi3: Unverified<NewKeyRecord>,
         /// MI7, Steel's report of the installation.
         pub mi7: Unverified<Installed>,
+    }
+
+    /// `CHECKPOINT`: Brass signs a checkpoint of an audit chain with the `ADMIN` audit key, if it
+    /// extends the last checkpoint of that chain (protocol §6.6).
+    pub struct CheckpointChain {
+        /// The chain.
+        pub chain: DomainId,
+        /// Its events.
+        pub count: u64,
+        /// The hash of the newest.
+        pub head: ChainHash,
+        /// The newest checkpoint of the chain the archive keeps, if any (none or one).
+        pub kept: Vec<Unverified<Checkpoint>>,
+    }
+
+    /// `CHECKPOINT`'s answer.
+    pub struct Checkpointed {
+        /// The box's last checkpoint of the chain when the archive does not keep it yet (a stop
+        /// came between the box sealing it and the archive keeping it): to keep first.
+        pub missing: Vec<Unverified<Checkpoint>>,
+        /// The checkpoint asked for (the last one again if the chain has not moved).
+        pub checkpoint: Unverified<Checkpoint>,
     }
 
     /// The answer of a command that makes nothing to send back.

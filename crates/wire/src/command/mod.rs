@@ -43,10 +43,10 @@ use core::fmt;
 use minicbor::{Decode, Decoder, Encode};
 
 pub use items::{
-    AdoptDomain, AttestState, Certify, CheckInstall, Checked, Confirmed, CreateDomain, Deliver,
-    Delivered, Done, GenerateKey, Generated, InstallCertificate, InstallEnded, InstallKey,
-    InstallKit, InstallProcess, IssueKit, IssueSetId, Recover, SelfTest, SignTables,
-    SignTranscript, UpdateTables,
+    AdoptDomain, AttestState, Certify, CheckInstall, Checked, CheckpointChain, Checkpointed,
+    Confirmed, CreateDomain, Deliver, Delivered, Done, GenerateKey, Generated, InstallCertificate,
+    InstallEnded, InstallKey, InstallKit, InstallProcess, IssueKit, IssueSetId, Recover, SelfTest,
+    SignTables, SignTranscript, UpdateTables,
 };
 pub use param::MAX_LIST;
 
@@ -416,6 +416,10 @@ box_commands! {
     CHECK_INSTALL = 0x0401, "check-install",
         CheckInstall(CheckInstall) -> Checked, version 1,
         boxes [Brass], records [MI8, MI3, MI7];
+    /// Brass with the `ADMIN` process: sign a checkpoint of an audit chain.
+    CHECKPOINT = 0x0501, "checkpoint",
+        Checkpoint(CheckpointChain) -> Checkpointed, version 1,
+        boxes [Brass], records [];
 }
 
 // The frame: {0: code, 1: version, 2: list}; a reply adds {4: state version}, or for a refused

@@ -48,7 +48,9 @@ cbor_param!(
     crate::ConfigTables,
     crate::Transcript,
     crate::ResponseCode,
+    crate::ChainHash,
     String,
+    u64,
 );
 
 /// A signed record travels as its envelope bytes, exactly as signed, and is decoded by its own
