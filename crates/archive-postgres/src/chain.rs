@@ -46,15 +46,20 @@ impl Chains {
         Ok(Self { heads, pending: Vec::new() })
     }
 
-    /// Appends `entry` to `chain`, which [`Chains::lock`] locked.
-    pub(crate) fn append(&mut self, chain: &DomainId, entry: EventEntry) -> Result<(), StoreError> {
+    /// Appends `entry` to `chain`, which [`Chains::lock`] locked; its position.
+    pub(crate) fn append(
+        &mut self,
+        chain: &DomainId,
+        entry: EventEntry,
+    ) -> Result<u64, StoreError> {
         let Some((_, head)) = self.heads.get_mut(chain) else {
             return Err(StoreError::NotFound(Subject::Domain(chain.clone())));
         };
         let (event, next) = head.append(entry);
         *head = next;
+        let seq = event.seq;
         self.pending.push(event);
-        Ok(())
+        Ok(seq)
     }
 
     /// Inserts the events appended and writes every advanced head back.

@@ -104,6 +104,9 @@ pub(crate) async fn create_domain(
     tx: &Transaction<'_>,
     d: &NewDomain,
 ) -> Result<DomainRecord, StoreError> {
+    if d.id.is_error_log() {
+        return Err(StoreError::Invalid("ERRORS names the error log's chain, not a domain"));
+    }
     let chains = lock_admin(tx).await?;
     if exists(tx, "SELECT 1 FROM domains WHERE id = $1", &[&d.id.as_str()]).await? {
         return Err(StoreError::Duplicate(Subject::Domain(d.id.clone())));
@@ -391,41 +394,48 @@ pub(crate) async fn store_checkpoint(
     append_admin(tx, chains, entry(c.time, &c.actor, action, Some(RecordRef::of(&c.record)))).await
 }
 
-/// Logs `e`, unless its origin is logged already; whether it was written.
-pub(crate) async fn log_error(
-    c: &impl GenericClient,
-    e: &ErrorLogEntry,
-) -> Result<bool, StoreError> {
-    let stmt = c
+/// Logs `e` with its event in the error log's chain, unless its origin is logged already;
+/// whether it was written. The chain's head is locked first, so entries are chained in order
+/// across KMS computers.
+pub(crate) async fn log_error(tx: &Transaction<'_>, e: &ErrorLogEntry) -> Result<bool, StoreError> {
+    let mut chains = Chains::lock(tx, [DomainId::error_log()]).await?;
+    if let Some(origin) = &e.origin
+        && exists(tx, "SELECT 1 FROM error_log WHERE origin = $1", &[origin]).await?
+    {
+        return Ok(false);
+    }
+    let seq = chains.append(&DomainId::error_log(), e.event())?;
+    chains.finish(tx).await?;
+    let stmt = tx
         .prepare_cached(
             "INSERT INTO error_log \
-             (time, component, response_code, message, domain, meter_id, key_id, origin) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (origin) DO NOTHING",
+             (time, component, response_code, message, domain, meter_id, key_id, origin, seq) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .await
         .pg()?;
-    let written = c
-        .execute(
-            &stmt,
-            &[
-                &time_to_sql(e.time)?,
-                &e.component.as_str(),
-                &i64::from(e.response_code.0),
-                &e.message,
-                &e.domain.as_ref().map(DomainId::as_str),
-                &e.meter_id.as_ref().map(ToString::to_string),
-                &e.key_id.map(|k| to_i64(k.get())).transpose()?,
-                &e.origin,
-            ],
-        )
-        .await
-        .pg()?;
-    Ok(written == 1)
+    tx.execute(
+        &stmt,
+        &[
+            &time_to_sql(e.time)?,
+            &e.component.as_str(),
+            &i64::from(e.response_code.0),
+            &e.message,
+            &e.domain.as_ref().map(DomainId::as_str),
+            &e.meter_id.as_ref().map(ToString::to_string),
+            &e.key_id.map(|k| to_i64(k.get())).transpose()?,
+            &e.origin,
+            &to_i64(seq)?,
+        ],
+    )
+    .await
+    .pg()?;
+    Ok(true)
 }
 
 /// Logs each of `entries` whose origin is not logged yet; how many were written.
 pub(crate) async fn log_errors(
-    c: &impl GenericClient,
+    c: &Transaction<'_>,
     entries: &[ErrorLogEntry],
 ) -> Result<u64, StoreError> {
     let mut written = 0;
@@ -433,6 +443,18 @@ pub(crate) async fn log_errors(
         written += u64::from(log_error(c, e).await?);
     }
     Ok(written)
+}
+
+/// Up to `limit` entries numbered above `after`, oldest first.
+pub(crate) async fn errors_in_order(
+    c: &impl GenericClient,
+    after: u64,
+    limit: u32,
+) -> Result<Vec<LoggedError>, StoreError> {
+    let sql = format!("SELECT {ERROR_COLUMNS} FROM error_log WHERE id > $1 ORDER BY id LIMIT $2");
+    let stmt = c.prepare_cached(&sql).await.pg()?;
+    let rows = c.query(&stmt, &[&to_i64(after)?, &i64::from(limit)]).await.pg()?;
+    rows::all(&rows, rows::logged_error)
 }
 
 pub(crate) async fn error_log(

@@ -224,7 +224,7 @@ pub(crate) fn transcript(row: &Row) -> Result<Transcript, StoreError> {
 }
 
 pub(crate) const ERROR_COLUMNS: &str =
-    "id, time, component, response_code, message, domain, meter_id, key_id, origin";
+    "id, time, component, response_code, message, domain, meter_id, key_id, origin, seq";
 
 pub(crate) fn logged_error(row: &Row) -> Result<LoggedError, StoreError> {
     Ok(LoggedError {
@@ -242,6 +242,9 @@ pub(crate) fn logged_error(row: &Row) -> Result<LoggedError, StoreError> {
             key_id: get::<Option<i64>>(row, 7)?.map(key_id_from_sql).transpose()?,
             origin: opt_text(row, 8)?,
         },
+        seq: get::<Option<i64>>(row, 9)?
+            .map(|s| to_u64(s, "error-log chain position"))
+            .transpose()?,
     })
 }
 

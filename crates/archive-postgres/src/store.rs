@@ -304,7 +304,15 @@ impl Store for PgStore {
     }
 
     async fn log_error(&self, entry: &ErrorLogEntry) -> Result<(), StoreError> {
-        registry::log_error(&self.client().await?, entry).await.map(drop)
+        in_tx!(self, |tx| registry::log_error(&tx, entry)).map(drop)
+    }
+
+    async fn errors_in_order(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<LoggedError>, StoreError> {
+        registry::errors_in_order(&self.client().await?, after, limit).await
     }
 
     async fn log_errors(&self, entries: &[ErrorLogEntry]) -> Result<u64, StoreError> {

@@ -227,6 +227,32 @@ impl SqliteStore {
         tokio::task::spawn_blocking(move || store.read_now(f)).await.map_err(join_error)?
     }
 
+    /// Writes a copy of the archive, consistent as of one read transaction, to the new file `to`
+    /// (SQLite's online backup, then the copy taken out of write-ahead logging: one file, this
+    /// schema version, nothing else in it). Only reads the archive, so an archive opened
+    /// read-only exports too. The file is created first, exclusively and 0600: one that exists
+    /// is never written over.
+    pub async fn export_to(&self, to: impl AsRef<Path>) -> Result<(), StoreError> {
+        let to = to.as_ref().to_path_buf();
+        self.read(move |conn| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&to)
+                .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+            conn.backup(rusqlite::MAIN_DB, &to, None::<fn(rusqlite::backup::Progress)>).db()?;
+            let copy = Connection::open(&to).db()?;
+            let mode: String =
+                copy.pragma_update_and_check(None, "journal_mode", "DELETE", |r| r.get(0)).db()?;
+            if !mode.eq_ignore_ascii_case("delete") {
+                return Err(StoreError::Invalid("the export cannot leave write-ahead logging"));
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Runs SQLite's `integrity_check` and `foreign_key_check`: the file's structure is sound and
     /// every reference resolves.
     pub async fn integrity_check(&self) -> Result<(), StoreError> {

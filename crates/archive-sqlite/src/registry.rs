@@ -81,6 +81,9 @@ pub(crate) fn create_domain(
     tx: &Transaction<'_>,
     d: &NewDomain,
 ) -> Result<DomainRecord, StoreError> {
+    if d.id.is_error_log() {
+        return Err(StoreError::Invalid("ERRORS names the error log's chain, not a domain"));
+    }
     if exists(tx, "SELECT 1 FROM domains WHERE id = ?1", d.id.as_str())? {
         return Err(StoreError::Duplicate(Subject::Domain(d.id.clone())));
     }
@@ -378,27 +381,46 @@ pub(crate) fn latest_checkpoint(
     rows::first(c.prepare_cached(&sql).db()?, [chain.as_str()], rows::checkpoint)
 }
 
-/// Logs `e`, unless its origin is logged already; whether it was written.
+/// Logs `e` with its event in the error log's chain, unless its origin is logged already;
+/// whether it was written.
 pub(crate) fn log_error(tx: &Transaction<'_>, e: &ErrorLogEntry) -> Result<bool, StoreError> {
-    let written = tx
-        .prepare_cached(
-            "INSERT INTO error_log \
-             (time, component, response_code, message, domain, meter_id, key_id, origin) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (origin) DO NOTHING",
-        )
-        .db()?
-        .execute(params![
-            time_to_sql(e.time)?,
-            e.component.as_str(),
-            e.response_code.0,
-            e.message,
-            e.domain.as_ref().map(DomainId::as_str),
-            e.meter_id.as_ref().map(ToString::to_string),
-            e.key_id.map(|k| to_i64(k.get())).transpose()?,
-            e.origin,
-        ])
-        .db()?;
-    Ok(written == 1)
+    if let Some(origin) = &e.origin
+        && exists(tx, "SELECT 1 FROM error_log WHERE origin = ?1", origin)?
+    {
+        return Ok(false);
+    }
+    let mut chains = Chains::new();
+    let event = chains.append(tx, &DomainId::error_log(), e.event())?;
+    chains.finish(tx)?;
+    tx.prepare_cached(
+        "INSERT INTO error_log \
+         (time, component, response_code, message, domain, meter_id, key_id, origin, seq) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )
+    .db()?
+    .execute(params![
+        time_to_sql(e.time)?,
+        e.component.as_str(),
+        e.response_code.0,
+        e.message,
+        e.domain.as_ref().map(DomainId::as_str),
+        e.meter_id.as_ref().map(ToString::to_string),
+        e.key_id.map(|k| to_i64(k.get())).transpose()?,
+        e.origin,
+        to_i64(event.seq)?,
+    ])
+    .db()?;
+    Ok(true)
+}
+
+/// Up to `limit` entries numbered above `after`, oldest first.
+pub(crate) fn errors_in_order(
+    conn: &Connection,
+    after: u64,
+    limit: u32,
+) -> Result<Vec<LoggedError>, StoreError> {
+    let sql = format!("SELECT {ERROR_COLUMNS} FROM error_log WHERE id > ?1 ORDER BY id LIMIT ?2");
+    rows::all(conn.prepare_cached(&sql).db()?, params![to_i64(after)?, limit], rows::logged_error)
 }
 
 pub(crate) fn error_log(

@@ -287,7 +287,7 @@ pub(crate) fn transcript(row: &Row<'_>) -> Result<Transcript, StoreError> {
 }
 
 pub(crate) const ERROR_COLUMNS: &str =
-    "id, time, component, response_code, message, domain, meter_id, key_id, origin";
+    "id, time, component, response_code, message, domain, meter_id, key_id, origin, seq";
 
 pub(crate) fn logged_error(row: &Row<'_>) -> Result<LoggedError, StoreError> {
     Ok(LoggedError {
@@ -305,5 +305,10 @@ pub(crate) fn logged_error(row: &Row<'_>) -> Result<LoggedError, StoreError> {
             key_id: row.get::<_, Option<i64>>(7).db()?.map(key_id_from_sql).transpose()?,
             origin: opt_text(row, 8)?.map(str::to_owned),
         },
+        seq: row
+            .get::<_, Option<i64>>(9)
+            .db()?
+            .map(|s| to_u64(s, "error-log chain position"))
+            .transpose()?,
     })
 }

@@ -330,6 +330,14 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn errors_in_order(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<LoggedError>, StoreError> {
+        self.read(move |c| registry::errors_in_order(c, after, limit)).await
+    }
+
     async fn error_log(&self, query: &ErrorLogQuery) -> Result<Vec<LoggedError>, StoreError> {
         let q = query.clone();
         self.read(move |c| registry::error_log(c, &q)).await

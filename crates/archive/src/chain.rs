@@ -1,5 +1,5 @@
-//! The hash chains of the audit trail (protocol §6.6, §11): one per domain for its keys' history, and
-//! the `ADMIN` chain for box, ceremony and domain events.
+//! The hash chains of the audit trail (protocol §6.6, §11): one per domain for its keys' history,
+//! the `ADMIN` chain for box, ceremony and domain events, and `ERRORS` for the error log.
 //!
 //! Each event stores its predecessor's hash and its own ([`event_hash`] gives the encoding). A
 //! head row per chain (chain, count, head hash) is locked by every append, so appends to one
@@ -59,6 +59,8 @@ pub enum Action {
     TranscriptStored(TranscriptId),
     /// The archive was bound to its installation at the first ceremony (`ADMIN` chain).
     InstallationCreated,
+    /// An error was logged (the `ERRORS` chain); the entry is in the event's note.
+    ErrorLogged,
     /// A signed checkpoint of a chain was stored (`ADMIN` chain).
     CheckpointStored {
         /// The chain it covers.
@@ -95,6 +97,7 @@ impl Action {
             Self::BundleStored { domain, version } => format!("bundle-stored:{domain}:{version}"),
             Self::TranscriptStored(id) => format!("transcript-stored:{id}"),
             Self::InstallationCreated => "installation-created".into(),
+            Self::ErrorLogged => "error-logged".into(),
             Self::CheckpointStored { chain, number } => {
                 format!("checkpoint-stored:{chain}:{number}")
             }
@@ -133,6 +136,7 @@ impl Action {
             }
             "transcript-stored" => Self::TranscriptStored(TranscriptId(arg.parse().ok()?)),
             "installation-created" if arg.is_empty() => Self::InstallationCreated,
+            "error-logged" if arg.is_empty() => Self::ErrorLogged,
             "checkpoint-stored" => {
                 let (c, n) = pair()?;
                 Self::CheckpointStored { chain: DomainId::parse(c).ok()?, number: n.parse().ok()? }
@@ -434,6 +438,7 @@ mod tests {
             Action::CheckpointStored { chain: d, number: 12 },
             Action::TranscriptStored(TranscriptId(9)),
             Action::InstallationCreated,
+            Action::ErrorLogged,
             Action::BoxRebaselined { box_id: b, from: 9, to: 7 },
         ] {
             assert_eq!(Action::decode(&a.encode()), Some(a.clone()), "{}", a.encode());

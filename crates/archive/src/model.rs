@@ -359,6 +359,32 @@ pub struct ErrorLogEntry {
     pub origin: Option<String>,
 }
 
+impl ErrorLogEntry {
+    /// The entry as an event of the error log's chain (`ERRORS`, protocol §6.6): its time, the
+    /// KMC as the actor (the archive's writer), its key ID, and every other field in its note,
+    /// the message last.
+    pub fn event(&self) -> crate::EventEntry {
+        let opt = |v: Option<String>| v.unwrap_or_default();
+        let note = format!(
+            "component={}\ncode={}\ndomain={}\nmeter={}\norigin={}\nmessage={}",
+            self.component,
+            self.response_code.0,
+            opt(self.domain.as_ref().map(ToString::to_string)),
+            opt(self.meter_id.as_ref().map(ToString::to_string)),
+            opt(self.origin.clone()),
+            self.message
+        );
+        crate::EventEntry {
+            time: self.time,
+            actor: Sender::Role(postkey_wire::Role::Kmc),
+            action: crate::Action::ErrorLogged,
+            key_id: self.key_id,
+            record: None,
+            note: Some(note),
+        }
+    }
+}
+
 /// A logged error with its number.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoggedError {
@@ -366,6 +392,9 @@ pub struct LoggedError {
     pub id: u64,
     /// The entry.
     pub entry: ErrorLogEntry,
+    /// Its event in the error log's chain (none for an entry logged before the chain existed,
+    /// schema version 5 and older).
+    pub seq: Option<u64>,
 }
 
 /// Which errors [`crate::Store::error_log`] returns: matching every filter given, newest first,

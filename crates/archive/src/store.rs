@@ -353,7 +353,7 @@ pub trait Store: Send + Sync {
 
     // --- the error log ---
 
-    /// Writes an entry to the error log.
+    /// Writes an entry to the error log, and its event to the error log's chain (`ERRORS`).
     fn log_error(
         &self,
         entry: &ErrorLogEntry,
@@ -365,6 +365,13 @@ pub trait Store: Send + Sync {
         &self,
         entries: &[ErrorLogEntry],
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Up to `limit` entries of the error log numbered above `after`, oldest first (for audits).
+    fn errors_in_order(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<LoggedError>, StoreError>> + Send;
 
     /// Entries of the error log, newest first.
     fn error_log(

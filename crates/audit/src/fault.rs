@@ -36,6 +36,11 @@ pub enum Position {
         /// The record's position among the key's records, from 1.
         index: usize,
     },
+    /// An entry of the error log.
+    ErrorEntry {
+        /// Its number.
+        id: u64,
+    },
     /// A signed checkpoint of a chain.
     Checkpoint {
         /// The chain.
@@ -62,6 +67,7 @@ impl fmt::Display for Position {
             Self::Record { domain, key_id, index } => {
                 write!(f, "record {index} of key {domain}/{key_id}")
             }
+            Self::ErrorEntry { id } => write!(f, "error-log entry {id}"),
             Self::Checkpoint { chain, number } => {
                 write!(f, "checkpoint #{number} of the {chain} chain")
             }

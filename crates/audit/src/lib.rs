@@ -53,6 +53,11 @@ pub struct Report {
     pub keys: u64,
     /// The stored records checked.
     pub records: u64,
+    /// The error-log entries checked against their chain.
+    pub errors: u64,
+    /// Error-log entries logged before the error log was chained (schema version 5 and older):
+    /// counted, not checkable.
+    pub errors_unchained: u64,
     /// Each domain's key-ID accounting.
     pub key_ids: Vec<Accounting>,
     /// Faults, in the order found (at most 100); the first is the first bad position.
@@ -121,6 +126,8 @@ pub async fn verify(store: &impl Store, anchors: &TrustAnchors) -> Result<Report
         chains: Vec::new(),
         keys: 0,
         records: 0,
+        errors: 0,
+        errors_unchained: 0,
         key_ids: Vec::new(),
         faults: Vec::new(),
         more_faults: 0,
@@ -137,6 +144,9 @@ pub async fn verify(store: &impl Store, anchors: &TrustAnchors) -> Result<Report
     let mut replays: BTreeMap<DomainId, BTreeMap<u64, Replay>> = BTreeMap::new();
     let mut burned_in_chain: BTreeMap<DomainId, BTreeSet<u64>> = BTreeMap::new();
     let audit_key = domains.get(&DomainId::admin()).and_then(|k| k.audit);
+    // The error log's chain, as each event's content digest by position, and its length.
+    let mut error_events = BTreeMap::new();
+    let mut errors_read = 0;
     for head in store.chain_heads().await? {
         let chain = head.chain.clone();
         report.chains.push(ChainSummary {
@@ -152,8 +162,13 @@ pub async fn verify(store: &impl Store, anchors: &TrustAnchors) -> Result<Report
         }
         let replay = replays.entry(chain.clone()).or_default();
         let burned = burned_in_chain.entry(chain.clone()).or_default();
-        check_chain(store, head, marks, replay, burned, &mut report).await?;
+        let errors = chain.is_error_log().then_some(&mut error_events);
+        if chain.is_error_log() {
+            errors_read = head.count;
+        }
+        check_chain(store, head, marks, replay, burned, errors, &mut report).await?;
     }
+    check_error_log(store, error_events, errors_read, &mut report).await?;
     for (domain, keys) in &domains {
         let replay = replays.remove(domain).unwrap_or_default();
         let burned = burned_in_chain.remove(domain).unwrap_or_default();
@@ -223,6 +238,7 @@ async fn check_chain(
     mut marks: BTreeMap<u64, (u64, Digest)>,
     replay: &mut BTreeMap<u64, Replay>,
     burned: &mut BTreeSet<u64>,
+    mut errors: Option<&mut BTreeMap<u64, Digest>>,
     report: &mut Report,
 ) -> Result<(), StoreError> {
     let chain = head.chain.clone();
@@ -252,7 +268,12 @@ async fn check_chain(
                     ),
                 );
             }
-            replay_event(event, replay, burned, report);
+            match errors.as_deref_mut() {
+                Some(errors) => {
+                    errors.insert(event.seq, content(&event.entry));
+                }
+                None => replay_event(event, replay, burned, report),
+            }
         }
     }
     if let Err(e) = verifier.finish() {
@@ -330,6 +351,63 @@ async fn checkpoints(
             }
         }
     }
+}
+
+/// A digest of an event's content, whatever its place in a chain.
+fn content(entry: &postkey_archive::EventEntry) -> Digest {
+    postkey_archive::event_hash(&DomainId::error_log(), 0, &Digest::ZERO, entry)
+}
+
+/// The error log against its chain: each entry is what the event at its position recorded, and
+/// every event of the chain (up to the head read) has its entry. Entries logged after the chain
+/// was read are not checked; entries logged before it existed are counted.
+async fn check_error_log(
+    store: &impl Store,
+    mut events: BTreeMap<u64, Digest>,
+    read: u64,
+    report: &mut Report,
+) -> Result<(), StoreError> {
+    let mut after = 0;
+    loop {
+        let page = store.errors_in_order(after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        for logged in &page {
+            let at = || Position::ErrorEntry { id: logged.id };
+            match logged.seq {
+                None => report.errors_unchained += 1,
+                Some(seq) if seq > read => {}
+                Some(seq) => {
+                    report.errors += 1;
+                    match events.remove(&seq) {
+                        None => report.fault(
+                            at(),
+                            FaultKind::Unreferenced,
+                            format!(
+                                "it names event #{seq} of the error log's chain, which is not there"
+                            ),
+                        ),
+                        Some(d) if d != content(&logged.entry.event()) => report.fault(
+                            at(),
+                            FaultKind::Field,
+                            format!(
+                                "it is not what event #{seq} of the error log's chain recorded"
+                            ),
+                        ),
+                        Some(_) => {}
+                    }
+                }
+            }
+        }
+    }
+    for seq in events.into_keys() {
+        report.fault(
+            Position::Chain { chain: DomainId::error_log().to_string(), seq },
+            FaultKind::Unreferenced,
+            "its error-log entry is gone",
+        );
+    }
+    Ok(())
 }
 
 /// The position a chain error names, else `otherwise`.

@@ -246,6 +246,12 @@ impl TypedBox<Manufacturing> {
                 reason: "only ADMIN is the administration domain",
             }));
         }
+        if domain.is_error_log() {
+            return Err(BoxError::Wire(postkey_wire::WireError::InvalidField {
+                field: "domain",
+                reason: "ERRORS names the error log's chain, not a domain",
+            }));
+        }
         if subdomains.iter().collect::<BTreeSet<_>>().len() != subdomains.len() {
             return Err(BoxError::Wire(postkey_wire::WireError::InvalidField {
                 field: "sub-domains",

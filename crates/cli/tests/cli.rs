@@ -314,6 +314,24 @@ fn demo_runs_end_to_end_in_the_given_home() {
     let text = stdout(&at(dir.path(), &["keys", "show", "--meter", &id]));
     assert_eq!(text.matches("key ").count(), 2, "{text}");
     assert!(text.contains("(MI9 sha256:"), "{text}");
+    // An export the auditor carries away, verified with the anchors alone and no home.
+    let export = other.path().join("archive.export");
+    let o = at(dir.path(), &["audit", "export", export.to_str().unwrap(), "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let anchors = dir.path().join("media/trust-anchors.cbor");
+    let nowhere = other.path().join("no-home");
+    let args = [
+        "audit",
+        "verify",
+        "--file",
+        export.to_str().unwrap(),
+        "--anchors",
+        anchors.to_str().unwrap(),
+    ];
+    let o = at(&nowhere, &args);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("all holds"), "{}", stdout(&o));
+    assert!(!nowhere.exists(), "verifying an export made a home");
     // A second run in the same home refuses: the first ceremony already happened there (3011,
     // the caller's fault: usage exit 2).
     let o = at(dir.path(), &["demo"]);

@@ -32,7 +32,7 @@ fn fixture() -> Fixture {
 
 /// One call of every command that works on a home (but `share check`, which reads its file
 /// first, and `init`, which makes the home).
-fn on_a_home() -> [&'static [&'static str]; 15] {
+fn on_a_home() -> [&'static [&'static str]; 16] {
     [
         &["domain", "create", "VE2", "--kind", "vendor", "--subdomain", "VE2/US"],
         &["domain", "list"],
@@ -49,6 +49,7 @@ fn on_a_home() -> [&'static [&'static str]; 15] {
         &["keys", "show", "USPS", "1"],
         &["errors"],
         &["audit", "verify"],
+        &["audit", "export", "/nonexistent-dir/archive-copy.db"],
     ]
 }
 
@@ -144,6 +145,15 @@ fn usage_errors_exit_2_for_every_command() {
         (vec!["test-vectors", "--out", link.to_str().unwrap()], Some(2010)),
         (vec!["test-vectors", "--out", no_dir.to_str().unwrap()], Some(2010)),
         (vec!["share", "check", &long_name], Some(2010)),
+        (vec!["audit", "export", a_file], Some(2010)),
+        (vec!["audit", "export", no_dir.to_str().unwrap()], Some(2010)),
+        (vec!["audit", "verify", "--file", missing, "--anchors", missing], Some(2010)),
+        (vec!["audit", "verify", "--file", a_file, "--anchors", a_file], Some(2010)),
+        (
+            vec!["audit", "verify", "--file", fifo.to_str().unwrap(), "--anchors", a_file],
+            Some(2010),
+        ),
+        (vec!["audit", "verify", "--file", a_file], None),
         (vec!["self-test", "extra"], None),
     ];
     for (args, response) in &table {

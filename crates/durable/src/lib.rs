@@ -119,16 +119,7 @@ fn write_temporary(
 /// longer file) is refused before it is read, and opening never blocks.
 pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
     use std::io::Read as _;
-    let nonblocking = rustix::fs::OFlags::NONBLOCK.bits() as i32;
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(nonblocking)
-        .open(path)
-        .map_err(|e| ReadError::Storage(file_error("reading", path, e)))?;
-    let meta = file.metadata().map_err(|e| ReadError::Storage(file_error("reading", path, e)))?;
-    if !meta.is_file() {
-        return Err(ReadError::NotAFile(path.to_path_buf()));
-    }
+    let (file, meta) = open_regular(path)?;
     if meta.len() > max {
         return Err(ReadError::TooLarge { path: path.to_path_buf(), len: meta.len(), max });
     }
@@ -141,6 +132,22 @@ pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
         return Err(ReadError::TooLarge { path: path.to_path_buf(), len: bytes.len() as u64, max });
     }
     Ok(bytes)
+}
+
+/// Opens a regular file for reading, without blocking: anything else (a FIFO, a device, a
+/// directory) is refused before a byte is read. The file and what it is.
+pub fn open_regular(path: &Path) -> Result<(File, fs::Metadata), ReadError> {
+    let nonblocking = rustix::fs::OFlags::NONBLOCK.bits() as i32;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(nonblocking)
+        .open(path)
+        .map_err(|e| ReadError::Storage(file_error("reading", path, e)))?;
+    let meta = file.metadata().map_err(|e| ReadError::Storage(file_error("reading", path, e)))?;
+    if !meta.is_file() {
+        return Err(ReadError::NotAFile(path.to_path_buf()));
+    }
+    Ok((file, meta))
 }
 
 /// Why [`read_bounded`] read nothing.

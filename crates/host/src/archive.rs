@@ -48,6 +48,64 @@ pub async fn audit(home: &Home) -> Result<postkey_audit::Report, HostError> {
     Ok(postkey_audit::verify(&store, &anchors).await?)
 }
 
+/// `postkey audit export FILE`: writes the home's archive to the new file `to`, as one consistent
+/// copy an auditor carries away and checks with [`audit_export`] and the trust anchors alone
+/// (docs/audit.md, "The export"). Reads the archive only; the home is left as it was.
+pub async fn export_archive(home: &Home, to: &std::path::Path) -> Result<ExportReport, HostError> {
+    home.anchors()?;
+    crate::home::new_argument_file(to)?;
+    let store = open_archive_read_only(home).await?;
+    store.export_to(to).await?;
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| crate::home::storage("restricting", to, e))?;
+    }
+    let bytes = std::fs::metadata(to).map_err(|e| crate::home::storage("reading", to, e))?.len();
+    let copy = SqliteStore::open_read_only(to).await?;
+    let chains =
+        copy.chain_heads().await?.into_iter().map(|h| (h.chain.to_string(), h.count)).collect();
+    Ok(ExportReport { file: to.display().to_string(), bytes, chains })
+}
+
+/// What an export holds.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExportReport {
+    /// The file written.
+    pub file: String,
+    /// Its size.
+    pub bytes: u64,
+    /// Each chain and its events in the export.
+    pub chains: Vec<(String, u64)>,
+}
+
+/// `postkey audit verify --file EXPORT --anchors FILE`: audits an export against the trust
+/// anchors given, with no home. An export or an anchors file that is not one is the caller's
+/// mistake.
+pub async fn audit_export(
+    file: &std::path::Path,
+    anchors: &std::path::Path,
+) -> Result<postkey_audit::Report, HostError> {
+    const MAX_ANCHORS: u64 = 4096;
+    let bytes = crate::home::read_argument_file(anchors, MAX_ANCHORS)?;
+    let anchors: TrustAnchors = postkey_wire::codec::from_bytes(&bytes, MAX_ANCHORS as usize)
+        .map_err(|e| {
+            Usage::InvalidArgument(format!("{}: not trust anchors: {e}", anchors.display()))
+        })?;
+    // A regular file, or the caller's mistake named once: a FIFO or a device never blocks.
+    crate::home::existing_argument_file(file)?;
+    let store = SqliteStore::open_read_only(file).await.map_err(|e| {
+        let mut why = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            why = format!("{why}: {s}");
+            source = s.source();
+        }
+        Usage::InvalidArgument(format!("{}: not an archive export: {why}", file.display()))
+    })?;
+    Ok(postkey_audit::verify(&store, &anchors).await?)
+}
+
 /// What a command trusts: the home's trust anchors and, through them, the archive's installation
 /// and its certified Domain Key Set. Loading it refuses an archive of another installation, one
 /// whose anchors differ from the home's, and an archive with no installation (an emptied one).

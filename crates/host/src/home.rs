@@ -344,13 +344,31 @@ pub(crate) fn share_file_name(share: &Verified<ShareBody>) -> String {
 /// not there, not a regular file, too long or not readable by the caller is the caller's mistake
 /// (a usage error naming the file once); any other failure is the machine's.
 pub(crate) fn read_argument_file(path: &Path, max: u64) -> Result<Vec<u8>, HostError> {
-    read_bounded(path, max).map_err(|e| match e {
+    read_bounded(path, max).map_err(|e| argument_error(path, e))
+}
+
+/// Checks that the caller named an existing regular file (never opening anything that could
+/// block), with the errors of [`read_argument_file`].
+pub(crate) fn existing_argument_file(path: &Path) -> Result<(), HostError> {
+    postkey_durable::open_regular(path).map(drop).map_err(|e| argument_error(path, e))
+}
+
+/// A file the caller named that could not be read: the caller's mistake when it is the path's
+/// (usage, naming the file once), else the machine's.
+fn argument_error(path: &Path, e: ReadError) -> HostError {
+    match e {
         ReadError::Storage(s) if names_a_wrong_path(&s.source) => {
             Usage::InvalidArgument(format!("{}: {}", path.display(), plain_io(&s.source))).into()
         }
         ReadError::Storage(s) => HostError::Storage(s),
         other => Usage::InvalidArgument(other.to_string()).into(),
-    })
+    }
+}
+
+/// Checks that `path`, a file the caller wants written, can be made new: nothing there yet (a
+/// file, a FIFO, a link) and its directory exists.
+pub(crate) fn new_argument_file(path: &Path) -> Result<(), HostError> {
+    check_output(path, false, "name a new file")
 }
 
 /// Writes a file the caller named on the command line, atomically, readable by all (0644). Its
@@ -358,12 +376,19 @@ pub(crate) fn read_argument_file(path: &Path, max: u64) -> Result<Vec<u8>, HostE
 /// device, a directory or a symbolic link is the caller's mistake, refused before anything is
 /// opened (a FIFO would block the command, a link would write where the caller did not name).
 pub(crate) fn write_argument_file(path: &Path, bytes: &[u8]) -> Result<(), HostError> {
+    check_output(path, true, "name a new or regular file")?;
+    Ok(write_atomic(path, bytes, 0o644)?)
+}
+
+/// Checks a path the caller named for writing: nothing there, or (if `replace`) a regular file;
+/// and its directory exists. Never follows a link or opens what is there.
+fn check_output(path: &Path, replace: bool, advice: &str) -> Result<(), HostError> {
     let wrong = |why: String| -> HostError {
-        Usage::InvalidArgument(format!("{}: {why}: name a new or regular file", path.display()))
-            .into()
+        Usage::InvalidArgument(format!("{}: {why}: {advice}", path.display())).into()
     };
     match fs::symlink_metadata(path) {
-        Ok(meta) if meta.is_file() => {}
+        Ok(meta) if replace && meta.is_file() => {}
+        Ok(meta) if meta.is_file() => return Err(wrong("exists already".into())),
         Ok(_) => return Err(wrong("not a regular file".into())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) if names_a_wrong_path(&e) => return Err(wrong(plain_io(&e))),
@@ -376,7 +401,7 @@ pub(crate) fn write_argument_file(path: &Path, bytes: &[u8]) -> Result<(), HostE
     if !dir.is_dir() {
         return Err(wrong(format!("{} is not a directory", dir.display())));
     }
-    Ok(write_atomic(path, bytes, 0o644)?)
+    Ok(())
 }
 
 /// Whether opening a path the caller named failed because of the path itself (not there, not

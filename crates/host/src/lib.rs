@@ -33,7 +33,10 @@ mod session;
 mod spool;
 mod vectors;
 
-pub use archive::{Expected, Trust, audit, error_log, open_archive, open_archive_read_only};
+pub use archive::{
+    Expected, ExportReport, Trust, audit, audit_export, error_log, export_archive, open_archive,
+    open_archive_read_only,
+};
 pub use ceremony::{
     Ceremonies, DomainReport, InitReport, ManufactureOrder, ManufactureReport, ShareReport,
     check_share, init, init_home,

@@ -35,7 +35,25 @@ async fn keyed() -> World {
         actor: postkey_wire::Sender::Role(postkey_wire::Role::Kmc),
     };
     w.store.burn_key_id(&burn).await.unwrap();
+    log_refusals(&w).await;
     w
+}
+
+/// Logs three refusals, `refusal 1` to `refusal 3`, in the archive's error log.
+async fn log_refusals(w: &World) {
+    for n in 1..=3 {
+        let entry = postkey_archive::ErrorLogEntry {
+            time: postkey_host::now(),
+            component: postkey_archive::Component::parse("kmc").unwrap(),
+            response_code: postkey_wire::ResponseCode::KEY_ID_NOT_FRESH,
+            message: format!("refusal {n}"),
+            domain: Some(d("VE")),
+            meter_id: None,
+            key_id: None,
+            origin: None,
+        };
+        w.store.log_error(&entry).await.unwrap();
+    }
 }
 
 /// A copy of the world's archive, named `name`, after `sql` ran on it with every guard dropped.
@@ -110,6 +128,11 @@ async fn every_edit_of_the_archive_is_found_at_its_position() {
         .unwrap()
     });
     let usps_events = w.store.chain_head(&d("USPS")).await.unwrap().unwrap().count;
+    let logged = w.store.errors_in_order(0, 100).await.unwrap();
+    let find = |m: &str| logged.iter().find(|e| e.entry.message == m).unwrap().clone();
+    let errors_at = |m: &str| find(m).seq.unwrap();
+    let error_id = |m: &str| find(m).id;
+    assert_eq!(report.errors, logged.len() as u64);
     let cases: Vec<(&str, String, Position, FaultKind)> = vec![
         (
             "a status set back from Installed to New",
@@ -215,6 +238,18 @@ async fn every_edit_of_the_archive_is_found_at_its_position() {
             format!("UPDATE bundles SET bundle = {} WHERE domain = 'VE'", flip_last("bundle")),
             Position::Bundle { domain: "VE".into() },
             FaultKind::Signature,
+        ),
+        (
+            "an error-log entry deleted",
+            "DELETE FROM error_log WHERE message = 'refusal 2'".into(),
+            chain("ERRORS", errors_at("refusal 2")),
+            FaultKind::Unreferenced,
+        ),
+        (
+            "an error-log entry's code edited",
+            "UPDATE error_log SET response_code = 3000 WHERE message = 'refusal 3'".into(),
+            Position::ErrorEntry { id: error_id("refusal 3") },
+            FaultKind::Field,
         ),
         (
             "the installation bound to other anchors",
@@ -378,4 +413,92 @@ async fn checkpoints_catch_a_rewritten_or_cut_history_and_an_older_archive_put_b
     assert_eq!(e.response_code(), postkey_wire::ResponseCode::ARCHIVE_BEHIND_CHECKPOINT, "{e}");
     assert_eq!(restored.chain_head(&d("USPS")).await.unwrap(), before, "the refused run wrote");
     assert!(common::logged(&w.home, postkey_wire::ResponseCode::ARCHIVE_BEHIND_CHECKPOINT));
+}
+
+/// Opens the export at `path` for an edit behind the store's back, guards dropped.
+fn edit_export(path: &std::path::Path, sql: &str) {
+    let c = postkey_archive_sqlite::rusqlite::Connection::open(path).unwrap();
+    let triggers: Vec<String> = c
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for t in triggers {
+        c.execute_batch(&format!("DROP TRIGGER {t}")).unwrap();
+    }
+    c.execute_batch(sql).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_is_verified_with_the_anchors_alone_and_every_edit_of_it_is_found() {
+    let w = checkpointed().await;
+    log_refusals(&w).await;
+    key_meters(&w, 10..=10).await.unwrap();
+    let other = checkpointed().await;
+    let anchors = w.media().join("trust-anchors.cbor");
+    let path = w.dir.path().join("clean.export");
+    let made = postkey_host::export_archive(&w.home, &path).await.unwrap();
+    assert!(made.bytes > 0 && made.chains.iter().any(|(c, _)| c == "ERRORS"), "{made:?}");
+    let report = postkey_host::audit_export(&path, &anchors).await.unwrap();
+    assert!(report.holds(), "{:?}", report.faults);
+    assert_eq!(report.keys, 8);
+    // An export is written once: never over a file.
+    let again = postkey_host::export_archive(&w.home, &path).await.unwrap_err();
+    assert_eq!(again.response_code(), postkey_wire::ResponseCode::INVALID_ARGUMENT, "{again}");
+    // Another installation's anchors: the first fault is the installation.
+    let foreign = other.media().join("trust-anchors.cbor");
+    let report = postkey_host::audit_export(&path, &foreign).await.unwrap();
+    assert_eq!(report.faults[0].position, Position::Installation);
+
+    let usps = w.store.chain_head(&d("USPS")).await.unwrap().unwrap().count;
+    let last = w.store.latest_checkpoint(&d("USPS")).await.unwrap().unwrap();
+    let foreign_cp = other.store.latest_checkpoint(&d("USPS")).await.unwrap().unwrap();
+    let cp_hex: String = foreign_cp.record.bytes.iter().map(|b| format!("{b:02X}")).collect();
+    let cut_to = |n: u64| {
+        format!(
+            "DELETE FROM events WHERE chain = 'USPS' AND seq > {n}; \
+             UPDATE chains SET count = {n}, head_hash = (SELECT hash FROM events \
+             WHERE chain = 'USPS' AND seq = {n}) WHERE chain = 'USPS'"
+        )
+    };
+    let cases: Vec<(&str, String, Option<FaultKind>)> = vec![
+        ("one event altered", "UPDATE events SET time = time + 1 WHERE chain = 'VE' AND seq = 2".into(), Some(FaultKind::ChainLink)),
+        ("one event removed", "DELETE FROM events WHERE chain = 'VE' AND seq = 3".into(), Some(FaultKind::ChainLink)),
+        (
+            "two events swapped",
+            "UPDATE events SET seq = seq + 1000000 WHERE chain = 'VE' AND seq IN (2, 3); \
+             UPDATE events SET seq = 1000005 - seq WHERE chain = 'VE' AND seq > 1000000"
+                .into(),
+            Some(FaultKind::ChainLink),
+        ),
+        ("the tail cut before the last checkpoint", cut_to(last.count - 1), Some(FaultKind::Checkpoint)),
+        (
+            "a checkpoint forged",
+            format!("UPDATE checkpoints SET record = {} WHERE chain = 'USPS' AND number = 1", flip_last("record")),
+            Some(FaultKind::Checkpoint),
+        ),
+        (
+            "a checkpoint of another installation",
+            format!("UPDATE checkpoints SET record = X'{cp_hex}' WHERE chain = 'USPS' AND number = 1"),
+            Some(FaultKind::Checkpoint),
+        ),
+        ("an error-log entry deleted", "DELETE FROM error_log WHERE id = (SELECT max(id) FROM error_log WHERE seq IS NOT NULL)".into(), Some(FaultKind::Unreferenced)),
+        (
+            "a key's meter edited",
+            "UPDATE keys SET meter_id = 'PB9999-000009' WHERE domain = 'USPS' AND key_id = 1".into(),
+            Some(FaultKind::Field),
+        ),
+        // Documented (docs/audit.md): a tail cut cleanly after the last checkpoint leaves a
+        // consistent export; the audit box finds it at the next command that writes.
+        ("the tail cut after the last checkpoint", cut_to(usps.max(last.count)), None),
+    ];
+    for (n, (what, sql, kind)) in cases.into_iter().enumerate() {
+        let path = w.dir.path().join(format!("case{n}.export"));
+        postkey_host::export_archive(&w.home, &path).await.unwrap();
+        edit_export(&path, &sql);
+        let report = postkey_host::audit_export(&path, &anchors).await.unwrap();
+        assert_eq!(report.faults.first().map(|f| f.kind), kind, "{what}: {:?}", report.faults);
+    }
 }

@@ -99,6 +99,14 @@ impl DomainId {
     pub fn is_admin(&self) -> bool {
         self.0 == "ADMIN"
     }
+    /// The name of the error log's hash chain in the archive: reserved, never a domain.
+    pub fn error_log() -> Self {
+        Self("ERRORS".to_owned())
+    }
+    /// Whether this is the error log's chain name.
+    pub fn is_error_log(&self) -> bool {
+        self.0 == "ERRORS"
+    }
 }
 
 text_id!(

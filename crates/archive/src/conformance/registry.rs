@@ -68,7 +68,8 @@ pub async fn domains_and_subdomains<H: Harness>(h: &H) {
     // A new domain starts an empty chain of its own.
     assert_eq!(s.chain_head(&d).await.unwrap().map(|h| h.count), Some(0));
     let heads = s.chain_heads().await.unwrap();
-    assert_eq!(heads.iter().map(|h| h.chain.as_str()).collect::<Vec<_>>(), ["ADMIN", "EARTH"]);
+    let names: Vec<_> = heads.iter().map(|h| h.chain.as_str()).collect();
+    assert_eq!(names, ["ADMIN", "EARTH", "ERRORS"], "ADMIN, the domains', the error log's");
     s.verify_chain(&dom("ADMIN")).await.unwrap();
 }
 
@@ -254,6 +255,17 @@ pub async fn error_log<H: Harness>(h: &H) {
     assert_eq!(s.error_log(&usps).await.unwrap().len(), 1);
     let since = ErrorLogQuery { since: Some(ts(2)), ..ErrorLogQuery::latest(1) };
     assert_eq!(s.error_log(&since).await.unwrap()[0].entry.message, "error 3");
+    // Each entry is an event of the error log's chain, which verifies; oldest first for audits.
+    let errors = postkey_wire::DomainId::error_log();
+    assert_eq!(s.verify_chain(&errors).await.unwrap().count, 3);
+    let in_order = s.errors_in_order(0, 10).await.unwrap();
+    assert_eq!(in_order.iter().map(|e| e.seq).collect::<Vec<_>>(), [Some(1), Some(2), Some(3)]);
+    let events = s.chain_events(&errors, 0, 10).await.unwrap();
+    assert_eq!(events[1].entry, in_order[1].entry.event());
+    assert_eq!(s.errors_in_order(in_order[0].id, 10).await.unwrap().len(), 2);
+    // ERRORS is the chain's name, never a domain's.
+    let e = s.create_domain(&NewDomain { id: errors, time: ts(9), actor: kmc() }).await;
+    assert!(matches!(e, Err(StoreError::Invalid(_))), "{e:?}");
 }
 
 /// Entries written elsewhere first (a host's spool) are logged once each, however often they

@@ -1,3 +1,5 @@
+use std::path::PathBuf;
+
 use super::{Ctx, Outcome, block_on, join, print_json, print_lines};
 
 /// `postkey audit …`
@@ -7,19 +9,60 @@ pub(crate) enum Command {
     /// (digest, signature, what it names), every key's fields and status against its history,
     /// and each domain's key-ID accounting. Reads only. Exit 1 with the first bad position.
     Verify(VerifyArgs),
+    /// Write the archive to a new file an auditor carries away and verifies with `audit verify
+    /// --file FILE --anchors ANCHORS`, without the home. Reads only.
+    Export(ExportArgs),
 }
 
 /// Arguments of `postkey audit verify`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct VerifyArgs {
+    /// Verify this export (from `audit export`) instead of the home's archive; needs no home.
+    #[arg(long, value_name = "EXPORT", requires = "anchors")]
+    file: Option<PathBuf>,
+    /// The trust anchors to verify an export against (`trust-anchors.cbor` from the media).
+    #[arg(long, value_name = "FILE", requires = "file")]
+    anchors: Option<PathBuf>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
 }
 
+/// Arguments of `postkey audit export`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ExportArgs {
+    /// The new file to write (it must not exist).
+    file: PathBuf,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
 pub(crate) fn run(ctx: &Ctx, command: Command) -> anyhow::Result<Outcome> {
-    let Command::Verify(a) = command;
-    let report = block_on(postkey_host::audit(&ctx.home))??;
+    let a = match command {
+        Command::Verify(a) => a,
+        Command::Export(a) => {
+            let r = block_on(postkey_host::export_archive(&ctx.home, &a.file))??;
+            if a.json {
+                print_json(&r)?;
+            } else {
+                let events: u64 = r.chains.iter().map(|(_, n)| n).sum();
+                print_lines(&[format!(
+                    "exported the archive to {} ({} bytes, {} chains, {events} events); verify it \
+                     with `postkey audit verify --file {} --anchors trust-anchors.cbor`",
+                    r.file,
+                    r.bytes,
+                    r.chains.len(),
+                    r.file
+                )])?;
+            }
+            return Ok(Outcome::Success);
+        }
+    };
+    let report = match (&a.file, &a.anchors) {
+        (Some(file), Some(anchors)) => block_on(postkey_host::audit_export(file, anchors))??,
+        _ => block_on(postkey_host::audit(&ctx.home))??,
+    };
     if a.json {
         print_json(&report)?;
     } else {
