@@ -257,6 +257,15 @@ impl Store for PgStore {
         keys::list(&self.client().await?, filter).await
     }
 
+    async fn count_keys(&self, domain: &DomainId) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let stmt =
+            client.prepare_cached("SELECT count(*) FROM keys WHERE domain = $1").await.pg()?;
+        let row = client.query_one(&stmt, &[&domain.as_str()]).await.pg()?;
+        let n: i64 = row.try_get(0).pg()?;
+        postkey_archive::backend::to_u64(n, "key count")
+    }
+
     async fn keys_of_meters(&self, meters: &[MeterId]) -> Result<Vec<KeyRecord>, StoreError> {
         let ids: Vec<String> = meters.iter().map(ToString::to_string).collect();
         let sql = format!(

@@ -267,6 +267,19 @@ impl Store for SqliteStore {
         self.read(move |c| keys::list(c, &f)).await
     }
 
+    async fn count_keys(&self, domain: &DomainId) -> Result<u64, StoreError> {
+        let d = domain.clone();
+        self.read(move |c| {
+            let n: i64 = c
+                .prepare_cached("SELECT count(*) FROM keys WHERE domain = ?1")
+                .db()?
+                .query_row([d.as_str()], |r| r.get(0))
+                .db()?;
+            postkey_archive::backend::to_u64(n, "key count")
+        })
+        .await
+    }
+
     async fn keys_of_meters(&self, meters: &[MeterId]) -> Result<Vec<KeyRecord>, StoreError> {
         let m = meters.to_vec();
         self.read(move |c| keys::of_meters(c, &m)).await

@@ -257,6 +257,10 @@ pub trait Store: Send + Sync {
         filter: &KeyFilter,
     ) -> impl Future<Output = Result<Vec<KeyRecord>, StoreError>> + Send;
 
+    /// How many keys a domain has (for the key-ID accounting checked at every open).
+    fn count_keys(&self, domain: &DomainId)
+    -> impl Future<Output = Result<u64, StoreError>> + Send;
+
     /// Every key of the given meters, whatever their domain or status, by domain and key ID.
     fn keys_of_meters(
         &self,

@@ -352,6 +352,24 @@ fn bench_install_reports_its_figures_and_baseline() {
 }
 
 #[test]
+fn bench_audit_measures_the_audit_beside_its_floor_and_leaves_no_home() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_postkey"))
+        .args(["bench", "audit", "--meters", "2", "--json"])
+        .env("TMPDIR", tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!((r["keys"].as_u64(), r["holds"].as_bool()), (Some(4), Some(true)), "{r}");
+    assert!(r["signatures"].as_u64().unwrap() > r["keys"].as_u64().unwrap() * 3, "{r}");
+    for field in ["audit_seconds", "baseline_seconds", "ratio"] {
+        assert!(r[field].as_f64().unwrap() > 0.0, "{field}: {r}");
+    }
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "a home was left behind");
+}
+
+#[test]
 fn bench_install_leaves_no_home_and_no_schema_behind() {
     let tmp = tempfile::tempdir().unwrap();
     let bench = |extra: &[&str]| {

@@ -106,6 +106,17 @@ pub async fn audit_export(
     Ok(postkey_audit::verify(&store, &anchors).await?)
 }
 
+/// The bounded integrity check a command that writes the archive runs when it opens it, before
+/// it changes anything (docs/audit.md, "At every open"): a damaged archive refuses the command,
+/// with an error-log entry in the home's spool.
+pub(crate) async fn check_at_open(home: &Home, store: &impl Store) -> Result<(), HostError> {
+    let faults = postkey_audit::check_at_open(store).await?;
+    let Some(first) = faults.first() else { return Ok(()) };
+    let e = HostError::ArchiveDamaged { first: first.to_string(), count: faults.len() };
+    let _ = home.log_error("host", e.response_code(), &e.to_string(), crate::clock::now());
+    Err(e)
+}
+
 /// What a command trusts: the home's trust anchors and, through them, the archive's installation
 /// and its certified Domain Key Set. Loading it refuses an archive of another installation, one
 /// whose anchors differ from the home's, and an archive with no installation (an emptied one).

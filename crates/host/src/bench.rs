@@ -207,3 +207,75 @@ async fn measure<S: postkey_archive::Store>(
         verify_us: verify,
     })
 }
+
+/// What `postkey bench audit` measured: `postkey audit verify` on an archive of real signed
+/// records, beside the floor any audit of those bytes has, measured in the same process.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AuditBench {
+    /// Keys in the archive.
+    pub keys: u64,
+    /// Signed records and checkpoints checked, and their bytes.
+    pub records: u64,
+    /// Their bytes.
+    pub record_bytes: u64,
+    /// Events whose hash was recomputed.
+    pub events: u64,
+    /// Signatures verified.
+    pub signatures: u64,
+    /// Whether the audit held (it must).
+    pub holds: bool,
+    /// The audit's wall time, seconds.
+    pub audit_seconds: f64,
+    /// The floor, seconds: SHA-256 over the same record bytes and one 200-byte block per
+    /// event, plus as many strict Ed25519 verifications as signatures.
+    pub baseline_seconds: f64,
+    /// audit ÷ floor.
+    pub ratio: f64,
+    /// Keys audited per second.
+    pub keys_per_second: f64,
+}
+
+/// Audits the archive of the home `lock` holds (read-only, as `postkey audit verify` does), then
+/// measures the floor in the same process (see [`AuditBench`]).
+pub async fn audit(lock: &HomeLock) -> Result<AuditBench, HostError> {
+    let home = lock.home();
+    let anchors = home.anchors()?;
+    let store = crate::open_archive_read_only(home).await?;
+    let start = Instant::now();
+    let report = postkey_audit::verify(&store, &anchors).await?;
+    let audit_seconds = start.elapsed().as_secs_f64();
+    let records = report.records + report.chains.iter().map(|c| c.checkpoints).sum::<u64>();
+    let fail = |e: String| HostError::Entropy(format!("benchmark baseline: {e}"));
+    let mut rng =
+        BoxRng::instantiate(OsEntropy, b"postkey bench audit").map_err(|e| fail(e.to_string()))?;
+    let signer = SigningKey::generate(&mut rng).map_err(|e| fail(e.to_string()))?;
+    let vk = signer.verifying_key();
+    let record = vec![7u8; (report.record_bytes / records.max(1)).max(1) as usize];
+    let sig = signer.sign(&record);
+    let block = [9u8; 200];
+    let start = Instant::now();
+    let mut sink = 0u8;
+    for _ in 0..records {
+        sink ^= postkey_crypto::sha256(&record)[0];
+    }
+    for _ in 0..report.events {
+        sink ^= postkey_crypto::sha256(&block)[0];
+    }
+    for _ in 0..report.signatures {
+        sink ^= u8::from(vk.verify(&record, &sig).is_ok());
+    }
+    let baseline_seconds = start.elapsed().as_secs_f64();
+    std::hint::black_box(sink);
+    Ok(AuditBench {
+        keys: report.keys,
+        records,
+        record_bytes: report.record_bytes,
+        events: report.events,
+        signatures: report.signatures,
+        holds: report.holds(),
+        audit_seconds,
+        baseline_seconds,
+        ratio: audit_seconds / baseline_seconds.max(f64::MIN_POSITIVE),
+        keys_per_second: report.keys as f64 / audit_seconds.max(f64::MIN_POSITIVE),
+    })
+}

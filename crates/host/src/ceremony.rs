@@ -389,6 +389,7 @@ impl<'l, S: Store> Ceremonies<'l, S> {
     /// home trusts (refusing an archive of another installation).
     pub async fn open(lock: &'l HomeLock, store: S) -> Result<Self, HostError> {
         let trust = Trust::load(lock.home(), &store).await?;
+        crate::archive::check_at_open(lock.home(), &store).await?;
         // The error log's spool joins the archive at every command that writes it (`errors`
         // only reads).
         crate::archive::move_error_spool(lock.home(), &store).await?;

@@ -73,6 +73,18 @@ pub enum HostError {
     /// Set: the archive was altered.
     #[error("the archive holds a record that does not verify: {0}")]
     ArchiveRecord(String),
+    /// The archive fails the bounded integrity check a writing command runs when it opens it:
+    /// the command is refused before it changes anything.
+    #[error(
+        "the archive fails its integrity check at open ({count} faults; first: {first}): nothing \
+         was changed; run `postkey audit verify` and restore the archive from its backup"
+    )]
+    ArchiveDamaged {
+        /// The first fault.
+        first: String,
+        /// How many were found.
+        count: usize,
+    },
     /// The operating system's entropy source failed.
     #[error("the OS entropy source failed: {0}")]
     Entropy(String),
@@ -224,6 +236,7 @@ impl HostError {
             Self::Corrupt { .. } | Self::Missing { .. } => ResponseCode::HOME_FILE_CORRUPT,
             Self::InstallationMismatch(_) => ResponseCode::INSTALLATION_MISMATCH,
             Self::ArchiveRecord(_) => ResponseCode::ARCHIVE_RECORD_INVALID,
+            Self::ArchiveDamaged { .. } => ResponseCode::ARCHIVE_DAMAGED,
             Self::Entropy(_) => ResponseCode::RNG_FAILURE,
             Self::Archive(e) => e.response_code(),
             Self::Kmc(e) => e.response_code(),

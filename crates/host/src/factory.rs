@@ -125,6 +125,7 @@ impl<S: Store> Factory<S> {
     ) -> Result<Self, HostError> {
         let home = lock.home();
         let trust = Trust::load(home, &store).await?;
+        crate::archive::check_at_open(home, &store).await?;
         // One factory run keys this home's meters at a time, from here to the end of the run.
         let meters_lock = home.lock_meters(lock.wait())?;
         // Meters keyed by a run that stopped get their files before any is read.

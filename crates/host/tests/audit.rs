@@ -502,3 +502,48 @@ async fn an_export_is_verified_with_the_anchors_alone_and_every_edit_of_it_is_fo
         assert_eq!(report.faults.first().map(|f| f.kind), kind, "{what}: {:?}", report.faults);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_archive_refuses_every_writing_command_before_it_changes_anything() {
+    let cases = [
+        ("a history rewritten before the last checkpoint", None),
+        (
+            "a key removed",
+            Some(
+                "DELETE FROM records WHERE domain = 'VE' AND key_id = 2; DELETE FROM keys WHERE domain = 'VE' AND key_id = 2",
+            ),
+        ),
+        (
+            "the newest event removed, the head left",
+            Some(
+                "DELETE FROM events WHERE chain = 'VE' AND seq = (SELECT count FROM chains WHERE chain = 'VE')",
+            ),
+        ),
+        (
+            "a burned or allocated ID forgotten",
+            Some("UPDATE domains SET next_key_id = next_key_id + 5 WHERE id = 'USPS'"),
+        ),
+    ];
+    for (what, sql) in cases {
+        let w = checkpointed().await;
+        match sql {
+            None => rewrite(&w.store, "USPS", 2),
+            Some(sql) => w.store.with_raw_connection(|c| {
+                for t in ["events_no_update", "events_no_delete", "records_no_delete"] {
+                    c.execute_batch(&format!("DROP TRIGGER IF EXISTS {t}")).unwrap();
+                }
+                c.execute_batch(sql).unwrap();
+            }),
+        }
+        let heads = w.store.chain_heads().await.unwrap();
+        // The factory stops before it settles, burns or installs anything.
+        let e = key_meters(&w, 20..=20).await.unwrap_err();
+        assert_eq!(e.response_code(), postkey_wire::ResponseCode::ARCHIVE_DAMAGED, "{what}: {e}");
+        assert_eq!(w.store.chain_heads().await.unwrap(), heads, "{what}: the refused run wrote");
+        // So does every ceremony that writes.
+        let lock = w.lock();
+        let e = postkey_host::Ceremonies::open(&lock, w.store.clone()).await.unwrap_err();
+        assert_eq!(e.response_code(), postkey_wire::ResponseCode::ARCHIVE_DAMAGED, "{what}: {e}");
+        assert!(common::logged(&w.home, postkey_wire::ResponseCode::ARCHIVE_DAMAGED), "{what}");
+    }
+}

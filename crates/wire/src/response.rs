@@ -192,6 +192,9 @@ codes! {
     ARCHIVE_RECORD_INVALID = 3673, Integrity, "archive holds a signed record that does not verify";
     /// 3xxx processing: a stored value does not parse as its type.
     ARCHIVE_CORRUPT = 3672, Integrity, "archive holds a malformed value";
+    /// 3xxx archive: the bounded check at open found a chain, a checkpoint or the key-ID
+    /// accounting broken.
+    ARCHIVE_DAMAGED = 3677, Integrity, "the archive fails the integrity check a writing command runs at open: see `postkey audit verify`";
     /// 3xxx archive: a chain shorter than, or forking from, the last checkpoint a Brass box
     /// signed of it (an older archive put back, or its history rewritten).
     ARCHIVE_BEHIND_CHECKPOINT = 3676, Integrity, "archive chain behind or forking from its last signed checkpoint: an older archive was put back or its history rewritten";

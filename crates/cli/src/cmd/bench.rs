@@ -8,6 +8,25 @@ pub(crate) enum Command {
     /// Installation throughput end to end on the embedded default, with the cost of its
     /// public-key operations measured in the same run.
     Install(InstallArgs),
+    /// `audit verify` on an archive of real signed records, beside its floor measured in the
+    /// same run (SHA-256 over the same bytes, as many strict Ed25519 verifications). With
+    /// `--home`, the archive of that home as it is; else a fresh home keyed with `--meters`.
+    Audit(AuditArgs),
+}
+
+/// Arguments of `postkey bench audit`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct AuditArgs {
+    /// Meters to key first in a fresh home (two keys each), at most a million; ignored with
+    /// `--home`.
+    #[arg(long, default_value_t = 1000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    meters: usize,
+    /// Keep the fresh home it makes.
+    #[arg(long)]
+    keep: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `postkey bench install`.
@@ -53,7 +72,10 @@ pub(crate) fn run(
     wait: Wait,
     command: Command,
 ) -> anyhow::Result<Outcome> {
-    let Command::Install(a) = command;
+    let a = match command {
+        Command::Install(a) => a,
+        Command::Audit(a) => return run_audit(home, wait, a),
+    };
     // A home of its own, made for the run, goes with it unless kept; one the caller named stays.
     let (root, own) = match home {
         Some(h) => (h, false),
@@ -132,4 +154,58 @@ pub(crate) fn run(
         ])?;
     }
     Ok(Outcome::Success)
+}
+
+/// `postkey bench audit`.
+fn run_audit(
+    home: Option<std::path::PathBuf>,
+    wait: Wait,
+    a: AuditArgs,
+) -> anyhow::Result<Outcome> {
+    let (root, own) = match home {
+        Some(h) => (h, false),
+        None => (super::demo::fresh_home()?, true),
+    };
+    if !own || a.keep {
+        eprintln!("postkey bench: home {}", root.display());
+    }
+    let home = Home::new(&root);
+    let result = (|| {
+        let lock = home.lock(Access::Exclusive, wait)?;
+        if own {
+            let mut progress = super::Progress::new("meters keyed", a.meters);
+            block_on(bench::install(&lock, a.meters, postkey_host::DEFAULT_BATCH, None, |n| {
+                progress.set(n)
+            }))??;
+            progress.finish();
+        }
+        anyhow::Ok(block_on(bench::audit(&lock))??)
+    })();
+    if own && !a.keep {
+        std::fs::remove_dir_all(&root)
+            .map_err(|e| anyhow::anyhow!("removing the bench's home {}: {e}", root.display()))?;
+    }
+    let r = result?;
+    if a.json {
+        print_json(&r)?;
+    } else {
+        print_lines(&[
+            format!(
+                "audit verify: {} keys, {} signed records ({} bytes), {} events, {} signatures in {:.2} s ({:.0} keys/s); {}",
+                r.keys,
+                r.records,
+                r.record_bytes,
+                r.events,
+                r.signatures,
+                r.audit_seconds,
+                r.keys_per_second,
+                if r.holds { "all holds" } else { "FAILED" }
+            ),
+            format!(
+                "  floor in the same run (SHA-256 over the same bytes + strict Ed25519 verifications): {:.2} s; ratio {:.2}",
+                r.baseline_seconds, r.ratio
+            ),
+        ])?;
+    }
+    Ok(if r.holds { Outcome::Success } else { Outcome::CheckFailed })
 }
