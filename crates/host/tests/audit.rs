@@ -269,23 +269,35 @@ async fn every_edit_of_the_archive_is_found_at_its_position() {
 /// audit trail, and three meters keyed on it.
 async fn checkpointed() -> World {
     let w = world(ram_tempdir(), LINE).await;
-    let brass = w.made(postkey_wire::BoxType::Brass);
-    {
-        let lock = w.lock();
-        let mut c = postkey_host::Ceremonies::open(&lock, w.store.clone()).await.unwrap();
-        let m = postkey_wire::BoxId::FIRST_MANUFACTURING;
-        c.enable(m, &w.media()).await.unwrap();
-        c.enable(brass, &w.media()).await.unwrap();
-        c.install_process(m, brass, &postkey_wire::DomainId::admin(), vec![]).await.unwrap();
-        c.finish().await.unwrap();
-    }
+    with_audit_box(&w).await;
     key_meters(&w, 1..=3).await.unwrap();
     w
 }
 
+/// Gives the world's Brass box the `ADMIN` process: it becomes the audit box.
+async fn with_audit_box<S: postkey_archive::Store + Clone>(w: &World<S>) {
+    let brass = w.made(postkey_wire::BoxType::Brass);
+    let lock = w.lock();
+    let mut c = postkey_host::Ceremonies::open(&lock, w.store.clone()).await.unwrap();
+    let m = postkey_wire::BoxId::FIRST_MANUFACTURING;
+    c.enable(m, &w.media()).await.unwrap();
+    c.enable(brass, &w.media()).await.unwrap();
+    c.install_process(m, brass, &postkey_wire::DomainId::admin(), vec![]).await.unwrap();
+    c.finish().await.unwrap();
+}
+
 /// Keys meters `PB7777-<n>` (VE and USPS) in one factory run.
-async fn key_meters(
-    w: &World,
+async fn key_meters<S: postkey_archive::Store + Clone>(
+    w: &World<S>,
+    numbers: std::ops::RangeInclusive<u32>,
+) -> Result<(), postkey_host::HostError> {
+    key_meters_on(w, w.store.clone(), numbers).await
+}
+
+/// As [`key_meters`], on `store` (the home's archive opened again).
+async fn key_meters_on<S: postkey_archive::Store + Clone, T: postkey_archive::Store>(
+    w: &World<S>,
+    store: T,
     numbers: std::ops::RangeInclusive<u32>,
 ) -> Result<(), postkey_host::HostError> {
     let lock = w.home.lock(Access::Shared, Wait::No).unwrap();
@@ -295,7 +307,8 @@ async fn key_meters(
         postkey_host::new_meter(&lock, &id).unwrap();
         line.push((id, d("USPS")));
     }
-    let mut factory = postkey_host::Factory::open(&lock, &w.media(), &[d("VE"), d("USPS")]).await?;
+    let domains = [d("VE"), d("USPS")];
+    let mut factory = postkey_host::Factory::open_on(&lock, store, &w.media(), &domains).await?;
     let done = factory.install_many(&line, &d("VE"), 2, |_| {}).await;
     factory.close();
     done.map(drop)
@@ -409,7 +422,7 @@ async fn checkpoints_catch_a_rewritten_or_cut_history_and_an_older_archive_put_b
     std::fs::copy(&backup, &live).unwrap();
     let restored = SqliteStore::open(&live).await.unwrap();
     let before = restored.chain_head(&d("USPS")).await.unwrap();
-    let e = key_meters(&w, 6..=6).await.unwrap_err();
+    let e = key_meters_on(&w, restored.clone(), 6..=6).await.unwrap_err();
     assert_eq!(e.response_code(), postkey_wire::ResponseCode::ARCHIVE_BEHIND_CHECKPOINT, "{e}");
     assert_eq!(restored.chain_head(&d("USPS")).await.unwrap(), before, "the refused run wrote");
     assert!(common::logged(&w.home, postkey_wire::ResponseCode::ARCHIVE_BEHIND_CHECKPOINT));
@@ -545,5 +558,82 @@ async fn a_damaged_archive_refuses_every_writing_command_before_it_changes_anyth
         let e = postkey_host::Ceremonies::open(&lock, w.store.clone()).await.unwrap_err();
         assert_eq!(e.response_code(), postkey_wire::ResponseCode::ARCHIVE_DAMAGED, "{what}: {e}");
         assert!(common::logged(&w.home, postkey_wire::ResponseCode::ARCHIVE_DAMAGED), "{what}");
+    }
+}
+
+/// The same edits on a PostgreSQL archive (its guards off for the session, as an attacker with
+/// the database's superuser would): each is found. Runs where `POSTKEY_TEST_PG_URL` is set (CI
+/// sets it; without a reachable server in CI it fails).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_edit_is_found_on_postgresql_too() {
+    let Some(url) = postkey_archive_postgres::testing::server_url("audit on PostgreSQL") else {
+        return;
+    };
+    let cases: [(&str, &str, FaultKind); 5] = [
+        (
+            "a status set back",
+            "UPDATE keys SET status = 'new' WHERE domain = 'VE' AND key_id = 1",
+            FaultKind::Status,
+        ),
+        (
+            "an event's note rewritten",
+            "UPDATE events SET note = 'x' WHERE chain = 'VE' AND seq = 1",
+            FaultKind::ChainLink,
+        ),
+        (
+            "a record's bytes replaced",
+            "UPDATE records SET bytes = bytes || '\\x00'::bytea WHERE domain = 'USPS' AND key_id = 2 AND record_type = 263",
+            FaultKind::Digest,
+        ),
+        (
+            "a checkpoint removed",
+            "DELETE FROM checkpoints WHERE chain = 'USPS' AND number = 1",
+            FaultKind::Checkpoint,
+        ),
+        (
+            "an error-log entry deleted",
+            "DELETE FROM error_log WHERE message = 'refusal 2'",
+            FaultKind::Unreferenced,
+        ),
+    ];
+    let unique = postkey_host::now().unix_micros();
+    for (n, (what, sql, kind)) in cases.into_iter().enumerate() {
+        let schema = format!("pk_test_audit_{unique}_{n}_{}", std::process::id());
+        let config =
+            postkey_host::PgConfig { schema: Some(schema), ..postkey_host::PgConfig::new(&url) };
+        let store = postkey_archive_postgres::PgStore::connect(&config).await.unwrap();
+        let w = common::world_on(tempfile::tempdir().unwrap(), store.clone(), LINE).await;
+        with_audit_box(&w).await;
+        key_meters(&w, 1..=2).await.unwrap();
+        for m in 1..=3 {
+            let entry = postkey_archive::ErrorLogEntry {
+                time: postkey_host::now(),
+                component: postkey_archive::Component::parse("kmc").unwrap(),
+                response_code: postkey_wire::ResponseCode::KEY_ID_NOT_FRESH,
+                message: format!("refusal {m}"),
+                domain: None,
+                meter_id: None,
+                key_id: None,
+                origin: None,
+            };
+            store.log_error(&entry).await.unwrap();
+        }
+        key_meters(&w, 3..=3).await.unwrap();
+        let report = postkey_audit::verify(&store, &w.trust.anchors).await.unwrap();
+        assert!(report.holds(), "{what}: before the edit: {:?}", report.faults);
+        let client = store.raw_client().await.unwrap();
+        client
+            .batch_execute(&format!("SET session_replication_role = replica; {sql}"))
+            .await
+            .unwrap();
+        drop(client);
+        let report = postkey_audit::verify(&store, &w.trust.anchors).await.unwrap();
+        assert_eq!(
+            report.faults.first().map(|f| f.kind),
+            Some(kind),
+            "{what}: {:?}",
+            report.faults
+        );
+        store.drop_schema().await.unwrap();
     }
 }
