@@ -367,14 +367,7 @@ pub(crate) async fn store_checkpoint(
         "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints WHERE chain = $1 ORDER BY number DESC LIMIT 1"
     );
     let last = tx.query_opt(&sql, &[&c.chain.as_str()]).await.pg()?;
-    let (number, count) =
-        last.as_ref().map(rows::checkpoint).transpose()?.map_or((0, 0), |l| (l.number, l.count));
-    if c.number != number + 1 {
-        return Err(StoreError::Mismatch("a checkpoint's number follows the chain's last"));
-    }
-    if c.count < count {
-        return Err(StoreError::Mismatch("a checkpoint covers no fewer events than the last"));
-    }
+    c.follows(last.as_ref().map(rows::checkpoint).transpose()?.as_ref())?;
     tx.execute(
         "INSERT INTO checkpoints (chain, number, count, head, record_type, record, time) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",

@@ -326,14 +326,7 @@ pub(crate) fn store_checkpoint(tx: &Transaction<'_>, c: &NewCheckpoint) -> Resul
     if !exists(tx, "SELECT 1 FROM chains WHERE chain = ?1", c.chain.as_str())? {
         return Err(StoreError::NotFound(Subject::Chain(c.chain.clone())));
     }
-    let last = latest_checkpoint(tx, &c.chain)?;
-    let (number, count) = last.map_or((0, 0), |l| (l.number, l.count));
-    if c.number != number + 1 {
-        return Err(StoreError::Mismatch("a checkpoint's number follows the chain's last"));
-    }
-    if c.count < count {
-        return Err(StoreError::Mismatch("a checkpoint covers no fewer events than the last"));
-    }
+    c.follows(latest_checkpoint(tx, &c.chain)?.as_ref())?;
     tx.execute(
         "INSERT INTO checkpoints (chain, number, count, head, record_type, record, time) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",

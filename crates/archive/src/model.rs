@@ -229,6 +229,21 @@ pub struct NewCheckpoint {
     pub actor: Sender,
 }
 
+impl NewCheckpoint {
+    /// The rule both backends apply inside their write transaction: the next number of the
+    /// chain after `last` (the newest kept), and no fewer events than it covers.
+    pub fn follows(&self, last: Option<&StoredCheckpoint>) -> Result<(), StoreError> {
+        let (number, count) = last.map_or((0, 0), |l| (l.number, l.count));
+        if self.number != number + 1 {
+            return Err(StoreError::Mismatch("a checkpoint's number follows the chain's last"));
+        }
+        if self.count < count {
+            return Err(StoreError::Mismatch("a checkpoint covers no fewer events than the last"));
+        }
+        Ok(())
+    }
+}
+
 /// A checkpoint as the archive keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredCheckpoint {

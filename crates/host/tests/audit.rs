@@ -62,21 +62,8 @@ async fn edited(w: &World, name: &str, sql: &str) -> SqliteStore {
     w.store.with_raw_connection(|c| {
         c.execute(&format!("VACUUM INTO '{}'", path.display()), []).unwrap();
     });
-    let copy = SqliteStore::open(&path).await.unwrap();
-    copy.with_raw_connection(|c| {
-        let triggers: Vec<String> = c
-            .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger'")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        for t in triggers {
-            c.execute_batch(&format!("DROP TRIGGER {t}")).unwrap();
-        }
-        c.execute_batch(sql).unwrap();
-    });
-    copy
+    edit_export(&path, sql);
+    SqliteStore::open(&path).await.unwrap()
 }
 
 /// SQL for blob `column` with its last byte (inside the signature) changed.
@@ -428,7 +415,7 @@ async fn checkpoints_catch_a_rewritten_or_cut_history_and_an_older_archive_put_b
     assert!(common::logged(&w.home, postkey_wire::ResponseCode::ARCHIVE_BEHIND_CHECKPOINT));
 }
 
-/// Opens the export at `path` for an edit behind the store's back, guards dropped.
+/// Runs `sql` on the archive file at `path` behind the store's back, its guards dropped first.
 fn edit_export(path: &std::path::Path, sql: &str) {
     let c = postkey_archive_sqlite::rusqlite::Connection::open(path).unwrap();
     let triggers: Vec<String> = c
