@@ -85,6 +85,15 @@ fn test_vectors_check_exit_codes() {
         Some(0)
     );
 
+    // A bare file name is written in the current directory.
+    let o = Command::new(env!("CARGO_BIN_EXE_postkey"))
+        .args(["test-vectors", "--out", "bare.json"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(std::fs::read(dir.path().join("bare.json")).unwrap(), std::fs::read(&good).unwrap());
+
     // The file from --out is what plain stdout prints.
     let printed = postkey(&["test-vectors"]);
     assert_eq!(stdout(&printed), std::fs::read_to_string(&good).unwrap());
@@ -429,6 +438,19 @@ fn bench_install_cleans_up_when_stopped_and_keeps_its_home_when_asked() {
     assert_eq!(o.status.code(), Some(143), "{}", stderr(&o));
     assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "a home was left behind");
+    // A signal at any instant of the start, before or after the home exists: none is left.
+    for delay_ms in [5, 10, 20, 40, 80] {
+        let child = bench(&["--meters", "1000000"]);
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let pid = child.id().to_string();
+        assert!(
+            std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success()
+        );
+        let o = child.wait_with_output().unwrap();
+        assert!(matches!(o.status.code(), Some(143) | None), "{delay_ms} ms: {}", stderr(&o));
+        let left = std::fs::read_dir(tmp.path()).unwrap().count();
+        assert_eq!(left, 0, "{delay_ms} ms: a home was left behind");
+    }
     // --keep: the home stays, named on standard error.
     let o = bench(&["--meters", "1", "--keep"]).wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));

@@ -192,6 +192,21 @@ fn commands_that_need_a_home_exit_2_on_a_missing_or_uninitialized_one_and_create
 }
 
 #[test]
+fn a_home_that_is_no_directory_is_a_usage_error_for_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let long = dir.path().join("n".repeat(5000));
+    for root in [file.clone(), file.join("below"), long, std::path::PathBuf::from("/dev/null")] {
+        let h = Home::at(root);
+        for args in &on_a_home() {
+            expect(&h, args, 2, Some(2010));
+        }
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), b"x");
+}
+
+#[test]
 fn failed_checks_exit_1() {
     let f = fixture();
     let h = &f.home;

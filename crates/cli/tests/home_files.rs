@@ -219,7 +219,13 @@ fn the_home_is_its_owners_alone_whatever_the_umask() {
     assert_owners_alone(&home);
     // A directory the operator made beforehand, open to all, taken by `init`.
     let made = dir.path().join("made");
-    sh(&format!("umask 000 && mkdir '{0}' && exec \"$0\" --home '{0}' init", made.display()), &[]);
+    sh(
+        &format!(
+            "umask 000 && mkdir '{0}' '{0}/boxes' '{0}/media' && exec \"$0\" --home '{0}' init",
+            made.display()
+        ),
+        &[],
+    );
     assert_owners_alone(&made);
     // The demo's own temporary home.
     let tmp = dir.path().join("tmp");

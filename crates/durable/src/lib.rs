@@ -76,7 +76,11 @@ fn write_temporary_for(
     bytes: &[u8],
     mode: u32,
 ) -> Result<(PathBuf, PathBuf, File), FileError> {
-    let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    // A bare name (`out.json`) lies in the current directory, whose parent is "".
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
     make_dir(&dir)?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let (tmp, file) = write_temporary(&dir, &name, bytes, mode)?;

@@ -172,8 +172,14 @@ pub async fn init(
     {
         use std::os::unix::fs::PermissionsExt as _;
         let root = home.root();
-        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| crate::home::storage("restricting", root, e))?;
+        let subdirs = ["boxes", "media", "meters", "locks"].map(|d| root.join(d));
+        for dir in std::iter::once(root.to_path_buf()).chain(subdirs) {
+            // Directories the operator made beforehand too (not links: never followed).
+            if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+                    .map_err(|e| crate::home::storage("restricting", &dir, e))?;
+            }
+        }
     }
     if store.installation().await?.is_some() {
         // An attempt stopped after its archive transaction: it is complete, its journal goes.

@@ -145,6 +145,32 @@ impl Home {
 
     /// The trust anchors.
     pub fn anchors(&self) -> Result<TrustAnchors, HostError> {
+        // The home the caller named must be a directory (or not exist yet): anything else is
+        // the caller's mistake, named once.
+        match fs::symlink_metadata(&self.root) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Usage::NotInitialized(self.root.clone()).into());
+            }
+            Err(e) if names_a_wrong_path(&e) => {
+                return Err(Usage::InvalidArgument(format!(
+                    "{}: {}: pass a directory with --home",
+                    self.root.display(),
+                    plain_io(&e)
+                ))
+                .into());
+            }
+            Err(e) => return Err(storage("reading", &self.root, e)),
+            Ok(m) if !self.root.is_dir() => {
+                let what =
+                    if m.is_symlink() { "a link to no directory" } else { "not a directory" };
+                return Err(Usage::InvalidArgument(format!(
+                    "{} is {what}: pass a directory with --home",
+                    self.root.display()
+                ))
+                .into());
+            }
+            Ok(_) => {}
+        }
         let path = self.anchors_path();
         // A first ceremony's journal outlives it only if it stopped (its files may be in part).
         if self.journal_path().exists() {

@@ -52,18 +52,29 @@ pub(crate) struct InstallArgs {
     json: bool,
 }
 
-/// Returns on SIGINT or SIGTERM (handled from the first poll on). Where the handlers cannot be
-/// installed, never: the signals then stop the process as they would anyway.
-async fn interrupted() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+/// SIGINT and SIGTERM, handled from the moment they are registered: a signal that comes before
+/// the run is waited on is kept, not lost. Where the handlers cannot be installed, never: the
+/// signals then stop the process as they would anyway.
+struct Interrupts(Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>);
+
+impl Interrupts {
+    /// Registers the handlers (inside a runtime).
+    fn register() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        Self(signal(SignalKind::terminate()).ok().zip(signal(SignalKind::interrupt()).ok()))
+    }
+
+    /// Returns when a signal came.
+    async fn recv(&mut self) {
+        match &mut self.0 {
+            Some((term, int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
             }
+            None => std::future::pending().await,
         }
-        _ => std::future::pending().await,
     }
 }
 
@@ -76,6 +87,9 @@ pub(crate) fn run(
         Command::Install(a) => a,
         Command::Audit(a) => return run_audit(home, wait, a),
     };
+    // The handlers first: a signal from the moment the home exists still cleans it up.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let mut interrupts = runtime.block_on(async { Interrupts::register() });
     // A home of its own, made for the run, goes with it unless kept; one the caller named stays.
     let (root, own) = match home {
         Some(h) => (h, false),
@@ -94,14 +108,23 @@ pub(crate) fn run(
             ..postkey_host::PgConfig::new(url)
         }
     });
-    let lock = Home::new(&root).lock(Access::Exclusive, wait)?;
-    let mut progress = super::Progress::new("meters keyed", a.meters);
-    let run = block_on(async {
-        tokio::select! {
-            r = bench::install(&lock, a.meters, a.batch, pg.as_ref(), |n| progress.set(n)) => Some(r),
-            () = interrupted() => None,
+    let lock = match Home::new(&root).lock(Access::Exclusive, wait) {
+        Ok(lock) => lock,
+        Err(e) => {
+            if own {
+                let _ = std::fs::remove_dir_all(&root);
+            }
+            return Err(e.into());
         }
-    })?;
+    };
+    let mut progress = super::Progress::new("meters keyed", a.meters);
+    let run = runtime.block_on(async {
+        tokio::select! {
+            biased;
+            () = interrupts.recv() => None,
+            r = bench::install(&lock, a.meters, a.batch, pg.as_ref(), |n| progress.set(n)) => Some(r),
+        }
+    });
     progress.finish();
     drop(lock);
     // What the run made goes, whatever its outcome, unless kept.

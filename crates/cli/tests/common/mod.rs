@@ -25,6 +25,11 @@ impl Home {
         Self { _dir: Some(dir), root }
     }
 
+    /// A home at `root`, which the caller owns (it may be no directory at all).
+    pub(crate) fn at(root: PathBuf) -> Self {
+        Self { _dir: None, root }
+    }
+
     /// A home made by `postkey demo` with no meters: every box type, VE, USPS and EARTH.
     pub(crate) fn demo() -> Self {
         let h = Self::new();
