@@ -141,12 +141,23 @@ pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
 /// Opens a regular file for reading, without blocking: anything else (a FIFO, a device, a
 /// directory) is refused before a byte is read. The file and what it is.
 pub fn open_regular(path: &Path) -> Result<(File, fs::Metadata), ReadError> {
-    let nonblocking = rustix::fs::OFlags::NONBLOCK.bits() as i32;
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(nonblocking)
-        .open(path)
-        .map_err(|e| ReadError::Storage(file_error("reading", path, e)))?;
+    open_with(path, rustix::fs::OFlags::NONBLOCK)
+}
+
+/// As [`open_regular`], and a symbolic link is refused too ([`ReadError::NotAFile`]), never
+/// followed: for a file of the home that only postkey itself writes.
+pub fn open_regular_not_linked(path: &Path) -> Result<(File, fs::Metadata), ReadError> {
+    open_with(path, rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOFOLLOW)
+}
+
+fn open_with(path: &Path, flags: rustix::fs::OFlags) -> Result<(File, fs::Metadata), ReadError> {
+    let file = match OpenOptions::new().read(true).custom_flags(flags.bits() as i32).open(path) {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            return Err(ReadError::NotAFile(path.to_path_buf()));
+        }
+        Err(e) => return Err(ReadError::Storage(file_error("reading", path, e))),
+    };
     let meta = file.metadata().map_err(|e| ReadError::Storage(file_error("reading", path, e)))?;
     if !meta.is_file() {
         return Err(ReadError::NotAFile(path.to_path_buf()));

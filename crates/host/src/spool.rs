@@ -9,9 +9,9 @@
 //! an entry of its own (3604) quoting it; a spool that is not a regular file is reported, and
 //! moved aside by the next move.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{BufRead as _, BufReader, Read as _, Seek as _, SeekFrom};
-use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 use postkey_wire::ResponseCode;
@@ -44,24 +44,21 @@ enum Opened {
 }
 
 fn open(path: &Path) -> Result<Opened, HostError> {
-    if fs::symlink_metadata(path).is_err() {
-        return Ok(Opened::Absent);
-    }
-    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
-    let file = match OpenOptions::new().read(true).custom_flags(flags.bits() as i32).open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Opened::Absent),
-        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
-            return Ok(Opened::NotAFile);
+    use postkey_durable::ReadError;
+    match postkey_durable::open_regular_not_linked(path) {
+        Ok((file, meta)) => {
+            let identity =
+                format!("{}-{}-{}.{}", meta.dev(), meta.ino(), meta.mtime(), meta.mtime_nsec());
+            Ok(Opened::File(file, identity))
         }
-        Err(e) => return Err(storage("reading", path, e)),
-    };
-    let meta = file.metadata().map_err(|e| storage("reading", path, e))?;
-    if !meta.is_file() {
-        return Ok(Opened::NotAFile);
+        Err(ReadError::NotAFile(_)) => Ok(Opened::NotAFile),
+        Err(ReadError::Storage(e)) if e.source.kind() == std::io::ErrorKind::NotFound => {
+            Ok(Opened::Absent)
+        }
+        Err(ReadError::Storage(e)) => Err(HostError::Storage(e)),
+        // No limit asked.
+        Err(ReadError::TooLarge { .. }) => Ok(Opened::NotAFile),
     }
-    let identity = format!("{}-{}-{}.{}", meta.dev(), meta.ino(), meta.mtime(), meta.mtime_nsec());
-    Ok(Opened::File(file, identity))
 }
 
 /// An entry about the spool itself, logged by the host.

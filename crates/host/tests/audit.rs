@@ -278,27 +278,7 @@ async fn key_meters<S: postkey_archive::Store + Clone>(
     w: &World<S>,
     numbers: std::ops::RangeInclusive<u32>,
 ) -> Result<(), postkey_host::HostError> {
-    key_meters_on(w, w.store.clone(), numbers).await
-}
-
-/// As [`key_meters`], on `store` (the home's archive opened again).
-async fn key_meters_on<S: postkey_archive::Store + Clone, T: postkey_archive::Store>(
-    w: &World<S>,
-    store: T,
-    numbers: std::ops::RangeInclusive<u32>,
-) -> Result<(), postkey_host::HostError> {
-    let lock = w.home.lock(Access::Shared, Wait::No).unwrap();
-    let mut line = Vec::new();
-    for n in numbers {
-        let id = MeterId::parse(&format!("PB7777-{n:06}")).unwrap();
-        postkey_host::new_meter(&lock, &id).unwrap();
-        line.push((id, d("USPS")));
-    }
-    let domains = [d("VE"), d("USPS")];
-    let mut factory = postkey_host::Factory::open_on(&lock, store, &w.media(), &domains).await?;
-    let done = factory.install_many(&line, &d("VE"), 2, |_| {}).await;
-    factory.close();
-    done.map(drop)
+    common::key_meters_on(w, w.store.clone(), numbers).await.map(drop)
 }
 
 /// Rewrites event `seq` of `chain` (its note) and every event after it with hashes recomputed,
@@ -409,7 +389,7 @@ async fn checkpoints_catch_a_rewritten_or_cut_history_and_an_older_archive_put_b
     std::fs::copy(&backup, &live).unwrap();
     let restored = SqliteStore::open(&live).await.unwrap();
     let before = restored.chain_head(&d("USPS")).await.unwrap();
-    let e = key_meters_on(&w, restored.clone(), 6..=6).await.unwrap_err();
+    let e = common::key_meters_on(&w, restored.clone(), 6..=6).await.unwrap_err();
     assert_eq!(e.response_code(), postkey_wire::ResponseCode::ARCHIVE_BEHIND_CHECKPOINT, "{e}");
     assert_eq!(restored.chain_head(&d("USPS")).await.unwrap(), before, "the refused run wrote");
     assert!(common::logged(&w.home, postkey_wire::ResponseCode::ARCHIVE_BEHIND_CHECKPOINT));

@@ -663,19 +663,7 @@ async fn the_factory_installs_keys_on_a_postgresql_archive_too() {
     let store = postkey_archive_postgres::PgStore::connect(&config).await.unwrap();
     // The ceremonies record the installation in the PostgreSQL archive itself.
     let w = common::world_on(tempfile::tempdir().unwrap(), store.clone(), LINE).await;
-    let lock = w.home.lock(Access::Shared, Wait::No).unwrap();
-    let mut line = Vec::new();
-    for n in 1..=3 {
-        let id = MeterId::parse(&format!("PB7777-{n:06}")).unwrap();
-        postkey_host::new_meter(&lock, &id).unwrap();
-        line.push((id, d("USPS")));
-    }
-    let mut factory =
-        postkey_host::Factory::open_on(&lock, store.clone(), &w.media(), &[d("VE"), d("USPS")])
-            .await
-            .unwrap();
-    let reports = factory.install_many(&line, &d("VE"), 2, |_| {}).await.unwrap();
-    factory.close();
+    let reports = common::key_meters_on(&w, store.clone(), 1..=3).await.unwrap();
     assert_eq!(reports.len(), 3);
     for k in reports.iter().flat_map(|r| &r.keys) {
         assert_eq!(k.status, "installed", "{k:?}");
@@ -684,8 +672,9 @@ async fn the_factory_installs_keys_on_a_postgresql_archive_too() {
         assert_eq!(record.status, KeyStatus::Installed);
     }
     // The meters hold their keys in their files.
-    for (id, _) in &line {
-        assert_eq!(w.home.load_meter(id).unwrap().keys().len(), 2);
+    for n in 1..=3 {
+        let id = MeterId::parse(&format!("PB7777-{n:06}")).unwrap();
+        assert_eq!(w.home.load_meter(&id).unwrap().keys().len(), 2);
     }
     store.verify_chain(&d("USPS")).await.unwrap();
     let admin = store.raw_client().await.unwrap();

@@ -228,3 +228,24 @@ pub(crate) fn meter(n: u32) -> (postkey_wire::MeterId, postkey_meter::SimulatedM
     let meter = postkey_meter::Meter::manufacture(id.clone(), &mut rng).unwrap();
     (id, postkey_meter::SimulatedMeter::new(meter))
 }
+
+/// Keys meters `PB7777-<n>` (a VE and a USPS key each) in one factory run on `store` (the
+/// world's archive, or the home's archive opened again), batches of 2; the run's reports.
+pub(crate) async fn key_meters_on<S: Store, T: Store>(
+    w: &World<S>,
+    store: T,
+    numbers: std::ops::RangeInclusive<u32>,
+) -> Result<Vec<postkey_host::InstallReport>, postkey_host::HostError> {
+    let lock = w.home.lock(Access::Shared, Wait::No).unwrap();
+    let mut line = Vec::new();
+    for n in numbers {
+        let id = postkey_wire::MeterId::parse(&format!("PB7777-{n:06}")).unwrap();
+        postkey_host::new_meter(&lock, &id).unwrap();
+        line.push((id, d("USPS")));
+    }
+    let domains = [d("VE"), d("USPS")];
+    let mut factory = postkey_host::Factory::open_on(&lock, store, &w.media(), &domains).await?;
+    let done = factory.install_many(&line, &d("VE"), 2, |_| {}).await;
+    factory.close();
+    done
+}
