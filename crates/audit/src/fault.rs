@@ -48,6 +48,13 @@ pub enum Position {
         /// Its number, from 1.
         number: u64,
     },
+    /// A box's state, as the box attested it, in one of its domains (none for its version).
+    Box {
+        /// The box.
+        box_id: String,
+        /// The domain.
+        domain: Option<String>,
+    },
     /// A key ID in its domain's accounting.
     KeyId {
         /// The domain.
@@ -71,6 +78,10 @@ impl fmt::Display for Position {
             Self::Checkpoint { chain, number } => {
                 write!(f, "checkpoint #{number} of the {chain} chain")
             }
+            Self::Box { box_id, domain: Some(domain) } => {
+                write!(f, "the state of box {box_id} in {domain}")
+            }
+            Self::Box { box_id, domain: None } => write!(f, "the state of box {box_id}"),
             Self::KeyId { domain, key_id } => write!(f, "key ID {domain}/{key_id}"),
         }
     }
@@ -101,6 +112,9 @@ pub enum FaultKind {
     /// A checkpoint does not verify, does not follow the one before, or the chain does not
     /// extend it.
     Checkpoint,
+    /// A box has used a key ID past its domain's allocation, or its state is older than the
+    /// archive recorded: the archive, or the box's state, was put back from an older copy.
+    BoxState,
 }
 
 impl fmt::Display for FaultKind {
@@ -116,6 +130,7 @@ impl fmt::Display for FaultKind {
             Self::Times => "times",
             Self::Accounting => "key-ID accounting",
             Self::Checkpoint => "checkpoint",
+            Self::BoxState => "box state",
         })
     }
 }

@@ -14,9 +14,15 @@
 //!    its signature against the domain key of its type (MI3 Oak, MI7 Steel, MI9 Brass), its
 //!    header and body against the key's indexed fields (domain, key ID, meter, boxes), that
 //!    every record is named by an event and every event's record is there, that a key past
-//!    `New` has its MI7 and MI9, and that its six times never go backwards;
+//!    `New` has its MI7 and MI9, that its six times never go backwards, and that each record's
+//!    time vouches for the key's time it set (docs/audit.md, "Times");
 //! 4. each domain's key IDs: every ID allocated is a key, burned, or reserved by a run still
 //!    going (pending), exactly one of them, and none past the allocation.
+//! 5. where the boxes are at hand ([`check_boxes`]), each box's attested state: no key ID used
+//!    past its domain's allocation, no state older than the archive recorded.
+//!
+//! Each domain's keys are checked right after its chain is replayed: one domain's replay is
+//! held at a time.
 //!
 //! Keys created after the chains were read (a factory run going on beside the audit) are
 //! counted as pending, not as faults.
@@ -28,13 +34,14 @@ mod fault;
 use std::collections::{BTreeMap, BTreeSet};
 
 use postkey_archive::{
-    Action, ChainEvent, ChainVerifier, Digest, KeyFilter, KeyRecord, KeyStatus, Store, StoreError,
+    Action, CLOCK_SKEW_TOLERANCE_MICROS, ChainEvent, ChainVerifier, Digest, KeyFilter, KeyRecord,
+    KeyStatus, KeyTimes, Store, StoreError,
 };
 use postkey_crypto::VerifyingKey;
 use postkey_wire::{
-    BoxType, Checkpoint, DomainBundle, DomainId, DomainKeySetCertificate, DomainPublicKeys, Header,
-    Installed, InstalledKeyRecord, NewKeyRecord, RecordType, Sender, TrustAnchors, Unverified,
-    WireError,
+    BoxId, BoxType, Checkpoint, DomainBundle, DomainId, DomainKeySetCertificate, DomainPublicKeys,
+    Header, Installed, InstalledKeyRecord, LastKeyId, NewKeyRecord, RecordType, Sender,
+    StateVersion, Timestamp, TrustAnchors, Unverified, WireError,
 };
 
 pub use fault::{Fault, FaultKind, Position};
@@ -70,6 +77,41 @@ pub struct Report {
     pub faults: Vec<Fault>,
     /// Faults found beyond those kept.
     pub more_faults: u64,
+    /// The boxes whose attested state was checked against the archive, when they were at
+    /// hand ([`check_boxes`]); empty otherwise.
+    pub boxes: Vec<BoxChecked>,
+}
+
+/// A box asked for its state, and what came of it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BoxChecked {
+    /// The box.
+    pub box_id: String,
+    /// The state version it attested, if it could be asked.
+    pub version: Option<u64>,
+    /// Why it could not be asked (no quorum of shares at hand, its state file gone, in use).
+    pub not_at_hand: Option<String>,
+}
+
+/// What came of asking a box for its state.
+#[derive(Debug, Clone)]
+pub enum BoxAnswer {
+    /// It attested its state.
+    Attested(AttestedState),
+    /// It attested a state of another installation (a fault).
+    OtherInstallation(String),
+    /// It could not be asked, and why (not a fault).
+    NotAtHand(String),
+}
+
+/// What a box attested of its state (protocol §7.2 item 7), its signature checked by the
+/// caller against the box's certificate.
+#[derive(Debug, Clone)]
+pub struct AttestedState {
+    /// Its state version.
+    pub version: StateVersion,
+    /// The last key ID each of its domain processes processed (Oak) or saw (Steel).
+    pub last_key_ids: Vec<LastKeyId>,
 }
 
 impl Report {
@@ -86,6 +128,7 @@ impl Report {
             key_ids: Vec::new(),
             faults: Vec::new(),
             more_faults: 0,
+            boxes: Vec::new(),
         }
     }
 
@@ -135,7 +178,8 @@ pub struct Accounting {
 #[derive(Debug, Default)]
 struct Replay {
     status: Option<KeyStatus>,
-    records: BTreeSet<Digest>,
+    /// The records its events name, each with the (KMS) time of the event that named it.
+    records: Vec<(Digest, Timestamp)>,
     /// The creation event's note: the boxes, the meter and the KMS Request Time it was made
     /// with.
     created: Option<String>,
@@ -154,8 +198,6 @@ pub async fn verify(store: &impl Store, anchors: &TrustAnchors) -> Result<Report
             domains.insert(d.id.clone(), keys);
         }
     }
-    let mut replays: BTreeMap<DomainId, BTreeMap<u64, Replay>> = BTreeMap::new();
-    let mut burned_in_chain: BTreeMap<DomainId, BTreeSet<u64>> = BTreeMap::new();
     let audit_key = domains.get(&DomainId::admin()).and_then(|k| k.audit);
     // The error log's chain, as each event's content digest by position, and its length.
     let mut error_events = BTreeMap::new();
@@ -173,21 +215,90 @@ pub async fn verify(store: &impl Store, anchors: &TrustAnchors) -> Result<Report
         if let Some(summary) = report.chains.last_mut() {
             summary.checkpoints = marks.len() as u64;
         }
-        let replay = replays.entry(chain.clone()).or_default();
-        let burned = burned_in_chain.entry(chain.clone()).or_default();
+        let mut replay = BTreeMap::new();
+        let mut burned = BTreeSet::new();
         let errors = chain.is_error_log().then_some(&mut error_events);
         if chain.is_error_log() {
             errors_read = head.count;
         }
-        check_chain(store, head, marks, replay, burned, errors, &mut report).await?;
+        check_chain(store, head, marks, &mut replay, &mut burned, errors, &mut report).await?;
+        // A domain's keys are checked as soon as its chain is replayed, so one domain's replay
+        // is held at a time.
+        if let Some(keys) = domains.remove(&chain) {
+            check_domain(store, &chain, &keys, replay, burned, &mut report).await?;
+        }
     }
     check_error_log(store, error_events, errors_read, &mut report).await?;
+    // A domain whose chain has no event yet.
     for (domain, keys) in &domains {
-        let replay = replays.remove(domain).unwrap_or_default();
-        let burned = burned_in_chain.remove(domain).unwrap_or_default();
-        check_domain(store, domain, keys, replay, burned, &mut report).await?;
+        check_domain(store, domain, keys, BTreeMap::new(), BTreeSet::new(), &mut report).await?;
     }
     Ok(report)
+}
+
+/// Step 5, where the boxes are at hand: each box's attested state against the archive. No box
+/// has used a key ID past its domain's allocation (else the archive lost IDs a box will never
+/// give again: an archive put back from an older copy), no box's state is older than the
+/// version the archive last recorded for it (a state file put back), and none is another
+/// installation's. A box that could not be asked is listed, not a fault.
+pub async fn check_boxes(
+    store: &impl Store,
+    answers: &[(BoxId, BoxAnswer)],
+    report: &mut Report,
+) -> Result<(), StoreError> {
+    for (box_id, answer) in answers {
+        let id = box_id.to_string();
+        let s = match answer {
+            BoxAnswer::Attested(s) => s,
+            BoxAnswer::NotAtHand(why) => {
+                report.boxes.push(BoxChecked {
+                    box_id: id,
+                    version: None,
+                    not_at_hand: Some(why.clone()),
+                });
+                continue;
+            }
+            BoxAnswer::OtherInstallation(why) => {
+                report.fault(
+                    Position::Box { box_id: id, domain: None },
+                    FaultKind::BoxState,
+                    why.clone(),
+                );
+                continue;
+            }
+        };
+        report.boxes.push(BoxChecked {
+            box_id: id.clone(),
+            version: Some(s.version.0),
+            not_at_hand: None,
+        });
+        let recorded = store.highest_state_version(*box_id).await?;
+        if s.version < recorded {
+            report.fault(
+                Position::Box { box_id: id.clone(), domain: None },
+                FaultKind::BoxState,
+                format!(
+                    "it attests state version {}, older than the {} the archive recorded",
+                    s.version.0, recorded.0
+                ),
+            );
+        }
+        for last in &s.last_key_ids {
+            let allocated =
+                store.domain(&last.domain).await?.map_or(0, |d| d.next_key_id.get() - 1);
+            if last.last > allocated {
+                report.fault(
+                    Position::Box { box_id: id.clone(), domain: Some(last.domain.to_string()) },
+                    FaultKind::BoxState,
+                    format!(
+                        "it has used key ID {}, past the {allocated} the archive allocated",
+                        last.last
+                    ),
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The bounded check every command that writes the archive runs when it opens it (docs/audit.md,
@@ -521,7 +632,7 @@ fn replay_event(
     }
     let key = replay.entry(key_id).or_default();
     if let Some(r) = &event.entry.record {
-        key.records.insert(r.digest);
+        key.records.push((r.digest, event.entry.time));
     }
     match &event.entry.action {
         Action::KeyCreated => {
@@ -688,17 +799,22 @@ async fn check_key(
             continue;
         }
         seen.insert(digest);
-        if !replay.records.contains(&digest) {
+        let named = replay.records.iter().find(|(d, _)| *d == digest).map(|(_, t)| *t);
+        if named.is_none() {
             report.fault(at(), FaultKind::Unreferenced, "no event of the key names it");
         }
-        types.insert(stored.record.record_type);
-        if let Err((kind, why)) =
-            check_record(key, keys, stored.record.record_type, &stored.record.bytes)
-        {
-            report.fault(at(), kind, why);
+        let record_type = stored.record.record_type;
+        types.insert(record_type);
+        match check_record(key, keys, record_type, &stored.record.bytes) {
+            Err((kind, why)) => report.fault(at(), kind, why),
+            Ok(made) => {
+                if let Err(why) = record_times(&key.times, record_type, made, named) {
+                    report.fault(at(), FaultKind::Times, why);
+                }
+            }
         }
     }
-    for missing in replay.records.difference(&seen) {
+    for (missing, _) in replay.records.iter().filter(|(d, _)| !seen.contains(d)) {
         report.fault(
             at_key(),
             FaultKind::Unreferenced,
@@ -744,14 +860,56 @@ fn check_creation(key: &KeyRecord, note: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The key's time each record vouches for, against the time the record was made (its header,
+/// the box's clock) and the time of the event that stored it (KMS clock), with the skew
+/// tolerance between clocks (docs/audit.md, "Times"): the KMS Request Time is before Oak made
+/// MI3, the PSR Install Time after Steel made MI7, the KMS Install Time before Brass made MI9;
+/// none after the event that stored its record.
+fn record_times(
+    times: &KeyTimes,
+    record_type: RecordType,
+    made: Timestamp,
+    stored: Option<Timestamp>,
+) -> Result<(), String> {
+    let (name, time, made_after) = match record_type {
+        RecordType::MI3 => ("KMS Request Time", times.kms_request, true),
+        RecordType::MI7 => ("PSR Install Time", times.psr_install, false),
+        RecordType::MI9 => ("KMS Install Time", times.kms_install, true),
+        _ => return Ok(()),
+    };
+    let Some(time) = time else {
+        return Err(format!("the key has a {record_type} but no {name}"));
+    };
+    let within = |a: Timestamp, b: Timestamp| {
+        a.unix_micros() <= b.unix_micros().saturating_add(CLOCK_SKEW_TOLERANCE_MICROS)
+    };
+    let made_text = format!("{record_type} was made at {}", made.unix_micros());
+    if made_after && !within(time, made) {
+        return Err(format!("its {name} {} is after {made_text}", time.unix_micros()));
+    }
+    if !made_after && !within(made, time) {
+        return Err(format!("its {name} {} is before {made_text}", time.unix_micros()));
+    }
+    if let Some(stored) = stored
+        && !within(time, stored)
+    {
+        return Err(format!(
+            "its {name} {} is after the event that stored its {record_type} ({})",
+            time.unix_micros(),
+            stored.unix_micros()
+        ));
+    }
+    Ok(())
+}
+
 /// A record of `key`: signed by the domain key of its type, and naming what the key's fields
-/// say.
+/// say. The time it was made, by its header.
 fn check_record(
     key: &KeyRecord,
     keys: &DomainPublicKeys,
     record_type: RecordType,
     bytes: &[u8],
-) -> Result<(), (FaultKind, String)> {
+) -> Result<Timestamp, (FaultKind, String)> {
     let signature = |e: WireError| (FaultKind::Signature, e.to_string());
     let (header, oak, steel, sender_type) = match record_type {
         RecordType::MI3 => {
@@ -791,7 +949,7 @@ fn check_record(
     {
         return field(format!("it names meter {named}, the key {recorded}"));
     }
-    Ok(())
+    Ok(header.timestamp)
 }
 
 /// The header and body of a record that verifies under `key`.

@@ -341,6 +341,15 @@ fn demo_runs_end_to_end_in_the_given_home() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stdout(&o).contains("all holds"), "{}", stdout(&o));
     assert!(!nowhere.exists(), "verifying an export made a home");
+    // With the boxes at hand, each Oak and Steel box attests its state, and none is ahead of the
+    // archive or behind it.
+    let o = at(dir.path(), &["audit", "verify", "--boxes", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let boxes = r["boxes"].as_array().unwrap();
+    assert!(boxes.len() >= 2 && boxes.iter().all(|b| b["version"].as_u64().is_some()), "{r}");
+    let text = stdout(&at(dir.path(), &["audit", "verify", "--boxes"]));
+    assert!(text.contains("state version") && text.contains("all holds"), "{text}");
     // A second run in the same home refuses: the first ceremony already happened there (3011,
     // the caller's fault: usage exit 2).
     let o = at(dir.path(), &["demo"]);

@@ -154,6 +154,9 @@ fn usage_errors_exit_2_for_every_command() {
             Some(2010),
         ),
         (vec!["audit", "verify", "--file", a_file], None),
+        (vec!["audit", "verify", "--boxes", "--file", a_file, "--anchors", a_file], None),
+        (vec!["audit", "verify", "--shares-dir", empty.to_str().unwrap()], None),
+        (vec!["audit", "verify", "--boxes", "--shares-dir", a_file], Some(2010)),
         (vec!["self-test", "extra"], None),
     ];
     for (args, response) in &table {

@@ -48,6 +48,50 @@ pub async fn audit(home: &Home) -> Result<postkey_audit::Report, HostError> {
     Ok(postkey_audit::verify(&store, &anchors).await?)
 }
 
+/// `postkey audit verify --boxes`: [`audit`], then each Oak and Steel box the archive records,
+/// where a quorum of its shares is in `shares_dir`, is enabled and attests its state, which is
+/// checked against the archive (docs/audit.md, "Boxes at hand"). The boxes' states are read,
+/// never written; a box that cannot be enabled is listed as not at hand, with why.
+pub async fn audit_with_boxes(
+    home: &Home,
+    shares_dir: &std::path::Path,
+    wait: crate::Wait,
+) -> Result<postkey_audit::Report, HostError> {
+    use postkey_audit::BoxAnswer;
+    let anchors = home.anchors()?;
+    let store = open_archive_read_only(home).await?;
+    let mut report = postkey_audit::verify(&store, &anchors).await?;
+    let mut boxes = store.boxes(Some(postkey_wire::BoxType::Oak)).await?;
+    boxes.extend(store.boxes(Some(postkey_wire::BoxType::Steel)).await?);
+    let mut answers = Vec::new();
+    match Trust::load(home, &store).await {
+        Err(e) => {
+            answers.extend(boxes.iter().map(|b| (b.id, BoxAnswer::NotAtHand(e.to_string()))));
+        }
+        Ok(trust) => {
+            let mut session = crate::Session::new(home, wait);
+            for b in &boxes {
+                let expected = Expected::of(&store, &trust, b.id).await?;
+                let answer = match session.enable_restored(b.id, shares_dir, &expected) {
+                    Ok(a) => BoxAnswer::Attested(postkey_audit::AttestedState {
+                        version: a.version,
+                        last_key_ids: a.last_key_ids,
+                    }),
+                    Err(e @ HostError::InstallationMismatch(_)) => {
+                        BoxAnswer::OtherInstallation(e.to_string())
+                    }
+                    // A shares directory that is no directory is the caller's mistake.
+                    Err(e @ HostError::Usage(crate::Usage::InvalidArgument(_))) => return Err(e),
+                    Err(e) => BoxAnswer::NotAtHand(e.to_string()),
+                };
+                answers.push((b.id, answer));
+            }
+        }
+    }
+    postkey_audit::check_boxes(&store, &answers, &mut report).await?;
+    Ok(report)
+}
+
 /// `postkey audit export FILE`: writes the home's archive to the new file `to`, as one consistent
 /// copy an auditor carries away and checks with [`audit_export`] and the trust anchors alone
 /// (docs/audit.md, "The export"). Reads the archive only; the home is left as it was.

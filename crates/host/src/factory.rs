@@ -86,6 +86,28 @@ pub struct KeySummary {
 /// transaction per stage for this many meters (two keys each).
 pub const DEFAULT_BATCH: usize = 64;
 
+/// Keys installed between two checkpoints of the audit trail inside one run, by default: an
+/// archive rewritten during a run is found at the next checkpoint, at most this many keys on.
+pub const DEFAULT_CHECKPOINT_EVERY: usize = 10_000;
+
+/// `batches` cut into segments of at least `keys` orders each (whole batches; the last may be
+/// shorter), one checkpoint between two.
+fn segments(batches: Vec<Vec<KeyOrder>>, keys: std::num::NonZeroUsize) -> Vec<Vec<Vec<KeyOrder>>> {
+    let mut out: Vec<Vec<Vec<KeyOrder>>> = Vec::new();
+    let mut filled = usize::MAX;
+    for batch in batches {
+        if filled >= keys.get() {
+            out.push(Vec::new());
+            filled = 0;
+        }
+        filled += batch.len();
+        if let Some(last) = out.last_mut() {
+            last.push(batch);
+        }
+    }
+    out
+}
+
 /// A factory run: the KMC, its archive, the boxes of one line enabled, meters on the line.
 #[derive(Debug)]
 pub struct Factory<S = SqliteStore> {
@@ -98,6 +120,7 @@ pub struct Factory<S = SqliteStore> {
     /// What the run trusts, and the box that checkpoints the audit trail, if there is one.
     trust: Trust,
     audit: Option<postkey_wire::BoxId>,
+    checkpoint_every: std::num::NonZeroUsize,
     _meters_lock: std::fs::File,
 }
 
@@ -175,6 +198,8 @@ impl<S: Store> Factory<S> {
             clock,
             trust,
             audit,
+            checkpoint_every: std::num::NonZeroUsize::new(DEFAULT_CHECKPOINT_EVERY)
+                .unwrap_or(std::num::NonZeroUsize::MIN),
             _meters_lock: meters_lock,
         })
     }
@@ -224,39 +249,55 @@ impl<S: Store> Factory<S> {
         let mut saves = Vec::new();
         let home = &self.home;
         let boxes = &self.boxes;
-        let ran = self
-            .kmc
-            .install_batches(
-                &self.boxes,
-                batches.into_iter(),
-                |results| {
-                    let slots = slots.next().unwrap_or_default();
-                    let mut reached = std::collections::BTreeSet::new();
-                    for (slot, result) in slots.iter().zip(results) {
-                        reports[slot.meter].keys[slot.key] = summary(home, &slot.domain, result);
-                        reached.insert(slot.meter);
-                    }
-                    let done: Vec<SimulatedMeter> = reached
-                        .iter()
-                        .filter_map(|&m| {
-                            let (id, _) = &meters[m];
-                            boxes.meters().disconnect(id);
-                            sims.get(id).cloned()
-                        })
-                        .collect();
-                    done_meters += done.len();
-                    // The meters' files, off the KMC's path: their keys are in the journal.
-                    let home = home.clone();
-                    saves.push(tokio::task::spawn_blocking(move || {
-                        let guards: Vec<_> = done.iter().map(SimulatedMeter::meter).collect();
-                        let meters: Vec<&Meter> = guards.iter().map(|g| &**g).collect();
-                        postkey_archive::metrics::durable(|| home.save_meters(&meters))
-                    }));
-                    progress(done_meters);
-                },
-                || self.clock.now(),
-            )
-            .await;
+        let mut ran = Ok(());
+        let mut checkpointed = Ok(());
+        for (n, segment) in segments(batches, self.checkpoint_every).into_iter().enumerate() {
+            // Between segments, the audit trail is checkpointed: what an archive rewritten
+            // behind the run's back can hide is bounded by the interval (docs/audit.md).
+            if n > 0 {
+                checkpointed = self.checkpoint_now().await;
+                if checkpointed.is_err() {
+                    break;
+                }
+            }
+            ran = self
+                .kmc
+                .install_batches(
+                    &self.boxes,
+                    segment.into_iter(),
+                    |results| {
+                        let slots = slots.next().unwrap_or_default();
+                        let mut reached = std::collections::BTreeSet::new();
+                        for (slot, result) in slots.iter().zip(results) {
+                            reports[slot.meter].keys[slot.key] =
+                                summary(home, &slot.domain, result);
+                            reached.insert(slot.meter);
+                        }
+                        let done: Vec<SimulatedMeter> = reached
+                            .iter()
+                            .filter_map(|&m| {
+                                let (id, _) = &meters[m];
+                                boxes.meters().disconnect(id);
+                                sims.get(id).cloned()
+                            })
+                            .collect();
+                        done_meters += done.len();
+                        // The meters' files, off the KMC's path: their keys are in the journal.
+                        let home = home.clone();
+                        saves.push(tokio::task::spawn_blocking(move || {
+                            let guards: Vec<_> = done.iter().map(SimulatedMeter::meter).collect();
+                            let meters: Vec<&Meter> = guards.iter().map(|g| &**g).collect();
+                            postkey_archive::metrics::durable(|| home.save_meters(&meters))
+                        }));
+                        progress(done_meters);
+                    },
+                    || self.clock.now(),
+                )
+                .await;
+            if ran.is_err() {
+                break;
+            }
+        }
         for save in saves {
             save.await.map_err(|e| {
                 HostError::refused(
@@ -283,8 +324,20 @@ impl<S: Store> Factory<S> {
             }
             return Err(kmc_error(&self.home, e));
         }
-        // The run's refusals, spooled as they happened, go into the archive's error log, and
-        // what the run recorded is checkpointed.
+        checkpointed?;
+        self.checkpoint_now().await?;
+        Ok(reports)
+    }
+
+    /// Sets how many keys a run installs between two checkpoints of the audit trail (besides
+    /// the one at its start and the one at its end); [`DEFAULT_CHECKPOINT_EVERY`] unless set.
+    pub fn checkpoint_every(&mut self, keys: std::num::NonZeroUsize) {
+        self.checkpoint_every = keys;
+    }
+
+    /// The run's refusals, spooled as they happened, go into the archive's error log, and what
+    /// the run recorded so far is checkpointed by the audit box, if there is one.
+    async fn checkpoint_now(&self) -> Result<(), HostError> {
         crate::archive::move_error_spool(&self.home, self.kmc.store()).await?;
         if let Some(audit) = self.audit {
             let (session, end) = (self.boxes.session(), crate::checkpoint::When::End);
@@ -297,7 +350,7 @@ impl<S: Store> Factory<S> {
             )
             .await?;
         }
-        Ok(reports)
+        Ok(())
     }
 
     /// The run's orders in batches of `batch` meters, each order with its place in the

@@ -34,8 +34,8 @@ mod spool;
 mod vectors;
 
 pub use archive::{
-    Expected, ExportReport, Trust, audit, audit_export, error_log, export_archive, open_archive,
-    open_archive_read_only,
+    Expected, ExportReport, Trust, audit, audit_export, audit_with_boxes, error_log,
+    export_archive, open_archive, open_archive_read_only,
 };
 pub use ceremony::{
     Ceremonies, DomainReport, InitReport, ManufactureOrder, ManufactureReport, ShareReport,
@@ -43,7 +43,10 @@ pub use ceremony::{
 };
 pub use clock::now;
 pub use error::{HostError, Usage};
-pub use factory::{DEFAULT_BATCH, Factory, InstallReport, KeySummary, Line, line_for, new_meter};
+pub use factory::{
+    DEFAULT_BATCH, DEFAULT_CHECKPOINT_EVERY, Factory, InstallReport, KeySummary, Line, line_for,
+    new_meter,
+};
 pub use home::{ErrorEntry, Home, read_meter_list, read_share_file};
 pub use inventory::{BoxReport, DomainSummary, ProcessSummary, box_report, boxes, domains};
 pub use keys::{HistoryEntry, KeyDetail, KeyEntry, list_keys, show_key, show_meter_keys};

@@ -201,6 +201,28 @@ async fn every_edit_of_the_archive_is_found_at_its_position() {
             FaultKind::Field,
         ),
         (
+            "a key's KMS Install Time moved an hour past its MI9",
+            "UPDATE keys SET kms_install = kms_install + 3600000000 \
+             WHERE domain = 'USPS' AND key_id = 2"
+                .into(),
+            record("USPS", 2, 3),
+            FaultKind::Times,
+        ),
+        (
+            "a key's PSR Install Time moved an hour before its MI7 (and its request)",
+            "UPDATE keys SET psr_install = psr_install - 3600000000 \
+             WHERE domain = 'VE' AND key_id = 3"
+                .into(),
+            key("VE", 3),
+            FaultKind::Times,
+        ),
+        (
+            "a key's PSR Install Time cleared",
+            "UPDATE keys SET psr_install = NULL WHERE domain = 'VE' AND key_id = 1".into(),
+            record("VE", 1, 2),
+            FaultKind::Times,
+        ),
+        (
             "a key removed",
             "DELETE FROM records WHERE domain = 'VE' AND key_id = 2; \
              DELETE FROM keys WHERE domain = 'VE' AND key_id = 2"
@@ -603,4 +625,92 @@ async fn every_edit_is_found_on_postgresql_too() {
         );
         store.drop_schema().await.unwrap();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boxes_at_hand_show_an_older_archive_or_box_state_put_back() {
+    use postkey_wire::BoxType;
+    let w = world(ram_tempdir(), LINE).await;
+    key_meters(&w, 1..=1).await.unwrap();
+    let (oak, steel) = (w.made(BoxType::Oak), w.made(BoxType::Steel));
+    let backup = w.dir.path().join("backup.db");
+    w.store.with_raw_connection(|c| {
+        c.execute(&format!("VACUUM INTO '{}'", backup.display()), []).unwrap();
+    });
+    let old_oak = std::fs::read(w.state_path(oak)).unwrap();
+    let audit = |w: &World| {
+        let (home, media) = (w.home.clone(), w.media());
+        async move { postkey_host::audit_with_boxes(&home, &media, Wait::No).await.unwrap() }
+    };
+    let report = audit(&w).await;
+    assert!(report.holds(), "{:?}", report.faults);
+    let asked: Vec<_> =
+        report.boxes.iter().map(|b| (b.box_id.clone(), b.version.is_some())).collect();
+    assert_eq!(asked, [(oak.to_string(), true), (steel.to_string(), true)]);
+    key_meters(&w, 2..=3).await.unwrap();
+
+    // Without the shares, the boxes are listed as not at hand, and the archive's audit stands.
+    let none = w.dir.path().join("no-shares");
+    std::fs::create_dir(&none).unwrap();
+    let report = postkey_host::audit_with_boxes(&w.home, &none, Wait::No).await.unwrap();
+    assert!(report.holds(), "{:?}", report.faults);
+    assert!(report.boxes.iter().all(|b| b.not_at_hand.is_some()), "{:?}", report.boxes);
+
+    // Oak's state put back from before the last run: older than the archive recorded.
+    let new_oak = std::fs::read(w.state_path(oak)).unwrap();
+    std::fs::write(w.state_path(oak), &old_oak).unwrap();
+    let report = audit(&w).await;
+    let fault = &report.faults[0];
+    assert_eq!(
+        (&fault.position, fault.kind),
+        (&Position::Box { box_id: oak.to_string(), domain: None }, FaultKind::BoxState),
+        "{fault}"
+    );
+    std::fs::write(w.state_path(oak), &new_oak).unwrap();
+
+    // The archive put back from before the last run: whole and consistent on its own, so only
+    // the boxes, which have used key IDs it never allocated, show it.
+    let live = w.home.archive_path();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", live.display()));
+    }
+    std::fs::copy(&backup, &live).unwrap();
+    let report = audit(&w).await;
+    let fault = &report.faults[0];
+    assert_eq!(
+        (&fault.position, fault.kind),
+        (
+            &Position::Box { box_id: oak.to_string(), domain: Some("USPS".into()) },
+            FaultKind::BoxState
+        ),
+        "{fault}"
+    );
+    assert!(
+        report.faults.iter().any(|f| f.position
+            == Position::Box { box_id: steel.to_string(), domain: Some("VE".into()) }),
+        "{:?}",
+        report.faults
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_run_checkpoints_every_interval_of_keys() {
+    let w = checkpointed().await;
+    let numbered = |w: &World| {
+        let store = w.store.clone();
+        async move { store.latest_checkpoint(&d("USPS")).await.unwrap().unwrap().number }
+    };
+    // Three meters, one per batch (two keys), a checkpoint every two keys: after each of the
+    // first two batches, and at the end.
+    let before = numbered(&w).await;
+    common::key_meters_with(&w, w.store.clone(), 4..=6, 1, 2).await.unwrap();
+    assert_eq!(numbered(&w).await, before + 3);
+    // The default interval: only at the end.
+    let before = numbered(&w).await;
+    common::key_meters_with(&w, w.store.clone(), 7..=9, 1, postkey_host::DEFAULT_CHECKPOINT_EVERY)
+        .await
+        .unwrap();
+    assert_eq!(numbered(&w).await, before + 1);
+    let report = postkey_audit::verify(&w.store, &w.trust.anchors).await.unwrap();
+    assert!(report.holds(), "{:?}", report.faults);
 }

@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use super::{Ctx, Outcome, block_on, join, print_json, print_lines};
+use super::{Ctx, Outcome, block_on, join, print_json, print_lines, shares_dir};
 
 /// `postkey audit …`
 #[derive(Debug, clap::Subcommand)]
@@ -23,6 +23,14 @@ pub(crate) struct VerifyArgs {
     /// The trust anchors to verify an export against (`trust-anchors.cbor` from the media).
     #[arg(long, value_name = "FILE", requires = "file")]
     anchors: Option<PathBuf>,
+    /// Also ask each Oak and Steel box whose shares are at hand for its state, and check that
+    /// none has used a key ID the archive never allocated and none is older than the archive
+    /// recorded (reads the boxes' states, writes nothing).
+    #[arg(long, conflicts_with = "file")]
+    boxes: bool,
+    /// Directory of the boxes' share files, with `--boxes` [default: <home>/media]
+    #[arg(long, value_name = "DIR", requires = "boxes")]
+    shares_dir: Option<PathBuf>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -61,6 +69,10 @@ pub(crate) fn run(ctx: &Ctx, command: Command) -> anyhow::Result<Outcome> {
     };
     let report = match (&a.file, &a.anchors) {
         (Some(file), Some(anchors)) => block_on(postkey_host::audit_export(file, anchors))??,
+        _ if a.boxes => {
+            let dir = shares_dir(&ctx.home, a.shares_dir.as_deref());
+            block_on(postkey_host::audit_with_boxes(&ctx.home, &dir, ctx.wait))??
+        }
         _ => block_on(postkey_host::audit(&ctx.home))??,
     };
     if a.json {
@@ -78,6 +90,14 @@ pub(crate) fn run(ctx: &Ctx, command: Command) -> anyhow::Result<Outcome> {
                 "  {}: {} key IDs allocated = {} keys + {} burned + {} pending",
                 a.domain, a.allocated, a.created, a.burned, a.pending
             ));
+        }
+        for b in &report.boxes {
+            lines.push(match (&b.version, &b.not_at_hand) {
+                (Some(v), _) => format!("  box {}: state version {v} attested", b.box_id),
+                (None, why) => {
+                    format!("  box {}: not at hand: {}", b.box_id, why.as_deref().unwrap_or("?"))
+                }
+            });
         }
         match report.faults.first() {
             None => lines.push("all holds".into()),

@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use postkey_host::{Access, DEFAULT_BATCH, Factory, InstallReport};
+use postkey_host::{Access, DEFAULT_BATCH, DEFAULT_CHECKPOINT_EVERY, Factory, InstallReport};
 use postkey_wire::{DomainId, MeterId};
 
 use super::{Ctx, Outcome, block_on, print_json, print_lines, shares_dir};
@@ -33,6 +33,10 @@ pub(crate) struct InstallArgs {
     /// transaction per stage for this many meters.
     #[arg(long, default_value_t = DEFAULT_BATCH as u16, value_parser = clap::value_parser!(u16).range(1..=1024))]
     batch: u16,
+    /// Keys installed between two checkpoints of the audit trail, besides those at the run's
+    /// start and end: an archive rewritten during the run is found this many keys on at most.
+    #[arg(long, value_name = "KEYS", default_value_t = DEFAULT_CHECKPOINT_EVERY as u32, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    checkpoint_every: u32,
     /// Directory of the boxes' share files [default: <home>/media]
     #[arg(long, value_name = "DIR")]
     shares_dir: Option<PathBuf>,
@@ -64,6 +68,9 @@ pub(crate) fn run(ctx: &Ctx, command: Command) -> anyhow::Result<Outcome> {
     let reports = block_on(async {
         let store = ctx.archive().await?;
         let mut factory = Factory::open_on(&lock, store, &dir, &domains).await?;
+        if let Some(every) = std::num::NonZeroUsize::new(a.checkpoint_every as usize) {
+            factory.checkpoint_every(every);
+        }
         let s = factory.settled().clone();
         if !s.is_empty() {
             eprintln!("postkey: note: settled what a stopped run left: {s}");

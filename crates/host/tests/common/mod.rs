@@ -236,6 +236,18 @@ pub(crate) async fn key_meters_on<S: Store, T: Store>(
     store: T,
     numbers: std::ops::RangeInclusive<u32>,
 ) -> Result<Vec<postkey_host::InstallReport>, postkey_host::HostError> {
+    key_meters_with(w, store, numbers, 2, postkey_host::DEFAULT_CHECKPOINT_EVERY).await
+}
+
+/// As [`key_meters_on`], `batch` meters per batch and a checkpoint every `checkpoint_every`
+/// keys.
+pub(crate) async fn key_meters_with<S: Store, T: Store>(
+    w: &World<S>,
+    store: T,
+    numbers: std::ops::RangeInclusive<u32>,
+    batch: usize,
+    checkpoint_every: usize,
+) -> Result<Vec<postkey_host::InstallReport>, postkey_host::HostError> {
     let lock = w.home.lock(Access::Shared, Wait::No).unwrap();
     let mut line = Vec::new();
     for n in numbers {
@@ -245,7 +257,8 @@ pub(crate) async fn key_meters_on<S: Store, T: Store>(
     }
     let domains = [d("VE"), d("USPS")];
     let mut factory = postkey_host::Factory::open_on(&lock, store, &w.media(), &domains).await?;
-    let done = factory.install_many(&line, &d("VE"), 2, |_| {}).await;
+    factory.checkpoint_every(std::num::NonZeroUsize::new(checkpoint_every).unwrap());
+    let done = factory.install_many(&line, &d("VE"), batch, |_| {}).await;
     factory.close();
     done
 }
