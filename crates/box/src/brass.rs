@@ -1,19 +1,25 @@
 //! The Brass box: it checks installations (protocol §6.1, MI8 = MI3 + MI7 → MI9 + MI10, or
 //! BAD), and with the `ADMIN` process signs the audit trail's checkpoints (protocol §6.6);
-//! registration, withdrawal, verification and Tin exports follow (protocol §6.2, §6.3, §6.5).
+//! registers keys into the sub-domains it serves and withdraws them (protocol §6.2, §6.3);
+//! verification and Tin exports follow (protocol §6.5).
 //! Its processes hold the domain Brass keys and the keys of the sub-domains they serve.
 
 use std::collections::BTreeMap;
 
 use postkey_crypto::{HpkeRecordType, Signer as _};
-use postkey_wire::command::{CheckpointChain, Checkpointed};
+use postkey_wire::command::{CheckpointChain, Checkpointed, Registered};
 use postkey_wire::{
     BadKey, ChainHash, Checkpoint, DomainId, InstallConfirmed, Installed, InstalledKeyRecord,
-    Message, NewKeyRecord, ResponseCode, Timestamp, Unverified, Verified,
+    MAX_REASON_LEN, Maced, Message, NewKeyRecord, RegisteredKey, RegistrationConfirmed,
+    RegistrationRequest, ResponseCode, Sender, Timestamp, Unverified, Verified, Withdrawn,
 };
 use subtle::ConstantTimeEq as _;
 
 use crate::BoxError;
+
+/// How far the meter's calendar may lie behind the Brass box's clock at registration (protocol
+/// §6.6): five minutes, the skew tolerance between clocks.
+const CLOCK_SKEW_MICROS: u64 = 5 * 60 * 1_000_000;
 use crate::core::sealed::RoleState;
 use crate::core::{Core, TypedBox};
 use crate::image::{Blob, StateImage};
@@ -237,5 +243,112 @@ impl TypedBox<Brass> {
         let mi10 =
             postkey_wire::sign(Message::new(context, InstallConfirmed { brass: this }), brass_auth);
         Ok(CheckOutcome::Installed { mi9, mi10 })
+    }
+
+    /// `REGISTER`, MR2 (MR1 + MI9) → MR3 + MR4 (protocol §6.2): the MI9 is this domain's Brass
+    /// record of the key and meter MR1 names; the sub-domain is of the key's domain and the
+    /// registration's country, and served here; the token is the key's over the meter's product
+    /// code and MSN, the ISN, country and date; the date is not before the key was installed
+    /// (by UTC day, within the clock skew). K, opened from MI9, is wrapped under the
+    /// sub-domain's confidentiality key into MR3, which its authentication key MACs; MR4 signs
+    /// the same fields and MR3's digest with the domain Brass key. Nothing is sealed: a
+    /// registration changes no state of the box.
+    pub(crate) fn register(
+        &mut self,
+        mr1: Message<RegistrationRequest>,
+        mi9: Unverified<InstalledKeyRecord>,
+        now: Timestamp,
+    ) -> Result<Registered, BoxError> {
+        let domain = mi9.header().domain.clone();
+        let this = self.core.id;
+        let process = self.role.processes.of(&self.core.tables, &domain)?;
+        let BrassKeys { brass_conf, brass_auth, subdomains, .. } = &process.keys;
+        let mi9 = mi9.verify(&process.public().brass_auth)?;
+        let key_id = header_key(mi9.header().key_id)?;
+        let meter = header_meter(mi9.header().meter_id.as_ref())?;
+        let h = mr1.header();
+        if h.domain != domain
+            || h.key_id != Some(key_id)
+            || h.meter_id.as_ref() != Some(&meter)
+            || h.sender != Sender::Meter(meter.clone())
+        {
+            return Err(BoxError::RecordMismatch("MR1 is not the request of MI9's key and meter"));
+        }
+        let r = mr1.body();
+        if r.subdomain.domain() != &domain || r.subdomain.country() != &r.country {
+            return Err(BoxError::SubdomainMismatch {
+                subdomain: r.subdomain.clone(),
+                domain,
+                country: r.country.clone(),
+            });
+        }
+        let sub = subdomains
+            .get(&r.subdomain)
+            .ok_or_else(|| BoxError::SubdomainNotServed(r.subdomain.clone()))?;
+        let installed = mi9.header().timestamp.unix_micros().saturating_sub(CLOCK_SKEW_MICROS);
+        let date = (i64::from(r.date.year()), r.date.month(), r.date.day());
+        if date < Timestamp::from_unix_micros(installed).utc_date() {
+            return Err(BoxError::DateBeforeInstall { date: r.date });
+        }
+        let info = key_info(HpkeRecordType::Mi9, &domain, key_id, &brass_recipient(&domain))?;
+        let key = brass_conf.open_master_key(&info, &mi9.body().sealed)?;
+        let registration = postkey_secrets::Registration {
+            meter: &meter,
+            isn: &r.isn,
+            country: &r.country,
+            date: r.date,
+        };
+        if !bool::from(key.registration_token(&registration).ct_eq(&r.token)) {
+            return Err(BoxError::RegistrationTokenMismatch);
+        }
+        let wrapped = sub.conf.wrap(&key);
+        drop(key);
+        let context = self.core.key_context(&domain, key_id, Some(meter), now);
+        let body = RegisteredKey {
+            brass: this,
+            subdomain: r.subdomain.clone(),
+            isn: r.isn.clone(),
+            country: r.country.clone(),
+            date: r.date,
+            wrapped,
+        };
+        let mr3 = Maced::new(Message::new(context.clone(), body), |bytes| sub.auth.mac(bytes));
+        let confirmed = RegistrationConfirmed {
+            brass: this,
+            subdomain: r.subdomain.clone(),
+            isn: r.isn.clone(),
+            country: r.country.clone(),
+            date: r.date,
+            mr3: postkey_crypto::sha256(mr3.as_bytes()),
+        };
+        let mr4 = postkey_wire::sign(Message::new(context, confirmed), brass_auth);
+        Ok(Registered { mr3, mr4: mr4.into() })
+    }
+
+    /// `WITHDRAW` (protocol §6.3): signs, with the domain Brass key, that the key and meter
+    /// MI9 names are out of service. The KMC records both of the meter's keys `Obsolete` from
+    /// the two domains' records, or neither.
+    pub(crate) fn withdraw(
+        &mut self,
+        mi9: Unverified<InstalledKeyRecord>,
+        reason: String,
+        now: Timestamp,
+    ) -> Result<Verified<Withdrawn>, BoxError> {
+        let domain = mi9.header().domain.clone();
+        let process = self.role.processes.of(&self.core.tables, &domain)?;
+        let mi9 = mi9.verify(&process.public().brass_auth)?;
+        let key_id = header_key(mi9.header().key_id)?;
+        let meter = header_meter(mi9.header().meter_id.as_ref())?;
+        if reason.len() > MAX_REASON_LEN {
+            return Err(BoxError::Wire(postkey_wire::WireError::InvalidField {
+                field: "reason",
+                reason: "longer than 256 bytes",
+            }));
+        }
+        let context = self.core.key_context(&domain, key_id, Some(meter), now);
+        Ok(postkey_wire::sign(
+            Message::new(context, Withdrawn { brass: self.core.id, reason }),
+            &process.keys.brass_auth,
+        ))
     }
 }

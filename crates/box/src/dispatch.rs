@@ -16,8 +16,8 @@
 use postkey_wire::command::{
     AdoptDomain, AttestState, BoxRequest, Certify, CheckInstall, Checked, Command, Confirmed,
     CreateDomain, Deliver, Delivered, Done, GenerateKey, Generated, InstallCertificate,
-    InstallEnded, InstallKey, InstallKit, InstallProcess, IssueKit, IssueSetId, Outcome, Response,
-    SignTables, SignTranscript, UpdateTables, answers_of,
+    InstallEnded, InstallKey, InstallKit, InstallProcess, IssueKit, IssueSetId, Outcome, Register,
+    Response, SignTables, SignTranscript, UpdateTables, Withdraw, answers_of,
 };
 use postkey_wire::{
     BoxType, CommandCode, DomainId, KeyForMeter, KeyId, Message, MeterId, MeterLink, Refusal,
@@ -229,6 +229,20 @@ pub fn dispatch<H: Host>(
                     }
                     CheckOutcome::Bad(bad) => Checked::Bad(bad.into()),
                 })
+            }))
+        }
+        Command::Register(items) => {
+            let SecureBox::Brass(brass) = b else {
+                return Err(wrong_type(code, b.box_type()).into());
+            };
+            Response::Register(each(items, |Register { mr1, mi9 }| brass.register(mr1, mi9, now)))
+        }
+        Command::Withdraw(items) => {
+            let SecureBox::Brass(brass) = b else {
+                return Err(wrong_type(code, b.box_type()).into());
+            };
+            Response::Withdraw(each(items, |Withdraw { mi9, reason }| {
+                brass.withdraw(mi9, reason, now).map(Into::into)
             }))
         }
         Command::Checkpoint(items) => {

@@ -136,6 +136,29 @@ pub enum BoxError {
     /// Records that should describe one key do not match.
     #[error("records do not match: {0}")]
     RecordMismatch(&'static str),
+    /// A registration into a sub-domain of another domain than the key's, or of another country
+    /// than the registration's.
+    #[error("sub-domain {subdomain} is not one of {domain} in {country}")]
+    SubdomainMismatch {
+        /// The sub-domain asked for.
+        subdomain: postkey_wire::SubdomainId,
+        /// The key's domain.
+        domain: DomainId,
+        /// The registration's country.
+        country: postkey_wire::Country,
+    },
+    /// The Brass process does not serve the sub-domain.
+    #[error("this Brass process does not serve {0}")]
+    SubdomainNotServed(postkey_wire::SubdomainId),
+    /// The registration token is not the key's over the registration data.
+    #[error("the registration token does not match the key and the registration data")]
+    RegistrationTokenMismatch,
+    /// A registration dated before the key was installed.
+    #[error("the registration date {date} is before the key was installed")]
+    DateBeforeInstall {
+        /// The date given.
+        date: postkey_wire::Date,
+    },
     /// The meter an installation names is not on this Steel box's meter link.
     #[error("meter {0} is not connected to this Steel box's meter link")]
     MeterNotConnected(postkey_wire::MeterId),
@@ -172,6 +195,10 @@ impl BoxError {
             Self::TooManyInFlight(_) => ResponseCode::TOO_MANY_IN_FLIGHT,
             Self::RecordMismatch(_) => ResponseCode::RECORD_MISMATCH,
             Self::MeterNotConnected(_) => ResponseCode::METER_NOT_CONNECTED,
+            Self::SubdomainMismatch { .. } => ResponseCode::SUBDOMAIN_MISMATCH,
+            Self::SubdomainNotServed(_) => ResponseCode::SUBDOMAIN_NOT_SERVED,
+            Self::RegistrationTokenMismatch => ResponseCode::REGISTRATION_TOKEN_MISMATCH,
+            Self::DateBeforeInstall { .. } => ResponseCode::TIME_WENT_BACKWARDS,
         }
     }
 

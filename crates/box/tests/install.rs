@@ -921,3 +921,163 @@ fn brass(b: &SecureBox) -> &TypedBox<Brass> {
     let SecureBox::Brass(brass) = b else { panic!("not a Brass box: {b:?}") };
     brass
 }
+
+/// A key of meter 1 installed through the line: the meter and the key's MI9.
+fn installed(l: &mut Line) -> (SimulatedMeter, Unverified<postkey_wire::InstalledKeyRecord>) {
+    let g = l.generate(1);
+    let m = meter(1);
+    let mut floor = Floor::with(&[&m]);
+    let InstallEnded::Installed(mi7) = install(&mut l.steel, &g.mi4, meter_id(1), &mut floor).unwrap()
+    else {
+        panic!("aborted")
+    };
+    let checked = cmd(&mut l.brass, CheckInstall { mi3: g.mi3, mi7 }).unwrap();
+    let Checked::Installed(Confirmed { mi9, .. }) = checked else { panic!("bad: {checked:?}") };
+    (m, mi9)
+}
+
+/// MR1 of the meter's USPS key into `subdomain` with `isn`, `country` and `date`, its token made
+/// by the meter's key over `signed` (isn, country, date) instead when given.
+fn mr1(
+    m: &SimulatedMeter,
+    subdomain: &str,
+    (isn, country, date): (&str, &str, &str),
+    signed: Option<(&str, &str, &str)>,
+) -> Message<postkey_wire::RegistrationRequest> {
+    use postkey_wire::{Country, Date, Isn};
+    let (t_isn, t_country, t_date) = signed.unwrap_or((isn, country, date));
+    let meter = m.meter();
+    let key = &meter.keys()[&usps_id()];
+    let token = key.master_key().registration_token(&postkey_secrets::Registration {
+        meter: meter.id(),
+        isn: &Isn::parse(t_isn).unwrap(),
+        country: &Country::parse(t_country).unwrap(),
+        date: Date::parse(t_date).unwrap(),
+    });
+    let context = Context {
+        domain: usps_id(),
+        sender: Sender::Meter(meter.id().clone()),
+        meter_id: Some(meter.id().clone()),
+        key_id: Some(key.key_id),
+        state_version: None,
+        timestamp: now(),
+    };
+    Message::new(
+        context,
+        postkey_wire::RegistrationRequest {
+            subdomain: sub(subdomain),
+            isn: Isn::parse(isn).unwrap(),
+            country: Country::parse(country).unwrap(),
+            date: Date::parse(date).unwrap(),
+            token,
+        },
+    )
+}
+
+#[test]
+fn brass_registers_a_key_into_a_subdomain_it_serves_with_mr3_and_a_signed_mr4() {
+    use postkey_wire::command::Register;
+    let mut l = line();
+    let (m, mi9) = installed(&mut l);
+    let good = ("0401234567", "US", "20261201");
+    let r = cmd(&mut l.brass, Register { mr1: mr1(&m, "USPS/US", good, None), mi9: mi9.clone() })
+        .unwrap();
+    let mr4 = r.mr4.verify(&l.public().brass_auth).unwrap();
+    assert_eq!(mr4.body().mr3, postkey_crypto::sha256(r.mr3.as_bytes()), "MR4 names its MR3");
+    assert_eq!(mr4.body().isn.as_str(), "0401234567");
+    assert_eq!(r.mr3.header().key_id, Some(KeyId::new(1).unwrap()));
+    assert_eq!(r.mr3.claimed_body().subdomain, sub("USPS/US"));
+    assert_eq!(r.mr3.header().meter_id.as_ref(), Some(&meter_id(1)));
+    let decoded = postkey_wire::Maced::<postkey_wire::RegisteredKey>::from_bytes(r.mr3.as_bytes());
+    assert_eq!(decoded.unwrap(), r.mr3, "MR3 decodes as it was made");
+
+    // Each attack on the request, refused with its code.
+    let cases: Vec<(&str, Message<postkey_wire::RegistrationRequest>, ResponseCode)> = vec![
+        (
+            "a token made for another ISN",
+            mr1(&m, "USPS/US", good, Some(("0401234568", "US", "20261201"))),
+            ResponseCode::REGISTRATION_TOKEN_MISMATCH,
+        ),
+        (
+            "a token made for another date",
+            mr1(&m, "USPS/US", good, Some(("0401234567", "US", "20261202"))),
+            ResponseCode::REGISTRATION_TOKEN_MISMATCH,
+        ),
+        (
+            "a token made for another country",
+            mr1(&m, "USPS/US", good, Some(("0401234567", "CA", "20261201"))),
+            ResponseCode::REGISTRATION_TOKEN_MISMATCH,
+        ),
+        (
+            "a sub-domain of another country than the registration's",
+            mr1(&m, "USPS/US", ("0401234567", "CA", "20261201"), None),
+            ResponseCode::SUBDOMAIN_MISMATCH,
+        ),
+        (
+            "a sub-domain of another domain",
+            mr1(&m, "EARTH/US", good, None),
+            ResponseCode::SUBDOMAIN_MISMATCH,
+        ),
+        (
+            "a sub-domain this Brass process does not serve",
+            mr1(&m, "USPS/CA", ("0401234567", "CA", "20261201"), None),
+            ResponseCode::SUBDOMAIN_NOT_SERVED,
+        ),
+        (
+            "a registration dated before the key was installed",
+            mr1(&m, "USPS/US", ("0401234567", "US", "20261101"), None),
+            ResponseCode::TIME_WENT_BACKWARDS,
+        ),
+    ];
+    for (what, request, code) in cases {
+        let refused = cmd(&mut l.brass, Register { mr1: request, mi9: mi9.clone() }).unwrap_err();
+        assert_eq!(refused, code, "{what}");
+    }
+    // A forged token: one bit flipped.
+    let mut forged = mr1(&m, "USPS/US", good, None);
+    let mut body = forged.body().clone();
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&postkey_crypto::sha256(body.token.to_string().as_bytes())[..8]);
+    body.token = postkey_wire::RegistrationToken::from_bytes(bytes);
+    forged = Message::new(context(forged.header()), body);
+    let refused = cmd(&mut l.brass, Register { mr1: forged, mi9: mi9.clone() }).unwrap_err();
+    assert_eq!(refused, ResponseCode::REGISTRATION_TOKEN_MISMATCH);
+    // MR1 replayed for another meter: its header names meter 2, MI9 meter 1.
+    let other = meter(2);
+    let replayed = mr1(&m, "USPS/US", good, None);
+    let mut h = context(replayed.header());
+    h.meter_id = Some(other.meter().id().clone());
+    h.sender = Sender::Meter(other.meter().id().clone());
+    let moved = Message::new(h, replayed.body().clone());
+    assert_eq!(
+        cmd(&mut l.brass, Register { mr1: moved, mi9: mi9.clone() }).unwrap_err(),
+        ResponseCode::RECORD_MISMATCH
+    );
+    // An MI9 with one byte changed does not verify.
+    let mut flipped = mi9.as_bytes().to_vec();
+    let at = flipped.len() - 1;
+    flipped[at] ^= 1;
+    let flipped = Unverified::from_bytes(&flipped).unwrap();
+    assert_eq!(
+        cmd(&mut l.brass, Register { mr1: mr1(&m, "USPS/US", good, None), mi9: flipped })
+            .unwrap_err(),
+        ResponseCode::BAD_SIGNATURE
+    );
+}
+
+#[test]
+fn brass_signs_a_withdrawal_of_a_key_it_installed() {
+    use postkey_wire::command::Withdraw;
+    let mut l = line();
+    let (_, mi9) = installed(&mut l);
+    let w = cmd(&mut l.brass, Withdraw { mi9: mi9.clone(), reason: "scrapped".into() }).unwrap();
+    let w = w.verify(&l.public().brass_auth).unwrap();
+    assert_eq!(w.header().key_id, Some(KeyId::new(1).unwrap()));
+    assert_eq!(w.header().meter_id.as_ref(), Some(&meter_id(1)));
+    assert_eq!(w.body().reason, "scrapped");
+    let long = "x".repeat(postkey_wire::MAX_REASON_LEN + 1);
+    assert_eq!(
+        cmd(&mut l.brass, Withdraw { mi9, reason: long }).unwrap_err(),
+        ResponseCode::PARAMETER_SYNTAX
+    );
+}

@@ -5,8 +5,9 @@ use postkey_crypto::{HpkeInfo, HpkePublicKey, HpkeRecordType};
 use postkey_secrets::rng::BoxRng;
 use postkey_secrets::{HpkePrivateKey, MasterKey};
 use postkey_wire::{
-    Context, DomainId, KeyForMeter, KeyId, Message, MeterHello, MeterId, MeterTestTokens,
-    ResponseCode, Sender, Timestamp, WireError, codec,
+    Context, Date, DomainId, Isn, KeyForMeter, KeyId, Message, MeterHello, MeterId,
+    MeterTestTokens, RegistrationRequest, ResponseCode, Sender, SubdomainId, Timestamp, WireError,
+    codec,
 };
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
@@ -41,6 +42,9 @@ pub enum MeterError {
     /// A simulator state file that does not decode.
     #[error("the meter state file is corrupt")]
     Corrupt,
+    /// Registration needs both keys, one of them of the target sub-domain's domain.
+    #[error("this meter holds no {0} key and another: it registers only with both of its keys")]
+    NotKeyedFor(DomainId),
 }
 
 impl MeterError {
@@ -53,6 +57,7 @@ impl MeterError {
             Self::AlreadyInstalled { .. } | Self::Full => ResponseCode::RECORD_MISMATCH,
             Self::Rng => ResponseCode::RNG_FAILURE,
             Self::Corrupt => ResponseCode::PARAMETER_SYNTAX,
+            Self::NotKeyedFor(_) => ResponseCode::SUBDOMAIN_MISMATCH,
         }
     }
 
@@ -182,6 +187,44 @@ impl Meter {
         let test_tokens = key.test_tokens();
         self.keys.insert(domain.clone(), InstalledKey { key_id, key });
         Ok(Message::new(self.context(domain, Some(key_id), now), MeterTestTokens { test_tokens }))
+    }
+
+    /// MR1 (protocol §6.2): one registration request per master key, each with its
+    /// registration token over this meter's product code and MSN, `isn`, the country of
+    /// `subdomain` and `date`. The key of `subdomain`'s domain registers into `subdomain`; the
+    /// other (the vendor's) into the sub-domain of its own domain for the same country.
+    pub fn registration_requests(
+        &self,
+        subdomain: &SubdomainId,
+        isn: &Isn,
+        date: Date,
+        now: Timestamp,
+    ) -> Result<Vec<Message<RegistrationRequest>>, MeterError> {
+        let target = subdomain.domain();
+        if self.keys.len() != MAX_KEYS || !self.keys.contains_key(target) {
+            return Err(MeterError::NotKeyedFor(target.clone()));
+        }
+        let country = subdomain.country();
+        let registration = postkey_secrets::Registration { meter: &self.id, isn, country, date };
+        Ok(self
+            .keys
+            .iter()
+            .map(|(domain, key)| {
+                let into = if domain == target {
+                    subdomain.clone()
+                } else {
+                    SubdomainId::new(domain.clone(), country.clone())
+                };
+                let body = RegistrationRequest {
+                    subdomain: into,
+                    isn: isn.clone(),
+                    country: country.clone(),
+                    date,
+                    token: key.key.registration_token(&registration),
+                };
+                Message::new(self.context(domain.clone(), Some(key.key_id), now), body)
+            })
+            .collect())
     }
 
     /// The simulator's state file (protocol §12: a simulation keeps the meter's keys in a file; a real

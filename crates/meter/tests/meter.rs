@@ -160,3 +160,69 @@ fn the_simulator_answers_on_the_meter_link_with_the_meters_refusals() {
     assert_eq!(refusal.code, ResponseCode::RECORD_MISMATCH);
     assert_eq!(shared.meter().keys()[&usps].key_id, KeyId::new(3).unwrap());
 }
+
+/// The published `registration_token` vectors, made again through the meter's own path: a meter
+/// holding the vector's key (and a vendor key) registers with the vector's ISN, country and date,
+/// and its MR1 for that key carries the vector's token.
+#[test]
+fn registration_requests_carry_the_published_registration_tokens() {
+    use postkey_secrets::vectors::{self, Value};
+    use postkey_wire::{Date, Isn, SubdomainId};
+    let field = |v: &[(&str, Value)], name: &str| {
+        v.iter()
+            .find_map(|(n, value)| match value {
+                Value::Str(s) if *n == name => Some(s.clone()),
+                _ => None,
+            })
+            .unwrap()
+    };
+    let mut checked = 0;
+    for v in vectors::all().unwrap() {
+        if field(&v, "kind") != "registration_token" {
+            continue;
+        }
+        let id = format!("{}-{}", field(&v, "product_code"), field(&v, "msn"));
+        let raw: Vec<u8> = (0..64)
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&field(&v, "master_key")[i..i + 2], 16).unwrap())
+            .collect();
+        let key = MasterKey::from_bytes(raw.try_into().unwrap());
+        let mut meter = Meter::manufacture(MeterId::parse(&id).unwrap(), &mut rng(3)).unwrap();
+        meter.install(&mi5(&meter, &id, "USPS", 5, &key), now()).unwrap();
+        meter.install(&mi5(&meter, &id, "VE", 9, &MasterKey::from_bytes([1; 32])), now()).unwrap();
+        let subdomain = SubdomainId::parse(&format!("USPS/{}", field(&v, "country"))).unwrap();
+        let isn = Isn::parse(&field(&v, "isn")).unwrap();
+        let date = Date::parse(&field(&v, "date")).unwrap();
+        let requests = meter.registration_requests(&subdomain, &isn, date, now()).unwrap();
+        let postal = requests.iter().find(|r| r.header().domain.as_str() == "USPS").unwrap();
+        assert_eq!(postal.body().token.to_string(), field(&v, "token"), "{id}");
+        assert_eq!(postal.body().subdomain, subdomain);
+        assert_eq!(postal.header().key_id, Some(KeyId::new(5).unwrap()));
+        // The vendor key registers into the vendor's sub-domain of the same country.
+        let vendor = requests.iter().find(|r| r.header().domain.as_str() == "VE").unwrap();
+        assert_eq!(vendor.body().subdomain.to_string(), format!("VE/{}", field(&v, "country")));
+        assert_ne!(vendor.body().token, postal.body().token);
+        checked += 1;
+    }
+    assert_eq!(checked, 4, "the four published registration vectors");
+}
+
+#[test]
+fn a_meter_registers_only_with_both_keys_one_of_the_target_domain() {
+    use postkey_wire::{Date, Isn, SubdomainId};
+    let id = "PB1234-000002";
+    let mut meter = Meter::manufacture(MeterId::parse(id).unwrap(), &mut rng(4)).unwrap();
+    let (isn, date) = (Isn::parse("A1").unwrap(), Date::parse("20261201").unwrap());
+    let us = SubdomainId::parse("USPS/US").unwrap();
+    let refused = meter.registration_requests(&us, &isn, date, now()).unwrap_err();
+    assert_eq!(refused.response_code(), ResponseCode::SUBDOMAIN_MISMATCH);
+    meter.install(&mi5(&meter, id, "USPS", 1, &MasterKey::from_bytes([5; 32])), now()).unwrap();
+    meter.install(&mi5(&meter, id, "VE", 1, &MasterKey::from_bytes([6; 32])), now()).unwrap();
+    // A sub-domain of a domain it holds no key of.
+    let de = SubdomainId::parse("EARTH/DE").unwrap();
+    assert!(matches!(
+        meter.registration_requests(&de, &isn, date, now()),
+        Err(MeterError::NotKeyedFor(_))
+    ));
+    assert_eq!(meter.registration_requests(&us, &isn, date, now()).unwrap().len(), 2);
+}

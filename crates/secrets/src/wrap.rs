@@ -10,18 +10,7 @@ use zeroize::Zeroize;
 
 use crate::{MasterKey, SecretBytes, SecretError, SubdomainAuthKey, SubdomainConfKey};
 
-/// The length of a wrapped 32-byte key: one 8-byte integrity block more.
-pub const WRAPPED_KEY_LEN: usize = 40;
-
-/// A master key wrapped under a sub-domain confidentiality key. Not secret without that key.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct WrappedKey(pub [u8; WRAPPED_KEY_LEN]);
-
-impl core::fmt::Debug for WrappedKey {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "WrappedKey({WRAPPED_KEY_LEN} bytes)")
-    }
-}
+pub use postkey_wire::{WRAPPED_KEY_LEN, WrappedKey};
 
 impl SubdomainConfKey {
     /// Wraps `key` with AES-256-KWP.

@@ -32,7 +32,7 @@ fn signed_bytes(message: &[u8]) -> Vec<u8> {
     [SIGNED_CONTEXT, message].concat()
 }
 
-fn encode_envelope(record_type: RecordType, message: &[u8], signature: &Signature) -> Vec<u8> {
+fn encode_envelope(record_type: RecordType, message: &[u8], tag: &[u8]) -> Vec<u8> {
     let mut e = Encoder::new(Vec::with_capacity(message.len() + ENVELOPE_OVERHEAD));
     // Infallible: writing to a Vec.
     let _ = e
@@ -42,19 +42,24 @@ fn encode_envelope(record_type: RecordType, message: &[u8], signature: &Signatur
         .and_then(|e| e.u8(1))
         .and_then(|e| e.bytes(message))
         .and_then(|e| e.u8(2))
-        .and_then(|e| e.bytes(&signature.0));
+        .and_then(|e| e.bytes(tag));
     e.into_writer()
 }
 
-struct RawEnvelope<'b> {
+struct RawEnvelope<'b, const N: usize> {
     record_type: RecordType,
     message: &'b [u8],
     /// Where `message` lies in the envelope.
     range: Range<usize>,
-    signature: Signature,
+    /// The signature, or a MAC'd record's tag.
+    tag: [u8; N],
 }
 
-fn decode_envelope(bytes: &[u8], max: usize) -> Result<RawEnvelope<'_>, WireError> {
+/// Decodes `{0: type, 1: message, 2: tag}` with a tag of `N` bytes (a signature, or a MAC).
+fn decode_envelope<const N: usize>(
+    bytes: &[u8],
+    max: usize,
+) -> Result<RawEnvelope<'_, N>, WireError> {
     if bytes.len() > max {
         return Err(WireError::TooLarge { len: bytes.len(), max });
     }
@@ -72,33 +77,32 @@ fn decode_envelope(bytes: &[u8], max: usize) -> Result<RawEnvelope<'_>, WireErro
     if d.u8()? != 2 {
         return Err(shape());
     }
-    let signature = Signature(
-        d.bytes()?
-            .try_into()
-            .map_err(|_| WireError::Malformed("signature must be 64 bytes".into()))?,
-    );
+    let tag: [u8; N] = d
+        .bytes()?
+        .try_into()
+        .map_err(|_| WireError::Malformed(format!("the envelope's tag must be {N} bytes")))?;
     if d.position() != bytes.len() {
         return Err(WireError::Trailing(bytes.len() - d.position()));
     }
-    if encode_envelope(record_type, message, &signature) != bytes {
+    if encode_envelope(record_type, message, &tag) != bytes {
         return Err(WireError::NonCanonical);
     }
     // `message` is a sub-slice of `bytes`: its offset is the distance between their starts.
     let start = (message.as_ptr() as usize).saturating_sub(bytes.as_ptr() as usize);
-    Ok(RawEnvelope { record_type, message, range: start..start + message.len(), signature })
+    Ok(RawEnvelope { record_type, message, range: start..start + message.len(), tag })
 }
 
 /// The record type of a signed envelope, read without checking anything else: for routing to the
 /// decoder of that type and for the record-type configuration table.
 pub fn peek_record_type(bytes: &[u8]) -> Result<RecordType, WireError> {
-    Ok(decode_envelope(bytes, codec::MAX_MESSAGE_LEN)?.record_type)
+    Ok(decode_envelope::<64>(bytes, codec::MAX_MESSAGE_LEN)?.record_type)
 }
 
 /// Signs `message` and returns it as a record whose signature is known good.
 pub fn sign<B: Body>(message: Message<B>, signer: &impl Signer) -> Verified<B> {
     let message_bytes = message.to_bytes();
     let signature = signer.sign(&signed_bytes(&message_bytes));
-    let bytes = encode_envelope(B::RECORD_TYPE, &message_bytes, &signature);
+    let bytes = encode_envelope(B::RECORD_TYPE, &message_bytes, &signature.0);
     // The envelope ends with the message, then key 2, the 2-byte head of a 64-byte string and
     // the signature.
     let end = bytes.len() - (1 + 2 + 64);
@@ -125,7 +129,7 @@ impl<B: Body> Unverified<B> {
     /// Decodes a signed envelope of `B`: canonical, within `B`'s size limit, no trailing bytes,
     /// of `B`'s record type and version.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, WireError> {
-        let raw = decode_envelope(bytes, B::MAX_LEN + ENVELOPE_OVERHEAD)?;
+        let raw = decode_envelope::<64>(bytes, B::MAX_LEN + ENVELOPE_OVERHEAD)?;
         if raw.record_type != B::RECORD_TYPE {
             return Err(WireError::WrongRecordType {
                 found: raw.record_type,
@@ -134,7 +138,7 @@ impl<B: Body> Unverified<B> {
         }
         let message = Message::<B>::from_bytes(raw.message)?;
         let envelope =
-            Envelope { bytes: bytes.to_vec(), range: raw.range, signature: raw.signature };
+            Envelope { bytes: bytes.to_vec(), range: raw.range, signature: Signature(raw.tag) };
         Ok(Self { envelope, message })
     }
 
@@ -241,3 +245,85 @@ impl<B> PartialEq for Verified<B> {
 }
 
 impl<B> Eq for Verified<B> {}
+
+/// The length of a MAC'd record's tag: HMAC-SHA256.
+pub const MAC_LEN: usize = 32;
+
+/// A record protected by a MAC instead of a signature (MR3, protocol §6.2): the envelope
+/// `{0: record type, 1: message bytes, 2: tag}`, the tag HMAC-SHA256 over the message bytes
+/// exactly as carried, under a secret key only boxes hold. The wire crate holds no secret: it
+/// carries the bytes, and the box that holds the key makes and checks the tag.
+#[derive(Clone)]
+pub struct Maced<B> {
+    bytes: Vec<u8>,
+    range: Range<usize>,
+    tag: [u8; MAC_LEN],
+    message: Message<B>,
+}
+
+impl<B: Body> Maced<B> {
+    /// Encodes `message` and tags its bytes with `mac`.
+    pub fn new(message: Message<B>, mac: impl FnOnce(&[u8]) -> [u8; MAC_LEN]) -> Self {
+        let message_bytes = message.to_bytes();
+        let tag = mac(&message_bytes);
+        let bytes = encode_envelope(B::RECORD_TYPE, &message_bytes, &tag);
+        // As for a signature: key 2, a 2-byte head, the tag.
+        let end = bytes.len() - (1 + 2 + MAC_LEN);
+        Self { range: end - message_bytes.len()..end, bytes, tag, message }
+    }
+
+    /// Decodes a MAC'd envelope of `B`, as [`Unverified::from_bytes`] does a signed one.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, WireError> {
+        let raw = decode_envelope::<MAC_LEN>(bytes, B::MAX_LEN + ENVELOPE_OVERHEAD)?;
+        if raw.record_type != B::RECORD_TYPE {
+            return Err(WireError::WrongRecordType {
+                found: raw.record_type,
+                expected: B::RECORD_TYPE,
+            });
+        }
+        let message = Message::<B>::from_bytes(raw.message)?;
+        Ok(Self { bytes: bytes.to_vec(), range: raw.range, tag: raw.tag, message })
+    }
+
+    /// The envelope bytes exactly as received: what the archive stores.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The message bytes the tag covers.
+    pub fn message_bytes(&self) -> &[u8] {
+        self.bytes.get(self.range.clone()).unwrap_or_default()
+    }
+
+    /// The tag.
+    pub fn tag(&self) -> &[u8; MAC_LEN] {
+        &self.tag
+    }
+
+    /// The header, untrusted until the tag is checked.
+    pub fn header(&self) -> &Header {
+        self.message.header()
+    }
+
+    /// The body, untrusted until the tag is checked (only a holder of the key can).
+    pub fn claimed_body(&self) -> &B {
+        self.message.body()
+    }
+}
+
+impl<B: core::fmt::Debug> core::fmt::Debug for Maced<B> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Maced")
+            .field("message", &self.message)
+            .field("len", &self.bytes.len())
+            .finish()
+    }
+}
+
+impl<B> PartialEq for Maced<B> {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes == other.bytes
+    }
+}
+
+impl<B> Eq for Maced<B> {}

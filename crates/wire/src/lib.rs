@@ -26,6 +26,7 @@ mod install;
 mod mailpiece;
 mod message;
 mod meter_link;
+mod register;
 mod response;
 mod share;
 
@@ -37,7 +38,7 @@ pub use boxes::{
 };
 pub use command::{CommandCode, Refusal};
 pub use date::{Date, Period, Timestamp};
-pub use envelope::{SIGNED_CONTEXT, Unverified, Verified, peek_record_type, sign};
+pub use envelope::{MAC_LEN, Maced, SIGNED_CONTEXT, Unverified, Verified, peek_record_type, sign};
 pub use error::WireError;
 pub use ids::{
     BoxId, BoxType, Country, DomainId, Isn, KeyId, MeterId, Msn, ProductCode, StateVersion,
@@ -50,5 +51,9 @@ pub use install::{
 pub use mailpiece::{Mailpiece, RegistrationToken, TestTokens, Token};
 pub use message::{Body, Context, Header, Message, RecordType, Role, Sender, peek_header};
 pub use meter_link::MeterLink;
+pub use register::{
+    MAX_REASON_LEN, RegisteredKey, RegistrationConfirmed, RegistrationRequest, WRAPPED_KEY_LEN,
+    Withdrawn, WrappedKey,
+};
 pub use response::{Fault, ResponseCode};
 pub use share::{SharePurpose, ShareSetId};

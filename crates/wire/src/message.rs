@@ -62,7 +62,7 @@ record_types! {
     MR3 = 0x0203;
     /// Brass → KMC: registered.
     MR4 = 0x0204;
-    /// KMC → Brass: withdraw a meter.
+    /// Brass → archive: a meter's key withdrawn.
     WITHDRAW = 0x0210;
     /// Brass → Tin: one month's token keys.
     TIN_EXPORT = 0x0301;

@@ -117,12 +117,26 @@ codes! {
     /// 3xxx processing: the meter an installation names is not on the Steel box's meter link.
     METER_NOT_CONNECTED = 3023, Caller, "meter not connected to the Steel box's meter link";
     METER_HOLDS_KEY = 3024, Caller, "the meter holds a live (`New`, `Installed`, `Active`) key of that role already, from another domain or another order of the batch";
+    /// 3xxx processing: the meter is registered already, with other data (sub-domain, ISN,
+    /// country or date); an identical registration succeeds and changes nothing.
+    METER_REGISTERED = 3025, Caller, "meter registered already, with other data: a registered meter never moves";
+    /// 3xxx processing: the meter was withdrawn; it is never registered or keyed again.
+    METER_WITHDRAWN = 3026, Caller, "meter withdrawn: it is never registered or keyed again";
+    /// 3xxx processing: the Brass process does not serve that sub-domain.
+    SUBDOMAIN_NOT_SERVED = 3030, Caller, "sub-domain not served by this Brass process";
+    /// 3xxx processing: a sub-domain of another domain than the key's, or of another country
+    /// than the registration's.
+    SUBDOMAIN_MISMATCH = 3031, Caller, "sub-domain of another domain than the key's, or of another country than the registration's";
+    /// 3xxx processing: the ISN is registered to another meter in that sub-domain.
+    ISN_TAKEN = 3032, Caller, "ISN already registered to another meter in that sub-domain";
     /// 3xxx processing: records that should describe one key do not match.
     RECORD_MISMATCH = 3014, Peer, "records do not match (domain, key ID, boxes or meter)";
     /// 3xxx processing: a signature did not verify.
     BAD_SIGNATURE = 3100, Peer, "signature verification failed";
     /// 3xxx processing: a MAC did not verify.
     BAD_MAC = 3101, Peer, "MAC verification failed";
+    /// 3xxx processing: a registration token that the key does not make over the data given.
+    REGISTRATION_TOKEN_MISMATCH = 3105, Peer, "registration token does not match the key and the registration data";
     /// 3xxx processing: a ciphertext did not decrypt or unwrap.
     DECRYPTION_FAILED = 3102, Peer, "decryption or key unwrap failed";
     /// 3xxx processing: a share is malformed, forged or not this box's.

@@ -5,8 +5,9 @@ use crate::command::param::{choice, params};
 use crate::{
     Aborted, BadKey, BlankOffer, BoxId, BoxKeys, BoxType, Certificate, ChainHash, Checkpoint,
     ConfigTables, Delivery, DomainBundle, DomainId, DomainKind, InstallConfirmed, Installed,
-    InstalledKeyRecord, KeyForSteel, Kit, Message, MeterId, NewKeyRecord, Nonce, ProcessRecord,
-    SubdomainId, TableUpdate, Transcript, Unverified,
+    InstalledKeyRecord, KeyForSteel, Kit, Maced, Message, MeterId, NewKeyRecord, Nonce,
+    ProcessRecord, RegisteredKey, RegistrationConfirmed, RegistrationRequest, SubdomainId,
+    TableUpdate, Transcript, Unverified,
 };
 
 params! {
@@ -127,6 +128,31 @@ params! {
         pub mi3: Unverified<NewKeyRecord>,
         /// MI7, Steel's report of the installation.
         pub mi7: Unverified<Installed>,
+    }
+
+    /// `REGISTER` (MR2): Brass registers a key into one of the sub-domains it serves (protocol
+    /// §6.2).
+    pub struct Register {
+        /// MR1 of this key, as the meter made it.
+        pub mr1: Message<RegistrationRequest>,
+        /// The key's MI9, signed by the domain's Brass key: the key, its meter and K sealed.
+        pub mi9: Unverified<InstalledKeyRecord>,
+    }
+
+    /// `REGISTER`'s answer.
+    pub struct Registered {
+        /// MR3, for the archive.
+        pub mr3: Maced<RegisteredKey>,
+        /// MR4, for the KMC.
+        pub mr4: Unverified<RegistrationConfirmed>,
+    }
+
+    /// `WITHDRAW`: Brass takes a meter's key out of service (protocol §6.3).
+    pub struct Withdraw {
+        /// The key's MI9: the key, its meter.
+        pub mi9: Unverified<InstalledKeyRecord>,
+        /// Why (at most 256 bytes).
+        pub reason: String,
     }
 
     /// `CHECKPOINT`: Brass signs a checkpoint of an audit chain with the `ADMIN` audit key, if it

@@ -45,8 +45,8 @@ use minicbor::{Decode, Decoder, Encode};
 pub use items::{
     AdoptDomain, AttestState, Certify, CheckInstall, Checked, CheckpointChain, Checkpointed,
     Confirmed, CreateDomain, Deliver, Delivered, Done, GenerateKey, Generated, InstallCertificate,
-    InstallEnded, InstallKey, InstallKit, InstallProcess, IssueKit, IssueSetId, Recover, SelfTest,
-    SignTables, SignTranscript, UpdateTables,
+    InstallEnded, InstallKey, InstallKit, InstallProcess, IssueKit, IssueSetId, Recover, Register,
+    Registered, SelfTest, SignTables, SignTranscript, UpdateTables, Withdraw,
 };
 pub use param::MAX_LIST;
 
@@ -54,7 +54,7 @@ use param::{Enc, Param, take_key};
 
 use crate::{
     BoxType, Certificate, DomainBundle, Kit, RecordType, ResponseCode, SetId, StateAttestation,
-    StateVersion, TableUpdate, Transcript, Unverified, WireError,
+    StateVersion, TableUpdate, Transcript, Unverified, WireError, Withdrawn,
 };
 
 /// The largest command or reply frame: a batch of [`MAX_LIST`] items of a few kilobytes each.
@@ -416,6 +416,14 @@ box_commands! {
     CHECK_INSTALL = 0x0401, "check-install",
         CheckInstall(CheckInstall) -> Checked, version 1,
         boxes [Brass], records [MI8, MI3, MI7];
+    /// Brass: register a key into a sub-domain it serves (MR2 → MR3 and MR4).
+    REGISTER = 0x0402, "register",
+        Register(Register) -> Registered, version 1,
+        boxes [Brass], records [MR2, MR1, MI9];
+    /// Brass: withdraw a meter's key (→ WITHDRAW).
+    WITHDRAW = 0x0403, "withdraw",
+        Withdraw(Withdraw) -> Unverified<Withdrawn>, version 1,
+        boxes [Brass], records [MI9];
     /// Brass with the `ADMIN` process: sign a checkpoint of an audit chain.
     CHECKPOINT = 0x0501, "checkpoint",
         Checkpoint(CheckpointChain) -> Checkpointed, version 1,

@@ -7,7 +7,7 @@
 
 use minicbor::{Decoder, Encoder};
 
-use crate::{Body, Message, Unverified, WireError};
+use crate::{Body, Maced, Message, Unverified, WireError};
 
 /// The encoder every parameter writes to. Writing to a `Vec` cannot fail, so results are ignored.
 pub(crate) type Enc = Encoder<Vec<u8>>;
@@ -66,6 +66,15 @@ impl<B: Body> Param for Unverified<B> {
 }
 
 /// An unsigned message (MI1, a blank box's offer) travels as its canonical bytes.
+impl<B: Body> Param for Maced<B> {
+    fn put(&self, e: &mut Enc) {
+        let _ = e.bytes(self.as_bytes());
+    }
+    fn take(d: &mut Decoder<'_>) -> Result<Self, WireError> {
+        Maced::from_bytes(d.bytes()?)
+    }
+}
+
 impl<B: Body> Param for Message<B> {
     fn put(&self, e: &mut Enc) {
         let _ = e.bytes(&self.to_bytes());
