@@ -51,6 +51,12 @@ impl SignedRecord {
         Self { record_type: B::RECORD_TYPE, bytes: record.as_bytes().to_vec() }
     }
 
+    /// A MAC'd record (MR3) as the box made it. Only a box holding the key can check its tag;
+    /// the box's signed confirmation (MR4) names its digest.
+    pub fn from_maced<B: Body>(record: &postkey_wire::Maced<B>) -> Self {
+        Self { record_type: B::RECORD_TYPE, bytes: record.as_bytes().to_vec() }
+    }
+
     /// SHA-256 of the bytes: what a chain event records of it.
     pub fn digest(&self) -> Digest {
         Digest::of(&self.bytes)

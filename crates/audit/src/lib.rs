@@ -39,9 +39,10 @@ use postkey_archive::{
 };
 use postkey_crypto::VerifyingKey;
 use postkey_wire::{
-    BoxId, BoxType, Checkpoint, DomainBundle, DomainId, DomainKeySetCertificate, DomainPublicKeys,
-    Header, Installed, InstalledKeyRecord, LastKeyId, NewKeyRecord, RecordType, Sender,
-    StateVersion, Timestamp, TrustAnchors, Unverified, WireError,
+    BoxId, BoxType, Checkpoint, Date, DomainBundle, DomainId, DomainKeySetCertificate,
+    DomainPublicKeys, Header, Installed, InstalledKeyRecord, Isn, LastKeyId, Maced, NewKeyRecord,
+    RecordType, RegisteredKey, RegistrationConfirmed, Sender, StateVersion, SubdomainId, Timestamp,
+    TrustAnchors, Unverified, WireError, Withdrawn,
 };
 
 pub use fault::{Fault, FaultKind, Position};
@@ -814,6 +815,24 @@ async fn check_key(
             }
         }
     }
+    // Each MR4 confirms an MR3 of the key by its digest: the MR3 whose MAC no auditor can check
+    // is the one Brass signed for.
+    let of_type = |t: RecordType| records.iter().filter(move |r| r.record.record_type == t);
+    let mr3s: BTreeSet<[u8; 32]> = of_type(RecordType::MR3).map(|r| r.record.digest().0).collect();
+    for (i, r) in records.iter().enumerate() {
+        if r.record.record_type != RecordType::MR4 {
+            continue;
+        }
+        if let Ok(mr4) = Unverified::<RegistrationConfirmed>::from_bytes(&r.record.bytes)
+            && !mr3s.contains(&mr4.claimed_body().mr3)
+        {
+            report.fault(
+                Position::Record { domain: domain.clone(), key_id, index: i + 1 },
+                FaultKind::Unreferenced,
+                "it confirms an MR3 the key does not have: the MR3 was altered or replaced",
+            );
+        }
+    }
     for (missing, _) in replay.records.iter().filter(|(d, _)| !seen.contains(d)) {
         report.fault(
             at_key(),
@@ -823,7 +842,13 @@ async fn check_key(
     }
     let needs: &[RecordType] = match key.status {
         KeyStatus::New | KeyStatus::Bad => &[RecordType::MI3],
-        _ => &[RecordType::MI3, RecordType::MI7, RecordType::MI9],
+        KeyStatus::Installed => &[RecordType::MI3, RecordType::MI7, RecordType::MI9],
+        KeyStatus::Active => {
+            &[RecordType::MI3, RecordType::MI7, RecordType::MI9, RecordType::MR3, RecordType::MR4]
+        }
+        KeyStatus::Obsolete => {
+            &[RecordType::MI3, RecordType::MI7, RecordType::MI9, RecordType::WITHDRAW]
+        }
     };
     for t in needs {
         if !types.contains(t) {
@@ -875,6 +900,12 @@ fn record_times(
         RecordType::MI3 => ("KMS Request Time", times.kms_request, true),
         RecordType::MI7 => ("PSR Install Time", times.psr_install, false),
         RecordType::MI9 => ("KMS Install Time", times.kms_install, true),
+        // The KMC records the KMS Key Registration Time when MR4 comes back, the Obsolete Time
+        // when the withdrawal does: after Brass made them.
+        RecordType::MR3 | RecordType::MR4 => {
+            ("KMS Key Registration Time", times.kms_key_registration, false)
+        }
+        RecordType::WITHDRAW => ("Obsolete Time", times.obsolete, false),
         _ => return Ok(()),
     };
     let Some(time) = time else {
@@ -911,6 +942,21 @@ fn check_record(
     bytes: &[u8],
 ) -> Result<Timestamp, (FaultKind, String)> {
     let signature = |e: WireError| (FaultKind::Signature, e.to_string());
+    let field = |why: String| Err((FaultKind::Field, why));
+    // Registration and withdrawal records name the key's registration, not its boxes.
+    let registration = |header: &Header, fields: Option<(&SubdomainId, &Isn, &Date)>| {
+        check_header(key, header, BoxType::Brass)?;
+        if let Some((subdomain, isn, date)) = fields {
+            let recorded = key.registration.as_ref().map(|r| (&r.subdomain, &r.isn));
+            if recorded != Some((subdomain, isn)) || key.times.meter_registration != Some(*date) {
+                return field(format!(
+                    "it registers the key in {subdomain} as {isn} on {date}, the key says {}",
+                    recorded.map_or("nothing".into(), |(s, i)| format!("{s} as {i}"))
+                ));
+            }
+        }
+        Ok(header.timestamp)
+    };
     let (header, oak, steel, sender_type) = match record_type {
         RecordType::MI3 => {
             let r = verified::<NewKeyRecord>(bytes, &keys.oak_auth).map_err(signature)?;
@@ -924,20 +970,47 @@ fn check_record(
             let r = verified::<InstalledKeyRecord>(bytes, &keys.brass_auth).map_err(signature)?;
             (r.0, r.1.oak, r.1.steel, BoxType::Brass)
         }
+        // MR3's MAC is under a sub-domain key only Brass holds: its digest is checked against
+        // the MR4 that names it (`check_key`), its fields here.
+        RecordType::MR3 => {
+            let r = Maced::<RegisteredKey>::from_bytes(bytes).map_err(signature)?;
+            let b = r.claimed_body();
+            return registration(r.header(), Some((&b.subdomain, &b.isn, &b.date)));
+        }
+        RecordType::MR4 => {
+            let r =
+                verified::<RegistrationConfirmed>(bytes, &keys.brass_auth).map_err(signature)?;
+            return registration(&r.0, Some((&r.1.subdomain, &r.1.isn, &r.1.date)));
+        }
+        RecordType::WITHDRAW => {
+            let r = verified::<Withdrawn>(bytes, &keys.brass_auth).map_err(signature)?;
+            return registration(&r.0, None);
+        }
         other => return Err((FaultKind::Field, format!("a {other} is no record of a key"))),
     };
+    check_header(key, &header, sender_type)?;
+    if oak != key.oak_id || steel != key.steel_id {
+        return field(format!(
+            "it names {oak} and {steel}, the key {} and {}",
+            key.oak_id, key.steel_id
+        ));
+    }
+    Ok(header.timestamp)
+}
+
+/// A record's header names the key's domain, key ID and (where it names one) meter, and was
+/// sent by a box of `sender_type`.
+fn check_header(
+    key: &KeyRecord,
+    header: &Header,
+    sender_type: BoxType,
+) -> Result<(), (FaultKind, String)> {
     let field = |why: String| Err((FaultKind::Field, why));
     if header.domain != key.domain || header.key_id != Some(key.key_id) {
         return field(format!(
             "it is the record of key {}/{:?}",
             header.domain,
             header.key_id.map(|k| k.get())
-        ));
-    }
-    if oak != key.oak_id || steel != key.steel_id {
-        return field(format!(
-            "it names {oak} and {steel}, the key {} and {}",
-            key.oak_id, key.steel_id
         ));
     }
     match &header.sender {
@@ -949,7 +1022,7 @@ fn check_record(
     {
         return field(format!("it names meter {named}, the key {recorded}"));
     }
-    Ok(header.timestamp)
+    Ok(())
 }
 
 /// The header and body of a record that verifies under `key`.

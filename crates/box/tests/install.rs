@@ -927,7 +927,8 @@ fn installed(l: &mut Line) -> (SimulatedMeter, Unverified<postkey_wire::Installe
     let g = l.generate(1);
     let m = meter(1);
     let mut floor = Floor::with(&[&m]);
-    let InstallEnded::Installed(mi7) = install(&mut l.steel, &g.mi4, meter_id(1), &mut floor).unwrap()
+    let InstallEnded::Installed(mi7) =
+        install(&mut l.steel, &g.mi4, meter_id(1), &mut floor).unwrap()
     else {
         panic!("aborted")
     };

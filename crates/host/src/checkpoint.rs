@@ -55,6 +55,23 @@ pub(crate) async fn checkpoint_all(
     checkpoint_chains(session, store, trust, brass, when).await
 }
 
+/// What a command recorded so far is checkpointed: its refusals, spooled as they happened, go
+/// into the archive's error log, and the audit box (enabled in `session`), if there is one,
+/// checkpoints the chains that moved.
+pub(crate) async fn moved(
+    home: &crate::Home,
+    store: &impl Store,
+    session: &Session,
+    trust: &Trust,
+    audit: Option<BoxId>,
+) -> Result<(), HostError> {
+    crate::archive::move_error_spool(home, store).await?;
+    if let Some(audit) = audit {
+        checkpoint_chains(session, store, trust, audit, When::End).await?;
+    }
+    Ok(())
+}
+
 /// Checkpoints, with `brass` (enabled in `session`), the chains `when` says, and keeps what the
 /// box signs; the number of checkpoints kept. The `ADMIN` chain goes last, since keeping the
 /// others' appends to it. A refusal is the box's word that the archive is behind or forks from

@@ -154,37 +154,8 @@ impl<S: Store> Factory<S> {
         // Meters keyed by a run that stopped get their files before any is read.
         home.settle_meter_journals()?;
         let line = line_for(&store, domains).await?;
-        let mut session = Session::new(home, lock.wait());
-        let audit = crate::checkpoint::audit_box(&store).await?;
-        let mut enabled = vec![line.oak, line.steel, line.brass];
-        enabled.extend(audit.filter(|a| *a != line.brass));
-        for b in &enabled {
-            crate::ceremony::enable(&mut session, &store, &trust, *b, shares_dir).await?;
-        }
-        let kmc = Kmc::new(store, trust.dks_key(), trust.installation, InstallConfig::default());
-        let boxes = EmbeddedBoxes::new(session, MeterLinks::default());
-        for b in enabled {
-            let nonce = Nonce(crate::session::os_nonce()?);
-            kmc.check_box(&boxes, b, nonce).await.map_err(|e| kmc_error(home, e))?;
-        }
-        // The archive must extend what the audit box signed before anything is settled or
-        // installed: an archive put back from an older copy stops the run here (3676).
-        if let Some(audit) = audit {
-            let start = crate::checkpoint::When::Start;
-            crate::checkpoint::checkpoint_chains(
-                boxes.session(),
-                kmc.store(),
-                &trust,
-                audit,
-                start,
-            )
-            .await?;
-        }
-        // Times never go backwards: the run starts from the archive's latest (3310 if the wall
-        // clock is too far behind it).
-        let latest = kmc.latest_time().await.map_err(|e| kmc_error(home, e))?;
-        let clock = KmsClock::start(clock::now as fn() -> Timestamp, latest)
-            .map_err(|e| kmc_error(home, e))?;
+        let Opened { kmc, boxes, trust, audit, clock } =
+            open_kmc(lock, store, trust, shares_dir, &[line.oak, line.steel, line.brass]).await?;
         // Keys a stopped run left between generation and `Installed` are settled before any
         // new order: the home lock and the line's box locks are held, so no run is live.
         let settled =
@@ -338,19 +309,9 @@ impl<S: Store> Factory<S> {
     /// The run's refusals, spooled as they happened, go into the archive's error log, and what
     /// the run recorded so far is checkpointed by the audit box, if there is one.
     async fn checkpoint_now(&self) -> Result<(), HostError> {
-        crate::archive::move_error_spool(&self.home, self.kmc.store()).await?;
-        if let Some(audit) = self.audit {
-            let (session, end) = (self.boxes.session(), crate::checkpoint::When::End);
-            crate::checkpoint::checkpoint_chains(
-                session,
-                self.kmc.store(),
-                &self.trust,
-                audit,
-                end,
-            )
-            .await?;
-        }
-        Ok(())
+        let session = self.boxes.session();
+        crate::checkpoint::moved(&self.home, self.kmc.store(), session, &self.trust, self.audit)
+            .await
     }
 
     /// The run's orders in batches of `batch` meters, each order with its place in the
@@ -467,6 +428,61 @@ impl<S: Store> Factory<S> {
     }
 }
 
+/// The KMC over an archive, with boxes enabled and checked: what a factory run or a
+/// registration works with.
+pub(crate) struct Opened<S> {
+    pub(crate) kmc: Kmc<S>,
+    pub(crate) boxes: EmbeddedBoxes,
+    pub(crate) trust: Trust,
+    /// The box that checkpoints the audit trail, if the installation has one.
+    pub(crate) audit: Option<postkey_wire::BoxId>,
+    pub(crate) clock: KmsClock<fn() -> Timestamp>,
+}
+
+/// Enables `enable` (and the audit box) from `shares_dir`, runs the KMC's state check on each
+/// before anything else (protocol §7.2 item 7), has the audit box check that the archive
+/// extends what it signed (3676), and starts the KMS clock from the archive's latest time. The
+/// caller has loaded `trust` and run the integrity check at open.
+pub(crate) async fn open_kmc<S: Store>(
+    lock: &HomeLock,
+    store: S,
+    trust: Trust,
+    shares_dir: &std::path::Path,
+    enable: &[postkey_wire::BoxId],
+) -> Result<Opened<S>, HostError> {
+    let home = lock.home();
+    let mut session = Session::new(home, lock.wait());
+    let audit = crate::checkpoint::audit_box(&store).await?;
+    let mut enabled = enable.to_vec();
+    if let Some(a) = audit
+        && !enabled.contains(&a)
+    {
+        enabled.push(a);
+    }
+    for b in &enabled {
+        crate::ceremony::enable(&mut session, &store, &trust, *b, shares_dir).await?;
+    }
+    let kmc = Kmc::new(store, trust.dks_key(), trust.installation, InstallConfig::default());
+    let boxes = EmbeddedBoxes::new(session, MeterLinks::default());
+    for b in enabled {
+        let nonce = Nonce(crate::session::os_nonce()?);
+        kmc.check_box(&boxes, b, nonce).await.map_err(|e| kmc_error(home, e))?;
+    }
+    // The archive must extend what the audit box signed before anything is settled, installed
+    // or registered: an archive put back from an older copy stops the command here (3676).
+    if let Some(audit) = audit {
+        let start = crate::checkpoint::When::Start;
+        crate::checkpoint::checkpoint_chains(boxes.session(), kmc.store(), &trust, audit, start)
+            .await?;
+    }
+    // Times never go backwards: the command starts from the archive's latest (3310 if the
+    // wall clock is too far behind it).
+    let latest = kmc.latest_time().await.map_err(|e| kmc_error(home, e))?;
+    let clock =
+        KmsClock::start(clock::now as fn() -> Timestamp, latest).map_err(|e| kmc_error(home, e))?;
+    Ok(Opened { kmc, boxes, trust, audit, clock })
+}
+
 /// A factory run's orders, as [`Factory::install_many`] sends them.
 #[derive(Default)]
 struct Plan {
@@ -525,7 +541,7 @@ fn summary(home: &Home, domain: &DomainId, result: postkey_kmc::OrderResult) -> 
     KeySummary { domain: domain.to_string(), key_id: key_id.map(KeyId::get), status, reason }
 }
 
-fn kmc_error(home: &Home, e: postkey_kmc::KmcError) -> HostError {
+pub(crate) fn kmc_error(home: &Home, e: postkey_kmc::KmcError) -> HostError {
     let _ = home.log_error("kmc", e.response_code(), &e.to_string(), clock::now());
     HostError::Kmc(e)
 }

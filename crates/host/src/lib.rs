@@ -28,6 +28,7 @@ mod link;
 mod lock;
 mod meters;
 mod rebaseline;
+mod register;
 mod ser;
 mod session;
 mod spool;
@@ -60,6 +61,10 @@ pub use postkey_box::runtime::harden_process;
 pub use postkey_crypto::Fingerprint;
 pub use postkey_secrets::selftest::KatResult;
 pub use rebaseline::RebaselineReport;
+pub use register::{
+    DEFAULT_REGISTER_BATCH, Registrar, RegistrationOrder, RegistrationReport,
+    read_registration_list, utc_date,
+};
 pub use session::Session;
 pub use vectors::{test_vectors_json, vectors_file_is_current, write_vectors_file};
 

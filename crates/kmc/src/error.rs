@@ -84,6 +84,45 @@ pub enum KmcError {
         /// What it holds.
         held: String,
     },
+    /// The meter is registered already, with other data (protocol §6.2).
+    #[error("meter {0} is registered already, with other data: a registered meter never moves")]
+    MeterRegistered(postkey_wire::MeterId),
+    /// The archive holds no key of the meter.
+    #[error("the archive holds no key of meter {0}")]
+    UnknownMeter(postkey_wire::MeterId),
+    /// The meter was withdrawn (protocol §6.3).
+    #[error("meter {0} was withdrawn: it is never registered or keyed again")]
+    MeterWithdrawn(postkey_wire::MeterId),
+    /// No Brass box serves the sub-domain.
+    #[error("no Brass box serves {0}")]
+    SubdomainNotServed(postkey_wire::SubdomainId),
+    /// The ISN is another meter's in the sub-domain.
+    #[error("ISN {isn} is registered to another meter in {subdomain}")]
+    IsnTaken {
+        /// The sub-domain.
+        subdomain: postkey_wire::SubdomainId,
+        /// The ISN.
+        isn: postkey_wire::Isn,
+    },
+    /// A key asked to be registered that is not `Installed`.
+    #[error("key {domain}/{key_id} is {status}: only an Installed key is registered")]
+    NotInstalled {
+        /// The key's domain.
+        domain: DomainId,
+        /// The key.
+        key_id: postkey_wire::KeyId,
+        /// Its status.
+        status: postkey_archive::KeyStatus,
+    },
+    /// A meter's registration requests that do not form one registration: not one per key of
+    /// the meter, or differing in ISN, country or date.
+    #[error("meter {meter}: {why}")]
+    BadRegistration {
+        /// The meter.
+        meter: postkey_wire::MeterId,
+        /// What is wrong.
+        why: &'static str,
+    },
     /// The clock went back further than the KMC bridges (docs/installation.md).
     #[error(
         "the clock reads {now}, {behind_micros} µs before a time the archive recorded: beyond \
@@ -115,6 +154,13 @@ impl KmcError {
             Self::WrongRole { .. } => ResponseCode::INVALID_ARGUMENT,
             Self::MeterHoldsKey { .. } => ResponseCode::METER_HOLDS_KEY,
             Self::ClockWentBack { .. } => ResponseCode::TIME_WENT_BACKWARDS,
+            Self::MeterRegistered(_) => ResponseCode::METER_REGISTERED,
+            Self::MeterWithdrawn(_) => ResponseCode::METER_WITHDRAWN,
+            Self::UnknownMeter(_) => ResponseCode::UNKNOWN_METER,
+            Self::SubdomainNotServed(_) => ResponseCode::SUBDOMAIN_NOT_SERVED,
+            Self::IsnTaken { .. } => ResponseCode::ISN_TAKEN,
+            Self::NotInstalled { .. } => ResponseCode::TRANSITION_NOT_ALLOWED,
+            Self::BadRegistration { .. } => ResponseCode::RECORD_MISMATCH,
         }
     }
 }

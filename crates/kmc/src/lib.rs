@@ -19,6 +19,7 @@ mod error;
 mod install;
 mod link;
 mod recovery;
+mod register;
 mod roles;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -29,6 +30,9 @@ pub use error::KmcError;
 pub use install::{InstallConfig, KeyOrder, KeyOutcome, OrderResult};
 pub use link::{Answer, BoxRefusal, Boxes};
 pub use recovery::{LineBoxes, Settled};
+pub use register::{
+    MeterRegistration, RegistrationOutcome, RegistrationResult, brass_serving, withdrawing_boxes,
+};
 pub use roles::KeyRole;
 
 use postkey_archive::Store;

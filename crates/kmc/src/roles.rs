@@ -113,9 +113,22 @@ impl<S: Store> Kmc<S> {
         Ok(live)
     }
 
-    /// Checks each order's role before any key ID is allocated: its domain gives keys of the
-    /// role; its meter holds no live key of the role; no earlier order of `orders` gives the
-    /// meter that role. One answer per order.
+    /// The meters among `meters` that were withdrawn (protocol §6.3): a withdrawn meter has an
+    /// `Obsolete` key, and is never registered or keyed again.
+    pub async fn withdrawn(&self, meters: &[MeterId]) -> Result<BTreeSet<MeterId>, KmcError> {
+        Ok(self
+            .store
+            .keys_of_meters(meters)
+            .await?
+            .into_iter()
+            .filter(|k| k.status == KeyStatus::Obsolete)
+            .filter_map(|k| k.meter_id)
+            .collect())
+    }
+
+    /// Checks each order's role before any key ID is allocated: its meter was not withdrawn;
+    /// its domain gives keys of the role; its meter holds no live key of the role; no earlier
+    /// order of `orders` gives the meter that role. One answer per order.
     pub async fn check_orders(
         &self,
         orders: &[KeyOrder],
@@ -128,10 +141,15 @@ impl<S: Store> Kmc<S> {
             .into_iter()
             .map(|(at, k)| (at, format!("{} key {}/{}", k.status, k.domain, k.key_id)))
             .collect();
+        let withdrawn = self.withdrawn(&meters).await?;
         // A domain without a verified bundle fails its own orders.
         let kinds = self.kinds(orders.iter().map(|o| &o.domain)).await?;
         let mut out = Vec::with_capacity(orders.len());
         for o in orders {
+            if withdrawn.contains(&o.meter) {
+                out.push(Err(KmcError::MeterWithdrawn(o.meter.clone())));
+                continue;
+            }
             let Some(&kind) = kinds.get(&o.domain) else {
                 out.push(Err(KmcError::NoBundle(o.domain.clone())));
                 continue;

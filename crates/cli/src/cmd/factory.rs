@@ -1,8 +1,11 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use postkey_host::{Access, DEFAULT_BATCH, DEFAULT_CHECKPOINT_EVERY, Factory, InstallReport};
-use postkey_wire::{DomainId, MeterId};
+use postkey_host::{
+    Access, DEFAULT_BATCH, DEFAULT_CHECKPOINT_EVERY, DEFAULT_REGISTER_BATCH, Factory,
+    InstallReport, Registrar, RegistrationOrder,
+};
+use postkey_wire::{Date, DomainId, Isn, MeterId, SubdomainId};
 
 use super::{Ctx, Outcome, block_on, print_json, print_lines, shares_dir};
 
@@ -12,6 +15,40 @@ pub(crate) enum Command {
     /// Install a vendor key and a postal key into meters (MI0 to MI10). A role a meter has
     /// already from the same domain is reported `held`, so a stopped run can be run again.
     Install(InstallArgs),
+    /// Register meters' two keys (MR1 to MR4): the postal (or EARTH) key into the sub-domain
+    /// given, the vendor key into the vendor's sub-domain of the same country. Both keys become
+    /// Active together, or neither does; the same registration again changes nothing.
+    Register(RegisterArgs),
+}
+
+/// Arguments of `postkey factory register`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RegisterArgs {
+    /// The meter, e.g. PB1234-000123 (keyed with `postkey factory install`).
+    #[arg(required_unless_present = "file", conflicts_with = "file")]
+    meter: Option<MeterId>,
+    /// The postal (or EARTH) sub-domain to register METER into, e.g. USPS/US or EARTH/DE.
+    #[arg(long, required_unless_present = "file", conflicts_with = "file")]
+    subdomain: Option<SubdomainId>,
+    /// The meter's ISN from the post's licence, 1 to 16 of A-Z and 0-9.
+    #[arg(long, required_unless_present = "file", conflicts_with = "file")]
+    isn: Option<Isn>,
+    /// The registration date, YYYYMMDD [default: today, UTC].
+    #[arg(long, conflicts_with = "file", value_parser = |s: &str| Date::parse(s).map_err(|e| e.to_string()))]
+    date: Option<Date>,
+    /// A file of registrations, one per line: `METER SUBDOMAIN ISN [DATE]` (`#` starts a
+    /// comment line).
+    #[arg(long, value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// Meters per batch: one box call per Brass box and one archive transaction.
+    #[arg(long, default_value_t = DEFAULT_REGISTER_BATCH as u16, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    batch: u16,
+    /// Directory of the boxes' share files [default: <home>/media]
+    #[arg(long, value_name = "DIR")]
+    shares_dir: Option<PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `postkey factory install`.
@@ -46,7 +83,10 @@ pub(crate) struct InstallArgs {
 }
 
 pub(crate) fn run(ctx: &Ctx, command: Command) -> anyhow::Result<Outcome> {
-    let Command::Install(a) = command;
+    let a = match command {
+        Command::Install(a) => a,
+        Command::Register(a) => return register(ctx, a),
+    };
     let home = &ctx.home;
     let dir = shares_dir(home, a.shares_dir.as_deref());
     let meters = match (&a.file, &a.meter, &a.postal) {
@@ -135,4 +175,65 @@ fn report_lines(report: &InstallReport) -> Vec<String> {
             }
         })
         .collect()
+}
+
+fn register(ctx: &Ctx, a: RegisterArgs) -> anyhow::Result<Outcome> {
+    let home = &ctx.home;
+    let dir = shares_dir(home, a.shares_dir.as_deref());
+    let today = postkey_host::utc_date(postkey_host::now())?;
+    let orders = match (&a.file, a.meter, a.subdomain, a.isn) {
+        (Some(file), ..) => postkey_host::read_registration_list(file, today)?,
+        (None, Some(meter), Some(subdomain), Some(isn)) => {
+            vec![RegistrationOrder { meter, subdomain, isn, date: a.date.unwrap_or(today) }]
+        }
+        _ => anyhow::bail!("name a meter, --subdomain and --isn, or --file"),
+    };
+    let lock = ctx.lock(Access::Shared)?;
+    // Every meter must exist before any box is enabled for it.
+    for o in &orders {
+        home.load_meter(&o.meter)?;
+    }
+    let mut progress =
+        a.file.is_some().then(|| super::Progress::new("meters registered", orders.len()));
+    let reports = block_on(async {
+        let store = ctx.archive().await?;
+        let mut r = Registrar::for_orders(&lock, store, &dir, &orders).await?;
+        let reports = r
+            .register_many(&orders, usize::from(a.batch), |n| {
+                if let Some(p) = progress.as_mut() {
+                    p.set(n);
+                }
+            })
+            .await;
+        if let Some(p) = &progress {
+            p.finish();
+        }
+        r.close();
+        anyhow::Ok(reports?)
+    })??;
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in &reports {
+        *counts.entry(r.outcome).or_default() += 1;
+    }
+    let all_fine = reports.iter().all(|r| r.outcome != "refused");
+    if a.json {
+        match (a.file.is_some(), reports.first()) {
+            (false, Some(report)) => print_json(report)?,
+            _ => print_json(&serde_json::json!({"meters": reports, "outcomes": counts}))?,
+        }
+    } else {
+        let mut lines: Vec<String> = reports
+            .iter()
+            .map(|r| match (&r.reason, r.code) {
+                (Some(why), Some(code)) => format!("{}: refused ({why}) [{code}]", r.meter),
+                _ => format!("{}: {} ({})", r.meter, r.outcome, r.keys.join(", ")),
+            })
+            .collect();
+        if a.file.is_some() {
+            let counts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+            lines.push(format!("{} meters: {}", reports.len(), counts.join(", ")));
+        }
+        print_lines(&lines)?;
+    }
+    Ok(if all_fine { Outcome::Success } else { Outcome::CheckFailed })
 }

@@ -14,6 +14,7 @@ mod meter;
 mod self_test;
 mod share;
 mod test_vectors;
+mod withdraw;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -51,9 +52,12 @@ pub(crate) enum Command {
     /// Simulated meters: make one.
     #[command(subcommand)]
     Meter(meter::Command),
-    /// The factory: install a vendor key and a postal key into a meter.
+    /// The factory: install a vendor key and a postal key into a meter, and register them.
     #[command(subcommand)]
     Factory(factory::Command),
+    /// Take a meter out of service: both its keys become Obsolete, and it is never registered
+    /// or keyed again.
+    Withdraw(withdraw::Args),
     /// Master key records: list, show.
     #[command(subcommand)]
     Keys(keys::Command),
@@ -123,6 +127,7 @@ pub(crate) fn run(home: Option<PathBuf>, wait: Wait, command: Command) -> anyhow
         Command::Meter(c) => meter::run(&ctx(), c),
         Command::Factory(c) => factory::run(&ctx(), c),
         Command::Keys(c) => keys::run(&ctx(), c),
+        Command::Withdraw(args) => withdraw::run(&ctx(), args),
         Command::Demo(args) => demo::run(home, wait, args),
         #[cfg(feature = "bench")]
         Command::Bench(c) => bench::run(home, wait, c),

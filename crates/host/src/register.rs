@@ -1,0 +1,295 @@
+//! Registration and withdrawal on the embedded default (docs/registration.md): each meter of the
+//! home makes its MR1 for both its keys, the KMC sends them to the Brass boxes serving the
+//! sub-domains, and both keys become `Active` together, or neither does; a withdrawal makes both
+//! `Obsolete` together.
+
+use postkey_archive::Store;
+use postkey_archive_sqlite::SqliteStore;
+use postkey_kmc::{Kmc, KmsClock, MeterRegistration, RegistrationOutcome};
+use postkey_wire::{BoxId, Date, Isn, MeterId, SubdomainId, Timestamp};
+
+use crate::archive::Trust;
+use crate::factory::{Opened, kmc_error, open_kmc};
+use crate::link::EmbeddedBoxes;
+use crate::lock::HomeLock;
+use crate::{Home, HostError, clock};
+
+/// One meter to register: where, under which ISN, on which date.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrationOrder {
+    /// The meter.
+    pub meter: MeterId,
+    /// The target postal (or `EARTH`) sub-domain; the vendor key goes to the vendor's
+    /// sub-domain of the same country.
+    pub subdomain: SubdomainId,
+    /// The ISN, from the post's licence.
+    pub isn: Isn,
+    /// The registration date (the meter's calendar).
+    pub date: Date,
+}
+
+/// The largest registration list read.
+const MAX_REGISTRATION_LIST: u64 = 64 * 1024 * 1024;
+
+/// The UTC date of `t`.
+pub fn utc_date(t: Timestamp) -> Result<Date, postkey_wire::WireError> {
+    let (y, m, d) = t.utc_date();
+    Date::new(u16::try_from(y).unwrap_or(u16::MAX), m, d)
+}
+
+/// Reads a registration list: one meter a line, `METER SUBDOMAIN ISN [DATE]` (`DATE` as
+/// `YYYYMMDD`, today's UTC date when absent), `#` starting a comment line; each meter once.
+pub fn read_registration_list(
+    path: &std::path::Path,
+    today: Date,
+) -> Result<Vec<RegistrationOrder>, HostError> {
+    let bytes = crate::home::read_argument_file(path, MAX_REGISTRATION_LIST)?;
+    let bad = |n: usize, why: String| -> HostError {
+        crate::Usage::InvalidArgument(format!("{} line {n}: {why}", path.display())).into()
+    };
+    let text = std::str::from_utf8(&bytes).map_err(|e| bad(1, format!("not UTF-8 ({e})")))?;
+    let mut out = Vec::new();
+    let mut seen = std::collections::BTreeMap::new();
+    for (n, line) in (1..).zip(text.lines()) {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (meter, subdomain, isn, date) = match f.as_slice() {
+            [m, s, i] => (m, s, i, None),
+            [m, s, i, d] => (m, s, i, Some(d)),
+            _ => return Err(bad(n, "expected `METER SUBDOMAIN ISN [DATE]`".into())),
+        };
+        let meter = MeterId::parse(meter).map_err(|e| bad(n, e.to_string()))?;
+        let subdomain = SubdomainId::parse(subdomain).map_err(|e| bad(n, e.to_string()))?;
+        let isn = Isn::parse(isn).map_err(|e| bad(n, e.to_string()))?;
+        let date = match date {
+            Some(d) => Date::parse(d).map_err(|e| bad(n, e.to_string()))?,
+            None => today,
+        };
+        if let Some(first) = seen.insert(meter.clone(), n) {
+            return Err(bad(n, format!("meter {meter} is listed on line {first} already")));
+        }
+        out.push(RegistrationOrder { meter, subdomain, isn, date });
+    }
+    if out.is_empty() {
+        return Err(crate::Usage::InvalidArgument(format!("{}: no meters", path.display())).into());
+    }
+    Ok(out)
+}
+
+/// How one meter's registration ended.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RegistrationReport {
+    /// The meter.
+    pub meter: String,
+    /// `registered`, `unchanged` (registered already with the same data) or `refused`.
+    pub outcome: &'static str,
+    /// The keys now `Active`, as `DOMAIN/ID`.
+    pub keys: Vec<String>,
+    /// Why it was refused, with its response code.
+    pub reason: Option<String>,
+    /// The response code of a refusal.
+    pub code: Option<u16>,
+}
+
+/// Meters registered per batch by default: one box call per Brass box and one archive
+/// transaction per batch.
+pub const DEFAULT_REGISTER_BATCH: usize = 64;
+
+/// Registrations and withdrawals: the KMC with the Brass boxes they need enabled.
+#[derive(Debug)]
+pub struct Registrar<S = SqliteStore> {
+    home: Home,
+    kmc: Kmc<S>,
+    boxes: EmbeddedBoxes,
+    trust: Trust,
+    audit: Option<BoxId>,
+    clock: KmsClock<fn() -> Timestamp>,
+}
+
+impl<S: Store> Registrar<S> {
+    /// Opens for registering into `subdomains`: the Brass box serving each is enabled from
+    /// `shares_dir` and checked, after the archive's integrity check at open.
+    pub async fn for_subdomains(
+        lock: &HomeLock,
+        store: S,
+        shares_dir: &std::path::Path,
+        subdomains: &[SubdomainId],
+    ) -> Result<Self, HostError> {
+        let (home, trust) = Self::check(lock, &store).await?;
+        let mut brass = Vec::new();
+        for s in subdomains {
+            let b = postkey_kmc::brass_serving(&store, s).await.map_err(|e| kmc_error(&home, e))?;
+            if !brass.contains(&b) {
+                brass.push(b);
+            }
+        }
+        Self::open(lock, store, trust, shares_dir, &brass).await
+    }
+
+    /// Opens for `orders`: the Brass boxes serving each target sub-domain and, for each meter's
+    /// other key (the vendor's), the sub-domain of its domain in the same country.
+    pub async fn for_orders(
+        lock: &HomeLock,
+        store: S,
+        shares_dir: &std::path::Path,
+        orders: &[RegistrationOrder],
+    ) -> Result<Self, HostError> {
+        let mut subdomains = std::collections::BTreeSet::new();
+        for o in orders {
+            subdomains.insert(o.subdomain.clone());
+            for domain in lock.home().meter_now(&o.meter)?.keys().keys() {
+                if domain != o.subdomain.domain() {
+                    subdomains
+                        .insert(SubdomainId::new(domain.clone(), o.subdomain.country().clone()));
+                }
+            }
+        }
+        let subdomains: Vec<SubdomainId> = subdomains.into_iter().collect();
+        Self::for_subdomains(lock, store, shares_dir, &subdomains).await
+    }
+
+    /// Opens for withdrawing `meter`: the Brass boxes that installed its keys are enabled.
+    pub async fn for_withdrawal(
+        lock: &HomeLock,
+        store: S,
+        shares_dir: &std::path::Path,
+        meter: &MeterId,
+    ) -> Result<Self, HostError> {
+        let (home, trust) = Self::check(lock, &store).await?;
+        let brass =
+            postkey_kmc::withdrawing_boxes(&store, meter).await.map_err(|e| kmc_error(&home, e))?;
+        Self::open(lock, store, trust, shares_dir, &brass).await
+    }
+
+    async fn check(lock: &HomeLock, store: &S) -> Result<(Home, Trust), HostError> {
+        let home = lock.home().clone();
+        let trust = Trust::load(&home, store).await?;
+        crate::archive::check_at_open(&home, store).await?;
+        Ok((home, trust))
+    }
+
+    async fn open(
+        lock: &HomeLock,
+        store: S,
+        trust: Trust,
+        shares_dir: &std::path::Path,
+        brass: &[BoxId],
+    ) -> Result<Self, HostError> {
+        let Opened { kmc, boxes, trust, audit, clock } =
+            open_kmc(lock, store, trust, shares_dir, brass).await?;
+        Ok(Self { home: lock.home().clone(), kmc, boxes, trust, audit, clock })
+    }
+
+    /// Registers each meter of `orders`, `batch` meters at a time; one report per meter, in
+    /// order. Each refusal is in the error log with its response code; `progress` is told the
+    /// meters done after each batch. The audit trail is checkpointed at the end.
+    pub async fn register_many(
+        &mut self,
+        orders: &[RegistrationOrder],
+        batch: usize,
+        mut progress: impl FnMut(usize),
+    ) -> Result<Vec<RegistrationReport>, HostError> {
+        let mut reports = Vec::with_capacity(orders.len());
+        for chunk in orders.chunks(batch.max(1)) {
+            let mut asked = Vec::new();
+            let mut places = Vec::new();
+            let mut chunk_reports: Vec<Option<RegistrationReport>> = Vec::new();
+            for o in chunk {
+                let meter = self.home.meter_now(&o.meter)?;
+                match meter.registration_requests(&o.subdomain, &o.isn, o.date, self.clock.now()) {
+                    Ok(requests) => {
+                        places.push(chunk_reports.len());
+                        chunk_reports.push(None);
+                        asked.push(MeterRegistration { meter: o.meter.clone(), requests });
+                    }
+                    Err(e) => {
+                        let _ = self.home.log_error(
+                            "meter",
+                            e.response_code(),
+                            &format!("{}: {e}", o.meter),
+                            clock::now(),
+                        );
+                        chunk_reports.push(Some(refused(&o.meter, e.response_code().0, &e)));
+                    }
+                }
+            }
+            let results = self
+                .kmc
+                .register(&self.boxes, asked.clone(), || self.clock.now())
+                .await
+                .map_err(|e| kmc_error(&self.home, e))?;
+            for ((place, m), result) in places.into_iter().zip(&asked).zip(results) {
+                chunk_reports[place] = Some(match result {
+                    Ok(RegistrationOutcome::Registered(keys)) => RegistrationReport {
+                        meter: m.meter.to_string(),
+                        outcome: "registered",
+                        keys: keys.iter().map(|(d, k, _)| format!("{d}/{k}")).collect(),
+                        reason: None,
+                        code: None,
+                    },
+                    Ok(RegistrationOutcome::Unchanged(keys)) => RegistrationReport {
+                        meter: m.meter.to_string(),
+                        outcome: "unchanged",
+                        keys: keys.iter().map(|(d, k)| format!("{d}/{k}")).collect(),
+                        reason: None,
+                        code: None,
+                    },
+                    Err(e) => {
+                        let code = e.response_code().0;
+                        let report = refused(&m.meter, code, &e);
+                        let _ = kmc_error(&self.home, e);
+                        report
+                    }
+                });
+            }
+            reports.extend(chunk_reports.into_iter().flatten());
+            progress(reports.len());
+        }
+        crate::checkpoint::moved(
+            &self.home,
+            self.kmc.store(),
+            self.boxes.session(),
+            &self.trust,
+            self.audit,
+        )
+        .await?;
+        Ok(reports)
+    }
+
+    /// Withdraws `meter` (protocol §6.3): both its keys `Obsolete` with the Obsolete Time, or
+    /// neither; the keys withdrawn, as `DOMAIN/ID`. A refusal is in the error log.
+    pub async fn withdraw(&self, meter: &MeterId, reason: &str) -> Result<Vec<String>, HostError> {
+        let withdrawn = self
+            .kmc
+            .withdraw(&self.boxes, meter, reason, || self.clock.now())
+            .await
+            .map_err(|e| kmc_error(&self.home, e))?;
+        crate::checkpoint::moved(
+            &self.home,
+            self.kmc.store(),
+            self.boxes.session(),
+            &self.trust,
+            self.audit,
+        )
+        .await?;
+        Ok(withdrawn.iter().map(|(d, k)| format!("{d}/{k}")).collect())
+    }
+
+    /// Locks the boxes.
+    pub fn close(self) {
+        drop(self.boxes);
+    }
+}
+
+fn refused(meter: &MeterId, code: u16, e: &impl core::fmt::Display) -> RegistrationReport {
+    RegistrationReport {
+        meter: meter.to_string(),
+        outcome: "refused",
+        keys: Vec::new(),
+        reason: Some(e.to_string()),
+        code: Some(code),
+    }
+}

@@ -1,0 +1,199 @@
+//! Registration and withdrawal through the home (docs/registration.md): both keys of a meter
+//! become `Active` together or neither does, each refusal has its response code and an
+//! error-log entry, and a withdrawn meter is never registered or keyed again.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{LINE, World, d, ram_tempdir, sub, world};
+use postkey_archive::{KeyStatus, Store as _};
+use postkey_host::{Access, Registrar, RegistrationOrder, Wait};
+use postkey_wire::{Date, Isn, MeterId, ResponseCode};
+
+fn meter(n: u32) -> MeterId {
+    MeterId::parse(&format!("PB7777-{n:06}")).unwrap()
+}
+
+fn today() -> Date {
+    let (y, m, d) = postkey_host::now().utc_date();
+    Date::new(y as u16, m, d).unwrap()
+}
+
+fn order(n: u32, subdomain: &str, isn: &str, date: Date) -> RegistrationOrder {
+    RegistrationOrder {
+        meter: meter(n),
+        subdomain: sub(subdomain),
+        isn: Isn::parse(isn).unwrap(),
+        date,
+    }
+}
+
+async fn registrar(w: &World) -> Registrar {
+    let lock = w.home.lock(Access::Shared, Wait::No).unwrap();
+    Registrar::for_subdomains(&lock, w.store.clone(), &w.media(), &[sub("USPS/US")]).await.unwrap()
+}
+
+/// Whether the error log (the spool, or the archive's once moved there) has an entry of `code`.
+async fn logged(w: &World, code: ResponseCode) -> bool {
+    let archived = w.store.errors_in_order(0, 1000).await.unwrap();
+    common::logged(&w.home, code) || archived.iter().any(|e| e.entry.response_code == code)
+}
+
+/// Each meter's keys' statuses, VE first.
+async fn statuses(w: &World, n: u32) -> Vec<KeyStatus> {
+    let mut keys = w.store.keys_of_meters(&[meter(n)]).await.unwrap();
+    keys.sort_by_key(|k| k.domain.as_str() != "VE");
+    keys.iter().map(|k| k.status).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_keys_register_together_and_every_refusal_has_its_code() {
+    let w = world(ram_tempdir(), LINE).await;
+    common::key_meters_on(&w, w.store.clone(), 1..=4).await.unwrap();
+    let mut r = registrar(&w).await;
+    let yesterday = {
+        let t = postkey_host::now().unix_micros() - 2 * 86_400_000_000;
+        let (y, m, d) = postkey_wire::Timestamp::from_unix_micros(t).utc_date();
+        Date::new(y as u16, m, d).unwrap()
+    };
+    let orders = vec![
+        order(1, "USPS/US", "A1", today()),
+        // The same ISN for another meter of the sub-domain, in the same batch.
+        order(2, "USPS/US", "A1", today()),
+        // Dated before the keys were installed.
+        order(3, "USPS/US", "A3", yesterday),
+    ];
+    let reports = r.register_many(&orders, 8, |_| {}).await.unwrap();
+    let outcome: Vec<_> = reports.iter().map(|r| (r.outcome, r.code)).collect();
+    assert_eq!(
+        outcome,
+        [
+            ("registered", None),
+            ("refused", Some(ResponseCode::ISN_TAKEN.0)),
+            ("refused", Some(ResponseCode::TIME_WENT_BACKWARDS.0)),
+        ],
+        "{reports:?}"
+    );
+    assert_eq!(statuses(&w, 1).await, [KeyStatus::Active, KeyStatus::Active]);
+    for n in [2, 3] {
+        assert_eq!(statuses(&w, n).await, [KeyStatus::Installed, KeyStatus::Installed], "{n}");
+    }
+    let keys = w.store.keys_of_meters(&[meter(1)]).await.unwrap();
+    for k in &keys {
+        let reg = k.registration.as_ref().unwrap();
+        assert_eq!(reg.isn.as_str(), "A1");
+        let expected = if k.domain == d("VE") { "VE/US" } else { "USPS/US" };
+        assert_eq!(reg.subdomain, sub(expected));
+        assert_eq!(k.times.meter_registration, Some(today()));
+        assert!(k.times.kms_key_registration.is_some());
+        let types: Vec<_> = w
+            .store
+            .records(&k.domain, k.key_id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|s| s.record.record_type)
+            .collect();
+        assert!(types.contains(&postkey_wire::RecordType::MR3), "{types:?}");
+        assert!(types.contains(&postkey_wire::RecordType::MR4), "{types:?}");
+    }
+    let vendor = keys.iter().find(|k| k.domain == d("VE")).unwrap();
+    assert_eq!(
+        w.store
+            .key_by_isn(&sub("VE/US"), &Isn::parse("A1").unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+            .key_id,
+        vendor.key_id
+    );
+
+    // The same registration again changes nothing; another one for a registered meter is refused.
+    let head = w.store.chain_head(&d("USPS")).await.unwrap();
+    let again = r.register_many(&[order(1, "USPS/US", "A1", today())], 8, |_| {}).await.unwrap();
+    assert_eq!(again[0].outcome, "unchanged", "{again:?}");
+    assert_eq!(w.store.chain_head(&d("USPS")).await.unwrap(), head);
+    let moved = r.register_many(&[order(1, "USPS/US", "B1", today())], 8, |_| {}).await.unwrap();
+    assert_eq!(moved[0].code, Some(ResponseCode::METER_REGISTERED.0), "{moved:?}");
+    for code in
+        [ResponseCode::ISN_TAKEN, ResponseCode::TIME_WENT_BACKWARDS, ResponseCode::METER_REGISTERED]
+    {
+        assert!(logged(&w, code).await, "{code} in the error log");
+    }
+    r.close();
+
+    // No Brass box serves a sub-domain the domain does not have.
+    let lock = w.home.lock(Access::Shared, Wait::No).unwrap();
+    let e = Registrar::for_subdomains(&lock, w.store.clone(), &w.media(), &[sub("USPS/CA")])
+        .await
+        .unwrap_err();
+    assert_eq!(e.response_code(), ResponseCode::SUBDOMAIN_NOT_SERVED, "{e}");
+    drop(lock);
+
+    // Withdrawal: both keys Obsolete together; then the meter is never registered, withdrawn
+    // or keyed again.
+    let lock = w.home.lock(Access::Shared, Wait::No).unwrap();
+    let r = Registrar::for_withdrawal(&lock, w.store.clone(), &w.media(), &meter(1)).await.unwrap();
+    let withdrawn = r.withdraw(&meter(1), "scrapped").await.unwrap();
+    assert_eq!(withdrawn.len(), 2);
+    assert_eq!(statuses(&w, 1).await, [KeyStatus::Obsolete, KeyStatus::Obsolete]);
+    assert!(
+        w.store
+            .keys_of_meters(&[meter(1)])
+            .await
+            .unwrap()
+            .iter()
+            .all(|k| k.times.obsolete.is_some())
+    );
+    let e = r.withdraw(&meter(1), "again").await.unwrap_err();
+    assert_eq!(e.response_code(), ResponseCode::METER_WITHDRAWN, "{e}");
+    let e = r.withdraw(&meter(99), "unknown").await.unwrap_err();
+    assert_eq!(e.response_code(), ResponseCode::UNKNOWN_METER, "{e}");
+    r.close();
+    drop(lock);
+    let mut r = registrar(&w).await;
+    let back = r.register_many(&[order(1, "USPS/US", "A1", today())], 8, |_| {}).await.unwrap();
+    assert_eq!(back[0].code, Some(ResponseCode::METER_WITHDRAWN.0), "{back:?}");
+    r.close();
+    let lock = w.home.lock(Access::Shared, Wait::No).unwrap();
+    let mut f =
+        postkey_host::Factory::open(&lock, &w.media(), &[d("VE"), d("USPS")]).await.unwrap();
+    let e = f.install(&meter(1), &d("VE"), &d("USPS")).await.unwrap_err();
+    assert_eq!(e.response_code(), ResponseCode::METER_WITHDRAWN, "{e}");
+    f.close();
+    assert!(logged(&w, ResponseCode::METER_WITHDRAWN).await);
+
+    // A meter with a key still Installed, unregistered, is withdrawn too.
+    let lock = w.home.lock(Access::Shared, Wait::No).unwrap();
+    let r = Registrar::for_withdrawal(&lock, w.store.clone(), &w.media(), &meter(4)).await.unwrap();
+    r.withdraw(&meter(4), "never registered").await.unwrap();
+    assert_eq!(statuses(&w, 4).await, [KeyStatus::Obsolete, KeyStatus::Obsolete]);
+
+    // The audit holds over registrations and withdrawals, and finds an ISN edited in the index.
+    let report = postkey_audit::verify(&w.store, &w.trust.anchors).await.unwrap();
+    assert!(report.holds(), "{:?}", report.faults);
+    let usps = w.store.keys_of_meters(&[meter(1)]).await.unwrap();
+    let usps = usps.iter().find(|k| k.domain == d("USPS")).unwrap();
+    w.store.with_raw_connection(|c| {
+        let triggers: Vec<String> = c
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        for t in triggers {
+            c.execute_batch(&format!("DROP TRIGGER {t}")).unwrap();
+        }
+        c.execute("UPDATE keys SET isn = 'Z9' WHERE domain = 'USPS' AND isn = 'A1'", []).unwrap();
+    });
+    let report = postkey_audit::verify(&w.store, &w.trust.anchors).await.unwrap();
+    let first = &report.faults[0];
+    assert_eq!(first.kind, postkey_audit::FaultKind::Field, "{first}");
+    assert!(
+        matches!(&first.position, postkey_audit::Position::Record { domain, key_id, .. }
+            if domain == "USPS" && *key_id == usps.key_id.get()),
+        "{first}"
+    );
+}
