@@ -6,6 +6,8 @@ use core::fmt;
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "at", rename_all = "kebab-case")]
 pub enum Position {
+    /// The archive as a whole: a value in it that does not decode.
+    Archive,
     /// The installation record and its Domain Key Set certificate.
     Installation,
     /// A domain's bundle.
@@ -67,6 +69,7 @@ pub enum Position {
 impl fmt::Display for Position {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::Archive => f.write_str("the archive"),
             Self::Installation => f.write_str("the installation record"),
             Self::Bundle { domain } => write!(f, "the bundle of {domain}"),
             Self::Chain { chain, seq } => write!(f, "event #{seq} of the {chain} chain"),
@@ -91,6 +94,8 @@ impl fmt::Display for Position {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FaultKind {
+    /// A value in the archive does not decode (an actor, an action, an ID, a time).
+    Malformed,
     /// The archive's installation does not verify against the trust anchors.
     Installation,
     /// A signed record or bundle does not verify under the key that must have signed it.
@@ -120,6 +125,7 @@ pub enum FaultKind {
 impl fmt::Display for FaultKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Self::Malformed => "malformed",
             Self::Installation => "installation",
             Self::Signature => "signature",
             Self::ChainLink => "chain link",

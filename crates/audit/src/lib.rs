@@ -99,8 +99,8 @@ pub struct BoxChecked {
 pub enum BoxAnswer {
     /// It attested its state.
     Attested(AttestedState),
-    /// It attested a state of another installation (a fault).
-    OtherInstallation(String),
+    /// Its state is another installation's, does not open, or does not attest (a fault).
+    Refused(String),
     /// It could not be asked, and why (not a fault).
     NotAtHand(String),
 }
@@ -136,6 +136,14 @@ impl Report {
     /// Whether everything checked holds.
     pub fn holds(&self) -> bool {
         self.faults.is_empty()
+    }
+
+    /// Adds what `other` counted (not its faults).
+    fn absorb(&mut self, other: &Report) {
+        self.keys += other.keys;
+        self.records += other.records;
+        self.signatures += other.signatures;
+        self.record_bytes += other.record_bytes;
     }
 
     fn fault(&mut self, position: Position, kind: FaultKind, detail: impl Into<String>) {
@@ -175,27 +183,54 @@ pub struct Accounting {
     pub pending: u64,
 }
 
+/// A domain's chain replayed: each key as it tells it, and the IDs it burned.
+#[derive(Debug, Default)]
+struct DomainReplay {
+    keys: BTreeMap<u64, Replay>,
+    burned: BTreeSet<u64>,
+}
+
 /// A key as its domain's chain tells it.
 #[derive(Debug, Default)]
 struct Replay {
     status: Option<KeyStatus>,
     /// The records its events name, each with the (KMS) time of the event that named it.
     records: Vec<(Digest, Timestamp)>,
-    /// The creation event's note: the boxes, the meter and the KMS Request Time it was made
-    /// with.
-    created: Option<String>,
+    /// Its events' notes, in order: every field an event set (`name=value`), from the boxes,
+    /// meter and KMS Request Time of its creation on.
+    notes: String,
 }
 
 /// Audits `store` against `anchors`. `Err` only when the archive cannot be read; what does not
-/// hold is in the report.
+/// hold is in the report, a value the archive cannot even decode included (the audit stops
+/// there, with what it found before).
 pub async fn verify(store: &impl Store, anchors: &TrustAnchors) -> Result<Report, StoreError> {
     let mut report = Report::empty();
-    let Some(dks) = installation(store, anchors, &mut report).await? else {
-        return Ok(report);
+    match verify_into(store, anchors, &mut report).await {
+        Err(StoreError::Corrupt(what)) => {
+            report.fault(
+                Position::Archive,
+                FaultKind::Malformed,
+                format!("the archive holds a malformed {what}: it was edited"),
+            );
+            Ok(report)
+        }
+        Err(e) => Err(e),
+        Ok(()) => Ok(report),
+    }
+}
+
+async fn verify_into(
+    store: &impl Store,
+    anchors: &TrustAnchors,
+    report: &mut Report,
+) -> Result<(), StoreError> {
+    let Some(dks) = installation(store, anchors, report).await? else {
+        return Ok(());
     };
     let mut domains = BTreeMap::new();
     for d in store.domains().await? {
-        if let Some(keys) = bundle(store, &dks, &d.id, &mut report).await? {
+        if let Some(keys) = bundle(store, &dks, &d.id, report).await? {
             domains.insert(d.id.clone(), keys);
         }
     }
@@ -203,6 +238,9 @@ pub async fn verify(store: &impl Store, anchors: &TrustAnchors) -> Result<Report
     // The error log's chain, as each event's content digest by position, and its length.
     let mut error_events = BTreeMap::new();
     let mut errors_read = 0;
+    // The checkpoints the ADMIN chain says were stored, and those the archive holds.
+    let mut named_marks: BTreeMap<(DomainId, u64), Digest> = BTreeMap::new();
+    let mut held_marks: BTreeMap<(DomainId, u64), Digest> = BTreeMap::new();
     for head in store.chain_heads().await? {
         let chain = head.chain.clone();
         report.chains.push(ChainSummary {
@@ -211,30 +249,53 @@ pub async fn verify(store: &impl Store, anchors: &TrustAnchors) -> Result<Report
             head: head.head_hash.to_string(),
             checkpoints: 0,
         });
-        let marks =
-            checkpoints(store, &chain, head.count, audit_key.as_ref(), &dks, &mut report).await?;
+        let marks = checkpoints(
+            store,
+            &chain,
+            head.count,
+            audit_key.as_ref(),
+            &dks,
+            &mut held_marks,
+            report,
+        )
+        .await?;
         if let Some(summary) = report.chains.last_mut() {
             summary.checkpoints = marks.len() as u64;
         }
-        let mut replay = BTreeMap::new();
-        let mut burned = BTreeSet::new();
+        let mut replay = DomainReplay::default();
         let errors = chain.is_error_log().then_some(&mut error_events);
         if chain.is_error_log() {
             errors_read = head.count;
         }
-        check_chain(store, head, marks, &mut replay, &mut burned, errors, &mut report).await?;
+        let read = head.count;
+        let named = &mut named_marks;
+        check_chain(store, head, marks, &mut replay, errors, named, report).await?;
         // A domain's keys are checked as soon as its chain is replayed, so one domain's replay
         // is held at a time.
         if let Some(keys) = domains.remove(&chain) {
-            check_domain(store, &chain, &keys, replay, burned, &mut report).await?;
+            check_domain(store, &chain, &keys, replay, read, report).await?;
         }
     }
-    check_error_log(store, error_events, errors_read, &mut report).await?;
+    check_error_log(store, error_events, errors_read, report).await?;
+    // Every checkpoint the ADMIN chain recorded storing is still there, as stored: deleting
+    // the newest checkpoints would otherwise let a chain be cut back unseen.
+    for ((chain, number), digest) in named_marks {
+        let why = match held_marks.get(&(chain.clone(), number)) {
+            None => "the ADMIN chain recorded storing it, and it is gone",
+            Some(d) if *d != digest => "it is not the checkpoint the ADMIN chain recorded storing",
+            Some(_) => continue,
+        };
+        report.fault(
+            Position::Checkpoint { chain: chain.to_string(), number },
+            FaultKind::Checkpoint,
+            why,
+        );
+    }
     // A domain whose chain has no event yet.
     for (domain, keys) in &domains {
-        check_domain(store, domain, keys, BTreeMap::new(), BTreeSet::new(), &mut report).await?;
+        check_domain(store, domain, keys, DomainReplay::default(), 0, report).await?;
     }
-    Ok(report)
+    Ok(())
 }
 
 /// Step 5, where the boxes are at hand: each box's attested state against the archive. No box
@@ -259,7 +320,7 @@ pub async fn check_boxes(
                 });
                 continue;
             }
-            BoxAnswer::OtherInstallation(why) => {
+            BoxAnswer::Refused(why) => {
                 report.fault(
                     Position::Box { box_id: id, domain: None },
                     FaultKind::BoxState,
@@ -433,9 +494,9 @@ async fn check_chain(
     store: &impl Store,
     head: postkey_archive::ChainHead,
     mut marks: BTreeMap<u64, (u64, Digest)>,
-    replay: &mut BTreeMap<u64, Replay>,
-    burned: &mut BTreeSet<u64>,
+    replay: &mut DomainReplay,
     mut errors: Option<&mut BTreeMap<u64, Digest>>,
+    named_marks: &mut BTreeMap<(DomainId, u64), Digest>,
     report: &mut Report,
 ) -> Result<(), StoreError> {
     let chain = head.chain.clone();
@@ -466,11 +527,16 @@ async fn check_chain(
                     ),
                 );
             }
+            if let (Action::CheckpointStored { chain, number }, Some(r)) =
+                (&event.entry.action, &event.entry.record)
+            {
+                named_marks.insert((chain.clone(), *number), r.digest);
+            }
             match errors.as_deref_mut() {
                 Some(errors) => {
                     errors.insert(event.seq, content(&event.entry));
                 }
-                None => replay_event(event, replay, burned, report),
+                None => replay_event(event, &mut replay.keys, &mut replay.burned, report),
             }
         }
     }
@@ -490,6 +556,7 @@ async fn checkpoints(
     events: u64,
     audit_key: Option<&VerifyingKey>,
     dks: &DomainKeySetCertificate,
+    held: &mut BTreeMap<(DomainId, u64), Digest>,
     report: &mut Report,
 ) -> Result<BTreeMap<u64, (u64, Digest)>, StoreError> {
     let mut marks = BTreeMap::new();
@@ -500,6 +567,7 @@ async fn checkpoints(
             return Ok(marks);
         }
         for c in page {
+            held.insert((chain.clone(), c.number), c.record.digest());
             report.signatures += 1;
             report.record_bytes += c.record.bytes.len() as u64;
             let at = Position::Checkpoint { chain: chain.to_string(), number: c.number };
@@ -541,6 +609,14 @@ async fn checkpoints(
                 None
             };
             if let Some(why) = why {
+                // One made after the chain's head was read (a command checkpointing beside the
+                // audit) covers events the audit does not check: it and those after it wait for
+                // the next audit.
+                if c.count > events
+                    && store.chain_head(chain).await?.is_some_and(|h| h.count >= c.count)
+                {
+                    return Ok(marks);
+                }
                 fault(why);
                 return Ok(marks);
             }
@@ -568,6 +644,9 @@ async fn check_error_log(
     report: &mut Report,
 ) -> Result<(), StoreError> {
     let mut after = 0;
+    // Entries logged after the chain was read are checked against the chain's length now.
+    let now = store.chain_head(&DomainId::error_log()).await?.map_or(0, |h| h.count);
+    let mut chained_since: Option<u64> = None;
     loop {
         let page = store.errors_in_order(after, PAGE).await?;
         let Some(last) = page.last() else { break };
@@ -575,9 +654,23 @@ async fn check_error_log(
         for logged in &page {
             let at = || Position::ErrorEntry { id: logged.id };
             match logged.seq {
+                // Entries from before the error log was chained come before every chained one.
+                None if chained_since.is_some() => report.fault(
+                    at(),
+                    FaultKind::Unreferenced,
+                    "it names no event of the error log's chain, and follows entries that do",
+                ),
                 None => report.errors_unchained += 1,
-                Some(seq) if seq > read => {}
+                Some(seq) if seq > now => report.fault(
+                    at(),
+                    FaultKind::Unreferenced,
+                    format!("it names event #{seq}, past the error log's chain ({now} events)"),
+                ),
+                Some(seq) if seq > read => {
+                    chained_since.get_or_insert(logged.id);
+                }
                 Some(seq) => {
+                    chained_since.get_or_insert(logged.id);
                     report.errors += 1;
                     match events.remove(&seq) {
                         None => report.fault(
@@ -635,13 +728,16 @@ fn replay_event(
     if let Some(r) = &event.entry.record {
         key.records.push((r.digest, event.entry.time));
     }
+    if let Some(note) = &event.entry.note {
+        key.notes.push(' ');
+        key.notes.push_str(note);
+    }
     match &event.entry.action {
         Action::KeyCreated => {
             if key.status.is_some() {
                 report.fault(at(), FaultKind::Status, format!("key {key_id} is created twice"));
             }
             key.status = Some(KeyStatus::New);
-            key.created = event.entry.note.clone();
         }
         Action::StatusChanged { from, to } => {
             if key.status != Some(*from) || !KeyStatus::allowed(*from, *to) {
@@ -666,19 +762,60 @@ fn replay_event(
     }
 }
 
-/// Steps 3 and 4 for one domain.
+/// What a domain's chain recorded after the head the audit read (a run going on beside the
+/// audit): the keys it touched, created or burned. Read after everything else of the domain, so
+/// any change the audit saw half-made is named here.
+#[derive(Default)]
+struct Later {
+    touched: BTreeSet<u64>,
+    created: BTreeSet<u64>,
+    burned: BTreeSet<u64>,
+}
+
+async fn later_events(
+    store: &impl Store,
+    domain: &DomainId,
+    read: u64,
+) -> Result<Later, StoreError> {
+    let mut later = Later::default();
+    let mut after = read;
+    loop {
+        let page = store.chain_events(domain, after, PAGE).await?;
+        let Some(last) = page.last() else { return Ok(later) };
+        after = last.seq;
+        for e in &page {
+            let Some(id) = e.entry.key_id.map(|k| k.get()) else { continue };
+            later.touched.insert(id);
+            match e.entry.action {
+                Action::KeyCreated => {
+                    later.created.insert(id);
+                }
+                Action::KeyIdBurned => {
+                    later.burned.insert(id);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Steps 3 and 4 for one domain, whose chain was read up to `read` events. A key that changed
+/// after that (a run going on beside the audit) is pending: its faults are not reported.
 async fn check_domain(
     store: &impl Store,
     domain: &DomainId,
     keys: &DomainPublicKeys,
-    mut replay: BTreeMap<u64, Replay>,
-    burned_in_chain: BTreeSet<u64>,
+    replay: DomainReplay,
+    read: u64,
     report: &mut Report,
 ) -> Result<(), StoreError> {
     let Some(record) = store.domain(domain).await? else { return Ok(()) };
+    let DomainReplay { keys: mut replay, burned: burned_in_chain } = replay;
     let allocated = record.next_key_id.get() - 1;
     let mut created = BTreeSet::new();
-    let mut late = BTreeSet::new();
+    let mut unreplayed = BTreeSet::new();
+    // Each key's faults, held until the chain's later events say whether it was moving.
+    let mut suspect: Vec<(u64, Vec<Fault>)> = Vec::new();
     let mut after = None;
     loop {
         let page =
@@ -689,70 +826,137 @@ async fn check_domain(
             match replay.remove(&key.key_id.get()) {
                 Some(r) => {
                     created.insert(key.key_id.get());
-                    check_key(store, key, keys, &r, report).await?;
+                    let mut local = Report::empty();
+                    check_key(store, key, keys, &r, &mut local).await?;
+                    report.absorb(&local);
+                    if !local.faults.is_empty() {
+                        suspect.push((key.key_id.get(), local.faults));
+                    }
                 }
-                // Made after the chain was read: a run going on beside the audit.
                 None => {
-                    late.insert(key.key_id.get());
+                    unreplayed.insert(key.key_id.get());
                 }
             }
         }
-    }
-    for (key_id, _) in replay {
-        report.fault(
-            Position::Key { domain: domain.to_string(), key_id },
-            FaultKind::Field,
-            "its chain creates it but the archive holds no such key",
-        );
     }
     let burned: BTreeSet<u64> =
         store.burned_key_ids(domain).await?.into_iter().map(|b| b.key_id.get()).collect();
-    for id in burned.symmetric_difference(&burned_in_chain) {
-        report.fault(
-            Position::KeyId { domain: domain.to_string(), key_id: *id },
-            FaultKind::Accounting,
-            "burned in the index or in the chain, not both",
-        );
-    }
-    let mut reserved = BTreeSet::new();
+    let mut reserved: Vec<(u64, u64)> = Vec::new();
     for oak in store.boxes(Some(BoxType::Oak)).await? {
         for r in store.reservations(oak.id).await? {
             if &r.domain == domain {
-                reserved.extend(r.range.first.get()..=r.range.last.get());
+                reserved.push((r.range.first.get(), r.range.last.get()));
             }
         }
     }
-    let mut account = Accounting { domain: domain.to_string(), allocated, ..Accounting::default() };
-    let position = |key_id| Position::KeyId { domain: domain.to_string(), key_id };
-    for id in created.iter().chain(&late).chain(&burned).chain(&reserved) {
-        if *id > allocated {
+    let later = later_events(store, domain, read).await?;
+    // Read last: whatever was allocated before any key, burn or reservation seen above.
+    let allocated_now = store.domain(domain).await?.map_or(allocated, |d| d.next_key_id.get() - 1);
+    for (key_id, faults) in suspect {
+        if later.touched.contains(&key_id) {
+            continue;
+        }
+        for f in faults {
+            report.fault(f.position, f.kind, f.detail);
+        }
+    }
+    let key_at = |key_id| Position::Key { domain: domain.to_string(), key_id };
+    for (key_id, _) in replay {
+        if !later.touched.contains(&key_id) {
             report.fault(
-                position(*id),
-                FaultKind::Accounting,
-                format!("past the {allocated} allocated"),
+                key_at(key_id),
+                FaultKind::Field,
+                "its chain creates it but the archive holds no such key",
             );
         }
     }
-    for id in 1..=allocated {
-        let (key, late_key, burnt) =
-            (created.contains(&id), late.contains(&id), burned.contains(&id));
-        match (key || late_key, burnt) {
-            (true, true) => {
-                report.fault(position(id), FaultKind::Accounting, "both a key and burned");
-            }
-            (true, false) if late_key => account.pending += 1,
-            (true, false) => account.created += 1,
-            (false, true) => account.burned += 1,
-            (false, false) if reserved.contains(&id) => account.pending += 1,
-            (false, false) => {
-                report.fault(
-                    position(id),
-                    FaultKind::Accounting,
-                    "allocated, but neither a key, burned nor reserved",
-                );
-            }
+    // A key no event created: made after the chain was read, if a later event creates it.
+    let mut late = BTreeSet::new();
+    for id in unreplayed {
+        if later.created.contains(&id) {
+            late.insert(id);
+        } else {
+            report.fault(key_at(id), FaultKind::Field, "no event of its chain creates it");
         }
     }
+    let position = |key_id| Position::KeyId { domain: domain.to_string(), key_id };
+    for id in burned.symmetric_difference(&burned_in_chain) {
+        if !later.burned.contains(id) {
+            report.fault(
+                position(*id),
+                FaultKind::Accounting,
+                "burned in the index or in the chain, not both",
+            );
+        }
+    }
+    let mut account = Accounting { domain: domain.to_string(), allocated, ..Accounting::default() };
+    // IDs made after the allocation was read are pending; the others must be allocated.
+    let mut known: Vec<(u64, u64)> = Vec::new();
+    for id in created.iter().chain(&late).chain(&burned) {
+        if *id > allocated_now {
+            report.fault(
+                position(*id),
+                FaultKind::Accounting,
+                format!("past the {allocated_now} allocated"),
+            );
+        }
+        known.push((*id, *id));
+    }
+    // Made or burned after the chain was read: pending.
+    for id in later.created.iter().chain(&later.burned) {
+        known.push((*id, *id));
+    }
+    for &(first, last) in &reserved {
+        if last > allocated_now {
+            report.fault(
+                position(last),
+                FaultKind::Accounting,
+                format!("reserved past the {allocated_now} allocated"),
+            );
+        }
+        known.push((first, last));
+    }
+    for id in created.intersection(&burned).chain(late.intersection(&burned)) {
+        report.fault(position(*id), FaultKind::Accounting, "both a key and burned");
+    }
+    account.created =
+        created.iter().filter(|id| **id <= allocated && !burned.contains(id)).count() as u64;
+    account.burned = burned.iter().filter(|id| **id <= allocated).count() as u64;
+    // The gaps: allocated IDs that are neither a key, burned nor reserved, as ranges (an
+    // allocation of billions costs no more than its known IDs).
+    known.sort_unstable();
+    let mut next = 1u64;
+    let mut covered_pending = 0u64;
+    let gap = |from: u64, to: u64, report: &mut Report| {
+        let what = if from == to {
+            "allocated, but neither a key, burned nor reserved".to_string()
+        } else {
+            format!("allocated up to {to}, but neither keys, burned nor reserved")
+        };
+        report.fault(position(from), FaultKind::Accounting, what);
+    };
+    for &(first, last) in &known {
+        let (first, last) = (first.max(1), last.min(allocated));
+        if first > last {
+            continue;
+        }
+        if first > next {
+            gap(next, first - 1, report);
+        }
+        if last >= next {
+            // Reserved IDs and late keys beyond what is already counted are pending.
+            let fresh_from = first.max(next);
+            let fresh = (fresh_from..=last).count() as u64;
+            let counted = created.range(fresh_from..=last).count() as u64
+                + burned.range(fresh_from..=last).count() as u64;
+            covered_pending += fresh.saturating_sub(counted);
+            next = last + 1;
+        }
+    }
+    if next <= allocated {
+        gap(next, allocated, report);
+    }
+    account.pending = covered_pending;
     report.key_ids.push(account);
     Ok(())
 }
@@ -779,7 +983,7 @@ async fn check_key(
     if let Err(time) = key.times.check_order() {
         report.fault(at_key(), FaultKind::Times, format!("the {time} is before an earlier time"));
     }
-    if let Err(why) = check_creation(key, replay.created.as_deref().unwrap_or_default()) {
+    if let Err(why) = check_fields(key, &replay.notes) {
         report.fault(at_key(), FaultKind::Field, why);
     }
     let records = store.records(&key.domain, key.key_id).await?;
@@ -862,21 +1066,34 @@ async fn check_key(
     Ok(())
 }
 
-/// The key's fields set at creation against what its creation event recorded (`oak=… steel=…
-/// meter=… kms_request=…`): the boxes, the meter of the order, the KMS Request Time.
-fn check_creation(key: &KeyRecord, note: &str) -> Result<(), String> {
-    let recorded =
-        |name: &str| note.split(' ').find_map(|field| field.strip_prefix(name)?.strip_prefix('='));
+/// Every indexed field of the key against the value its events recorded (`name=value` in their
+/// notes, the last one of each name; `KeyFields::describe` writes them): the boxes, meter,
+/// sub-domain, ISN and the six times, exactly. A field set with no event recording it, or
+/// recorded and not set, is a fault.
+fn check_fields(key: &KeyRecord, notes: &str) -> Result<(), String> {
+    let recorded = |name: &str| {
+        notes.split_whitespace().rev().find_map(|t| t.strip_prefix(name)?.strip_prefix('='))
+    };
+    let micros = |t: Option<Timestamp>| t.map(|t| t.unix_micros().to_string());
+    let t = &key.times;
+    let registration = key.registration.as_ref();
     let expected = [
         ("oak", Some(key.oak_id.to_string())),
         ("steel", Some(key.steel_id.to_string())),
         ("meter", key.meter_id.as_ref().map(ToString::to_string)),
-        ("kms_request", key.times.kms_request.map(|t| t.unix_micros().to_string())),
+        ("subdomain", registration.map(|r| r.subdomain.to_string())),
+        ("isn", registration.map(|r| r.isn.to_string())),
+        ("kms_request", micros(t.kms_request)),
+        ("psr_install", micros(t.psr_install)),
+        ("kms_install", micros(t.kms_install)),
+        ("meter_registration", t.meter_registration.map(|d| d.to_string())),
+        ("kms_key_registration", micros(t.kms_key_registration)),
+        ("obsolete", micros(t.obsolete)),
     ];
     for (name, value) in expected {
         if recorded(name) != value.as_deref() {
             return Err(format!(
-                "its {name} is {}, its creation event says {}",
+                "its {name} is {}, its events say {}",
                 value.as_deref().unwrap_or("unset"),
                 recorded(name).unwrap_or("nothing")
             ));

@@ -101,8 +101,12 @@ impl TypedBox<Brass> {
             .audit
             .as_ref()
             .ok_or_else(|| BoxError::UnknownDomain(DomainId::admin()))?;
-        let refuse =
-            |last: u64, why| BoxError::CheckpointRefused { chain: chain.clone(), count, last, why };
+        let refuse = |last: String, why| BoxError::CheckpointRefused {
+            chain: chain.clone(),
+            count,
+            last,
+            why,
+        };
         let kept = match kept.as_slice() {
             [] => None,
             [one] => {
@@ -126,18 +130,24 @@ impl TypedBox<Brass> {
         };
         let (kept_n, own_n) = (number(&kept), number(&own));
         let (last, missing) = if own_n > kept_n + 1 {
-            return Err(refuse(own_n, "the archive lacks checkpoints this box signed"));
+            return Err(refuse(
+                format!("#{own_n}"),
+                "the archive lacks checkpoints this box signed",
+            ));
         } else if own_n == kept_n + 1 {
             // The archive lost none: it lacks this box's last only if that follows its own.
             if own.as_ref().map(|o| o.claimed_body().previous) != Some(digest(&kept)) {
-                return Err(refuse(own_n, "the archive's checkpoints fork from this box's"));
+                return Err(refuse(
+                    format!("#{own_n}"),
+                    "the archive's checkpoints fork from this box's",
+                ));
             }
             (own.clone(), own.into_iter().collect())
         } else if own_n == kept_n
             && own.as_ref().map(Unverified::as_bytes) != kept.as_ref().map(Unverified::as_bytes)
         {
             return Err(refuse(
-                own_n,
+                format!("#{own_n}"),
                 "the archive keeps another checkpoint under this box's number",
             ));
         } else {
@@ -147,7 +157,10 @@ impl TypedBox<Brass> {
         if let Some(last) = &last {
             let b = last.claimed_body();
             if count < b.count {
-                return Err(refuse(b.count, "the chain is behind its last checkpoint"));
+                return Err(refuse(
+                    format!("#{}, {} events", b.number, b.count),
+                    "the chain is behind its last checkpoint",
+                ));
             }
             if count == b.count {
                 return if head == b.head {
@@ -157,7 +170,10 @@ impl TypedBox<Brass> {
                     }
                     Ok(Checkpointed { missing: Vec::new(), checkpoint: last.clone() })
                 } else {
-                    Err(refuse(b.count, "another head at the last checkpoint's count"))
+                    Err(refuse(
+                        format!("#{}, {} events", b.number, b.count),
+                        "another head at the last checkpoint's count",
+                    ))
                 };
             }
         }

@@ -49,15 +49,15 @@ pub enum BoxError {
     /// A checkpoint that does not extend the last this box signed of the chain (protocol §6.6).
     #[error(
         "the {chain} chain at {count} events does not extend the last checkpoint this box signed \
-         of it ({last} events): {why}"
+         of it ({last}): {why}"
     )]
     CheckpointRefused {
         /// The chain.
         chain: DomainId,
         /// The events the request names.
         count: u64,
-        /// The events of the last checkpoint.
-        last: u64,
+        /// The last checkpoint: its number, and its events where they matter.
+        last: String,
         /// Behind, or another head at the same count.
         why: &'static str,
     },

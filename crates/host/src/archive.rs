@@ -23,21 +23,31 @@ use crate::{ErrorEntry, Home, HostError, Usage};
 
 /// Opens the home's SQLite archive (the embedded default).
 pub async fn open_archive(home: &Home) -> Result<SqliteStore, HostError> {
+    // An initialized home whose archive is gone is damage: the archive is restored from its
+    // backup, never made anew beside the home's boxes.
+    if home.is_initialized() && !home.archive_path().exists() {
+        return Err(missing_archive(home));
+    }
     crate::home::make_dir(home.root())?;
     Ok(SqliteStore::open(home.archive_path()).await?)
 }
 
 /// Opens the home's archive for a command that only reads: nothing is created, migrated or
 /// written (an auditor with read access runs it; see SECURITY.md). A home whose archive file is
-/// missing is refused as an installation the archive does not know.
+/// missing is refused as a damaged home (3604).
 pub async fn open_archive_read_only(home: &Home) -> Result<SqliteStore, HostError> {
     if !home.archive_path().is_file() {
-        return Err(HostError::InstallationMismatch(format!(
-            "{} has no archive: restore the archive from its backup",
-            home.root().display()
-        )));
+        return Err(missing_archive(home));
     }
     Ok(SqliteStore::open_read_only(home.archive_path()).await?)
+}
+
+fn missing_archive(home: &Home) -> HostError {
+    HostError::Missing {
+        path: home.archive_path(),
+        reason: "the home's archive is not there (or not a file): restore it from its backup"
+            .into(),
+    }
 }
 
 /// `postkey audit verify`: audits the home's archive against the home's trust anchors alone
@@ -46,6 +56,19 @@ pub async fn audit(home: &Home) -> Result<postkey_audit::Report, HostError> {
     let anchors = home.anchors()?;
     let store = open_archive_read_only(home).await?;
     Ok(postkey_audit::verify(&store, &anchors).await?)
+}
+
+/// Whether a box that could not be enabled with this code is merely not at hand (in use, or
+/// not enough valid shares), not a fault of its state.
+fn not_at_hand(code: ResponseCode) -> bool {
+    [
+        ResponseCode::BOX_IN_USE,
+        ResponseCode::SHARE_QUORUM_NOT_MET,
+        ResponseCode::SHARE_INVALID,
+        ResponseCode::SHARE_SET_MISMATCH,
+        ResponseCode::SHARE_CHECK_FAILED,
+    ]
+    .contains(&code)
 }
 
 /// `postkey audit verify --boxes`: [`audit`], then each Oak and Steel box the archive records,
@@ -77,12 +100,15 @@ pub async fn audit_with_boxes(
                         version: a.version,
                         last_key_ids: a.last_key_ids,
                     }),
-                    Err(e @ HostError::InstallationMismatch(_)) => {
-                        BoxAnswer::OtherInstallation(e.to_string())
-                    }
                     // A shares directory that is no directory is the caller's mistake.
                     Err(e @ HostError::Usage(crate::Usage::InvalidArgument(_))) => return Err(e),
-                    Err(e) => BoxAnswer::NotAtHand(e.to_string()),
+                    // In use by a running command, its state file gone, or no quorum of valid
+                    // shares at hand: it cannot be asked.
+                    Err(e @ HostError::Missing { .. }) => BoxAnswer::NotAtHand(e.to_string()),
+                    Err(e) if not_at_hand(e.response_code()) => BoxAnswer::NotAtHand(e.to_string()),
+                    // Another installation's state, one that does not open or does not attest:
+                    // the box's state does not hold.
+                    Err(e) => BoxAnswer::Refused(e.to_string()),
                 };
                 answers.push((b.id, answer));
             }

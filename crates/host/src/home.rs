@@ -143,6 +143,12 @@ impl Home {
         self.root.join("trust-anchors.cbor")
     }
 
+    /// Whether the first ceremony made this home and ended (its trust anchors are there, and
+    /// no journal of a stopped first ceremony).
+    pub fn is_initialized(&self) -> bool {
+        self.anchors_path().exists() && !self.journal_path().exists()
+    }
+
     /// The trust anchors.
     pub fn anchors(&self) -> Result<TrustAnchors, HostError> {
         // The home the caller named must be a directory (or not exist yet): anything else is

@@ -205,8 +205,24 @@ async fn every_edit_of_the_archive_is_found_at_its_position() {
             "UPDATE keys SET kms_install = kms_install + 3600000000 \
              WHERE domain = 'USPS' AND key_id = 2"
                 .into(),
-            record("USPS", 2, 3),
-            FaultKind::Times,
+            key("USPS", 2),
+            FaultKind::Field,
+        ),
+        (
+            "a key's PSR Install Time moved four minutes (within the skew between clocks)",
+            "UPDATE keys SET psr_install = psr_install + 240000000 \
+             WHERE domain = 'USPS' AND key_id = 1"
+                .into(),
+            key("USPS", 1),
+            FaultKind::Field,
+        ),
+        (
+            "a KMS Key Registration Time no event set, on an Installed key",
+            "UPDATE keys SET kms_key_registration = kms_install + 1 \
+             WHERE domain = 'VE' AND key_id = 2"
+                .into(),
+            key("VE", 2),
+            FaultKind::Field,
         ),
         (
             "a key's PSR Install Time moved an hour before its MI7 (and its request)",
@@ -219,8 +235,8 @@ async fn every_edit_of_the_archive_is_found_at_its_position() {
         (
             "a key's PSR Install Time cleared",
             "UPDATE keys SET psr_install = NULL WHERE domain = 'VE' AND key_id = 1".into(),
-            record("VE", 1, 2),
-            FaultKind::Times,
+            key("VE", 1),
+            FaultKind::Field,
         ),
         (
             "a key removed",
@@ -259,6 +275,34 @@ async fn every_edit_of_the_archive_is_found_at_its_position() {
             "UPDATE error_log SET response_code = 3000 WHERE message = 'refusal 3'".into(),
             Position::ErrorEntry { id: error_id("refusal 3") },
             FaultKind::Field,
+        ),
+        (
+            "an event's actor emptied (a value that does not decode)",
+            "UPDATE events SET actor = '' WHERE chain = 'VE' AND seq = 2".into(),
+            Position::Archive,
+            FaultKind::Malformed,
+        ),
+        (
+            "an allocation of billions (checked in ranges, not ID by ID)",
+            "UPDATE domains SET next_key_id = 9000000000000000000 WHERE id = 'VE'".into(),
+            Position::KeyId { domain: "VE".into(), key_id: 5 },
+            FaultKind::Accounting,
+        ),
+        (
+            "an error-log entry forged past the error log's chain",
+            "INSERT INTO error_log (time, component, response_code, message, seq) \
+             VALUES (1796394773981299, 'kmc', 3677, 'forged', 99)"
+                .into(),
+            Position::ErrorEntry { id: logged.last().unwrap().id + 1 },
+            FaultKind::Unreferenced,
+        ),
+        (
+            "an error-log entry forged with no event, after chained ones",
+            "INSERT INTO error_log (time, component, response_code, message) \
+             VALUES (1796394773981299, 'kmc', 3677, 'forged')"
+                .into(),
+            Position::ErrorEntry { id: logged.last().unwrap().id + 1 },
+            FaultKind::Unreferenced,
         ),
         (
             "the installation bound to other anchors",
@@ -371,6 +415,27 @@ async fn checkpoints_catch_a_rewritten_or_cut_history_and_an_older_archive_put_b
     let fault = first_fault(&w, &store).await;
     assert_eq!(fault.kind, FaultKind::Checkpoint, "{fault}");
     assert!(fault.detail.contains("the chain was cut"), "{fault}");
+
+    // The newest checkpoints removed, so that a cut before them would pass: the ADMIN chain
+    // recorded storing them.
+    let newest = w.store.latest_checkpoint(&d("USPS")).await.unwrap().unwrap().number;
+    let store = edited(
+        &w,
+        "newest-gone",
+        "DELETE FROM checkpoints WHERE number = (SELECT max(number) FROM checkpoints c \
+         WHERE c.chain = checkpoints.chain)",
+    )
+    .await;
+    let report = postkey_audit::verify(&store, &w.trust.anchors).await.unwrap();
+    assert!(
+        report
+            .faults
+            .iter()
+            .any(|f| f.position == Position::Checkpoint { chain: "USPS".into(), number: newest }
+                && f.kind == FaultKind::Checkpoint),
+        "{:?}",
+        report.faults
+    );
 
     // A checkpoint removed from the middle, or one's signature broken.
     let first_usps = w.store.checkpoints(&d("USPS"), 0, 10).await.unwrap();
@@ -666,6 +731,19 @@ async fn boxes_at_hand_show_an_older_archive_or_box_state_put_back() {
         (&Position::Box { box_id: oak.to_string(), domain: None }, FaultKind::BoxState),
         "{fault}"
     );
+    // A state file that does not open (garbage, or another box's) is the box's fault, not a
+    // box out of reach.
+    std::fs::write(w.state_path(oak), b"not a sealed state").unwrap();
+    let report = audit(&w).await;
+    assert!(
+        report
+            .faults
+            .iter()
+            .any(|f| f.position == Position::Box { box_id: oak.to_string(), domain: None }
+                && f.kind == FaultKind::BoxState),
+        "{:?}",
+        report.faults
+    );
     std::fs::write(w.state_path(oak), &new_oak).unwrap();
 
     // The archive put back from before the last run: whole and consistent on its own, so only
@@ -713,4 +791,38 @@ async fn a_long_run_checkpoints_every_interval_of_keys() {
     assert_eq!(numbered(&w).await, before + 1);
     let report = postkey_audit::verify(&w.store, &w.trust.anchors).await.unwrap();
     assert!(report.holds(), "{:?}", report.faults);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_audit_beside_a_factory_run_finds_no_fault_in_what_the_run_is_making() {
+    let w = checkpointed().await;
+    let lock = w.home.lock(Access::Shared, Wait::No).unwrap();
+    let mut line = Vec::new();
+    for n in 100..160 {
+        let id = MeterId::parse(&format!("PB7777-{n:06}")).unwrap();
+        postkey_host::new_meter(&lock, &id).unwrap();
+        line.push((id, d("USPS")));
+    }
+    drop(lock);
+    let (home, media) = (w.home.clone(), w.media());
+    let run = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let lock = home.lock(Access::Shared, Wait::No).unwrap();
+            let mut f =
+                postkey_host::Factory::open(&lock, &media, &[d("VE"), d("USPS")]).await.unwrap();
+            f.install_many(&line, &d("VE"), 1, |_| {}).await.unwrap();
+            f.close();
+        });
+    });
+    let mut audits = 0;
+    while !run.is_finished() {
+        let report = postkey_audit::verify(&w.store, &w.trust.anchors).await.unwrap();
+        assert!(report.holds(), "audit {audits} beside the run: {:?}", report.faults);
+        audits += 1;
+    }
+    run.join().unwrap();
+    let report = postkey_audit::verify(&w.store, &w.trust.anchors).await.unwrap();
+    assert!(report.holds(), "{:?}", report.faults);
+    assert!(audits > 0);
 }

@@ -192,7 +192,7 @@ async fn both_keys_register_together_and_every_refusal_has_its_code() {
     let first = &report.faults[0];
     assert_eq!(first.kind, postkey_audit::FaultKind::Field, "{first}");
     assert!(
-        matches!(&first.position, postkey_audit::Position::Record { domain, key_id, .. }
+        matches!(&first.position, postkey_audit::Position::Key { domain, key_id }
             if domain == "USPS" && *key_id == usps.key_id.get()),
         "{first}"
     );

@@ -71,7 +71,8 @@ pub(crate) struct InstallArgs {
     #[arg(long, default_value_t = DEFAULT_BATCH as u16, value_parser = clap::value_parser!(u16).range(1..=1024))]
     batch: u16,
     /// Keys installed between two checkpoints of the audit trail, besides those at the run's
-    /// start and end: an archive rewritten during the run is found this many keys on at most.
+    /// start and end, rounded up to whole batches: an archive rewritten during the run is found
+    /// this many keys (and one batch) on at most.
     #[arg(long, value_name = "KEYS", default_value_t = DEFAULT_CHECKPOINT_EVERY as u32, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     checkpoint_every: u32,
     /// Directory of the boxes' share files [default: <home>/media]
