@@ -274,7 +274,7 @@ fn the_callers_mistakes_found_after_parsing_exit_2_and_other_errors_exit_3() {
 #[test]
 fn demo_runs_end_to_end_in_the_given_home() {
     let dir = tempfile::tempdir().unwrap();
-    let o = at(dir.path(), &["demo", "--meters", "4", "--json"]);
+    let o = at(dir.path(), &["demo", "--meters", "8", "--json"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(report["boxes"].as_array().unwrap().len(), 6);
@@ -282,26 +282,33 @@ fn demo_runs_end_to_end_in_the_given_home() {
     assert_eq!(report["transcripts"], 20);
     // It ends with an audit of the archive it made, which holds.
     assert_eq!(report["audit"]["faults"], serde_json::json!([]), "{}", report["audit"]);
-    assert_eq!(report["audit"]["keys"], 8);
-    // Every meter got a VE key and a USPS or EARTH key, all installed.
-    let count = |domain: &str| {
+    assert_eq!(report["audit"]["keys"], 16);
+    // Every meter got a VE key and a USPS or EARTH key; each was registered (USPS/US, EARTH/DE,
+    // EARTH/GB, the vendor keys in VE/<country>), and the last one withdrawn.
+    let count = |subdomain: &str, status: &str| {
         report["keys"]
             .as_array()
             .unwrap()
             .iter()
-            .find(|k| k["domain"] == domain && k["status"] == "installed")
+            .find(|k| k["subdomain"] == subdomain && k["status"] == status)
             .map_or(0, |k| k["count"].as_u64().unwrap())
     };
-    assert_eq!((count("VE"), count("USPS"), count("EARTH")), (4, 2, 2), "{report}");
-    assert!(report["keys"].as_array().unwrap().iter().all(|k| k["status"] == "installed"));
+    let active =
+        ["USPS/US", "EARTH/DE", "EARTH/GB", "VE/US", "VE/DE", "VE/GB"].map(|s| count(s, "active"));
+    assert_eq!(active, [4, 2, 1, 4, 2, 1], "{report}");
+    assert_eq!((count("EARTH/GB", "obsolete"), count("VE/GB", "obsolete")), (1, 1), "{report}");
+    assert_eq!(report["registrations"]["registered"], 8, "{report}");
+    assert_eq!(report["withdrawn"], serde_json::json!(["PB1234-000008"]));
     // The text form shows the statuses too.
     let other = tempfile::tempdir().unwrap();
     let o = at(other.path(), &["demo", "--meters", "2"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stdout(&o).contains("keys of 2 meters:"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("keys of 2 meters (registrations: 2 registered"), "{}", stdout(&o));
     assert!(stdout(&o).contains("audit verify: all holds"), "{}", stdout(&o));
     assert!(
-        stdout(&o).lines().any(|l| l.trim_start().starts_with("VE") && l.contains("installed"))
+        stdout(&o).lines().any(|l| l.trim_start().starts_with("VE/US") && l.contains("active")),
+        "{}",
+        stdout(&o)
     );
     // A meter's keys, each event with its actor and the digest of the record that caused it.
     let meters: serde_json::Value =

@@ -1,8 +1,9 @@
 //! `postkey demo`: the whole system end to end on the embedded default. It grows with every part
 //! of the system; today it runs the first ceremony, creates the demo domains, manufactures one
 //! box of each type with the processes each needs, then makes meters and installs a vendor key
-//! and a postal key into each through the KMC and the archive, and reports it all, ending with
-//! an audit of the archive it made against the trust anchors (docs/audit.md).
+//! and a postal key into each through the KMC and the archive, registers them across `USPS/US`,
+//! `EARTH/DE` and `EARTH/GB` (docs/registration.md), withdraws a few, and reports it all,
+//! ending with an audit of the archive it made against the trust anchors (docs/audit.md).
 
 use postkey_wire::{BoxId, BoxType, DomainId, DomainKind, SubdomainId};
 
@@ -30,18 +31,24 @@ pub struct DemoReport {
     pub errors: usize,
     /// Meters made and keyed.
     pub meters: usize,
-    /// Keys per domain and status.
+    /// Meters registered, per outcome.
+    pub registrations: std::collections::BTreeMap<String, usize>,
+    /// Meters withdrawn.
+    pub withdrawn: Vec<String>,
+    /// Keys per domain, sub-domain and status.
     pub keys: Vec<KeyCount>,
     /// The audit of the archive the demo made, against the home's trust anchors
     /// (docs/audit.md): it must hold.
     pub audit: postkey_audit::Report,
 }
 
-/// How many keys of a domain are in a status.
+/// How many keys of a domain (and sub-domain, once registered) are in a status.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct KeyCount {
     /// The domain.
     pub domain: String,
+    /// The sub-domain, for a registered key.
+    pub subdomain: Option<String>,
     /// The status.
     pub status: String,
     /// How many.
@@ -72,6 +79,8 @@ pub enum Progress {
     Step(String),
     /// Meters keyed so far, of how many.
     Meters(usize, usize),
+    /// Meters registered so far, of how many.
+    Registered(usize, usize),
 }
 
 /// Runs the demo in the home `lock` holds alone (which must not be initialized yet), on its
@@ -95,7 +104,10 @@ pub async fn run_on<S: Store + Clone>(
 ) -> Result<DemoReport, HostError> {
     let (init, domains, boxes) =
         ceremonies(lock, store.clone(), |s| progress(Progress::Step(s))).await?;
-    let keys = install_meters(lock, store.clone(), meters, &mut progress).await?;
+    install_meters(lock, store.clone(), meters, &mut progress).await?;
+    let (registrations, withdrawn) =
+        register_meters(lock, store.clone(), meters, &mut progress).await?;
+    let keys = count_keys(&store).await?;
     // The archive now holds the transcripts and the error log (the factory moved them in).
     crate::archive::move_error_spool(lock.home(), &store).await?;
     let transcripts = store.transcripts(None).await?.len();
@@ -103,7 +115,19 @@ pub async fn run_on<S: Store + Clone>(
     progress(Progress::Step("audit verify".into()));
     let audit = postkey_audit::verify(&store, &lock.home().anchors()?).await?;
     let home = lock.home().root().display().to_string();
-    Ok(DemoReport { home, init, domains, boxes, transcripts, errors, meters, keys, audit })
+    Ok(DemoReport {
+        home,
+        init,
+        domains,
+        boxes,
+        transcripts,
+        errors,
+        meters,
+        registrations,
+        withdrawn,
+        keys,
+        audit,
+    })
 }
 
 async fn install_meters<S: Store>(
@@ -111,32 +135,107 @@ async fn install_meters<S: Store>(
     store: S,
     meters: usize,
     progress: &mut impl FnMut(Progress),
-) -> Result<Vec<KeyCount>, HostError> {
+) -> Result<(), HostError> {
     let home = lock.home();
     let (ve, usps, earth) =
         (DomainId::parse("VE")?, DomainId::parse("USPS")?, DomainId::parse("EARTH")?);
     let domains = [ve.clone(), usps.clone(), earth.clone()];
     let mut factory = crate::Factory::open_on(lock, store, &home.media_dir(), &domains).await?;
-    let mut counts = std::collections::BTreeMap::<(String, String), usize>::new();
     let mut line = Vec::with_capacity(meters);
     for n in 1..=meters {
-        let id = postkey_wire::MeterId::parse(&format!("PB1234-{n:06}"))?;
+        let id = meter(n)?;
         crate::new_meter(lock, &id)?;
         line.push((id, if n % 2 == 1 { usps.clone() } else { earth.clone() }));
     }
     progress(Progress::Meters(0, meters));
-    let reports = factory
-        .install_many(&line, &ve, crate::DEFAULT_BATCH.min(meters.div_ceil(4).max(1)), |n| {
-            progress(Progress::Meters(n, meters))
-        })
+    factory
+        .install_many(&line, &ve, batch(meters), |n| progress(Progress::Meters(n, meters)))
         .await?;
-    for k in reports.into_iter().flat_map(|r| r.keys) {
-        *counts.entry((k.domain, k.status)).or_default() += 1;
-    }
     factory.close();
+    Ok(())
+}
+
+/// The demo's batch: the default, or a quarter of a small run so that its pipeline shows.
+fn batch(meters: usize) -> usize {
+    crate::DEFAULT_BATCH.min(meters.div_ceil(4).max(1))
+}
+
+/// Meter `n` of the demo.
+fn meter(n: usize) -> Result<postkey_wire::MeterId, HostError> {
+    Ok(postkey_wire::MeterId::parse(&format!("PB1234-{n:06}"))?)
+}
+
+/// Registers every meter (the `USPS` ones into `USPS/US`, the `EARTH` ones into `EARTH/DE` and
+/// `EARTH/GB` in turn, each with an ISN of its own), then withdraws the last tenth (one at
+/// least). Each meter's outcome, and the meters withdrawn.
+async fn register_meters<S: Store>(
+    lock: &HomeLock,
+    store: S,
+    meters: usize,
+    progress: &mut impl FnMut(Progress),
+) -> Result<(std::collections::BTreeMap<String, usize>, Vec<String>), HostError> {
+    if meters == 0 {
+        return Ok(Default::default());
+    }
+    let date = crate::register::utc_date(crate::clock::now())?;
+    let mut orders = Vec::with_capacity(meters);
+    for n in 1..=meters {
+        let (subdomain, isn) = match n % 4 {
+            1 | 3 => ("USPS/US", format!("04{n:08}")),
+            2 => ("EARTH/DE", format!("DE{n:08}")),
+            _ => ("EARTH/GB", format!("GB{n:08}")),
+        };
+        orders.push(crate::RegistrationOrder {
+            meter: meter(n)?,
+            subdomain: sub(subdomain)?,
+            isn: postkey_wire::Isn::parse(&isn)?,
+            date,
+        });
+    }
+    let mut r =
+        crate::Registrar::for_orders(lock, store, &lock.home().media_dir(), &orders).await?;
+    progress(Progress::Registered(0, meters));
+    let reports = r
+        .register_many(&orders, batch(meters), |n| progress(Progress::Registered(n, meters)))
+        .await?;
+    let mut outcomes = std::collections::BTreeMap::new();
+    for report in &reports {
+        *outcomes.entry(report.outcome.to_string()).or_default() += 1;
+    }
+    let mut withdrawn = Vec::new();
+    for n in (meters.saturating_sub((meters / 10).max(1)) + 1)..=meters {
+        progress(Progress::Step(format!("withdraw {}", meter(n)?)));
+        r.withdraw(&meter(n)?, "demo: taken out of service").await?;
+        withdrawn.push(meter(n)?.to_string());
+    }
+    r.close();
+    Ok((outcomes, withdrawn))
+}
+
+/// Every key of the archive, counted by domain, sub-domain and status.
+async fn count_keys(store: &impl Store) -> Result<Vec<KeyCount>, HostError> {
+    let mut counts = std::collections::BTreeMap::<(String, Option<String>, String), usize>::new();
+    for d in store.domains().await? {
+        let mut after = None;
+        loop {
+            let filter = postkey_archive::KeyFilter {
+                after,
+                ..postkey_archive::KeyFilter::domain(d.id.clone(), 1000)
+            };
+            let page = store.keys(&filter).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.key_id);
+            for k in &page {
+                let subdomain = k.registration.as_ref().map(|r| r.subdomain.to_string());
+                *counts
+                    .entry((k.domain.to_string(), subdomain, k.status.to_string()))
+                    .or_default() += 1;
+            }
+        }
+    }
     Ok(counts
         .into_iter()
-        .map(|((domain, status), count)| KeyCount { domain, status, count })
+        .map(|((domain, subdomain, status), count)| KeyCount { domain, subdomain, status, count })
         .collect())
 }
 

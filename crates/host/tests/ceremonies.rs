@@ -219,11 +219,14 @@ async fn the_demo_makes_one_box_of_each_type_with_the_processes_each_needs_and_k
     let lock = home.lock(Access::Exclusive, Wait::No).unwrap();
     let report = postkey_host::demo::run(&lock, 4, |_| {}).await.unwrap();
     assert_eq!(report.meters, 4);
-    let installed: usize =
-        report.keys.iter().filter(|k| k.status == "installed").map(|k| k.count).sum();
-    assert_eq!(installed, 8, "{:?}", report.keys);
-    let ve = report.keys.iter().find(|k| k.domain == "VE" && k.status == "installed").unwrap();
-    assert_eq!(ve.count, 4);
+    // Each meter keyed and registered; the last one withdrawn.
+    let counted = |status: &str| -> usize {
+        report.keys.iter().filter(|k| k.status == status).map(|k| k.count).sum()
+    };
+    assert_eq!((counted("active"), counted("obsolete")), (6, 2), "{:?}", report.keys);
+    let ve: usize = report.keys.iter().filter(|k| k.domain == "VE").map(|k| k.count).sum();
+    assert_eq!(ve, 4);
+    assert!(report.audit.holds(), "{:?}", report.audit.faults);
     let types: Vec<BoxType> = report.boxes.iter().map(|b| b.box_type).collect();
     for t in [BoxType::Manufacturing, BoxType::Oak, BoxType::Steel, BoxType::Brass, BoxType::Tin] {
         assert!(types.contains(&t), "{types:?}");

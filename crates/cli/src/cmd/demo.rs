@@ -43,12 +43,27 @@ pub(crate) fn run(home: Option<PathBuf>, wait: Wait, args: Args) -> anyhow::Resu
     let lock = home.lock(Access::Exclusive, wait)?;
     eprintln!("postkey demo: home {}", root.display());
     warn_media(&home.media_dir());
-    let mut progress = super::Progress::new("meters keyed", args.meters);
+    let mut keyed = Some(super::Progress::new("meters keyed", args.meters));
+    let mut registered: Option<super::Progress> = None;
     let report = super::block_on(postkey_host::demo::run(&lock, args.meters, |p| match p {
         postkey_host::demo::Progress::Step(step) => eprintln!("  {step}"),
-        postkey_host::demo::Progress::Meters(n, _) => progress.set(n),
+        postkey_host::demo::Progress::Meters(n, _) => {
+            if let Some(p) = &mut keyed {
+                p.set(n);
+            }
+        }
+        postkey_host::demo::Progress::Registered(n, total) => {
+            if let Some(p) = keyed.take() {
+                p.finish();
+            }
+            registered
+                .get_or_insert_with(|| super::Progress::new("meters registered", total))
+                .set(n);
+        }
     }))??;
-    progress.finish();
+    for p in keyed.iter().chain(&registered) {
+        p.finish();
+    }
     if args.json {
         print_json(&report)?;
         return Ok(if report.audit.holds() { Outcome::Success } else { Outcome::CheckFailed });
@@ -84,10 +99,18 @@ pub(crate) fn run(home: Option<PathBuf>, wait: Wait, args: Args) -> anyhow::Resu
         lines.push(format!("  {}  {:<13} {}", b.id, b.box_type, processes.join(" ")));
     }
     lines.push(String::new());
-    lines.push(format!("keys of {} meters:", report.meters));
-    lines.extend(
-        report.keys.iter().map(|k| format!("  {:<6} {:<10} {}", k.domain, k.status, k.count)),
-    );
+    let registrations: Vec<String> =
+        report.registrations.iter().map(|(o, n)| format!("{n} {o}")).collect();
+    lines.push(format!(
+        "keys of {} meters (registrations: {}; withdrawn: {}):",
+        report.meters,
+        registrations.join(", "),
+        report.withdrawn.join(", ")
+    ));
+    lines.extend(report.keys.iter().map(|k| {
+        let place = k.subdomain.as_deref().unwrap_or(&k.domain);
+        format!("  {place:<9} {:<10} {}", k.status, k.count)
+    }));
     lines.push(String::new());
     lines.push(format!(
         "{} signed ceremony transcripts; {} error-log entries",
