@@ -348,6 +348,23 @@ fn demo_runs_end_to_end_in_the_given_home() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stdout(&o).contains("all holds"), "{}", stdout(&o));
     assert!(!nowhere.exists(), "verifying an export made a home");
+    // A registration list: the demo's own registration again changes nothing; a withdrawn
+    // meter is refused (3026), and the command says so with exit 1.
+    let list = other.path().join("registrations.txt");
+    std::fs::write(
+        &list,
+        "# meter subdomain isn\nPB1234-000001 USPS/US 0400000001\nPB1234-000008 EARTH/GB GB00000008\n",
+    )
+    .unwrap();
+    let o = at(dir.path(), &["factory", "register", "--file", list.to_str().unwrap(), "--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(r["outcomes"], serde_json::json!({"unchanged": 1, "refused": 1}), "{r}");
+    assert_eq!(r["meters"][1]["code"], 3026, "{r}");
+    std::fs::write(&list, "PB1234-000001 USPS/US\n").unwrap();
+    let o = at(dir.path(), &["factory", "register", "--file", list.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("line 1: expected `METER SUBDOMAIN ISN [DATE]`"), "{}", stderr(&o));
     // With the boxes at hand, each Oak and Steel box attests its state, and none is ahead of the
     // archive or behind it.
     let o = at(dir.path(), &["audit", "verify", "--boxes", "--json"]);

@@ -32,7 +32,7 @@ fn fixture() -> Fixture {
 
 /// One call of every command that works on a home (but `share check`, which reads its file
 /// first, and `init`, which makes the home).
-fn on_a_home() -> [&'static [&'static str]; 16] {
+fn on_a_home() -> [&'static [&'static str]; 18] {
     [
         &["domain", "create", "VE2", "--kind", "vendor", "--subdomain", "VE2/US"],
         &["domain", "list"],
@@ -45,6 +45,8 @@ fn on_a_home() -> [&'static [&'static str]; 16] {
         &["meter", "new", "--product", "PB1234", "--msn", "000002"],
         &["meter", "show", "PB1234-000001"],
         &["factory", "install", "PB1234-000001", "--postal", "USPS"],
+        &["factory", "register", "PB1234-000001", "--subdomain", "USPS/US", "--isn", "A1"],
+        &["withdraw", "PB1234-000001"],
         &["keys", "list"],
         &["keys", "show", "USPS", "1"],
         &["errors"],
@@ -86,6 +88,7 @@ fn usage_errors_exit_2_for_every_command() {
     std::os::unix::fs::symlink(h.path("elsewhere"), &link).unwrap();
     let no_dir = h.path("no-dir/vectors.json");
     let long_name = "n".repeat(5000);
+    let long_reason = "r".repeat(300);
     let table: Vec<(Vec<&str>, Option<u16>)> = vec![
         (vec!["init"], Some(3011)),
         (vec!["init", "--media", a_file], Some(3011)),
@@ -131,6 +134,33 @@ fn usage_errors_exit_2_for_every_command() {
         (vec!["factory", "install", "--file", missing], Some(2010)),
         (vec!["factory", "install", "PB1234-000001", "--postal", "VE"], Some(3024)),
         (vec!["factory", "install", "PB1234-000001", "--postal", "ZZZ"], Some(3008)),
+        (
+            vec!["factory", "register", "PB1234-999999", "--subdomain", "USPS/US", "--isn", "A1"],
+            Some(3021),
+        ),
+        (vec!["factory", "register", "PB1234-000001", "--subdomain", "USPS/US"], None),
+        (vec!["factory", "register", "PB1234-000001", "--subdomain", "US", "--isn", "A1"], None),
+        (
+            vec!["factory", "register", "PB1234-000001", "--subdomain", "USPS/US", "--isn", "a-1"],
+            None,
+        ),
+        (
+            vec![
+                "factory",
+                "register",
+                "PB1234-000001",
+                "--subdomain",
+                "USPS/US",
+                "--isn",
+                "A1",
+                "--date",
+                "2026-12-04",
+            ],
+            None,
+        ),
+        (vec!["factory", "register", "--file", missing], Some(2010)),
+        (vec!["withdraw", "PB1234-999999"], Some(3021)),
+        (vec!["withdraw", "PB1234-000001", "--reason", &long_reason], Some(2010)),
         (vec!["keys", "list", "--domain", "NOPE"], Some(3008)),
         (vec!["keys", "show", "ZZ", "1"], Some(3008)),
         (vec!["keys", "show", "USPS", "99"], Some(3650)),

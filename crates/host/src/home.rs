@@ -472,7 +472,25 @@ const MAX_METER_LIST: u64 = 32 * 1024 * 1024;
 /// start with `#` are skipped). Bounded, a regular file; a line that does not parse is a usage
 /// error naming it.
 pub fn read_meter_list(path: &Path) -> Result<Vec<(MeterId, DomainId)>, HostError> {
-    let bytes = read_argument_file(path, MAX_METER_LIST)?;
+    read_meter_lines(path, MAX_METER_LIST, "METER POSTAL", |fields| {
+        let [meter, postal] = fields else { return Err(None) };
+        let meter = MeterId::parse(meter).map_err(|e| Some(e.to_string()))?;
+        let postal = DomainId::parse(postal).map_err(|e| Some(e.to_string()))?;
+        Ok((meter.clone(), (meter, postal)))
+    })
+}
+
+/// Reads a file of one meter a line (blank lines and lines that start with `#` skipped), each
+/// line's whitespace-separated fields parsed by `parse` into its meter and entry (`Err(None)`:
+/// not the `form` expected). Bounded, a regular file; each meter once; a line that does not
+/// parse is a usage error naming it.
+pub(crate) fn read_meter_lines<T>(
+    path: &Path,
+    max: u64,
+    form: &str,
+    mut parse: impl FnMut(&[&str]) -> Result<(MeterId, T), Option<String>>,
+) -> Result<Vec<T>, HostError> {
+    let bytes = read_argument_file(path, max)?;
     let bad = |n: usize, why: String| -> HostError {
         Usage::InvalidArgument(format!("{} line {n}: {why}", path.display())).into()
     };
@@ -484,17 +502,13 @@ pub fn read_meter_list(path: &Path) -> Result<Vec<(MeterId, DomainId)>, HostErro
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let mut fields = line.split_whitespace();
-        let (Some(meter), Some(postal), None) = (fields.next(), fields.next(), fields.next())
-        else {
-            return Err(bad(n, "expected `METER POSTAL`".into()));
-        };
-        let meter = MeterId::parse(meter).map_err(|e| bad(n, e.to_string()))?;
-        let postal = DomainId::parse(postal).map_err(|e| bad(n, e.to_string()))?;
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (meter, entry) = parse(&fields)
+            .map_err(|why| bad(n, why.unwrap_or_else(|| format!("expected `{form}`"))))?;
         if let Some(first) = seen.insert(meter.clone(), n) {
             return Err(bad(n, format!("meter {meter} is listed on line {first} already")));
         }
-        out.push((meter, postal));
+        out.push(entry);
     }
     if out.is_empty() {
         return Err(Usage::InvalidArgument(format!("{}: no meters", path.display())).into());

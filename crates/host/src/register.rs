@@ -43,40 +43,20 @@ pub fn read_registration_list(
     path: &std::path::Path,
     today: Date,
 ) -> Result<Vec<RegistrationOrder>, HostError> {
-    let bytes = crate::home::read_argument_file(path, MAX_REGISTRATION_LIST)?;
-    let bad = |n: usize, why: String| -> HostError {
-        crate::Usage::InvalidArgument(format!("{} line {n}: {why}", path.display())).into()
-    };
-    let text = std::str::from_utf8(&bytes).map_err(|e| bad(1, format!("not UTF-8 ({e})")))?;
-    let mut out = Vec::new();
-    let mut seen = std::collections::BTreeMap::new();
-    for (n, line) in (1..).zip(text.lines()) {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let (meter, subdomain, isn, date) = match f.as_slice() {
+    let form = "METER SUBDOMAIN ISN [DATE]";
+    crate::home::read_meter_lines(path, MAX_REGISTRATION_LIST, form, |fields| {
+        let (meter, subdomain, isn, date) = match fields {
             [m, s, i] => (m, s, i, None),
             [m, s, i, d] => (m, s, i, Some(d)),
-            _ => return Err(bad(n, "expected `METER SUBDOMAIN ISN [DATE]`".into())),
+            _ => return Err(None),
         };
-        let meter = MeterId::parse(meter).map_err(|e| bad(n, e.to_string()))?;
-        let subdomain = SubdomainId::parse(subdomain).map_err(|e| bad(n, e.to_string()))?;
-        let isn = Isn::parse(isn).map_err(|e| bad(n, e.to_string()))?;
-        let date = match date {
-            Some(d) => Date::parse(d).map_err(|e| bad(n, e.to_string()))?,
-            None => today,
-        };
-        if let Some(first) = seen.insert(meter.clone(), n) {
-            return Err(bad(n, format!("meter {meter} is listed on line {first} already")));
-        }
-        out.push(RegistrationOrder { meter, subdomain, isn, date });
-    }
-    if out.is_empty() {
-        return Err(crate::Usage::InvalidArgument(format!("{}: no meters", path.display())).into());
-    }
-    Ok(out)
+        let why = |e: postkey_wire::WireError| Some(e.to_string());
+        let meter = MeterId::parse(meter).map_err(why)?;
+        let subdomain = SubdomainId::parse(subdomain).map_err(why)?;
+        let isn = Isn::parse(isn).map_err(why)?;
+        let date = date.map(|d| Date::parse(d)).transpose().map_err(why)?.unwrap_or(today);
+        Ok((meter.clone(), RegistrationOrder { meter, subdomain, isn, date }))
+    })
 }
 
 /// How one meter's registration ended.
@@ -248,14 +228,7 @@ impl<S: Store> Registrar<S> {
             reports.extend(chunk_reports.into_iter().flatten());
             progress(reports.len());
         }
-        crate::checkpoint::moved(
-            &self.home,
-            self.kmc.store(),
-            self.boxes.session(),
-            &self.trust,
-            self.audit,
-        )
-        .await?;
+        self.checkpoint().await?;
         Ok(reports)
     }
 
@@ -267,15 +240,15 @@ impl<S: Store> Registrar<S> {
             .withdraw(&self.boxes, meter, reason, || self.clock.now())
             .await
             .map_err(|e| kmc_error(&self.home, e))?;
-        crate::checkpoint::moved(
-            &self.home,
-            self.kmc.store(),
-            self.boxes.session(),
-            &self.trust,
-            self.audit,
-        )
-        .await?;
+        self.checkpoint().await?;
         Ok(withdrawn.iter().map(|(d, k)| format!("{d}/{k}")).collect())
+    }
+
+    /// What the command recorded goes to the error log and the audit box's checkpoints.
+    async fn checkpoint(&self) -> Result<(), HostError> {
+        let session = self.boxes.session();
+        crate::checkpoint::moved(&self.home, self.kmc.store(), session, &self.trust, self.audit)
+            .await
     }
 
     /// Locks the boxes.

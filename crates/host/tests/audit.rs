@@ -485,16 +485,7 @@ async fn checkpoints_catch_a_rewritten_or_cut_history_and_an_older_archive_put_b
 /// Runs `sql` on the archive file at `path` behind the store's back, its guards dropped first.
 fn edit_export(path: &std::path::Path, sql: &str) {
     let c = postkey_archive_sqlite::rusqlite::Connection::open(path).unwrap();
-    let triggers: Vec<String> = c
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger'")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    for t in triggers {
-        c.execute_batch(&format!("DROP TRIGGER {t}")).unwrap();
-    }
+    common::drop_guards(&c);
     c.execute_batch(sql).unwrap();
 }
 

@@ -176,16 +176,7 @@ async fn both_keys_register_together_and_every_refusal_has_its_code() {
     let usps = w.store.keys_of_meters(&[meter(1)]).await.unwrap();
     let usps = usps.iter().find(|k| k.domain == d("USPS")).unwrap();
     w.store.with_raw_connection(|c| {
-        let triggers: Vec<String> = c
-            .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger'")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        for t in triggers {
-            c.execute_batch(&format!("DROP TRIGGER {t}")).unwrap();
-        }
+        common::drop_guards(c);
         c.execute("UPDATE keys SET isn = 'Z9' WHERE domain = 'USPS' AND isn = 'A1'", []).unwrap();
     });
     let report = postkey_audit::verify(&w.store, &w.trust.anchors).await.unwrap();

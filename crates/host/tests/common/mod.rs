@@ -262,3 +262,18 @@ pub(crate) async fn key_meters_with<S: Store, T: Store>(
     factory.close();
     done
 }
+
+/// Drops every guard (trigger) of the SQLite archive `c` is connected to, as an attacker with
+/// write access to the file would before editing it.
+pub(crate) fn drop_guards(c: &postkey_archive_sqlite::rusqlite::Connection) {
+    let triggers: Vec<String> = c
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for t in triggers {
+        c.execute_batch(&format!("DROP TRIGGER {t}")).unwrap();
+    }
+}
