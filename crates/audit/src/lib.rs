@@ -816,6 +816,8 @@ async fn check_domain(
     let mut unreplayed = BTreeSet::new();
     // Each key's faults, held until the chain's later events say whether it was moving.
     let mut suspect: Vec<(u64, Vec<Fault>)> = Vec::new();
+    // Each ISN names one key of its sub-domain, for ever.
+    let mut isns: BTreeMap<(String, String), u64> = BTreeMap::new();
     let mut after = None;
     loop {
         let page =
@@ -823,6 +825,16 @@ async fn check_domain(
         let Some(last) = page.last() else { break };
         after = Some(last.key_id);
         for key in &page {
+            if let Some(r) = &key.registration
+                && let Some(first) =
+                    isns.insert((r.subdomain.to_string(), r.isn.to_string()), key.key_id.get())
+            {
+                report.fault(
+                    Position::Key { domain: domain.to_string(), key_id: key.key_id.get() },
+                    FaultKind::Field,
+                    format!("its ISN {} in {} is key {first}'s too", r.isn, r.subdomain),
+                );
+            }
             match replay.remove(&key.key_id.get()) {
                 Some(r) => {
                     created.insert(key.key_id.get());
@@ -1224,11 +1236,8 @@ fn check_header(
 ) -> Result<(), (FaultKind, String)> {
     let field = |why: String| Err((FaultKind::Field, why));
     if header.domain != key.domain || header.key_id != Some(key.key_id) {
-        return field(format!(
-            "it is the record of key {}/{:?}",
-            header.domain,
-            header.key_id.map(|k| k.get())
-        ));
+        let key_id = header.key_id.map_or("none".into(), |k| k.to_string());
+        return field(format!("it is the record of key {}/{key_id}", header.domain));
     }
     match &header.sender {
         Sender::Box(b) if b.box_type() == sender_type => {}

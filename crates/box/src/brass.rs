@@ -306,6 +306,11 @@ impl TypedBox<Brass> {
         if date < Timestamp::from_unix_micros(installed).utc_date() {
             return Err(BoxError::DateBeforeInstall { date: r.date });
         }
+        let today =
+            Timestamp::from_unix_micros(now.unix_micros().saturating_add(CLOCK_SKEW_MICROS));
+        if date > today.utc_date() {
+            return Err(BoxError::DateInFuture { date: r.date });
+        }
         let info = key_info(HpkeRecordType::Mi9, &domain, key_id, &brass_recipient(&domain))?;
         let key = brass_conf.open_master_key(&info, &mi9.body().sealed)?;
         let registration = postkey_secrets::Registration {

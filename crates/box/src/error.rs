@@ -159,6 +159,12 @@ pub enum BoxError {
         /// The date given.
         date: postkey_wire::Date,
     },
+    /// A registration dated after today (this box's clock, within the skew).
+    #[error("the registration date {date} is after today")]
+    DateInFuture {
+        /// The date given.
+        date: postkey_wire::Date,
+    },
     /// The meter an installation names is not on this Steel box's meter link.
     #[error("meter {0} is not connected to this Steel box's meter link")]
     MeterNotConnected(postkey_wire::MeterId),
@@ -198,7 +204,9 @@ impl BoxError {
             Self::SubdomainMismatch { .. } => ResponseCode::SUBDOMAIN_MISMATCH,
             Self::SubdomainNotServed(_) => ResponseCode::SUBDOMAIN_NOT_SERVED,
             Self::RegistrationTokenMismatch => ResponseCode::REGISTRATION_TOKEN_MISMATCH,
-            Self::DateBeforeInstall { .. } => ResponseCode::TIME_WENT_BACKWARDS,
+            Self::DateBeforeInstall { .. } | Self::DateInFuture { .. } => {
+                ResponseCode::TIME_WENT_BACKWARDS
+            }
         }
     }
 

@@ -980,7 +980,7 @@ fn brass_registers_a_key_into_a_subdomain_it_serves_with_mr3_and_a_signed_mr4() 
     use postkey_wire::command::Register;
     let mut l = line();
     let (m, mi9) = installed(&mut l);
-    let good = ("0401234567", "US", "20261201");
+    let good = ("0401234567", "US", "20261129");
     let r = cmd(&mut l.brass, Register { mr1: mr1(&m, "USPS/US", good, None), mi9: mi9.clone() })
         .unwrap();
     let mr4 = r.mr4.verify(&l.public().brass_auth).unwrap();
@@ -996,7 +996,7 @@ fn brass_registers_a_key_into_a_subdomain_it_serves_with_mr3_and_a_signed_mr4() 
     let cases: Vec<(&str, Message<postkey_wire::RegistrationRequest>, ResponseCode)> = vec![
         (
             "a token made for another ISN",
-            mr1(&m, "USPS/US", good, Some(("0401234568", "US", "20261201"))),
+            mr1(&m, "USPS/US", good, Some(("0401234568", "US", "20261129"))),
             ResponseCode::REGISTRATION_TOKEN_MISMATCH,
         ),
         (
@@ -1006,12 +1006,12 @@ fn brass_registers_a_key_into_a_subdomain_it_serves_with_mr3_and_a_signed_mr4() 
         ),
         (
             "a token made for another country",
-            mr1(&m, "USPS/US", good, Some(("0401234567", "CA", "20261201"))),
+            mr1(&m, "USPS/US", good, Some(("0401234567", "CA", "20261129"))),
             ResponseCode::REGISTRATION_TOKEN_MISMATCH,
         ),
         (
             "a sub-domain of another country than the registration's",
-            mr1(&m, "USPS/US", ("0401234567", "CA", "20261201"), None),
+            mr1(&m, "USPS/US", ("0401234567", "CA", "20261129"), None),
             ResponseCode::SUBDOMAIN_MISMATCH,
         ),
         (
@@ -1021,8 +1021,13 @@ fn brass_registers_a_key_into_a_subdomain_it_serves_with_mr3_and_a_signed_mr4() 
         ),
         (
             "a sub-domain this Brass process does not serve",
-            mr1(&m, "USPS/CA", ("0401234567", "CA", "20261201"), None),
+            mr1(&m, "USPS/CA", ("0401234567", "CA", "20261129"), None),
             ResponseCode::SUBDOMAIN_NOT_SERVED,
+        ),
+        (
+            "a registration dated after today",
+            mr1(&m, "USPS/US", ("0401234567", "US", "20271201"), None),
+            ResponseCode::TIME_WENT_BACKWARDS,
         ),
         (
             "a registration dated before the key was installed",

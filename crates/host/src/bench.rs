@@ -208,6 +208,187 @@ async fn measure<S: postkey_archive::Store>(
     })
 }
 
+/// The cryptography of registering one key (docs/benchmarks.md, "Registration"): at Brass, a
+/// strict verification of MI9, an HPKE open of K, the registration token (AES-CMAC), K wrapped
+/// (AES-KWP), MR3's HMAC and MR4's signature; at the KMC, MR4's strict verification.
+pub const REGISTER_OPS: &str = "2 verifications, 1 HPKE open, 1 AES-CMAC, 1 AES-KWP wrap, \
+                                1 HMAC-SHA256, 1 signature per key";
+
+/// What `postkey bench register` measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RegisterBench {
+    /// Meters registered (two keys each).
+    pub meters: usize,
+    /// Meters per batch.
+    pub batch: usize,
+    /// The archive.
+    pub archive: String,
+    /// Meters whose registration ended `registered`.
+    pub registered: usize,
+    /// Wall time of the registrations, seconds.
+    pub seconds: f64,
+    /// Meters registered per second, end to end with every durable write.
+    pub meters_per_second: f64,
+    /// Process CPU time per meter without the durable commit, microseconds.
+    pub cpu_us_per_meter: f64,
+    /// CPU time per meter in durable commits, microseconds.
+    pub durable_us_per_meter: f64,
+    /// The cryptography of one meter (two keys, [`REGISTER_OPS`]), measured in this run.
+    pub crypto_us_per_meter: f64,
+    /// `cpu_us_per_meter / crypto_us_per_meter`.
+    pub ratio: f64,
+    /// `(cpu_us_per_meter + durable_us_per_meter) / crypto_us_per_meter`.
+    pub ratio_all_in: f64,
+    /// How the Brass work is laid out: the Brass boxes the batches went to.
+    pub brass_boxes: usize,
+}
+
+/// The cryptography of registering one key, microseconds (see [`REGISTER_OPS`]).
+fn register_floor() -> Result<f64, HostError> {
+    let fail = |e: String| HostError::Entropy(format!("benchmark baseline: {e}"));
+    let mut rng = BoxRng::instantiate(OsEntropy, b"postkey bench register")
+        .map_err(|e| fail(e.to_string()))?;
+    let sk = HpkePrivateKey::generate(&mut rng).map_err(|e| fail(e.to_string()))?;
+    let info = HpkeInfo::new(HpkeRecordType::Mi9, "USPS", 1, "BRASS:USPS")
+        .map_err(|e| fail(e.to_string()))?;
+    let key = MasterKey::generate(&mut rng).map_err(|e| fail(e.to_string()))?;
+    let ct = key.seal_to(&sk.public_key(), &info, &mut rng).map_err(|e| fail(e.to_string()))?;
+    let signer = SigningKey::generate(&mut rng).map_err(|e| fail(e.to_string()))?;
+    let vk = signer.verifying_key();
+    let message = [7u8; 300];
+    let sig = signer.sign(&message);
+    let conf =
+        postkey_secrets::SubdomainConfKey::generate(&mut rng).map_err(|e| fail(e.to_string()))?;
+    let auth =
+        postkey_secrets::SubdomainAuthKey::generate(&mut rng).map_err(|e| fail(e.to_string()))?;
+    let meter = MeterId::parse("PB1234-000001")?;
+    let (isn, country) =
+        (postkey_wire::Isn::parse("0401234567")?, postkey_wire::Country::parse("US")?);
+    let date = postkey_wire::Date::parse("20261204")?;
+    let registration =
+        postkey_secrets::Registration { meter: &meter, isn: &isn, country: &country, date };
+    let n = 300;
+    let open = per_op(n, || {
+        let _ = sk.open_master_key(&info, &ct);
+    });
+    let token = per_op(n, || {
+        let _ = key.registration_token(&registration);
+    });
+    let wrap = per_op(n, || {
+        let _ = conf.wrap(&key);
+    });
+    let mac = per_op(n, || {
+        let _ = auth.mac(&message);
+    });
+    let sign = per_op(n, || {
+        let _ = signer.sign(&message);
+    });
+    let verify = per_op(n, || {
+        let _ = vk.verify(&message, &sig);
+    });
+    Ok(2.0 * verify + open + token + wrap + mac + sign)
+}
+
+/// Runs the registration benchmark in the home `lock` holds alone (a fresh one): the demo's
+/// ceremonies, `meters` meters keyed (VE and USPS), then all registered into `USPS/US` (the
+/// vendor keys into `VE/US`), `batch` meters at a time, timed. `archive` as for [`install`].
+pub async fn register(
+    lock: &HomeLock,
+    meters: usize,
+    batch: usize,
+    archive: Option<&postkey_archive_postgres::PgConfig>,
+    progress: impl FnMut(usize),
+) -> Result<RegisterBench, HostError> {
+    let home = lock.home();
+    let usps = DomainId::parse("USPS")?;
+    let ids: Vec<MeterId> = (1..=meters)
+        .map(|n| MeterId::parse(&format!("PB9999-{n:06}")))
+        .collect::<Result<_, _>>()?;
+    let line: Vec<(MeterId, DomainId)> = ids.iter().map(|id| (id.clone(), usps.clone())).collect();
+    let date = crate::register::utc_date(crate::clock::now())?;
+    let orders: Vec<crate::RegistrationOrder> = ids
+        .iter()
+        .enumerate()
+        .map(|(n, id)| {
+            Ok(crate::RegistrationOrder {
+                meter: id.clone(),
+                subdomain: postkey_wire::SubdomainId::parse("USPS/US")?,
+                isn: postkey_wire::Isn::parse(&format!("B{n:09}"))?,
+                date,
+            })
+        })
+        .collect::<Result<_, HostError>>()?;
+    let floor = register_floor()?;
+    let run = Run { lock, ids: &ids, line: &line, orders: &orders, batch, floor };
+    match archive {
+        None => {
+            crate::demo::run(lock, 0, |_| {}).await?;
+            run.measure(crate::open_archive(home).await?, "SQLite".into(), progress).await
+        }
+        Some(config) => {
+            let store = postkey_archive_postgres::PgStore::connect(config).await?;
+            crate::demo::run_on(lock, store.clone(), 0, |_| {}).await?;
+            let schema = config.schema.as_deref().unwrap_or("(default)");
+            run.measure(store, format!("PostgreSQL, schema {schema}"), progress).await
+        }
+    }
+}
+
+/// A registration benchmark's meters and orders.
+struct Run<'a> {
+    lock: &'a HomeLock,
+    ids: &'a [MeterId],
+    line: &'a [(MeterId, DomainId)],
+    orders: &'a [crate::RegistrationOrder],
+    batch: usize,
+    /// The cryptography of one key, microseconds.
+    floor: f64,
+}
+
+impl Run<'_> {
+    /// Keys the meters on `store`, then times their registration.
+    async fn measure<S: postkey_archive::Store + Clone>(
+        &self,
+        store: S,
+        archive: String,
+        progress: impl FnMut(usize),
+    ) -> Result<RegisterBench, HostError> {
+        let media = self.lock.home().media_dir();
+        let domains = [DomainId::parse("VE")?, DomainId::parse("USPS")?];
+        make_meters(self.lock, self.ids).await?;
+        let mut f = Factory::open_on(self.lock, store.clone(), &media, &domains).await?;
+        f.install_many(self.line, &domains[0], crate::DEFAULT_BATCH, |_| {}).await?;
+        f.close();
+        let mut r = crate::Registrar::for_orders(self.lock, store, &media, self.orders).await?;
+        let brass_boxes = r.brass_boxes();
+        let (cpu_before, durable_before) = (cpu_seconds(), durable_seconds());
+        let start = Instant::now();
+        let reports = r.register_many(self.orders, self.batch, progress).await?;
+        let seconds = start.elapsed().as_secs_f64();
+        let cpu = cpu_seconds() - cpu_before;
+        let durable = durable_seconds() - durable_before;
+        r.close();
+        let registered = reports.iter().filter(|r| r.outcome == "registered").count();
+        let per_meter = 2.0 * self.floor;
+        let m = registered.max(1) as f64;
+        let (cpu_us, durable_us) = ((cpu - durable) * 1e6 / m, durable * 1e6 / m);
+        Ok(RegisterBench {
+            meters: self.ids.len(),
+            batch: self.batch,
+            archive,
+            registered,
+            seconds,
+            meters_per_second: registered as f64 / seconds,
+            cpu_us_per_meter: cpu_us,
+            durable_us_per_meter: durable_us,
+            crypto_us_per_meter: per_meter,
+            ratio: cpu_us / per_meter,
+            ratio_all_in: (cpu_us + durable_us) / per_meter,
+            brass_boxes,
+        })
+    }
+}
+
 /// What `postkey bench audit` measured: `postkey audit verify` on an archive of real signed
 /// records, beside the floor any audit of those bytes has, measured in the same process.
 #[derive(Debug, Clone, serde::Serialize)]

@@ -138,6 +138,30 @@ impl Home {
         Ok(meter)
     }
 
+    /// Meters as they stand, as [`Home::meter_now`] reads each, with the home's meter journals
+    /// read once for them all.
+    pub fn meters_now(&self, ids: &[MeterId]) -> Result<Vec<Meter>, HostError> {
+        let mut journals = self
+            .meter_journals()?
+            .iter()
+            .map(|path| journal_images(path))
+            .collect::<Result<Vec<_>, _>>()?;
+        ids.iter()
+            .map(|id| {
+                let mut meter = self.load_meter(id)?;
+                // Each meter is asked for once: its images leave the journals' maps.
+                for images in &mut journals {
+                    if let Some(newer) = images.remove(id)
+                        && advances(&meter, &newer)
+                    {
+                        meter = newer;
+                    }
+                }
+                Ok(meter)
+            })
+            .collect()
+    }
+
     /// The meter journals, oldest run first (by the start time in their names).
     fn meter_journals(&self) -> Result<Vec<PathBuf>, HostError> {
         let dir = self.meters_dir();

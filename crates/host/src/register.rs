@@ -6,7 +6,7 @@
 use postkey_archive::Store;
 use postkey_archive_sqlite::SqliteStore;
 use postkey_kmc::{Kmc, KmsClock, MeterRegistration, RegistrationOutcome};
-use postkey_wire::{BoxId, Date, Isn, MeterId, SubdomainId, Timestamp};
+use postkey_wire::{BoxId, BoxType, Date, Isn, MeterId, SubdomainId, Timestamp};
 
 use crate::archive::Trust;
 use crate::factory::{Opened, kmc_error, open_kmc};
@@ -101,9 +101,12 @@ impl<S: Store> Registrar<S> {
         let (home, trust) = Self::check(lock, &store).await?;
         let mut brass = Vec::new();
         for s in subdomains {
-            let b = postkey_kmc::brass_serving(&store, s).await.map_err(|e| kmc_error(&home, e))?;
-            if !brass.contains(&b) {
-                brass.push(b);
+            // A sub-domain no Brass box serves fails the registrations into it, each alone
+            // (3030), not the command.
+            match postkey_kmc::brass_serving(&store, s).await {
+                Ok(b) if !brass.contains(&b) => brass.push(b),
+                Ok(_) | Err(postkey_kmc::KmcError::SubdomainNotServed(_)) => {}
+                Err(e) => return Err(kmc_error(&home, e)),
             }
         }
         Self::open(lock, store, trust, shares_dir, &brass).await
@@ -118,9 +121,16 @@ impl<S: Store> Registrar<S> {
         orders: &[RegistrationOrder],
     ) -> Result<Self, HostError> {
         let mut subdomains = std::collections::BTreeSet::new();
-        for o in orders {
+        let ids: Vec<MeterId> = orders.iter().map(|o| o.meter.clone()).collect();
+        let meters = lock.home().meters_now(&ids)?;
+        for (o, meter) in orders.iter().zip(&meters) {
             subdomains.insert(o.subdomain.clone());
-            for domain in lock.home().meter_now(&o.meter)?.keys().keys() {
+            // The meter's other key goes to its own domain's sub-domain of that country, if
+            // the meter holds a key of the target's domain at all (else it is refused alone).
+            if !meter.keys().contains_key(o.subdomain.domain()) {
+                continue;
+            }
+            for domain in meter.keys().keys() {
                 if domain != o.subdomain.domain() {
                     subdomains
                         .insert(SubdomainId::new(domain.clone(), o.subdomain.country().clone()));
@@ -177,8 +187,27 @@ impl<S: Store> Registrar<S> {
             let mut asked = Vec::new();
             let mut places = Vec::new();
             let mut chunk_reports: Vec<Option<RegistrationReport>> = Vec::new();
-            for o in chunk {
-                let meter = self.home.meter_now(&o.meter)?;
+            let ids: Vec<MeterId> = chunk.iter().map(|o| o.meter.clone()).collect();
+            for (o, meter) in chunk.iter().zip(self.home.meters_now(&ids)?) {
+                // A meter registers into a postal or EARTH sub-domain; its vendor key follows.
+                let role = self.kmc.role_of(o.subdomain.domain()).await;
+                let role = role.map_err(|e| kmc_error(&self.home, e))?;
+                if role != Some(postkey_kmc::KeyRole::Postal) {
+                    let code = postkey_wire::ResponseCode::SUBDOMAIN_MISMATCH;
+                    let why = format!(
+                        "{} is no postal or EARTH sub-domain: name the sub-domain of the post the \
+                         meter registers with; its vendor key follows into the vendor's",
+                        o.subdomain
+                    );
+                    let _ = self.home.log_error(
+                        "kmc",
+                        code,
+                        &format!("{}: {why}", o.meter),
+                        clock::now(),
+                    );
+                    chunk_reports.push(Some(refused(&o.meter, code.0, &why)));
+                    continue;
+                }
                 match meter.registration_requests(&o.subdomain, &o.isn, o.date, self.clock.now()) {
                     Ok(requests) => {
                         places.push(chunk_reports.len());
@@ -249,6 +278,11 @@ impl<S: Store> Registrar<S> {
         let session = self.boxes.session();
         crate::checkpoint::moved(&self.home, self.kmc.store(), session, &self.trust, self.audit)
             .await
+    }
+
+    /// The boxes it enabled (the Brass boxes a registration goes to, and the audit box).
+    pub fn brass_boxes(&self) -> usize {
+        self.boxes.session().enabled().filter(|b| b.box_type() == BoxType::Brass).count()
     }
 
     /// Locks the boxes.

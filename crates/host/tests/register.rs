@@ -123,13 +123,11 @@ async fn both_keys_register_together_and_every_refusal_has_its_code() {
     }
     r.close();
 
-    // No Brass box serves a sub-domain the domain does not have.
-    let lock = w.home.lock(Access::Shared, Wait::No).unwrap();
-    let e = Registrar::for_subdomains(&lock, w.store.clone(), &w.media(), &[sub("USPS/CA")])
-        .await
-        .unwrap_err();
-    assert_eq!(e.response_code(), ResponseCode::SUBDOMAIN_NOT_SERVED, "{e}");
-    drop(lock);
+    // No Brass box serves a sub-domain the domain does not have: that meter is refused alone.
+    let mut r = registrar(&w).await;
+    let reports = r.register_many(&[order(4, "USPS/CA", "C4", today())], 8, |_| {}).await.unwrap();
+    assert_eq!(reports[0].code, Some(ResponseCode::SUBDOMAIN_NOT_SERVED.0), "{reports:?}");
+    r.close();
 
     // Withdrawal: both keys Obsolete together; then the meter is never registered, withdrawn
     // or keyed again.
@@ -169,10 +167,49 @@ async fn both_keys_register_together_and_every_refusal_has_its_code() {
     let r = Registrar::for_withdrawal(&lock, w.store.clone(), &w.media(), &meter(4)).await.unwrap();
     r.withdraw(&meter(4), "never registered").await.unwrap();
     assert_eq!(statuses(&w, 4).await, [KeyStatus::Obsolete, KeyStatus::Obsolete]);
+    r.close();
+    drop(lock);
 
-    // The audit holds over registrations and withdrawals, and finds an ISN edited in the index.
+    // A sub-domain of the vendor's, one of a domain the meter holds no key of, or one that
+    // does not exist: each meter refused alone (3031), the others registered.
+    let mut r = registrar(&w).await;
+    let mixed = [
+        order(2, "VE/US", "V2", today()),
+        order(3, "NOPE/US", "N3", today()),
+        order(2, "USPS/US", "A2", today()),
+    ];
+    let reports = r.register_many(&mixed[..2], 8, |_| {}).await.unwrap();
+    let codes: Vec<_> = reports.iter().map(|r| r.code).collect();
+    assert_eq!(codes, [Some(ResponseCode::SUBDOMAIN_MISMATCH.0); 2], "{reports:?}");
+    let reports = r.register_many(&mixed[2..], 8, |_| {}).await.unwrap();
+    assert_eq!(reports[0].outcome, "registered", "{reports:?}");
+    r.close();
+
+    // The audit holds over registrations and withdrawals.
     let report = postkey_audit::verify(&w.store, &w.trust.anchors).await.unwrap();
     assert!(report.holds(), "{:?}", report.faults);
+
+    // Two keys of one sub-domain under one ISN, each consistent with its own history: the
+    // archive's unique index dropped, meter 2's ISN renamed so that meter 3 registers under
+    // it through Brass, then renamed back.
+    let edit = |sql: &'static str| {
+        w.store.with_raw_connection(|c| {
+            common::drop_guards(c);
+            c.execute_batch(sql).unwrap();
+        });
+    };
+    edit("DROP INDEX keys_by_isn; UPDATE keys SET isn = 'TMP' WHERE isn = 'A2'");
+    let mut r = registrar(&w).await;
+    let reports = r.register_many(&[order(3, "USPS/US", "A2", today())], 8, |_| {}).await.unwrap();
+    assert_eq!(reports[0].outcome, "registered", "{reports:?}");
+    r.close();
+    edit("UPDATE keys SET isn = 'A2' WHERE isn = 'TMP'");
+    let report = postkey_audit::verify(&w.store, &w.trust.anchors).await.unwrap();
+    let first = &report.faults[0];
+    assert_eq!(first.kind, postkey_audit::FaultKind::Field, "{first}");
+    assert!(first.detail.contains("ISN A2 in USPS/US is key"), "{first}");
+
+    // An ISN edited in the index.
     let usps = w.store.keys_of_meters(&[meter(1)]).await.unwrap();
     let usps = usps.iter().find(|k| k.domain == d("USPS")).unwrap();
     w.store.with_raw_connection(|c| {
@@ -180,11 +217,11 @@ async fn both_keys_register_together_and_every_refusal_has_its_code() {
         c.execute("UPDATE keys SET isn = 'Z9' WHERE domain = 'USPS' AND isn = 'A1'", []).unwrap();
     });
     let report = postkey_audit::verify(&w.store, &w.trust.anchors).await.unwrap();
-    let first = &report.faults[0];
-    assert_eq!(first.kind, postkey_audit::FaultKind::Field, "{first}");
     assert!(
-        matches!(&first.position, postkey_audit::Position::Key { domain, key_id }
-            if domain == "USPS" && *key_id == usps.key_id.get()),
-        "{first}"
+        report.faults.iter().any(|f| f.kind == postkey_audit::FaultKind::Field
+            && matches!(&f.position, postkey_audit::Position::Key { domain, key_id }
+                if domain == "USPS" && *key_id == usps.key_id.get())),
+        "{:?}",
+        report.faults
     );
 }

@@ -70,6 +70,13 @@ impl<S: Store> Kmc<S> {
         Ok(verified.body().clone())
     }
 
+    /// The role keys of `domain` play in a meter, from its verified bundle (`None`: no such
+    /// domain, or `ADMIN`).
+    pub async fn role_of(&self, domain: &DomainId) -> Result<Option<KeyRole>, KmcError> {
+        let kinds = self.kinds(std::iter::once(domain)).await?;
+        Ok(kinds.get(domain).copied().and_then(KeyRole::of))
+    }
+
     /// The kind of each domain that has a verified bundle (a domain without one is absent);
     /// an archive failure fails it all.
     async fn kinds<'a>(

@@ -91,8 +91,9 @@ impl InstalledKey {
 pub struct Meter {
     id: MeterId,
     transport: HpkePrivateKey,
-    /// Its public half, computed once: the meter greets with it at every installation.
-    transport_public: HpkePublicKey,
+    /// Its public half, computed once when first needed: the meter greets with it at every
+    /// installation (a meter read only to register never needs it).
+    transport_public: std::sync::OnceLock<HpkePublicKey>,
     keys: BTreeMap<DomainId, InstalledKey>,
 }
 
@@ -112,7 +113,7 @@ impl Meter {
     /// A new meter, its transport key from `rng`.
     pub fn manufacture(id: MeterId, rng: &mut BoxRng) -> Result<Self, MeterError> {
         let transport = HpkePrivateKey::generate(rng).map_err(|_| MeterError::Rng)?;
-        Ok(Self { id, transport_public: transport.public_key(), transport, keys: BTreeMap::new() })
+        Ok(Self { id, transport_public: Default::default(), transport, keys: BTreeMap::new() })
     }
 
     /// Its ID.
@@ -140,7 +141,9 @@ impl Meter {
     pub fn hello(&self, domain: DomainId, now: Timestamp) -> Message<MeterHello> {
         Message::new(
             self.context(domain, None, now),
-            MeterHello { transport: self.transport_public },
+            MeterHello {
+                transport: *self.transport_public.get_or_init(|| self.transport.public_key()),
+            },
         )
     }
 
@@ -257,7 +260,7 @@ impl Meter {
             );
         }
         let transport = HpkePrivateKey::from_bytes(image.transport);
-        Ok(Self { id: image.id.clone(), transport_public: transport.public_key(), transport, keys })
+        Ok(Self { id: image.id.clone(), transport_public: Default::default(), transport, keys })
     }
 }
 

@@ -8,6 +8,10 @@ pub(crate) enum Command {
     /// Installation throughput end to end on the embedded default, with the cost of its
     /// public-key operations measured in the same run.
     Install(InstallArgs),
+    /// Registration throughput end to end: meters keyed first, then all registered (MR1 to
+    /// MR4, both keys Active per meter), with the cryptography of a registration measured in the
+    /// same run.
+    Register(InstallArgs),
     /// `audit verify` on an archive of real signed records, beside its floor measured in the
     /// same run (SHA-256 over the same bytes, as many strict Ed25519 verifications). With
     /// `--home`, the archive of that home as it is; else a fresh home keyed with `--meters`.
@@ -52,6 +56,12 @@ pub(crate) struct InstallArgs {
     json: bool,
 }
 
+/// What a throughput run measured.
+enum Measured {
+    Install(bench::InstallBench),
+    Register(bench::RegisterBench),
+}
+
 /// SIGINT and SIGTERM, handled from the moment they are registered: a signal that comes before
 /// the run is waited on is kept, not lost. Where the handlers cannot be installed, never: the
 /// signals then stop the process as they would anyway.
@@ -83,8 +93,9 @@ pub(crate) fn run(
     wait: Wait,
     command: Command,
 ) -> anyhow::Result<Outcome> {
-    let a = match command {
-        Command::Install(a) => a,
+    let (a, register) = match command {
+        Command::Install(a) => (a, false),
+        Command::Register(a) => (a, true),
         Command::Audit(a) => return run_audit(home, wait, a),
     };
     // The handlers first: a signal from the moment the home exists still cleans it up.
@@ -117,12 +128,22 @@ pub(crate) fn run(
             return Err(e.into());
         }
     };
-    let mut progress = super::Progress::new("meters keyed", a.meters);
+    let what = if register { "meters registered" } else { "meters keyed" };
+    let mut progress = super::Progress::new(what, a.meters);
     let run = runtime.block_on(async {
+        let work = async {
+            if register {
+                let r = bench::register(&lock, a.meters, a.batch, pg.as_ref(), |n| progress.set(n));
+                r.await.map(Measured::Register)
+            } else {
+                let r = bench::install(&lock, a.meters, a.batch, pg.as_ref(), |n| progress.set(n));
+                r.await.map(Measured::Install)
+            }
+        };
         tokio::select! {
             biased;
             () = interrupts.recv() => None,
-            r = bench::install(&lock, a.meters, a.batch, pg.as_ref(), |n| progress.set(n)) => Some(r),
+            r = work => Some(r),
         }
     });
     progress.finish();
@@ -144,7 +165,42 @@ pub(crate) fn run(
         eprintln!("postkey bench: interrupted; what the run made is removed unless --keep");
         return Ok(Outcome::Interrupted);
     };
-    let r = r?;
+    let r = match r? {
+        Measured::Install(r) => r,
+        Measured::Register(r) => {
+            if a.json {
+                print_json(&r)?;
+            } else {
+                print_lines(&[
+                    format!(
+                        "{} meters registered ({} of {}) in {:.2} s, {} meters per batch, archive: {}, {} Brass box(es)",
+                        r.registered,
+                        r.registered,
+                        r.meters,
+                        r.seconds,
+                        r.batch,
+                        r.archive,
+                        r.brass_boxes
+                    ),
+                    format!("  {:.0} meters/s (every durable write included)", r.meters_per_second),
+                    format!(
+                        "  CPU per meter {:.0} µs without the durable commit (+ {:.0} µs in durable commits)",
+                        r.cpu_us_per_meter, r.durable_us_per_meter
+                    ),
+                    format!(
+                        "  cryptography per meter {:.0} µs (two keys: {})",
+                        r.crypto_us_per_meter,
+                        bench::REGISTER_OPS
+                    ),
+                    format!(
+                        "  ratio {:.2} ({:.2} with the durable commit)",
+                        r.ratio, r.ratio_all_in
+                    ),
+                ])?;
+            }
+            return Ok(Outcome::Success);
+        }
+    };
     if a.json {
         print_json(&r)?;
     } else {
