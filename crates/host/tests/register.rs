@@ -225,3 +225,52 @@ async fn both_keys_register_together_and_every_refusal_has_its_code() {
         report.faults
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_and_withdrawal_hold_on_postgresql_too() {
+    let Some(url) = postkey_archive_postgres::testing::server_url("registration on PostgreSQL")
+    else {
+        return;
+    };
+    let schema =
+        format!("pk_test_register_{}_{}", postkey_host::now().unix_micros(), std::process::id());
+    let config =
+        postkey_host::PgConfig { schema: Some(schema), ..postkey_host::PgConfig::new(&url) };
+    let store = postkey_archive_postgres::PgStore::connect(&config).await.unwrap();
+    let w = common::world_on(tempfile::tempdir().unwrap(), store.clone(), LINE).await;
+    common::key_meters_on(&w, store.clone(), 1..=3).await.unwrap();
+    let lock = w.home.lock(Access::Shared, Wait::No).unwrap();
+    let orders = [
+        order(1, "USPS/US", "P1", today()),
+        order(2, "USPS/US", "P1", today()),
+        order(3, "USPS/US", "P3", today()),
+    ];
+    let mut r = Registrar::for_orders(&lock, store.clone(), &w.media(), &orders).await.unwrap();
+    let reports = r.register_many(&orders, 8, |_| {}).await.unwrap();
+    let outcome: Vec<_> = reports.iter().map(|r| (r.outcome, r.code)).collect();
+    assert_eq!(
+        outcome,
+        [("registered", None), ("refused", Some(ResponseCode::ISN_TAKEN.0)), ("registered", None)],
+        "{reports:?}"
+    );
+    let again = r.register_many(&orders[..1], 8, |_| {}).await.unwrap();
+    assert_eq!(again[0].outcome, "unchanged");
+    r.close();
+    let r = Registrar::for_withdrawal(&lock, store.clone(), &w.media(), &meter(3)).await.unwrap();
+    r.withdraw(&meter(3), "scrapped").await.unwrap();
+    r.close();
+    let statuses = |n: u32| {
+        let store = store.clone();
+        async move {
+            let mut keys = store.keys_of_meters(&[meter(n)]).await.unwrap();
+            keys.sort_by_key(|k| k.domain.as_str() != "VE");
+            keys.iter().map(|k| k.status).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(statuses(1).await, [KeyStatus::Active, KeyStatus::Active]);
+    assert_eq!(statuses(2).await, [KeyStatus::Installed, KeyStatus::Installed]);
+    assert_eq!(statuses(3).await, [KeyStatus::Obsolete, KeyStatus::Obsolete]);
+    let report = postkey_audit::verify(&store, &w.trust.anchors).await.unwrap();
+    assert!(report.holds(), "{:?}", report.faults);
+    store.drop_schema().await.unwrap();
+}
