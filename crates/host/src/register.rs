@@ -3,6 +3,8 @@
 //! sub-domains, and both keys become `Active` together, or neither does; a withdrawal makes both
 //! `Obsolete` together.
 
+use std::collections::BTreeMap;
+
 use postkey_archive::Store;
 use postkey_archive_sqlite::SqliteStore;
 use postkey_kmc::{Kmc, KmsClock, MeterRegistration, RegistrationOutcome};
@@ -182,83 +184,104 @@ impl<S: Store> Registrar<S> {
         batch: usize,
         mut progress: impl FnMut(usize),
     ) -> Result<Vec<RegistrationReport>, HostError> {
+        // A meter registers into a postal or EARTH sub-domain; its vendor key follows.
+        let mut roles = BTreeMap::new();
+        for o in orders {
+            let domain = o.subdomain.domain();
+            if !roles.contains_key(domain) {
+                let role = self.kmc.role_of(domain).await.map_err(|e| kmc_error(&self.home, e))?;
+                roles.insert(domain.clone(), role);
+            }
+        }
+        // Each batch: the meters' reports in order, those still to come as `None`, and what
+        // the KMC is asked for them. Made as the pipeline takes each batch, not all at once.
+        let chunks: Vec<&[RegistrationOrder]> = orders.chunks(batch.max(1)).collect();
+        let batches = std::sync::Mutex::new(Vec::<Batch>::with_capacity(chunks.len()));
+        let made = std::sync::Mutex::new(None::<HostError>);
+        let home = &self.home;
+        let clock = &self.clock;
+        let asked = chunks.iter().map_while(|chunk| match self.ask(chunk, &roles) {
+            Ok((b, meters)) => {
+                lock(&batches).push(b);
+                Some(meters)
+            }
+            Err(e) => {
+                *lock(&made) = Some(e);
+                None
+            }
+        });
         let mut reports = Vec::with_capacity(orders.len());
-        for chunk in orders.chunks(batch.max(1)) {
-            let mut asked = Vec::new();
-            let mut places = Vec::new();
-            let mut chunk_reports: Vec<Option<RegistrationReport>> = Vec::new();
-            let ids: Vec<MeterId> = chunk.iter().map(|o| o.meter.clone()).collect();
-            for (o, meter) in chunk.iter().zip(self.home.meters_now(&ids)?) {
-                // A meter registers into a postal or EARTH sub-domain; its vendor key follows.
-                let role = self.kmc.role_of(o.subdomain.domain()).await;
-                let role = role.map_err(|e| kmc_error(&self.home, e))?;
-                if role != Some(postkey_kmc::KeyRole::Postal) {
-                    let code = postkey_wire::ResponseCode::SUBDOMAIN_MISMATCH;
-                    let why = format!(
-                        "{} is no postal or EARTH sub-domain: name the sub-domain of the post the \
-                         meter registers with; its vendor key follows into the vendor's",
-                        o.subdomain
-                    );
-                    let _ = self.home.log_error(
-                        "kmc",
-                        code,
-                        &format!("{}: {why}", o.meter),
-                        clock::now(),
-                    );
-                    chunk_reports.push(Some(refused(&o.meter, code.0, &why)));
-                    continue;
-                }
-                match meter.registration_requests(&o.subdomain, &o.isn, o.date, self.clock.now()) {
-                    Ok(requests) => {
-                        places.push(chunk_reports.len());
-                        chunk_reports.push(None);
-                        asked.push(MeterRegistration { meter: o.meter.clone(), requests });
+        let mut next = 0;
+        let ran = self
+            .kmc
+            .register_batches(
+                &self.boxes,
+                asked,
+                |results| {
+                    let Some(mut b) = lock(&batches).get_mut(next).map(std::mem::take) else {
+                        return;
+                    };
+                    next += 1;
+                    for ((place, meter), result) in b.places.iter().zip(&b.meters).zip(results) {
+                        b.reports[*place] = Some(report(home, meter, result));
                     }
-                    Err(e) => {
-                        let _ = self.home.log_error(
-                            "meter",
-                            e.response_code(),
-                            &format!("{}: {e}", o.meter),
-                            clock::now(),
-                        );
-                        chunk_reports.push(Some(refused(&o.meter, e.response_code().0, &e)));
-                    }
-                }
-            }
-            let results = self
-                .kmc
-                .register(&self.boxes, asked.clone(), || self.clock.now())
-                .await
-                .map_err(|e| kmc_error(&self.home, e))?;
-            for ((place, m), result) in places.into_iter().zip(&asked).zip(results) {
-                chunk_reports[place] = Some(match result {
-                    Ok(RegistrationOutcome::Registered(keys)) => RegistrationReport {
-                        meter: m.meter.to_string(),
-                        outcome: "registered",
-                        keys: keys.iter().map(|(d, k, _)| format!("{d}/{k}")).collect(),
-                        reason: None,
-                        code: None,
-                    },
-                    Ok(RegistrationOutcome::Unchanged(keys)) => RegistrationReport {
-                        meter: m.meter.to_string(),
-                        outcome: "unchanged",
-                        keys: keys.iter().map(|(d, k)| format!("{d}/{k}")).collect(),
-                        reason: None,
-                        code: None,
-                    },
-                    Err(e) => {
-                        let code = e.response_code().0;
-                        let report = refused(&m.meter, code, &e);
-                        let _ = kmc_error(&self.home, e);
-                        report
-                    }
-                });
-            }
-            reports.extend(chunk_reports.into_iter().flatten());
-            progress(reports.len());
+                    reports.extend(b.reports.into_iter().flatten());
+                    progress(reports.len());
+                },
+                || clock.now(),
+            )
+            .await;
+        ran.map_err(|e| kmc_error(&self.home, e))?;
+        if let Some(e) = lock(&made).take() {
+            return Err(e);
         }
         self.checkpoint().await?;
         Ok(reports)
+    }
+
+    /// One batch's MR1s, made by each meter, and the reports of the meters refused before
+    /// anything is asked of the KMC (no postal or EARTH target, a meter without the keys).
+    fn ask(
+        &self,
+        chunk: &[RegistrationOrder],
+        roles: &BTreeMap<postkey_wire::DomainId, Option<postkey_kmc::KeyRole>>,
+    ) -> Result<(Batch, Vec<MeterRegistration>), HostError> {
+        let mut b = Batch::default();
+        let mut asked = Vec::new();
+        let ids: Vec<MeterId> = chunk.iter().map(|o| o.meter.clone()).collect();
+        for (o, meter) in chunk.iter().zip(self.home.meters_now(&ids)?) {
+            let role = roles.get(o.subdomain.domain()).copied().flatten();
+            if role != Some(postkey_kmc::KeyRole::Postal) {
+                let code = postkey_wire::ResponseCode::SUBDOMAIN_MISMATCH;
+                let why = format!(
+                    "{} is no postal or EARTH sub-domain: name the sub-domain of the post the \
+                     meter registers with; its vendor key follows into the vendor's",
+                    o.subdomain
+                );
+                let _ =
+                    self.home.log_error("kmc", code, &format!("{}: {why}", o.meter), clock::now());
+                b.reports.push(Some(refused(&o.meter, code.0, &why)));
+                continue;
+            }
+            match meter.registration_requests(&o.subdomain, &o.isn, o.date, self.clock.now()) {
+                Ok(requests) => {
+                    b.places.push(b.reports.len());
+                    b.reports.push(None);
+                    b.meters.push(o.meter.clone());
+                    asked.push(MeterRegistration { meter: o.meter.clone(), requests });
+                }
+                Err(e) => {
+                    let _ = self.home.log_error(
+                        "meter",
+                        e.response_code(),
+                        &format!("{}: {e}", o.meter),
+                        clock::now(),
+                    );
+                    b.reports.push(Some(refused(&o.meter, e.response_code().0, &e)));
+                }
+            }
+        }
+        Ok((b, asked))
     }
 
     /// Withdraws `meter` (protocol §6.3): both its keys `Obsolete` with the Obsolete Time, or
@@ -288,6 +311,47 @@ impl<S: Store> Registrar<S> {
     /// Locks the boxes.
     pub fn close(self) {
         drop(self.boxes);
+    }
+}
+
+/// A batch of registrations on its way: each meter's report in order (`None` until the KMC
+/// answers), and the meters asked of the KMC with their places.
+#[derive(Default)]
+struct Batch {
+    reports: Vec<Option<RegistrationReport>>,
+    places: Vec<usize>,
+    meters: Vec<MeterId>,
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A meter's report from the KMC's result; a refusal goes to the error log.
+fn report(
+    home: &Home,
+    meter: &MeterId,
+    result: postkey_kmc::RegistrationResult,
+) -> RegistrationReport {
+    let keys = |keys: Vec<String>, outcome| RegistrationReport {
+        meter: meter.to_string(),
+        outcome,
+        keys,
+        reason: None,
+        code: None,
+    };
+    match result {
+        Ok(RegistrationOutcome::Registered(k)) => {
+            keys(k.iter().map(|(d, k, _)| format!("{d}/{k}")).collect(), "registered")
+        }
+        Ok(RegistrationOutcome::Unchanged(k)) => {
+            keys(k.iter().map(|(d, k)| format!("{d}/{k}")).collect(), "unchanged")
+        }
+        Err(e) => {
+            let r = refused(meter, e.response_code().0, &e);
+            let _ = kmc_error(home, e);
+            r
+        }
     }
 }
 

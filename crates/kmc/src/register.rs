@@ -48,6 +48,17 @@ pub enum RegistrationOutcome {
 /// Each meter's result, in order.
 pub type RegistrationResult = Result<RegistrationOutcome, KmcError>;
 
+/// A batch past its Brass boxes: the results settled so far (refusals, meters unchanged), and
+/// each registered meter's place, changes and MR4s.
+struct Prepared {
+    results: Vec<Option<RegistrationResult>>,
+    per_meter: Vec<(usize, Changes, Confirmations)>,
+    versions: Vec<postkey_archive::BoxVersion>,
+}
+
+/// A meter's keys and the MR4 of each.
+type Confirmations = Vec<(DomainId, KeyId, Box<Unverified<RegistrationConfirmed>>)>;
+
 /// A key's place in a batch: its meter's plan, and the key among the plan's.
 type Place = (usize, usize);
 
@@ -76,6 +87,51 @@ impl<S: Store> Kmc<S> {
         meters: Vec<MeterRegistration>,
         now: impl Fn() -> Timestamp + Sync,
     ) -> Result<Vec<RegistrationResult>, KmcError> {
+        let prepared = self.prepare(boxes, meters, &now).await?;
+        self.commit(prepared).await
+    }
+
+    /// Registers batches of meters as a two-stage pipeline: while the archive takes batch n's
+    /// changes, the Brass boxes register batch n + 1 (each stage takes the batches in order).
+    /// `done` receives each batch's results, in order. A meter's ISN taken by a meter of the
+    /// batch before it is found by the archive's unique index when its changes are applied.
+    pub async fn register_batches(
+        &self,
+        boxes: &impl Boxes,
+        batches: impl Iterator<Item = Vec<MeterRegistration>>,
+        mut done: impl FnMut(Vec<RegistrationResult>),
+        now: impl Fn() -> Timestamp + Sync,
+    ) -> Result<(), KmcError> {
+        let (to_archive, mut at_archive) = tokio::sync::mpsc::channel::<Prepared>(1);
+        let now = &now;
+        let brass = async move {
+            for meters in batches {
+                let prepared = self.prepare(boxes, meters, now).await?;
+                if to_archive.send(prepared).await.is_err() {
+                    break;
+                }
+            }
+            Ok::<_, KmcError>(())
+        };
+        let archive = async move {
+            while let Some(prepared) = at_archive.recv().await {
+                done(self.commit(prepared).await?);
+            }
+            Ok::<_, KmcError>(())
+        };
+        // A stage that fails drops its channel end, which stops the other.
+        let (a, b) = tokio::join!(brass, archive);
+        a.and(b)
+    }
+
+    /// Stage 1: each meter planned against the archive, its keys registered by their Brass
+    /// boxes and the answers checked; the changes of each meter whose every key registered.
+    async fn prepare(
+        &self,
+        boxes: &impl Boxes,
+        meters: Vec<MeterRegistration>,
+        now: &(impl Fn() -> Timestamp + Sync),
+    ) -> Result<Prepared, KmcError> {
         let ids: Vec<MeterId> = meters.iter().map(|m| m.meter.clone()).collect();
         let mut held: BTreeMap<MeterId, Vec<KeyRecord>> = BTreeMap::new();
         for k in self.store.keys_of_meters(&ids).await? {
@@ -165,6 +221,13 @@ impl<S: Store> Kmc<S> {
                 None => per_meter.push((plan.index, changes, confirmed)),
             }
         }
+        Ok(Prepared { results, per_meter, versions })
+    }
+
+    /// Stage 2: the batch's changes in one archive transaction, or, if the archive refuses it
+    /// for what one meter holds, meter by meter; each meter's result.
+    async fn commit(&self, prepared: Prepared) -> Result<Vec<RegistrationResult>, KmcError> {
+        let Prepared { mut results, per_meter, versions } = prepared;
         let all = Changes {
             versions: versions.clone(),
             updates: per_meter.iter().flat_map(|(_, c, _)| c.updates.clone()).collect(),
