@@ -120,14 +120,21 @@ fn main() -> ExitCode {
         Ok(cmd::Outcome::CheckFailed) => ExitCode::from(EXIT_CHECK_FAILED),
         Ok(cmd::Outcome::Interrupted) => ExitCode::from(EXIT_INTERRUPTED),
         Err(e) => {
+            let message = printable(&format!("{e:#}"));
             match classify(&e) {
-                Some((code, _)) => {
-                    eprintln!(
-                        "postkey: error: {} [response code {code}]",
-                        printable(&format!("{e:#}"))
-                    )
-                }
-                None => eprintln!("postkey: error: {}", printable(&format!("{e:#}"))),
+                Some((code, _)) => eprintln!("postkey: error: {message} [response code {code}]"),
+                None => eprintln!("postkey: error: {message}"),
+            }
+            // A caller that asked for JSON reads the refusal as JSON too, on standard output.
+            if std::env::args_os().any(|a| a == "--json") {
+                let (code, fault) = match classify(&e) {
+                    Some((code, fault)) => (Some(code.0), Some(fault.name())),
+                    None => (None, None),
+                };
+                let error = serde_json::json!({
+                    "error": { "code": code, "fault": fault, "message": message }
+                });
+                println!("{error}");
             }
             ExitCode::from(exit_code(&e))
         }

@@ -320,3 +320,17 @@ fn operational_failures_exit_3() {
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert_eq!(code(&o), Some(3602), "{}", stderr(&o));
 }
+
+#[test]
+fn a_refusal_asked_for_as_json_is_json_on_standard_output_too() {
+    let h = Home::demo();
+    let o = h.run(&["withdraw", "PB1234-999999", "--json"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&common::stdout(&o)).unwrap();
+    assert_eq!(v["error"]["code"], 3021, "{v}");
+    assert_eq!(v["error"]["fault"], "caller", "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("PB1234-999999"), "{v}");
+    // Without --json, standard output stays empty.
+    let o = h.run(&["withdraw", "PB1234-999999"]);
+    assert!(common::stdout(&o).is_empty());
+}
