@@ -12,9 +12,9 @@ use crate::chain::{Action, EventEntry, RecordRef};
 use crate::{KeyStatus, SignedRecord, StoreError};
 
 /// How far a time from another clock (the PSR's) may lie before a KMS time already recorded and
-/// still count as not going backwards: five minutes, in microseconds. KMS times are compared
-/// exactly; the Meter Registration Date by UTC day (protocol §6.6).
-pub const CLOCK_SKEW_TOLERANCE_MICROS: u64 = 5 * 60 * 1_000_000;
+/// still count as not going backwards; the Meter Registration Date compares by UTC day
+/// (protocol §6.6).
+pub use postkey_wire::CLOCK_SKEW_TOLERANCE_MICROS;
 
 /// The six times of protocol §6.6, each set once; all UTC.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -17,9 +17,6 @@ use subtle::ConstantTimeEq as _;
 
 use crate::BoxError;
 
-/// How far the meter's calendar may lie behind the Brass box's clock at registration (protocol
-/// §6.6): five minutes, the skew tolerance between clocks.
-const CLOCK_SKEW_MICROS: u64 = 5 * 60 * 1_000_000;
 use crate::core::sealed::RoleState;
 use crate::core::{Core, TypedBox};
 use crate::image::{Blob, StateImage};
@@ -301,13 +298,18 @@ impl TypedBox<Brass> {
         let sub = subdomains
             .get(&r.subdomain)
             .ok_or_else(|| BoxError::SubdomainNotServed(r.subdomain.clone()))?;
-        let installed = mi9.header().timestamp.unix_micros().saturating_sub(CLOCK_SKEW_MICROS);
+        let installed = mi9
+            .header()
+            .timestamp
+            .unix_micros()
+            .saturating_sub(postkey_wire::CLOCK_SKEW_TOLERANCE_MICROS);
         let date = (i64::from(r.date.year()), r.date.month(), r.date.day());
         if date < Timestamp::from_unix_micros(installed).utc_date() {
             return Err(BoxError::DateBeforeInstall { date: r.date });
         }
-        let today =
-            Timestamp::from_unix_micros(now.unix_micros().saturating_add(CLOCK_SKEW_MICROS));
+        let today = Timestamp::from_unix_micros(
+            now.unix_micros().saturating_add(postkey_wire::CLOCK_SKEW_TOLERANCE_MICROS),
+        );
         if date > today.utc_date() {
             return Err(BoxError::DateInFuture { date: r.date });
         }

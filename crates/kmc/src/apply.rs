@@ -14,7 +14,7 @@ pub(crate) type Refused = BTreeMap<(DomainId, KeyId), StoreError>;
 
 /// Whether an error of the whole transaction says nothing about one item: the archive is down,
 /// busy, or broken, and applying less would not help.
-fn whole(e: &StoreError) -> bool {
+pub(crate) fn whole(e: &StoreError) -> bool {
     e.is_retryable() || matches!(e.root(), StoreError::Corrupt(_) | StoreError::ChainBroken { .. })
 }
 

@@ -24,6 +24,7 @@ use postkey_wire::{
     Verified, Withdrawn,
 };
 
+use crate::apply::whole;
 use crate::link::call;
 use crate::{Boxes, Kmc, KmcError};
 
@@ -149,7 +150,7 @@ impl<S: Store> Kmc<S> {
                     results[index] = Some(Ok(RegistrationOutcome::Unchanged(plan.unchanged)));
                 }
                 Ok(plan) => plans.push(plan),
-                Err(e @ KmcError::Store(_)) if !is_about_the_meter(&e) => return Err(e),
+                Err(KmcError::Store(e)) if whole(&e) => return Err(e.into()),
                 Err(e) => results[index] = Some(Err(e)),
             }
         }
@@ -196,13 +197,8 @@ impl<S: Store> Kmc<S> {
             for (k, pending) in plan.pending.into_iter().enumerate() {
                 let answer = answers.remove(&(p, k)).unwrap_or(Err(KmcError::Unfinished));
                 let public = keys.get(&pending.key.domain);
-                match answer.and_then(|r| accept(&pending, r, public)) {
+                match answer.and_then(|r| accept(&pending, r, public, time)) {
                     Ok((transition, update, mr4)) => {
-                        let mut transition = transition;
-                        transition.time = time;
-                        transition.fields.times.kms_key_registration = Some(time);
-                        let mut update = update;
-                        update.time = time;
                         confirmed.push((
                             pending.key.domain.clone(),
                             pending.key.key_id,
@@ -234,14 +230,14 @@ impl<S: Store> Kmc<S> {
             transitions: per_meter.iter().flat_map(|(_, c, _)| c.transitions.clone()).collect(),
             ..Changes::default()
         };
-        let whole = if all.is_empty() { Ok(()) } else { self.store.apply(&all).await.map(drop) };
-        match whole {
+        let applied = if all.is_empty() { Ok(()) } else { self.store.apply(&all).await.map(drop) };
+        match applied {
             Ok(()) => {
                 for (index, _, confirmed) in per_meter {
                     results[index] = Some(Ok(RegistrationOutcome::Registered(confirmed)));
                 }
             }
-            Err(e) if is_whole(&e) => return Err(e.into()),
+            Err(e) if whole(&e) => return Err(e.into()),
             Err(_) => {
                 // One meter's changes refused the batch: each meter alone, so only it fails.
                 if !versions.is_empty() {
@@ -250,7 +246,7 @@ impl<S: Store> Kmc<S> {
                 for (index, changes, confirmed) in per_meter {
                     results[index] = Some(match self.store.apply(&changes).await {
                         Ok(_) => Ok(RegistrationOutcome::Registered(confirmed)),
-                        Err(e) if is_whole(&e) => return Err(e.into()),
+                        Err(e) if whole(&e) => return Err(e.into()),
                         Err(e) => Err(refusal_of(e)),
                     });
                 }
@@ -464,16 +460,6 @@ async fn archived<B: postkey_wire::Body>(
         .map_err(|_| missing("the record does not decode"))
 }
 
-/// Whether an archive error says nothing about one meter: the archive is down, busy or broken.
-fn is_whole(e: &StoreError) -> bool {
-    e.is_retryable() || matches!(e.root(), StoreError::Corrupt(_) | StoreError::ChainBroken { .. })
-}
-
-/// Whether an error met while planning a meter is that meter's (a refusal), not the archive's.
-fn is_about_the_meter(e: &KmcError) -> bool {
-    !matches!(e, KmcError::Store(s) if is_whole(s))
-}
-
 /// The archive's refusal of one meter's changes, named as the registration rule it breaks
 /// where there is one (another meter took the ISN meanwhile).
 fn refusal_of(e: StoreError) -> KmcError {
@@ -486,12 +472,13 @@ fn refusal_of(e: StoreError) -> KmcError {
 }
 
 /// A Brass box's answer to one key's MR2, checked: MR4 verifies under the domain's Brass key
-/// and confirms exactly what was asked, of this key, with this MR3. The transition (its time set
-/// by the caller) and the update that keeps MR4.
+/// and confirms exactly what was asked, of this key, with this MR3. The transition at `time`
+/// (the KMS Key Registration Time) and the update that keeps MR4.
 fn accept(
     pending: &Pending,
     answer: Registered,
     keys: Option<&DomainPublicKeys>,
+    time: Timestamp,
 ) -> Result<(Transition, KeyUpdate, Verified<RegistrationConfirmed>), KmcError> {
     let wrong = || KmcError::WrongAnswer { box_id: pending.brass };
     let keys = keys.ok_or_else(|| KmcError::NoBundle(pending.key.domain.clone()))?;
@@ -521,19 +508,23 @@ fn accept(
         key_id: key.key_id,
         from: KeyStatus::Installed,
         to: KeyStatus::Active,
-        time: Timestamp::from_unix_micros(0),
+        time,
         actor: actor.clone(),
         cause: Cause::Record(SignedRecord::from_maced(&answer.mr3)),
         fields: KeyFields {
             registration: Some(Registration { subdomain: r.subdomain.clone(), isn: r.isn.clone() }),
-            times: KeyTimes { meter_registration: Some(r.date), ..KeyTimes::default() },
+            times: KeyTimes {
+                meter_registration: Some(r.date),
+                kms_key_registration: Some(time),
+                ..KeyTimes::default()
+            },
             ..KeyFields::default()
         },
     };
     let update = KeyUpdate {
         domain: key.domain.clone(),
         key_id: key.key_id,
-        time: Timestamp::from_unix_micros(0),
+        time,
         actor,
         record: Some(SignedRecord::from_verified(&mr4)),
         fields: KeyFields::default(),

@@ -133,6 +133,11 @@ fn days_in_month(y: u16, m: u8) -> u8 {
     }
 }
 
+/// How far a time from another clock (the PSR's, a box's, a meter's calendar) may lie on the
+/// wrong side of a KMS time and still count as in order: five minutes, in microseconds. KMS
+/// times are compared exactly (protocol §6.6).
+pub const CLOCK_SKEW_TOLERANCE_MICROS: u64 = 5 * 60 * 1_000_000;
+
 /// A UTC instant in microseconds since 1970-01-01T00:00:00Z. Boxes are handed the time by their
 /// runtime; they never read a clock themselves.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode)]

@@ -37,7 +37,7 @@ pub use boxes::{
     Nonce, ProcessRecord, SetId, ShareRef, StateAttestation, TableUpdate, Transcript, TrustAnchors,
 };
 pub use command::{CommandCode, Refusal};
-pub use date::{Date, Period, Timestamp};
+pub use date::{CLOCK_SKEW_TOLERANCE_MICROS, Date, Period, Timestamp};
 pub use envelope::{MAC_LEN, Maced, SIGNED_CONTEXT, Unverified, Verified, peek_record_type, sign};
 pub use error::WireError;
 pub use ids::{
