@@ -128,6 +128,16 @@ impl PgStore {
         self.pool.get().await.map_err(|e| StoreError::Unavailable(Box::new(e)))
     }
 
+    /// Gathers the planner's statistics of the archive's tables (`ANALYZE`). PostgreSQL's
+    /// autovacuum does it in time; after a bulk load into tables that were empty (a new
+    /// archive keyed at once), plans made while they were empty scan whole tables until it
+    /// does, and this makes them indexed at once (the statistics invalidate cached plans).
+    pub async fn analyze(&self) -> Result<(), StoreError> {
+        // The tables that grow with the keys; the archive's schema is the search path.
+        let sql = "ANALYZE keys, records, events, chains, error_log";
+        self.client().await?.batch_execute(sql).await.pg()
+    }
+
     /// A pooled connection, for tests that change the database behind the store's back (to
     /// show that the chain verification finds it). Not in a release build (`testing`).
     #[cfg(feature = "testing")]

@@ -14,7 +14,7 @@ use postkey_archive::{
     SubdomainRecord, Transcript, TranscriptId,
 };
 use postkey_crypto::{HpkePublicKey, VerifyingKey};
-use postkey_wire::{RecordType, ResponseCode, Timestamp};
+use postkey_wire::{DomainId, KeyId, RecordType, ResponseCode, Timestamp};
 use tokio_postgres::Row;
 use tokio_postgres::types::FromSql;
 
@@ -195,6 +195,12 @@ pub(crate) fn stored_record(row: &Row) -> Result<StoredRecord, StoreError> {
         digest: digest_from_sql(&blob(row, 1)?)?,
         stored: time_from_sql(int(row, 3)?)?,
     })
+}
+
+/// A record with its key: the columns of [`stored_record`], then `domain, key_id`.
+pub(crate) fn keyed_record(row: &Row) -> Result<(DomainId, KeyId, StoredRecord), StoreError> {
+    let domain = domain_from_sql(&text(row, 4)?)?;
+    Ok((domain, key_id_from_sql(int(row, 5)?)?, stored_record(row)?))
 }
 
 pub(crate) const CHECKPOINT_COLUMNS: &str = "chain, number, count, head, record_type, record, time";

@@ -12,7 +12,7 @@ use postkey_archive::{
     Transition,
 };
 use postkey_wire::{
-    BoxId, BoxType, DomainId, Isn, KeyId, MeterId, StateVersion, SubdomainId, Timestamp,
+    BoxId, BoxType, DomainId, Isn, KeyId, MeterId, RecordType, StateVersion, SubdomainId, Timestamp,
 };
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
@@ -253,6 +253,20 @@ impl Store for PgStore {
         keys::read_key_by_isn(&self.client().await?, subdomain, isn).await
     }
 
+    async fn keys_by_isns(
+        &self,
+        isns: &[(SubdomainId, Isn)],
+    ) -> Result<Vec<KeyRecord>, StoreError> {
+        let subdomains: Vec<String> = isns.iter().map(|(s, _)| s.to_string()).collect();
+        let isns: Vec<&str> = isns.iter().map(|(_, i)| i.as_str()).collect();
+        let sql = format!(
+            "SELECT {} FROM keys WHERE (subdomain, isn) IN \
+             (SELECT * FROM unnest($1::text[], $2::text[])) ORDER BY domain, key_id",
+            rows::KEY_COLUMNS
+        );
+        self.query_all(&sql, &[&subdomains, &isns], rows::key).await
+    }
+
     async fn keys(&self, filter: &KeyFilter) -> Result<Vec<KeyRecord>, StoreError> {
         keys::list(&self.client().await?, filter).await
     }
@@ -285,6 +299,19 @@ impl Store for PgStore {
         key_id: KeyId,
     ) -> Result<Vec<StoredRecord>, StoreError> {
         keys::records(&self.client().await?, domain, key_id).await
+    }
+
+    async fn records_of_type(
+        &self,
+        keys: &[(DomainId, KeyId)],
+        record_type: RecordType,
+    ) -> Result<Vec<(DomainId, KeyId, StoredRecord)>, StoreError> {
+        let domains: Vec<&str> = keys.iter().map(|(d, _)| d.as_str()).collect();
+        let ids = keys.iter().map(|(_, k)| to_i64(k.get())).collect::<Result<Vec<i64>, _>>()?;
+        let sql = "SELECT record_type, digest, bytes, stored, domain, key_id FROM records \
+             WHERE record_type = $3 AND (domain, key_id) IN \
+             (SELECT * FROM unnest($1::text[], $2::bigint[])) ORDER BY id";
+        self.query_all(sql, &[&domains, &ids, &i64::from(record_type.0)], rows::keyed_record).await
     }
 
     async fn chain_head(&self, chain: &DomainId) -> Result<Option<ChainHead>, StoreError> {

@@ -385,6 +385,46 @@ pub(crate) fn records(
     rows::all(stmt, params![domain.as_str(), to_i64(key_id.get())?], rows::stored_record)
 }
 
+/// The records of type `t` of `keys`, each with its key, in the order stored: one indexed
+/// lookup a key with a cached statement, on one connection.
+pub(crate) fn records_of_type(
+    conn: &Connection,
+    keys: &[(DomainId, KeyId)],
+    t: postkey_wire::RecordType,
+) -> Result<Vec<(DomainId, KeyId, StoredRecord)>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT record_type, digest, bytes, stored, id FROM records WHERE domain = ?1 AND key_id = ?2 AND record_type = ?3",
+        )
+        .db()?;
+    let mut out = Vec::new();
+    for (domain, key_id) in keys {
+        let p = params![domain.as_str(), to_i64(key_id.get())?, i64::from(t.0)];
+        let found =
+            rows::all(&mut *stmt, p, |row| Ok((rows::int(row, 4)?, rows::stored_record(row)?)))?;
+        out.extend(found.into_iter().map(|(id, r)| (id, domain.clone(), *key_id, r)));
+    }
+    out.sort_by_key(|(id, ..)| *id);
+    out.dedup_by_key(|(id, ..)| *id);
+    Ok(out.into_iter().map(|(_, d, k, r)| (d, k, r)).collect())
+}
+
+/// The keys registered under `isns`, by domain and key ID.
+pub(crate) fn by_isns(
+    conn: &Connection,
+    isns: &[(SubdomainId, Isn)],
+) -> Result<Vec<KeyRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(rows::KEY_BY_ISN).db()?;
+    let mut out = Vec::new();
+    for (subdomain, isn) in isns {
+        let p = params![subdomain.to_string(), isn.as_str()];
+        out.extend(rows::all(&mut *stmt, p, rows::key)?);
+    }
+    out.sort_by(|a, b| (&a.domain, a.key_id).cmp(&(&b.domain, b.key_id)));
+    out.dedup_by(|a, b| (&a.domain, a.key_id) == (&b.domain, b.key_id));
+    Ok(out)
+}
+
 pub(crate) fn read_key(
     conn: &Connection,
     domain: &DomainId,

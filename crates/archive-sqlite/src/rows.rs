@@ -56,7 +56,7 @@ fn opt_text<'r>(row: &'r Row<'_>, i: usize) -> Result<Option<&'r str>, StoreErro
     row.get_ref(i).db()?.as_str_or_null().map_err(|_| StoreError::Corrupt("text column"))
 }
 
-fn int(row: &Row<'_>, i: usize) -> Result<i64, StoreError> {
+pub(crate) fn int(row: &Row<'_>, i: usize) -> Result<i64, StoreError> {
     row.get(i).db()
 }
 

@@ -11,7 +11,7 @@ use postkey_archive::{
     Transition,
 };
 use postkey_wire::{
-    BoxId, BoxType, DomainId, Isn, KeyId, MeterId, StateVersion, SubdomainId, Timestamp,
+    BoxId, BoxType, DomainId, Isn, KeyId, MeterId, RecordType, StateVersion, SubdomainId, Timestamp,
 };
 use rusqlite::params;
 
@@ -262,6 +262,14 @@ impl Store for SqliteStore {
         self.read_now(|c| keys::read_key_by_isn(c, subdomain, isn))
     }
 
+    async fn keys_by_isns(
+        &self,
+        isns: &[(SubdomainId, Isn)],
+    ) -> Result<Vec<KeyRecord>, StoreError> {
+        let isns = isns.to_vec();
+        self.read(move |c| keys::by_isns(c, &isns)).await
+    }
+
     async fn keys(&self, filter: &KeyFilter) -> Result<Vec<KeyRecord>, StoreError> {
         let f = filter.clone();
         self.read(move |c| keys::list(c, &f)).await
@@ -297,6 +305,15 @@ impl Store for SqliteStore {
     ) -> Result<Vec<StoredRecord>, StoreError> {
         let d = domain.clone();
         self.read(move |c| keys::records(c, &d, key_id)).await
+    }
+
+    async fn records_of_type(
+        &self,
+        keys: &[(DomainId, KeyId)],
+        record_type: RecordType,
+    ) -> Result<Vec<(DomainId, KeyId, StoredRecord)>, StoreError> {
+        let keys = keys.to_vec();
+        self.read(move |c| keys::records_of_type(c, &keys, record_type)).await
     }
 
     async fn chain_head(&self, chain: &DomainId) -> Result<Option<ChainHead>, StoreError> {

@@ -3,7 +3,7 @@
 use core::future::Future;
 
 use postkey_wire::{
-    BoxId, BoxType, DomainId, Isn, KeyId, MeterId, StateVersion, SubdomainId, Timestamp,
+    BoxId, BoxType, DomainId, Isn, KeyId, MeterId, RecordType, StateVersion, SubdomainId, Timestamp,
 };
 
 use crate::{
@@ -251,6 +251,13 @@ pub trait Store: Send + Sync {
         isn: &Isn,
     ) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send;
 
+    /// The keys registered under any of the given (sub-domain, ISN) pairs, by domain and key
+    /// ID: one lookup for a batch (registration's ISN check, verification's key records).
+    fn keys_by_isns(
+        &self,
+        isns: &[(SubdomainId, Isn)],
+    ) -> impl Future<Output = Result<Vec<KeyRecord>, StoreError>> + Send;
+
     /// Keys matching a filter, by key ID.
     fn keys(
         &self,
@@ -282,6 +289,14 @@ pub trait Store: Send + Sync {
         domain: &DomainId,
         key_id: KeyId,
     ) -> impl Future<Output = Result<Vec<StoredRecord>, StoreError>> + Send;
+
+    /// The records of type `record_type` of the given keys, each with its key, in the order
+    /// stored: one read for a batch (registration reads each key's MI9 so).
+    fn records_of_type(
+        &self,
+        keys: &[(DomainId, KeyId)],
+        record_type: RecordType,
+    ) -> impl Future<Output = Result<Vec<(DomainId, KeyId, StoredRecord)>, StoreError>> + Send;
 
     // --- the audit trail ---
 

@@ -267,7 +267,7 @@ impl TypedBox<Brass> {
     /// the same fields and MR3's digest with the domain Brass key. Nothing is sealed: a
     /// registration changes no state of the box.
     pub(crate) fn register(
-        &mut self,
+        &self,
         mr1: Message<RegistrationRequest>,
         mi9: Unverified<InstalledKeyRecord>,
         now: Timestamp,

@@ -176,7 +176,7 @@ impl BoxStore {
         &self,
         cert: &Verified<Certificate>,
         share_files: &[Vec<u8>],
-        os: impl EntropySource + Send + 'static,
+        os: impl EntropySource + Send + Sync + 'static,
         enable_context: &[u8],
     ) -> Result<Enabled, RuntimeError> {
         postkey_secrets::selftest::power_up().map_err(BoxError::from)?;

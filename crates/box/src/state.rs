@@ -221,7 +221,7 @@ impl SecureBox {
     pub fn unseal(
         sealed: &SealedState,
         combination: OperationCombination,
-        os: impl EntropySource + Send + 'static,
+        os: impl EntropySource + Send + Sync + 'static,
         enable_context: &[u8],
     ) -> Result<SecureBox, BoxError> {
         let key = combination.state_sealing_key(&sealed.box_id.to_string());

@@ -203,3 +203,57 @@ fn a_meter_file_put_back_without_its_keys_is_not_reported_held() {
     assert!(stderr(&o).contains("lacks VE/1"), "{}", stderr(&o));
     assert!(h.logged("host").contains(&3604));
 }
+
+/// Every response code the error log holds, whoever logged it.
+fn all_logged(h: &Home) -> Vec<u16> {
+    let log = h.json(&["errors", "--limit", "10000"]);
+    log.as_array().unwrap().iter().map(|e| e["code"].as_u64().unwrap() as u16).collect()
+}
+
+/// Asserts `args` fails with `exit` and `response`, and leaves one more entry of that code.
+fn refused_and_logged(h: &Home, args: &[&str], exit: i32, response: u16) {
+    let count = |h: &Home| all_logged(h).iter().filter(|&&c| c == response).count();
+    let before = count(h);
+    refused(&h.run(args), exit, response);
+    assert_eq!(count(h), before + 1, "{args:?}: no error-log entry of {response}");
+}
+
+/// Registration refused before any box answers is in the error log all the same (protocol §9):
+/// an unknown meter, a bad list, a Brass box without shares, one another command holds, a meter
+/// file that does not read.
+#[test]
+fn registration_refused_by_the_host_is_in_the_error_log() {
+    let h = Home::demo();
+    h.install_works(1);
+    let meter = "PB1234-000001";
+    let order = ["factory", "register", meter, "--subdomain", "USPS/US", "--isn", "A1"];
+    refused_and_logged(
+        &h,
+        &["factory", "register", "PB1234-999999", "--subdomain", "USPS/US", "--isn", "A1"],
+        2,
+        3021,
+    );
+    std::fs::write(h.path("bad.txt"), format!("{meter} USPS/US\n")).unwrap();
+    let list = h.path("bad.txt");
+    refused_and_logged(&h, &["factory", "register", "--file", list.to_str().unwrap()], 2, 2010);
+    let empty = h.path("no-shares");
+    std::fs::create_dir(&empty).unwrap();
+    let no_shares = [&order[..], &["--shares-dir", empty.to_str().unwrap()]].concat();
+    refused_and_logged(&h, &no_shares, 2, 3112);
+    // Another command holds the Brass box (as a flock on its lock file).
+    let brass = h.boxes().into_iter().find(|b| b.starts_with('B')).unwrap();
+    let lock = h.path(&format!("locks/{brass}.lock"));
+    let mut holder = std::process::Command::new("flock")
+        .arg(&lock)
+        .args(["sleep", "30"])
+        .spawn()
+        .expect("flock(1) runs");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    refused_and_logged(&h, &order, 3, 4007);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    // The meter's file, damaged.
+    let file = h.path(&format!("meters/{meter}.meter"));
+    std::fs::write(&file, b"not a meter").unwrap();
+    refused_and_logged(&h, &order, 3, 3604);
+}

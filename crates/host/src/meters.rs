@@ -141,25 +141,21 @@ impl Home {
     /// Meters as they stand, as [`Home::meter_now`] reads each, with the home's meter journals
     /// read once for them all.
     pub fn meters_now(&self, ids: &[MeterId]) -> Result<Vec<Meter>, HostError> {
-        let mut journals = self
+        self.meter_reader()?.take(ids)
+    }
+
+    /// A reader of meters as they stand, for a command that reads many in turns (registration,
+    /// batch by batch): the journals are listed and read once, when it is made, and each
+    /// meter's file when it is taken. A meter another run keys meanwhile is read as its file
+    /// and those journals had it: its requests then name keys the archive no longer holds
+    /// `Installed`, and its registration is refused (a rerun registers it).
+    pub fn meter_reader(&self) -> Result<MeterReader<'_>, HostError> {
+        let journals = self
             .meter_journals()?
             .iter()
             .map(|path| journal_images(path))
             .collect::<Result<Vec<_>, _>>()?;
-        ids.iter()
-            .map(|id| {
-                let mut meter = self.load_meter(id)?;
-                // Each meter is asked for once: its images leave the journals' maps.
-                for images in &mut journals {
-                    if let Some(newer) = images.remove(id)
-                        && advances(&meter, &newer)
-                    {
-                        meter = newer;
-                    }
-                }
-                Ok(meter)
-            })
-            .collect()
+        Ok(MeterReader { home: self, journals })
     }
 
     /// The meter journals, oldest run first (by the start time in their names).
@@ -206,6 +202,34 @@ impl Home {
             .map_err(|e| storage("locking", &path, e.into()))?;
         File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| storage("syncing", &dir, e))?;
         Ok(MeterJournal { file, path })
+    }
+}
+
+/// Meters as they stand, from their files and the journals read when it was made
+/// ([`Home::meter_reader`]).
+#[derive(Debug)]
+pub struct MeterReader<'h> {
+    home: &'h Home,
+    journals: Vec<BTreeMap<MeterId, Meter>>,
+}
+
+impl MeterReader<'_> {
+    /// Each meter of `ids` as it stands. Each meter is asked for once: its images leave the
+    /// journals' maps.
+    pub fn take(&mut self, ids: &[MeterId]) -> Result<Vec<Meter>, HostError> {
+        ids.iter()
+            .map(|id| {
+                let mut meter = self.home.load_meter(id)?;
+                for images in &mut self.journals {
+                    if let Some(newer) = images.remove(id)
+                        && advances(&meter, &newer)
+                    {
+                        meter = newer;
+                    }
+                }
+                Ok(meter)
+            })
+            .collect()
     }
 }
 

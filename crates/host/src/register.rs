@@ -124,7 +124,7 @@ impl<S: Store> Registrar<S> {
     ) -> Result<Self, HostError> {
         let mut subdomains = std::collections::BTreeSet::new();
         let ids: Vec<MeterId> = orders.iter().map(|o| o.meter.clone()).collect();
-        let meters = lock.home().meters_now(&ids)?;
+        let meters = lock.home().meters_now(&ids).map_err(|e| logged(lock.home(), e))?;
         for (o, meter) in orders.iter().zip(&meters) {
             subdomains.insert(o.subdomain.clone());
             // The meter's other key goes to its own domain's sub-domain of that country, if
@@ -200,7 +200,8 @@ impl<S: Store> Registrar<S> {
         let made = std::sync::Mutex::new(None::<HostError>);
         let home = &self.home;
         let clock = &self.clock;
-        let asked = chunks.iter().map_while(|chunk| match self.ask(chunk, &roles) {
+        let mut meters = home.meter_reader().map_err(|e| logged(home, e))?;
+        let asked = chunks.iter().map_while(|chunk| match self.ask(chunk, &roles, &mut meters) {
             Ok((b, meters)) => {
                 lock(&batches).push(b);
                 Some(meters)
@@ -233,7 +234,7 @@ impl<S: Store> Registrar<S> {
             .await;
         ran.map_err(|e| kmc_error(&self.home, e))?;
         if let Some(e) = lock(&made).take() {
-            return Err(e);
+            return Err(logged(&self.home, e));
         }
         self.checkpoint().await?;
         Ok(reports)
@@ -245,11 +246,12 @@ impl<S: Store> Registrar<S> {
         &self,
         chunk: &[RegistrationOrder],
         roles: &BTreeMap<postkey_wire::DomainId, Option<postkey_kmc::KeyRole>>,
+        meters: &mut crate::meters::MeterReader<'_>,
     ) -> Result<(Batch, Vec<MeterRegistration>), HostError> {
         let mut b = Batch::default();
         let mut asked = Vec::new();
         let ids: Vec<MeterId> = chunk.iter().map(|o| o.meter.clone()).collect();
-        for (o, meter) in chunk.iter().zip(self.home.meters_now(&ids)?) {
+        for (o, meter) in chunk.iter().zip(meters.take(&ids)?) {
             let role = roles.get(o.subdomain.domain()).copied().flatten();
             if role != Some(postkey_kmc::KeyRole::Postal) {
                 let code = postkey_wire::ResponseCode::SUBDOMAIN_MISMATCH;
@@ -321,6 +323,12 @@ struct Batch {
     reports: Vec<Option<RegistrationReport>>,
     places: Vec<usize>,
     meters: Vec<MeterId>,
+}
+
+/// `e`, found by the host, written to the error log.
+fn logged(home: &Home, e: HostError) -> HostError {
+    let _ = home.log_error("host", e.response_code(), &e.to_string(), clock::now());
+    e
 }
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -210,21 +210,28 @@ impl Session {
         if expected.certificate.body().box_id != id {
             return Err(Usage::UnknownBox(id).into());
         }
-        let box_lock = self.home.lock_box(id, self.wait)?;
+        // Each refusal below is in the error log, as the box's own refusals are.
+        let box_lock = self.home.lock_box(id, self.wait).map_err(|e| self.logged(id, e))?;
         if !self.home.store().exists(id) {
             // The archive records the box (its certificate was found): its state was removed
             // from the home, which is damage, not a mistake of the caller's.
-            return Err(HostError::Missing {
-                path: self.home.store().state_path(id),
-                reason: format!("the archive records {id}: restore its sealed state from backup"),
-            });
+            return Err(self.logged(
+                id,
+                HostError::Missing {
+                    path: self.home.store().state_path(id),
+                    reason: format!(
+                        "the archive records {id}: restore its sealed state from backup"
+                    ),
+                },
+            ));
         }
         // Each file checked alone first: one that is not a valid share of this box (another
         // installation's, a stray, a damaged copy) is named in the error log and left out, so it
         // cannot keep a valid quorum from enabling the box.
         let identity = expected.certificate.body().identity;
         let mut shares = Vec::new();
-        for (name, bytes) in self.home.share_files(shares_dir, id)? {
+        let files = self.home.share_files(shares_dir, id).map_err(|e| self.logged(id, e))?;
+        for (name, bytes) in files {
             match postkey_secrets::shares::check_share(&bytes, &identity, id) {
                 Ok(_) => shares.push(bytes),
                 Err(e) => self.log(
@@ -234,7 +241,8 @@ impl Session {
             }
         }
         if shares.is_empty() {
-            return Err(Usage::NoShares { box_id: id, dir: shares_dir.to_path_buf() }.into());
+            let e = Usage::NoShares { box_id: id, dir: shares_dir.to_path_buf() };
+            return Err(self.logged(id, e.into()));
         }
         let context =
             [id.to_string().as_bytes(), &clock::now().unix_micros().to_be_bytes(), &os_nonce()?]

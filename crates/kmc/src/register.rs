@@ -15,13 +15,13 @@ use std::collections::BTreeMap;
 
 use postkey_archive::{
     Cause, Changes, KeyFields, KeyRecord, KeyStatus, KeyTimes, KeyUpdate, Registration,
-    SignedRecord, Store, StoreError, Transition,
+    SignedRecord, Store, StoreError, StoredRecord, Transition,
 };
 use postkey_wire::command::{Register, Registered, Withdraw};
 use postkey_wire::{
-    BoxId, BoxType, DomainId, DomainPublicKeys, InstalledKeyRecord, KeyId, MeterId, RecordType,
-    RegistrationConfirmed, RegistrationRequest, Sender, SubdomainId, Timestamp, Unverified,
-    Verified, Withdrawn,
+    BoxId, BoxType, DomainId, DomainPublicKeys, InstalledKeyRecord, Isn, KeyId, MeterId,
+    RecordType, RegistrationConfirmed, RegistrationRequest, Sender, SubdomainId, Timestamp,
+    Unverified, Verified, Withdrawn,
 };
 
 use crate::apply::whole;
@@ -49,8 +49,23 @@ pub enum RegistrationOutcome {
 /// Each meter's result, in order.
 pub type RegistrationResult = Result<RegistrationOutcome, KmcError>;
 
-/// A batch past its Brass boxes: the results settled so far (refusals, meters unchanged), and
-/// each registered meter's place, changes and MR4s.
+/// A batch planned: the results settled so far (refusals, meters unchanged), each other meter's
+/// plan, and the public keys of the domains whose Brass boxes answer.
+struct Planned {
+    results: Vec<Option<RegistrationResult>>,
+    plans: Vec<Plan>,
+    keys: BTreeMap<DomainId, DomainPublicKeys>,
+}
+
+/// A batch past its Brass boxes: each key's answer by its place, and the boxes' versions.
+struct Called {
+    planned: Planned,
+    answers: BTreeMap<Place, Result<Registered, KmcError>>,
+    versions: Vec<postkey_archive::BoxVersion>,
+}
+
+/// A batch checked: the results settled so far (refusals, meters unchanged), and each
+/// registered meter's place, changes and MR4s.
 struct Prepared {
     results: Vec<Option<RegistrationResult>>,
     per_meter: Vec<(usize, Changes, Confirmations)>,
@@ -71,11 +86,10 @@ struct Pending {
     mi9: Unverified<InstalledKeyRecord>,
 }
 
-/// A meter's plan: the keys still to register (none: registered already, identically).
+/// A meter's plan: the keys still to register.
 struct Plan {
     index: usize,
     pending: Vec<Pending>,
-    unchanged: Vec<(DomainId, KeyId)>,
 }
 
 impl<S: Store> Kmc<S> {
@@ -88,13 +102,15 @@ impl<S: Store> Kmc<S> {
         meters: Vec<MeterRegistration>,
         now: impl Fn() -> Timestamp + Sync,
     ) -> Result<Vec<RegistrationResult>, KmcError> {
-        let prepared = self.prepare(boxes, meters, &now).await?;
-        self.commit(prepared).await
+        let planned = self.plan_batch(meters).await?;
+        let called = call_brass(boxes, planned).await;
+        self.commit(settle(called, now())).await
     }
 
-    /// Registers batches of meters as a two-stage pipeline: while the archive takes batch n's
-    /// changes, the Brass boxes register batch n + 1 (each stage takes the batches in order).
-    /// `done` receives each batch's results, in order. A meter's ISN taken by a meter of the
+    /// Registers batches of meters as a three-stage pipeline: while the archive takes batch
+    /// n's changes (after the KMC checked its MR4s), the Brass boxes register batch n + 1 and
+    /// the KMC plans batch n + 2 against the archive; each stage takes the batches in order.
+    /// `done` receives each batch's results, in order. A meter's ISN taken by a meter of a
     /// batch before it is found by the archive's unique index when its changes are applied.
     pub async fn register_batches(
         &self,
@@ -103,36 +119,38 @@ impl<S: Store> Kmc<S> {
         mut done: impl FnMut(Vec<RegistrationResult>),
         now: impl Fn() -> Timestamp + Sync,
     ) -> Result<(), KmcError> {
-        let (to_archive, mut at_archive) = tokio::sync::mpsc::channel::<Prepared>(1);
-        let now = &now;
-        let brass = async move {
+        let (to_brass, mut at_brass) = tokio::sync::mpsc::channel::<Planned>(1);
+        let (to_archive, mut at_archive) = tokio::sync::mpsc::channel::<Called>(1);
+        let planner = async move {
             for meters in batches {
-                let prepared = self.prepare(boxes, meters, now).await?;
-                if to_archive.send(prepared).await.is_err() {
+                let planned = self.plan_batch(meters).await?;
+                if to_brass.send(planned).await.is_err() {
                     break;
                 }
             }
             Ok::<_, KmcError>(())
         };
+        let brass = async move {
+            while let Some(planned) = at_brass.recv().await {
+                if to_archive.send(call_brass(boxes, planned).await).await.is_err() {
+                    break;
+                }
+            }
+        };
         let archive = async move {
-            while let Some(prepared) = at_archive.recv().await {
-                done(self.commit(prepared).await?);
+            while let Some(called) = at_archive.recv().await {
+                done(self.commit(settle(called, now())).await?);
             }
             Ok::<_, KmcError>(())
         };
-        // A stage that fails drops its channel end, which stops the other.
-        let (a, b) = tokio::join!(brass, archive);
-        a.and(b)
+        // A stage that fails drops its channel ends, which stops the others.
+        let (a, (), c) = tokio::join!(planner, brass, archive);
+        a.and(c)
     }
 
-    /// Stage 1: each meter planned against the archive, its keys registered by their Brass
-    /// boxes and the answers checked; the changes of each meter whose every key registered.
-    async fn prepare(
-        &self,
-        boxes: &impl Boxes,
-        meters: Vec<MeterRegistration>,
-        now: &(impl Fn() -> Timestamp + Sync),
-    ) -> Result<Prepared, KmcError> {
+    /// Stage 1: each meter planned against the archive (one read each for the batch's keys,
+    /// ISNs and MI9s), and the public keys its Brass boxes' answers are checked with.
+    async fn plan_batch(&self, meters: Vec<MeterRegistration>) -> Result<Planned, KmcError> {
         let ids: Vec<MeterId> = meters.iter().map(|m| m.meter.clone()).collect();
         let mut held: BTreeMap<MeterId, Vec<KeyRecord>> = BTreeMap::new();
         for k in self.store.keys_of_meters(&ids).await? {
@@ -141,46 +159,51 @@ impl<S: Store> Kmc<S> {
             }
         }
         let mut results: Vec<Option<RegistrationResult>> = meters.iter().map(|_| None).collect();
-        let mut plans = Vec::new();
-        let mut brass_of: BTreeMap<SubdomainId, BoxId> = BTreeMap::new();
+        let mut drafts = Vec::new();
         for (index, m) in meters.into_iter().enumerate() {
             let keys = held.remove(&m.meter).unwrap_or_default();
-            match self.plan(index, m, keys, &mut brass_of).await {
-                Ok(plan) if plan.pending.is_empty() => {
-                    results[index] = Some(Ok(RegistrationOutcome::Unchanged(plan.unchanged)));
+            match draft(index, m, keys) {
+                Ok(d) if d.pending.is_empty() => {
+                    results[index] = Some(Ok(RegistrationOutcome::Unchanged(d.unchanged)));
                 }
+                Ok(d) => drafts.push(d),
+                Err(e) => results[index] = Some(Err(e)),
+            }
+        }
+        // One read each for the batch: the keys holding the ISNs asked for, each key's MI9.
+        let asked: Vec<(SubdomainId, Isn)> = drafts
+            .iter()
+            .flat_map(|d| &d.pending)
+            .map(|(_, r)| (r.body().subdomain.clone(), r.body().isn.clone()))
+            .collect();
+        let mut holders: BTreeMap<(SubdomainId, Isn), Option<MeterId>> = BTreeMap::new();
+        for k in self.store.keys_by_isns(&asked).await? {
+            if let Some(r) = k.registration {
+                holders.insert((r.subdomain, r.isn), k.meter_id);
+            }
+        }
+        let pending: Vec<(DomainId, KeyId)> = drafts
+            .iter()
+            .flat_map(|d| &d.pending)
+            .map(|(k, _)| (k.domain.clone(), k.key_id))
+            .collect();
+        let mut mi9s: BTreeMap<(DomainId, KeyId), StoredRecord> = BTreeMap::new();
+        for (domain, key_id, record) in
+            self.store.records_of_type(&pending, RecordType::MI9).await?
+        {
+            // The newest, should there be more than one.
+            mi9s.insert((domain, key_id), record);
+        }
+        let mut plans = Vec::new();
+        let mut brass_of: BTreeMap<SubdomainId, BoxId> = BTreeMap::new();
+        for d in drafts {
+            let index = d.index;
+            match self.plan(d, &holders, &mut mi9s, &mut brass_of).await {
                 Ok(plan) => plans.push(plan),
                 Err(KmcError::Store(e)) if whole(&e) => return Err(e.into()),
                 Err(e) => results[index] = Some(Err(e)),
             }
         }
-        // MR2 to each Brass box, one batch per box, each meter's keys in their place.
-        let mut groups: BTreeMap<BoxId, Vec<(Place, Register)>> = BTreeMap::new();
-        for (p, plan) in plans.iter().enumerate() {
-            for (k, pending) in plan.pending.iter().enumerate() {
-                let item = Register { mr1: pending.request.clone(), mi9: pending.mi9.clone() };
-                groups.entry(pending.brass).or_default().push(((p, k), item));
-            }
-        }
-        let mut answers: BTreeMap<Place, Result<Registered, KmcError>> = BTreeMap::new();
-        let mut versions = Vec::new();
-        for (brass, members) in groups {
-            let (places, items): (Vec<Place>, Vec<Register>) = members.into_iter().unzip();
-            match call(boxes, brass, items).await {
-                Ok(called) => {
-                    versions.push(called.version);
-                    for (place, a) in places.into_iter().zip(called.answers) {
-                        answers.insert(place, a.map_err(KmcError::from));
-                    }
-                }
-                Err(refusal) => {
-                    for place in places {
-                        answers.insert(place, Err(refusal.clone().into()));
-                    }
-                }
-            }
-        }
-        // Each meter whose every key registered becomes one set of changes.
         let mut keys: BTreeMap<DomainId, DomainPublicKeys> = BTreeMap::new();
         for pending in plans.iter().flat_map(|p| &p.pending) {
             if !keys.contains_key(&pending.key.domain) {
@@ -188,52 +211,25 @@ impl<S: Store> Kmc<S> {
                 keys.insert(pending.key.domain.clone(), public);
             }
         }
-        let time = now();
-        let mut per_meter = Vec::new();
-        for (p, plan) in plans.into_iter().enumerate() {
-            let mut changes = Changes::default();
-            let mut confirmed = Vec::new();
-            let mut failed = None;
-            for (k, pending) in plan.pending.into_iter().enumerate() {
-                let answer = answers.remove(&(p, k)).unwrap_or(Err(KmcError::Unfinished));
-                let public = keys.get(&pending.key.domain);
-                match answer.and_then(|r| accept(&pending, r, public, time)) {
-                    Ok((transition, update, mr4)) => {
-                        confirmed.push((
-                            pending.key.domain.clone(),
-                            pending.key.key_id,
-                            Box::new(mr4.into()),
-                        ));
-                        changes.updates.push(update);
-                        changes.transitions.push(transition);
-                    }
-                    Err(e) => {
-                        failed.get_or_insert(e);
-                    }
-                }
-            }
-            match failed {
-                Some(e) => results[plan.index] = Some(Err(e)),
-                None => per_meter.push((plan.index, changes, confirmed)),
-            }
-        }
-        Ok(Prepared { results, per_meter, versions })
+        Ok(Planned { results, plans, keys })
     }
 
-    /// Stage 2: the batch's changes in one archive transaction, or, if the archive refuses it
+    /// Stage 3: the batch's changes in one archive transaction, or, if the archive refuses it
     /// for what one meter holds, meter by meter; each meter's result.
     async fn commit(&self, prepared: Prepared) -> Result<Vec<RegistrationResult>, KmcError> {
         let Prepared { mut results, per_meter, versions } = prepared;
-        let all = Changes {
-            versions: versions.clone(),
-            updates: per_meter.iter().flat_map(|(_, c, _)| c.updates.clone()).collect(),
-            transitions: per_meter.iter().flat_map(|(_, c, _)| c.transitions.clone()).collect(),
-            ..Changes::default()
-        };
+        // The meters' changes moved into one set, each meter's share of it counted.
+        let mut all = Changes { versions: versions.clone(), ..Changes::default() };
+        let mut shares = Vec::with_capacity(per_meter.len());
+        for (index, changes, confirmed) in per_meter {
+            shares.push((index, changes.updates.len(), changes.transitions.len(), confirmed));
+            all.updates.extend(changes.updates);
+            all.transitions.extend(changes.transitions);
+        }
         let applied = if all.is_empty() { Ok(()) } else { self.store.apply(&all).await.map(drop) };
         match applied {
             Ok(()) => {
-                for (index, _, confirmed) in per_meter {
+                for (index, _, _, confirmed) in shares {
                     results[index] = Some(Ok(RegistrationOutcome::Registered(confirmed)));
                 }
             }
@@ -243,7 +239,14 @@ impl<S: Store> Kmc<S> {
                 if !versions.is_empty() {
                     self.store.apply(&Changes { versions, ..Changes::default() }).await?;
                 }
-                for (index, changes, confirmed) in per_meter {
+                let mut updates = all.updates.into_iter();
+                let mut transitions = all.transitions.into_iter();
+                for (index, n_updates, n_transitions, confirmed) in shares {
+                    let changes = Changes {
+                        updates: updates.by_ref().take(n_updates).collect(),
+                        transitions: transitions.by_ref().take(n_transitions).collect(),
+                        ..Changes::default()
+                    };
                     results[index] = Some(match self.store.apply(&changes).await {
                         Ok(_) => Ok(RegistrationOutcome::Registered(confirmed)),
                         Err(e) if whole(&e) => return Err(e.into()),
@@ -255,62 +258,20 @@ impl<S: Store> Kmc<S> {
         Ok(results.into_iter().map(|r| r.unwrap_or(Err(KmcError::Unfinished))).collect())
     }
 
-    /// Checks a meter's requests against the archive and finds, for each key still to register,
-    /// its MI9 and the Brass box serving its sub-domain.
+    /// A drafted meter's keys to register, each with the Brass box serving its sub-domain and its
+    /// MI9; refused if another meter holds the ISN in that sub-domain.
     async fn plan(
         &self,
-        index: usize,
-        m: MeterRegistration,
-        keys: Vec<KeyRecord>,
+        d: Draft,
+        holders: &BTreeMap<(SubdomainId, Isn), Option<MeterId>>,
+        mi9s: &mut BTreeMap<(DomainId, KeyId), StoredRecord>,
         brass_of: &mut BTreeMap<SubdomainId, BoxId>,
     ) -> Result<Plan, KmcError> {
-        let meter = m.meter.clone();
-        let bad = |why| KmcError::BadRegistration { meter: meter.clone(), why };
-        if keys.iter().any(|k| k.status == KeyStatus::Obsolete) {
-            return Err(KmcError::MeterWithdrawn(meter));
-        }
-        let [a, b] = m.requests.as_slice() else {
-            return Err(bad("a registration is one request per key of the meter, two"));
-        };
-        if a.header().domain == b.header().domain {
-            return Err(bad("both requests are for keys of one domain"));
-        }
-        let (ra, rb) = (a.body(), b.body());
-        if ra.isn != rb.isn || ra.country != rb.country || ra.date != rb.date {
-            return Err(bad("the two requests differ in ISN, country or date"));
-        }
-        let mut plan = Plan { index, pending: Vec::new(), unchanged: Vec::new() };
-        for request in m.requests {
-            let h = request.header();
-            if h.meter_id.as_ref() != Some(&meter) || h.sender != Sender::Meter(meter.clone()) {
-                return Err(bad("a request is not this meter's"));
-            }
-            let key = keys
-                .iter()
-                .find(|k| k.domain == h.domain && Some(k.key_id) == h.key_id)
-                .ok_or_else(|| bad("a request names a key this meter does not hold"))?;
+        let mut plan = Plan { index: d.index, pending: Vec::new() };
+        for (key, request) in d.pending {
             let r = request.body();
-            let asked = Registration { subdomain: r.subdomain.clone(), isn: r.isn.clone() };
-            match key.status {
-                KeyStatus::Active
-                    if key.registration.as_ref() == Some(&asked)
-                        && key.times.meter_registration == Some(r.date) =>
-                {
-                    plan.unchanged.push((key.domain.clone(), key.key_id));
-                    continue;
-                }
-                KeyStatus::Active => return Err(KmcError::MeterRegistered(meter)),
-                KeyStatus::Installed => {}
-                status => {
-                    return Err(KmcError::NotInstalled {
-                        domain: key.domain.clone(),
-                        key_id: key.key_id,
-                        status,
-                    });
-                }
-            }
-            if let Some(other) = self.store.key_by_isn(&r.subdomain, &r.isn).await?
-                && other.meter_id.as_ref() != Some(&meter)
+            if let Some(holder) = holders.get(&(r.subdomain.clone(), r.isn.clone()))
+                && holder.as_ref() != Some(&d.meter)
             {
                 return Err(KmcError::IsnTaken {
                     subdomain: r.subdomain.clone(),
@@ -325,8 +286,9 @@ impl<S: Store> Kmc<S> {
                     b
                 }
             };
-            let mi9 = archived::<InstalledKeyRecord>(&self.store, key, RecordType::MI9).await?;
-            plan.pending.push(Pending { key: key.clone(), request, brass, mi9 });
+            let stored = mi9s.remove(&(key.domain.clone(), key.key_id));
+            let mi9 = decoded::<InstalledKeyRecord>(&key, stored.as_ref())?;
+            plan.pending.push(Pending { key, request, brass, mi9 });
         }
         Ok(plan)
     }
@@ -406,6 +368,134 @@ impl<S: Store> Kmc<S> {
     }
 }
 
+/// Stage 2: MR2 to each Brass box, one batch per box, each meter's keys in their place.
+async fn call_brass(boxes: &impl Boxes, planned: Planned) -> Called {
+    let mut groups: BTreeMap<BoxId, Vec<(Place, Register)>> = BTreeMap::new();
+    for (p, plan) in planned.plans.iter().enumerate() {
+        for (k, pending) in plan.pending.iter().enumerate() {
+            let item = Register { mr1: pending.request.clone(), mi9: pending.mi9.clone() };
+            groups.entry(pending.brass).or_default().push(((p, k), item));
+        }
+    }
+    let mut answers: BTreeMap<Place, Result<Registered, KmcError>> = BTreeMap::new();
+    let mut versions = Vec::new();
+    for (brass, members) in groups {
+        let (places, items): (Vec<Place>, Vec<Register>) = members.into_iter().unzip();
+        match call(boxes, brass, items).await {
+            Ok(called) => {
+                versions.push(called.version);
+                for (place, a) in places.into_iter().zip(called.answers) {
+                    answers.insert(place, a.map_err(KmcError::from));
+                }
+            }
+            Err(refusal) => {
+                for place in places {
+                    answers.insert(place, Err(refusal.clone().into()));
+                }
+            }
+        }
+    }
+    Called { planned, answers, versions }
+}
+
+/// Stage 3, before the archive: each answer checked ([`accept`]) with `time` as the KMS Key
+/// Registration Time; the changes of each meter whose every key registered.
+fn settle(called: Called, time: Timestamp) -> Prepared {
+    let Called { planned, mut answers, versions } = called;
+    let Planned { mut results, plans, keys } = planned;
+    let mut per_meter = Vec::new();
+    for (p, plan) in plans.into_iter().enumerate() {
+        let mut changes = Changes::default();
+        let mut confirmed = Vec::new();
+        let mut failed = None;
+        for (k, pending) in plan.pending.into_iter().enumerate() {
+            let answer = answers.remove(&(p, k)).unwrap_or(Err(KmcError::Unfinished));
+            let public = keys.get(&pending.key.domain);
+            match answer.and_then(|r| accept(&pending, r, public, time)) {
+                Ok((transition, update, mr4)) => {
+                    confirmed.push((
+                        pending.key.domain.clone(),
+                        pending.key.key_id,
+                        Box::new(mr4.into()),
+                    ));
+                    changes.updates.push(update);
+                    changes.transitions.push(transition);
+                }
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        match failed {
+            Some(e) => results[plan.index] = Some(Err(e)),
+            None => per_meter.push((plan.index, changes, confirmed)),
+        }
+    }
+    Prepared { results, per_meter, versions }
+}
+
+/// A meter's requests checked against its own keys (the archive's other answers come after,
+/// for the whole batch): the keys still to register with their requests, and those registered
+/// already with the same data.
+fn draft(index: usize, m: MeterRegistration, keys: Vec<KeyRecord>) -> Result<Draft, KmcError> {
+    let meter = m.meter.clone();
+    let bad = |why| KmcError::BadRegistration { meter: meter.clone(), why };
+    if keys.iter().any(|k| k.status == KeyStatus::Obsolete) {
+        return Err(KmcError::MeterWithdrawn(meter));
+    }
+    let [a, b] = m.requests.as_slice() else {
+        return Err(bad("a registration is one request per key of the meter, two"));
+    };
+    if a.header().domain == b.header().domain {
+        return Err(bad("both requests are for keys of one domain"));
+    }
+    let (ra, rb) = (a.body(), b.body());
+    if ra.isn != rb.isn || ra.country != rb.country || ra.date != rb.date {
+        return Err(bad("the two requests differ in ISN, country or date"));
+    }
+    let mut d = Draft { index, meter: meter.clone(), pending: Vec::new(), unchanged: Vec::new() };
+    for request in m.requests {
+        let h = request.header();
+        if h.meter_id.as_ref() != Some(&meter) || h.sender != Sender::Meter(meter.clone()) {
+            return Err(bad("a request is not this meter's"));
+        }
+        let key = keys
+            .iter()
+            .find(|k| k.domain == h.domain && Some(k.key_id) == h.key_id)
+            .ok_or_else(|| bad("a request names a key this meter does not hold"))?;
+        let r = request.body();
+        let asked = Registration { subdomain: r.subdomain.clone(), isn: r.isn.clone() };
+        match key.status {
+            KeyStatus::Active
+                if key.registration.as_ref() == Some(&asked)
+                    && key.times.meter_registration == Some(r.date) =>
+            {
+                d.unchanged.push((key.domain.clone(), key.key_id));
+                continue;
+            }
+            KeyStatus::Active => return Err(KmcError::MeterRegistered(meter)),
+            KeyStatus::Installed => {}
+            status => {
+                return Err(KmcError::NotInstalled {
+                    domain: key.domain.clone(),
+                    key_id: key.key_id,
+                    status,
+                });
+            }
+        }
+        d.pending.push((key.clone(), request));
+    }
+    Ok(d)
+}
+
+/// A meter's registration checked against its own keys: see [`draft`].
+struct Draft {
+    index: usize,
+    meter: MeterId,
+    pending: Vec<(KeyRecord, postkey_wire::Message<RegistrationRequest>)>,
+    unchanged: Vec<(DomainId, KeyId)>,
+}
+
 /// The lowest-numbered Brass box whose process of the sub-domain's domain serves it: the one a
 /// registration into it is sent to.
 pub async fn brass_serving(store: &impl Store, subdomain: &SubdomainId) -> Result<BoxId, KmcError> {
@@ -449,13 +539,17 @@ async fn archived<B: postkey_wire::Body>(
     key: &KeyRecord,
     t: RecordType,
 ) -> Result<Unverified<B>, KmcError> {
-    let missing = |what| KmcError::ArchivedRecord(key.domain.clone(), key.key_id, what);
     let stored = store.records(&key.domain, key.key_id).await?;
-    let record = stored
-        .iter()
-        .rev()
-        .find(|s| s.record.record_type == t)
-        .ok_or_else(|| missing("the record is missing"))?;
+    decoded(key, stored.iter().rev().find(|s| s.record.record_type == t))
+}
+
+/// `stored`, a record of `key`, decoded; missing or undecodable, a fault of the archive's.
+fn decoded<B: postkey_wire::Body>(
+    key: &KeyRecord,
+    stored: Option<&StoredRecord>,
+) -> Result<Unverified<B>, KmcError> {
+    let missing = |what| KmcError::ArchivedRecord(key.domain.clone(), key.key_id, what);
+    let record = stored.ok_or_else(|| missing("the record is missing"))?;
     Unverified::<B>::from_bytes(&record.record.bytes)
         .map_err(|_| missing("the record does not decode"))
 }

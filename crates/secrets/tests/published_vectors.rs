@@ -45,6 +45,24 @@ fn cmac8(k: &[u8; 32], m: &[u8]) -> String {
     hex(&mac.finalize().into_bytes()[..8])
 }
 
+/// The three check characters of `field`, written out from the definition (protocol §6.5):
+/// symbols 0-9, A-Z, * as 0..36; the remainder of m(x)·x³ divided by
+/// g(x) = x³ + 23x² + 19x + 10 over GF(37), negated, highest degree first.
+fn gf37_check(field: &str) -> String {
+    const SYMBOLS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ*";
+    let value = |c: u8| SYMBOLS.iter().position(|&x| x == c).unwrap() as i64;
+    let mut word: Vec<i64> = field.bytes().map(value).collect();
+    word.extend([0, 0, 0]);
+    let g = [1i64, 23, 19, 10];
+    for i in 0..field.len() {
+        let lead = word[i];
+        for (j, gj) in g.iter().enumerate() {
+            word[i + j] = (word[i + j] - lead * gj).rem_euclid(37);
+        }
+    }
+    word[field.len()..].iter().map(|&r| SYMBOLS[((37 - r) % 37) as usize] as char).collect()
+}
+
 #[test]
 fn every_published_vector_matches_the_spec_formulas() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/test-vectors.json");
@@ -97,6 +115,45 @@ fn every_published_vector_matches_the_spec_formulas() {
                 }
                 assert_eq!(hex(&info), s(v, "info"), "{v}");
             }
+            "check" => assert_eq!(gf37_check(s(v, "field")), s(v, "check"), "{v}"),
+            "indicium" => {
+                let canonical = format!(
+                    "{}|{}|{}|{}|{}|{}",
+                    s(v, "isn"),
+                    s(v, "subdomain"),
+                    s(v, "date"),
+                    v["value"].as_u64().unwrap(),
+                    v["count"].as_u64().unwrap(),
+                    s(v, "zip")
+                );
+                assert_eq!(canonical, s(v, "canonical"), "{v}");
+                let (domain, country) = s(v, "subdomain").split_once('/').unwrap();
+                let (value, count) = (v["value"].to_string(), v["count"].to_string());
+                let fields = [
+                    "PK1",
+                    s(v, "isn"),
+                    domain,
+                    country,
+                    s(v, "date"),
+                    &value,
+                    &count,
+                    s(v, "zip"),
+                    s(v, "vendor_token"),
+                    s(v, "postal_token"),
+                ];
+                let text: Vec<String> =
+                    fields.iter().map(|f| format!("{f}{}", gf37_check(f))).collect();
+                assert_eq!(text.join(" "), s(v, "text"), "{v}");
+                // Both tokens are published token vectors of these bytes.
+                for t in ["vendor_token", "postal_token"] {
+                    assert!(
+                        doc["vectors"].as_array().unwrap().iter().any(|w| w["kind"] == "token"
+                            && w["canonical"] == v["canonical"]
+                            && w["token"] == v[t]),
+                        "{v}"
+                    );
+                }
+            }
             other => panic!("unknown kind {other}"),
         }
         *checked.entry(kind.to_owned()).or_default() += 1;
@@ -108,6 +165,9 @@ fn every_published_vector_matches_the_spec_formulas() {
 
 #[test]
 fn the_spec_example_mailpiece_is_published() {
+    // The check code written out here gives protocol §6.5's own examples.
+    assert_eq!(gf37_check("0401234567"), "1SL");
+    assert_eq!(gf37_check("USPS"), "1NP");
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/test-vectors.json");
     let text = std::fs::read_to_string(path).unwrap();
     assert!(text.contains("\"canonical\": \"0401234567|USPS/US|20261129|65|1|06484\""));

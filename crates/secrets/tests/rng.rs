@@ -56,7 +56,7 @@ fn drbg_stream(state: DrbgState, len: usize) -> Result<Vec<u8>, RngError> {
 }
 
 /// A box seeded from `chacha(seed)` whose OS source becomes `after` when the switch flips.
-fn switched_box<B: EntropySource + Send + 'static>(
+fn switched_box<B: EntropySource + Send + Sync + 'static>(
     seed: u64,
     after: B,
 ) -> Result<(BoxRng, SourceSwitch), RngError> {

@@ -160,6 +160,14 @@ pub async fn key_lifecycle_and_records<H: Harness>(h: &H) {
     assert_eq!(active.registration.as_ref().map(|r| &r.isn), Some(&isn(k.get())));
     assert_eq!(s.key_by_isn(&sub("USPS/US"), &isn(k.get())).await.unwrap(), Some(active.clone()));
     assert_eq!(s.key_by_isn(&sub("USPS/DE"), &isn(k.get())).await.unwrap(), None);
+    // A batch lookup finds the same key once, whatever else or however often it is asked.
+    let asked = [
+        (sub("USPS/US"), isn(k.get())),
+        (sub("USPS/DE"), isn(k.get())),
+        (sub("USPS/US"), isn(k.get())),
+    ];
+    assert_eq!(s.keys_by_isns(&asked).await.unwrap(), core::slice::from_ref(&active));
+    assert!(s.keys_by_isns(&[]).await.unwrap().is_empty());
     let obsolete =
         s.transition(&transition(&d, k, KeyStatus::Active, KeyStatus::Obsolete, 18)).await.unwrap();
     assert_eq!(obsolete.status, KeyStatus::Obsolete);
@@ -185,6 +193,9 @@ pub async fn key_lifecycle_and_records<H: Harness>(h: &H) {
         [RecordType::MI3, RecordType::MI7, RecordType::MI9, RecordType::MR3, RecordType::WITHDRAW]
     );
     assert_eq!(records[1].record, mi7);
+    let asked = [(d.clone(), k), (d.clone(), kid(999)), (d.clone(), k)];
+    let mi9 = s.records_of_type(&asked, RecordType::MI9).await.unwrap();
+    assert_eq!(mi9, [(d.clone(), k, records[2].clone())]);
     assert!(records.iter().all(|r| r.digest == r.record.digest()));
 
     // History: created, updated, three transitions; each event names its record's digest.
@@ -240,6 +251,15 @@ pub async fn key_listing_and_lookups<H: Harness>(h: &H) {
         of.iter().map(|k| (k.domain.to_string(), k.key_id.get())).collect();
     assert_eq!(of, [("EARTH".into(), 1), ("VE".into(), 4), ("VE".into(), 5)]);
     assert!(s.keys_of_meters(&[]).await.unwrap().is_empty());
+    // Each key's MI9 in one read, in the order stored; a key without one (New) gives none.
+    let asked = [(d.clone(), kid(4)), (d.clone(), kid(1)), (d.clone(), kid(2))];
+    let mi9 = s.records_of_type(&asked, RecordType::MI9).await.unwrap();
+    assert_eq!(mi9.iter().map(|(_, k, _)| k.get()).collect::<Vec<_>>(), [2, 4]);
+    for (domain, key_id, record) in &mi9 {
+        let all = s.records(domain, *key_id).await.unwrap();
+        assert!(all.iter().any(|r| r == record && r.record.record_type == RecordType::MI9));
+    }
+    assert!(s.records_of_type(&[], RecordType::MI9).await.unwrap().is_empty());
     // Keys 1 and 2 were requested before key 3's request time.
     let early = KeyFilter {
         requested_before: all[2].times.kms_request,

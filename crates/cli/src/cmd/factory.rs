@@ -182,17 +182,22 @@ fn register(ctx: &Ctx, a: RegisterArgs) -> anyhow::Result<Outcome> {
     let home = &ctx.home;
     let dir = shares_dir(home, a.shares_dir.as_deref());
     let today = postkey_host::utc_date(postkey_host::now())?;
+    let lock = ctx.lock(Access::Shared)?;
+    // Refused before any box is asked: each refusal is in the error log all the same.
+    let logged = |e: postkey_host::HostError| {
+        let _ = home.log_error("host", e.response_code(), &e.to_string(), postkey_host::now());
+        e
+    };
     let orders = match (&a.file, a.meter, a.subdomain, a.isn) {
-        (Some(file), ..) => postkey_host::read_registration_list(file, today)?,
+        (Some(file), ..) => postkey_host::read_registration_list(file, today).map_err(logged)?,
         (None, Some(meter), Some(subdomain), Some(isn)) => {
             vec![RegistrationOrder { meter, subdomain, isn, date: a.date.unwrap_or(today) }]
         }
         _ => anyhow::bail!("name a meter, --subdomain and --isn, or --file"),
     };
-    let lock = ctx.lock(Access::Shared)?;
     // Every meter must exist before any box is enabled for it.
     for o in &orders {
-        home.load_meter(&o.meter)?;
+        home.load_meter(&o.meter).map_err(logged)?;
     }
     let mut progress =
         a.file.is_some().then(|| super::Progress::new("meters registered", orders.len()));

@@ -40,7 +40,7 @@ impl BoxRng {
     /// 16-byte nonce, both health-tested). `personalization` should make this box's
     /// instantiation unique even if the OS source were weak, e.g. the box ID and the time.
     pub fn instantiate(
-        os: impl EntropySource + Send + 'static,
+        os: impl EntropySource + Send + Sync + 'static,
         personalization: &[u8],
     ) -> Result<Self, RngError> {
         let mut os = OsStream::new(Box::new(os));
@@ -62,7 +62,7 @@ impl BoxRng {
     /// restored state still never share a stream. An empty context is refused in that case.
     pub fn restore(
         state: DrbgState,
-        os: impl EntropySource + Send + 'static,
+        os: impl EntropySource + Send + Sync + 'static,
         enable_context: &[u8],
     ) -> Result<Self, RngError> {
         let mut rng = Self::assemble(OsStream::new(Box::new(os)), HmacDrbg::from_state(state));
@@ -222,13 +222,13 @@ impl OsFailure {
 
 /// The OS source with its monitor. Every byte drawn, seed material included, is tested.
 struct OsStream {
-    source: Box<dyn EntropySource + Send>,
+    source: Box<dyn EntropySource + Send + Sync>,
     health: HealthMonitor,
     failure: Option<OsFailure>,
 }
 
 impl OsStream {
-    fn new(source: Box<dyn EntropySource + Send>) -> Self {
+    fn new(source: Box<dyn EntropySource + Send + Sync>) -> Self {
         Self { source, health: HealthMonitor::new(), failure: None }
     }
 
