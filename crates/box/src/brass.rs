@@ -10,8 +10,8 @@ use postkey_crypto::{HpkeRecordType, Signer as _};
 use postkey_wire::command::{CheckpointChain, Checkpointed, Registered};
 use postkey_wire::{
     BadKey, ChainHash, Checkpoint, DomainId, InstallConfirmed, Installed, InstalledKeyRecord,
-    MAX_REASON_LEN, Maced, Message, NewKeyRecord, RegisteredKey, RegistrationConfirmed,
-    RegistrationRequest, ResponseCode, Sender, Timestamp, Unverified, Verified, Withdrawn,
+    Maced, Message, NewKeyRecord, RegisteredKey, RegistrationConfirmed, RegistrationRequest,
+    ResponseCode, Sender, Timestamp, Unverified, Verified, Withdrawn,
 };
 use subtle::ConstantTimeEq as _;
 
@@ -362,12 +362,7 @@ impl TypedBox<Brass> {
         let mi9 = mi9.verify(&process.public().brass_auth)?;
         let key_id = header_key(mi9.header().key_id)?;
         let meter = header_meter(mi9.header().meter_id.as_ref())?;
-        if reason.len() > MAX_REASON_LEN {
-            return Err(BoxError::Wire(postkey_wire::WireError::InvalidField {
-                field: "reason",
-                reason: "longer than 256 bytes",
-            }));
-        }
+        postkey_wire::check_reason(&reason)?;
         let context = self.core.key_context(&domain, key_id, Some(meter), now);
         Ok(postkey_wire::sign(
             Message::new(context, Withdrawn { brass: self.core.id, reason }),

@@ -1083,7 +1083,12 @@ fn brass_signs_a_withdrawal_of_a_key_it_installed() {
     assert_eq!(w.body().reason, "scrapped");
     let long = "x".repeat(postkey_wire::MAX_REASON_LEN + 1);
     assert_eq!(
-        cmd(&mut l.brass, Withdraw { mi9, reason: long }).unwrap_err(),
+        cmd(&mut l.brass, Withdraw { mi9: mi9.clone(), reason: long }).unwrap_err(),
         ResponseCode::PARAMETER_SYNTAX
     );
+    // Signed records carry one line of printable text: Brass refuses others whoever asks.
+    for reason in ["", "  ", "bad\x1b[31m", "two\nlines"] {
+        let refused = cmd(&mut l.brass, Withdraw { mi9: mi9.clone(), reason: reason.into() });
+        assert_eq!(refused.unwrap_err(), ResponseCode::PARAMETER_SYNTAX, "{reason:?}");
+    }
 }

@@ -183,8 +183,7 @@ pub(crate) async fn check_at_open(home: &Home, store: &impl Store) -> Result<(),
     let faults = postkey_audit::check_at_open(store).await?;
     let Some(first) = faults.first() else { return Ok(()) };
     let e = HostError::ArchiveDamaged { first: first.to_string(), count: faults.len() };
-    let _ = home.log_error("host", e.response_code(), &e.to_string(), crate::clock::now());
-    Err(e)
+    Err(home.logged("host", e))
 }
 
 /// What a command trusts: the home's trust anchors and, through them, the archive's installation

@@ -324,10 +324,7 @@ impl<S: Store> Factory<S> {
         vendor: &DomainId,
         batch: usize,
     ) -> Result<Plan, HostError> {
-        let refuse = |e: KmcError| -> HostError {
-            let _ = self.home.log_error("kmc", e.response_code(), &e.to_string(), clock::now());
-            Usage::Order(e).into()
-        };
+        let refuse = |e: KmcError| self.home.logged("kmc", Usage::Order(e).into());
         let ids: Vec<MeterId> = meters.iter().map(|(m, _)| m.clone()).collect();
         let live = self.kmc.live_keys(&ids).await.map_err(|e| kmc_error(&self.home, e))?;
         let line = self.line;
@@ -542,6 +539,5 @@ fn summary(home: &Home, domain: &DomainId, result: postkey_kmc::OrderResult) -> 
 }
 
 pub(crate) fn kmc_error(home: &Home, e: postkey_kmc::KmcError) -> HostError {
-    let _ = home.log_error("kmc", e.response_code(), &e.to_string(), clock::now());
-    HostError::Kmc(e)
+    home.logged("kmc", HostError::Kmc(e))
 }

@@ -229,6 +229,13 @@ impl Home {
         self.log_errors(component, &[(code, message)], now)
     }
 
+    /// Writes `e`, found by `component`, to the error log and returns it: a refusal is logged
+    /// where it is found, and a failure to log must not hide the refusal itself.
+    pub fn logged(&self, component: &str, e: HostError) -> HostError {
+        let _ = self.log_error(component, e.response_code(), &e.to_string(), crate::clock::now());
+        e
+    }
+
     /// Appends lines to the error log, durably, with one flush for all of them.
     pub fn log_errors(
         &self,

@@ -127,15 +127,8 @@ impl Home {
     /// it applied, oldest run first (a stopped run's, not yet applied; a running one's, whose
     /// meters kept their keys before MI6 counted).
     pub fn meter_now(&self, id: &MeterId) -> Result<Meter, HostError> {
-        let mut meter = self.load_meter(id)?;
-        for path in self.meter_journals()? {
-            if let Some(newer) = journal_images(&path)?.remove(id)
-                && advances(&meter, &newer)
-            {
-                meter = newer;
-            }
-        }
-        Ok(meter)
+        let taken = self.meter_reader()?.take(core::slice::from_ref(id))?;
+        taken.into_iter().next().ok_or_else(|| Usage::UnknownMeter(id.clone()).into())
     }
 
     /// Meters as they stand, as [`Home::meter_now`] reads each, with the home's meter journals

@@ -124,7 +124,7 @@ impl<S: Store> Registrar<S> {
     ) -> Result<Self, HostError> {
         let mut subdomains = std::collections::BTreeSet::new();
         let ids: Vec<MeterId> = orders.iter().map(|o| o.meter.clone()).collect();
-        let meters = lock.home().meters_now(&ids).map_err(|e| logged(lock.home(), e))?;
+        let meters = lock.home().meters_now(&ids).map_err(|e| lock.home().logged("host", e))?;
         for (o, meter) in orders.iter().zip(&meters) {
             subdomains.insert(o.subdomain.clone());
             // The meter's other key goes to its own domain's sub-domain of that country, if
@@ -200,7 +200,7 @@ impl<S: Store> Registrar<S> {
         let made = std::sync::Mutex::new(None::<HostError>);
         let home = &self.home;
         let clock = &self.clock;
-        let mut meters = home.meter_reader().map_err(|e| logged(home, e))?;
+        let mut meters = home.meter_reader().map_err(|e| home.logged("host", e))?;
         let asked = chunks.iter().map_while(|chunk| match self.ask(chunk, &roles, &mut meters) {
             Ok((b, meters)) => {
                 lock(&batches).push(b);
@@ -234,7 +234,7 @@ impl<S: Store> Registrar<S> {
             .await;
         ran.map_err(|e| kmc_error(&self.home, e))?;
         if let Some(e) = lock(&made).take() {
-            return Err(logged(&self.home, e));
+            return Err(self.home.logged("host", e));
         }
         self.checkpoint().await?;
         Ok(reports)
@@ -323,12 +323,6 @@ struct Batch {
     reports: Vec<Option<RegistrationReport>>,
     places: Vec<usize>,
     meters: Vec<MeterId>,
-}
-
-/// `e`, found by the host, written to the error log.
-fn logged(home: &Home, e: HostError) -> HostError {
-    let _ = home.log_error("host", e.response_code(), &e.to_string(), clock::now());
-    e
 }
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -160,8 +160,7 @@ impl Session {
 
     /// Logs `error`, found about `component`, and returns it.
     pub(crate) fn logged(&self, component: impl ToString, error: HostError) -> HostError {
-        self.log(component, &Refusal::new(error.response_code(), error.to_string()));
-        error
+        self.home.logged(&component.to_string(), error)
     }
 
     /// Enables box `id` from its share files in `shares_dir` and runs the state check of

@@ -53,7 +53,7 @@ pub use message::{Body, Context, Header, Message, RecordType, Role, Sender, peek
 pub use meter_link::MeterLink;
 pub use register::{
     MAX_REASON_LEN, RegisteredKey, RegistrationConfirmed, RegistrationRequest, WRAPPED_KEY_LEN,
-    Withdrawn, WrappedKey,
+    Withdrawn, WrappedKey, check_reason,
 };
 pub use response::{Fault, ResponseCode};
 pub use share::{SharePurpose, ShareSetId};

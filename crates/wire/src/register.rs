@@ -10,7 +10,9 @@
 
 use minicbor::{Decode, Encode};
 
-use crate::{Body, BoxId, Country, Date, Isn, RecordType, RegistrationToken, SubdomainId};
+use crate::{
+    Body, BoxId, Country, Date, Isn, RecordType, RegistrationToken, SubdomainId, WireError,
+};
 
 /// The length of K wrapped with AES-256-KWP: 32 bytes and one 8-byte integrity block.
 pub const WRAPPED_KEY_LEN: usize = 40;
@@ -122,6 +124,22 @@ impl Body for RegistrationConfirmed {
 
 /// The longest withdrawal reason, in bytes.
 pub const MAX_REASON_LEN: usize = 256;
+
+/// A withdrawal reason goes into a signed record that auditors read: one line of printable
+/// text, not empty, at most [`MAX_REASON_LEN`] bytes. Brass refuses any other (2003), and
+/// callers check early with the same rule.
+pub fn check_reason(reason: &str) -> Result<(), WireError> {
+    let why = if reason.len() > MAX_REASON_LEN {
+        "longer than 256 bytes"
+    } else if reason.trim().is_empty() {
+        "empty: say why the meter is taken out of service"
+    } else if reason.chars().any(char::is_control) {
+        "holds control characters: give one line of printable text"
+    } else {
+        return Ok(());
+    };
+    Err(WireError::InvalidField { field: "reason", reason: why })
+}
 
 /// WITHDRAW: the domain's Brass takes the key in the header out of service, signed with the
 /// domain Brass key.

@@ -184,10 +184,7 @@ fn register(ctx: &Ctx, a: RegisterArgs) -> anyhow::Result<Outcome> {
     let today = postkey_host::utc_date(postkey_host::now())?;
     let lock = ctx.lock(Access::Shared)?;
     // Refused before any box is asked: each refusal is in the error log all the same.
-    let logged = |e: postkey_host::HostError| {
-        let _ = home.log_error("host", e.response_code(), &e.to_string(), postkey_host::now());
-        e
-    };
+    let logged = |e| home.logged("host", e);
     let orders = match (&a.file, a.meter, a.subdomain, a.isn) {
         (Some(file), ..) => postkey_host::read_registration_list(file, today).map_err(logged)?,
         (None, Some(meter), Some(subdomain), Some(isn)) => {

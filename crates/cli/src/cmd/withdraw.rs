@@ -22,17 +22,8 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Outcome> {
-    // The reason goes into signed records that auditors read: printable text, said once.
-    let why = if a.reason.len() > postkey_wire::MAX_REASON_LEN {
-        Some(format!("--reason is longer than {} bytes", postkey_wire::MAX_REASON_LEN))
-    } else if a.reason.trim().is_empty() {
-        Some("--reason is empty: say why the meter is taken out of service".to_owned())
-    } else if a.reason.chars().any(char::is_control) {
-        Some("--reason holds control characters: give one line of printable text".to_owned())
-    } else {
-        None
-    };
-    if let Some(why) = why {
+    if let Err(e) = postkey_wire::check_reason(&a.reason) {
+        let why = format!("--reason: {e}");
         anyhow::bail!(postkey_host::HostError::from(postkey_host::Usage::InvalidArgument(why)));
     }
     let dir = shares_dir(&ctx.home, a.shares_dir.as_deref());
