@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_error_origin.sql"),
     include_str!("../migrations/0005_checkpoints.sql"),
     include_str!("../migrations/0006_error_chain.sql"),
+    include_str!("../migrations/0007_sightings.sql"),
 ];
 
 /// The schema version this build writes and understands.

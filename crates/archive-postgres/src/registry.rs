@@ -2,15 +2,16 @@
 
 use deadpool_postgres::{GenericClient, Transaction};
 use postkey_archive::backend::{
-    check_domain_process, state_version_from_sql, subdomains_to_sql, time_to_sql, to_i64,
+    check_domain_process, parse, state_version_from_sql, subdomains_to_sql, time_from_sql,
+    time_to_sql, to_i64,
 };
 use postkey_archive::{
     Action, DomainRecord, ErrorLogEntry, ErrorLogQuery, EventEntry, InstallationRecord,
     LoggedError, NewBox, NewBundle, NewCheckpoint, NewDomain, NewDomainProcess, NewInstallation,
-    NewSubdomain, NewTranscript, Rebaseline, RecordRef, SignedRecord, StoreError, Subject,
-    TranscriptId,
+    NewSubdomain, NewTranscript, Rebaseline, RecordRef, Sighting, SignedRecord, StoreError,
+    Subject, TranscriptId,
 };
-use postkey_wire::{BoxId, BoxType, DomainId, KeyId, Sender, StateVersion, Timestamp};
+use postkey_wire::{BoxId, BoxType, DomainId, KeyId, Sender, Site, StateVersion, Timestamp};
 use tokio_postgres::types::ToSql;
 
 use crate::chain::{self, Chains};
@@ -465,4 +466,83 @@ pub(crate) async fn error_log(
     let stmt = c.prepare_cached(&sql).await.pg()?;
     let rows = c.query(&stmt, &[&since, &domain, &code, &i64::from(q.limit)]).await.pg()?;
     rows::all(&rows, rows::logged_error)
+}
+
+/// Each sighting recorded if its (meter, piece count) is new, else the first one recorded: one
+/// insert of the batch's first entry of each pair (`ON CONFLICT DO NOTHING`: the unique key
+/// decides against another verifier's transaction) and one read of the pairs it did not add.
+pub(crate) async fn record_sightings(
+    tx: &Transaction<'_>,
+    sightings: &[Sighting],
+) -> Result<Vec<Option<Sighting>>, StoreError> {
+    // The first entry of each pair in the batch is the one that may be new.
+    let mut first_of = std::collections::HashMap::new();
+    for (i, s) in sightings.iter().enumerate() {
+        first_of.entry((s.meter.to_string(), s.count)).or_insert(i);
+    }
+    let mut firsts: Vec<usize> = first_of.values().copied().collect();
+    firsts.sort_unstable();
+    let meters: Vec<String> = firsts.iter().map(|&i| sightings[i].meter.to_string()).collect();
+    let counts: Vec<i64> = firsts.iter().map(|&i| i64::from(sightings[i].count)).collect();
+    let times =
+        firsts.iter().map(|&i| time_to_sql(sightings[i].time)).collect::<Result<Vec<i64>, _>>()?;
+    let sites: Vec<&str> = firsts.iter().map(|&i| sightings[i].site.as_str()).collect();
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO sightings (meter, piece_count, first_seen, site) \
+             SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[]) \
+             ON CONFLICT DO NOTHING RETURNING meter, piece_count",
+        )
+        .await
+        .pg()?;
+    let mut added = std::collections::HashSet::new();
+    for row in tx.query(&insert, &[&meters, &counts, &times, &sites]).await.pg()? {
+        let meter: String = row.try_get(0).pg()?;
+        let count: i64 = row.try_get(1).pg()?;
+        added.insert((meter, count));
+    }
+    let (seen_meters, seen_counts): (Vec<String>, Vec<i64>) = meters
+        .iter()
+        .zip(&counts)
+        .filter(|(m, c)| !added.contains(&((*m).clone(), **c)))
+        .map(|(m, c)| (m.clone(), *c))
+        .unzip();
+    let mut earlier = std::collections::HashMap::new();
+    if !seen_meters.is_empty() {
+        let select = tx
+            .prepare_cached(
+                "SELECT meter, piece_count, first_seen, site FROM sightings \
+                 WHERE (meter, piece_count) IN (SELECT * FROM unnest($1::text[], $2::bigint[]))",
+            )
+            .await
+            .pg()?;
+        for row in tx.query(&select, &[&seen_meters, &seen_counts]).await.pg()? {
+            let meter: String = row.try_get(0).pg()?;
+            let count: i64 = row.try_get(1).pg()?;
+            let time: i64 = row.try_get(2).pg()?;
+            let site: String = row.try_get(3).pg()?;
+            earlier
+                .insert((meter, count), (time_from_sql(time)?, parse(&site, "site", Site::parse)?));
+        }
+    }
+    sightings
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let pair = (s.meter.to_string(), i64::from(s.count));
+            let new = first_of.get(&(pair.0.clone(), s.count)) == Some(&i) && added.contains(&pair);
+            if new {
+                return Ok(None);
+            }
+            let (time, site) = match earlier.get(&pair) {
+                Some((t, site)) => (*t, site.clone()),
+                // Added by this batch's first entry of the pair.
+                None => {
+                    let f = &sightings[first_of[&(pair.0.clone(), s.count)]];
+                    (f.time, f.site.clone())
+                }
+            };
+            Ok(Some(Sighting { meter: s.meter.clone(), count: s.count, time, site }))
+        })
+        .collect()
 }

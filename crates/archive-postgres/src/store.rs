@@ -7,7 +7,7 @@ use postkey_archive::{
     Applied, BoxRecord, BurnKeyId, BurnedKeyId, ChainEvent, ChainHead, Changes, DomainBundle,
     DomainProcess, DomainRecord, ErrorLogEntry, ErrorLogQuery, InstallationRecord, KeyFilter,
     KeyIdRange, KeyRecord, KeyUpdate, LoggedError, NewBox, NewBundle, NewCheckpoint, NewDomain,
-    NewDomainProcess, NewKey, NewRecord, NewSubdomain, NewTranscript, Reservation, Store,
+    NewDomainProcess, NewKey, NewRecord, NewSubdomain, NewTranscript, Reservation, Sighting, Store,
     StoreError, StoredCheckpoint, StoredRecord, SubdomainRecord, Transcript, TranscriptId,
     Transition,
 };
@@ -349,6 +349,13 @@ impl Store for PgStore {
         limit: u32,
     ) -> Result<Vec<LoggedError>, StoreError> {
         registry::errors_in_order(&self.client().await?, after, limit).await
+    }
+
+    async fn record_sightings(
+        &self,
+        sightings: &[Sighting],
+    ) -> Result<Vec<Option<Sighting>>, StoreError> {
+        in_tx!(self, |tx| registry::record_sightings(&tx, sightings))
     }
 
     async fn log_errors(&self, entries: &[ErrorLogEntry]) -> Result<u64, StoreError> {

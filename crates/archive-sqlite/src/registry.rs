@@ -1,11 +1,13 @@
 //! Domains, the box registry, bundles, transcripts and the error log.
 
-use postkey_archive::backend::{check_domain_process, subdomains_to_sql, time_to_sql, to_i64};
+use postkey_archive::backend::{
+    check_domain_process, parse, subdomains_to_sql, time_from_sql, time_to_sql, to_i64,
+};
 use postkey_archive::{
     Action, DomainRecord, ErrorLogEntry, ErrorLogQuery, EventEntry, InstallationRecord,
     LoggedError, NewBox, NewBundle, NewCheckpoint, NewDomain, NewDomainProcess, NewInstallation,
-    NewSubdomain, NewTranscript, Rebaseline, RecordRef, SignedRecord, StoreError, StoredCheckpoint,
-    Subject, TranscriptId,
+    NewSubdomain, NewTranscript, Rebaseline, RecordRef, Sighting, SignedRecord, StoreError,
+    StoredCheckpoint, Subject, TranscriptId,
 };
 use postkey_wire::{BoxId, BoxType, DomainId, KeyId, StateVersion};
 use rusqlite::types::Value;
@@ -438,4 +440,41 @@ pub(crate) fn error_log(
     sql.push_str(&format!(" ORDER BY id DESC LIMIT ?{}", values.len()));
     let mut stmt = conn.prepare(&sql).db()?;
     rows::all(&mut stmt, params_from_iter(values), rows::logged_error)
+}
+
+/// Each sighting recorded if its (meter, piece count) is new, else the first one recorded.
+pub(crate) fn record_sightings(
+    tx: &Transaction<'_>,
+    sightings: &[Sighting],
+) -> Result<Vec<Option<Sighting>>, StoreError> {
+    let mut insert = tx
+        .prepare_cached(
+            "INSERT INTO sightings (meter, piece_count, first_seen, site) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT DO NOTHING",
+        )
+        .db()?;
+    let mut first = tx
+        .prepare_cached(
+            "SELECT first_seen, site FROM sightings WHERE meter = ?1 AND piece_count = ?2",
+        )
+        .db()?;
+    let mut out = Vec::with_capacity(sightings.len());
+    for s in sightings {
+        let meter = s.meter.to_string();
+        let added =
+            insert.execute(params![meter, s.count, time_to_sql(s.time)?, s.site.as_str()]).db()?;
+        if added == 1 {
+            out.push(None);
+            continue;
+        }
+        let (time, site): (i64, String) =
+            first.query_row(params![meter, s.count], |r| Ok((r.get(0)?, r.get(1)?))).db()?;
+        out.push(Some(Sighting {
+            meter: s.meter.clone(),
+            count: s.count,
+            time: time_from_sql(time)?,
+            site: parse(&site, "site", postkey_wire::Site::parse)?,
+        }));
+    }
+    Ok(out)
 }

@@ -6,7 +6,7 @@ use postkey_archive::{
     Applied, BoxRecord, BurnKeyId, BurnedKeyId, ChainEvent, ChainHead, Changes, DomainBundle,
     DomainProcess, DomainRecord, ErrorLogEntry, ErrorLogQuery, InstallationRecord, KeyFilter,
     KeyIdRange, KeyRecord, KeyUpdate, LoggedError, NewBox, NewBundle, NewCheckpoint, NewDomain,
-    NewDomainProcess, NewKey, NewRecord, NewSubdomain, NewTranscript, Reservation, Store,
+    NewDomainProcess, NewKey, NewRecord, NewSubdomain, NewTranscript, Reservation, Sighting, Store,
     StoreError, StoredCheckpoint, StoredRecord, SubdomainRecord, Transcript, TranscriptId,
     Transition,
 };
@@ -341,6 +341,14 @@ impl Store for SqliteStore {
     ) -> Result<Vec<ChainEvent>, StoreError> {
         let d = domain.clone();
         self.read(move |c| chain::key_history(c, &d, key_id)).await
+    }
+
+    async fn record_sightings(
+        &self,
+        sightings: &[Sighting],
+    ) -> Result<Vec<Option<Sighting>>, StoreError> {
+        let sightings = sightings.to_vec();
+        self.write(move |tx| registry::record_sightings(tx, &sightings)).await
     }
 
     async fn log_error(&self, entry: &ErrorLogEntry) -> Result<(), StoreError> {

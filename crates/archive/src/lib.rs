@@ -47,8 +47,8 @@ pub use model::{
     Applied, BoxRecord, BoxVersion, BurnKeyId, BurnedKeyId, CeremonyKind, Changes, Component,
     DomainBundle, DomainProcess, DomainRecord, ErrorLogEntry, ErrorLogQuery, InstallationRecord,
     KeyIdRange, LoggedError, NewBox, NewBundle, NewCheckpoint, NewDomain, NewDomainProcess,
-    NewInstallation, NewSubdomain, NewTranscript, Rebaseline, Reservation, StoredCheckpoint,
-    SubdomainRecord, Transcript, TranscriptId,
+    NewInstallation, NewSubdomain, NewTranscript, Rebaseline, Reservation, Sighting,
+    StoredCheckpoint, SubdomainRecord, Transcript, TranscriptId,
 };
 pub use record::{Digest, NewRecord, SignedRecord, StoredRecord};
 pub use status::KeyStatus;

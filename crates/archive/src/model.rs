@@ -5,7 +5,7 @@ use core::fmt;
 
 use postkey_crypto::{Fingerprint, HpkePublicKey, VerifyingKey};
 use postkey_wire::{
-    BoxId, DomainId, InstallationId, KeyId, MeterId, ResponseCode, Sender, StateVersion,
+    BoxId, DomainId, InstallationId, KeyId, MeterId, ResponseCode, Sender, Site, StateVersion,
     SubdomainId, Timestamp,
 };
 
@@ -538,4 +538,19 @@ impl Changes {
 pub struct Applied {
     /// The numbers given to the transcripts, in order.
     pub transcripts: Vec<TranscriptId>,
+}
+
+/// One sighting of a good mailpiece in verification's duplicate memory (docs/verification.md):
+/// the meter and its piece count identify the mailpiece; the time and site are of the first
+/// verifier that saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sighting {
+    /// The meter (of the mailpiece's key records).
+    pub meter: MeterId,
+    /// Its piece count.
+    pub count: u32,
+    /// When it was verified.
+    pub time: Timestamp,
+    /// Where, as the verifier names its site.
+    pub site: Site,
 }

@@ -11,8 +11,8 @@ use crate::{
     DomainBundle, DomainProcess, DomainRecord, ErrorLogEntry, ErrorLogQuery, InstallationRecord,
     KeyFilter, KeyIdRange, KeyRecord, KeyUpdate, LoggedError, NewBox, NewBundle, NewCheckpoint,
     NewDomain, NewDomainProcess, NewKey, NewRecord, NewSubdomain, NewTranscript, Reservation,
-    StoreError, StoredCheckpoint, StoredRecord, SubdomainRecord, Subject, Transcript, TranscriptId,
-    Transition,
+    Sighting, StoreError, StoredCheckpoint, StoredRecord, SubdomainRecord, Subject, Transcript,
+    TranscriptId, Transition,
 };
 
 /// Events read per round trip by [`Store::verify_chain`].
@@ -369,6 +369,19 @@ pub trait Store: Send + Sync {
         &self,
         chain: &DomainId,
     ) -> impl Future<Output = Result<Option<StoredCheckpoint>, StoreError>> + Send;
+
+    // --- verification's duplicate memory ---
+
+    /// Records the first sighting of each good mailpiece, in order, in one transaction that is
+    /// durable before this returns. For each: `None` if it is the first sighting of its
+    /// (meter, piece count), now recorded; else the first sighting recorded, by another
+    /// verifier, an earlier batch or an earlier entry of this one. The unique (meter, piece
+    /// count) decides which of two verifiers racing on one mailpiece sees it first. Rows are
+    /// only added: none is ever updated or deleted.
+    fn record_sightings(
+        &self,
+        sightings: &[Sighting],
+    ) -> impl Future<Output = Result<Vec<Option<Sighting>>, StoreError>> + Send;
 
     // --- the error log ---
 

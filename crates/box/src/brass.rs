@@ -7,11 +7,13 @@
 use std::collections::BTreeMap;
 
 use postkey_crypto::{HpkeRecordType, Signer as _};
-use postkey_wire::command::{CheckpointChain, Checkpointed, Registered};
+use postkey_wire::command::{
+    CheckpointChain, Checkpointed, PieceToken, Registered, Verdicts, Verify,
+};
 use postkey_wire::{
     BadKey, ChainHash, Checkpoint, DomainId, InstallConfirmed, Installed, InstalledKeyRecord,
-    Maced, Message, NewKeyRecord, RegisteredKey, RegistrationConfirmed, RegistrationRequest,
-    ResponseCode, Sender, Timestamp, Unverified, Verified, Withdrawn,
+    Maced, Mailpiece, Message, NewKeyRecord, RegisteredKey, RegistrationConfirmed,
+    RegistrationRequest, ResponseCode, Sender, Timestamp, Unverified, Verified, Withdrawn,
 };
 use subtle::ConstantTimeEq as _;
 
@@ -22,6 +24,7 @@ use crate::core::{Core, TypedBox};
 use crate::image::{Blob, StateImage};
 use crate::install::{brass_recipient, header_key, header_meter, key_info};
 use crate::process::{BrassKeys, Processes, serving_role};
+use crate::token_keys::{TokenKeyId, TokenKeys};
 
 /// A Brass box's role: its processes, and the last checkpoint it signed of each chain.
 #[derive(Debug, Default)]
@@ -29,6 +32,8 @@ pub struct Brass {
     pub(crate) processes: Processes<BrassKeys>,
     /// Sealed with the state: a checkpoint is signed only if it extends the chain's last.
     checkpoints: BTreeMap<DomainId, Unverified<Checkpoint>>,
+    /// The token keys derived while verifying: memory only, never sealed.
+    token_keys: TokenKeys,
 }
 
 serving_role!(Brass, BrassKeys, own_state);
@@ -55,7 +60,7 @@ impl RoleState for Brass {
                 return Err(corrupt());
             }
         }
-        Ok(Self { processes, checkpoints })
+        Ok(Self { processes, checkpoints, token_keys: TokenKeys::default() })
     }
 }
 
@@ -346,6 +351,82 @@ impl TypedBox<Brass> {
         };
         let mr4 = postkey_wire::sign(Message::new(context, confirmed), brass_auth);
         Ok(Registered { mr3, mr4: mr4.into() })
+    }
+
+    /// `VERIFY` (protocol §6.5): the token of each mailpiece, recomputed with the token key of
+    /// MR3's key for the mailpiece's month and compared in constant time. MR3 must be of a
+    /// sub-domain this box serves, the postal sub-domain the mailpieces name (the postal key)
+    /// or its domain's sub-domain of the same country (the vendor key). The token keys come
+    /// from the cache ([`TokenKeys`]); a miss checks MR3's MAC, unwraps K once for the item
+    /// and derives the month's key. K never leaves the box; nothing is sealed.
+    pub(crate) fn verify(&self, item: Verify) -> Result<Verdicts, BoxError> {
+        let Verify { mr3, subdomain, pieces } = item;
+        let domain = mr3.header().domain.clone();
+        let key_id = header_key(mr3.header().key_id)?;
+        let process = self.role.processes.of(&self.core.tables, &domain)?;
+        let claimed = mr3.claimed_body();
+        let of = &claimed.subdomain;
+        let postal = of == &subdomain;
+        let vendor = of.domain() != subdomain.domain() && of.country() == subdomain.country();
+        if of.domain() != &domain || !(postal || vendor) {
+            return Err(BoxError::SubdomainMismatch {
+                subdomain: of.clone(),
+                domain,
+                country: subdomain.country().clone(),
+            });
+        }
+        let sub = process
+            .keys
+            .subdomains
+            .get(of)
+            .ok_or_else(|| BoxError::SubdomainNotServed(of.clone()))?;
+        // K, unwrapped at most once for the item, and only on a cache miss.
+        let mut key: Option<postkey_secrets::MasterKey> = None;
+        let open = || -> Result<postkey_secrets::MasterKey, BoxError> {
+            sub.auth.verify(mr3.message_bytes(), mr3.tag())?;
+            Ok(sub.conf.unwrap(&claimed.wrapped.0)?)
+        };
+        let mut months: Vec<(postkey_wire::Period, std::sync::Arc<postkey_secrets::TokenMac>)> =
+            Vec::new();
+        let mut canonical = Vec::with_capacity(64);
+        let mut good = Vec::with_capacity(pieces.len());
+        for PieceToken { date, value, count, zip, token } in &pieces {
+            let period = date.period();
+            let mac = match months.iter().find(|(p, _)| *p == period) {
+                Some((_, mac)) => std::sync::Arc::clone(mac),
+                None => {
+                    let id = TokenKeyId {
+                        domain: domain.clone(),
+                        key_id,
+                        subdomain: of.clone(),
+                        isn: claimed.isn.clone(),
+                        period,
+                    };
+                    let mac = self.role.token_keys.get_or_derive(id, || {
+                        let k = match key.take() {
+                            Some(k) => k,
+                            None => open()?,
+                        };
+                        let mac = k.token_key(&domain, &claimed.isn, period).prepare();
+                        key = Some(k);
+                        Ok(mac)
+                    })?;
+                    months.push((period, std::sync::Arc::clone(&mac)));
+                    mac
+                }
+            };
+            Mailpiece::write_canonical(
+                &mut canonical,
+                &claimed.isn,
+                &subdomain,
+                *date,
+                *value,
+                *count,
+                zip,
+            );
+            good.push(bool::from(mac.token_over(&canonical).ct_eq(token)));
+        }
+        Ok(Verdicts { good })
     }
 
     /// `WITHDRAW` (protocol §6.3): signs, with the domain Brass key, that the key and meter

@@ -291,6 +291,13 @@ pub fn dispatch<H: Host>(
                 brass.withdraw(mi9, reason, now).map(Into::into)
             }))
         }
+        Command::Verify(items) => {
+            let SecureBox::Brass(brass) = b else {
+                return Err(wrong_type(code, b.box_type()).into());
+            };
+            let brass = &*brass;
+            Response::Verify(each_in_parallel(items, |item| brass.verify(item)))
+        }
         Command::Checkpoint(items) => {
             let SecureBox::Brass(brass) = b else {
                 return Err(wrong_type(code, b.box_type()).into());

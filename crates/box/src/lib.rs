@@ -31,6 +31,9 @@ mod state;
 mod steel;
 pub mod tables;
 mod tin;
+mod token_keys;
+
+pub use token_keys::TOKEN_KEY_CACHE_CAPACITY;
 
 pub use blank::{BlankBox, Initialization, Rejected, SharePolicy};
 pub use brass::Brass;

@@ -33,6 +33,7 @@ mod ser;
 mod session;
 mod spool;
 mod vectors;
+mod verify;
 
 pub use archive::{
     Expected, ExportReport, Trust, audit, audit_export, audit_with_boxes, error_log,
@@ -59,6 +60,8 @@ pub use postkey_audit::{Fault, Report as AuditReport};
 pub use postkey_box::SharePolicy;
 pub use postkey_box::runtime::harden_process;
 pub use postkey_crypto::Fingerprint;
+pub use postkey_indicium::{Indicium, symbol};
+pub use postkey_meter::{Mailing, PostalRegistration, Printed};
 pub use postkey_secrets::selftest::KatResult;
 pub use rebaseline::RebaselineReport;
 pub use register::{
@@ -66,6 +69,18 @@ pub use register::{
     read_registration_list, utc_date,
 };
 pub use session::Session;
+pub use verify::{DEFAULT_VERIFY_BATCH, FirstSeen, RepairReport, Verifier, VerifyReport};
+
+/// Reads a file the user named (a picture), bounded, refusing anything but a regular file.
+pub fn read_user_file(path: &std::path::Path, max: u64) -> Result<Vec<u8>, HostError> {
+    home::read(path, max)
+}
+
+/// Writes a new file the user asked for (a picture of an indicium), durably, refusing one that
+/// exists: output never overwrites.
+pub fn write_new_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), HostError> {
+    Ok(postkey_durable::create_durable(path, bytes, 0o644)?)
+}
 pub use vectors::{test_vectors_json, vectors_file_is_current, write_vectors_file};
 
 /// Runs the power-up known-answer test of every primitive, as a box does before it is enabled.

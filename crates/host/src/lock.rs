@@ -58,6 +58,13 @@ fn open_lock_file(path: &Path) -> Result<File, HostError> {
         .map_err(|e| crate::home::storage("opening", path, e))
 }
 
+/// Opens the lock file at `path` and takes it exclusively, waiting for another holder.
+pub(crate) fn take_exclusive(path: &Path) -> Result<File, HostError> {
+    let file = open_lock_file(path)?;
+    take(&file, true, Wait::Yes, path)?;
+    Ok(file)
+}
+
 /// Takes `operation` on `file`, waiting or not; `Ok(false)` when another holder has it.
 fn take(file: &File, exclusive: bool, wait: Wait, path: &Path) -> Result<bool, HostError> {
     let op = match (exclusive, wait) {

@@ -21,7 +21,7 @@ use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use postkey_durable::{create_durable, write_atomic_many};
-use postkey_meter::Meter;
+use postkey_meter::{Mailing, Meter, MeterError, PostalRegistration, Printed};
 use postkey_wire::MeterId;
 use rustix::fs::{FlockOperation, flock};
 use zeroize::Zeroizing;
@@ -80,6 +80,55 @@ impl Home {
             return Err(HostError::corrupt(&path, why));
         }
         Ok(meter)
+    }
+
+    /// Takes one meter's file for a change that reads and rewrites it (printing, recording its
+    /// registration), waiting for another command changing the same meter: two commands on one
+    /// meter never both take the same piece counts. Dropping the file releases it.
+    fn lock_meter(&self, id: &MeterId) -> Result<File, HostError> {
+        let path = self.root().join("locks").join(format!("meter-{id}.lock"));
+        crate::lock::take_exclusive(&path)
+    }
+
+    /// Records in each meter's file the registration the KMC confirmed (both keys `Active`),
+    /// all durable together: from then on the meter prints indicia that name it. A meter that
+    /// holds it already is left as it is.
+    pub fn record_registrations(
+        &self,
+        done: &[(MeterId, PostalRegistration)],
+    ) -> Result<(), HostError> {
+        let _held =
+            done.iter().map(|(id, _)| self.lock_meter(id)).collect::<Result<Vec<_>, _>>()?;
+        let mut changed = Vec::new();
+        for (id, registration) in done {
+            let mut meter = self.load_meter(id)?;
+            if meter.registration() == Some(registration) {
+                continue;
+            }
+            meter.set_registration(registration.clone()).map_err(|e| meter_refused(id, &e))?;
+            changed.push(meter);
+        }
+        let meters: Vec<&Meter> = changed.iter().collect();
+        if meters.is_empty() { Ok(()) } else { self.save_meters(&meters) }
+    }
+
+    /// A simulated meter prints `n` mailpieces of `mailing` (protocol §6.5): its piece counter
+    /// is advanced and its file rewritten durably (one atomic write for the `n`) before any
+    /// token is made, under the meter's lock.
+    pub fn print(
+        &self,
+        id: &MeterId,
+        mailing: &Mailing,
+        n: u32,
+    ) -> Result<Vec<Printed>, HostError> {
+        let _held = self.lock_meter(id)?;
+        let mut meter = self.load_meter(id)?;
+        meter.print(mailing, n, |m| self.save_meters(&[m]).map_err(PrintFailed::Host)).map_err(
+            |e| match e {
+                PrintFailed::Host(e) => e,
+                PrintFailed::Meter(e) => meter_refused(id, &e),
+            },
+        )
     }
 
     /// Applies the journals of factory runs that stopped before their meters' files were
@@ -196,6 +245,23 @@ impl Home {
         File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| storage("syncing", &dir, e))?;
         Ok(MeterJournal { file, path })
     }
+}
+
+/// Why printing failed: the meter refused, or its state could not be made durable.
+enum PrintFailed {
+    Meter(MeterError),
+    Host(HostError),
+}
+
+impl From<MeterError> for PrintFailed {
+    fn from(e: MeterError) -> Self {
+        Self::Meter(e)
+    }
+}
+
+/// A meter's refusal, as the host reports it.
+fn meter_refused(id: &MeterId, e: &MeterError) -> HostError {
+    HostError::Refused { component: format!("meter {id}"), refusal: e.to_refusal() }
 }
 
 /// Meters as they stand, from their files and the journals read when it was made

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use postkey_archive::Store;
 use postkey_archive_sqlite::SqliteStore;
 use postkey_kmc::{Kmc, KmsClock, MeterRegistration, RegistrationOutcome};
+use postkey_meter::PostalRegistration;
 use postkey_wire::{BoxId, BoxType, Date, Isn, MeterId, SubdomainId, Timestamp};
 
 use crate::archive::Trust;
@@ -223,8 +224,18 @@ impl<S: Store> Registrar<S> {
                         return;
                     };
                     next += 1;
-                    for ((place, meter), result) in b.places.iter().zip(&b.meters).zip(results) {
+                    let mut registered = Vec::new();
+                    let asked = b.places.iter().zip(&b.meters).zip(&b.registrations);
+                    for (((place, meter), registration), result) in asked.zip(results) {
+                        if result.is_ok() {
+                            registered.push((meter.clone(), registration.clone()));
+                        }
                         b.reports[*place] = Some(report(home, meter, result));
+                    }
+                    // Each registered meter now prints indicia that name its ISN and
+                    // sub-domain; a stop before this is mended by a rerun (`unchanged`).
+                    if let Err(e) = home.record_registrations(&registered) {
+                        lock(&made).get_or_insert(e);
                     }
                     reports.extend(b.reports.into_iter().flatten());
                     progress(reports.len());
@@ -270,6 +281,10 @@ impl<S: Store> Registrar<S> {
                     b.places.push(b.reports.len());
                     b.reports.push(None);
                     b.meters.push(o.meter.clone());
+                    b.registrations.push(PostalRegistration {
+                        subdomain: o.subdomain.clone(),
+                        isn: o.isn.clone(),
+                    });
                     asked.push(MeterRegistration { meter: o.meter.clone(), requests });
                 }
                 Err(e) => {
@@ -323,6 +338,7 @@ struct Batch {
     reports: Vec<Option<RegistrationReport>>,
     places: Vec<usize>,
     meters: Vec<MeterId>,
+    registrations: Vec<PostalRegistration>,
 }
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {

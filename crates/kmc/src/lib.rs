@@ -23,6 +23,7 @@ mod register;
 mod roles;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod verify;
 mod version;
 
 pub use clock::{KmsClock, MAX_STEP_BACK_MICROS};
@@ -34,6 +35,7 @@ pub use register::{
     MeterRegistration, RegistrationOutcome, RegistrationResult, brass_serving, withdrawing_boxes,
 };
 pub use roles::KeyRole;
+pub use verify::{BrassDirectory, PieceToVerify, PieceVerdict};
 
 use postkey_archive::Store;
 use postkey_crypto::VerifyingKey;

@@ -16,4 +16,4 @@ mod link;
 mod meter;
 
 pub use link::SimulatedMeter;
-pub use meter::{InstalledKey, MAX_KEYS, Meter, MeterError};
+pub use meter::{InstalledKey, MAX_KEYS, Mailing, Meter, MeterError, PostalRegistration, Printed};

@@ -5,9 +5,9 @@ use postkey_crypto::{HpkeInfo, HpkePublicKey, HpkeRecordType};
 use postkey_secrets::rng::BoxRng;
 use postkey_secrets::{HpkePrivateKey, MasterKey};
 use postkey_wire::{
-    Context, Date, DomainId, Isn, KeyForMeter, KeyId, Message, MeterHello, MeterId,
-    MeterTestTokens, RegistrationRequest, ResponseCode, Sender, SubdomainId, Timestamp, WireError,
-    codec,
+    Context, Date, DomainId, Isn, KeyForMeter, KeyId, Mailpiece, Message, MeterHello, MeterId,
+    MeterTestTokens, RegistrationRequest, ResponseCode, Sender, SubdomainId, Timestamp, Token,
+    WireError, Zip, codec,
 };
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
@@ -45,6 +45,12 @@ pub enum MeterError {
     /// Registration needs both keys, one of them of the target sub-domain's domain.
     #[error("this meter holds no {0} key and another: it registers only with both of its keys")]
     NotKeyedFor(DomainId),
+    /// Printing needs the registration (its ISN and postal sub-domain).
+    #[error("this meter is not registered: register it (factory register) before it prints")]
+    NotRegistered,
+    /// The piece counter would pass its largest value.
+    #[error("the piece counter is exhausted ({0} pieces printed): the meter prints no more")]
+    CounterExhausted(u32),
 }
 
 impl MeterError {
@@ -58,6 +64,8 @@ impl MeterError {
             Self::Rng => ResponseCode::RNG_FAILURE,
             Self::Corrupt => ResponseCode::PARAMETER_SYNTAX,
             Self::NotKeyedFor(_) => ResponseCode::SUBDOMAIN_MISMATCH,
+            Self::NotRegistered => ResponseCode::METER_NOT_REGISTERED,
+            Self::CounterExhausted(_) => ResponseCode::PIECE_COUNTER_EXHAUSTED,
         }
     }
 
@@ -95,6 +103,44 @@ pub struct Meter {
     /// installation (a meter read only to register never needs it).
     transport_public: std::sync::OnceLock<HpkePublicKey>,
     keys: BTreeMap<DomainId, InstalledKey>,
+    /// Where it is registered, once the KMC confirmed it.
+    registration: Option<PostalRegistration>,
+    /// The last piece count printed (0: none yet).
+    count: u32,
+}
+
+/// Where a meter is registered: what each of its indicia names (protocol §6.5).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct PostalRegistration {
+    /// The postal (or `EARTH`) sub-domain.
+    #[n(0)]
+    pub subdomain: SubdomainId,
+    /// The ISN.
+    #[n(1)]
+    pub isn: Isn,
+}
+
+/// One mailing as the meter's user enters it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mailing {
+    /// The mailing date.
+    pub date: Date,
+    /// The postage, in the smallest currency unit.
+    pub value: u32,
+    /// The origin postal code.
+    pub zip: Zip,
+}
+
+/// One printed mailpiece: its fields and both tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Printed {
+    /// The fields the tokens cover.
+    pub mailpiece: Mailpiece,
+    /// The vendor's token (the meter's key of the vendor's domain).
+    pub vendor: Token,
+    /// The postal token (its key of the sub-domain's domain).
+    pub postal: Token,
 }
 
 impl core::fmt::Debug for Meter {
@@ -102,6 +148,8 @@ impl core::fmt::Debug for Meter {
         f.debug_struct("Meter")
             .field("id", &self.id)
             .field("keys", &self.keys)
+            .field("registration", &self.registration)
+            .field("count", &self.count)
             .finish_non_exhaustive()
     }
 }
@@ -113,7 +161,14 @@ impl Meter {
     /// A new meter, its transport key from `rng`.
     pub fn manufacture(id: MeterId, rng: &mut BoxRng) -> Result<Self, MeterError> {
         let transport = HpkePrivateKey::generate(rng).map_err(|_| MeterError::Rng)?;
-        Ok(Self { id, transport_public: Default::default(), transport, keys: BTreeMap::new() })
+        Ok(Self {
+            id,
+            transport_public: Default::default(),
+            transport,
+            keys: BTreeMap::new(),
+            registration: None,
+            count: 0,
+        })
     }
 
     /// Its ID.
@@ -230,6 +285,89 @@ impl Meter {
             .collect())
     }
 
+    /// Where it is registered, if it is.
+    pub fn registration(&self) -> Option<&PostalRegistration> {
+        self.registration.as_ref()
+    }
+
+    /// The last piece count printed.
+    pub fn piece_count(&self) -> u32 {
+        self.count
+    }
+
+    /// Takes the registration the KMC confirmed (both keys `Active`): from now on its indicia
+    /// name this ISN and sub-domain. It must hold a key of the sub-domain's domain and another.
+    pub fn set_registration(&mut self, registration: PostalRegistration) -> Result<(), MeterError> {
+        let target = registration.subdomain.domain();
+        if self.keys.len() != MAX_KEYS || !self.keys.contains_key(target) {
+            return Err(MeterError::NotKeyedFor(target.clone()));
+        }
+        self.registration = Some(registration);
+        Ok(())
+    }
+
+    /// Prints `n` mailpieces of `mailing` (protocol §6.5): the next `n` piece counts are taken
+    /// and `persist` makes the meter's state durable before any token is made, so that no
+    /// count is ever printed twice, whatever stops the meter. Each mailpiece carries the
+    /// vendor and postal tokens over its canonical bytes, each made with the token key of its
+    /// master key for the mailing's month.
+    pub fn print<E: From<MeterError>>(
+        &mut self,
+        mailing: &Mailing,
+        n: u32,
+        persist: impl FnOnce(&Self) -> Result<(), E>,
+    ) -> Result<Vec<Printed>, E> {
+        let registration = self.registration.clone().ok_or(MeterError::NotRegistered)?;
+        let postal_domain = registration.subdomain.domain();
+        let postal = self
+            .keys
+            .get(postal_domain)
+            .ok_or_else(|| MeterError::NotKeyedFor(postal_domain.clone()))?;
+        let (vendor_domain, vendor) = self
+            .keys
+            .iter()
+            .find(|(d, _)| *d != postal_domain)
+            .ok_or_else(|| MeterError::NotKeyedFor(postal_domain.clone()))?;
+        let first = self.count;
+        let last = first.checked_add(n).ok_or(MeterError::CounterExhausted(first))?;
+        let period = mailing.date.period();
+        let postal_key = postal.key.token_key(postal_domain, &registration.isn, period).prepare();
+        let vendor_key = vendor.key.token_key(vendor_domain, &registration.isn, period).prepare();
+        self.count = last;
+        if let Err(e) = persist(self) {
+            // Not durable: the counts are not used, and are not taken either.
+            self.count = first;
+            return Err(e);
+        }
+        let mut canonical = Vec::with_capacity(64);
+        Ok((first + 1..=last)
+            .map(|count| {
+                let mailpiece = Mailpiece {
+                    isn: registration.isn.clone(),
+                    subdomain: registration.subdomain.clone(),
+                    date: mailing.date,
+                    value: mailing.value,
+                    count,
+                    zip: mailing.zip.clone(),
+                };
+                Mailpiece::write_canonical(
+                    &mut canonical,
+                    &mailpiece.isn,
+                    &mailpiece.subdomain,
+                    mailpiece.date,
+                    mailpiece.value,
+                    mailpiece.count,
+                    &mailpiece.zip,
+                );
+                Printed {
+                    vendor: vendor_key.token_over(&canonical),
+                    postal: postal_key.token_over(&canonical),
+                    mailpiece,
+                }
+            })
+            .collect())
+    }
+
     /// The simulator's state file (protocol §12: a simulation keeps the meter's keys in a file; a real
     /// meter keeps them in its secure element).
     pub fn to_simulator_file(&self) -> zeroize::Zeroizing<Vec<u8>> {
@@ -245,6 +383,8 @@ impl Meter {
                     key: *k.key.expose_secret(),
                 })
                 .collect(),
+            registration: self.registration.clone(),
+            count: self.count,
         };
         codec::to_secret_bytes(&image, 4096)
     }
@@ -260,7 +400,14 @@ impl Meter {
             );
         }
         let transport = HpkePrivateKey::from_bytes(image.transport);
-        Ok(Self { id: image.id.clone(), transport_public: Default::default(), transport, keys })
+        Ok(Self {
+            id: image.id.clone(),
+            transport_public: Default::default(),
+            transport,
+            keys,
+            registration: image.registration.clone(),
+            count: image.count,
+        })
     }
 }
 
@@ -274,6 +421,11 @@ struct MeterImage {
     transport: [u8; 32],
     #[n(2)]
     keys: Vec<KeyImage>,
+    #[n(3)]
+    #[zeroize(skip)]
+    registration: Option<PostalRegistration>,
+    #[n(4)]
+    count: u32,
 }
 
 #[derive(Encode, Decode, Zeroize, ZeroizeOnDrop)]

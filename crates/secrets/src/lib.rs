@@ -32,5 +32,5 @@ pub use keys::{
     SubdomainConfKey, TokenKey,
 };
 pub use secret::SecretBytes;
-pub use tokens::{REGISTRATION_LABEL, Registration, TEST_PATTERN, TOKEN_KEY_SALT};
+pub use tokens::{REGISTRATION_LABEL, Registration, TEST_PATTERN, TOKEN_KEY_SALT, TokenMac};
 pub use wrap::{WRAPPED_KEY_LEN, WrappedKey};

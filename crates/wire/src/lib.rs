@@ -48,7 +48,7 @@ pub use install::{
     Aborted, BadKey, GenerateKey, InstallConfirmed, Installed, InstalledKeyRecord, KeyForMeter,
     KeyForSteel, KeyRequest, MeterHello, MeterTestTokens, NewKeyRecord,
 };
-pub use mailpiece::{Mailpiece, RegistrationToken, TestTokens, Token};
+pub use mailpiece::{MAX_SITE_LEN, Mailpiece, RegistrationToken, Site, TestTokens, Token, Verdict};
 pub use message::{Body, Context, Header, Message, RecordType, Role, Sender, peek_header};
 pub use meter_link::MeterLink;
 pub use register::{

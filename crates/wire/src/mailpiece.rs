@@ -6,7 +6,7 @@ use core::fmt;
 
 use subtle::ConstantTimeEq;
 
-use crate::{Date, Isn, SubdomainId, WireError, Zip};
+use crate::{Date, Isn, ResponseCode, SubdomainId, WireError, Zip};
 
 /// One mailpiece as the tokens cover it: `ISN|SUBDOMAIN|DATE|VALUE|COUNT|ZIP`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,11 +29,34 @@ impl Mailpiece {
     /// The canonical bytes both tokens are computed over (protocol §6.5). Every field is validated
     /// by its type, and none can contain `|`, so the encoding is unambiguous.
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        format!(
-            "{}|{}|{}|{}|{}|{}",
-            self.isn, self.subdomain, self.date, self.value, self.count, self.zip
-        )
-        .into_bytes()
+        let mut out = Vec::with_capacity(64);
+        Self::write_canonical(
+            &mut out,
+            &self.isn,
+            &self.subdomain,
+            self.date,
+            self.value,
+            self.count,
+            &self.zip,
+        );
+        out
+    }
+
+    /// Writes the canonical bytes of the mailpiece these fields make into `out` (cleared
+    /// first): what a verifier runs for each of millions of mailpieces without building one.
+    pub fn write_canonical(
+        out: &mut Vec<u8>,
+        isn: &Isn,
+        subdomain: &SubdomainId,
+        date: Date,
+        value: u32,
+        count: u32,
+        zip: &Zip,
+    ) {
+        use std::io::Write as _;
+        out.clear();
+        // Writing to a Vec cannot fail.
+        let _ = write!(out, "{isn}|{subdomain}|{date}|{value}|{count}|{zip}");
     }
 }
 
@@ -120,6 +143,115 @@ public_tag!(
     RegistrationToken, 8, "registration token"
 );
 
+/// A verifier's answer for one token (protocol §6.5). A mailpiece is good only if both its
+/// tokens are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Verdict {
+    /// The token is the meter's key's over these fields, the key `Active`, the piece new.
+    Good,
+    /// The token does not verify.
+    Bad,
+    /// No key record under (postal sub-domain, ISN).
+    UnknownMeter,
+    /// The key is not `Active` (installed, not registered; or `Bad`).
+    NotActive,
+    /// The meter was withdrawn.
+    Obsolete,
+    /// The mailing date precedes the UTC day of the KMS Key Registration Time.
+    DateBeforeRegistration,
+    /// The indicium does not parse, or a field has more than one wrong character.
+    Malformed,
+    /// A good mailpiece whose (meter, piece count) was verified before.
+    Duplicate,
+}
+
+impl Verdict {
+    /// Every verdict, in the order reports list them.
+    pub const ALL: [Self; 8] = [
+        Self::Good,
+        Self::Bad,
+        Self::UnknownMeter,
+        Self::NotActive,
+        Self::Obsolete,
+        Self::DateBeforeRegistration,
+        Self::Malformed,
+        Self::Duplicate,
+    ];
+
+    /// Its name in reports and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Good => "good",
+            Self::Bad => "bad",
+            Self::UnknownMeter => "unknown-meter",
+            Self::NotActive => "not-active",
+            Self::Obsolete => "obsolete",
+            Self::DateBeforeRegistration => "date-before-registration",
+            Self::Malformed => "malformed",
+            Self::Duplicate => "duplicate",
+        }
+    }
+
+    /// The verdict of a name, as [`Self::name`] writes it.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.name() == name)
+    }
+
+    /// Its 5xxx response code (`None` for `good`).
+    pub fn code(self) -> Option<ResponseCode> {
+        Some(match self {
+            Self::Good => return None,
+            Self::Bad => ResponseCode::TOKEN_BAD,
+            Self::UnknownMeter => ResponseCode::ISN_NOT_REGISTERED,
+            Self::NotActive => ResponseCode::KEY_NOT_ACTIVE,
+            Self::Obsolete => ResponseCode::KEY_OBSOLETE,
+            Self::DateBeforeRegistration => ResponseCode::DATE_BEFORE_REGISTRATION,
+            Self::Malformed => ResponseCode::INDICIUM_MALFORMED,
+            Self::Duplicate => ResponseCode::DUPLICATE_PIECE,
+        })
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The longest site name.
+pub const MAX_SITE_LEN: usize = 64;
+
+/// The name a verifier gives its site (a mail facility, a data centre): recorded with the first
+/// sighting of each mailpiece, and shown when a copy turns up. 1 to 64 characters of
+/// `[A-Za-z0-9._:/-]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Site(String);
+
+impl Site {
+    /// Parses a site name.
+    pub fn parse(s: &str) -> Result<Self, WireError> {
+        let ok = |b: u8| b.is_ascii_alphanumeric() || b"._:/-".contains(&b);
+        if s.is_empty() || s.len() > MAX_SITE_LEN || !s.bytes().all(ok) {
+            return Err(WireError::InvalidField {
+                field: "site",
+                reason: "1 to 64 characters of letters, digits and . _ : / -",
+            });
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Site {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +267,23 @@ mod tests {
             zip: Zip::normalize("06484").unwrap(),
         };
         assert_eq!(m.canonical_bytes(), b"0401234567|USPS/US|20261129|65|1|06484".to_vec());
+    }
+
+    #[test]
+    fn verdicts_have_names_and_codes() {
+        for v in Verdict::ALL {
+            assert_eq!(Verdict::from_name(v.name()), Some(v));
+            assert_eq!(v.code().is_none(), v == Verdict::Good);
+            assert!(v.code().is_none_or(|c| c.0 / 1000 == 5), "{v}");
+        }
+    }
+
+    #[test]
+    fn site_names() {
+        assert_eq!(Site::parse("CHI-NDC.3").unwrap().as_str(), "CHI-NDC.3");
+        for bad in ["", "a b", "x\n", &"s".repeat(65), "é"] {
+            assert!(Site::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

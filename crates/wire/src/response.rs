@@ -178,6 +178,8 @@ codes! {
     HOME_FILE_CORRUPT = 3604, Integrity, "a file of the home is missing, or does not decode or verify";
     /// 3xxx processing: another command holds the home.
     HOME_BUSY = 3605, Resource, "home busy: another command is changing it";
+    /// 3xxx processing: a meter's piece counter cannot go further.
+    PIECE_COUNTER_EXHAUSTED = 3606, Resource, "the meter's piece counter is exhausted: it prints no more";
     /// 3xxx processing: the archive holds no such record.
     ARCHIVE_NOT_FOUND = 3650, Caller, "archive record not found";
     /// 3xxx processing: the archive holds this record already; IDs are never reused.
@@ -212,6 +214,24 @@ codes! {
     /// 3xxx archive: a chain shorter than, or forking from, the last checkpoint a Brass box
     /// signed of it (an older archive put back, or its history rewritten).
     ARCHIVE_BEHIND_CHECKPOINT = 3676, Integrity, "archive chain behind or forking from its last signed checkpoint: an older archive was put back or its history rewritten";
+
+    /// 5xxx verification: the token is not the key's over these mailpiece fields.
+    TOKEN_BAD = 5001, Peer, "token does not verify: forged, or a field of the mailpiece altered";
+    /// 5xxx verification: no meter is registered under the ISN in the sub-domain.
+    ISN_NOT_REGISTERED = 5002, Peer, "no meter registered under this ISN in this sub-domain";
+    /// 5xxx verification: the key exists but is not `Active` (not registered, or `Bad`).
+    KEY_NOT_ACTIVE = 5003, Peer, "the meter's key is not Active: not registered, or failed";
+    /// 5xxx verification: the meter was withdrawn.
+    KEY_OBSOLETE = 5004, Peer, "the meter was withdrawn: its key is Obsolete";
+    /// 5xxx verification: mailed before the meter was registered.
+    DATE_BEFORE_REGISTRATION = 5005, Peer, "mailing date before the UTC day the meter's key was registered";
+    /// 5xxx verification: the indicium does not parse, or a field has more than one error.
+    INDICIUM_MALFORMED = 5006, Peer, "indicium malformed: unreadable, or a field with more than one wrong character";
+    /// 5xxx verification: the meter's piece count was seen before.
+    DUPLICATE_PIECE = 5007, Peer, "duplicate: this meter's piece count was verified before (a copied indicium)";
+
+    /// 3xxx processing: a meter asked to print before it was registered.
+    METER_NOT_REGISTERED = 3033, Caller, "meter not registered: it prints no indicium before `factory register`";
 
     /// 4xxx box state: the box is locked.
     BOX_LOCKED = 4001, State, "box is locked: present its shares to enable it";

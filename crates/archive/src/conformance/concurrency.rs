@@ -87,3 +87,61 @@ pub async fn racing_transitions_one_wins<H: Harness>(h: &H) {
     }
     a.verify_chain(&d).await.unwrap();
 }
+
+fn sighting(meter: &str, count: u32, time: u64, site: &str) -> crate::Sighting {
+    crate::Sighting {
+        meter: postkey_wire::MeterId::parse(meter).unwrap(),
+        count,
+        time: postkey_wire::Timestamp::from_unix_micros(time),
+        site: postkey_wire::Site::parse(site).unwrap(),
+    }
+}
+
+/// The duplicate memory: a (meter, piece count) is new once; each later sighting, in a later
+/// batch or later in the same one, answers the first; another piece count or meter is new.
+pub async fn sightings_answer_the_first<H: Harness>(h: &H) {
+    let a = h.open().await;
+    let first = sighting("PB1234-000001", 7, 100, "CHI");
+    let got = a.record_sightings(core::slice::from_ref(&first)).await.unwrap();
+    assert_eq!(got, vec![None]);
+    let batch = vec![
+        sighting("PB1234-000001", 7, 200, "NYC"),
+        sighting("PB1234-000001", 8, 200, "NYC"),
+        sighting("PB1234-000002", 7, 200, "NYC"),
+        sighting("PB1234-000001", 8, 201, "LAX"),
+    ];
+    let got = a.record_sightings(&batch).await.unwrap();
+    assert_eq!(got[0].as_ref(), Some(&first), "a copy answers the first sighting");
+    assert_eq!(got[1], None);
+    assert_eq!(got[2], None, "another meter's same count is another mailpiece");
+    assert_eq!(got[3].as_ref(), Some(&batch[1]), "a copy in the same batch answers the first");
+    // Durable and shared: another handle on the archive sees them.
+    let b = h.open().await;
+    let again = b.record_sightings(&[sighting("PB1234-000002", 7, 300, "SEA")]).await.unwrap();
+    assert_eq!(again, vec![Some(batch[2].clone())]);
+    assert_eq!(a.record_sightings(&[]).await.unwrap(), Vec::new());
+}
+
+/// Two verifiers racing on the same mailpieces: each is new for exactly one of them.
+pub async fn racing_sightings_one_first<H: Harness>(h: &H) {
+    let a = h.open().await;
+    let b = h.open().await;
+    for round in 0..8u32 {
+        let pieces: Vec<u32> = (0..16).map(|i| round * 100 + i).collect();
+        let mine = |site: &'static str, t: u64| {
+            pieces.iter().map(|&c| sighting("PB1234-000009", c, t, site)).collect::<Vec<_>>()
+        };
+        let (sa, sb) = (mine("A", 1000), mine("B", 1001));
+        let (a2, b2) = (a.clone(), b.clone());
+        let ta = tokio::spawn(async move { a2.record_sightings(&sa).await });
+        let tb = tokio::spawn(async move { b2.record_sightings(&sb).await });
+        let (ra, rb) = (ta.await.unwrap().unwrap(), tb.await.unwrap().unwrap());
+        for (x, y) in ra.iter().zip(&rb) {
+            match (x, y) {
+                (None, Some(first)) => assert_eq!(first.site.as_str(), "A"),
+                (Some(first), None) => assert_eq!(first.site.as_str(), "B"),
+                other => panic!("exactly one verifier sees a mailpiece first: {other:?}"),
+            }
+        }
+    }
+}

@@ -26,7 +26,10 @@ use crate::Store;
 pub use chain::{
     chain_verification_finds_tampering, event_history_only_grows, sql_cannot_rewrite_history,
 };
-pub use concurrency::{concurrent_key_ids, key_ids_survive_restart, racing_transitions_one_wins};
+pub use concurrency::{
+    concurrent_key_ids, key_ids_survive_restart, racing_sightings_one_first,
+    racing_transitions_one_wins, sightings_answer_the_first,
+};
 pub use crash::{CRASH_BATCH, crash_check, crash_child, crash_parent};
 pub use fixtures::*;
 pub use keys::{
@@ -146,7 +149,9 @@ macro_rules! conformance_suite {
             event_history_only_grows,
             chain_verification_finds_tampering,
             sql_cannot_rewrite_history,
-            racing_transitions_one_wins
+            racing_transitions_one_wins,
+            sightings_answer_the_first,
+            racing_sightings_one_first
         );
     };
     (@cases $harness:path; $($case:ident),* $(,)?) => {

@@ -1,5 +1,7 @@
-use postkey_host::Access;
-use postkey_wire::{MeterId, Msn, ProductCode};
+use std::path::PathBuf;
+
+use postkey_host::{Access, Indicium, Mailing};
+use postkey_wire::{Date, MeterId, Msn, ProductCode, Zip};
 
 use super::{Ctx, Outcome, print_json, print_lines};
 
@@ -10,6 +12,41 @@ pub(crate) enum Command {
     New(NewArgs),
     /// Show a simulated meter: the key ID it holds of each domain (never a key).
     Show(ShowArgs),
+    /// Print indicia: the next piece counts, made durable before any token is made; each
+    /// indicium as its text line, or as a Data Matrix (PNG, SVG).
+    Print(PrintArgs),
+}
+
+/// Arguments of `postkey meter print`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct PrintArgs {
+    /// The meter, e.g. PB1234-000123 (registered).
+    meter: MeterId,
+    /// The postage, in the smallest currency unit (cents).
+    #[arg(long, value_name = "AMOUNT")]
+    value: u32,
+    /// The origin postal code (spaces and hyphens are dropped).
+    #[arg(long, value_parser = parse_zip)]
+    zip: Zip,
+    /// The mailing date, YYYYMMDD [default: today, UTC].
+    #[arg(long, value_parser = |s: &str| Date::parse(s).map_err(|e| e.to_string()))]
+    date: Option<Date>,
+    /// How many mailpieces (one durable write of the piece counter for all).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    count: u32,
+    /// Write the (first) indicium as a Data Matrix with its human-readable lines, PNG.
+    #[arg(long, value_name = "FILE")]
+    png: Option<PathBuf>,
+    /// Write the (first) indicium as a Data Matrix with its human-readable lines, SVG.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_zip(s: &str) -> Result<Zip, String> {
+    Zip::normalize(s).map_err(|e| e.to_string())
 }
 
 /// Arguments of `postkey meter show`.
@@ -40,7 +77,57 @@ pub(crate) fn run(ctx: &Ctx, command: Command) -> anyhow::Result<Outcome> {
     match command {
         Command::New(a) => new(ctx, a),
         Command::Show(a) => show(ctx, a),
+        Command::Print(a) => print(ctx, a),
     }
+}
+
+fn print(ctx: &Ctx, a: PrintArgs) -> anyhow::Result<Outcome> {
+    let home = &ctx.home;
+    home.anchors()?;
+    let date = match a.date {
+        Some(d) => d,
+        None => postkey_host::utc_date(postkey_host::now())?,
+    };
+    let mailing = Mailing { date, value: a.value, zip: a.zip };
+    let printed = home.print(&a.meter, &mailing, a.count).map_err(|e| home.logged("meter", e))?;
+    let indicia: Vec<Indicium> = printed
+        .into_iter()
+        .map(|p| Indicium { mailpiece: p.mailpiece, vendor: p.vendor, postal: p.postal })
+        .collect();
+    if let Some(first) = indicia.first() {
+        if let Some(path) = &a.png {
+            let png = postkey_host::symbol::to_png(first, 4)?;
+            postkey_host::write_new_file(path, &png)?;
+        }
+        if let Some(path) = &a.svg {
+            let svg = postkey_host::symbol::to_svg(first)?;
+            postkey_host::write_new_file(path, svg.as_bytes())?;
+        }
+    }
+    if a.json {
+        let pieces: Vec<serde_json::Value> = indicia
+            .iter()
+            .map(|i| {
+                let m = &i.mailpiece;
+                serde_json::json!({
+                    "count": m.count,
+                    "isn": m.isn.to_string(),
+                    "subdomain": m.subdomain.to_string(),
+                    "date": m.date.to_string(),
+                    "value": m.value,
+                    "zip": m.zip.to_string(),
+                    "vendor_token": i.vendor.to_string(),
+                    "postal_token": i.postal.to_string(),
+                    "text": i.to_text(),
+                })
+            })
+            .collect();
+        print_json(&serde_json::json!({"meter": a.meter.to_string(), "indicia": pieces}))?;
+    } else {
+        let lines: Vec<String> = indicia.iter().map(Indicium::to_text).collect();
+        print_lines(&lines)?;
+    }
+    Ok(Outcome::Success)
 }
 
 fn show(ctx: &Ctx, a: ShowArgs) -> anyhow::Result<Outcome> {

@@ -14,6 +14,7 @@ mod meter;
 mod self_test;
 mod share;
 mod test_vectors;
+mod verify;
 mod withdraw;
 
 use std::io::Write as _;
@@ -58,6 +59,9 @@ pub(crate) enum Command {
     /// Take a meter out of service: both its keys become Obsolete, and it is never registered
     /// or keyed again.
     Withdraw(withdraw::Args),
+    /// Verify indicia: a text, a file of them, or a picture (PNG); exit 0 only if every
+    /// mailpiece is good.
+    Verify(verify::Args),
     /// Master key records: list, show.
     #[command(subcommand)]
     Keys(keys::Command),
@@ -128,6 +132,7 @@ pub(crate) fn run(home: Option<PathBuf>, wait: Wait, command: Command) -> anyhow
         Command::Factory(c) => factory::run(&ctx(), c),
         Command::Keys(c) => keys::run(&ctx(), c),
         Command::Withdraw(args) => withdraw::run(&ctx(), args),
+        Command::Verify(args) => verify::run(&ctx(), args),
         Command::Demo(args) => demo::run(home, wait, args),
         #[cfg(feature = "bench")]
         Command::Bench(c) => bench::run(home, wait, c),

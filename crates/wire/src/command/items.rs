@@ -7,7 +7,7 @@ use crate::{
     ConfigTables, Delivery, DomainBundle, DomainId, DomainKind, InstallConfirmed, Installed,
     InstalledKeyRecord, KeyForSteel, Kit, Maced, Message, MeterId, NewKeyRecord, Nonce,
     ProcessRecord, RegisteredKey, RegistrationConfirmed, RegistrationRequest, SubdomainId,
-    TableUpdate, Transcript, Unverified,
+    TableUpdate, Token, Transcript, Unverified, Zip,
 };
 
 params! {
@@ -153,6 +153,41 @@ params! {
         pub mi9: Unverified<InstalledKeyRecord>,
         /// Why (at most 256 bytes).
         pub reason: String,
+    }
+
+    /// `VERIFY`: Brass recomputes the tokens one key made over the mailpieces that name its
+    /// meter (protocol §6.5). The KMC found the key's MR3 by (postal sub-domain, ISN) and
+    /// checked its status; the box checks MR3 (MAC, sub-domain served, ISN) and answers, per
+    /// mailpiece, whether the token is the key's.
+    pub struct Verify {
+        /// MR3 of the key, as the archive keeps it.
+        pub mr3: Maced<RegisteredKey>,
+        /// The postal sub-domain the mailpieces name: MR3's own for the postal key, the
+        /// vendor's sub-domain of the same country for the vendor key.
+        pub subdomain: SubdomainId,
+        /// The mailpieces (ISN and sub-domain are MR3's) with this key's token on each.
+        pub pieces: Vec<PieceToken>,
+    }
+
+    /// One mailpiece of a `VERIFY` item: its own fields and the token to check.
+    pub struct PieceToken {
+        /// The mailing date.
+        pub date: crate::Date,
+        /// The postage value.
+        pub value: u32,
+        /// The piece count.
+        pub count: u32,
+        /// The origin postal code.
+        pub zip: Zip,
+        /// The token printed for this item's key.
+        pub token: Token,
+    }
+
+    /// `VERIFY`'s answer: for each mailpiece of the item, in order, whether its token is the
+    /// key's (compared in constant time).
+    pub struct Verdicts {
+        /// `true`: good; `false`: bad.
+        pub good: Vec<bool>,
     }
 
     /// `CHECKPOINT`: Brass signs a checkpoint of an audit chain with the `ADMIN` audit key, if it

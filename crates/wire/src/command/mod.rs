@@ -45,8 +45,9 @@ use minicbor::{Decode, Decoder, Encode};
 pub use items::{
     AdoptDomain, AttestState, Certify, CheckInstall, Checked, CheckpointChain, Checkpointed,
     Confirmed, CreateDomain, Deliver, Delivered, Done, GenerateKey, Generated, InstallCertificate,
-    InstallEnded, InstallKey, InstallKit, InstallProcess, IssueKit, IssueSetId, Recover, Register,
-    Registered, SelfTest, SignTables, SignTranscript, UpdateTables, Withdraw,
+    InstallEnded, InstallKey, InstallKit, InstallProcess, IssueKit, IssueSetId, PieceToken,
+    Recover, Register, Registered, SelfTest, SignTables, SignTranscript, UpdateTables, Verdicts,
+    Verify, Withdraw,
 };
 pub use param::MAX_LIST;
 
@@ -425,6 +426,9 @@ box_commands! {
         Withdraw(Withdraw) -> Unverified<Withdrawn>, version 1,
         boxes [Brass], records [MI9];
     /// Brass with the `ADMIN` process: sign a checkpoint of an audit chain.
+    VERIFY = 0x0404, "verify",
+        Verify(Verify) -> Verdicts, version 1,
+        boxes [Brass], records [MR3];
     CHECKPOINT = 0x0501, "checkpoint",
         Checkpoint(CheckpointChain) -> Checkpointed, version 1,
         boxes [Brass], records [];

@@ -49,8 +49,13 @@ cbor_param!(
     crate::Transcript,
     crate::ResponseCode,
     crate::ChainHash,
+    crate::Date,
+    crate::Zip,
+    crate::Token,
     String,
     u64,
+    u32,
+    bool,
 );
 
 /// A signed record travels as its envelope bytes, exactly as signed, and is decoded by its own

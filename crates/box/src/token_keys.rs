@@ -1,0 +1,157 @@
+//! The token keys a Brass box derived while verifying (protocol §6.5, docs/verification.md
+//! "Speed"): deriving one costs an MR3 MAC check, a KWP unwrap and an HKDF, several times the
+//! work of a token, and a meter's mailpieces of one month all use the same. The cache is bounded
+//! and lives in the box's memory only (never in its sealed state): the oldest entry goes first,
+//! and every entry zeroizes when it goes.
+//!
+//! An entry is found only by everything its derivation took from a checked MR3 (domain, key
+//! ID, sub-domain, ISN) and the period: a later MR3 naming the same is answered from the cache
+//! without checking its MAC, and that is safe because the cached key was derived from an MR3
+//! whose MAC was checked, for exactly those fields.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use postkey_secrets::TokenMac;
+use postkey_wire::{DomainId, Isn, KeyId, Period, SubdomainId};
+
+use crate::BoxError;
+
+/// The most token keys a Brass box keeps: two keys (vendor, postal) of 32,768 meters for one
+/// month, or of 16,384 across a month's turn. Each entry holds a prepared AES-256-CMAC (about
+/// 600 bytes).
+pub const TOKEN_KEY_CACHE_CAPACITY: usize = 65_536;
+
+/// What a cached token key was derived for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct TokenKeyId {
+    pub domain: DomainId,
+    pub key_id: KeyId,
+    pub subdomain: SubdomainId,
+    pub isn: Isn,
+    pub period: Period,
+}
+
+/// The bounded cache of prepared token keys.
+pub(crate) struct TokenKeys {
+    capacity: usize,
+    inner: Mutex<Entries>,
+}
+
+#[derive(Default)]
+struct Entries {
+    map: HashMap<TokenKeyId, Arc<TokenMac>>,
+    /// Insertion order: the first goes first when the cache is full.
+    order: VecDeque<TokenKeyId>,
+}
+
+impl Default for TokenKeys {
+    fn default() -> Self {
+        Self::with_capacity(TOKEN_KEY_CACHE_CAPACITY)
+    }
+}
+
+impl core::fmt::Debug for TokenKeys {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "TokenKeys({} of {}, [redacted])", self.len(), self.capacity)
+    }
+}
+
+impl TokenKeys {
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        Self { capacity: capacity.max(1), inner: Mutex::default() }
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, Entries> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How many it holds.
+    pub(crate) fn len(&self) -> usize {
+        self.entries().map.len()
+    }
+
+    /// The key of `id`, derived by `derive` if not held (outside the lock: other threads of
+    /// the same command go on meanwhile). A failed derivation caches nothing.
+    pub(crate) fn get_or_derive(
+        &self,
+        id: TokenKeyId,
+        derive: impl FnOnce() -> Result<TokenMac, BoxError>,
+    ) -> Result<Arc<TokenMac>, BoxError> {
+        if let Some(hit) = self.entries().map.get(&id) {
+            return Ok(Arc::clone(hit));
+        }
+        let made = Arc::new(derive()?);
+        let mut e = self.entries();
+        if let Some(raced) = e.map.get(&id) {
+            return Ok(Arc::clone(raced));
+        }
+        while e.map.len() >= self.capacity {
+            let Some(oldest) = e.order.pop_front() else { break };
+            e.map.remove(&oldest);
+        }
+        e.order.push_back(id.clone());
+        e.map.insert(id, Arc::clone(&made));
+        Ok(made)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use postkey_secrets::MasterKey;
+
+    use super::*;
+
+    fn id(n: u64) -> TokenKeyId {
+        TokenKeyId {
+            domain: DomainId::parse("USPS").unwrap(),
+            key_id: KeyId::new(n).unwrap(),
+            subdomain: SubdomainId::parse("USPS/US").unwrap(),
+            isn: Isn::parse("0401234567").unwrap(),
+            period: Period::parse("202612").unwrap(),
+        }
+    }
+
+    fn mac() -> TokenMac {
+        let k = MasterKey::from_bytes([1; 32]);
+        let i = id(1);
+        k.token_key(&i.domain, &i.isn, i.period).prepare()
+    }
+
+    #[test]
+    fn derives_once_and_stays_bounded() {
+        let cache = TokenKeys::with_capacity(3);
+        let mut derived = 0;
+        for n in [1, 2, 1, 3, 2] {
+            cache
+                .get_or_derive(id(n), || {
+                    derived += 1;
+                    Ok(mac())
+                })
+                .unwrap();
+        }
+        assert_eq!(derived, 3, "a key held is not derived again");
+        cache.get_or_derive(id(4), || Ok(mac())).unwrap();
+        assert_eq!(cache.len(), 3, "the cache never holds more than its capacity");
+        // The oldest (1) went; 2, 3 and 4 are held.
+        let mut again = 0;
+        for n in [2, 3, 4, 1] {
+            cache
+                .get_or_derive(id(n), || {
+                    again += 1;
+                    Ok(mac())
+                })
+                .unwrap();
+        }
+        assert_eq!(again, 1);
+    }
+
+    #[test]
+    fn a_failed_derivation_caches_nothing() {
+        let cache = TokenKeys::with_capacity(4);
+        let refused = cache.get_or_derive(id(1), || Err(BoxError::RecordMismatch("forged")));
+        assert!(refused.is_err());
+        assert_eq!(cache.len(), 0);
+        assert!(format!("{cache:?}").contains("redacted"));
+    }
+}

@@ -1,0 +1,342 @@
+//! Verification on the embedded default (docs/verification.md): indicium text in, read and
+//! repaired by the check characters alone (postkey-indicium), verified by the KMC and the Brass
+//! boxes serving the meters' sub-domains, good mailpieces remembered in the archive's duplicate
+//! memory, one report per mailpiece out.
+
+use postkey_archive::Store;
+use postkey_archive_sqlite::SqliteStore;
+use postkey_indicium::{ParseError, Parsed};
+use postkey_kmc::{BrassDirectory, Kmc, KmsClock, PieceToVerify, PieceVerdict};
+use postkey_wire::{BoxId, BoxType, ResponseCode, Site, Timestamp, Verdict};
+
+use crate::archive::Trust;
+use crate::factory::{Opened, kmc_error, open_kmc};
+use crate::link::EmbeddedBoxes;
+use crate::lock::HomeLock;
+use crate::{Home, HostError};
+
+/// Mailpieces verified per batch by default: one archive read of each kind, one `VERIFY` call
+/// per Brass box and one duplicate-memory transaction per batch.
+pub const DEFAULT_VERIFY_BATCH: usize = 4096;
+
+/// One repair the check characters made.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RepairReport {
+    /// The field, as docs/indicium.md names it.
+    pub field: &'static str,
+    /// The character's place in the printed word (field and check characters), from 0.
+    pub position: usize,
+    /// What was read.
+    pub read: char,
+    /// What it was repaired to.
+    pub corrected: char,
+}
+
+/// The first sighting of a mailpiece that turned up again.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FirstSeen {
+    /// When, UTC.
+    pub time: String,
+    /// Where.
+    pub site: String,
+}
+
+/// What the verifier answers for one mailpiece.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct VerifyReport {
+    /// `good`, or the reason it is not (the postal token's first).
+    pub outcome: &'static str,
+    /// The 5xxx code of a mailpiece that is not good.
+    pub code: Option<u16>,
+    /// The vendor token's answer.
+    pub vendor: &'static str,
+    /// The postal token's answer.
+    pub postal: &'static str,
+    /// The meter, when the archive knows the ISN.
+    pub meter: Option<String>,
+    /// The mailpiece's sub-domain, ISN and piece count, when it parsed.
+    pub subdomain: Option<String>,
+    /// Its ISN.
+    pub isn: Option<String>,
+    /// Its piece count.
+    pub count: Option<u32>,
+    /// Characters the check code repaired (at most one per field).
+    pub repairs: Vec<RepairReport>,
+    /// For a duplicate, its first sighting.
+    pub first_seen: Option<FirstSeen>,
+    /// Why a malformed indicium was refused.
+    pub reason: Option<String>,
+}
+
+impl VerifyReport {
+    /// Whether the mailpiece is good.
+    pub fn is_good(&self) -> bool {
+        self.outcome == Verdict::Good.name()
+    }
+
+    fn malformed(e: &ParseError) -> Self {
+        Self {
+            outcome: Verdict::Malformed.name(),
+            code: Verdict::Malformed.code().map(|c| c.0),
+            vendor: Verdict::Malformed.name(),
+            postal: Verdict::Malformed.name(),
+            meter: None,
+            subdomain: None,
+            isn: None,
+            count: None,
+            repairs: Vec::new(),
+            first_seen: None,
+            reason: Some(e.to_string()),
+        }
+    }
+
+    fn of(parsed: &Parsed, v: PieceVerdict) -> Self {
+        let m = &parsed.indicium.mailpiece;
+        let verdict = v.verdict();
+        Self {
+            outcome: verdict.name(),
+            code: verdict.code().map(|c| c.0),
+            vendor: v.vendor.name(),
+            postal: v.postal.name(),
+            meter: v.meter.map(|m| m.to_string()),
+            subdomain: Some(m.subdomain.to_string()),
+            isn: Some(m.isn.to_string()),
+            count: Some(m.count),
+            repairs: parsed
+                .repairs
+                .iter()
+                .map(|r| RepairReport {
+                    field: r.field.name(),
+                    position: r.repair.position,
+                    read: r.repair.read,
+                    corrected: r.repair.corrected,
+                })
+                .collect(),
+            first_seen: v
+                .first
+                .map(|f| FirstSeen { time: f.time.to_string(), site: f.site.to_string() }),
+            reason: None,
+        }
+    }
+}
+
+/// A verifier: the KMC with every Brass box that serves a sub-domain enabled.
+#[derive(Debug)]
+pub struct Verifier<S = SqliteStore> {
+    home: Home,
+    kmc: Kmc<S>,
+    boxes: EmbeddedBoxes,
+    trust: Trust,
+    audit: Option<BoxId>,
+    clock: KmsClock<fn() -> Timestamp>,
+    brass: BrassDirectory,
+    site: Site,
+}
+
+impl<S: Store> Verifier<S> {
+    /// Opens for verifying at `site`: the archive's integrity check at open, then the Brass
+    /// boxes enabled from `shares_dir` and checked.
+    pub async fn open(
+        lock: &HomeLock,
+        store: S,
+        shares_dir: &std::path::Path,
+        site: Site,
+    ) -> Result<Self, HostError> {
+        let home = lock.home().clone();
+        let trust = Trust::load(&home, &store).await?;
+        crate::archive::check_at_open(&home, &store).await?;
+        let mut brass = Vec::new();
+        for b in
+            store.boxes(Some(BoxType::Brass)).await.map_err(|e| home.logged("kmc", e.into()))?
+        {
+            let processes =
+                store.domain_processes(b.id).await.map_err(|e| home.logged("kmc", e.into()))?;
+            if processes.iter().any(|p| !p.subdomains.is_empty()) {
+                brass.push(b.id);
+            }
+        }
+        let Opened { kmc, boxes, trust, audit, clock } =
+            open_kmc(lock, store, trust, shares_dir, &brass).await?;
+        Ok(Self { home, kmc, boxes, trust, audit, clock, brass: BrassDirectory::default(), site })
+    }
+
+    /// Verifies each indicium text, in order: one report each. A text that does not parse is
+    /// `malformed` (5006), in the error log with its reason; the others go to the KMC as one
+    /// batch.
+    pub async fn verify_texts(&mut self, texts: &[&str]) -> Result<Vec<VerifyReport>, HostError> {
+        let now = self.clock.now();
+        let mut reports: Vec<Option<VerifyReport>> = Vec::with_capacity(texts.len());
+        let mut parsed = Vec::new();
+        let mut places = Vec::new();
+        let mut refused = Vec::new();
+        for (i, text) in texts.iter().enumerate() {
+            match postkey_indicium::parse(text) {
+                Ok(p) => {
+                    places.push(i);
+                    parsed.push(p);
+                    reports.push(None);
+                }
+                Err(e) => {
+                    refused.push(format!("indicium {}: {e}", i + 1));
+                    reports.push(Some(VerifyReport::malformed(&e)));
+                }
+            }
+        }
+        if !refused.is_empty() {
+            let entries: Vec<(ResponseCode, &str)> =
+                refused.iter().map(|m| (ResponseCode::INDICIUM_MALFORMED, m.as_str())).collect();
+            self.home.log_errors("kmc", &entries, now)?;
+        }
+        let pieces: Vec<PieceToVerify> = parsed
+            .iter()
+            .map(|p| PieceToVerify {
+                mailpiece: p.indicium.mailpiece.clone(),
+                vendor: p.indicium.vendor,
+                postal: p.indicium.postal,
+            })
+            .collect();
+        let verdicts = self
+            .kmc
+            .verify(&self.boxes, &mut self.brass, &pieces, &self.site, now)
+            .await
+            .map_err(|e| kmc_error(&self.home, e))?;
+        for ((place, p), v) in places.into_iter().zip(&parsed).zip(verdicts) {
+            reports[place] = Some(VerifyReport::of(p, v));
+        }
+        Ok(reports.into_iter().flatten().collect())
+    }
+
+    /// Verifies the indicia of a file, one a line (empty lines skipped), `batch` at a time:
+    /// `each` is told every report with its line number as its batch is done (its sightings
+    /// committed). A line longer than [`MAX_LINE`] is `malformed` and is not held whole. The
+    /// file must be a regular file (a FIFO or a device is refused before it is read). Returns
+    /// the count of each outcome.
+    pub async fn verify_file(
+        &mut self,
+        path: &std::path::Path,
+        batch: usize,
+        mut each: impl FnMut(u64, &VerifyReport),
+    ) -> Result<std::collections::BTreeMap<&'static str, u64>, HostError> {
+        let (file, _) = postkey_durable::open_regular(path)
+            .map_err(|e| HostError::from(crate::Usage::InvalidArgument(format!("--file: {e}"))))?;
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+        let mut counts = std::collections::BTreeMap::new();
+        let batch = batch.max(1);
+        let mut lines: Vec<(u64, String)> = Vec::with_capacity(batch);
+        let mut number = 0u64;
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            let read = read_line(&mut reader, &mut buf, MAX_LINE)
+                .map_err(|e| crate::home::storage("reading", path, e))?;
+            let Some(whole) = read else { break };
+            number += 1;
+            let text = if whole {
+                String::from_utf8(core::mem::take(&mut buf))
+                    .unwrap_or_else(|_| "\u{FFFD} not UTF-8".to_owned())
+            } else {
+                // Too long to be an indicium: the parser refuses it by its length.
+                "X".repeat(postkey_indicium::MAX_TEXT_LEN + 1)
+            };
+            if text.trim().is_empty() {
+                continue;
+            }
+            lines.push((number, text));
+            if lines.len() == batch {
+                self.verify_batch(&mut lines, &mut counts, &mut each).await?;
+            }
+        }
+        self.verify_batch(&mut lines, &mut counts, &mut each).await?;
+        Ok(counts)
+    }
+
+    async fn verify_batch(
+        &mut self,
+        lines: &mut Vec<(u64, String)>,
+        counts: &mut std::collections::BTreeMap<&'static str, u64>,
+        each: &mut impl FnMut(u64, &VerifyReport),
+    ) -> Result<(), HostError> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let texts: Vec<&str> = lines.iter().map(|(_, t)| t.trim_end_matches('\r')).collect();
+        let reports = self.verify_texts(&texts).await?;
+        for ((n, _), r) in lines.iter().zip(&reports) {
+            *counts.entry(r.outcome).or_default() += 1;
+            each(*n, r);
+        }
+        lines.clear();
+        Ok(())
+    }
+
+    /// What the command recorded goes to the error log and the audit box's checkpoints; the
+    /// boxes are locked.
+    pub async fn close(self) -> Result<(), HostError> {
+        let session = self.boxes.session();
+        crate::checkpoint::moved(&self.home, self.kmc.store(), session, &self.trust, self.audit)
+            .await
+    }
+}
+
+/// The longest line of a verification file held: longer is no indicium.
+pub(crate) const MAX_LINE: usize = 4096;
+
+/// Reads one line (without its `\n`) into `buf`, holding at most `max` bytes of it: `None` at
+/// the end, `Some(false)` for a line that was longer (the rest skipped).
+fn read_line(
+    reader: &mut impl std::io::BufRead,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<Option<bool>> {
+    let mut any = false;
+    let mut whole = true;
+    loop {
+        let chunk = reader.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(any.then_some(whole));
+        }
+        any = true;
+        let (line, used, done) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (&chunk[..i], i + 1, true),
+            None => (chunk, chunk.len(), false),
+        };
+        if whole {
+            if buf.len() + line.len() > max {
+                whole = false;
+                buf.clear();
+            } else {
+                buf.extend_from_slice(line);
+            }
+        }
+        reader.consume(used);
+        if done {
+            return Ok(Some(whole));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_read_bounded() {
+        let data = b"abc\n\nxxxxxxxxxx\nlast";
+        let mut r = std::io::BufReader::with_capacity(3, &data[..]);
+        let mut buf = Vec::new();
+        let mut got = Vec::new();
+        while let Some(whole) = read_line(&mut r, &mut buf, 5).unwrap() {
+            got.push((whole, String::from_utf8(buf.clone()).unwrap()));
+            buf.clear();
+        }
+        assert_eq!(
+            got,
+            vec![
+                (true, "abc".into()),
+                (true, String::new()),
+                (false, String::new()),
+                (true, "last".into())
+            ]
+        );
+    }
+}

@@ -1,0 +1,354 @@
+//! Verification (protocol §6.5, docs/verification.md): for a batch of mailpieces, the KMC finds
+//! both key records of each meter once, by (postal sub-domain, ISN) and then through the postal
+//! record's meter; answers what the archive alone decides (an unknown meter, a key not
+//! `Active`, `Obsolete`, a date before registration); asks the Brass boxes serving the keys'
+//! sub-domains to recompute the rest, one `VERIFY` item per key with all its mailpieces; and
+//! records the good mailpieces in the duplicate memory, durably, before it answers: a copy of a
+//! good mailpiece, here or at another verifier of the archive, is `duplicate`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use postkey_archive::{KeyRecord, KeyStatus, Sighting, Store};
+use postkey_wire::command::{MAX_LIST, PieceToken, Verify};
+use postkey_wire::{
+    BoxId, Date, DomainId, Isn, KeyId, Maced, Mailpiece, MeterId, RecordType, RegisteredKey, Site,
+    SubdomainId, Timestamp, Token, Verdict,
+};
+
+use crate::link::call;
+use crate::{Boxes, Kmc, KmcError};
+
+/// One mailpiece to verify: its fields and the two tokens printed on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PieceToVerify {
+    /// The fields the tokens cover.
+    pub mailpiece: Mailpiece,
+    /// The vendor's token.
+    pub vendor: Token,
+    /// The postal operator's token.
+    pub postal: Token,
+}
+
+/// What the verifier answers for one mailpiece.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PieceVerdict {
+    /// The vendor token's answer.
+    pub vendor: Verdict,
+    /// The postal token's answer.
+    pub postal: Verdict,
+    /// The meter the postal record names, if found.
+    pub meter: Option<MeterId>,
+    /// For a `duplicate`, the first sighting.
+    pub first: Option<Sighting>,
+}
+
+impl PieceVerdict {
+    /// Good only if both tokens are.
+    pub fn is_good(&self) -> bool {
+        self.vendor == Verdict::Good && self.postal == Verdict::Good
+    }
+
+    /// The one verdict of the mailpiece: `good`, or the first token's that is not (the postal
+    /// token's first: it is the post's own).
+    pub fn verdict(&self) -> Verdict {
+        if self.postal != Verdict::Good { self.postal } else { self.vendor }
+    }
+}
+
+/// Which Brass box serves each sub-domain, found once per verifier.
+#[derive(Debug, Default)]
+pub struct BrassDirectory(BTreeMap<SubdomainId, BoxId>);
+
+/// A token the archive lets through to Brass: its place and which of the two.
+struct Pending {
+    piece: usize,
+    postal: bool,
+}
+
+/// The Brass work for one key.
+struct KeyWork {
+    mr3: Maced<RegisteredKey>,
+    subdomain: SubdomainId,
+    tokens: Vec<Pending>,
+}
+
+impl<S: Store> Kmc<S> {
+    /// Verifies a batch of mailpieces at `site` (protocol §6.5): one answer per mailpiece, in
+    /// order. The good ones are in the duplicate memory when this returns. An archive that
+    /// cannot be read, a record that does not decode or a box that refuses fails the batch:
+    /// no answer is given for a mailpiece the verifier could not check.
+    pub async fn verify(
+        &self,
+        boxes: &impl Boxes,
+        brass: &mut BrassDirectory,
+        pieces: &[PieceToVerify],
+        site: &Site,
+        now: Timestamp,
+    ) -> Result<Vec<PieceVerdict>, KmcError> {
+        let keys = self.verification_keys(pieces).await?;
+        let mut out: Vec<PieceVerdict> = Vec::with_capacity(pieces.len());
+        let mut work: BTreeMap<(DomainId, KeyId), KeyWork> = BTreeMap::new();
+        let mut mr3s = self.mr3s(&keys).await?;
+        for (i, p) in pieces.iter().enumerate() {
+            let m = &p.mailpiece;
+            let Some((postal, vendor)) = keys.get(&(m.subdomain.clone(), m.isn.clone())) else {
+                out.push(PieceVerdict {
+                    vendor: Verdict::UnknownMeter,
+                    postal: Verdict::UnknownMeter,
+                    meter: None,
+                    first: None,
+                });
+                continue;
+            };
+            let mut verdict = |key: Option<&KeyRecord>, is_postal: bool| match key {
+                None => Verdict::UnknownMeter,
+                Some(k) => match archive_verdict(k, m.date) {
+                    Some(v) => v,
+                    None => match mr3s.remove(&(k.domain.clone(), k.key_id)) {
+                        // Checked by Brass: good or bad, once it answers.
+                        Some(mr3) => {
+                            let w = work.entry((k.domain.clone(), k.key_id)).or_insert(KeyWork {
+                                mr3,
+                                subdomain: m.subdomain.clone(),
+                                tokens: Vec::new(),
+                            });
+                            w.tokens.push(Pending { piece: i, postal: is_postal });
+                            Verdict::Good
+                        }
+                        None => match work.get_mut(&(k.domain.clone(), k.key_id)) {
+                            Some(w) => {
+                                w.tokens.push(Pending { piece: i, postal: is_postal });
+                                Verdict::Good
+                            }
+                            None => Verdict::NotActive,
+                        },
+                    },
+                },
+            };
+            let postal_verdict = verdict(Some(postal), true);
+            let vendor_verdict = verdict(vendor.as_ref(), false);
+            out.push(PieceVerdict {
+                vendor: vendor_verdict,
+                postal: postal_verdict,
+                meter: postal.meter_id.clone(),
+                first: None,
+            });
+        }
+        self.ask_brass(boxes, brass, pieces, work, &mut out).await?;
+        self.remember(&mut out, pieces, site, now).await?;
+        Ok(out)
+    }
+
+    /// Both key records of each meter the batch names: the postal one by (sub-domain, ISN),
+    /// the vendor one through the postal record's meter (its key of another domain registered
+    /// in the same country). Two reads for the batch.
+    async fn verification_keys(
+        &self,
+        pieces: &[PieceToVerify],
+    ) -> Result<HashMap<(SubdomainId, Isn), (KeyRecord, Option<KeyRecord>)>, KmcError> {
+        let mut pairs: Vec<(SubdomainId, Isn)> = pieces
+            .iter()
+            .map(|p| (p.mailpiece.subdomain.clone(), p.mailpiece.isn.clone()))
+            .collect();
+        pairs.sort();
+        pairs.dedup();
+        let mut postal: HashMap<(SubdomainId, Isn), KeyRecord> = HashMap::new();
+        for k in self.store().keys_by_isns(&pairs).await? {
+            let Some(r) = &k.registration else { continue };
+            let pair = (r.subdomain.clone(), r.isn.clone());
+            // Should an ISN have served two keys (one withdrawn), the live one answers.
+            match postal.get(&pair) {
+                Some(held) if rank(held) >= rank(&k) => {}
+                _ => {
+                    postal.insert(pair, k);
+                }
+            }
+        }
+        let mut meters: Vec<MeterId> = postal.values().filter_map(|k| k.meter_id.clone()).collect();
+        meters.sort();
+        meters.dedup();
+        let mut vendor: HashMap<(MeterId, DomainId), Vec<KeyRecord>> = HashMap::new();
+        for k in self.store().keys_of_meters(&meters).await? {
+            if let Some(m) = &k.meter_id {
+                vendor.entry((m.clone(), k.domain.clone())).or_default().push(k);
+            }
+        }
+        Ok(postal
+            .into_iter()
+            .map(|(pair, p)| {
+                let country = pair.0.country();
+                let other = p.meter_id.as_ref().and_then(|m| {
+                    vendor
+                        .iter()
+                        .filter(|((meter, domain), _)| meter == m && *domain != p.domain)
+                        .flat_map(|(_, keys)| keys)
+                        .filter(|k| {
+                            k.registration.as_ref().is_none_or(|r| r.subdomain.country() == country)
+                        })
+                        .max_by_key(|k| rank(k))
+                        .cloned()
+                });
+                (pair, (p, other))
+            })
+            .collect())
+    }
+
+    /// The MR3 of every key that may verify (`Active`), decoded: one read for the batch.
+    async fn mr3s(
+        &self,
+        keys: &HashMap<(SubdomainId, Isn), (KeyRecord, Option<KeyRecord>)>,
+    ) -> Result<HashMap<(DomainId, KeyId), Maced<RegisteredKey>>, KmcError> {
+        let active: Vec<(DomainId, KeyId)> = keys
+            .values()
+            .flat_map(|(p, v)| core::iter::once(p).chain(v))
+            .filter(|k| k.status == KeyStatus::Active)
+            .map(|k| (k.domain.clone(), k.key_id))
+            .collect();
+        let mut out = HashMap::with_capacity(active.len());
+        for (domain, key_id, stored) in
+            self.store().records_of_type(&active, RecordType::MR3).await?
+        {
+            let mr3 = Maced::<RegisteredKey>::from_bytes(&stored.record.bytes).map_err(|_| {
+                KmcError::ArchivedRecord(domain.clone(), key_id, "its MR3 does not decode")
+            })?;
+            // The newest, should there be more than one.
+            out.insert((domain, key_id), mr3);
+        }
+        Ok(out)
+    }
+
+    /// Sends each key's tokens to the Brass box serving its MR3's sub-domain, and writes the
+    /// answers (`bad` where the token is not the key's).
+    async fn ask_brass(
+        &self,
+        boxes: &impl Boxes,
+        brass: &mut BrassDirectory,
+        pieces: &[PieceToVerify],
+        work: BTreeMap<(DomainId, KeyId), KeyWork>,
+        out: &mut [PieceVerdict],
+    ) -> Result<(), KmcError> {
+        let mut by_box: BTreeMap<BoxId, (Vec<Verify>, Vec<Vec<Pending>>)> = BTreeMap::new();
+        for (_, w) in work {
+            let of = w.mr3.claimed_body().subdomain.clone();
+            let id = match brass.0.get(&of) {
+                Some(id) => *id,
+                None => {
+                    let id = crate::brass_serving(self.store(), &of).await?;
+                    brass.0.insert(of, id);
+                    id
+                }
+            };
+            let entry = by_box.entry(id).or_default();
+            // A list holds at most MAX_LIST entries: a key with more mailpieces goes in parts.
+            let mut tokens = w.tokens.into_iter().peekable();
+            while tokens.peek().is_some() {
+                let part: Vec<Pending> = tokens.by_ref().take(MAX_LIST).collect();
+                let item = Verify {
+                    mr3: w.mr3.clone(),
+                    subdomain: w.subdomain.clone(),
+                    pieces: part.iter().map(|t| piece_token(&pieces[t.piece], t.postal)).collect(),
+                };
+                entry.0.push(item);
+                entry.1.push(part);
+            }
+        }
+        for (id, (items, places)) in by_box {
+            let mut items = items.into_iter();
+            let mut places = places.into_iter();
+            loop {
+                let batch: Vec<Verify> = items.by_ref().take(MAX_LIST).collect();
+                if batch.is_empty() {
+                    break;
+                }
+                let called = call(boxes, id, batch).await?;
+                for (answer, part) in called.answers.into_iter().zip(places.by_ref()) {
+                    let verdicts = answer?;
+                    if verdicts.good.len() != part.len() {
+                        return Err(KmcError::Unfinished);
+                    }
+                    for (good, t) in verdicts.good.into_iter().zip(part) {
+                        let v = if good { Verdict::Good } else { Verdict::Bad };
+                        let slot = &mut out[t.piece];
+                        if t.postal {
+                            slot.postal = v;
+                        } else {
+                            slot.vendor = v;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The good mailpieces into the duplicate memory (one transaction, durable before the
+    /// answers leave); those seen before become `duplicate`, with the first sighting.
+    async fn remember(
+        &self,
+        out: &mut [PieceVerdict],
+        pieces: &[PieceToVerify],
+        site: &Site,
+        now: Timestamp,
+    ) -> Result<(), KmcError> {
+        let good: Vec<usize> = (0..out.len()).filter(|&i| out[i].is_good()).collect();
+        let sightings: Vec<Sighting> = good
+            .iter()
+            .filter_map(|&i| {
+                Some(Sighting {
+                    meter: out[i].meter.clone()?,
+                    count: pieces[i].mailpiece.count,
+                    time: now,
+                    site: site.clone(),
+                })
+            })
+            .collect();
+        if sightings.len() != good.len() {
+            return Err(KmcError::Unfinished);
+        }
+        let firsts = self.store().record_sightings(&sightings).await?;
+        for (i, first) in good.into_iter().zip(firsts) {
+            if let Some(first) = first {
+                let slot = &mut out[i];
+                slot.vendor = Verdict::Duplicate;
+                slot.postal = Verdict::Duplicate;
+                slot.first = Some(first);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the archive alone answers for a token of `key` mailed on `date`; `None` when only the
+/// token itself can tell (the key `Active`, the date not before its registration day).
+fn archive_verdict(key: &KeyRecord, date: Date) -> Option<Verdict> {
+    match key.status {
+        KeyStatus::Active => {}
+        KeyStatus::Obsolete => return Some(Verdict::Obsolete),
+        _ => return Some(Verdict::NotActive),
+    }
+    let Some(registered) = key.times.kms_key_registration else {
+        return Some(Verdict::NotActive);
+    };
+    let (y, m, d) = registered.utc_date();
+    if (i64::from(date.year()), date.month(), date.day()) < (y, m, d) {
+        return Some(Verdict::DateBeforeRegistration);
+    }
+    None
+}
+
+/// Which of two records under one ISN answers: an `Active` one, else the newest.
+fn rank(k: &KeyRecord) -> (bool, Option<Timestamp>, KeyId) {
+    (k.status == KeyStatus::Active, k.times.kms_key_registration, k.key_id)
+}
+
+/// One key's token on a mailpiece, as `VERIFY` carries it.
+fn piece_token(p: &PieceToVerify, postal: bool) -> PieceToken {
+    let m = &p.mailpiece;
+    PieceToken {
+        date: m.date,
+        value: m.value,
+        count: m.count,
+        zip: m.zip.clone(),
+        token: if postal { p.postal } else { p.vendor },
+    }
+}
