@@ -1092,3 +1092,102 @@ fn brass_signs_a_withdrawal_of_a_key_it_installed() {
         assert_eq!(refused.unwrap_err(), ResponseCode::PARAMETER_SYNTAX, "{reason:?}");
     }
 }
+
+/// A `VERIFY` piece of `date` and `count`, carrying `token`.
+fn piece(date: &str, count: u32, token: postkey_wire::Token) -> postkey_wire::command::PieceToken {
+    postkey_wire::command::PieceToken {
+        date: postkey_wire::Date::parse(date).unwrap(),
+        value: 65,
+        count,
+        zip: postkey_wire::Zip::normalize("06484").unwrap(),
+        token,
+    }
+}
+
+/// The meter's USPS token over the mailpiece a [`piece`] of ISN `isn` in USPS/US makes.
+fn token_of(m: &SimulatedMeter, isn: &str, date: &str, count: u32) -> postkey_wire::Token {
+    let mailpiece = postkey_wire::Mailpiece {
+        isn: postkey_wire::Isn::parse(isn).unwrap(),
+        subdomain: sub("USPS/US"),
+        date: postkey_wire::Date::parse(date).unwrap(),
+        value: 65,
+        count,
+        zip: postkey_wire::Zip::normalize("06484").unwrap(),
+    };
+    let meter = m.meter();
+    let k = meter.keys()[&usps_id()].master_key();
+    k.token_key(&usps_id(), &mailpiece.isn, mailpiece.date.period()).token(&mailpiece)
+}
+
+#[test]
+fn brass_verifies_each_token_of_a_registered_key_and_refuses_a_forged_or_misplaced_mr3() {
+    use postkey_wire::command::{Register, Verify};
+    let mut l = line();
+    let (m, mi9) = installed(&mut l);
+    let isn = "0401234567";
+    let r =
+        cmd(&mut l.brass, Register { mr1: mr1(&m, "USPS/US", (isn, "US", "20261129"), None), mi9 })
+            .unwrap();
+    let mr3 = r.mr3;
+
+    // A forged MR3 (one byte of its tag flipped) is refused before any key is derived.
+    let mut flipped = mr3.as_bytes().to_vec();
+    let at = flipped.len() - 1;
+    flipped[at] ^= 1;
+    let forged = postkey_wire::Maced::from_bytes(&flipped).unwrap();
+    let good = token_of(&m, isn, "20261130", 1);
+    let refused = cmd(
+        &mut l.brass,
+        Verify {
+            mr3: forged.clone(),
+            subdomain: sub("USPS/US"),
+            pieces: vec![piece("20261130", 1, good)],
+        },
+    )
+    .unwrap_err();
+    assert_eq!(refused, ResponseCode::BAD_MAC);
+
+    // Good, bad (another count's token), and two months: each token its own answer.
+    let pieces = vec![
+        piece("20261130", 1, good),
+        piece("20261130", 2, good),
+        piece("20261201", 3, token_of(&m, isn, "20261201", 3)),
+        piece("20261201", 4, token_of(&m, isn, "20261130", 4)),
+    ];
+    let v =
+        cmd(&mut l.brass, Verify { mr3: mr3.clone(), subdomain: sub("USPS/US"), pieces }).unwrap();
+    assert_eq!(v.good, [true, false, true, false]);
+
+    // The postal key verifies only in its own sub-domain: the mailpieces of another
+    // sub-domain of the same domain are refused.
+    let misplaced = Verify {
+        mr3: mr3.clone(),
+        subdomain: sub("USPS/PR"),
+        pieces: vec![piece("20261130", 1, good)],
+    };
+    assert_eq!(cmd(&mut l.brass, misplaced).unwrap_err(), ResponseCode::SUBDOMAIN_MISMATCH);
+
+    // Once its month's key is cached, a forged copy of the same MR3 (same key, sub-domain and
+    // ISN) answers from the cache: it can name nothing the checked MR3 did not. Changing
+    // what it names (another ISN) needs the MAC, and is refused.
+    let again = cmd(
+        &mut l.brass,
+        Verify { mr3: forged, subdomain: sub("USPS/US"), pieces: vec![piece("20261130", 1, good)] },
+    )
+    .unwrap();
+    assert_eq!(again.good, [true]);
+    let mut body = mr3.claimed_body().clone();
+    body.isn = postkey_wire::Isn::parse("0401234568").unwrap();
+    let renamed = postkey_wire::Maced::new(Message::new(context(mr3.header()), body), |_| [0; 32]);
+    let other = token_of(&m, "0401234568", "20261130", 1);
+    let refused = cmd(
+        &mut l.brass,
+        Verify {
+            mr3: renamed,
+            subdomain: sub("USPS/US"),
+            pieces: vec![piece("20261130", 1, other)],
+        },
+    )
+    .unwrap_err();
+    assert_eq!(refused, ResponseCode::BAD_MAC);
+}

@@ -163,7 +163,7 @@ impl<S: Store> Verifier<S> {
     /// Verifies each indicium text, in order: one report each. A text that does not parse is
     /// `malformed` (5006), in the error log with its reason; the others go to the KMC as one
     /// batch.
-    pub async fn verify_texts(&mut self, texts: &[&str]) -> Result<Vec<VerifyReport>, HostError> {
+    pub async fn verify_texts(&self, texts: &[&str]) -> Result<Vec<VerifyReport>, HostError> {
         let now = self.clock.now();
         let mut reports: Vec<Option<VerifyReport>> = Vec::with_capacity(texts.len());
         let mut parsed = Vec::new();
@@ -197,7 +197,7 @@ impl<S: Store> Verifier<S> {
             .collect();
         let verdicts = self
             .kmc
-            .verify(&self.boxes, &mut self.brass, &pieces, &self.site, now)
+            .verify(&self.boxes, &self.brass, &pieces, &self.site, now)
             .await
             .map_err(|e| kmc_error(&self.home, e))?;
         for ((place, p), v) in places.into_iter().zip(&parsed).zip(verdicts) {

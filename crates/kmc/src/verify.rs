@@ -55,9 +55,22 @@ impl PieceVerdict {
     }
 }
 
-/// Which Brass box serves each sub-domain, found once per verifier.
+/// Which Brass box serves each sub-domain, found once per verifier (shared by its batches).
 #[derive(Debug, Default)]
-pub struct BrassDirectory(BTreeMap<SubdomainId, BoxId>);
+pub struct BrassDirectory(std::sync::Mutex<BTreeMap<SubdomainId, BoxId>>);
+
+impl BrassDirectory {
+    async fn serving(&self, store: &impl Store, of: &SubdomainId) -> Result<BoxId, KmcError> {
+        let known =
+            self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(of).copied();
+        if let Some(id) = known {
+            return Ok(id);
+        }
+        let id = crate::brass_serving(store, of).await?;
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(of.clone(), id);
+        Ok(id)
+    }
+}
 
 /// A token the archive lets through to Brass: its place and which of the two.
 struct Pending {
@@ -80,7 +93,7 @@ impl<S: Store> Kmc<S> {
     pub async fn verify(
         &self,
         boxes: &impl Boxes,
-        brass: &mut BrassDirectory,
+        brass: &BrassDirectory,
         pieces: &[PieceToVerify],
         site: &Site,
         now: Timestamp,
@@ -222,7 +235,7 @@ impl<S: Store> Kmc<S> {
     async fn ask_brass(
         &self,
         boxes: &impl Boxes,
-        brass: &mut BrassDirectory,
+        brass: &BrassDirectory,
         pieces: &[PieceToVerify],
         work: BTreeMap<(DomainId, KeyId), KeyWork>,
         out: &mut [PieceVerdict],
@@ -230,14 +243,7 @@ impl<S: Store> Kmc<S> {
         let mut by_box: BTreeMap<BoxId, (Vec<Verify>, Vec<Vec<Pending>>)> = BTreeMap::new();
         for (_, w) in work {
             let of = w.mr3.claimed_body().subdomain.clone();
-            let id = match brass.0.get(&of) {
-                Some(id) => *id,
-                None => {
-                    let id = crate::brass_serving(self.store(), &of).await?;
-                    brass.0.insert(of, id);
-                    id
-                }
-            };
+            let id = brass.serving(self.store(), &of).await?;
             let entry = by_box.entry(id).or_default();
             // A list holds at most MAX_LIST entries: a key with more mailpieces goes in parts.
             let mut tokens = w.tokens.into_iter().peekable();
@@ -350,5 +356,80 @@ fn piece_token(p: &PieceToVerify, postal: bool) -> PieceToken {
         count: m.count,
         zip: m.zip.clone(),
         token: if postal { p.postal } else { p.vendor },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use postkey_archive::KeyTimes;
+    use postkey_wire::BoxType;
+
+    use super::*;
+
+    fn key(status: KeyStatus, registered: Option<u64>) -> KeyRecord {
+        KeyRecord {
+            domain: DomainId::parse("USPS").unwrap(),
+            key_id: KeyId::new(1).unwrap(),
+            status,
+            oak_id: BoxId::new(BoxType::Oak, 1).unwrap(),
+            steel_id: BoxId::new(BoxType::Steel, 1).unwrap(),
+            meter_id: Some(MeterId::parse("PB1234-000001").unwrap()),
+            registration: None,
+            times: KeyTimes {
+                kms_key_registration: registered.map(Timestamp::from_unix_micros),
+                ..KeyTimes::default()
+            },
+            updated: Timestamp::from_unix_micros(0),
+        }
+    }
+
+    /// 2026-12-04T23:59:59Z in microseconds.
+    const LATE_ON_DEC_4: u64 = (20_791 * 86_400 + 86_399) * 1_000_000;
+
+    #[test]
+    fn only_an_active_key_goes_to_the_token_check() {
+        let date = Date::parse("20261204").unwrap();
+        let registered = Some(LATE_ON_DEC_4);
+        assert_eq!(archive_verdict(&key(KeyStatus::Active, registered), date), None);
+        assert_eq!(
+            archive_verdict(&key(KeyStatus::Obsolete, registered), date),
+            Some(Verdict::Obsolete)
+        );
+        for status in [KeyStatus::New, KeyStatus::Installed, KeyStatus::Bad] {
+            assert_eq!(
+                archive_verdict(&key(status, registered), date),
+                Some(Verdict::NotActive),
+                "{status:?}"
+            );
+        }
+        // An Active key without its registration time is no key to verify with.
+        assert_eq!(archive_verdict(&key(KeyStatus::Active, None), date), Some(Verdict::NotActive));
+    }
+
+    #[test]
+    fn the_mailing_date_is_compared_with_the_registration_utc_day() {
+        let k = key(KeyStatus::Active, Some(LATE_ON_DEC_4));
+        // The same UTC day, however late the registration: good to check.
+        assert_eq!(archive_verdict(&k, Date::parse("20261204").unwrap()), None);
+        assert_eq!(archive_verdict(&k, Date::parse("20270101").unwrap()), None);
+        assert_eq!(
+            archive_verdict(&k, Date::parse("20261203").unwrap()),
+            Some(Verdict::DateBeforeRegistration)
+        );
+        let next_day = key(KeyStatus::Active, Some(LATE_ON_DEC_4 + 1_000_000));
+        assert_eq!(
+            archive_verdict(&next_day, Date::parse("20261204").unwrap()),
+            Some(Verdict::DateBeforeRegistration)
+        );
+    }
+
+    #[test]
+    fn a_mailpiece_is_good_only_if_both_tokens_are() {
+        let v = |vendor, postal| PieceVerdict { vendor, postal, meter: None, first: None };
+        assert!(v(Verdict::Good, Verdict::Good).is_good());
+        assert!(!v(Verdict::Bad, Verdict::Good).is_good());
+        assert!(!v(Verdict::Good, Verdict::Obsolete).is_good());
+        assert_eq!(v(Verdict::Bad, Verdict::Good).verdict(), Verdict::Bad);
+        assert_eq!(v(Verdict::Bad, Verdict::NotActive).verdict(), Verdict::NotActive);
     }
 }
