@@ -2,8 +2,8 @@
 
 use deadpool_postgres::{GenericClient, Transaction};
 use postkey_archive::backend::{
-    check_domain_process, parse, state_version_from_sql, subdomains_to_sql, time_from_sql,
-    time_to_sql, to_i64,
+    check_domain_process, parse, plan_sightings, state_version_from_sql, subdomains_to_sql,
+    time_from_sql, time_to_sql, to_i64,
 };
 use postkey_archive::{
     Action, DomainRecord, ErrorLogEntry, ErrorLogQuery, EventEntry, InstallationRecord,
@@ -105,8 +105,10 @@ pub(crate) async fn create_domain(
     tx: &Transaction<'_>,
     d: &NewDomain,
 ) -> Result<DomainRecord, StoreError> {
-    if d.id.is_error_log() {
-        return Err(StoreError::Invalid("ERRORS names the error log's chain, not a domain"));
+    if d.id.is_reserved_chain() {
+        return Err(StoreError::Invalid(
+            "ERRORS and SIGHTS name chains of the archive, not domains",
+        ));
     }
     let chains = lock_admin(tx).await?;
     if exists(tx, "SELECT 1 FROM domains WHERE id = $1", &[&d.id.as_str()]).await? {
@@ -468,81 +470,81 @@ pub(crate) async fn error_log(
     rows::all(&rows, rows::logged_error)
 }
 
-/// Each sighting recorded if its (meter, piece count) is new, else the first one recorded: one
-/// insert of the batch's first entry of each pair (`ON CONFLICT DO NOTHING`: the unique key
-/// decides against another verifier's transaction) and one read of the pairs it did not add.
+/// Each sighting recorded if its (meter, piece count) is new, else the first one recorded. The
+/// `SIGHTS` chain's head is locked first, so verifiers of one archive record their batches one
+/// after the other: one read of the pairs held, one insert of those added, one event.
 pub(crate) async fn record_sightings(
     tx: &Transaction<'_>,
     sightings: &[Sighting],
 ) -> Result<Vec<Option<Sighting>>, StoreError> {
-    // The first entry of each pair in the batch is the one that may be new.
-    let mut first_of = std::collections::HashMap::new();
-    for (i, s) in sightings.iter().enumerate() {
-        first_of.entry((s.meter.to_string(), s.count)).or_insert(i);
-    }
-    let mut firsts: Vec<usize> = first_of.values().copied().collect();
-    firsts.sort_unstable();
-    let meters: Vec<String> = firsts.iter().map(|&i| sightings[i].meter.to_string()).collect();
-    let counts: Vec<i64> = firsts.iter().map(|&i| i64::from(sightings[i].count)).collect();
-    let times =
-        firsts.iter().map(|&i| time_to_sql(sightings[i].time)).collect::<Result<Vec<i64>, _>>()?;
-    let sites: Vec<&str> = firsts.iter().map(|&i| sightings[i].site.as_str()).collect();
-    let insert = tx
+    let mut chains = Chains::lock(tx, [DomainId::sightings()]).await?;
+    let meters: Vec<String> = sightings.iter().map(|s| s.meter.to_string()).collect();
+    let counts: Vec<i64> = sightings.iter().map(|s| i64::from(s.count)).collect();
+    let select = tx
         .prepare_cached(
-            "INSERT INTO sightings (meter, piece_count, first_seen, site) \
-             SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[]) \
-             ON CONFLICT DO NOTHING RETURNING meter, piece_count",
+            "SELECT meter, piece_count, first_seen, site FROM sightings \
+             WHERE (meter, piece_count) IN (SELECT * FROM unnest($1::text[], $2::bigint[]))",
         )
         .await
         .pg()?;
-    let mut added = std::collections::HashSet::new();
-    for row in tx.query(&insert, &[&meters, &counts, &times, &sites]).await.pg()? {
+    let mut held = std::collections::HashMap::new();
+    for row in tx.query(&select, &[&meters, &counts]).await.pg()? {
         let meter: String = row.try_get(0).pg()?;
         let count: i64 = row.try_get(1).pg()?;
-        added.insert((meter, count));
+        let time: i64 = row.try_get(2).pg()?;
+        let site: String = row.try_get(3).pg()?;
+        let meter = parse(&meter, "meter ID", postkey_wire::MeterId::parse)?;
+        let count = u32::try_from(count).map_err(|_| StoreError::Corrupt("piece count"))?;
+        let time = time_from_sql(time)?;
+        let site = parse(&site, "site", Site::parse)?;
+        held.insert((meter.clone(), count), Sighting { meter, count, time, site });
     }
-    let (seen_meters, seen_counts): (Vec<String>, Vec<i64>) = meters
-        .iter()
-        .zip(&counts)
-        .filter(|(m, c)| !added.contains(&((*m).clone(), **c)))
-        .map(|(m, c)| (m.clone(), *c))
-        .unzip();
-    let mut earlier = std::collections::HashMap::new();
-    if !seen_meters.is_empty() {
-        let select = tx
-            .prepare_cached(
-                "SELECT meter, piece_count, first_seen, site FROM sightings \
-                 WHERE (meter, piece_count) IN (SELECT * FROM unnest($1::text[], $2::bigint[]))",
-            )
-            .await
-            .pg()?;
-        for row in tx.query(&select, &[&seen_meters, &seen_counts]).await.pg()? {
-            let meter: String = row.try_get(0).pg()?;
-            let count: i64 = row.try_get(1).pg()?;
-            let time: i64 = row.try_get(2).pg()?;
-            let site: String = row.try_get(3).pg()?;
-            earlier
-                .insert((meter, count), (time_from_sql(time)?, parse(&site, "site", Site::parse)?));
-        }
+    let (added, answers) = plan_sightings(sightings, &held);
+    if added.is_empty() {
+        return Ok(answers);
     }
-    sightings
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let pair = (s.meter.to_string(), i64::from(s.count));
-            let new = first_of.get(&(pair.0.clone(), s.count)) == Some(&i) && added.contains(&pair);
-            if new {
-                return Ok(None);
-            }
-            let (time, site) = match earlier.get(&pair) {
-                Some((t, site)) => (*t, site.clone()),
-                // Added by this batch's first entry of the pair.
-                None => {
-                    let f = &sightings[first_of[&(pair.0.clone(), s.count)]];
-                    (f.time, f.site.clone())
-                }
-            };
-            Ok(Some(Sighting { meter: s.meter.clone(), count: s.count, time, site }))
-        })
-        .collect()
+    let seq = to_i64(chains.append(&DomainId::sightings(), Sighting::batch_event(&added))?)?;
+    chains.finish(tx).await?;
+    let meters: Vec<String> = added.iter().map(|s| s.meter.to_string()).collect();
+    let counts: Vec<i64> = added.iter().map(|s| i64::from(s.count)).collect();
+    let times = added.iter().map(|s| time_to_sql(s.time)).collect::<Result<Vec<i64>, _>>()?;
+    let sites: Vec<&str> = added.iter().map(|s| s.site.as_str()).collect();
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO sightings (meter, piece_count, first_seen, site, seq) \
+             SELECT m, c, t, s, $5 FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[]) \
+             AS u(m, c, t, s)",
+        )
+        .await
+        .pg()?;
+    tx.execute(&insert, &[&meters, &counts, &times, &sites, &seq]).await.pg()?;
+    Ok(answers)
+}
+
+/// The sightings event `seq` of the `SIGHTS` chain added, in (meter, count) order.
+pub(crate) async fn sightings_of_event(
+    c: &impl GenericClient,
+    seq: u64,
+) -> Result<Vec<Sighting>, StoreError> {
+    let stmt = c
+        .prepare_cached(
+            "SELECT meter, piece_count, first_seen, site FROM sightings WHERE seq = $1 \
+             ORDER BY meter COLLATE \"C\", piece_count",
+        )
+        .await
+        .pg()?;
+    let mut out = Vec::new();
+    for row in c.query(&stmt, &[&to_i64(seq)?]).await.pg()? {
+        let meter: String = row.try_get(0).pg()?;
+        let count: i64 = row.try_get(1).pg()?;
+        let time: i64 = row.try_get(2).pg()?;
+        let site: String = row.try_get(3).pg()?;
+        out.push(Sighting {
+            meter: parse(&meter, "meter ID", postkey_wire::MeterId::parse)?,
+            count: u32::try_from(count).map_err(|_| StoreError::Corrupt("piece count"))?,
+            time: time_from_sql(time)?,
+            site: parse(&site, "site", Site::parse)?,
+        });
+    }
+    Ok(out)
 }

@@ -358,6 +358,19 @@ impl Store for PgStore {
         in_tx!(self, |tx| registry::record_sightings(&tx, sightings))
     }
 
+    async fn sightings_of_event(&self, seq: u64) -> Result<Vec<Sighting>, StoreError> {
+        registry::sightings_of_event(&self.client().await?, seq).await
+    }
+
+    async fn count_sightings(&self, up_to_seq: u64) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let stmt =
+            client.prepare_cached("SELECT count(*) FROM sightings WHERE seq <= $1").await.pg()?;
+        let row = client.query_one(&stmt, &[&to_i64(up_to_seq)?]).await.pg()?;
+        let n: i64 = row.try_get(0).pg()?;
+        postkey_archive::backend::to_u64(n, "sighting count")
+    }
+
     async fn log_errors(&self, entries: &[ErrorLogEntry]) -> Result<u64, StoreError> {
         in_tx!(self, |tx| registry::log_errors(&tx, entries))
     }

@@ -1,7 +1,8 @@
 //! Domains, the box registry, bundles, transcripts and the error log.
 
 use postkey_archive::backend::{
-    check_domain_process, parse, subdomains_to_sql, time_from_sql, time_to_sql, to_i64,
+    check_domain_process, parse, plan_sightings, subdomains_to_sql, time_from_sql, time_to_sql,
+    to_i64,
 };
 use postkey_archive::{
     Action, DomainRecord, ErrorLogEntry, ErrorLogQuery, EventEntry, InstallationRecord,
@@ -9,9 +10,9 @@ use postkey_archive::{
     NewSubdomain, NewTranscript, Rebaseline, RecordRef, Sighting, SignedRecord, StoreError,
     StoredCheckpoint, Subject, TranscriptId,
 };
-use postkey_wire::{BoxId, BoxType, DomainId, KeyId, StateVersion};
+use postkey_wire::{BoxId, BoxType, DomainId, KeyId, MeterId, StateVersion};
 use rusqlite::types::Value;
-use rusqlite::{Connection, Transaction, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension as _, Transaction, params, params_from_iter};
 
 use crate::chain::{self, Chains};
 use crate::conn::Db;
@@ -83,8 +84,10 @@ pub(crate) fn create_domain(
     tx: &Transaction<'_>,
     d: &NewDomain,
 ) -> Result<DomainRecord, StoreError> {
-    if d.id.is_error_log() {
-        return Err(StoreError::Invalid("ERRORS names the error log's chain, not a domain"));
+    if d.id.is_reserved_chain() {
+        return Err(StoreError::Invalid(
+            "ERRORS and SIGHTS name chains of the archive, not domains",
+        ));
     }
     if exists(tx, "SELECT 1 FROM domains WHERE id = ?1", d.id.as_str())? {
         return Err(StoreError::Duplicate(Subject::Domain(d.id.clone())));
@@ -442,39 +445,92 @@ pub(crate) fn error_log(
     rows::all(&mut stmt, params_from_iter(values), rows::logged_error)
 }
 
-/// Each sighting recorded if its (meter, piece count) is new, else the first one recorded.
+/// Each sighting recorded if its (meter, piece count) is new, else the first one recorded; the
+/// added ones with their event of the `SIGHTS` chain (the write transaction is the only writer).
 pub(crate) fn record_sightings(
     tx: &Transaction<'_>,
     sightings: &[Sighting],
 ) -> Result<Vec<Option<Sighting>>, StoreError> {
+    let mut held = std::collections::HashMap::new();
+    {
+        let mut first = tx
+            .prepare_cached(
+                "SELECT first_seen, site FROM sightings WHERE meter = ?1 AND piece_count = ?2",
+            )
+            .db()?;
+        for s in sightings {
+            let found: Option<(i64, String)> = first
+                .query_row(params![s.meter.to_string(), s.count], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+                .db()?;
+            if let Some((time, site)) = found {
+                held.insert(
+                    (s.meter.clone(), s.count),
+                    Sighting {
+                        meter: s.meter.clone(),
+                        count: s.count,
+                        time: time_from_sql(time)?,
+                        site: parse(&site, "site", postkey_wire::Site::parse)?,
+                    },
+                );
+            }
+        }
+    }
+    let (added, answers) = plan_sightings(sightings, &held);
+    if added.is_empty() {
+        return Ok(answers);
+    }
+    let mut chains = Chains::new();
+    let event = chains.append(tx, &DomainId::sightings(), Sighting::batch_event(&added))?;
+    chains.finish(tx)?;
     let mut insert = tx
         .prepare_cached(
-            "INSERT INTO sightings (meter, piece_count, first_seen, site) VALUES (?1, ?2, ?3, ?4) \
-             ON CONFLICT DO NOTHING",
+            "INSERT INTO sightings (meter, piece_count, first_seen, site, seq) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
         )
         .db()?;
-    let mut first = tx
+    let seq = to_i64(event.seq)?;
+    for s in &added {
+        insert
+            .execute(params![
+                s.meter.to_string(),
+                s.count,
+                time_to_sql(s.time)?,
+                s.site.as_str(),
+                seq
+            ])
+            .db()?;
+    }
+    Ok(answers)
+}
+
+/// The sightings event `seq` of the `SIGHTS` chain added, in (meter, count) order.
+pub(crate) fn sightings_of_event(conn: &Connection, seq: u64) -> Result<Vec<Sighting>, StoreError> {
+    let mut stmt = conn
         .prepare_cached(
-            "SELECT first_seen, site FROM sightings WHERE meter = ?1 AND piece_count = ?2",
+            "SELECT meter, piece_count, first_seen, site FROM sightings WHERE seq = ?1 \
+             ORDER BY meter, piece_count",
         )
         .db()?;
-    let mut out = Vec::with_capacity(sightings.len());
-    for s in sightings {
-        let meter = s.meter.to_string();
-        let added =
-            insert.execute(params![meter, s.count, time_to_sql(s.time)?, s.site.as_str()]).db()?;
-        if added == 1 {
-            out.push(None);
-            continue;
-        }
-        let (time, site): (i64, String) =
-            first.query_row(params![meter, s.count], |r| Ok((r.get(0)?, r.get(1)?))).db()?;
-        out.push(Some(Sighting {
-            meter: s.meter.clone(),
-            count: s.count,
+    let rows = stmt
+        .query_map([to_i64(seq)?], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })
+        .db()?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (meter, count, time, site) = row.db()?;
+        out.push(Sighting {
+            meter: parse(&meter, "meter ID", MeterId::parse)?,
+            count: u32::try_from(count).map_err(|_| StoreError::Corrupt("piece count"))?,
             time: time_from_sql(time)?,
             site: parse(&site, "site", postkey_wire::Site::parse)?,
-        }));
+        });
     }
     Ok(out)
 }

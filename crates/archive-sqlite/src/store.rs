@@ -351,6 +351,22 @@ impl Store for SqliteStore {
         self.write(move |tx| registry::record_sightings(tx, &sightings)).await
     }
 
+    async fn sightings_of_event(&self, seq: u64) -> Result<Vec<Sighting>, StoreError> {
+        self.read(move |c| registry::sightings_of_event(c, seq)).await
+    }
+
+    async fn count_sightings(&self, up_to_seq: u64) -> Result<u64, StoreError> {
+        self.read(move |c| {
+            let n: i64 = c
+                .prepare_cached("SELECT count(*) FROM sightings WHERE seq <= ?1")
+                .db()?
+                .query_row([to_i64(up_to_seq)?], |r| r.get(0))
+                .db()?;
+            postkey_archive::backend::to_u64(n, "sighting count")
+        })
+        .await
+    }
+
     async fn log_error(&self, entry: &ErrorLogEntry) -> Result<(), StoreError> {
         let e = entry.clone();
         self.write(move |tx| registry::log_error(tx, &e).map(drop)).await

@@ -10,7 +10,9 @@ use postkey_wire::{
     UNINITIALIZED_BOX,
 };
 
-use crate::{Action, Digest, KeyStatus, NewDomainProcess, Registration, StoreError, Subject};
+use crate::{
+    Action, Digest, KeyStatus, NewDomainProcess, Registration, Sighting, StoreError, Subject,
+};
 
 /// A `u64` as a SQL `BIGINT`; values past `i64::MAX` cannot be stored and are refused.
 pub fn to_i64(n: u64) -> Result<i64, StoreError> {
@@ -154,4 +156,34 @@ pub fn no_key(domain: &DomainId, key_id: KeyId) -> StoreError {
 /// Wraps the error of change `index` of a batch of `len`; a batch of one reports it bare.
 pub fn in_batch(index: usize, len: usize, error: StoreError) -> StoreError {
     if len == 1 { error } else { StoreError::Batch { index, error: Box::new(error) } }
+}
+
+/// What [`crate::Store::record_sightings`] does with a batch, given the first sightings the
+/// archive holds of its (meter, count) pairs: the sightings to add (the first entry of each
+/// pair the archive lacks), and each entry's answer (`None` for those added; else the first
+/// sighting, the archive's or the batch's own).
+pub fn plan_sightings(
+    batch: &[Sighting],
+    held: &std::collections::HashMap<(MeterId, u32), Sighting>,
+) -> (Vec<Sighting>, Vec<Option<Sighting>>) {
+    let mut first: std::collections::HashMap<(&MeterId, u32), &Sighting> =
+        std::collections::HashMap::new();
+    let mut added = Vec::new();
+    let answers = batch
+        .iter()
+        .map(|s| {
+            if let Some(h) = held.get(&(s.meter.clone(), s.count)) {
+                return Some(h.clone());
+            }
+            match first.entry((&s.meter, s.count)) {
+                std::collections::hash_map::Entry::Occupied(e) => Some((*e.get()).clone()),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(s);
+                    added.push(s.clone());
+                    None
+                }
+            }
+        })
+        .collect();
+    (added, answers)
 }

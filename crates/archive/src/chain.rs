@@ -61,6 +61,9 @@ pub enum Action {
     InstallationCreated,
     /// An error was logged (the `ERRORS` chain); the entry is in the event's note.
     ErrorLogged,
+    /// First sightings of good mailpieces were recorded (the `SIGHTS` chain): their number and
+    /// digest are in the event's note.
+    SightingsRecorded,
     /// A signed checkpoint of a chain was stored (`ADMIN` chain).
     CheckpointStored {
         /// The chain it covers.
@@ -98,6 +101,7 @@ impl Action {
             Self::TranscriptStored(id) => format!("transcript-stored:{id}"),
             Self::InstallationCreated => "installation-created".into(),
             Self::ErrorLogged => "error-logged".into(),
+            Self::SightingsRecorded => "sightings-recorded".into(),
             Self::CheckpointStored { chain, number } => {
                 format!("checkpoint-stored:{chain}:{number}")
             }
@@ -137,6 +141,7 @@ impl Action {
             "transcript-stored" => Self::TranscriptStored(TranscriptId(arg.parse().ok()?)),
             "installation-created" if arg.is_empty() => Self::InstallationCreated,
             "error-logged" if arg.is_empty() => Self::ErrorLogged,
+            "sightings-recorded" if arg.is_empty() => Self::SightingsRecorded,
             "checkpoint-stored" => {
                 let (c, n) = pair()?;
                 Self::CheckpointStored { chain: DomainId::parse(c).ok()?, number: n.parse().ok()? }

@@ -554,3 +554,30 @@ pub struct Sighting {
     /// Where, as the verifier names its site.
     pub site: Site,
 }
+
+impl Sighting {
+    /// The event of the duplicate memory's chain (`SIGHTS`, protocol §6.6) that records the
+    /// first sightings one transaction added: the earliest of their times, the KMC as the
+    /// actor, and in its note their number and the SHA-256 of their lines
+    /// `meter|count|time|site`, in (meter, count) order. The audit recomputes it from the rows.
+    pub fn batch_event(batch: &[Sighting]) -> crate::EventEntry {
+        let mut sorted: Vec<&Sighting> = batch.iter().collect();
+        sorted.sort_by(|a, b| (&a.meter, a.count).cmp(&(&b.meter, b.count)));
+        let mut lines = String::with_capacity(64 * batch.len());
+        for s in sorted {
+            use core::fmt::Write as _;
+            let _ = writeln!(lines, "{}|{}|{}|{}", s.meter, s.count, s.time.unix_micros(), s.site);
+        }
+        let digest: String =
+            postkey_crypto::sha256(lines.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+        let time = batch.iter().map(|s| s.time).min().unwrap_or(Timestamp::from_unix_micros(0));
+        crate::EventEntry {
+            time,
+            actor: Sender::Role(postkey_wire::Role::Kmc),
+            action: crate::Action::SightingsRecorded,
+            key_id: None,
+            record: None,
+            note: Some(format!("count={}\nsha256={digest}", batch.len())),
+        }
+    }
+}

@@ -373,7 +373,8 @@ pub trait Store: Send + Sync {
     // --- verification's duplicate memory ---
 
     /// Records the first sighting of each good mailpiece, in order, in one transaction that is
-    /// durable before this returns. For each: `None` if it is the first sighting of its
+    /// durable before this returns, with one event of the `SIGHTS` chain for the sightings it
+    /// added ([`Sighting::batch_event`]), which each added row names. For each: `None` if it is the first sighting of its
     /// (meter, piece count), now recorded; else the first sighting recorded, by another
     /// verifier, an earlier batch or an earlier entry of this one. The unique (meter, piece
     /// count) decides which of two verifiers racing on one mailpiece sees it first. Rows are
@@ -382,6 +383,20 @@ pub trait Store: Send + Sync {
         &self,
         sightings: &[Sighting],
     ) -> impl Future<Output = Result<Vec<Option<Sighting>>, StoreError>> + Send;
+
+    /// The sightings the event `seq` of the `SIGHTS` chain added, in (meter, count) order (for
+    /// the audit).
+    fn sightings_of_event(
+        &self,
+        seq: u64,
+    ) -> impl Future<Output = Result<Vec<Sighting>, StoreError>> + Send;
+
+    /// How many sightings name an event of the `SIGHTS` chain up to `seq` (for the audit: a
+    /// row added by hand names none, or one whose digest it breaks).
+    fn count_sightings(
+        &self,
+        up_to_seq: u64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     // --- the error log ---
 

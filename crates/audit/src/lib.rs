@@ -63,6 +63,8 @@ pub struct Report {
     pub records: u64,
     /// The error-log entries checked against their chain.
     pub errors: u64,
+    /// The first sightings of the duplicate memory checked against their chain (`SIGHTS`).
+    pub sightings: u64,
     /// The events whose hash was recomputed.
     pub events: u64,
     /// The signatures verified (strictly).
@@ -122,6 +124,7 @@ impl Report {
             keys: 0,
             records: 0,
             errors: 0,
+            sightings: 0,
             events: 0,
             signatures: 0,
             record_bytes: 0,
@@ -238,6 +241,9 @@ async fn verify_into(
     // The error log's chain, as each event's content digest by position, and its length.
     let mut error_events = BTreeMap::new();
     let mut errors_read = 0;
+    // The duplicate memory's chain likewise.
+    let mut sight_events = BTreeMap::new();
+    let mut sights_read = 0;
     // The checkpoints the ADMIN chain says were stored, and those the archive holds.
     let mut named_marks: BTreeMap<(DomainId, u64), Digest> = BTreeMap::new();
     let mut held_marks: BTreeMap<(DomainId, u64), Digest> = BTreeMap::new();
@@ -263,10 +269,15 @@ async fn verify_into(
             summary.checkpoints = marks.len() as u64;
         }
         let mut replay = DomainReplay::default();
-        let errors = chain.is_error_log().then_some(&mut error_events);
-        if chain.is_error_log() {
+        let errors = if chain.is_error_log() {
             errors_read = head.count;
-        }
+            Some(&mut error_events)
+        } else if chain.is_sightings() {
+            sights_read = head.count;
+            Some(&mut sight_events)
+        } else {
+            None
+        };
         let read = head.count;
         let named = &mut named_marks;
         check_chain(store, head, marks, &mut replay, errors, named, report).await?;
@@ -277,6 +288,7 @@ async fn verify_into(
         }
     }
     check_error_log(store, error_events, errors_read, report).await?;
+    check_sightings(store, sight_events, sights_read, report).await?;
     // Every checkpoint the ADMIN chain recorded storing is still there, as stored: deleting
     // the newest checkpoints would otherwise let a chain be cut back unseen.
     for ((chain, number), digest) in named_marks {
@@ -698,6 +710,52 @@ async fn check_error_log(
             Position::Chain { chain: DomainId::error_log().to_string(), seq },
             FaultKind::Unreferenced,
             "its error-log entry is gone",
+        );
+    }
+    Ok(())
+}
+
+/// The duplicate memory against its chain: the rows each event of `SIGHTS` names are exactly
+/// the batch it recorded (their count and digest, recomputed), and no row names an event that
+/// is not there. Rows added after the chain was read are not checked.
+async fn check_sightings(
+    store: &impl Store,
+    events: BTreeMap<u64, Digest>,
+    read: u64,
+    report: &mut Report,
+) -> Result<(), StoreError> {
+    let mut named = 0;
+    for (seq, digest) in events {
+        let rows = store.sightings_of_event(seq).await?;
+        named += rows.len() as u64;
+        if rows.is_empty() || content(&postkey_archive::Sighting::batch_event(&rows)) != digest {
+            report.fault(
+                Position::Chain { chain: DomainId::sightings().to_string(), seq },
+                FaultKind::Field,
+                "the duplicate memory's rows of this event are not the batch it recorded: a \
+                 sighting was removed, added or changed",
+            );
+        }
+    }
+    report.sightings = named;
+    // Every row, then the chain's length now: a row counted was committed before that length
+    // was read, so it names an event up to it, unless it was added by hand.
+    let all = store.count_sightings(u64::MAX >> 1).await?;
+    let now = store.chain_head(&DomainId::sightings()).await?.map_or(0, |h| h.count);
+    let past = all - store.count_sightings(now).await?.min(all);
+    if past > 0 {
+        report.fault(
+            Position::Chain { chain: DomainId::sightings().to_string(), seq: now },
+            FaultKind::Unreferenced,
+            format!("{past} sightings name events past the duplicate memory's chain"),
+        );
+    }
+    let held = store.count_sightings(read).await?;
+    if held != named {
+        report.fault(
+            Position::Chain { chain: DomainId::sightings().to_string(), seq: read },
+            FaultKind::Unreferenced,
+            format!("the duplicate memory holds {held} sightings; its chain names {named}"),
         );
     }
     Ok(())

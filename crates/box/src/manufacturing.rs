@@ -246,10 +246,10 @@ impl TypedBox<Manufacturing> {
                 reason: "only ADMIN is the administration domain",
             }));
         }
-        if domain.is_error_log() {
+        if domain.is_reserved_chain() {
             return Err(BoxError::Wire(postkey_wire::WireError::InvalidField {
                 field: "domain",
-                reason: "ERRORS names the error log's chain, not a domain",
+                reason: "ERRORS and SIGHTS name chains of the archive, not domains",
             }));
         }
         if subdomains.iter().collect::<BTreeSet<_>>().len() != subdomains.len() {

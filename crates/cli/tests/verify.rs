@@ -170,3 +170,27 @@ fn two_verifier_processes_racing_on_one_mailpiece_one_good_one_duplicate() {
         assert_eq!(codes, [0, 1]);
     }
 }
+
+#[test]
+fn an_archive_put_back_after_a_verification_is_refused_never_good_twice() {
+    let (h, meter) = registered();
+    let texts = print(&h, &meter, &["--count", "2"]);
+    let backup = h.root.join("..").join("backup");
+    std::fs::create_dir_all(&backup).unwrap();
+    let archive: Vec<std::path::PathBuf> = std::fs::read_dir(&h.root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("archive"))
+        .collect();
+    for p in &archive {
+        std::fs::copy(p, backup.join(p.file_name().unwrap())).unwrap();
+    }
+    assert_eq!(h.run(&["verify", &texts[0]]).status.code(), Some(0));
+    for p in &archive {
+        std::fs::copy(backup.join(p.file_name().unwrap()), p).unwrap();
+    }
+    // The audit box signed the duplicate memory's chain before the answer left: the older
+    // archive is behind it.
+    let o = h.run(&["verify", &texts[0]]);
+    refused(&o, 3, 3676);
+}

@@ -203,7 +203,11 @@ async fn every_outcome_has_its_reason_and_code() {
         );
         assert!(m.reason.is_some());
     }
-    assert!(common::logged(&w.home, ResponseCode::INDICIUM_MALFORMED));
+    let archived = postkey_archive::Store::errors_in_order(&w.store, 0, 1000).await.unwrap();
+    assert!(
+        archived.iter().any(|e| e.entry.response_code == ResponseCode::INDICIUM_MALFORMED),
+        "a malformed indicium is in the error log"
+    );
 
     // One misread character of each field is repaired, reported, and the mailpiece is good.
     let repaired = misread(&misread(&text(&good[5]), 1, 2, 'Q'), 8, 0, 'Z');
@@ -269,4 +273,59 @@ async fn two_verifiers_racing_on_one_mailpiece_one_good_one_duplicate() {
         assert_eq!(outcomes, ["duplicate", "good"]);
     }
     std::sync::Arc::into_inner(v).unwrap().close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_duplicate_memory_is_chained_and_the_audit_finds_a_sighting_removed_or_added() {
+    let w = setup(1, 1).await;
+    let printed = w.home.print(&meter(1), &mailing(date_days_ago(0)), 3).unwrap();
+    let v = verifier(&w, "CHI").await;
+    let texts: Vec<String> = printed.iter().map(text).collect();
+    let r = verify(&v, &texts.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    assert!(r.iter().all(VerifyReport::is_good));
+    v.close().await.unwrap();
+    let report = postkey_audit::verify(&w.store, &w.trust.anchors).await.unwrap();
+    assert!(report.holds(), "{:?}", report.faults);
+    assert_eq!(report.sightings, 3);
+
+    // A sighting removed by hand (a copy would verify good again): the audit finds it.
+    w.store.with_raw_connection(|c| {
+        common::drop_guards(c);
+        c.execute("DELETE FROM sightings WHERE piece_count = 2", []).unwrap();
+    });
+    let report = postkey_audit::verify(&w.store, &w.trust.anchors).await.unwrap();
+    assert!(!report.holds());
+    assert!(
+        report.faults.iter().any(|f| f.detail.contains("duplicate memory")),
+        "{:?}",
+        report.faults
+    );
+
+    // Put back, and one added by hand (a real mailpiece burned in advance): found too.
+    w.store.with_raw_connection(|c| {
+        c.execute(
+            "INSERT INTO sightings SELECT meter, 2, first_seen, site, seq FROM sightings \
+             WHERE piece_count = 1",
+            [],
+        )
+        .unwrap();
+    });
+    assert!(postkey_audit::verify(&w.store, &w.trust.anchors).await.unwrap().holds());
+    for seq in ["seq", "0", "999999"] {
+        w.store.with_raw_connection(|c| {
+            c.execute(
+                &format!(
+                    "INSERT INTO sightings SELECT meter, 77, first_seen, site, {seq} FROM \
+                     sightings WHERE piece_count = 1"
+                ),
+                [],
+            )
+            .unwrap();
+        });
+        let report = postkey_audit::verify(&w.store, &w.trust.anchors).await.unwrap();
+        assert!(!report.holds(), "a row added with seq {seq}");
+        w.store.with_raw_connection(|c| {
+            c.execute("DELETE FROM sightings WHERE piece_count = 77", []).unwrap();
+        });
+    }
 }

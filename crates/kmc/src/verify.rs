@@ -180,10 +180,10 @@ impl<S: Store> Kmc<S> {
         let mut meters: Vec<MeterId> = postal.values().filter_map(|k| k.meter_id.clone()).collect();
         meters.sort();
         meters.dedup();
-        let mut vendor: HashMap<(MeterId, DomainId), Vec<KeyRecord>> = HashMap::new();
+        let mut of_meter: HashMap<MeterId, Vec<KeyRecord>> = HashMap::new();
         for k in self.store().keys_of_meters(&meters).await? {
             if let Some(m) = &k.meter_id {
-                vendor.entry((m.clone(), k.domain.clone())).or_default().push(k);
+                of_meter.entry(m.clone()).or_default().push(k);
             }
         }
         Ok(postal
@@ -191,10 +191,10 @@ impl<S: Store> Kmc<S> {
             .map(|(pair, p)| {
                 let country = pair.0.country();
                 let other = p.meter_id.as_ref().and_then(|m| {
-                    vendor
+                    of_meter
+                        .get(m)?
                         .iter()
-                        .filter(|((meter, domain), _)| meter == m && *domain != p.domain)
-                        .flat_map(|(_, keys)| keys)
+                        .filter(|k| k.domain != p.domain)
                         .filter(|k| {
                             k.registration.as_ref().is_none_or(|r| r.subdomain.country() == country)
                         })

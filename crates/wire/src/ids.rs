@@ -107,6 +107,19 @@ impl DomainId {
     pub fn is_error_log(&self) -> bool {
         self.0 == "ERRORS"
     }
+    /// The name of the duplicate memory's hash chain (verification's first sightings):
+    /// reserved, never a domain.
+    pub fn sightings() -> Self {
+        Self("SIGHTS".to_owned())
+    }
+    /// Whether this is the duplicate memory's chain name.
+    pub fn is_sightings(&self) -> bool {
+        self.0 == "SIGHTS"
+    }
+    /// Whether this names a chain of the archive that is no domain (`ERRORS`, `SIGHTS`).
+    pub fn is_reserved_chain(&self) -> bool {
+        self.is_error_log() || self.is_sightings()
+    }
 }
 
 text_id!(

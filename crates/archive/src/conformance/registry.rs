@@ -69,7 +69,7 @@ pub async fn domains_and_subdomains<H: Harness>(h: &H) {
     assert_eq!(s.chain_head(&d).await.unwrap().map(|h| h.count), Some(0));
     let heads = s.chain_heads().await.unwrap();
     let names: Vec<_> = heads.iter().map(|h| h.chain.as_str()).collect();
-    assert_eq!(names, ["ADMIN", "EARTH", "ERRORS"], "ADMIN, the domains', the error log's");
+    assert_eq!(names, ["ADMIN", "EARTH", "ERRORS", "SIGHTS"], "ADMIN, the domains', the logs'");
     s.verify_chain(&dom("ADMIN")).await.unwrap();
 }
 

@@ -16,6 +16,31 @@ pub(crate) enum Command {
     /// same run (SHA-256 over the same bytes, as many strict Ed25519 verifications). With
     /// `--home`, the archive of that home as it is; else a fresh home keyed with `--meters`.
     Audit(AuditArgs),
+    /// Verification throughput: meters keyed and registered, a workload of mailpieces printed
+    /// by them (one in a hundred a copy), verified one at a time and batched at the Brass box
+    /// and through `verify --file` with the durable duplicate memory, each beside two bare
+    /// AES-256-CMACs per mailpiece measured in the same run.
+    Verify(VerifyArgs),
+}
+
+/// Arguments of `postkey bench verify`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct VerifyArgs {
+    /// Meters printing the workload (keyed and registered first).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
+    meters: usize,
+    /// Mailpieces in the workload, copies included.
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(100..=10_000_000))]
+    mailpieces: usize,
+    /// Keep the duplicate memory in PostgreSQL at this URL, in a fresh schema dropped after.
+    #[arg(long, value_name = "URL")]
+    postgres: Option<String>,
+    /// Keep the temporary home (and the PostgreSQL schema).
+    #[arg(long)]
+    keep: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `postkey bench audit`.
@@ -97,6 +122,7 @@ pub(crate) fn run(
         Command::Install(a) => (a, false),
         Command::Register(a) => (a, true),
         Command::Audit(a) => return run_audit(home, wait, a),
+        Command::Verify(a) => return run_verify(home, wait, a),
     };
     // The handlers first: a signal from the moment the home exists still cleans it up.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -109,16 +135,7 @@ pub(crate) fn run(
     if !own || a.keep {
         eprintln!("postkey bench: home {}", root.display());
     }
-    let pg = a.postgres.map(|url| {
-        let run = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        postkey_host::PgConfig {
-            schema: Some(format!("postkey_bench_{run}_{}", std::process::id())),
-            ..postkey_host::PgConfig::new(url)
-        }
-    });
+    let pg = a.postgres.map(pg_schema);
     let lock = match Home::new(&root).lock(Access::Exclusive, wait) {
         Ok(lock) => lock,
         Err(e) => {
@@ -287,4 +304,88 @@ fn run_audit(
         ])?;
     }
     Ok(if r.holds { Outcome::Success } else { Outcome::CheckFailed })
+}
+
+/// A fresh schema of the PostgreSQL server at `url`, named after the run.
+fn pg_schema(url: String) -> postkey_host::PgConfig {
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    postkey_host::PgConfig {
+        schema: Some(format!("postkey_bench_{run}_{}", std::process::id())),
+        ..postkey_host::PgConfig::new(url)
+    }
+}
+
+/// `postkey bench verify`.
+fn run_verify(
+    home: Option<std::path::PathBuf>,
+    wait: Wait,
+    a: VerifyArgs,
+) -> anyhow::Result<Outcome> {
+    let (root, own) = match home {
+        Some(h) => (h, false),
+        None => (super::demo::fresh_home()?, true),
+    };
+    if !own || a.keep {
+        eprintln!("postkey bench: home {}", root.display());
+    }
+    let pg = a.postgres.map(pg_schema);
+    let home = Home::new(&root);
+    let result = (|| {
+        let lock = home.lock(Access::Exclusive, wait)?;
+        let r = block_on(bench::verify(&lock, a.meters, a.mailpieces, pg.as_ref(), |step| {
+            eprintln!("postkey bench: {step}");
+        }))??;
+        anyhow::Ok(r)
+    })();
+    if !a.keep {
+        if let Some(config) = &pg {
+            block_on(bench::drop_schema(config))??;
+        }
+        if own {
+            std::fs::remove_dir_all(&root).map_err(|e| {
+                anyhow::anyhow!("removing the bench's home {}: {e}", root.display())
+            })?;
+        }
+    }
+    let r = result?;
+    if a.json {
+        print_json(&r)?;
+    } else {
+        let outcomes: Vec<String> =
+            r.file_outcomes.iter().map(|(o, n)| format!("{n} {o}")).collect();
+        print_lines(&[
+            format!(
+                "{} mailpieces from {} meters ({} copies), duplicate memory: {}",
+                r.mailpieces, r.meters, r.copies, r.archive
+            ),
+            format!(
+                "  floor: two bare AES-256-CMACs per mailpiece {:.2} µs, measured in this run",
+                r.bare_cmacs_us_per_piece
+            ),
+            format!(
+                "  single (one mailpiece per VERIFY call): {:.0} mailpieces/s, ratio {:.1}",
+                r.single_pieces_per_second, r.single_ratio
+            ),
+            format!(
+                "  batched ({} mailpieces, key records warm): {:.0} mailpieces/s, CPU {:.2} µs per mailpiece, ratio {:.2}, {:.0} tokens per CPU-second",
+                r.batched_pieces,
+                r.batched_pieces_per_second,
+                r.batched_cpu_us_per_piece,
+                r.batched_ratio,
+                r.batched_tokens_per_cpu_second
+            ),
+            format!(
+                "  verify --file: {:.0} mailpieces/s end to end ({:.2} s; CPU {:.2} µs per mailpiece + {:.2} µs in durable commits): {}",
+                r.file_pieces_per_second,
+                r.file_seconds,
+                r.file_cpu_us_per_piece,
+                r.file_durable_us_per_piece,
+                outcomes.join(", ")
+            ),
+        ])?;
+    }
+    Ok(Outcome::Success)
 }

@@ -68,11 +68,15 @@ pub struct InstallBench {
     pub verify_us: f64,
 }
 
+mod verify;
+
+pub use verify::{VerifyBench, verify};
+
 use postkey_archive::metrics::{
     durable_cpu_seconds as durable_seconds, process_cpu_seconds as cpu_seconds,
 };
 
-fn per_op(iterations: u32, mut op: impl FnMut()) -> f64 {
+pub(super) fn per_op(iterations: u32, mut op: impl FnMut()) -> f64 {
     let start = Instant::now();
     for _ in 0..iterations {
         op();
@@ -344,17 +348,17 @@ pub async fn register(
 }
 
 /// A registration benchmark's meters and orders.
-struct Run<'a> {
-    lock: &'a HomeLock,
-    ids: &'a [MeterId],
-    line: &'a [(MeterId, DomainId)],
-    orders: &'a [crate::RegistrationOrder],
-    batch: usize,
+pub(super) struct Run<'a> {
+    pub(super) lock: &'a HomeLock,
+    pub(super) ids: &'a [MeterId],
+    pub(super) line: &'a [(MeterId, DomainId)],
+    pub(super) orders: &'a [crate::RegistrationOrder],
+    pub(super) batch: usize,
 }
 
 impl Run<'_> {
     /// Makes the meters and keys them on `store`.
-    async fn key_meters<S: postkey_archive::Store + Clone>(
+    pub(super) async fn key_meters<S: postkey_archive::Store + Clone>(
         &self,
         store: S,
     ) -> Result<(), HostError> {
