@@ -383,8 +383,12 @@ pub async fn check_boxes(
 /// it holds. (Signatures and every event are `verify`'s, which reads everything.)
 pub async fn check_at_open(store: &impl Store) -> Result<Vec<Fault>, StoreError> {
     let mut report = Report::empty();
-    for head in store.chain_heads().await? {
-        let chain = head.chain.clone();
+    for listed in store.chain_heads().await? {
+        let chain = listed.chain.clone();
+        // The checkpoint first, then the head: chains only grow, so a head read after the
+        // checkpoint covers it, though another command appends and checkpoints meanwhile.
+        let checkpoint = store.latest_checkpoint(&chain).await?;
+        let head = store.chain_head(&chain).await?.unwrap_or(listed);
         let event_at = |seq: u64| {
             let chain = chain.clone();
             async move {
@@ -396,7 +400,7 @@ pub async fn check_at_open(store: &impl Store) -> Result<Vec<Fault>, StoreError>
         if head.count > 0 && event_at(head.count).await?.map(|e| e.hash) != Some(head.head_hash) {
             report.fault(at(head.count), FaultKind::ChainLink, "the head is not the newest event");
         }
-        if let Some(cp) = store.latest_checkpoint(&chain).await? {
+        if let Some(cp) = checkpoint {
             let at = Position::Checkpoint { chain: chain.to_string(), number: cp.number };
             if head.count < cp.count {
                 report.fault(

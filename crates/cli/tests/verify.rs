@@ -194,3 +194,67 @@ fn an_archive_put_back_after_a_verification_is_refused_never_good_twice() {
     let o = h.run(&["verify", &texts[0]]);
     refused(&o, 3, 3676);
 }
+
+#[test]
+fn an_output_path_that_cannot_be_written_takes_no_piece_count_and_pictures_say_why() {
+    let (h, meter) = registered();
+    let taken = h.root.join("taken.png");
+    std::fs::write(&taken, b"x").unwrap();
+    let nowhere = h.root.join("no-such-dir").join("p.png");
+    for path in [&taken, &nowhere] {
+        let o = h.run(&[
+            "meter",
+            "print",
+            &meter,
+            "--value",
+            "1",
+            "--zip",
+            "1",
+            "--count",
+            "50",
+            "--png",
+            path.to_str().unwrap(),
+        ]);
+        refused(&o, 2, 2010);
+    }
+    assert!(!nowhere.parent().unwrap().exists(), "no directory is made");
+    assert!(h.logged("host").contains(&2010));
+    let next = h.json(&["meter", "print", &meter, "--value", "65", "--zip", "06484"]);
+    assert_eq!(next["indicia"][0]["count"], 1, "no count was taken: {next}");
+    // A picture without a readable symbol says so.
+    let o = h.run(&["verify", "--image", taken.to_str().unwrap(), "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let r: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(r["outcome"], "malformed");
+    assert!(r["reason"].as_str().unwrap().contains("no readable indicium"), "{r}");
+    // A file with no indicium is a usage error, logged; a long line says how long it is not.
+    let empty = h.root.join("empty.txt");
+    std::fs::write(&empty, "\n \n").unwrap();
+    let o = h.run(&["verify", "--file", empty.to_str().unwrap()]);
+    refused(&o, 2, 2010);
+    let long = h.root.join("long.txt");
+    std::fs::write(&long, format!("\u{FEFF}{}\n{}", "A".repeat(5000), "B")).unwrap();
+    let o = h.run(&["verify", "--file", long.to_str().unwrap(), "--json"]);
+    let r: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(r["mailpieces"][0]["reason"].as_str().unwrap().contains("longer than 4096"), "{r}");
+}
+
+#[test]
+fn verifiers_waiting_on_each_other_never_see_a_healthy_archive_as_damaged() {
+    let (h, meter) = registered();
+    for round in 0..4 {
+        let t = print(&h, &meter, &[]).remove(0);
+        let children: Vec<_> = (0..8).map(|_| h.spawn(&["--wait", "verify", &t])).collect();
+        let mut codes: Vec<i32> = children
+            .into_iter()
+            .map(|c| {
+                let o = c.wait_with_output().unwrap();
+                assert!(matches!(o.status.code(), Some(0 | 1)), "round {round}: {}", stderr(&o));
+                o.status.code().unwrap()
+            })
+            .collect();
+        codes.sort_unstable();
+        assert_eq!(codes, [0, 1, 1, 1, 1, 1, 1, 1], "round {round}");
+    }
+    h.ok(&["audit", "verify"]);
+}

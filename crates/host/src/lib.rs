@@ -76,10 +76,40 @@ pub fn read_user_file(path: &std::path::Path, max: u64) -> Result<Vec<u8>, HostE
     home::read(path, max)
 }
 
-/// Writes a new file the user asked for (a picture of an indicium), durably, refusing one that
-/// exists: output never overwrites.
-pub fn write_new_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), HostError> {
-    Ok(postkey_durable::create_durable(path, bytes, 0o644)?)
+/// A new file the user asked for (a picture of an indicium), made before the work whose result
+/// it holds, so that a path that cannot be written fails first: created exclusively (one that
+/// exists is never overwritten), in a directory that exists (none is made).
+#[derive(Debug)]
+pub struct OutputFile {
+    file: std::fs::File,
+    path: std::path::PathBuf,
+}
+
+impl OutputFile {
+    /// Creates the file, empty.
+    pub fn create(path: &std::path::Path) -> Result<Self, HostError> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(path)
+            .map_err(|e| {
+                let why = format!("cannot create {}: {e}", path.display());
+                HostError::from(Usage::InvalidArgument(why))
+            })?;
+        Ok(Self { file, path: path.to_path_buf() })
+    }
+
+    /// Writes `bytes` and makes them durable; on failure the file is removed.
+    pub fn finish(mut self, bytes: &[u8]) -> Result<(), HostError> {
+        use std::io::Write as _;
+        let written = self.file.write_all(bytes).and_then(|()| self.file.sync_all());
+        written.map_err(|e| {
+            let _ = std::fs::remove_file(&self.path);
+            HostError::Storage(postkey_durable::file_error("writing", &self.path, e))
+        })
+    }
 }
 pub use vectors::{test_vectors_json, vectors_file_is_current, write_vectors_file};
 

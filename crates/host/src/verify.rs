@@ -74,7 +74,7 @@ impl VerifyReport {
         self.outcome == Verdict::Good.name()
     }
 
-    fn malformed(e: &ParseError) -> Self {
+    fn malformed(why: String) -> Self {
         Self {
             outcome: Verdict::Malformed.name(),
             code: Verdict::Malformed.code().map(|c| c.0),
@@ -86,7 +86,7 @@ impl VerifyReport {
             count: None,
             repairs: Vec::new(),
             first_seen: None,
-            reason: Some(e.to_string()),
+            reason: Some(why),
         }
     }
 
@@ -164,21 +164,36 @@ impl<S: Store> Verifier<S> {
     /// `malformed` (5006), in the error log with its reason; the others go to the KMC as one
     /// batch.
     pub async fn verify_texts(&self, texts: &[&str]) -> Result<Vec<VerifyReport>, HostError> {
+        let inputs: Vec<Result<&str, String>> = texts.iter().map(|t| Ok(*t)).collect();
+        self.verify_inputs(&inputs).await
+    }
+
+    /// As [`Self::verify_texts`], for inputs some of which could not be read as text at all
+    /// (a picture without a readable symbol, a line too long): those are `malformed` with the
+    /// reason given.
+    pub async fn verify_inputs(
+        &self,
+        inputs: &[Result<&str, String>],
+    ) -> Result<Vec<VerifyReport>, HostError> {
         let now = self.clock.now();
-        let mut reports: Vec<Option<VerifyReport>> = Vec::with_capacity(texts.len());
+        let mut reports: Vec<Option<VerifyReport>> = Vec::with_capacity(inputs.len());
         let mut parsed = Vec::new();
         let mut places = Vec::new();
         let mut refused = Vec::new();
-        for (i, text) in texts.iter().enumerate() {
-            match postkey_indicium::parse(text) {
+        for (i, input) in inputs.iter().enumerate() {
+            match input
+                .as_ref()
+                .map_err(Clone::clone)
+                .and_then(|t| postkey_indicium::parse(t).map_err(|e: ParseError| e.to_string()))
+            {
                 Ok(p) => {
                     places.push(i);
                     parsed.push(p);
                     reports.push(None);
                 }
-                Err(e) => {
-                    refused.push(format!("indicium {}: {e}", i + 1));
-                    reports.push(Some(VerifyReport::malformed(&e)));
+                Err(why) => {
+                    refused.push(format!("indicium {}: {why}", i + 1));
+                    reports.push(Some(VerifyReport::malformed(why)));
                 }
             }
         }
@@ -226,7 +241,7 @@ impl<S: Store> Verifier<S> {
         let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
         let mut counts = std::collections::BTreeMap::new();
         let batch = batch.max(1);
-        let mut lines: Vec<(u64, String)> = Vec::with_capacity(batch);
+        let mut lines: Vec<(u64, Result<String, String>)> = Vec::with_capacity(batch);
         let mut number = 0u64;
         let mut buf = Vec::new();
         loop {
@@ -237,12 +252,16 @@ impl<S: Store> Verifier<S> {
             number += 1;
             let text = if whole {
                 String::from_utf8(core::mem::take(&mut buf))
-                    .unwrap_or_else(|_| "\u{FFFD} not UTF-8".to_owned())
+                    .map_err(|_| "the line is not UTF-8 text".to_owned())
             } else {
-                // Too long to be an indicium: the parser refuses it by its length.
-                "X".repeat(postkey_indicium::MAX_TEXT_LEN + 1)
+                Err(format!("the line is longer than {MAX_LINE} bytes: no indicium"))
             };
-            if text.trim().is_empty() {
+            // A byte-order mark some editors put first is no part of the text.
+            let text = text.map(|t| match t.strip_prefix('\u{FEFF}') {
+                Some(rest) if number == 1 => rest.to_owned(),
+                _ => t,
+            });
+            if text.as_ref().is_ok_and(|t| t.trim().is_empty()) {
                 continue;
             }
             lines.push((number, text));
@@ -251,20 +270,27 @@ impl<S: Store> Verifier<S> {
             }
         }
         self.verify_batch(&mut lines, &mut counts, &mut each).await?;
+        if number == 0 || counts.is_empty() {
+            let why = format!("--file: {} holds no indicium", path.display());
+            return Err(self.home.logged("host", crate::Usage::InvalidArgument(why).into()));
+        }
         Ok(counts)
     }
 
     async fn verify_batch(
         &mut self,
-        lines: &mut Vec<(u64, String)>,
+        lines: &mut Vec<(u64, Result<String, String>)>,
         counts: &mut std::collections::BTreeMap<&'static str, u64>,
         each: &mut impl FnMut(u64, &VerifyReport),
     ) -> Result<(), HostError> {
         if lines.is_empty() {
             return Ok(());
         }
-        let texts: Vec<&str> = lines.iter().map(|(_, t)| t.trim_end_matches('\r')).collect();
-        let reports = self.verify_texts(&texts).await?;
+        let inputs: Vec<Result<&str, String>> = lines
+            .iter()
+            .map(|(_, t)| t.as_deref().map(|t| t.trim_end_matches('\r')).map_err(Clone::clone))
+            .collect();
+        let reports = self.verify_inputs(&inputs).await?;
         for ((n, _), r) in lines.iter().zip(&reports) {
             *counts.entry(r.outcome).or_default() += 1;
             each(*n, r);

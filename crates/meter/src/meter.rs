@@ -49,8 +49,13 @@ pub enum MeterError {
     #[error("this meter is not registered: register it (factory register) before it prints")]
     NotRegistered,
     /// The piece counter would pass its largest value.
-    #[error("the piece counter is exhausted ({0} pieces printed): the meter prints no more")]
-    CounterExhausted(u32),
+    #[error("the piece counter has {left} counts left, fewer than the {asked} asked")]
+    CounterExhausted {
+        /// Counts left.
+        left: u32,
+        /// Counts asked.
+        asked: u32,
+    },
 }
 
 impl MeterError {
@@ -65,7 +70,7 @@ impl MeterError {
             Self::Corrupt => ResponseCode::PARAMETER_SYNTAX,
             Self::NotKeyedFor(_) => ResponseCode::SUBDOMAIN_MISMATCH,
             Self::NotRegistered => ResponseCode::METER_NOT_REGISTERED,
-            Self::CounterExhausted(_) => ResponseCode::PIECE_COUNTER_EXHAUSTED,
+            Self::CounterExhausted { .. } => ResponseCode::PIECE_COUNTER_EXHAUSTED,
         }
     }
 
@@ -329,7 +334,9 @@ impl Meter {
             .find(|(d, _)| *d != postal_domain)
             .ok_or_else(|| MeterError::NotKeyedFor(postal_domain.clone()))?;
         let first = self.count;
-        let last = first.checked_add(n).ok_or(MeterError::CounterExhausted(first))?;
+        let last = first
+            .checked_add(n)
+            .ok_or(MeterError::CounterExhausted { left: u32::MAX - first, asked: n })?;
         let period = mailing.date.period();
         let postal_key = postal.key.token_key(postal_domain, &registration.isn, period).prepare();
         let vendor_key = vendor.key.token_key(vendor_domain, &registration.isn, period).prepare();

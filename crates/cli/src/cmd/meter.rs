@@ -89,19 +89,21 @@ fn print(ctx: &Ctx, a: PrintArgs) -> anyhow::Result<Outcome> {
         None => postkey_host::utc_date(postkey_host::now())?,
     };
     let mailing = Mailing { date, value: a.value, zip: a.zip };
+    // The pictures' files first: a path that cannot be written takes no piece count.
+    let logged = |e| home.logged("host", e);
+    let png = a.png.as_deref().map(postkey_host::OutputFile::create).transpose().map_err(logged)?;
+    let svg = a.svg.as_deref().map(postkey_host::OutputFile::create).transpose().map_err(logged)?;
     let printed = home.print(&a.meter, &mailing, a.count).map_err(|e| home.logged("meter", e))?;
     let indicia: Vec<Indicium> = printed
         .into_iter()
         .map(|p| Indicium { mailpiece: p.mailpiece, vendor: p.vendor, postal: p.postal })
         .collect();
     if let Some(first) = indicia.first() {
-        if let Some(path) = &a.png {
-            let png = postkey_host::symbol::to_png(first, 4)?;
-            postkey_host::write_new_file(path, &png)?;
+        if let Some(file) = png {
+            file.finish(&postkey_host::symbol::to_png(first, 4)?).map_err(logged)?;
         }
-        if let Some(path) = &a.svg {
-            let svg = postkey_host::symbol::to_svg(first)?;
-            postkey_host::write_new_file(path, svg.as_bytes())?;
+        if let Some(file) = svg {
+            file.finish(postkey_host::symbol::to_svg(first)?.as_bytes()).map_err(logged)?;
         }
     }
     if a.json {

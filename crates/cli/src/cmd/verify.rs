@@ -43,13 +43,13 @@ pub(crate) fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Outcome> {
     let logged = |e| home.logged("host", e);
     // A picture is read before any box is enabled; one without a readable symbol is a
     // malformed indicium (5006), as a text that does not parse.
-    let text = match (&a.text, &a.image) {
-        (Some(t), _) => Some(t.clone()),
+    let text: Option<Result<String, String>> = match (&a.text, &a.image) {
+        (Some(t), _) => Some(Ok(t.clone())),
         (None, Some(path)) => {
             let bytes = postkey_host::read_user_file(path, MAX_IMAGE).map_err(logged)?;
             Some(
                 postkey_host::symbol::read_png(&bytes)
-                    .unwrap_or_else(|e| format!("unreadable: {e}")),
+                    .map_err(|e| format!("{}: no readable indicium: {e}", path.display())),
             )
         }
         (None, None) => None,
@@ -60,7 +60,7 @@ pub(crate) fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Outcome> {
         let mut v = Verifier::open(&lock, store, &dir, a.site.clone()).await?;
         let out = match (&text, &a.file) {
             (Some(t), _) => {
-                let reports = v.verify_texts(&[t.as_str()]).await;
+                let reports = v.verify_inputs(&[t.as_deref().map_err(Clone::clone)]).await;
                 reports.map(|r| {
                     let mut counts = BTreeMap::new();
                     for x in &r {
