@@ -1,8 +1,7 @@
 //! Domains, the box registry, bundles, transcripts and the error log.
 
 use postkey_archive::backend::{
-    check_domain_process, parse, plan_sightings, subdomains_to_sql, time_from_sql, time_to_sql,
-    to_i64,
+    check_domain_process, parse, subdomains_to_sql, time_from_sql, time_to_sql, to_i64,
 };
 use postkey_archive::{
     Action, DomainRecord, ErrorLogEntry, ErrorLogQuery, EventEntry, InstallationRecord,
@@ -12,7 +11,7 @@ use postkey_archive::{
 };
 use postkey_wire::{BoxId, BoxType, DomainId, KeyId, MeterId, StateVersion};
 use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension as _, Transaction, params, params_from_iter};
+use rusqlite::{Connection, Transaction, params, params_from_iter};
 
 use crate::chain::{self, Chains};
 use crate::conn::Db;
@@ -446,60 +445,59 @@ pub(crate) fn error_log(
 }
 
 /// Each sighting recorded if its (meter, piece count) is new, else the first one recorded; the
-/// added ones with their event of the `SIGHTS` chain (the write transaction is the only writer).
+/// added ones with their event of the `SIGHTS` chain. The write transaction is the only writer,
+/// so the event's position is known before the rows that name it go in: each row is inserted at
+/// once, and only a row the unique key refused is read.
 pub(crate) fn record_sightings(
     tx: &Transaction<'_>,
     sightings: &[Sighting],
 ) -> Result<Vec<Option<Sighting>>, StoreError> {
-    let mut held = std::collections::HashMap::new();
-    {
-        let mut first = tx
-            .prepare_cached(
-                "SELECT first_seen, site FROM sightings WHERE meter = ?1 AND piece_count = ?2",
-            )
-            .db()?;
-        for s in sightings {
-            let found: Option<(i64, String)> = first
-                .query_row(params![s.meter.to_string(), s.count], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()
-                .db()?;
-            if let Some((time, site)) = found {
-                held.insert(
-                    (s.meter.clone(), s.count),
-                    Sighting {
-                        meter: s.meter.clone(),
-                        count: s.count,
-                        time: time_from_sql(time)?,
-                        site: parse(&site, "site", postkey_wire::Site::parse)?,
-                    },
-                );
-            }
-        }
-    }
-    let (added, answers) = plan_sightings(sightings, &held);
-    if added.is_empty() {
-        return Ok(answers);
-    }
-    let mut chains = Chains::new();
-    let event = chains.append(tx, &DomainId::sightings(), Sighting::batch_event(&added))?;
-    chains.finish(tx)?;
+    let chain = DomainId::sightings();
+    let count: i64 = tx
+        .prepare_cached("SELECT count FROM chains WHERE chain = ?1")
+        .db()?
+        .query_row([chain.as_str()], |r| r.get(0))
+        .db()?;
+    let seq = count + 1;
     let mut insert = tx
         .prepare_cached(
             "INSERT INTO sightings (meter, piece_count, first_seen, site, seq) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
         )
         .db()?;
-    let seq = to_i64(event.seq)?;
-    for s in &added {
-        insert
-            .execute(params![
-                s.meter.to_string(),
-                s.count,
-                time_to_sql(s.time)?,
-                s.site.as_str(),
-                seq
-            ])
+    let mut first = tx
+        .prepare_cached(
+            "SELECT first_seen, site FROM sightings WHERE meter = ?1 AND piece_count = ?2",
+        )
+        .db()?;
+    let mut added = Vec::new();
+    let mut answers = Vec::with_capacity(sightings.len());
+    for s in sightings {
+        let meter = s.meter.to_string();
+        let new = insert
+            .execute(params![meter, s.count, time_to_sql(s.time)?, s.site.as_str(), seq])
             .db()?;
+        if new == 1 {
+            added.push(s.clone());
+            answers.push(None);
+            continue;
+        }
+        let (time, site): (i64, String) =
+            first.query_row(params![meter, s.count], |r| Ok((r.get(0)?, r.get(1)?))).db()?;
+        answers.push(Some(Sighting {
+            meter: s.meter.clone(),
+            count: s.count,
+            time: time_from_sql(time)?,
+            site: parse(&site, "site", postkey_wire::Site::parse)?,
+        }));
+    }
+    if !added.is_empty() {
+        let mut chains = Chains::new();
+        let event = chains.append(tx, &chain, Sighting::batch_event(&added))?;
+        chains.finish(tx)?;
+        if to_i64(event.seq)? != seq {
+            return Err(StoreError::Corrupt("the SIGHTS chain moved inside its transaction"));
+        }
     }
     Ok(answers)
 }

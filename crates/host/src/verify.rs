@@ -6,7 +6,7 @@
 use postkey_archive::Store;
 use postkey_archive_sqlite::SqliteStore;
 use postkey_indicium::{ParseError, Parsed};
-use postkey_kmc::{BrassDirectory, Kmc, KmsClock, PieceToVerify, PieceVerdict};
+use postkey_kmc::{Kmc, KmsClock, PieceToVerify, PieceVerdict, VerifyCache};
 use postkey_wire::{BoxId, BoxType, ResponseCode, Site, Timestamp, Verdict};
 
 use crate::archive::Trust;
@@ -17,7 +17,7 @@ use crate::{Home, HostError};
 
 /// Mailpieces verified per batch by default: one archive read of each kind, one `VERIFY` call
 /// per Brass box and one duplicate-memory transaction per batch.
-pub const DEFAULT_VERIFY_BATCH: usize = 4096;
+pub const DEFAULT_VERIFY_BATCH: usize = 16384;
 
 /// One repair the check characters made.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -129,7 +129,7 @@ pub struct Verifier<S = SqliteStore> {
     trust: Trust,
     audit: Option<BoxId>,
     clock: KmsClock<fn() -> Timestamp>,
-    brass: BrassDirectory,
+    cache: VerifyCache,
     site: Site,
 }
 
@@ -157,7 +157,7 @@ impl<S: Store> Verifier<S> {
         }
         let Opened { kmc, boxes, trust, audit, clock } =
             open_kmc(lock, store, trust, shares_dir, &brass).await?;
-        Ok(Self { home, kmc, boxes, trust, audit, clock, brass: BrassDirectory::default(), site })
+        Ok(Self { home, kmc, boxes, trust, audit, clock, cache: VerifyCache::default(), site })
     }
 
     /// Verifies each indicium text, in order: one report each. A text that does not parse is
@@ -212,7 +212,7 @@ impl<S: Store> Verifier<S> {
             .collect();
         let verdicts = self
             .kmc
-            .verify(&self.boxes, &self.brass, &pieces, &self.site, now)
+            .verify(&self.boxes, &self.cache, &pieces, &self.site, now)
             .await
             .map_err(|e| kmc_error(&self.home, e))?;
         for ((place, p), v) in places.into_iter().zip(&parsed).zip(verdicts) {

@@ -55,19 +55,31 @@ impl PieceVerdict {
     }
 }
 
-/// Which Brass box serves each sub-domain, found once per verifier (shared by its batches).
-#[derive(Debug, Default)]
-pub struct BrassDirectory(std::sync::Mutex<BTreeMap<SubdomainId, BoxId>>);
+/// The most MR3 records a verifier keeps decoded between batches.
+const MAX_CACHED_MR3: usize = 1 << 17;
 
-impl BrassDirectory {
+/// What a verifier keeps between its batches: which Brass box serves each sub-domain, and the
+/// MR3 of each key it has seen, decoded. An MR3 is never changed once stored (records are
+/// append-only), so keeping it is safe; a key's status, which does change, is read again for
+/// every batch.
+#[derive(Debug, Default)]
+pub struct VerifyCache {
+    brass: std::sync::Mutex<BTreeMap<SubdomainId, BoxId>>,
+    mr3: std::sync::Mutex<HashMap<(DomainId, KeyId), Maced<RegisteredKey>>>,
+}
+
+fn held<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl VerifyCache {
     async fn serving(&self, store: &impl Store, of: &SubdomainId) -> Result<BoxId, KmcError> {
-        let known =
-            self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(of).copied();
+        let known = held(&self.brass).get(of).copied();
         if let Some(id) = known {
             return Ok(id);
         }
         let id = crate::brass_serving(store, of).await?;
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(of.clone(), id);
+        held(&self.brass).insert(of.clone(), id);
         Ok(id)
     }
 }
@@ -93,7 +105,7 @@ impl<S: Store> Kmc<S> {
     pub async fn verify(
         &self,
         boxes: &impl Boxes,
-        brass: &BrassDirectory,
+        cache: &VerifyCache,
         pieces: &[PieceToVerify],
         site: &Site,
         now: Timestamp,
@@ -101,7 +113,7 @@ impl<S: Store> Kmc<S> {
         let keys = self.verification_keys(pieces).await?;
         let mut out: Vec<PieceVerdict> = Vec::with_capacity(pieces.len());
         let mut work: BTreeMap<(DomainId, KeyId), KeyWork> = BTreeMap::new();
-        let mut mr3s = self.mr3s(&keys).await?;
+        let mut mr3s = self.mr3s(&keys, cache).await?;
         for (i, p) in pieces.iter().enumerate() {
             let m = &p.mailpiece;
             let Some((postal, vendor)) = keys.get(&(m.subdomain.clone(), m.isn.clone())) else {
@@ -147,7 +159,7 @@ impl<S: Store> Kmc<S> {
                 first: None,
             });
         }
-        self.ask_brass(boxes, brass, pieces, work, &mut out).await?;
+        self.ask_brass(boxes, cache, pieces, work, &mut out).await?;
         self.remember(&mut out, pieces, site, now).await?;
         Ok(out)
     }
@@ -206,26 +218,50 @@ impl<S: Store> Kmc<S> {
             .collect())
     }
 
-    /// The MR3 of every key that may verify (`Active`), decoded: one read for the batch.
+    /// The MR3 of every key that may verify (`Active`), decoded: from the cache, and one read
+    /// for the batch of those it lacks.
     async fn mr3s(
         &self,
         keys: &HashMap<(SubdomainId, Isn), (KeyRecord, Option<KeyRecord>)>,
+        cache: &VerifyCache,
     ) -> Result<HashMap<(DomainId, KeyId), Maced<RegisteredKey>>, KmcError> {
-        let active: Vec<(DomainId, KeyId)> = keys
-            .values()
-            .flat_map(|(p, v)| core::iter::once(p).chain(v))
-            .filter(|k| k.status == KeyStatus::Active)
-            .map(|k| (k.domain.clone(), k.key_id))
-            .collect();
-        let mut out = HashMap::with_capacity(active.len());
+        let mut out = HashMap::new();
+        let mut missing = Vec::new();
+        {
+            let cached = held(&cache.mr3);
+            for k in keys.values().flat_map(|(p, v)| core::iter::once(p).chain(v)) {
+                if k.status != KeyStatus::Active {
+                    continue;
+                }
+                let id = (k.domain.clone(), k.key_id);
+                match cached.get(&id) {
+                    Some(mr3) => {
+                        out.insert(id, mr3.clone());
+                    }
+                    None => missing.push(id),
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        let mut read = HashMap::with_capacity(missing.len());
         for (domain, key_id, stored) in
-            self.store().records_of_type(&active, RecordType::MR3).await?
+            self.store().records_of_type(&missing, RecordType::MR3).await?
         {
             let mr3 = Maced::<RegisteredKey>::from_bytes(&stored.record.bytes).map_err(|_| {
                 KmcError::ArchivedRecord(domain.clone(), key_id, "its MR3 does not decode")
             })?;
             // The newest, should there be more than one.
-            out.insert((domain, key_id), mr3);
+            read.insert((domain, key_id), mr3);
+        }
+        let mut cached = held(&cache.mr3);
+        if cached.len() + read.len() > MAX_CACHED_MR3 {
+            cached.clear();
+        }
+        for (id, mr3) in read {
+            cached.insert(id.clone(), mr3.clone());
+            out.insert(id, mr3);
         }
         Ok(out)
     }
@@ -235,7 +271,7 @@ impl<S: Store> Kmc<S> {
     async fn ask_brass(
         &self,
         boxes: &impl Boxes,
-        brass: &BrassDirectory,
+        cache: &VerifyCache,
         pieces: &[PieceToVerify],
         work: BTreeMap<(DomainId, KeyId), KeyWork>,
         out: &mut [PieceVerdict],
@@ -243,7 +279,7 @@ impl<S: Store> Kmc<S> {
         let mut by_box: BTreeMap<BoxId, (Vec<Verify>, Vec<Vec<Pending>>)> = BTreeMap::new();
         for (_, w) in work {
             let of = w.mr3.claimed_body().subdomain.clone();
-            let id = brass.serving(self.store(), &of).await?;
+            let id = cache.serving(self.store(), &of).await?;
             let entry = by_box.entry(id).or_default();
             // A list holds at most MAX_LIST entries: a key with more mailpieces goes in parts.
             let mut tokens = w.tokens.into_iter().peekable();

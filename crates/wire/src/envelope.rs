@@ -253,12 +253,22 @@ pub const MAC_LEN: usize = 32;
 /// `{0: record type, 1: message bytes, 2: tag}`, the tag HMAC-SHA256 over the message bytes
 /// exactly as carried, under a secret key only boxes hold. The wire crate holds no secret: it
 /// carries the bytes, and the box that holds the key makes and checks the tag.
-#[derive(Clone)]
-pub struct Maced<B> {
+///
+/// Cloning it is cheap (the decoded record is shared): a verifier sends one key's MR3 with every
+/// batch that names the key.
+pub struct Maced<B>(std::sync::Arc<MacedInner<B>>);
+
+struct MacedInner<B> {
     bytes: Vec<u8>,
     range: Range<usize>,
     tag: [u8; MAC_LEN],
     message: Message<B>,
+}
+
+impl<B> Clone for Maced<B> {
+    fn clone(&self) -> Self {
+        Self(std::sync::Arc::clone(&self.0))
+    }
 }
 
 impl<B: Body> Maced<B> {
@@ -269,7 +279,12 @@ impl<B: Body> Maced<B> {
         let bytes = encode_envelope(B::RECORD_TYPE, &message_bytes, &tag);
         // As for a signature: key 2, a 2-byte head, the tag.
         let end = bytes.len() - (1 + 2 + MAC_LEN);
-        Self { range: end - message_bytes.len()..end, bytes, tag, message }
+        Self(std::sync::Arc::new(MacedInner {
+            range: end - message_bytes.len()..end,
+            bytes,
+            tag,
+            message,
+        }))
     }
 
     /// Decodes a MAC'd envelope of `B`, as [`Unverified::from_bytes`] does a signed one.
@@ -282,47 +297,52 @@ impl<B: Body> Maced<B> {
             });
         }
         let message = Message::<B>::from_bytes(raw.message)?;
-        Ok(Self { bytes: bytes.to_vec(), range: raw.range, tag: raw.tag, message })
+        Ok(Self(std::sync::Arc::new(MacedInner {
+            bytes: bytes.to_vec(),
+            range: raw.range,
+            tag: raw.tag,
+            message,
+        })))
     }
 
     /// The envelope bytes exactly as received: what the archive stores.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes
+        &self.0.bytes
     }
 
     /// The message bytes the tag covers.
     pub fn message_bytes(&self) -> &[u8] {
-        self.bytes.get(self.range.clone()).unwrap_or_default()
+        self.0.bytes.get(self.0.range.clone()).unwrap_or_default()
     }
 
     /// The tag.
     pub fn tag(&self) -> &[u8; MAC_LEN] {
-        &self.tag
+        &self.0.tag
     }
 
     /// The header, untrusted until the tag is checked.
     pub fn header(&self) -> &Header {
-        self.message.header()
+        self.0.message.header()
     }
 
     /// The body, untrusted until the tag is checked (only a holder of the key can).
     pub fn claimed_body(&self) -> &B {
-        self.message.body()
+        self.0.message.body()
     }
 }
 
 impl<B: core::fmt::Debug> core::fmt::Debug for Maced<B> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Maced")
-            .field("message", &self.message)
-            .field("len", &self.bytes.len())
+            .field("message", &self.0.message)
+            .field("len", &self.0.bytes.len())
             .finish()
     }
 }
 
 impl<B> PartialEq for Maced<B> {
     fn eq(&self, other: &Self) -> bool {
-        self.bytes == other.bytes
+        self.0.bytes == other.0.bytes
     }
 }
 

@@ -376,14 +376,14 @@ fn piece(m: &Mailpiece, token: postkey_wire::Token) -> PieceToken {
 }
 
 /// The samples as the KMC sends them: batches of [`crate::DEFAULT_VERIFY_BATCH`] mailpieces,
-/// one item per key with all its tokens in the batch.
+/// one item per key with all its tokens in the batch, at most [`MAX_LIST`] items a command.
 fn batched_commands(
     samples: &[Sample],
     mr3s: &HashMap<(DomainId, KeyId), Maced<RegisteredKey>>,
 ) -> Vec<Command> {
     samples
         .chunks(crate::DEFAULT_VERIFY_BATCH)
-        .map(|chunk| {
+        .flat_map(|chunk| {
             let mut items: BTreeMap<(DomainId, KeyId), Verify> = BTreeMap::new();
             for s in chunk {
                 for (d, k, t) in &s.tokens {
@@ -398,8 +398,8 @@ fn batched_commands(
                         .push(piece(&s.mailpiece, *t));
                 }
             }
-            debug_assert!(items.values().all(|v| v.pieces.len() <= MAX_LIST));
-            Command::Verify(items.into_values().collect())
+            let items: Vec<Verify> = items.into_values().collect();
+            items.chunks(MAX_LIST).map(|c| Command::Verify(c.to_vec())).collect::<Vec<_>>()
         })
         .collect()
 }
