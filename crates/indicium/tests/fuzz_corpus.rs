@@ -21,7 +21,10 @@ fn read_indicium_png(bytes: &[u8]) -> bool {
     postkey_indicium::symbol::read_png(bytes).is_ok()
 }
 
-const TARGETS: &[(&str, fn(&[u8]) -> bool)] =
+/// A target's check: runs its assertions and says whether the input was accepted.
+type Check = fn(&[u8]) -> bool;
+
+const TARGETS: &[(&str, Check)] =
     &[("parse_indicium", parse_indicium), ("read_indicium_png", read_indicium_png)];
 
 fn fuzz_dir() -> PathBuf {

@@ -128,13 +128,7 @@ pub(crate) fn run(
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let mut interrupts = runtime.block_on(async { Interrupts::register() });
     // A home of its own, made for the run, goes with it unless kept; one the caller named stays.
-    let (root, own) = match home {
-        Some(h) => (h, false),
-        None => (super::demo::fresh_home()?, true),
-    };
-    if !own || a.keep {
-        eprintln!("postkey bench: home {}", root.display());
-    }
+    let (root, own) = bench_home(home, a.keep)?;
     let pg = a.postgres.map(pg_schema);
     let lock = match Home::new(&root).lock(Access::Exclusive, wait) {
         Ok(lock) => lock,
@@ -258,13 +252,7 @@ fn run_audit(
     wait: Wait,
     a: AuditArgs,
 ) -> anyhow::Result<Outcome> {
-    let (root, own) = match home {
-        Some(h) => (h, false),
-        None => (super::demo::fresh_home()?, true),
-    };
-    if !own || a.keep {
-        eprintln!("postkey bench: home {}", root.display());
-    }
+    let (root, own) = bench_home(home, a.keep)?;
     let home = Home::new(&root);
     let result = (|| {
         let lock = home.lock(Access::Exclusive, wait)?;
@@ -324,13 +312,7 @@ fn run_verify(
     wait: Wait,
     a: VerifyArgs,
 ) -> anyhow::Result<Outcome> {
-    let (root, own) = match home {
-        Some(h) => (h, false),
-        None => (super::demo::fresh_home()?, true),
-    };
-    if !own || a.keep {
-        eprintln!("postkey bench: home {}", root.display());
-    }
+    let (root, own) = bench_home(home, a.keep)?;
     let pg = a.postgres.map(pg_schema);
     let home = Home::new(&root);
     let result = (|| {
@@ -388,4 +370,19 @@ fn run_verify(
         ])?;
     }
     Ok(Outcome::Success)
+}
+
+/// The home a benchmark runs in: the one named, or a fresh one of its own (said when kept).
+fn bench_home(
+    home: Option<std::path::PathBuf>,
+    keep: bool,
+) -> anyhow::Result<(std::path::PathBuf, bool)> {
+    let (root, own) = match home {
+        Some(h) => (h, false),
+        None => (super::demo::fresh_home()?, true),
+    };
+    if !own || keep {
+        eprintln!("postkey bench: home {}", root.display());
+    }
+    Ok((root, own))
 }

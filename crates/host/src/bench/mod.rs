@@ -308,24 +308,7 @@ pub async fn register(
     progress: impl FnMut(usize),
 ) -> Result<RegisterBench, HostError> {
     let home = lock.home();
-    let usps = DomainId::parse("USPS")?;
-    let ids: Vec<MeterId> = (1..=meters)
-        .map(|n| MeterId::parse(&format!("PB9999-{n:06}")))
-        .collect::<Result<_, _>>()?;
-    let line: Vec<(MeterId, DomainId)> = ids.iter().map(|id| (id.clone(), usps.clone())).collect();
-    let date = crate::register::utc_date(crate::clock::now())?;
-    let orders: Vec<crate::RegistrationOrder> = ids
-        .iter()
-        .enumerate()
-        .map(|(n, id)| {
-            Ok(crate::RegistrationOrder {
-                meter: id.clone(),
-                subdomain: postkey_wire::SubdomainId::parse("USPS/US")?,
-                isn: postkey_wire::Isn::parse(&format!("B{n:09}"))?,
-                date,
-            })
-        })
-        .collect::<Result<_, HostError>>()?;
+    let (ids, line, orders) = registered_line(meters, 'B')?;
     let run = Run { lock, ids: &ids, line: &line, orders: &orders, batch };
     match archive {
         None => {
@@ -345,6 +328,34 @@ pub async fn register(
             run.measure(store, format!("PostgreSQL, schema {schema}"), progress).await
         }
     }
+}
+
+/// The meters `PB9999-<n>` of a benchmark, their factory line (VE and USPS keys) and their
+/// registration orders into `USPS/US` under ISNs `<prefix><n>`, dated today.
+#[allow(clippy::type_complexity)]
+pub(super) fn registered_line(
+    meters: usize,
+    prefix: char,
+) -> Result<(Vec<MeterId>, Vec<(MeterId, DomainId)>, Vec<crate::RegistrationOrder>), HostError> {
+    let usps = DomainId::parse("USPS")?;
+    let ids: Vec<MeterId> = (1..=meters)
+        .map(|n| MeterId::parse(&format!("PB9999-{n:06}")))
+        .collect::<Result<_, _>>()?;
+    let line: Vec<(MeterId, DomainId)> = ids.iter().map(|id| (id.clone(), usps.clone())).collect();
+    let date = crate::register::utc_date(crate::clock::now())?;
+    let orders = ids
+        .iter()
+        .enumerate()
+        .map(|(n, id)| {
+            Ok(crate::RegistrationOrder {
+                meter: id.clone(),
+                subdomain: postkey_wire::SubdomainId::parse("USPS/US")?,
+                isn: postkey_wire::Isn::parse(&format!("{prefix}{n:09}"))?,
+                date,
+            })
+        })
+        .collect::<Result<_, HostError>>()?;
+    Ok((ids, line, orders))
 }
 
 /// A registration benchmark's meters and orders.

@@ -98,24 +98,7 @@ pub async fn verify(
     archive: Option<&postkey_archive_postgres::PgConfig>,
     progress: impl FnMut(&str),
 ) -> Result<VerifyBench, HostError> {
-    let usps = DomainId::parse("USPS")?;
-    let ids: Vec<MeterId> = (1..=meters)
-        .map(|n| MeterId::parse(&format!("PB9999-{n:06}")))
-        .collect::<Result<_, _>>()?;
-    let line: Vec<(MeterId, DomainId)> = ids.iter().map(|id| (id.clone(), usps.clone())).collect();
-    let date = crate::register::utc_date(crate::clock::now())?;
-    let orders: Vec<crate::RegistrationOrder> = ids
-        .iter()
-        .enumerate()
-        .map(|(n, id)| {
-            Ok(crate::RegistrationOrder {
-                meter: id.clone(),
-                subdomain: SubdomainId::parse("USPS/US")?,
-                isn: Isn::parse(&format!("V{n:09}"))?,
-                date,
-            })
-        })
-        .collect::<Result<_, HostError>>()?;
+    let (ids, line, orders) = super::registered_line(meters, 'V')?;
     let run = Run { lock, ids: &ids, line: &line, orders: &orders, batch: 64 };
     match archive {
         None => {
