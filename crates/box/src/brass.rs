@@ -360,11 +360,14 @@ impl TypedBox<Brass> {
     /// from the cache ([`TokenKeys`]); a miss checks MR3's MAC, unwraps K once for the item
     /// and derives the month's key. K never leaves the box; nothing is sealed.
     pub(crate) fn verify(&self, item: Verify) -> Result<Verdicts, BoxError> {
-        let Verify { mr3, subdomain, pieces } = item;
+        let Verify { mr3, isn, subdomain, pieces } = item;
         let domain = mr3.header().domain.clone();
         let key_id = header_key(mr3.header().key_id)?;
         let process = self.role.processes.of(&self.core.tables, &domain)?;
         let claimed = mr3.claimed_body();
+        if claimed.isn != isn {
+            return Err(BoxError::RecordMismatch("MR3 is of another ISN than the mailpieces"));
+        }
         let of = &claimed.subdomain;
         let postal = of == &subdomain;
         let vendor = of.domain() != subdomain.domain() && of.country() == subdomain.country();

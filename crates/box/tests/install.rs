@@ -1140,6 +1140,7 @@ fn brass_verifies_each_token_of_a_registered_key_and_refuses_a_forged_or_misplac
         &mut l.brass,
         Verify {
             mr3: forged.clone(),
+            isn: postkey_wire::Isn::parse(isn).unwrap(),
             subdomain: sub("USPS/US"),
             pieces: vec![piece("20261130", 1, good)],
         },
@@ -1154,14 +1155,23 @@ fn brass_verifies_each_token_of_a_registered_key_and_refuses_a_forged_or_misplac
         piece("20261201", 3, token_of(&m, isn, "20261201", 3)),
         piece("20261201", 4, token_of(&m, isn, "20261130", 4)),
     ];
-    let v =
-        cmd(&mut l.brass, Verify { mr3: mr3.clone(), subdomain: sub("USPS/US"), pieces }).unwrap();
+    let v = cmd(
+        &mut l.brass,
+        Verify {
+            mr3: mr3.clone(),
+            isn: postkey_wire::Isn::parse(isn).unwrap(),
+            subdomain: sub("USPS/US"),
+            pieces,
+        },
+    )
+    .unwrap();
     assert_eq!(v.good, [true, false, true, false]);
 
     // The postal key verifies only in its own sub-domain: the mailpieces of another
     // sub-domain of the same domain are refused.
     let misplaced = Verify {
         mr3: mr3.clone(),
+        isn: postkey_wire::Isn::parse(isn).unwrap(),
         subdomain: sub("USPS/PR"),
         pieces: vec![piece("20261130", 1, good)],
     };
@@ -1172,7 +1182,12 @@ fn brass_verifies_each_token_of_a_registered_key_and_refuses_a_forged_or_misplac
     // what it names (another ISN) needs the MAC, and is refused.
     let again = cmd(
         &mut l.brass,
-        Verify { mr3: forged, subdomain: sub("USPS/US"), pieces: vec![piece("20261130", 1, good)] },
+        Verify {
+            mr3: forged,
+            isn: postkey_wire::Isn::parse(isn).unwrap(),
+            subdomain: sub("USPS/US"),
+            pieces: vec![piece("20261130", 1, good)],
+        },
     )
     .unwrap();
     assert_eq!(again.good, [true]);
@@ -1184,10 +1199,19 @@ fn brass_verifies_each_token_of_a_registered_key_and_refuses_a_forged_or_misplac
         &mut l.brass,
         Verify {
             mr3: renamed,
+            isn: postkey_wire::Isn::parse("0401234568").unwrap(),
             subdomain: sub("USPS/US"),
             pieces: vec![piece("20261130", 1, other)],
         },
     )
     .unwrap_err();
     assert_eq!(refused, ResponseCode::BAD_MAC);
+    // The genuine MR3 for mailpieces that name another ISN: refused, whatever the cache holds.
+    let elsewhere = Verify {
+        mr3: mr3.clone(),
+        isn: postkey_wire::Isn::parse("0401234568").unwrap(),
+        subdomain: sub("USPS/US"),
+        pieces: vec![piece("20261130", 1, good)],
+    };
+    assert_eq!(cmd(&mut l.brass, elsewhere).unwrap_err(), ResponseCode::RECORD_MISMATCH);
 }

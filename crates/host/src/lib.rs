@@ -79,10 +79,21 @@ pub fn read_user_file(path: &std::path::Path, max: u64) -> Result<Vec<u8>, HostE
 /// A new file the user asked for (a picture of an indicium), made before the work whose result
 /// it holds, so that a path that cannot be written fails first: created exclusively (one that
 /// exists is never overwritten), in a directory that exists (none is made).
+/// Dropped unfinished (the work failed), it is removed: a retry is not refused for a file of
+/// nothing.
 #[derive(Debug)]
 pub struct OutputFile {
     file: std::fs::File,
     path: std::path::PathBuf,
+    done: bool,
+}
+
+impl Drop for OutputFile {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 impl OutputFile {
@@ -98,7 +109,7 @@ impl OutputFile {
                 let why = format!("cannot create {}: {e}", path.display());
                 HostError::from(Usage::InvalidArgument(why))
             })?;
-        Ok(Self { file, path: path.to_path_buf() })
+        Ok(Self { file, path: path.to_path_buf(), done: false })
     }
 
     /// Writes `bytes` and makes them durable; on failure the file is removed.
@@ -106,9 +117,10 @@ impl OutputFile {
         use std::io::Write as _;
         let written = self.file.write_all(bytes).and_then(|()| self.file.sync_all());
         written.map_err(|e| {
-            let _ = std::fs::remove_file(&self.path);
             HostError::Storage(postkey_durable::file_error("writing", &self.path, e))
-        })
+        })?;
+        self.done = true;
+        Ok(())
     }
 }
 pub use vectors::{test_vectors_json, vectors_file_is_current, write_vectors_file};

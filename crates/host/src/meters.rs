@@ -97,16 +97,28 @@ impl Home {
         &self,
         done: &[(MeterId, PostalRegistration)],
     ) -> Result<(), HostError> {
-        let _held =
-            done.iter().map(|(id, _)| self.lock_meter(id)).collect::<Result<Vec<_>, _>>()?;
+        // Locks taken in ID order, as every command that holds several does.
+        let mut ids: Vec<&MeterId> = done.iter().map(|(id, _)| id).collect();
+        ids.sort();
+        ids.dedup();
+        let _held = ids.into_iter().map(|id| self.lock_meter(id)).collect::<Result<Vec<_>, _>>()?;
         let mut changed = Vec::new();
         for (id, registration) in done {
-            let mut meter = self.load_meter(id)?;
-            if meter.registration() == Some(registration) {
-                continue;
+            // A meter that cannot take it is logged and left for a rerun; the others go on.
+            let taken = self.load_meter(id).and_then(|mut meter| {
+                if meter.registration() == Some(registration) {
+                    return Ok(None);
+                }
+                meter.set_registration(registration.clone()).map_err(|e| meter_refused(id, &e))?;
+                Ok(Some(meter))
+            });
+            match taken {
+                Ok(Some(meter)) => changed.push(meter),
+                Ok(None) => {}
+                Err(e) => {
+                    let _ = self.logged("meter", e);
+                }
             }
-            meter.set_registration(registration.clone()).map_err(|e| meter_refused(id, &e))?;
-            changed.push(meter);
         }
         let meters: Vec<&Meter> = changed.iter().collect();
         if meters.is_empty() { Ok(()) } else { self.save_meters(&meters) }
@@ -137,12 +149,19 @@ impl Home {
     pub fn settle_meter_journals(&self) -> Result<(), HostError> {
         for path in self.meter_journals()? {
             let Some(file) = lock_left_over(&path)? else { continue };
+            let images = journal_images(&path)?;
+            // Each meter rewritten is held (in ID order) against a print or a registration
+            // reading and writing it meanwhile.
+            let _held =
+                images.keys().map(|id| self.lock_meter(id)).collect::<Result<Vec<_>, _>>()?;
             let mut newer = Vec::new();
-            for (id, image) in journal_images(&path)? {
+            for (id, mut image) in images {
                 // An image not taken is logged and left out; the others are applied.
                 let taken = self.load_meter(&id).and_then(|current| {
                     // Never an older key over a newer one: a journal put back or forged.
                     if advances(&current, &image) {
+                        // Nor an older counter or a registration lost.
+                        image.keep_progress_of(&current);
                         Ok(())
                     } else {
                         let why =
@@ -280,9 +299,10 @@ impl MeterReader<'_> {
             .map(|id| {
                 let mut meter = self.home.load_meter(id)?;
                 for images in &mut self.journals {
-                    if let Some(newer) = images.remove(id)
+                    if let Some(mut newer) = images.remove(id)
                         && advances(&meter, &newer)
                     {
+                        newer.keep_progress_of(&meter);
                         meter = newer;
                     }
                 }

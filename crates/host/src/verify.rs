@@ -131,6 +131,8 @@ pub struct Verifier<S = SqliteStore> {
     clock: KmsClock<fn() -> Timestamp>,
     cache: VerifyCache,
     site: Site,
+    /// One checkpoint at a time: batches verified at once by one verifier each checkpoint.
+    checkpointing: tokio::sync::Mutex<()>,
 }
 
 impl<S: Store> Verifier<S> {
@@ -157,7 +159,24 @@ impl<S: Store> Verifier<S> {
         }
         let Opened { kmc, boxes, trust, audit, clock } =
             open_kmc(lock, store, trust, shares_dir, &brass).await?;
-        Ok(Self { home, kmc, boxes, trust, audit, clock, cache: VerifyCache::default(), site })
+        if audit.is_none() {
+            // Its checkpoint of the duplicate memory is what refuses an archive put back from
+            // before a verification, which would let a copy verify good again.
+            let why = "verification needs the audit box (a Brass box with the ADMIN process): \
+                       make one first";
+            return Err(home.logged("host", crate::Usage::InvalidArgument(why.into()).into()));
+        }
+        Ok(Self {
+            home,
+            kmc,
+            boxes,
+            trust,
+            audit,
+            clock,
+            cache: VerifyCache::default(),
+            site,
+            checkpointing: tokio::sync::Mutex::new(()),
+        })
     }
 
     /// Verifies each indicium text, in order: one report each. A text that does not parse is
@@ -312,6 +331,7 @@ impl<S: Store> Verifier<S> {
     }
 
     async fn checkpoint(&self) -> Result<(), HostError> {
+        let _one = self.checkpointing.lock().await;
         let session = self.boxes.session();
         crate::checkpoint::moved(&self.home, self.kmc.store(), session, &self.trust, self.audit)
             .await

@@ -322,21 +322,9 @@ async fn every_edit_of_the_archive_is_found_at_its_position() {
 /// audit trail, and three meters keyed on it.
 async fn checkpointed() -> World {
     let w = world(ram_tempdir(), LINE).await;
-    with_audit_box(&w).await;
+    common::with_audit_box(&w).await;
     key_meters(&w, 1..=3).await.unwrap();
     w
-}
-
-/// Gives the world's Brass box the `ADMIN` process: it becomes the audit box.
-async fn with_audit_box<S: postkey_archive::Store + Clone>(w: &World<S>) {
-    let brass = w.made(postkey_wire::BoxType::Brass);
-    let lock = w.lock();
-    let mut c = postkey_host::Ceremonies::open(&lock, w.store.clone()).await.unwrap();
-    let m = postkey_wire::BoxId::FIRST_MANUFACTURING;
-    c.enable(m, &w.media()).await.unwrap();
-    c.enable(brass, &w.media()).await.unwrap();
-    c.install_process(m, brass, &postkey_wire::DomainId::admin(), vec![]).await.unwrap();
-    c.finish().await.unwrap();
 }
 
 /// Keys meters `PB7777-<n>` (VE and USPS) in one factory run.
@@ -648,7 +636,7 @@ async fn every_edit_is_found_on_postgresql_too() {
             postkey_host::PgConfig { schema: Some(schema), ..postkey_host::PgConfig::new(&url) };
         let store = postkey_archive_postgres::PgStore::connect(&config).await.unwrap();
         let w = common::world_on(tempfile::tempdir().unwrap(), store.clone(), LINE).await;
-        with_audit_box(&w).await;
+        common::with_audit_box(&w).await;
         key_meters(&w, 1..=2).await.unwrap();
         for m in 1..=3 {
             let entry = postkey_archive::ErrorLogEntry {

@@ -36,6 +36,7 @@ fn text(p: &Printed) -> String {
 /// Keys meters 1..=n and registers 1..=registered into USPS/US (ISN `04000000<k>`).
 async fn setup(n: u32, registered: u32) -> World {
     let w = world(ram_tempdir(), LINE).await;
+    common::with_audit_box(&w).await;
     common::key_meters_on(&w, w.store.clone(), 1..=n).await.unwrap();
     let lock = w.home.lock(Access::Shared, Wait::No).unwrap();
     let mut r = Registrar::for_subdomains(&lock, w.store.clone(), &w.media(), &[sub("USPS/US")])
@@ -328,4 +329,47 @@ async fn the_duplicate_memory_is_chained_and_the_audit_finds_a_sighting_removed_
             c.execute("DELETE FROM sightings WHERE piece_count = 77", []).unwrap();
         });
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_naming_the_vendor_sub_domain_finds_no_meter_and_spoils_no_other_line() {
+    let w = setup(1, 1).await;
+    let printed = w.home.print(&meter(1), &mailing(date_days_ago(0)), 2).unwrap();
+    // The same ISN names the vendor key in VE/US: a line that names VE/US as its postal
+    // sub-domain must not reach the vendor key as if it were the post's, nor change how the
+    // real mailpieces of the batch are checked.
+    let crafted = swap_field(&text(&printed[0]), 2, "VE");
+    let v = verifier(&w, "LAB").await;
+    let r = verify(&v, &[&crafted, &text(&printed[0]), &text(&printed[1])]).await;
+    assert_eq!(r[0].outcome, "unknown-meter", "{r:?}");
+    assert!(r[1].is_good() && r[2].is_good(), "{r:?}");
+    v.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_runs_journal_applied_later_never_sets_a_piece_counter_back() {
+    let w = setup(1, 1).await;
+    let file = w.home.root().join("meters").join("PB7777-000001.meter");
+    let before = std::fs::read(&file).unwrap();
+    w.home.print(&meter(1), &mailing(date_days_ago(0)), 3).unwrap();
+    // A factory run that stopped left a journal with the meter's image from before it printed.
+    let mut journal = (before.len() as u32).to_be_bytes().to_vec();
+    journal.extend_from_slice(&before);
+    std::fs::write(w.home.root().join("meters").join("run-1-1.journal"), journal).unwrap();
+    w.home.settle_meter_journals().unwrap();
+    let next = w.home.print(&meter(1), &mailing(date_days_ago(0)), 1).unwrap();
+    assert_eq!(next[0].mailpiece.count, 4, "the counter went on from 3");
+    assert!(w.home.load_meter(&meter(1)).unwrap().registration().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verification_without_an_audit_box_is_refused() {
+    // Without the audit box's checkpoint of the duplicate memory, an archive put back would let
+    // copies verify good again: no answer is given.
+    let w = world(ram_tempdir(), LINE).await;
+    let lock = w.home.lock(Access::Shared, Wait::No).unwrap();
+    let refused = Verifier::open(&lock, w.store.clone(), &w.media(), Site::parse("X").unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.response_code(), ResponseCode::INVALID_ARGUMENT);
 }

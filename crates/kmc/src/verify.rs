@@ -65,6 +65,7 @@ const MAX_CACHED_MR3: usize = 1 << 17;
 #[derive(Debug, Default)]
 pub struct VerifyCache {
     brass: std::sync::Mutex<BTreeMap<SubdomainId, BoxId>>,
+    roles: std::sync::Mutex<BTreeMap<DomainId, Option<crate::KeyRole>>>,
     mr3: std::sync::Mutex<HashMap<(DomainId, KeyId), Maced<RegisteredKey>>>,
 }
 
@@ -73,6 +74,20 @@ fn held<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl VerifyCache {
+    async fn role<S: Store>(
+        &self,
+        kmc: &Kmc<S>,
+        domain: &DomainId,
+    ) -> Result<Option<crate::KeyRole>, KmcError> {
+        let known = held(&self.roles).get(domain).copied();
+        if let Some(role) = known {
+            return Ok(role);
+        }
+        let role = kmc.role_of(domain).await?;
+        held(&self.roles).insert(domain.clone(), role);
+        Ok(role)
+    }
+
     async fn serving(&self, store: &impl Store, of: &SubdomainId) -> Result<BoxId, KmcError> {
         let known = held(&self.brass).get(of).copied();
         if let Some(id) = known {
@@ -94,6 +109,7 @@ struct Pending {
 struct KeyWork {
     mr3: Maced<RegisteredKey>,
     subdomain: SubdomainId,
+    isn: Isn,
     tokens: Vec<Pending>,
 }
 
@@ -110,10 +126,12 @@ impl<S: Store> Kmc<S> {
         site: &Site,
         now: Timestamp,
     ) -> Result<Vec<PieceVerdict>, KmcError> {
-        let keys = self.verification_keys(pieces).await?;
+        let keys = self.verification_keys(pieces, cache).await?;
         let mut out: Vec<PieceVerdict> = Vec::with_capacity(pieces.len());
-        let mut work: BTreeMap<(DomainId, KeyId), KeyWork> = BTreeMap::new();
-        let mut mr3s = self.mr3s(&keys, cache).await?;
+        // A key's work is per sub-domain its mailpieces name: the tokens are recomputed over
+        // that sub-domain, so one line naming another cannot change another's answers.
+        let mut work: BTreeMap<(DomainId, KeyId, SubdomainId, Isn), KeyWork> = BTreeMap::new();
+        let mr3s = self.mr3s(&keys, cache).await?;
         for (i, p) in pieces.iter().enumerate() {
             let m = &p.mailpiece;
             let Some((postal, vendor)) = keys.get(&(m.subdomain.clone(), m.isn.clone())) else {
@@ -129,24 +147,21 @@ impl<S: Store> Kmc<S> {
                 None => Verdict::UnknownMeter,
                 Some(k) => match archive_verdict(k, m.date) {
                     Some(v) => v,
-                    None => match mr3s.remove(&(k.domain.clone(), k.key_id)) {
+                    None => match mr3s.get(&(k.domain.clone(), k.key_id)) {
                         // Checked by Brass: good or bad, once it answers.
                         Some(mr3) => {
-                            let w = work.entry((k.domain.clone(), k.key_id)).or_insert(KeyWork {
-                                mr3,
+                            let at =
+                                (k.domain.clone(), k.key_id, m.subdomain.clone(), m.isn.clone());
+                            let w = work.entry(at).or_insert_with(|| KeyWork {
+                                mr3: mr3.clone(),
                                 subdomain: m.subdomain.clone(),
+                                isn: m.isn.clone(),
                                 tokens: Vec::new(),
                             });
                             w.tokens.push(Pending { piece: i, postal: is_postal });
                             Verdict::Good
                         }
-                        None => match work.get_mut(&(k.domain.clone(), k.key_id)) {
-                            Some(w) => {
-                                w.tokens.push(Pending { piece: i, postal: is_postal });
-                                Verdict::Good
-                            }
-                            None => Verdict::NotActive,
-                        },
+                        None => Verdict::NotActive,
                     },
                 },
             };
@@ -170,6 +185,7 @@ impl<S: Store> Kmc<S> {
     async fn verification_keys(
         &self,
         pieces: &[PieceToVerify],
+        cache: &VerifyCache,
     ) -> Result<HashMap<(SubdomainId, Isn), (KeyRecord, Option<KeyRecord>)>, KmcError> {
         let mut pairs: Vec<(SubdomainId, Isn)> = pieces
             .iter()
@@ -180,6 +196,11 @@ impl<S: Store> Kmc<S> {
         let mut postal: HashMap<(SubdomainId, Isn), KeyRecord> = HashMap::new();
         for k in self.store().keys_by_isns(&pairs).await? {
             let Some(r) = &k.registration else { continue };
+            // Only a postal or EARTH key names the postal sub-domain of a mailpiece: a vendor
+            // sub-domain named there finds no meter.
+            if cache.role(self, &k.domain).await? != Some(crate::KeyRole::Postal) {
+                continue;
+            }
             let pair = (r.subdomain.clone(), r.isn.clone());
             // Should an ISN have served two keys (one withdrawn), the live one answers.
             match postal.get(&pair) {
@@ -273,7 +294,7 @@ impl<S: Store> Kmc<S> {
         boxes: &impl Boxes,
         cache: &VerifyCache,
         pieces: &[PieceToVerify],
-        work: BTreeMap<(DomainId, KeyId), KeyWork>,
+        work: BTreeMap<(DomainId, KeyId, SubdomainId, Isn), KeyWork>,
         out: &mut [PieceVerdict],
     ) -> Result<(), KmcError> {
         let mut by_box: BTreeMap<BoxId, (Vec<Verify>, Vec<Vec<Pending>>)> = BTreeMap::new();
@@ -287,6 +308,7 @@ impl<S: Store> Kmc<S> {
                 let part: Vec<Pending> = tokens.by_ref().take(MAX_LIST).collect();
                 let item = Verify {
                     mr3: w.mr3.clone(),
+                    isn: w.isn.clone(),
                     subdomain: w.subdomain.clone(),
                     pieces: part.iter().map(|t| piece_token(&pieces[t.piece], t.postal)).collect(),
                 };
@@ -346,6 +368,9 @@ impl<S: Store> Kmc<S> {
             .collect();
         if sightings.len() != good.len() {
             return Err(KmcError::Unfinished);
+        }
+        if sightings.is_empty() {
+            return Ok(());
         }
         let firsts = self.store().record_sightings(&sightings).await?;
         for (i, first) in good.into_iter().zip(firsts) {

@@ -300,6 +300,16 @@ impl Meter {
         self.count
     }
 
+    /// Keeps what `current`, a later state of this meter, has beyond its keys: its registration
+    /// and its piece counter, never set back. An image of the meter taken before (a factory
+    /// run's journal, applied after a stop) brings newer keys, never an older counter.
+    pub fn keep_progress_of(&mut self, current: &Meter) {
+        if self.registration.is_none() {
+            self.registration.clone_from(&current.registration);
+        }
+        self.count = self.count.max(current.count);
+    }
+
     /// Takes the registration the KMC confirmed (both keys `Active`): from now on its indicia
     /// name this ISN and sub-domain. It must hold a key of the sub-domain's domain and another.
     pub fn set_registration(&mut self, registration: PostalRegistration) -> Result<(), MeterError> {
@@ -431,7 +441,7 @@ struct MeterImage {
     #[n(3)]
     #[zeroize(skip)]
     registration: Option<PostalRegistration>,
-    #[n(4)]
+    #[cbor(n(4), default)]
     count: u32,
 }
 

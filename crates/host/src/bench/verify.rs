@@ -297,6 +297,7 @@ async fn measure<S: Store + Clone>(
             .iter()
             .map(|(d, k, t)| Verify {
                 mr3: mr3s[&(d.clone(), *k)].clone(),
+                isn: s.mailpiece.isn.clone(),
                 subdomain: s.mailpiece.subdomain.clone(),
                 pieces: vec![piece(&s.mailpiece, *t)],
             })
@@ -374,6 +375,7 @@ fn batched_commands(
                         .entry((d.clone(), *k))
                         .or_insert_with(|| Verify {
                             mr3: mr3s[&(d.clone(), *k)].clone(),
+                            isn: s.mailpiece.isn.clone(),
                             subdomain: s.mailpiece.subdomain.clone(),
                             pieces: Vec::new(),
                         })

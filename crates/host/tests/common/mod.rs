@@ -277,3 +277,16 @@ pub(crate) fn drop_guards(c: &postkey_archive_sqlite::rusqlite::Connection) {
         c.execute_batch(&format!("DROP TRIGGER {t}")).unwrap();
     }
 }
+
+/// Gives the world's Brass box the `ADMIN` process: it becomes the audit box, and every command
+/// checkpoints the audit trail.
+pub(crate) async fn with_audit_box<S: Store + Clone>(w: &World<S>) {
+    let brass = w.made(BoxType::Brass);
+    let lock = w.lock();
+    let mut c = Ceremonies::open(&lock, w.store.clone()).await.unwrap();
+    let m = BoxId::FIRST_MANUFACTURING;
+    c.enable(m, &w.media()).await.unwrap();
+    c.enable(brass, &w.media()).await.unwrap();
+    c.install_process(m, brass, &DomainId::admin(), vec![]).await.unwrap();
+    c.finish().await.unwrap();
+}

@@ -5,7 +5,7 @@ use crate::command::param::{choice, params};
 use crate::{
     Aborted, BadKey, BlankOffer, BoxId, BoxKeys, BoxType, Certificate, ChainHash, Checkpoint,
     ConfigTables, Delivery, DomainBundle, DomainId, DomainKind, InstallConfirmed, Installed,
-    InstalledKeyRecord, KeyForSteel, Kit, Maced, Message, MeterId, NewKeyRecord, Nonce,
+    InstalledKeyRecord, Isn, KeyForSteel, Kit, Maced, Message, MeterId, NewKeyRecord, Nonce,
     ProcessRecord, RegisteredKey, RegistrationConfirmed, RegistrationRequest, SubdomainId,
     TableUpdate, Token, Transcript, Unverified, Zip,
 };
@@ -157,11 +157,13 @@ params! {
 
     /// `VERIFY`: Brass recomputes the tokens one key made over the mailpieces that name its
     /// meter (protocol §6.5). The KMC found the key's MR3 by (postal sub-domain, ISN) and
-    /// checked its status; the box checks MR3 (MAC, sub-domain served, ISN) and answers, per
-    /// mailpiece, whether the token is the key's.
+    /// checked its status; the box checks MR3 (MAC, sub-domain served, the ISN the mailpieces
+    /// name) and answers, per mailpiece, whether the token is the key's.
     pub struct Verify {
         /// MR3 of the key, as the archive keeps it.
         pub mr3: Maced<RegisteredKey>,
+        /// The ISN the mailpieces name: MR3's must be the same.
+        pub isn: Isn,
         /// The postal sub-domain the mailpieces name: MR3's own for the postal key, the
         /// vendor's sub-domain of the same country for the vendor key.
         pub subdomain: SubdomainId,

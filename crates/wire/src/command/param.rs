@@ -50,6 +50,7 @@ cbor_param!(
     crate::ResponseCode,
     crate::ChainHash,
     crate::Date,
+    crate::Isn,
     crate::Zip,
     crate::Token,
     String,
