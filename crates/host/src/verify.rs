@@ -120,6 +120,15 @@ impl VerifyReport {
     }
 }
 
+/// A batch parsed and planned against the archive, waiting for Brass and the duplicate memory.
+struct Prepared {
+    reports: Vec<Option<VerifyReport>>,
+    parsed: Vec<Parsed>,
+    places: Vec<usize>,
+    pieces: Vec<PieceToVerify>,
+    plan: postkey_kmc::VerificationPlan,
+}
+
 /// A verifier: the KMC with every Brass box that serves a sub-domain enabled.
 #[derive(Debug)]
 pub struct Verifier<S = SqliteStore> {
@@ -194,6 +203,13 @@ impl<S: Store> Verifier<S> {
         &self,
         inputs: &[Result<&str, String>],
     ) -> Result<Vec<VerifyReport>, HostError> {
+        let prepared = self.prepare(inputs).await?;
+        self.finish(prepared).await
+    }
+
+    /// Parses a batch (a text that does not parse is `malformed`, in the error log) and plans
+    /// it against the archive: what [`Self::finish`] completes.
+    async fn prepare(&self, inputs: &[Result<&str, String>]) -> Result<Prepared, HostError> {
         let now = self.clock.now();
         let mut reports: Vec<Option<VerifyReport>> = Vec::with_capacity(inputs.len());
         let mut parsed = Vec::new();
@@ -229,9 +245,21 @@ impl<S: Store> Verifier<S> {
                 postal: p.indicium.postal,
             })
             .collect();
+        let plan = self
+            .kmc
+            .plan_verification(&self.cache, &pieces)
+            .await
+            .map_err(|e| kmc_error(&self.home, e))?;
+        Ok(Prepared { reports, parsed, places, pieces, plan })
+    }
+
+    /// Brass and the duplicate memory for a prepared batch, then the checkpoint: its reports.
+    async fn finish(&self, prepared: Prepared) -> Result<Vec<VerifyReport>, HostError> {
+        let Prepared { mut reports, parsed, places, pieces, plan } = prepared;
+        let now = self.clock.now();
         let verdicts = self
             .kmc
-            .verify(&self.boxes, &self.cache, &pieces, &self.site, now)
+            .finish_verification(&self.boxes, &self.cache, plan, &pieces, &self.site, now)
             .await
             .map_err(|e| kmc_error(&self.home, e))?;
         for ((place, p), v) in places.into_iter().zip(&parsed).zip(verdicts) {
@@ -255,67 +283,84 @@ impl<S: Store> Verifier<S> {
         batch: usize,
         mut each: impl FnMut(u64, &VerifyReport),
     ) -> Result<std::collections::BTreeMap<&'static str, u64>, HostError> {
-        let (file, _) = postkey_durable::open_regular(path)
-            .map_err(|e| HostError::from(crate::Usage::InvalidArgument(format!("--file: {e}"))))?;
+        let this = &*self;
+        let (file, _) = postkey_durable::open_regular(path).map_err(|e| {
+            let why = match &e {
+                postkey_durable::ReadError::Storage(f) => format!("{e}: {}", f.source),
+                _ => e.to_string(),
+            };
+            let e = HostError::from(crate::Usage::InvalidArgument(format!("--file: {why}")));
+            this.home.logged("host", e)
+        })?;
         let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
         let mut counts = std::collections::BTreeMap::new();
         let batch = batch.max(1);
-        let mut lines: Vec<(u64, Result<String, String>)> = Vec::with_capacity(batch);
         let mut number = 0u64;
         let mut buf = Vec::new();
+        let mut end = false;
+        // Two batches in flight: while batch n is at Brass and the duplicate memory, batch
+        // n + 1 is parsed and planned against the archive (`Kmc::plan_verification` reads
+        // only). Answers still leave in order, each batch's after its checkpoint.
+        let mut flight: Option<(Vec<u64>, Prepared)> = None;
         loop {
-            buf.clear();
-            let read = read_line(&mut reader, &mut buf, MAX_LINE)
-                .map_err(|e| crate::home::storage("reading", path, e))?;
-            let Some(whole) = read else { break };
-            number += 1;
-            let text = if whole {
-                String::from_utf8(core::mem::take(&mut buf))
-                    .map_err(|_| "the line is not UTF-8 text".to_owned())
-            } else {
-                Err(format!("the line is longer than {MAX_LINE} bytes: no indicium"))
+            let mut lines: Vec<(u64, Result<String, String>)> = Vec::with_capacity(batch);
+            while lines.len() < batch && !end {
+                buf.clear();
+                let read = read_line(&mut reader, &mut buf, MAX_LINE)
+                    .map_err(|e| crate::home::storage("reading", path, e))?;
+                let Some(whole) = read else {
+                    end = true;
+                    break;
+                };
+                number += 1;
+                let text = if whole {
+                    String::from_utf8(core::mem::take(&mut buf))
+                        .map_err(|_| "the line is not UTF-8 text".to_owned())
+                } else {
+                    Err(format!("the line is longer than {MAX_LINE} bytes: no indicium"))
+                };
+                // A byte-order mark some editors put first is no part of the text.
+                let text = text.map(|t| match t.strip_prefix('\u{FEFF}') {
+                    Some(rest) if number == 1 => rest.to_owned(),
+                    _ => t,
+                });
+                if text.as_ref().is_ok_and(|t| t.trim().is_empty()) {
+                    continue;
+                }
+                lines.push((number, text));
+            }
+            if lines.is_empty() && flight.is_none() {
+                break;
+            }
+            let numbers: Vec<u64> = lines.iter().map(|(n, _)| *n).collect();
+            let inputs: Vec<Result<&str, String>> = lines
+                .iter()
+                .map(|(_, t)| t.as_deref().map(|t| t.trim_end_matches('\r')).map_err(Clone::clone))
+                .collect();
+            let previous = flight.take();
+            let next = async {
+                if inputs.is_empty() { Ok(None) } else { this.prepare(&inputs).await.map(Some) }
             };
-            // A byte-order mark some editors put first is no part of the text.
-            let text = text.map(|t| match t.strip_prefix('\u{FEFF}') {
-                Some(rest) if number == 1 => rest.to_owned(),
-                _ => t,
-            });
-            if text.as_ref().is_ok_and(|t| t.trim().is_empty()) {
-                continue;
+            let done = async {
+                match previous {
+                    Some((lines, p)) => this.finish(p).await.map(|r| Some((lines, r))),
+                    None => Ok(None),
+                }
+            };
+            let (next, done) = tokio::join!(next, done);
+            if let Some((lines, reports)) = done? {
+                for (n, r) in lines.iter().zip(&reports) {
+                    *counts.entry(r.outcome).or_default() += 1;
+                    each(*n, r);
+                }
             }
-            lines.push((number, text));
-            if lines.len() == batch {
-                self.verify_batch(&mut lines, &mut counts, &mut each).await?;
-            }
+            flight = next?.map(|p| (numbers, p));
         }
-        self.verify_batch(&mut lines, &mut counts, &mut each).await?;
-        if number == 0 || counts.is_empty() {
+        if counts.is_empty() {
             let why = format!("--file: {} holds no indicium", path.display());
-            return Err(self.home.logged("host", crate::Usage::InvalidArgument(why).into()));
+            return Err(this.home.logged("host", crate::Usage::InvalidArgument(why).into()));
         }
         Ok(counts)
-    }
-
-    async fn verify_batch(
-        &mut self,
-        lines: &mut Vec<(u64, Result<String, String>)>,
-        counts: &mut std::collections::BTreeMap<&'static str, u64>,
-        each: &mut impl FnMut(u64, &VerifyReport),
-    ) -> Result<(), HostError> {
-        if lines.is_empty() {
-            return Ok(());
-        }
-        let inputs: Vec<Result<&str, String>> = lines
-            .iter()
-            .map(|(_, t)| t.as_deref().map(|t| t.trim_end_matches('\r')).map_err(Clone::clone))
-            .collect();
-        let reports = self.verify_inputs(&inputs).await?;
-        for ((n, _), r) in lines.iter().zip(&reports) {
-            *counts.entry(r.outcome).or_default() += 1;
-            each(*n, r);
-        }
-        lines.clear();
-        Ok(())
     }
 
     /// The box link and the archive, for the benchmark's direct Brass calls.

@@ -35,7 +35,7 @@ pub use register::{
     MeterRegistration, RegistrationOutcome, RegistrationResult, brass_serving, withdrawing_boxes,
 };
 pub use roles::KeyRole;
-pub use verify::{PieceToVerify, PieceVerdict, VerifyCache};
+pub use verify::{PieceToVerify, PieceVerdict, VerificationPlan, VerifyCache};
 
 use postkey_archive::Store;
 use postkey_crypto::VerifyingKey;

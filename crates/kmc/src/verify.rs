@@ -99,13 +99,23 @@ impl VerifyCache {
     }
 }
 
+/// A batch planned against the archive ([`Kmc::plan_verification`]), to be finished by Brass and
+/// the duplicate memory ([`Kmc::finish_verification`]) for the same mailpieces.
+#[derive(Debug)]
+pub struct VerificationPlan {
+    out: Vec<PieceVerdict>,
+    work: BTreeMap<(DomainId, KeyId, SubdomainId, Isn), KeyWork>,
+}
+
 /// A token the archive lets through to Brass: its place and which of the two.
+#[derive(Debug)]
 struct Pending {
     piece: usize,
     postal: bool,
 }
 
 /// The Brass work for one key.
+#[derive(Debug)]
 struct KeyWork {
     mr3: Maced<RegisteredKey>,
     subdomain: SubdomainId,
@@ -126,6 +136,18 @@ impl<S: Store> Kmc<S> {
         site: &Site,
         now: Timestamp,
     ) -> Result<Vec<PieceVerdict>, KmcError> {
+        let plan = self.plan_verification(cache, pieces).await?;
+        self.finish_verification(boxes, cache, plan, pieces, site, now).await
+    }
+
+    /// The first half of [`Kmc::verify`], which reads the archive only: the key records of the
+    /// batch, the archive's answers, and the Brass work for the rest. A verifier plans batch
+    /// n + 1 while it finishes batch n.
+    pub async fn plan_verification(
+        &self,
+        cache: &VerifyCache,
+        pieces: &[PieceToVerify],
+    ) -> Result<VerificationPlan, KmcError> {
         let keys = self.verification_keys(pieces, cache).await?;
         let mut out: Vec<PieceVerdict> = Vec::with_capacity(pieces.len());
         // A key's work is per sub-domain its mailpieces name: the tokens are recomputed over
@@ -173,6 +195,24 @@ impl<S: Store> Kmc<S> {
                 meter: postal.meter_id.clone(),
                 first: None,
             });
+        }
+        Ok(VerificationPlan { out, work })
+    }
+
+    /// The second half of [`Kmc::verify`]: Brass recomputes the tokens of the plan, and the good
+    /// mailpieces go into the duplicate memory, durably, before the answers are returned.
+    pub async fn finish_verification(
+        &self,
+        boxes: &impl Boxes,
+        cache: &VerifyCache,
+        plan: VerificationPlan,
+        pieces: &[PieceToVerify],
+        site: &Site,
+        now: Timestamp,
+    ) -> Result<Vec<PieceVerdict>, KmcError> {
+        let VerificationPlan { mut out, work } = plan;
+        if out.len() != pieces.len() {
+            return Err(KmcError::Unfinished);
         }
         self.ask_brass(boxes, cache, pieces, work, &mut out).await?;
         self.remember(&mut out, pieces, site, now).await?;
