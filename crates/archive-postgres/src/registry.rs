@@ -2,8 +2,8 @@
 
 use deadpool_postgres::{GenericClient, Transaction};
 use postkey_archive::backend::{
-    check_domain_process, parse, plan_sightings, state_version_from_sql, subdomains_to_sql,
-    time_from_sql, time_to_sql, to_i64,
+    check_domain_process, plan_sightings, sighting_from_sql, state_version_from_sql,
+    subdomains_to_sql, time_to_sql, to_i64,
 };
 use postkey_archive::{
     Action, DomainRecord, ErrorLogEntry, ErrorLogQuery, EventEntry, InstallationRecord,
@@ -11,7 +11,7 @@ use postkey_archive::{
     NewSubdomain, NewTranscript, Rebaseline, RecordRef, Sighting, SignedRecord, StoreError,
     Subject, TranscriptId,
 };
-use postkey_wire::{BoxId, BoxType, DomainId, KeyId, Sender, Site, StateVersion, Timestamp};
+use postkey_wire::{BoxId, BoxType, DomainId, KeyId, Sender, StateVersion, Timestamp};
 use tokio_postgres::types::ToSql;
 
 use crate::chain::{self, Chains};
@@ -493,11 +493,8 @@ pub(crate) async fn record_sightings(
         let count: i64 = row.try_get(1).pg()?;
         let time: i64 = row.try_get(2).pg()?;
         let site: String = row.try_get(3).pg()?;
-        let meter = parse(&meter, "meter ID", postkey_wire::MeterId::parse)?;
-        let count = u32::try_from(count).map_err(|_| StoreError::Corrupt("piece count"))?;
-        let time = time_from_sql(time)?;
-        let site = parse(&site, "site", Site::parse)?;
-        held.insert((meter.clone(), count), Sighting { meter, count, time, site });
+        let s = sighting_from_sql(&meter, count, time, &site)?;
+        held.insert((s.meter.clone(), s.count), s);
     }
     let (added, answers) = plan_sightings(sightings, &held);
     if added.is_empty() {
@@ -539,12 +536,7 @@ pub(crate) async fn sightings_of_event(
         let count: i64 = row.try_get(1).pg()?;
         let time: i64 = row.try_get(2).pg()?;
         let site: String = row.try_get(3).pg()?;
-        out.push(Sighting {
-            meter: parse(&meter, "meter ID", postkey_wire::MeterId::parse)?,
-            count: u32::try_from(count).map_err(|_| StoreError::Corrupt("piece count"))?,
-            time: time_from_sql(time)?,
-            site: parse(&site, "site", Site::parse)?,
-        });
+        out.push(sighting_from_sql(&meter, count, time, &site)?);
     }
     Ok(out)
 }

@@ -1,7 +1,7 @@
 //! Domains, the box registry, bundles, transcripts and the error log.
 
 use postkey_archive::backend::{
-    check_domain_process, parse, subdomains_to_sql, time_from_sql, time_to_sql, to_i64,
+    check_domain_process, sighting_from_sql, subdomains_to_sql, time_to_sql, to_i64,
 };
 use postkey_archive::{
     Action, DomainRecord, ErrorLogEntry, ErrorLogQuery, EventEntry, InstallationRecord,
@@ -9,7 +9,7 @@ use postkey_archive::{
     NewSubdomain, NewTranscript, Rebaseline, RecordRef, Sighting, SignedRecord, StoreError,
     StoredCheckpoint, Subject, TranscriptId,
 };
-use postkey_wire::{BoxId, BoxType, DomainId, KeyId, MeterId, StateVersion};
+use postkey_wire::{BoxId, BoxType, DomainId, KeyId, StateVersion};
 use rusqlite::types::Value;
 use rusqlite::{Connection, Transaction, params, params_from_iter};
 
@@ -484,12 +484,7 @@ pub(crate) fn record_sightings(
         }
         let (time, site): (i64, String) =
             first.query_row(params![meter, s.count], |r| Ok((r.get(0)?, r.get(1)?))).db()?;
-        answers.push(Some(Sighting {
-            meter: s.meter.clone(),
-            count: s.count,
-            time: time_from_sql(time)?,
-            site: parse(&site, "site", postkey_wire::Site::parse)?,
-        }));
+        answers.push(Some(sighting_from_sql(&meter, i64::from(s.count), time, &site)?));
     }
     if !added.is_empty() {
         let mut chains = Chains::new();
@@ -523,12 +518,7 @@ pub(crate) fn sightings_of_event(conn: &Connection, seq: u64) -> Result<Vec<Sigh
     let mut out = Vec::new();
     for row in rows {
         let (meter, count, time, site) = row.db()?;
-        out.push(Sighting {
-            meter: parse(&meter, "meter ID", MeterId::parse)?,
-            count: u32::try_from(count).map_err(|_| StoreError::Corrupt("piece count"))?,
-            time: time_from_sql(time)?,
-            site: parse(&site, "site", postkey_wire::Site::parse)?,
-        });
+        out.push(sighting_from_sql(&meter, count, time, &site)?);
     }
     Ok(out)
 }

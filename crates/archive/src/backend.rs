@@ -187,3 +187,19 @@ pub fn plan_sightings(
         .collect();
     (added, answers)
 }
+
+/// A stored sighting from its columns (meter, piece count, first seen, site), as both backends
+/// store them.
+pub fn sighting_from_sql(
+    meter: &str,
+    count: i64,
+    time: i64,
+    site: &str,
+) -> Result<Sighting, StoreError> {
+    Ok(Sighting {
+        meter: parse(meter, "meter ID", MeterId::parse)?,
+        count: u32::try_from(count).map_err(|_| StoreError::Corrupt("piece count"))?,
+        time: time_from_sql(time)?,
+        site: parse(site, "site", postkey_wire::Site::parse)?,
+    })
+}

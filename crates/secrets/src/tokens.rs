@@ -30,7 +30,11 @@ fn cmac(key: &[u8; 32], data: &[u8]) -> [u8; 16] {
 
 /// AES-256-CMAC truncated to its first 8 bytes, as tokens are.
 fn cmac8(key: &[u8; 32], data: &[u8]) -> [u8; 8] {
-    let full = cmac(key, data);
+    first8(cmac(key, data))
+}
+
+/// A token is the first 8 bytes of the 16-byte CMAC.
+fn first8(full: [u8; 16]) -> [u8; 8] {
     let mut out = [0u8; 8];
     out.copy_from_slice(&full[..8]);
     out
@@ -134,10 +138,7 @@ impl TokenMac {
     pub fn token_over(&self, canonical: &[u8]) -> Token {
         let mut mac = self.0.clone();
         mac.update(canonical);
-        let full: [u8; 16] = mac.finalize().into_bytes().into();
-        let mut out = [0u8; 8];
-        out.copy_from_slice(&full[..8]);
-        Token::from_bytes(out)
+        Token::from_bytes(first8(mac.finalize().into_bytes().into()))
     }
 }
 
