@@ -1,19 +1,20 @@
 //! The Brass box: it checks installations (protocol §6.1, MI8 = MI3 + MI7 → MI9 + MI10, or
 //! BAD), and with the `ADMIN` process signs the audit trail's checkpoints (protocol §6.6);
 //! registers keys into the sub-domains it serves and withdraws them (protocol §6.2, §6.3);
-//! verification and Tin exports follow (protocol §6.5).
+//! verifies mailpieces' tokens and exports a month's token keys to Tin boxes (protocol §6.5).
 //! Its processes hold the domain Brass keys and the keys of the sub-domains they serve.
 
 use std::collections::BTreeMap;
 
 use postkey_crypto::{HpkeRecordType, Signer as _};
 use postkey_wire::command::{
-    CheckpointChain, Checkpointed, PieceToken, Registered, Verdicts, Verify,
+    CheckpointChain, Checkpointed, ExportTokenKeys, PieceToken, Registered, Verdicts, Verify,
 };
 use postkey_wire::{
     BadKey, ChainHash, Checkpoint, DomainId, InstallConfirmed, Installed, InstalledKeyRecord,
     Maced, Mailpiece, Message, NewKeyRecord, RegisteredKey, RegistrationConfirmed,
-    RegistrationRequest, ResponseCode, Sender, Timestamp, Unverified, Verified, Withdrawn,
+    RegistrationRequest, ResponseCode, Sender, Timestamp, TinExport, Unverified, Verified,
+    Withdrawn,
 };
 use subtle::ConstantTimeEq as _;
 
@@ -430,6 +431,118 @@ impl TypedBox<Brass> {
             good.push(bool::from(mac.token_over(&canonical).ct_eq(token)));
         }
         Ok(Verdicts { good })
+    }
+
+    /// `EXPORT_TOKEN_KEYS` (protocol §6.5, docs/tin.md): one chunk of a Tin export. The
+    /// sub-domain is one this box serves of a postal domain (never the vendor's, never EARTH);
+    /// the Tin box is certified (Tin startup key) and the manufacturing box made it a process of
+    /// the domain that serves the sub-domain. Each MR3 is of the sub-domain, its MAC checks, one
+    /// per ISN; K is unwrapped, the month's token key derived and K dropped. The token keys are
+    /// sealed to the Tin box's confidentiality key and the chunk signed with the domain Brass
+    /// key. Which meters are `Active` is the KMC's to say, as for `VERIFY`.
+    pub(crate) fn export_token_keys(
+        &mut self,
+        item: ExportTokenKeys,
+        now: Timestamp,
+    ) -> Result<Verified<TinExport>, BoxError> {
+        let ExportTokenKeys {
+            tin,
+            process: tin_process,
+            subdomain,
+            period,
+            as_of,
+            chunk,
+            chunks,
+            mr3s,
+        } = item;
+        let domain = subdomain.domain().clone();
+        let process = self.role.processes.of(&self.core.tables, &domain)?;
+        let kind = process.delivery.body().kind;
+        if kind != postkey_wire::DomainKind::Postal {
+            return Err(BoxError::DomainKindNotServed { domain, kind });
+        }
+        let sub = process
+            .keys
+            .subdomains
+            .get(&subdomain)
+            .ok_or_else(|| BoxError::SubdomainNotServed(subdomain.clone()))?;
+        let tin_anchor = self.core.anchors.for_type(postkey_wire::BoxType::Tin);
+        let cert = tin.verify(tin_anchor)?;
+        let tin_id = cert.body().box_id;
+        if tin_id.box_type() != postkey_wire::BoxType::Tin {
+            return Err(BoxError::WrongBoxType {
+                expected: "tin",
+                actual: tin_id.box_type().name(),
+            });
+        }
+        let tin_process = tin_process.verify(tin_anchor)?;
+        let p = tin_process.body();
+        if p.box_id != tin_id || p.domain != domain || !p.subdomains.contains(&subdomain) {
+            return Err(BoxError::RecordMismatch(
+                "the Tin box runs no process of the domain serving the sub-domain",
+            ));
+        }
+        let invalid = |reason| {
+            BoxError::Wire(postkey_wire::WireError::InvalidField { field: "export", reason })
+        };
+        if chunks == 0 || chunks > postkey_wire::TIN_EXPORT_MAX_CHUNKS || chunk >= chunks {
+            return Err(invalid("chunk out of bounds"));
+        }
+        if mr3s.len() > postkey_wire::TIN_EXPORT_CHUNK_KEYS {
+            return Err(invalid("too many keys in one chunk"));
+        }
+        let latest = now.unix_micros().saturating_add(postkey_wire::CLOCK_SKEW_TOLERANCE_MICROS);
+        if as_of.unix_micros() > latest {
+            return Err(invalid("its time is after the box's"));
+        }
+        // Only a month a Tin box would take (this one, the two before, the next).
+        crate::tin::in_window(period, now).map_err(invalid)?;
+        let mut image = crate::image::TinKeysImage { keys: Vec::with_capacity(mr3s.len()) };
+        let mut isns = std::collections::BTreeSet::new();
+        for mr3 in &mr3s {
+            let claimed = mr3.claimed_body();
+            if mr3.header().domain != domain || claimed.subdomain != subdomain {
+                return Err(BoxError::RecordMismatch("an MR3 of another sub-domain"));
+            }
+            if !isns.insert(claimed.isn.clone()) {
+                return Err(BoxError::RecordMismatch("two MR3s of one ISN"));
+            }
+            let key_id = header_key(mr3.header().key_id)?;
+            sub.auth.verify(mr3.message_bytes(), mr3.tag())?;
+            let key = sub.conf.unwrap(&claimed.wrapped.0)?;
+            let token_key = key.token_key(&domain, &claimed.isn, period);
+            drop(key);
+            let (y, m, d) = mr3.header().timestamp.utc_date();
+            let registered = postkey_wire::Date::new(y as u16, m, d)?;
+            image.keys.push(crate::image::TinKeyImage {
+                isn: claimed.isn.clone(),
+                key_id,
+                registered,
+                token_key: *token_key.expose_secret(),
+            });
+        }
+        let plain = postkey_wire::codec::to_secret_bytes(&image, 16 * 1024);
+        drop(image);
+        let info = crate::process::box_info(HpkeRecordType::TinExport, domain.as_str(), tin_id)?;
+        let sealed = postkey_secrets::seal_secret(
+            &cert.body().confidentiality,
+            &info,
+            &plain,
+            &mut self.core.rng,
+        )?;
+        let body = TinExport {
+            brass: self.core.id,
+            tin: tin_id,
+            subdomain,
+            period,
+            as_of,
+            chunk,
+            chunks,
+            keys: mr3s.len() as u32,
+            sealed,
+        };
+        let context = self.core.context(domain, now);
+        Ok(postkey_wire::sign(Message::new(context, body), &process.keys.brass_auth))
     }
 
     /// `WITHDRAW` (protocol §6.3): signs, with the domain Brass key, that the key and meter

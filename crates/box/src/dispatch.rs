@@ -298,6 +298,27 @@ pub fn dispatch<H: Host>(
             let brass = &*brass;
             Response::Verify(each_in_parallel(items, |item| brass.verify(item)))
         }
+        Command::ExportTokenKeys(items) => {
+            let SecureBox::Brass(brass) = b else {
+                return Err(wrong_type(code, b.box_type()).into());
+            };
+            Response::ExportTokenKeys(each(items, |item| {
+                brass.export_token_keys(item, now).map(Into::into)
+            }))
+        }
+        Command::ImportTinExport(items) => {
+            let SecureBox::Tin(tin) = b else {
+                return Err(wrong_type(code, b.box_type()).into());
+            };
+            Response::ImportTinExport(each(items, |item| tin.import_export(item.export, now)))
+        }
+        Command::TinVerify(items) => {
+            let SecureBox::Tin(tin) = b else {
+                return Err(wrong_type(code, b.box_type()).into());
+            };
+            let tin = &*tin;
+            Response::TinVerify(each_in_parallel(items, |item| tin.verify(item)))
+        }
         Command::Checkpoint(items) => {
             let SecureBox::Brass(brass) = b else {
                 return Err(wrong_type(code, b.box_type()).into());

@@ -165,6 +165,37 @@ pub enum BoxError {
         /// The date given.
         date: postkey_wire::Date,
     },
+    /// A Tin export not newer than the one held (or being taken) for its sub-domain and month,
+    /// or of a month before the Tin box's window (a replay).
+    #[error("{why} (export of {subdomain} for {period} as of {as_of})")]
+    TinExportStale {
+        /// The sub-domain.
+        subdomain: postkey_wire::SubdomainId,
+        /// The month.
+        period: postkey_wire::Period,
+        /// The refused export's time.
+        as_of: postkey_wire::Timestamp,
+        /// Why, in words.
+        why: &'static str,
+    },
+    /// A Tin box that would hold more token keys than its bound.
+    #[error(
+        "this tin box holds {held} token keys and takes at most {max}: export fewer meters to it"
+    )]
+    TinFull {
+        /// Held now.
+        held: usize,
+        /// The bound.
+        max: usize,
+    },
+    /// A Tin box holds no complete export of the sub-domain and month asked about.
+    #[error("this tin box holds no export of {subdomain} for {period}: import one first")]
+    TinNotExported {
+        /// The sub-domain.
+        subdomain: postkey_wire::SubdomainId,
+        /// The month.
+        period: postkey_wire::Period,
+    },
     /// The meter an installation names is not on this Steel box's meter link.
     #[error("meter {0} is not connected to this Steel box's meter link")]
     MeterNotConnected(postkey_wire::MeterId),
@@ -204,6 +235,9 @@ impl BoxError {
             Self::SubdomainMismatch { .. } => ResponseCode::SUBDOMAIN_MISMATCH,
             Self::SubdomainNotServed(_) => ResponseCode::SUBDOMAIN_NOT_SERVED,
             Self::RegistrationTokenMismatch => ResponseCode::REGISTRATION_TOKEN_MISMATCH,
+            Self::TinExportStale { .. } => ResponseCode::TIN_EXPORT_STALE,
+            Self::TinNotExported { .. } => ResponseCode::TIN_NOT_EXPORTED,
+            Self::TinFull { .. } => ResponseCode::TIN_FULL,
             Self::DateBeforeInstall { .. } | Self::DateInFuture { .. } => {
                 ResponseCode::TIME_WENT_BACKWARDS
             }

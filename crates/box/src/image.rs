@@ -115,6 +115,37 @@ pub struct StateImage {
     #[n(15)]
     #[zeroize(skip)]
     pub(crate) checkpoints: Option<Vec<Blob>>,
+    /// Tin: every chunk of the exports it holds or is taking, as signed (their token keys are
+    /// sealed to the box and opened again when it is enabled); absent when none.
+    #[n(16)]
+    #[zeroize(skip)]
+    pub(crate) tin_exports: Option<Vec<Blob>>,
+}
+
+/// The sealed part of a Tin export chunk: one month's token keys of some meters.
+#[derive(Encode, Decode, Zeroize, ZeroizeOnDrop)]
+#[cbor(map)]
+pub(crate) struct TinKeysImage {
+    #[n(0)]
+    pub(crate) keys: Vec<TinKeyImage>,
+}
+
+/// One meter's token key for the export's month.
+#[derive(Encode, Decode, Zeroize, ZeroizeOnDrop)]
+#[cbor(map)]
+pub(crate) struct TinKeyImage {
+    #[n(0)]
+    #[zeroize(skip)]
+    pub(crate) isn: postkey_wire::Isn,
+    #[n(1)]
+    #[zeroize(skip)]
+    pub(crate) key_id: postkey_wire::KeyId,
+    /// The UTC day the key was registered (MR3's time): earlier mailpieces are refused.
+    #[n(2)]
+    #[zeroize(skip)]
+    pub(crate) registered: postkey_wire::Date,
+    #[cbor(n(3), with = "minicbor::bytes")]
+    pub(crate) token_key: [u8; 32],
 }
 
 /// How one installation ended, as signed: MI7 (`installed`) or ABORTED.

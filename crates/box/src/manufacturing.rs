@@ -510,8 +510,7 @@ impl TypedBox<Manufacturing> {
             startup: state.startup.iter().map(|k| Seed(*k.expose_secret())).collect(),
         };
         let plain = codec::to_secret_bytes(&image, 4096);
-        let info = HpkeInfo::new(HpkeRecordType::Kit, "ADMIN", 0, &target.to_string())
-            .map_err(|_| BoxError::Secret(postkey_secrets::SecretError::Malformed))?;
+        let info = crate::process::box_info(HpkeRecordType::Kit, "ADMIN", target)?;
         let sealed = postkey_secrets::seal_secret(
             &cert.body().confidentiality,
             &info,

@@ -310,10 +310,19 @@ impl<K: ProcessKeys> Processes<K> {
     }
 }
 
+/// The HPKE `info` of what is sealed to one box (protocol §4): key ID 0, the box as recipient.
+pub(crate) fn box_info(
+    record: HpkeRecordType,
+    domain: &str,
+    recipient: BoxId,
+) -> Result<HpkeInfo, BoxError> {
+    HpkeInfo::new(record, domain, 0, &recipient.to_string())
+        .map_err(|_| BoxError::Secret(postkey_secrets::SecretError::Malformed))
+}
+
 /// The HPKE `info` of a delivery to `recipient` for `domain`.
 pub(crate) fn delivery_info(domain: &str, recipient: BoxId) -> Result<HpkeInfo, BoxError> {
-    HpkeInfo::new(HpkeRecordType::Delivery, domain, 0, &recipient.to_string())
-        .map_err(|_| BoxError::Secret(postkey_secrets::SecretError::Malformed))
+    box_info(HpkeRecordType::Delivery, domain, recipient)
 }
 
 /// Checks the addressing of a verified delivery and opens its keys as `K`.

@@ -23,8 +23,9 @@ use crate::{BoxError, SecureBox};
 /// Version 2 of the layout's image carries the installation ID.
 const MAGIC: &[u8; 6] = b"PKBOX\x02";
 const HEADER_LEN: usize = 6 + 9 + 8;
-/// The largest sealed state accepted.
-pub const MAX_SEALED_LEN: usize = 4 * 1024 * 1024;
+/// The largest sealed state accepted: room for a Tin box's exports at their bound
+/// ([`crate::TIN_MAX_KEYS`] token keys, about 70 bytes each as signed chunks).
+pub const MAX_SEALED_LEN: usize = 16 * 1024 * 1024;
 
 /// A box's sealed state, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,6 +139,7 @@ impl<R: Role> TypedBox<R> {
             installation: core.installation,
             last_ended: Vec::new(),
             checkpoints: None,
+            tin_exports: None,
             counters: Vec::new(),
         };
         self.role.write_image(&mut image);
@@ -226,7 +228,7 @@ impl SecureBox {
     ) -> Result<SecureBox, BoxError> {
         let key = combination.state_sealing_key(&sealed.box_id.to_string());
         let plain = key.open(&header(sealed.box_id, sealed.version), &sealed.sealed)?;
-        let image: StateImage = codec::from_bytes(plain.expose_secret(), MAX_SEALED_LEN)?;
+        let image: StateImage = codec::from_stored_bytes(plain.expose_secret(), MAX_SEALED_LEN)?;
         drop(plain);
         let corrupt = || BoxError::Secret(postkey_secrets::SecretError::SealedStateInvalid);
         if image.box_id != sealed.box_id || image.version != sealed.version.0 {

@@ -33,6 +33,7 @@ struct Line {
     steel_record: Unverified<ProcessRecord>,
     steel2_record: Unverified<ProcessRecord>,
     steel_shares: Vec<Vec<u8>>,
+    bundle: Unverified<postkey_wire::DomainBundle>,
 }
 
 fn usps_id() -> DomainId {
@@ -74,6 +75,7 @@ fn line() -> Line {
         steel_record: records[1].clone(),
         steel2_record: records[2].clone(),
         steel_shares,
+        bundle,
     }
 }
 
@@ -1214,4 +1216,115 @@ fn brass_verifies_each_token_of_a_registered_key_and_refuses_a_forged_or_misplac
         pieces: vec![piece("20261130", 1, good)],
     };
     assert_eq!(cmd(&mut l.brass, elsewhere).unwrap_err(), ResponseCode::RECORD_MISMATCH);
+}
+
+/// A Tin box made by the line's M box, running a USPS process that serves `subdomains`.
+fn tin_box(l: &mut Line, seed: u64, subdomains: &[&str]) -> (SecureBox, Unverified<ProcessRecord>) {
+    let mut t = manufacture(&mut l.m, BoxType::Tin, seed).secure_box;
+    let subdomains = subdomains.iter().map(|s| sub(s)).collect();
+    let d = cmd(&mut l.m, Deliver { bundle: l.bundle.clone(), recipient: cert(&t), subdomains })
+        .unwrap();
+    cmd(&mut t, InstallProcess { delivery: d.delivery }).unwrap();
+    (t, d.record)
+}
+
+#[test]
+fn brass_exports_a_month_of_token_keys_to_one_tin_box_which_verifies_postal_tokens_offline() {
+    use postkey_wire::command::{ExportTokenKeys, ImportTinExport, Register, TinVerify};
+    use postkey_wire::{Isn, Period, TinExport};
+    let mut l = line();
+    let (m, mi9) = installed(&mut l);
+    let isn = "0401234567";
+    let mr3 =
+        cmd(&mut l.brass, Register { mr1: mr1(&m, "USPS/US", (isn, "US", "20261129"), None), mi9 })
+            .unwrap()
+            .mr3;
+    let (mut tin, record) = tin_box(&mut l, 104, &["USPS/US"]);
+    let (mut other, other_record) = tin_box(&mut l, 105, &["USPS/US"]);
+    let month = Period::parse("202611").unwrap();
+    let order =
+        |tin: &SecureBox, process: &Unverified<ProcessRecord>, as_of, mr3s| ExportTokenKeys {
+            tin: cert(tin),
+            process: process.clone(),
+            subdomain: sub("USPS/US"),
+            period: month,
+            as_of,
+            chunk: 0,
+            chunks: 1,
+            mr3s,
+        };
+    let first: Unverified<TinExport> =
+        cmd(&mut l.brass, order(&tin, &record, now(), vec![mr3.clone()])).unwrap();
+    assert_eq!(first.claimed_body().keys, 1);
+
+    // Brass exports only to a certified Tin box whose process serves the sub-domain, and only
+    // a month in the window.
+    let to_brass = order(&l.brass, &record, now(), vec![mr3.clone()]);
+    assert_eq!(cmd(&mut l.brass, to_brass).unwrap_err(), ResponseCode::BAD_SIGNATURE);
+    let crossed = order(&tin, &other_record, now(), vec![mr3.clone()]);
+    assert_eq!(cmd(&mut l.brass, crossed).unwrap_err(), ResponseCode::RECORD_MISMATCH);
+    let (_, narrow) = tin_box(&mut l, 106, &[]);
+    let unserved = order(&tin, &narrow, now(), vec![mr3.clone()]);
+    assert_eq!(cmd(&mut l.brass, unserved).unwrap_err(), ResponseCode::RECORD_MISMATCH);
+    let mut far = order(&tin, &record, now(), vec![mr3.clone()]);
+    far.period = Period::parse("202702").unwrap();
+    assert_eq!(cmd(&mut l.brass, far).unwrap_err(), ResponseCode::PARAMETER_SYNTAX);
+
+    // Sealed to one Tin box: another refuses it.
+    let misaddressed = ImportTinExport { export: first.clone() };
+    assert_eq!(cmd(&mut other, misaddressed).unwrap_err(), ResponseCode::RECORD_NOT_FOR_THIS_BOX);
+    // A flipped byte anywhere in what Brass signed is refused.
+    let mut bytes = first.as_bytes().to_vec();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 1;
+    if let Ok(forged) = parse::<TinExport>(&bytes) {
+        assert!(cmd(&mut tin, ImportTinExport { export: forged }).is_err());
+    }
+    let taken = cmd(&mut tin, ImportTinExport { export: first.clone() }).unwrap();
+    assert_eq!((taken.have, taken.chunks, taken.keys), (1, 1, 1));
+    // The same export again changes nothing.
+    assert_eq!(cmd(&mut tin, ImportTinExport { export: first.clone() }).unwrap(), taken);
+
+    let verify = |tin: &mut SecureBox, isn: &str, subdomain: &str, pieces| {
+        cmd(tin, TinVerify { subdomain: sub(subdomain), isn: Isn::parse(isn).unwrap(), pieces })
+    };
+    let good = token_of(&m, isn, "20261130", 1);
+    let v = verify(
+        &mut tin,
+        isn,
+        "USPS/US",
+        vec![
+            piece("20261130", 1, good),
+            piece("20261130", 2, good),
+            piece("20261128", 3, token_of(&m, isn, "20261128", 3)),
+        ],
+    )
+    .unwrap();
+    assert_eq!(v.codes, [0, 5001, 5005], "good, bad, before the registration day");
+    assert_eq!(v.as_of, now());
+    let unknown = verify(&mut tin, "0401234568", "USPS/US", vec![piece("20261130", 1, good)]);
+    assert_eq!(unknown.unwrap().codes, [5002]);
+    // Another month, another sub-domain: refused, never guessed.
+    let october = verify(&mut tin, isn, "USPS/US", vec![piece("20261030", 1, good)]);
+    assert_eq!(october.unwrap_err(), ResponseCode::TIN_NOT_EXPORTED);
+    let elsewhere = verify(&mut tin, isn, "USPS/PR", vec![piece("20261130", 1, good)]);
+    assert_eq!(elsewhere.unwrap_err(), ResponseCode::SUBDOMAIN_NOT_SERVED);
+    let mixed = verify(
+        &mut tin,
+        isn,
+        "USPS/US",
+        vec![piece("20261130", 1, good), piece("20261201", 2, good)],
+    );
+    assert_eq!(mixed.unwrap_err(), ResponseCode::PARAMETER_SYNTAX);
+
+    // The meter withdrawn: a newer export without it supersedes the first, which is then
+    // refused as a replay.
+    let later = Timestamp::from_unix_micros(now().unix_micros() + 1);
+    let second: Unverified<TinExport> =
+        cmd(&mut l.brass, order(&tin, &record, later, vec![])).unwrap();
+    assert_eq!(cmd(&mut tin, ImportTinExport { export: second }).unwrap().keys, 0);
+    let after = verify(&mut tin, isn, "USPS/US", vec![piece("20261130", 1, good)]);
+    assert_eq!(after.unwrap().codes, [5002]);
+    let replay = cmd(&mut tin, ImportTinExport { export: first });
+    assert_eq!(replay.unwrap_err(), ResponseCode::TIN_EXPORT_STALE);
 }

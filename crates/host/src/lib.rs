@@ -32,6 +32,7 @@ mod register;
 mod ser;
 mod session;
 mod spool;
+pub mod tin;
 mod vectors;
 mod verify;
 
@@ -71,55 +72,83 @@ pub use register::{
 pub use session::Session;
 pub use verify::{DEFAULT_VERIFY_BATCH, FirstSeen, RepairReport, Verifier, VerifyReport};
 
-/// Reads a file the user named (a picture), bounded, refusing anything but a regular file.
+/// Reads a file the user named (a picture, an export), bounded, refusing anything but a
+/// regular file. What cannot be read is the caller's to fix (2010), with the OS reason.
 pub fn read_user_file(path: &std::path::Path, max: u64) -> Result<Vec<u8>, HostError> {
-    home::read(path, max)
+    postkey_durable::read_bounded(path, max).map_err(|e| {
+        let why = match &e {
+            postkey_durable::ReadError::Storage(f) => format!("{e}: {}", f.source),
+            _ => e.to_string(),
+        };
+        Usage::InvalidArgument(why).into()
+    })
 }
 
-/// A new file the user asked for (a picture of an indicium), made before the work whose result
-/// it holds, so that a path that cannot be written fails first: created exclusively (one that
-/// exists is never overwritten), in a directory that exists (none is made).
-/// Dropped unfinished (the work failed), it is removed: a retry is not refused for a file of
-/// nothing.
+/// A new file the user asked for (a picture of an indicium, a Tin export), checked before the
+/// work whose result it holds, so that a path that cannot be written fails first. The bytes go
+/// to a temporary file beside it, made durable, then linked to the path: the path is never
+/// overwritten (linking refuses one that exists), and a stop before the end leaves it free for
+/// a retry. Dropped unfinished (the work failed), the temporary file is removed.
 #[derive(Debug)]
 pub struct OutputFile {
     file: std::fs::File,
+    temp: std::path::PathBuf,
     path: std::path::PathBuf,
-    done: bool,
 }
 
 impl Drop for OutputFile {
     fn drop(&mut self) {
-        if !self.done {
-            let _ = std::fs::remove_file(&self.path);
-        }
+        let _ = std::fs::remove_file(&self.temp);
     }
 }
 
 impl OutputFile {
-    /// Creates the file, empty.
+    /// Checks that `path` is free and its directory writable, by making the temporary file.
     pub fn create(path: &std::path::Path) -> Result<Self, HostError> {
         use std::os::unix::fs::OpenOptionsExt as _;
+        let refuse = |e: std::io::Error| {
+            let why = format!("cannot create {}: {e}", path.display());
+            HostError::from(Usage::InvalidArgument(why))
+        };
+        if std::fs::symlink_metadata(path).is_ok() {
+            return Err(refuse(std::io::ErrorKind::AlreadyExists.into()));
+        }
+        let name =
+            path.file_name().ok_or_else(|| refuse(std::io::ErrorKind::InvalidInput.into()))?;
+        let mut temp_name = std::ffi::OsString::from(".");
+        temp_name.push(name);
+        temp_name.push(format!(".{}.tmp", std::process::id()));
+        let temp = path.with_file_name(temp_name);
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o644)
-            .open(path)
-            .map_err(|e| {
-                let why = format!("cannot create {}: {e}", path.display());
-                HostError::from(Usage::InvalidArgument(why))
-            })?;
-        Ok(Self { file, path: path.to_path_buf(), done: false })
+            .open(&temp)
+            .map_err(refuse)?;
+        Ok(Self { file, temp, path: path.to_path_buf() })
     }
 
-    /// Writes `bytes` and makes them durable; on failure the file is removed.
+    /// Writes `bytes`, makes them durable and links them to the path (refused if it exists by
+    /// now); on failure nothing is left at the path.
     pub fn finish(mut self, bytes: &[u8]) -> Result<(), HostError> {
         use std::io::Write as _;
-        let written = self.file.write_all(bytes).and_then(|()| self.file.sync_all());
-        written.map_err(|e| {
-            HostError::Storage(postkey_durable::file_error("writing", &self.path, e))
+        let storage =
+            |what, e| HostError::Storage(postkey_durable::file_error(what, &self.path, e));
+        self.file
+            .write_all(bytes)
+            .and_then(|()| self.file.sync_all())
+            .map_err(|e| storage("writing", e))?;
+        std::fs::hard_link(&self.temp, &self.path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                let why = format!("cannot create {}: it exists now", self.path.display());
+                HostError::from(Usage::InvalidArgument(why))
+            } else {
+                storage("linking", e)
+            }
         })?;
-        self.done = true;
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+        }
         Ok(())
     }
 }

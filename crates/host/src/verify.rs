@@ -102,16 +102,7 @@ impl VerifyReport {
             subdomain: Some(m.subdomain.to_string()),
             isn: Some(m.isn.to_string()),
             count: Some(m.count),
-            repairs: parsed
-                .repairs
-                .iter()
-                .map(|r| RepairReport {
-                    field: r.field.name(),
-                    position: r.repair.position,
-                    read: r.repair.read,
-                    corrected: r.repair.corrected,
-                })
-                .collect(),
+            repairs: repairs_of(parsed),
             first_seen: v
                 .first
                 .map(|f| FirstSeen { time: f.time.to_string(), site: f.site.to_string() }),
@@ -210,32 +201,19 @@ impl<S: Store> Verifier<S> {
     /// Parses a batch (a text that does not parse is `malformed`, in the error log) and plans
     /// it against the archive: what [`Self::finish`] completes.
     async fn prepare(&self, inputs: &[Result<&str, String>]) -> Result<Prepared, HostError> {
-        let now = self.clock.now();
         let mut reports: Vec<Option<VerifyReport>> = Vec::with_capacity(inputs.len());
         let mut parsed = Vec::new();
         let mut places = Vec::new();
-        let mut refused = Vec::new();
-        for (i, input) in inputs.iter().enumerate() {
-            match input
-                .as_ref()
-                .map_err(Clone::clone)
-                .and_then(|t| postkey_indicium::parse(t).map_err(|e: ParseError| e.to_string()))
-            {
+        for (i, read) in parse_logged(&self.home, inputs, self.clock.now())?.into_iter().enumerate()
+        {
+            match read {
                 Ok(p) => {
                     places.push(i);
                     parsed.push(p);
                     reports.push(None);
                 }
-                Err(why) => {
-                    refused.push(format!("indicium {}: {why}", i + 1));
-                    reports.push(Some(VerifyReport::malformed(why)));
-                }
+                Err(why) => reports.push(Some(VerifyReport::malformed(why))),
             }
-        }
-        if !refused.is_empty() {
-            let entries: Vec<(ResponseCode, &str)> =
-                refused.iter().map(|m| (ResponseCode::INDICIUM_MALFORMED, m.as_str())).collect();
-            self.home.log_errors("kmc", &entries, now)?;
         }
         let pieces: Vec<PieceToVerify> = parsed
             .iter()
@@ -284,59 +262,19 @@ impl<S: Store> Verifier<S> {
         mut each: impl FnMut(u64, &VerifyReport),
     ) -> Result<std::collections::BTreeMap<&'static str, u64>, HostError> {
         let this = &*self;
-        let (file, _) = postkey_durable::open_regular(path).map_err(|e| {
-            let why = match &e {
-                postkey_durable::ReadError::Storage(f) => format!("{e}: {}", f.source),
-                _ => e.to_string(),
-            };
-            let e = HostError::from(crate::Usage::InvalidArgument(format!("--file: {why}")));
-            this.home.logged("host", e)
-        })?;
-        let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+        let mut lines = Lines::open(&this.home, path)?;
         let mut counts = std::collections::BTreeMap::new();
-        let batch = batch.max(1);
-        let mut number = 0u64;
-        let mut buf = Vec::new();
-        let mut end = false;
         // Two batches in flight: while batch n is at Brass and the duplicate memory, batch
         // n + 1 is parsed and planned against the archive (`Kmc::plan_verification` reads
         // only). Answers still leave in order, each batch's after its checkpoint.
         let mut flight: Option<(Vec<u64>, Prepared)> = None;
         loop {
-            let mut lines: Vec<(u64, Result<String, String>)> = Vec::with_capacity(batch);
-            while lines.len() < batch && !end {
-                buf.clear();
-                let read = read_line(&mut reader, &mut buf, MAX_LINE)
-                    .map_err(|e| crate::home::storage("reading", path, e))?;
-                let Some(whole) = read else {
-                    end = true;
-                    break;
-                };
-                number += 1;
-                let text = if whole {
-                    String::from_utf8(core::mem::take(&mut buf))
-                        .map_err(|_| "the line is not UTF-8 text".to_owned())
-                } else {
-                    Err(format!("the line is longer than {MAX_LINE} bytes: no indicium"))
-                };
-                // A byte-order mark some editors put first is no part of the text.
-                let text = text.map(|t| match t.strip_prefix('\u{FEFF}') {
-                    Some(rest) if number == 1 => rest.to_owned(),
-                    _ => t,
-                });
-                if text.as_ref().is_ok_and(|t| t.trim().is_empty()) {
-                    continue;
-                }
-                lines.push((number, text));
-            }
-            if lines.is_empty() && flight.is_none() {
+            let read = lines.next_batch(batch)?;
+            if read.is_empty() && flight.is_none() {
                 break;
             }
-            let numbers: Vec<u64> = lines.iter().map(|(n, _)| *n).collect();
-            let inputs: Vec<Result<&str, String>> = lines
-                .iter()
-                .map(|(_, t)| t.as_deref().map(|t| t.trim_end_matches('\r')).map_err(Clone::clone))
-                .collect();
+            let numbers: Vec<u64> = read.iter().map(|(n, _)| *n).collect();
+            let inputs = Lines::inputs(&read);
             let previous = flight.take();
             let next = async {
                 if inputs.is_empty() { Ok(None) } else { this.prepare(&inputs).await.map(Some) }
@@ -348,18 +286,15 @@ impl<S: Store> Verifier<S> {
                 }
             };
             let (next, done) = tokio::join!(next, done);
-            if let Some((lines, reports)) = done? {
-                for (n, r) in lines.iter().zip(&reports) {
+            if let Some((numbers, reports)) = done? {
+                for (n, r) in numbers.iter().zip(&reports) {
                     *counts.entry(r.outcome).or_default() += 1;
                     each(*n, r);
                 }
             }
             flight = next?.map(|p| (numbers, p));
         }
-        if counts.is_empty() {
-            let why = format!("--file: {} holds no indicium", path.display());
-            return Err(this.home.logged("host", crate::Usage::InvalidArgument(why).into()));
-        }
+        lines.check_any(&this.home, counts.is_empty())?;
         Ok(counts)
     }
 
@@ -380,6 +315,133 @@ impl<S: Store> Verifier<S> {
         let session = self.boxes.session();
         crate::checkpoint::moved(&self.home, self.kmc.store(), session, &self.trust, self.audit)
             .await
+    }
+}
+
+/// Parses each input (docs/indicium.md); an input that does not parse is `malformed` with its
+/// reason, in the error log (5006).
+pub(crate) fn parse_logged(
+    home: &Home,
+    inputs: &[Result<&str, String>],
+    now: Timestamp,
+) -> Result<Vec<Result<Parsed, String>>, HostError> {
+    let read: Vec<Result<Parsed, String>> = inputs
+        .iter()
+        .map(|input| {
+            input
+                .as_ref()
+                .map_err(Clone::clone)
+                .and_then(|t| postkey_indicium::parse(t).map_err(|e: ParseError| e.to_string()))
+        })
+        .collect();
+    let refused: Vec<String> = read
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.as_ref().err().map(|why| format!("indicium {}: {why}", i + 1)))
+        .collect();
+    if !refused.is_empty() {
+        let entries: Vec<(ResponseCode, &str)> =
+            refused.iter().map(|m| (ResponseCode::INDICIUM_MALFORMED, m.as_str())).collect();
+        home.log_errors("kmc", &entries, now)?;
+    }
+    Ok(read)
+}
+
+/// The repairs of a parsed indicium, as reports give them.
+pub(crate) fn repairs_of(parsed: &Parsed) -> Vec<RepairReport> {
+    parsed
+        .repairs
+        .iter()
+        .map(|r| RepairReport {
+            field: r.field.name(),
+            position: r.repair.position,
+            read: r.repair.read,
+            corrected: r.repair.corrected,
+        })
+        .collect()
+}
+
+/// A line of a verification file: its number, and its text or why it is none.
+pub(crate) type Line = (u64, Result<String, String>);
+
+/// The lines of a verification file, read in batches: numbered, empty lines skipped, a line
+/// longer than [`MAX_LINE`] never held whole, a first byte-order mark and a final `\r` dropped.
+pub(crate) struct Lines {
+    reader: std::io::BufReader<std::fs::File>,
+    path: std::path::PathBuf,
+    number: u64,
+    buf: Vec<u8>,
+    end: bool,
+}
+
+impl Lines {
+    /// Opens `path`, which must be a regular file (a FIFO or a device is refused before it is
+    /// read); a refusal is logged with the OS reason.
+    pub(crate) fn open(home: &Home, path: &std::path::Path) -> Result<Self, HostError> {
+        let (file, _) = postkey_durable::open_regular(path).map_err(|e| {
+            let why = match &e {
+                postkey_durable::ReadError::Storage(f) => format!("{e}: {}", f.source),
+                _ => e.to_string(),
+            };
+            let e = HostError::from(crate::Usage::InvalidArgument(format!("--file: {why}")));
+            home.logged("host", e)
+        })?;
+        Ok(Self {
+            reader: std::io::BufReader::with_capacity(1 << 20, file),
+            path: path.to_path_buf(),
+            number: 0,
+            buf: Vec::new(),
+            end: false,
+        })
+    }
+
+    /// The next lines that are not empty, at most `batch`; none at the end.
+    pub(crate) fn next_batch(&mut self, batch: usize) -> Result<Vec<Line>, HostError> {
+        let mut lines = Vec::with_capacity(batch.max(1));
+        while lines.len() < batch.max(1) && !self.end {
+            self.buf.clear();
+            let read = read_line(&mut self.reader, &mut self.buf, MAX_LINE)
+                .map_err(|e| crate::home::storage("reading", &self.path, e))?;
+            let Some(whole) = read else {
+                self.end = true;
+                break;
+            };
+            self.number += 1;
+            let text = if whole {
+                String::from_utf8(core::mem::take(&mut self.buf))
+                    .map_err(|_| "the line is not UTF-8 text".to_owned())
+            } else {
+                Err(format!("the line is longer than {MAX_LINE} bytes: no indicium"))
+            };
+            // A byte-order mark some editors put first is no part of the text.
+            let first = self.number == 1;
+            let text = text.map(|t| match t.strip_prefix('\u{FEFF}') {
+                Some(rest) if first => rest.to_owned(),
+                _ => t,
+            });
+            if text.as_ref().is_ok_and(|t| t.trim().is_empty()) {
+                continue;
+            }
+            lines.push((self.number, text));
+        }
+        Ok(lines)
+    }
+
+    /// A batch's lines as verification inputs.
+    pub(crate) fn inputs(lines: &[Line]) -> Vec<Result<&str, String>> {
+        lines
+            .iter()
+            .map(|(_, t)| t.as_deref().map(|t| t.trim_end_matches('\r')).map_err(Clone::clone))
+            .collect()
+    }
+
+    /// Refuses (2010, logged) a file that held no indicium at all.
+    pub(crate) fn check_any(&self, home: &Home, none: bool) -> Result<(), HostError> {
+        if none {
+            let why = format!("--file: {} holds no indicium", self.path.display());
+            return Err(home.logged("host", crate::Usage::InvalidArgument(why).into()));
+        }
+        Ok(())
     }
 }
 

@@ -217,13 +217,14 @@ async fn the_demo_makes_one_box_of_each_type_with_the_processes_each_needs_and_k
     let dir = tempfile::tempdir().unwrap();
     let home = Home::new(dir.path());
     let lock = home.lock(Access::Exclusive, Wait::No).unwrap();
-    let report = postkey_host::demo::run(&lock, 4, |_| {}).await.unwrap();
+    let options = postkey_host::demo::DemoOptions::new(4, 0);
+    let report = postkey_host::demo::run(&lock, options, |_| {}).await.unwrap();
     assert_eq!(report.meters, 4);
-    // Each meter keyed and registered; the last one withdrawn.
+    // Each meter keyed and registered; the last two withdrawn.
     let counted = |status: &str| -> usize {
         report.keys.iter().filter(|k| k.status == status).map(|k| k.count).sum()
     };
-    assert_eq!((counted("active"), counted("obsolete")), (6, 2), "{:?}", report.keys);
+    assert_eq!((counted("active"), counted("obsolete")), (4, 4), "{:?}", report.keys);
     let ve: usize = report.keys.iter().filter(|k| k.domain == "VE").map(|k| k.count).sum();
     assert_eq!(ve, 4);
     assert!(report.audit.holds(), "{:?}", report.audit.faults);
@@ -236,7 +237,7 @@ async fn the_demo_makes_one_box_of_each_type_with_the_processes_each_needs_and_k
     assert_eq!(names(&brass.domains), vec!["ADMIN", "EARTH", "USPS", "VE"]);
     let tin = report.boxes.iter().find(|b| b.box_type == BoxType::Tin).unwrap();
     assert_eq!(names(&tin.domains), vec!["USPS"], "Tin verifies postal tokens only");
-    assert_eq!(report.errors, 0);
+    assert_eq!(report.mismatches, 0);
     let domains: Vec<DomainId> = report.domains.iter().map(|d| d.domain.clone()).collect();
     assert_eq!(names(&domains), vec!["ADMIN", "EARTH", "USPS", "VE"]);
     // The JSON keeps IDs and types as text.

@@ -31,6 +31,12 @@ pub enum KmcError {
     /// The archive has no (valid) bundle of a domain.
     #[error("domain {0} has no bundle signed by the Domain Key Set in the archive")]
     NoBundle(DomainId),
+    /// An export of more meters than one export carries.
+    #[error("{keys} meters are more than one Tin export carries")]
+    ExportTooLarge {
+        /// How many.
+        keys: usize,
+    },
     /// A box is not registered, or has no process of the domain.
     #[error("{0} is not registered with a process of domain {1}")]
     NotCertified(BoxId, DomainId),
@@ -146,6 +152,7 @@ impl KmcError {
             Self::WrongAnswer { .. } => ResponseCode::RECORD_MISMATCH,
             Self::NoBundle(_) => ResponseCode::UNKNOWN_DOMAIN,
             Self::NotCertified(..) => ResponseCode::NOT_CERTIFIED_FOR_DOMAIN,
+            Self::ExportTooLarge { .. } => ResponseCode::MESSAGE_TOO_LARGE,
             Self::Rollback { .. } => ResponseCode::STATE_ROLLBACK,
             Self::InstallationMismatch { .. } => ResponseCode::INSTALLATION_MISMATCH,
             Self::KeyIdsRefused(..) => ResponseCode::KEY_ID_NOT_FRESH,

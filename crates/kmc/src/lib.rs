@@ -23,6 +23,7 @@ mod register;
 mod roles;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod tin;
 mod verify;
 mod version;
 
@@ -35,6 +36,7 @@ pub use register::{
     MeterRegistration, RegistrationOutcome, RegistrationResult, brass_serving, withdrawing_boxes,
 };
 pub use roles::KeyRole;
+pub use tin::{MadeExport, TinPieceVerdict};
 pub use verify::{PieceToVerify, PieceVerdict, VerificationPlan, VerifyCache};
 
 use postkey_archive::Store;

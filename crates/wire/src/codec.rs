@@ -33,13 +33,23 @@ pub fn to_secret_bytes<T: Encode<()>>(value: &T, capacity: usize) -> zeroize::Ze
     out
 }
 
-/// Decodes a `T` from exactly `bytes`, at most `max` long, in canonical encoding only.
+/// Decodes a `T` from exactly `bytes`, at most `max` long (and never more than a message,
+/// [`MAX_MESSAGE_LEN`]), in canonical encoding only.
 pub fn from_bytes<'b, T>(bytes: &'b [u8], max: usize) -> Result<T, WireError>
 where
     T: Decode<'b, ()> + Encode<()>,
 {
-    if bytes.len() > max.min(MAX_MESSAGE_LEN) {
-        return Err(WireError::TooLarge { len: bytes.len(), max: max.min(MAX_MESSAGE_LEN) });
+    from_stored_bytes(bytes, max.min(MAX_MESSAGE_LEN))
+}
+
+/// As [`from_bytes`], for what is kept at rest rather than sent (a box's sealed state image,
+/// which may hold a Tin box's exports): at most `max` long, whatever a message's limit.
+pub fn from_stored_bytes<'b, T>(bytes: &'b [u8], max: usize) -> Result<T, WireError>
+where
+    T: Decode<'b, ()> + Encode<()>,
+{
+    if bytes.len() > max {
+        return Err(WireError::TooLarge { len: bytes.len(), max });
     }
     let mut d = Decoder::new(bytes);
     let value: T = d.decode()?;
@@ -55,6 +65,33 @@ where
     }
     Ok(value)
 }
+
+/// Encodes a type as its text (`Display`) and decodes it with its `parse`, refusing what does
+/// not parse with `$what` (identifiers, dates, senders travel as text).
+macro_rules! cbor_as_text {
+    ($t:ty, $what:literal) => {
+        impl<C> minicbor::Encode<C> for $t {
+            fn encode<W: minicbor::encode::Write>(
+                &self,
+                e: &mut minicbor::Encoder<W>,
+                _: &mut C,
+            ) -> Result<(), minicbor::encode::Error<W::Error>> {
+                e.str(&self.to_string())?;
+                Ok(())
+            }
+        }
+
+        impl<'b, C> minicbor::Decode<'b, C> for $t {
+            fn decode(
+                d: &mut minicbor::Decoder<'b>,
+                _: &mut C,
+            ) -> Result<Self, minicbor::decode::Error> {
+                Self::parse(d.str()?).map_err(|_| minicbor::decode::Error::message($what))
+            }
+        }
+    };
+}
+pub(crate) use cbor_as_text;
 
 #[cfg(test)]
 mod tests {

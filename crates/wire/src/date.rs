@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-use minicbor::{Decode, Decoder, Encode, Encoder, decode, encode};
+use minicbor::{Decode, Encode};
 
 use crate::WireError;
 
@@ -72,22 +72,7 @@ impl fmt::Debug for Date {
     }
 }
 
-impl<C> Encode<C> for Date {
-    fn encode<W: encode::Write>(
-        &self,
-        e: &mut Encoder<W>,
-        _: &mut C,
-    ) -> Result<(), encode::Error<W::Error>> {
-        e.str(&self.to_string())?;
-        Ok(())
-    }
-}
-
-impl<'b, C> Decode<'b, C> for Date {
-    fn decode(d: &mut Decoder<'b>, _: &mut C) -> Result<Self, decode::Error> {
-        Self::parse(d.str()?).map_err(|_| decode::Error::message("invalid date"))
-    }
-}
+crate::codec::cbor_as_text!(Date, "invalid date");
 
 /// A month written `YYYYMM`: the period of a token key.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -107,6 +92,15 @@ impl Period {
             .map_err(|_| WireError::InvalidField { field: "period", reason: "must be YYYYMM" })
     }
 }
+
+impl Period {
+    /// Months since January of year 0: consecutive months have consecutive indices.
+    pub fn index(self) -> u32 {
+        u32::from(self.year) * 12 + u32::from(self.month) - 1
+    }
+}
+
+crate::codec::cbor_as_text!(Period, "invalid period");
 
 impl fmt::Display for Period {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -318,22 +318,7 @@ impl fmt::Debug for BoxId {
     }
 }
 
-impl<C> Encode<C> for BoxId {
-    fn encode<W: encode::Write>(
-        &self,
-        e: &mut Encoder<W>,
-        _: &mut C,
-    ) -> Result<(), encode::Error<W::Error>> {
-        e.str(&self.to_string())?;
-        Ok(())
-    }
-}
-
-impl<'b, C> Decode<'b, C> for BoxId {
-    fn decode(d: &mut Decoder<'b>, _: &mut C) -> Result<Self, decode::Error> {
-        Self::parse(d.str()?).map_err(|_| decode::Error::message("invalid box ID"))
-    }
-}
+crate::codec::cbor_as_text!(BoxId, "invalid box ID");
 
 /// A registration and verification scope `DOMAIN/CC` (`USPS/US`, `VE/DE`).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -386,22 +371,7 @@ impl fmt::Debug for SubdomainId {
     }
 }
 
-impl<C> Encode<C> for SubdomainId {
-    fn encode<W: encode::Write>(
-        &self,
-        e: &mut Encoder<W>,
-        _: &mut C,
-    ) -> Result<(), encode::Error<W::Error>> {
-        e.str(&self.to_string())?;
-        Ok(())
-    }
-}
-
-impl<'b, C> Decode<'b, C> for SubdomainId {
-    fn decode(d: &mut Decoder<'b>, _: &mut C) -> Result<Self, decode::Error> {
-        Self::parse(d.str()?).map_err(|_| decode::Error::message("invalid sub-domain"))
-    }
-}
+crate::codec::cbor_as_text!(SubdomainId, "invalid sub-domain");
 
 /// A meter: product code and MSN, written `PB1234-000123`; unique within the vendor.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -454,22 +424,7 @@ impl fmt::Debug for MeterId {
     }
 }
 
-impl<C> Encode<C> for MeterId {
-    fn encode<W: encode::Write>(
-        &self,
-        e: &mut Encoder<W>,
-        _: &mut C,
-    ) -> Result<(), encode::Error<W::Error>> {
-        e.str(&self.to_string())?;
-        Ok(())
-    }
-}
-
-impl<'b, C> Decode<'b, C> for MeterId {
-    fn decode(d: &mut Decoder<'b>, _: &mut C) -> Result<Self, decode::Error> {
-        Self::parse(d.str()?).map_err(|_| decode::Error::message("invalid meter ID"))
-    }
-}
+crate::codec::cbor_as_text!(MeterId, "invalid meter ID");
 
 /// A master key's ID: per domain, strictly increasing from 1, never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -29,6 +29,7 @@ mod meter_link;
 mod register;
 mod response;
 mod share;
+mod tin;
 
 pub use audit::{ChainHash, Checkpoint};
 pub use boxes::{
@@ -57,3 +58,7 @@ pub use register::{
 };
 pub use response::{Fault, ResponseCode};
 pub use share::{SharePurpose, ShareSetId};
+pub use tin::{
+    MAX_TIN_EXPORT_FILE, TIN_EXPORT_CHUNK_KEYS, TIN_EXPORT_FILE_MAGIC, TIN_EXPORT_MAX_CHUNKS,
+    TinExport, decode_export_file, encode_export_file,
+};

@@ -163,11 +163,13 @@ pub enum Verdict {
     Malformed,
     /// A good mailpiece whose (meter, piece count) was verified before.
     Duplicate,
+    /// A Tin box holds no export of the mailpiece's sub-domain and month: it cannot say.
+    NotExported,
 }
 
 impl Verdict {
     /// Every verdict, in the order reports list them.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Good,
         Self::Bad,
         Self::UnknownMeter,
@@ -176,6 +178,7 @@ impl Verdict {
         Self::DateBeforeRegistration,
         Self::Malformed,
         Self::Duplicate,
+        Self::NotExported,
     ];
 
     /// Its name in reports and JSON.
@@ -189,6 +192,7 @@ impl Verdict {
             Self::DateBeforeRegistration => "date-before-registration",
             Self::Malformed => "malformed",
             Self::Duplicate => "duplicate",
+            Self::NotExported => "not-exported",
         }
     }
 
@@ -208,7 +212,13 @@ impl Verdict {
             Self::DateBeforeRegistration => ResponseCode::DATE_BEFORE_REGISTRATION,
             Self::Malformed => ResponseCode::INDICIUM_MALFORMED,
             Self::Duplicate => ResponseCode::DUPLICATE_PIECE,
+            Self::NotExported => ResponseCode::NOT_EXPORTED,
         })
+    }
+
+    /// The verdict of a 5xxx code as [`Self::code`] gives it, and `good` for 0.
+    pub fn from_code(code: u16) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.code().map_or(0, |c| c.0) == code)
     }
 }
 

@@ -193,22 +193,7 @@ impl fmt::Debug for Sender {
     }
 }
 
-impl<C> Encode<C> for Sender {
-    fn encode<W: encode::Write>(
-        &self,
-        e: &mut Encoder<W>,
-        _: &mut C,
-    ) -> Result<(), encode::Error<W::Error>> {
-        e.str(&self.to_string())?;
-        Ok(())
-    }
-}
-
-impl<'b, C> Decode<'b, C> for Sender {
-    fn decode(d: &mut Decoder<'b>, _: &mut C) -> Result<Self, decode::Error> {
-        Self::parse(d.str()?).map_err(|_| decode::Error::message("invalid sender"))
-    }
-}
+crate::codec::cbor_as_text!(Sender, "invalid sender");
 
 /// What every message carries (protocol §6): record type and version, domain, sender, the meter and
 /// key it concerns where it concerns one, the sending box's state version, and a timestamp.

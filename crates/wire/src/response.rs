@@ -229,7 +229,16 @@ codes! {
     INDICIUM_MALFORMED = 5006, Peer, "indicium malformed: unreadable, or a field with more than one wrong character";
     /// 5xxx verification: the meter's piece count was seen before.
     DUPLICATE_PIECE = 5007, Peer, "duplicate: this meter's piece count was verified before (a copied indicium)";
+    /// 5xxx verification: a Tin box cannot answer for the mailpiece's sub-domain or month.
+    NOT_EXPORTED = 5008, Caller, "not exported: the Tin box holds no export of the mailpiece's sub-domain and month";
 
+    /// 3xxx state: a Tin export not newer than one the Tin box holds (or took) for its
+    /// sub-domain and month, or of a month outside its window.
+    TIN_EXPORT_STALE = 3034, Peer, "Tin export not newer than the one held for that sub-domain and month, or of a month too old (replay)";
+    /// 3xxx state: a Tin box asked about a sub-domain and month it holds no export of.
+    TIN_NOT_EXPORTED = 3035, Caller, "the Tin box holds no complete export of that sub-domain and month";
+    /// 3xxx resource: a Tin box would hold more token keys than its bound.
+    TIN_FULL = 3036, Resource, "the Tin box would hold more token keys than it takes";
     /// 3xxx processing: a meter asked to print before it was registered.
     METER_NOT_REGISTERED = 3033, Caller, "meter not registered: it prints no indicium before `factory register`";
 

@@ -12,6 +12,10 @@ pub(crate) struct Args {
     /// How many meters to make and key (half VE+USPS, half VE+EARTH), at most a million.
     #[arg(long, default_value_t = 100, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=1_000_000))]
     meters: usize,
+    /// How many mailpieces the meters print (then some are forged, altered, misread or copied),
+    /// at most ten million.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=10_000_000))]
+    mailpieces: usize,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -45,7 +49,9 @@ pub(crate) fn run(home: Option<PathBuf>, wait: Wait, args: Args) -> anyhow::Resu
     warn_media(&home.media_dir());
     let mut keyed = Some(super::Progress::new("meters keyed", args.meters));
     let mut registered: Option<super::Progress> = None;
-    let report = super::block_on(postkey_host::demo::run(&lock, args.meters, |p| match p {
+    let mut verified: Option<super::Progress> = None;
+    let options = postkey_host::demo::DemoOptions::new(args.meters, args.mailpieces);
+    let report = super::block_on(postkey_host::demo::run(&lock, options, |p| match p {
         postkey_host::demo::Progress::Step(step) => eprintln!("  {step}"),
         postkey_host::demo::Progress::Meters(n, _) => {
             if let Some(p) = &mut keyed {
@@ -60,13 +66,22 @@ pub(crate) fn run(home: Option<PathBuf>, wait: Wait, args: Args) -> anyhow::Resu
                 .get_or_insert_with(|| super::Progress::new("meters registered", total))
                 .set(n);
         }
+        postkey_host::demo::Progress::Verified(n, total) => {
+            if let Some(p) = registered.take() {
+                p.finish();
+            }
+            verified
+                .get_or_insert_with(|| super::Progress::new("mailpieces verified", total))
+                .set(n);
+        }
     }))??;
-    for p in keyed.iter().chain(&registered) {
+    for p in keyed.iter().chain(&registered).chain(&verified) {
         p.finish();
     }
+    let held = report.audit.holds() && report.mismatches == 0;
     if args.json {
         print_json(&report)?;
-        return Ok(if report.audit.holds() { Outcome::Success } else { Outcome::CheckFailed });
+        return Ok(if held { Outcome::Success } else { Outcome::CheckFailed });
     }
     let mut lines = vec![
         format!("postkey demo in {}", report.home),
@@ -112,8 +127,11 @@ pub(crate) fn run(home: Option<PathBuf>, wait: Wait, args: Args) -> anyhow::Resu
         format!("  {place:<9} {:<10} {}", k.status, k.count)
     }));
     lines.push(String::new());
+    lines.push(String::new());
+    lines.extend(results_table(&report.mail));
+    lines.push(String::new());
     lines.push(format!(
-        "{} signed ceremony transcripts; {} error-log entries",
+        "{} signed ceremony transcripts; {} error-log entries (the refusals above among them)",
         report.transcripts, report.errors
     ));
     let a = &report.audit;
@@ -131,6 +149,55 @@ pub(crate) fn run(home: Option<PathBuf>, wait: Wait, args: Args) -> anyhow::Resu
         "look around: postkey --home {} keys list (or box list, domain list, errors, audit verify)",
         report.home
     ));
+    lines.push(format!("mismatches: {}", report.mismatches));
     print_lines(&lines)?;
-    Ok(if a.holds() { Outcome::Success } else { Outcome::CheckFailed })
+    Ok(if held { Outcome::Success } else { Outcome::CheckFailed })
+}
+
+/// The results table: per case, how many mailpieces, the outcome expected, what they got, and
+/// whether it matched; then the Tin box's.
+fn results_table(mail: &postkey_host::demo::MailReport) -> Vec<String> {
+    let mut lines = vec![format!(
+        "{} mailpieces verified at Brass in {:.2} s ({:.0} a second):",
+        mail.mailpieces, mail.seconds, mail.per_second
+    )];
+    lines.extend(rows(&mail.rows));
+    let Some(tin) = &mail.tin else { return lines };
+    lines.push(String::new());
+    lines.push(format!(
+        "{} took the export of {} for {} ({} meters), then the one after the withdrawals ({} \
+         meters); the older again: {}",
+        tin.tin,
+        tin.subdomain,
+        tin.month,
+        tin.meters_before,
+        tin.meters_after,
+        if tin.older_refused { "refused (3034), as it must be" } else { "TAKEN: MISMATCH" }
+    ));
+    lines.push(format!(
+        "{} {} mailpieces verified at {} offline ({}):",
+        tin.mailpieces, tin.subdomain, tin.tin, tin.covers
+    ));
+    lines.extend(rows(&tin.rows));
+    lines
+}
+
+fn rows(rows: &[postkey_host::demo::ResultRow]) -> Vec<String> {
+    let mut lines = vec![format!(
+        "  {:<26} {:>7}  {:<25} {:<34} {}",
+        "mailpieces", "count", "expected", "got", "matches"
+    )];
+    for r in rows {
+        let got: Vec<String> = r.got.iter().map(|(o, n)| format!("{n} {o}")).collect();
+        let matches =
+            if r.mismatches == 0 { "yes".to_owned() } else { format!("NO ({})", r.mismatches) };
+        lines.push(format!(
+            "  {:<26} {:>7}  {:<25} {:<34} {matches}",
+            r.case,
+            r.mailpieces,
+            r.expected,
+            got.join(", ")
+        ));
+    }
+    lines
 }

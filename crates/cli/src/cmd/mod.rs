@@ -14,6 +14,7 @@ mod meter;
 mod self_test;
 mod share;
 mod test_vectors;
+mod tin;
 mod verify;
 mod withdraw;
 
@@ -62,6 +63,10 @@ pub(crate) enum Command {
     /// Verify indicia: a text, a file of them, or a picture (PNG); exit 0 only if every
     /// mailpiece is good.
     Verify(verify::Args),
+    /// Tin boxes: export a month's token keys to one, import it there, verify postal tokens
+    /// offline.
+    #[command(subcommand)]
+    Tin(tin::Command),
     /// Master key records: list, show.
     #[command(subcommand)]
     Keys(keys::Command),
@@ -133,6 +138,7 @@ pub(crate) fn run(home: Option<PathBuf>, wait: Wait, command: Command) -> anyhow
         Command::Keys(c) => keys::run(&ctx(), c),
         Command::Withdraw(args) => withdraw::run(&ctx(), args),
         Command::Verify(args) => verify::run(&ctx(), args),
+        Command::Tin(c) => tin::run(&ctx(), c),
         Command::Demo(args) => demo::run(home, wait, args),
         #[cfg(feature = "bench")]
         Command::Bench(c) => bench::run(home, wait, c),

@@ -1,5 +1,4 @@
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::PathBuf;
 
 use postkey_host::{Access, DEFAULT_VERIFY_BATCH, Verifier, VerifyReport};
@@ -40,20 +39,7 @@ pub(crate) fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Outcome> {
     let home = &ctx.home;
     let dir = shares_dir(home, a.shares_dir.as_deref());
     let lock = ctx.lock(Access::Shared)?;
-    let logged = |e| home.logged("host", e);
-    // A picture is read before any box is enabled; one without a readable symbol is a
-    // malformed indicium (5006), as a text that does not parse.
-    let text: Option<Result<String, String>> = match (&a.text, &a.image) {
-        (Some(t), _) => Some(Ok(t.clone())),
-        (None, Some(path)) => {
-            let bytes = postkey_host::read_user_file(path, MAX_IMAGE).map_err(logged)?;
-            Some(
-                postkey_host::symbol::read_png(&bytes)
-                    .map_err(|e| format!("{}: no readable indicium: {e}", path.display())),
-            )
-        }
-        (None, None) => None,
-    };
+    let text = one_input(home, a.text.as_ref(), a.image.as_deref())?;
     let mut stdout = std::io::stdout().lock();
     let (counts, single) = block_on(async {
         let store = ctx.archive().await?;
@@ -61,30 +47,13 @@ pub(crate) fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Outcome> {
         let out = match (&text, &a.file) {
             (Some(t), _) => {
                 let reports = v.verify_inputs(&[t.as_deref().map_err(Clone::clone)]).await;
-                reports.map(|r| {
-                    let mut counts = BTreeMap::new();
-                    for x in &r {
-                        *counts.entry(x.outcome).or_insert(0u64) += 1;
-                    }
-                    (counts, r.into_iter().next())
-                })
+                reports.map(|r| single_counted(r, |x| x.outcome))
             }
             (None, Some(file)) => {
-                if a.json {
-                    let _ = write!(stdout, "{{\"mailpieces\":[");
-                }
-                let mut first = true;
+                let mut lines = Lines::start(&mut stdout, a.json, "");
                 let counts = v
                     .verify_file(file, usize::from(a.batch), |line, r| {
-                        let _ = if a.json {
-                            let sep = if first { "" } else { "," };
-                            let mut value = serde_json::to_value(r).unwrap_or_default();
-                            value["line"] = line.into();
-                            write!(stdout, "{sep}{value}")
-                        } else {
-                            writeln!(stdout, "{line}: {}", describe(r))
-                        };
-                        first = false;
+                        lines.write(line, r, || describe(r));
                     })
                     .await;
                 counts.map(|c| (c, None))
@@ -105,16 +74,7 @@ pub(crate) fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Outcome> {
                 print_lines(&[describe(&report)])?;
             }
         }
-        None if a.json => {
-            let total: u64 = counts.values().sum();
-            let tail = serde_json::json!({"outcomes": counts, "mailpieces_verified": total});
-            writeln!(stdout, "],\"outcomes\":{},\"total\":{}}}", tail["outcomes"], total)?;
-        }
-        None => {
-            let total: u64 = counts.values().sum();
-            let list: Vec<String> = counts.iter().map(|(o, n)| format!("{n} {o}")).collect();
-            writeln!(stdout, "{total} mailpieces: {}", list.join(", "))?;
-        }
+        None => Lines::finish(&mut stdout, a.json, &counts, "mailpieces")?,
     }
     Ok(if all_good { Outcome::Success } else { Outcome::CheckFailed })
 }
@@ -147,4 +107,91 @@ fn describe(r: &VerifyReport) -> String {
         s.push_str(&format!(" [{code}]"));
     }
     s
+}
+
+/// The one input of a verification that is not a file: the text given, or the text read from
+/// the picture (before any box is enabled; a picture without a readable symbol is a malformed
+/// indicium, 5006, as a text that does not parse); none for a file.
+pub(crate) fn one_input(
+    home: &postkey_host::Home,
+    text: Option<&String>,
+    image: Option<&std::path::Path>,
+) -> anyhow::Result<Option<Result<String, String>>> {
+    Ok(match (text, image) {
+        (Some(t), _) => Some(Ok(t.clone())),
+        (None, Some(path)) => {
+            let bytes = postkey_host::read_user_file(path, MAX_IMAGE)
+                .map_err(|e| home.logged("host", e))?;
+            Some(
+                postkey_host::symbol::read_png(&bytes)
+                    .map_err(|e| format!("{}: no readable indicium: {e}", path.display())),
+            )
+        }
+        (None, None) => None,
+    })
+}
+
+/// The outcomes of one input's reports, counted, and its report.
+pub(crate) fn single_counted<R>(
+    reports: Vec<R>,
+    outcome: impl Fn(&R) -> &'static str,
+) -> (BTreeMap<&'static str, u64>, Option<R>) {
+    let mut counts = BTreeMap::new();
+    for r in &reports {
+        *counts.entry(outcome(r)).or_insert(0u64) += 1;
+    }
+    (counts, reports.into_iter().next())
+}
+
+/// The reports of a file as they come: a line each, or one JSON document whose `mailpieces`
+/// list is written as it grows (`head` goes before it).
+pub(crate) struct Lines<'a, W: std::io::Write> {
+    out: &'a mut W,
+    json: bool,
+    first: bool,
+}
+
+impl<'a, W: std::io::Write> Lines<'a, W> {
+    pub(crate) fn start(out: &'a mut W, json: bool, head: &str) -> Self {
+        if json {
+            let _ = write!(out, "{{{head}\"mailpieces\":[");
+        }
+        Self { out, json, first: true }
+    }
+
+    /// One report, with its line number.
+    pub(crate) fn write(
+        &mut self,
+        line: u64,
+        r: &impl serde::Serialize,
+        text: impl Fn() -> String,
+    ) {
+        let _ = if self.json {
+            let sep = if self.first { "" } else { "," };
+            let mut value = serde_json::to_value(r).unwrap_or_default();
+            value["line"] = line.into();
+            write!(self.out, "{sep}{value}")
+        } else {
+            writeln!(self.out, "{line}: {}", text())
+        };
+        self.first = false;
+    }
+
+    /// The counts of each outcome, after the reports: the JSON document's end, or one line.
+    pub(crate) fn finish(
+        out: &mut W,
+        json: bool,
+        counts: &BTreeMap<&'static str, u64>,
+        what: &str,
+    ) -> anyhow::Result<()> {
+        let total: u64 = counts.values().sum();
+        if json {
+            let outcomes = serde_json::to_value(counts)?;
+            writeln!(out, "],\"outcomes\":{outcomes},\"total\":{total}}}")?;
+        } else {
+            let list: Vec<String> = counts.iter().map(|(o, n)| format!("{n} {o}")).collect();
+            writeln!(out, "{total} {what}: {}", list.join(", "))?;
+        }
+        Ok(())
+    }
 }

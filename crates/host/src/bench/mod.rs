@@ -132,14 +132,15 @@ pub async fn install(
     let domains = [ve.clone(), usps.clone()];
     match archive {
         None => {
-            crate::demo::run(lock, 0, |_| {}).await?;
+            crate::demo::run(lock, crate::demo::DemoOptions::new(0, 0), |_| {}).await?;
             make_meters(lock, &ids).await?;
             let factory = Factory::open(lock, &home.media_dir(), &domains).await?;
             measure(factory, ids, &ve, &usps, batch, "SQLite".into(), progress).await
         }
         Some(config) => {
             let store = postkey_archive_postgres::PgStore::connect(config).await?;
-            crate::demo::run_on(lock, store.clone(), 0, |_| {}).await?;
+            crate::demo::run_on(lock, store.clone(), crate::demo::DemoOptions::new(0, 0), |_| {})
+                .await?;
             make_meters(lock, &ids).await?;
             let where_ =
                 format!("PostgreSQL, schema {}", config.schema.as_deref().unwrap_or("(default)"));
@@ -312,14 +313,15 @@ pub async fn register(
     let run = Run { lock, ids: &ids, line: &line, orders: &orders, batch };
     match archive {
         None => {
-            crate::demo::run(lock, 0, |_| {}).await?;
+            crate::demo::run(lock, crate::demo::DemoOptions::new(0, 0), |_| {}).await?;
             let store = crate::open_archive(home).await?;
             run.key_meters(store.clone()).await?;
             run.measure(store, "SQLite".into(), progress).await
         }
         Some(config) => {
             let store = postkey_archive_postgres::PgStore::connect(config).await?;
-            crate::demo::run_on(lock, store.clone(), 0, |_| {}).await?;
+            crate::demo::run_on(lock, store.clone(), crate::demo::DemoOptions::new(0, 0), |_| {})
+                .await?;
             run.key_meters(store.clone()).await?;
             // An archive in service has its planner statistics; this one was filled a moment
             // ago from empty tables.

@@ -102,14 +102,15 @@ pub async fn verify(
     let run = Run { lock, ids: &ids, line: &line, orders: &orders, batch: 64 };
     match archive {
         None => {
-            crate::demo::run(lock, 0, |_| {}).await?;
+            crate::demo::run(lock, crate::demo::DemoOptions::new(0, 0), |_| {}).await?;
             let store = crate::open_archive(lock.home()).await?;
             prepare(&run, store.clone(), pieces, progress).await?;
             measure(&run, store, pieces, "SQLite".into()).await
         }
         Some(config) => {
             let store = postkey_archive_postgres::PgStore::connect(config).await?;
-            crate::demo::run_on(lock, store.clone(), 0, |_| {}).await?;
+            crate::demo::run_on(lock, store.clone(), crate::demo::DemoOptions::new(0, 0), |_| {})
+                .await?;
             prepare(&run, store.clone(), pieces, progress).await?;
             store.analyze().await?;
             let schema = config.schema.as_deref().unwrap_or("(default)");

@@ -7,8 +7,9 @@ use crate::{
     ConfigTables, Delivery, DomainBundle, DomainId, DomainKind, InstallConfirmed, Installed,
     InstalledKeyRecord, Isn, KeyForSteel, Kit, Maced, Message, MeterId, NewKeyRecord, Nonce,
     ProcessRecord, RegisteredKey, RegistrationConfirmed, RegistrationRequest, SubdomainId,
-    TableUpdate, Token, Transcript, Unverified, Zip,
+    TableUpdate, TinExport, Token, Transcript, Unverified, Zip,
 };
+use crate::{Period, Timestamp};
 
 params! {
     /// `SELF_TEST`: run the power-up self-tests again.
@@ -190,6 +191,72 @@ params! {
     pub struct Verdicts {
         /// `true`: good; `false`: bad.
         pub good: Vec<bool>,
+    }
+
+    /// `EXPORT_TOKEN_KEYS`: Brass derives one month's token keys of the meters whose MR3s
+    /// the KMC sends (the `Active` keys of one postal sub-domain it serves) and seals them to a
+    /// Tin box that the manufacturing box made a process of that sub-domain in: one chunk of a
+    /// Tin export (protocol §6.5, docs/tin.md).
+    pub struct ExportTokenKeys {
+        /// The Tin box's certificate: its confidentiality key.
+        pub tin: Unverified<Certificate>,
+        /// The Tin box's process of the domain, which must serve the sub-domain.
+        pub process: Unverified<ProcessRecord>,
+        /// The postal sub-domain.
+        pub subdomain: SubdomainId,
+        /// The month.
+        pub period: Period,
+        /// When the KMC read the meters from the archive (not after the box's time).
+        pub as_of: Timestamp,
+        /// This chunk's place, from 0.
+        pub chunk: u32,
+        /// How many chunks the export has.
+        pub chunks: u32,
+        /// The MR3 of each key, at most `TIN_EXPORT_CHUNK_KEYS`, one per ISN.
+        pub mr3s: Vec<Maced<RegisteredKey>>,
+    }
+
+    /// `IMPORT_TIN_EXPORT`: a Tin box takes one chunk of an export sealed to it. Once it has
+    /// every chunk, the export replaces the one it held for the sub-domain and month.
+    pub struct ImportTinExport {
+        /// The chunk, as Brass signed it.
+        pub export: Unverified<TinExport>,
+    }
+
+    /// `IMPORT_TIN_EXPORT`'s answer: where the export stands.
+    pub struct TinImported {
+        /// Its sub-domain.
+        pub subdomain: SubdomainId,
+        /// Its month.
+        pub period: Period,
+        /// Its time.
+        pub as_of: Timestamp,
+        /// Chunks of it the box holds.
+        pub have: u32,
+        /// Chunks it has.
+        pub chunks: u32,
+        /// Token keys in use for the sub-domain and month once it is complete (0 before).
+        pub keys: u32,
+    }
+
+    /// `TIN_VERIFY`: a Tin box recomputes the postal tokens of one meter's mailpieces of one
+    /// month from the token key exported for its ISN (protocol §6.5).
+    pub struct TinVerify {
+        /// The postal sub-domain the mailpieces name.
+        pub subdomain: SubdomainId,
+        /// Their ISN.
+        pub isn: Isn,
+        /// The mailpieces, all of one month, with the postal token on each.
+        pub pieces: Vec<PieceToken>,
+    }
+
+    /// `TIN_VERIFY`'s answer: what it covers and, per mailpiece, the postal token's verdict
+    /// as a code: 0 good, or 5001 bad, 5002 unknown meter, 5005 date before registration.
+    pub struct TinVerdicts {
+        /// The export's time: the meters as of then. Duplicates are not checked.
+        pub as_of: Timestamp,
+        /// One code per mailpiece, in order.
+        pub codes: Vec<u32>,
     }
 
     /// `CHECKPOINT`: Brass signs a checkpoint of an audit chain with the `ADMIN` audit key, if it

@@ -44,10 +44,10 @@ use minicbor::{Decode, Decoder, Encode};
 
 pub use items::{
     AdoptDomain, AttestState, Certify, CheckInstall, Checked, CheckpointChain, Checkpointed,
-    Confirmed, CreateDomain, Deliver, Delivered, Done, GenerateKey, Generated, InstallCertificate,
-    InstallEnded, InstallKey, InstallKit, InstallProcess, IssueKit, IssueSetId, PieceToken,
-    Recover, Register, Registered, SelfTest, SignTables, SignTranscript, UpdateTables, Verdicts,
-    Verify, Withdraw,
+    Confirmed, CreateDomain, Deliver, Delivered, Done, ExportTokenKeys, GenerateKey, Generated,
+    ImportTinExport, InstallCertificate, InstallEnded, InstallKey, InstallKit, InstallProcess,
+    IssueKit, IssueSetId, PieceToken, Recover, Register, Registered, SelfTest, SignTables,
+    SignTranscript, TinImported, TinVerdicts, TinVerify, UpdateTables, Verdicts, Verify, Withdraw,
 };
 pub use param::MAX_LIST;
 
@@ -55,7 +55,7 @@ use param::{Enc, Param, take_key};
 
 use crate::{
     BoxType, Certificate, DomainBundle, Kit, RecordType, ResponseCode, SetId, StateAttestation,
-    StateVersion, TableUpdate, Transcript, Unverified, WireError, Withdrawn,
+    StateVersion, TableUpdate, TinExport, Transcript, Unverified, WireError, Withdrawn,
 };
 
 /// The largest command or reply frame: a batch of [`MAX_LIST`] items of a few kilobytes each.
@@ -425,13 +425,26 @@ box_commands! {
     WITHDRAW = 0x0403, "withdraw",
         Withdraw(Withdraw) -> Unverified<Withdrawn>, version 1,
         boxes [Brass], records [MI9];
-    /// Brass with the `ADMIN` process: sign a checkpoint of an audit chain.
+    /// Brass: recompute mailpieces' tokens with a registered key (MR3).
     VERIFY = 0x0404, "verify",
         Verify(Verify) -> Verdicts, version 1,
         boxes [Brass], records [MR3];
+    /// Brass: one chunk of a month's token keys, sealed to a Tin box (→ TINEXPORT).
+    EXPORT_TOKEN_KEYS = 0x0405, "export-token-keys",
+        ExportTokenKeys(ExportTokenKeys) -> Unverified<TinExport>, version 1,
+        boxes [Brass], records [MR3, CERTIFICATE, PROCESS];
+    /// Brass with the `ADMIN` process: sign a checkpoint of an audit chain.
     CHECKPOINT = 0x0501, "checkpoint",
         Checkpoint(CheckpointChain) -> Checkpointed, version 1,
         boxes [Brass], records [];
+    /// Tin: take one chunk of a Tin export.
+    IMPORT_TIN_EXPORT = 0x0601, "import-tin-export",
+        ImportTinExport(ImportTinExport) -> TinImported, version 1,
+        boxes [Tin], records [TIN_EXPORT];
+    /// Tin: recompute postal tokens from an export's token keys.
+    TIN_VERIFY = 0x0602, "tin-verify",
+        TinVerify(TinVerify) -> TinVerdicts, version 1,
+        boxes [Tin], records [];
 }
 
 // The frame: {0: code, 1: version, 2: list}; a reply adds {4: state version}, or for a refused

@@ -50,6 +50,8 @@ cbor_param!(
     crate::ResponseCode,
     crate::ChainHash,
     crate::Date,
+    crate::Period,
+    crate::Timestamp,
     crate::Isn,
     crate::Zip,
     crate::Token,
