@@ -491,12 +491,18 @@ impl TypedBox<Brass> {
         if mr3s.len() > postkey_wire::TIN_EXPORT_CHUNK_KEYS {
             return Err(invalid("too many keys in one chunk"));
         }
+        if mr3s.is_empty() && chunks > 1 {
+            return Err(invalid("an empty chunk of an export of several"));
+        }
+        // Only a month a Tin box would take (this one, the two before, the next), of a time
+        // not after this box's clock.
+        let stale =
+            |why| BoxError::TinExportStale { subdomain: subdomain.clone(), period, as_of, why };
         let latest = now.unix_micros().saturating_add(postkey_wire::CLOCK_SKEW_TOLERANCE_MICROS);
         if as_of.unix_micros() > latest {
-            return Err(invalid("its time is after the box's"));
+            return Err(stale("an export of a time after this box's clock"));
         }
-        // Only a month a Tin box would take (this one, the two before, the next).
-        crate::tin::in_window(period, now).map_err(invalid)?;
+        crate::tin::in_tin_window(period, now).map_err(stale)?;
         let mut image = crate::image::TinKeysImage { keys: Vec::with_capacity(mr3s.len()) };
         let mut isns = std::collections::BTreeSet::new();
         for mr3 in &mr3s {

@@ -317,7 +317,7 @@ pub fn dispatch<H: Host>(
                 return Err(wrong_type(code, b.box_type()).into());
             };
             let tin = &*tin;
-            Response::TinVerify(each_in_parallel(items, |item| tin.verify(item)))
+            Response::TinVerify(each_in_parallel(items, |item| tin.verify(item, now)))
         }
         Command::Checkpoint(items) => {
             let SecureBox::Brass(brass) = b else {

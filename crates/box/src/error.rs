@@ -179,14 +179,14 @@ pub enum BoxError {
         why: &'static str,
     },
     /// A Tin box that would hold more token keys than its bound.
-    #[error(
-        "this tin box holds {held} token keys and takes at most {max}: export fewer meters to it"
-    )]
+    #[error("this tin box holds {held} {what} and takes at most {max}: export fewer meters to it")]
     TinFull {
         /// Held now.
         held: usize,
         /// The bound.
         max: usize,
+        /// Of what: token keys, or bytes of chunks.
+        what: &'static str,
     },
     /// A Tin box holds no complete export of the sub-domain and month asked about.
     #[error("this tin box holds no export of {subdomain} for {period}: import one first")]

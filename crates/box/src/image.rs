@@ -120,6 +120,20 @@ pub struct StateImage {
     #[n(16)]
     #[zeroize(skip)]
     pub(crate) tin_exports: Option<Vec<Blob>>,
+    /// Tin: per sub-domain, the latest month it let go of (refused for ever after).
+    #[n(17)]
+    #[zeroize(skip)]
+    pub(crate) tin_dropped: Option<Vec<DroppedImage>>,
+}
+
+/// A Tin box's sub-domain and the latest month of it that it let go of.
+#[derive(Clone, Encode, Decode)]
+#[cbor(map)]
+pub(crate) struct DroppedImage {
+    #[n(0)]
+    pub(crate) subdomain: SubdomainId,
+    #[n(1)]
+    pub(crate) period: postkey_wire::Period,
 }
 
 /// The sealed part of a Tin export chunk: one month's token keys of some meters.

@@ -50,4 +50,4 @@ pub use process::{
 pub use secure_box::SecureBox;
 pub use state::{MAX_SEALED_LEN, Seal, SealedState};
 pub use steel::{InFlight, MAX_IN_FLIGHT, Steel};
-pub use tin::{TIN_MAX_KEYS, TIN_WINDOW_MONTHS, Tin, in_window as in_tin_window};
+pub use tin::{TIN_MAX_CHUNK_BYTES, TIN_MAX_KEYS, TIN_WINDOW_MONTHS, Tin, in_tin_window};

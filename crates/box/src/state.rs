@@ -140,6 +140,7 @@ impl<R: Role> TypedBox<R> {
             last_ended: Vec::new(),
             checkpoints: None,
             tin_exports: None,
+            tin_dropped: None,
             counters: Vec::new(),
         };
         self.role.write_image(&mut image);

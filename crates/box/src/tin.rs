@@ -29,7 +29,7 @@ use subtle::ConstantTimeEq as _;
 use crate::BoxError;
 use crate::core::sealed::RoleState;
 use crate::core::{Core, TypedBox};
-use crate::image::{Blob, StateImage, TinKeysImage};
+use crate::image::{Blob, DroppedImage, StateImage, TinKeysImage};
 use crate::process::{Processes, TinKeys, serving_role};
 
 /// The months a Tin box takes exports of, by its clock: this month, the two before it and the
@@ -38,12 +38,16 @@ use crate::process::{Processes, TinKeys, serving_role};
 /// months that fell out of the window are dropped at the next import.
 pub const TIN_WINDOW_MONTHS: u32 = 3;
 
-/// The most token keys a Tin box holds, over every export it holds or is taking: its sealed
-/// state stays within [`crate::MAX_SEALED_LEN`] (docs/tin.md, "Limits").
+/// The most token keys a Tin box holds, over every export it holds or is taking (replacing an
+/// export needs room for both while the new one comes in).
 pub const TIN_MAX_KEYS: usize = 100_000;
 
+/// The most bytes of signed chunks a Tin box keeps, whatever they carry: its sealed state stays
+/// within [`crate::MAX_SEALED_LEN`].
+pub const TIN_MAX_CHUNK_BYTES: usize = 12 * 1024 * 1024;
+
 /// Whether `period` is in the window of a box whose clock says `now`: why not, if it is not.
-pub fn in_window(period: Period, now: Timestamp) -> Result<(), &'static str> {
+pub fn in_tin_window(period: Period, now: Timestamp) -> Result<(), &'static str> {
     let (y, m, _) = now.utc_date();
     let this = u32::try_from(y).unwrap_or(0) * 12 + u32::from(m) - 1;
     if period.index() + TIN_WINDOW_MONTHS <= this {
@@ -59,13 +63,21 @@ pub fn in_window(period: Period, now: Timestamp) -> Result<(), &'static str> {
 pub struct Tin {
     pub(crate) processes: Processes<TinKeys>,
     exports: BTreeMap<(SubdomainId, Period), Slot>,
+    /// Per sub-domain, the latest month whose export was dropped (out of the window): that
+    /// month and those before it are refused for ever, whatever the clock says later.
+    dropped: BTreeMap<SubdomainId, Period>,
     /// The most token keys it holds ([`TIN_MAX_KEYS`]).
     max_keys: usize,
 }
 
 impl Default for Tin {
     fn default() -> Self {
-        Self { processes: Processes::default(), exports: BTreeMap::new(), max_keys: TIN_MAX_KEYS }
+        Self {
+            processes: Processes::default(),
+            exports: BTreeMap::new(),
+            dropped: BTreeMap::new(),
+            max_keys: TIN_MAX_KEYS,
+        }
     }
 }
 
@@ -139,6 +151,15 @@ impl RoleState for Tin {
             .map(|c| Blob(c.as_bytes().to_vec()))
             .collect();
         image.tin_exports = (!blobs.is_empty()).then_some(blobs);
+        image.tin_dropped = (!self.dropped.is_empty()).then(|| {
+            self.dropped
+                .iter()
+                .map(|(subdomain, period)| DroppedImage {
+                    subdomain: subdomain.clone(),
+                    period: *period,
+                })
+                .collect()
+        });
     }
 
     fn read_image(core: &Core, image: &StateImage) -> Result<Self, BoxError> {
@@ -150,11 +171,24 @@ impl RoleState for Tin {
             if c.in_flight.is_empty() { Ok(()) } else { Err(corrupt()) }
         })?;
         let mut tin = Self { processes, ..Self::default() };
+        for d in image.tin_dropped.iter().flatten() {
+            tin.dropped.insert(d.subdomain.clone(), d.period);
+        }
         // The imports again, oldest export first: the same exports held and pending.
         let mut chunks = Vec::new();
         for blob in image.tin_exports.iter().flatten() {
             let c = Unverified::<TinExport>::from_bytes(&blob.0).map_err(|_| corrupt())?;
-            chunks.push(open_chunk(core, &tin.processes, c).map_err(|_| corrupt())?);
+            match open_chunk(core, &tin.processes, c) {
+                Ok(c) => chunks.push(c),
+                // A domain or sub-domain a table update has since taken from the box: its
+                // exports are of no use any more, and the rest of the state is sound.
+                Err(
+                    BoxError::DomainNotInTable(_)
+                    | BoxError::UnknownDomain(_)
+                    | BoxError::SubdomainNotServed(_),
+                ) => {}
+                Err(_) => return Err(corrupt()),
+            }
         }
         chunks.sort_by_key(|c| (c.body.as_of, c.body.chunk));
         for c in chunks {
@@ -212,7 +246,7 @@ impl Tin {
         &mut self,
         chunk: OpenedChunk,
         now: Option<Timestamp>,
-    ) -> Result<TinImported, BoxError> {
+    ) -> Result<(TinImported, bool), BoxError> {
         let OpenedChunk { signed, body, keys } = chunk;
         let stale = |why| BoxError::TinExportStale {
             subdomain: body.subdomain.clone(),
@@ -220,17 +254,16 @@ impl Tin {
             as_of: body.as_of,
             why,
         };
+        if self.dropped.get(&body.subdomain).is_some_and(|d| body.period <= *d) {
+            return Err(stale("a month this box has already let go of"));
+        }
         // Rebuilding the state at enable (`now` none) takes again what was taken.
         if let Some(now) = now {
-            in_window(body.period, now).map_err(stale)?;
-            let held: usize = self
-                .exports
-                .values()
-                .flat_map(|s| s.held.iter().chain(&s.pending))
-                .map(|e| e.keys.len())
-                .sum();
-            if held + keys.len() > self.max_keys {
-                return Err(BoxError::TinFull { held, max: self.max_keys });
+            in_tin_window(body.period, now).map_err(stale)?;
+            let latest =
+                now.unix_micros().saturating_add(postkey_wire::CLOCK_SKEW_TOLERANCE_MICROS);
+            if body.as_of.unix_micros() > latest {
+                return Err(stale("an export of a time after this box's clock"));
             }
         }
         let place = (body.subdomain.clone(), body.period);
@@ -244,7 +277,7 @@ impl Tin {
                 // A chunk of the export in use, again: the same bytes change nothing.
                 return match held.parts.get(&body.chunk) {
                     Some(c) if c.as_bytes() == signed.as_bytes() => {
-                        Ok(held.report(&place.0, place.1))
+                        Ok((held.report(&place.0, place.1), false))
                     }
                     _ => Err(stale("another export with the time of the one held")),
                 };
@@ -266,7 +299,7 @@ impl Tin {
                 }
                 if let Some(c) = p.parts.get(&body.chunk) {
                     return if c.as_bytes() == signed.as_bytes() {
-                        Ok(p.report(&place.0, place.1))
+                        Ok((p.report(&place.0, place.1), false))
                     } else {
                         Err(BoxError::RecordMismatch("two chunks in one place of an export"))
                     };
@@ -279,6 +312,19 @@ impl Tin {
             // None yet, or an older one not finished: this newer export starts afresh.
             _ => false,
         };
+        if now.is_some() {
+            let all = || self.exports.values().flat_map(|s| s.held.iter().chain(&s.pending));
+            let held: usize = all().map(|e| e.keys.len()).sum();
+            if held + keys.len() > self.max_keys {
+                return Err(BoxError::TinFull { held, max: self.max_keys, what: "token keys" });
+            }
+            let bytes: usize =
+                all().flat_map(|e| e.parts.values()).map(|c| c.as_bytes().len()).sum();
+            if bytes + signed.as_bytes().len() > TIN_MAX_CHUNK_BYTES {
+                let max = TIN_MAX_CHUNK_BYTES;
+                return Err(BoxError::TinFull { held: bytes, max, what: "bytes of chunks" });
+            }
+        }
         let slot = self.exports.entry(place.clone()).or_default();
         let mut export = match (continuing, slot.pending.take()) {
             (true, Some(p)) => p,
@@ -297,11 +343,21 @@ impl Tin {
         } else {
             slot.pending = Some(export);
         }
-        // Months that fell out of the window go.
+        // Months that fell out of the window go, and are refused from now on.
         if let Some(now) = now {
-            self.exports.retain(|(_, p), _| in_window(*p, now).is_ok());
+            let gone: Vec<(SubdomainId, Period)> = self
+                .exports
+                .keys()
+                .filter(|(_, p)| in_tin_window(*p, now).is_err())
+                .cloned()
+                .collect();
+            for (subdomain, period) in gone {
+                self.exports.remove(&(subdomain.clone(), period));
+                let floor = self.dropped.entry(subdomain).or_insert(period);
+                *floor = (*floor).max(period);
+            }
         }
-        Ok(report)
+        Ok((report, true))
     }
 }
 
@@ -314,8 +370,10 @@ impl TypedBox<Tin> {
         now: Timestamp,
     ) -> Result<TinImported, BoxError> {
         let chunk = open_chunk(&self.core, &self.role.processes, export)?;
-        let report = self.role.take(chunk, Some(now))?;
-        self.core.changed();
+        let (report, changed) = self.role.take(chunk, Some(now))?;
+        if changed {
+            self.core.changed();
+        }
         Ok(report)
     }
 
@@ -323,7 +381,7 @@ impl TypedBox<Tin> {
     /// the export of its sub-domain and month holds for its ISN, compared in constant time. The
     /// answer covers the postal token only, the meters as of the export's time, and no
     /// duplicates. Changes nothing.
-    pub(crate) fn verify(&self, item: TinVerify) -> Result<TinVerdicts, BoxError> {
+    pub(crate) fn verify(&self, item: TinVerify, now: Timestamp) -> Result<TinVerdicts, BoxError> {
         let TinVerify { subdomain, isn, pieces } = item;
         let process = self.role.processes.of(&self.core.tables, subdomain.domain())?;
         if !process.subdomains().contains(&subdomain) {
@@ -341,10 +399,10 @@ impl TypedBox<Tin> {
                 reason: "of more than one month",
             }));
         }
-        let held = self
-            .role
-            .exports
-            .get(&(subdomain.clone(), period))
+        // A month out of the window is refused even before the next import drops its export.
+        let held = in_tin_window(period, now)
+            .ok()
+            .and_then(|()| self.role.exports.get(&(subdomain.clone(), period)))
             .and_then(|s| s.held.as_ref())
             .ok_or_else(|| BoxError::TinNotExported { subdomain: subdomain.clone(), period })?;
         let code = |v: Verdict| v.code().map_or(0, |c: ResponseCode| u32::from(c.0));
@@ -445,8 +503,8 @@ mod tests {
     fn an_export_is_in_use_only_once_whole_and_only_a_newer_one_replaces_it() {
         let mut tin = Tin::default();
         let now = Some(now());
-        assert_eq!(tin.take(chunk(NOV, 10, 0, 2, &["0401"]), now).unwrap().keys, 0);
-        let whole = tin.take(chunk(NOV, 10, 1, 2, &["0402"]), now).unwrap();
+        assert_eq!(tin.take(chunk(NOV, 10, 0, 2, &["0401"]), now).unwrap().0.keys, 0);
+        let (whole, _) = tin.take(chunk(NOV, 10, 1, 2, &["0402"]), now).unwrap();
         assert_eq!((whole.have, whole.keys), (2, 2));
         // A newer export in part: the older stays in use meanwhile.
         tin.take(chunk(NOV, 20, 0, 2, &["0401"]), now).unwrap();
@@ -472,7 +530,7 @@ mod tests {
             code(tin.take(chunk(NOV, 20, 1, 2, &["0401"]), now).unwrap_err()),
             ResponseCode::RECORD_MISMATCH
         );
-        let done = tin.take(chunk(NOV, 20, 1, 2, &["0403"]), now).unwrap();
+        let (done, _) = tin.take(chunk(NOV, 20, 1, 2, &["0403"]), now).unwrap();
         assert_eq!((done.as_of.unix_micros(), done.keys), (20, 2));
     }
 
@@ -499,5 +557,11 @@ mod tests {
         tin.take(chunk("202703", 2, 0, 1, &[]), march).unwrap();
         let months: Vec<String> = tin.exports.keys().map(|(_, p)| p.to_string()).collect();
         assert_eq!(months, ["202703"]);
+        // A month let go of stays refused, even with the clock set back to it.
+        let back = tin.take(chunk(NOV, 99, 0, 1, &[]), now).unwrap_err();
+        assert_eq!(code(back), ResponseCode::TIN_EXPORT_STALE);
+        // An export of a time after the box's clock is refused.
+        let ahead = chunk("202703", u64::MAX / 2, 0, 1, &[]);
+        assert_eq!(code(tin.take(ahead, march).unwrap_err()), ResponseCode::TIN_EXPORT_STALE);
     }
 }

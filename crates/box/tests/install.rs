@@ -1268,7 +1268,33 @@ fn brass_exports_a_month_of_token_keys_to_one_tin_box_which_verifies_postal_toke
     assert_eq!(cmd(&mut l.brass, unserved).unwrap_err(), ResponseCode::RECORD_MISMATCH);
     let mut far = order(&tin, &record, now(), vec![mr3.clone()]);
     far.period = Period::parse("202702").unwrap();
-    assert_eq!(cmd(&mut l.brass, far).unwrap_err(), ResponseCode::PARAMETER_SYNTAX);
+    assert_eq!(cmd(&mut l.brass, far).unwrap_err(), ResponseCode::TIN_EXPORT_STALE);
+    let ahead = Timestamp::from_unix_micros(now().unix_micros() + 3_600_000_000);
+    let from_the_future = order(&tin, &record, ahead, vec![mr3.clone()]);
+    assert_eq!(cmd(&mut l.brass, from_the_future).unwrap_err(), ResponseCode::TIN_EXPORT_STALE);
+    // Chunks in bounds only; no empty chunk but the one of an export of no meter.
+    let mut outside = order(&tin, &record, now(), vec![mr3.clone()]);
+    outside.chunk = 1;
+    assert_eq!(cmd(&mut l.brass, outside).unwrap_err(), ResponseCode::PARAMETER_SYNTAX);
+    let mut empty = order(&tin, &record, now(), vec![]);
+    empty.chunks = 2;
+    assert_eq!(cmd(&mut l.brass, empty).unwrap_err(), ResponseCode::PARAMETER_SYNTAX);
+    let crowded = order(&tin, &record, now(), vec![mr3.clone(); 201]);
+    assert_eq!(cmd(&mut l.brass, crowded).unwrap_err(), ResponseCode::PARAMETER_SYNTAX);
+    // Each MR3 once, of the sub-domain, with its MAC.
+    let twice = order(&tin, &record, now(), vec![mr3.clone(), mr3.clone()]);
+    assert_eq!(cmd(&mut l.brass, twice).unwrap_err(), ResponseCode::RECORD_MISMATCH);
+    let mut body = mr3.claimed_body().clone();
+    body.subdomain = sub("USPS/PR");
+    let moved = postkey_wire::Maced::new(Message::new(context(mr3.header()), body), |_| [0; 32]);
+    let elsewhere = order(&tin, &record, now(), vec![moved]);
+    assert_eq!(cmd(&mut l.brass, elsewhere).unwrap_err(), ResponseCode::RECORD_MISMATCH);
+    let mut tag = mr3.as_bytes().to_vec();
+    let last = tag.len() - 1;
+    tag[last] ^= 1;
+    let forged = postkey_wire::Maced::from_bytes(&tag).unwrap();
+    let unmaced = order(&tin, &record, now(), vec![forged]);
+    assert_eq!(cmd(&mut l.brass, unmaced).unwrap_err(), ResponseCode::BAD_MAC);
 
     // Sealed to one Tin box: another refuses it.
     let misaddressed = ImportTinExport { export: first.clone() };

@@ -325,3 +325,32 @@ fn a_first_ceremony_that_stopped_is_named_and_init_runs_again() {
     assert_eq!(h.boxes(), ["M00000001"]);
     h.ok(&["box", "self-test", "M00000001"]);
 }
+
+/// The journal of a stopped first ceremony names files by absolute paths; run again from
+/// another directory, the undo removes what that ceremony wrote and nothing of the directory it
+/// is run from (a relative line, as an older journal may hold, is never removed).
+#[test]
+fn an_unfinished_first_ceremony_is_undone_from_any_directory_and_only_where_it_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("h");
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir_all(home.join("boxes")).unwrap();
+    std::fs::create_dir_all(elsewhere.join("h/boxes")).unwrap();
+    let decoy = elsewhere.join("h/boxes/M00000001.state");
+    std::fs::write(&decoy, b"not the home's").unwrap();
+    let written = home.join("boxes/M00000001.state");
+    std::fs::write(&written, b"half a state").unwrap();
+    let journal = format!("{}\nh/boxes/M00000001.state\n", written.display());
+    std::fs::write(home.join("init.journal"), journal).unwrap();
+    let o = std::process::Command::new(common::binary())
+        .current_dir(&elsewhere)
+        .arg("--home")
+        .arg(&home)
+        .arg("init")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&decoy).unwrap(), b"not the home's", "a file outside the home went");
+    assert_ne!(std::fs::read(&written).unwrap(), b"half a state", "the half-written state stayed");
+    assert!(!home.join("init.journal").exists());
+}

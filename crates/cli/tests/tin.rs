@@ -128,8 +128,8 @@ fn a_tin_export_refuses_bad_arguments_before_any_box_works_and_never_overwrites(
         "--out",
         fresh,
     ]);
-    assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(!std::path::Path::new(fresh).exists());
+    refused(&o, 2, 3012);
+    assert!(!std::path::Path::new(fresh).exists(), "{}", stderr(&o));
     // A file that is no export: refused as the caller's, logged.
     refused(&h.run(&["tin", "import", kept.to_str().unwrap()]), 2, 2010);
     let dir = h.root.to_str().unwrap();

@@ -191,9 +191,7 @@ pub async fn run_on<S: Store + Clone>(
     install_meters(lock, store.clone(), meters, &mut progress).await?;
     let (registrations, orders) =
         register_meters(lock, store.clone(), meters, &mut progress).await?;
-    let mail = mail_and_verify(lock, &store, &orders, options, &mut progress).await?;
-    let withdrawn = mail.1;
-    let mail = mail.0;
+    let (mail, withdrawn) = mail_and_verify(lock, &store, &orders, options, &mut progress).await?;
     let keys = count_keys(&store).await?;
     // The archive now holds the transcripts and the error log (the factory moved them in).
     crate::archive::move_error_spool(lock.home(), &store).await?;
@@ -327,6 +325,9 @@ async fn mail_and_verify<S: Store + Clone>(
     }
     verifier.close().await?;
     let seconds = started.elapsed().as_secs_f64();
+    if got.len() != total {
+        return Err(unanswered());
+    }
     let ordered: Vec<&mail::Piece> = pieces
         .iter()
         .filter(|p| p.case != mail::Case::Copy)
@@ -353,6 +354,9 @@ async fn mail_and_verify<S: Store + Clone>(
             answers.extend(v.verify_inputs(&inputs).await?);
         }
         v.close().await?;
+        if answers.len() != at_tin.len() {
+            return Err(unanswered());
+        }
         let (rows, mismatches) = mail::tally(at_tin.iter().zip(&answers).map(|(p, r)| {
             (p.case, p.case.expected_at_tin(p.period == month), r.outcome, r.repairs.len())
         }));
@@ -370,6 +374,11 @@ async fn mail_and_verify<S: Store + Clone>(
         tin: tin_part,
     };
     Ok((report, withdrawn))
+}
+
+/// A verifier answered fewer mailpieces than it was given: never tallied as if it had.
+fn unanswered() -> HostError {
+    HostError::Kmc(postkey_kmc::KmcError::Unfinished)
 }
 
 /// A directory of the home for the demo's export files, made anew.

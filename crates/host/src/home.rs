@@ -329,9 +329,15 @@ impl Home {
         self.root.join("init.journal")
     }
 
-    /// Records the files a first ceremony is about to write, durably, before it writes them.
+    /// Records the files a first ceremony is about to write, durably, before it writes them:
+    /// each as an absolute path, so that the undo removes the same files from whatever
+    /// directory it is run.
     pub(crate) fn write_journal(&self, paths: &[PathBuf]) -> Result<(), HostError> {
-        let text: String = paths.iter().map(|p| format!("{}\n", p.display())).collect();
+        let mut text = String::new();
+        for p in paths {
+            let absolute = std::path::absolute(p).map_err(|e| storage("resolving", p, e))?;
+            text.push_str(&format!("{}\n", absolute.display()));
+        }
         Ok(write_atomic(&self.journal_path(), text.as_bytes(), 0o600)?)
     }
 
@@ -343,8 +349,9 @@ impl Home {
             return Ok(());
         }
         let text = String::from_utf8_lossy(&read(&path, MAX_JOURNAL)?).into_owned();
-        for line in text.lines().filter(|l| !l.is_empty()) {
-            remove_if_there(Path::new(line))?;
+        // A relative path would name another file from another directory: never removed.
+        for line in text.lines().map(Path::new).filter(|l| l.is_absolute()) {
+            remove_if_there(line)?;
         }
         remove_if_there(&path)
     }

@@ -117,14 +117,18 @@ impl OutputFile {
             path.file_name().ok_or_else(|| refuse(std::io::ErrorKind::InvalidInput.into()))?;
         let mut temp_name = std::ffi::OsString::from(".");
         temp_name.push(name);
-        temp_name.push(format!(".{}.tmp", std::process::id()));
+        temp_name.push(format!(".{}.{}.tmp", std::process::id(), clock::now().unix_micros()));
         let temp = path.with_file_name(temp_name);
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o644)
             .open(&temp)
-            .map_err(refuse)?;
+            .map_err(|e| {
+                let why =
+                    format!("cannot create {} beside {}: {e}", temp.display(), path.display());
+                HostError::from(Usage::InvalidArgument(why))
+            })?;
         Ok(Self { file, temp, path: path.to_path_buf() })
     }
 
@@ -138,16 +142,39 @@ impl OutputFile {
             .write_all(bytes)
             .and_then(|()| self.file.sync_all())
             .map_err(|e| storage("writing", e))?;
-        std::fs::hard_link(&self.temp, &self.path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                let why = format!("cannot create {}: it exists now", self.path.display());
-                HostError::from(Usage::InvalidArgument(why))
-            } else {
-                storage("linking", e)
+        let exists = || {
+            let why = format!("cannot create {}: it exists now", self.path.display());
+            HostError::from(Usage::InvalidArgument(why))
+        };
+        match std::fs::hard_link(&self.temp, &self.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(exists()),
+            // A file system without links (FAT on removable media): the path made exclusively
+            // and written in place, a stop meanwhile leaving it short (the signed chunks in it
+            // are refused whole by the reader).
+            Err(_) => {
+                use std::os::unix::fs::OpenOptionsExt as _;
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o644)
+                    .open(&self.path)
+                    .map_err(|e| {
+                        if e.kind() == std::io::ErrorKind::AlreadyExists {
+                            exists()
+                        } else {
+                            storage("creating", e)
+                        }
+                    })?;
+                f.write_all(bytes)
+                    .and_then(|()| f.sync_all())
+                    .map_err(|e| storage("writing", e))?;
             }
-        })?;
+        }
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| storage("syncing", e))?;
         }
         Ok(())
     }

@@ -53,3 +53,12 @@ async fn a_verifier_that_breaks_a_rule_shows_as_mismatches() {
     assert_eq!(copies.mismatches, copies.mailpieces);
     assert_eq!(report.mismatches, copies.mailpieces, "only the broken rule shows");
 }
+
+#[tokio::test]
+async fn a_meter_with_more_mailpieces_of_a_month_than_one_item_holds_verifies_at_the_tin_box() {
+    // Two meters: one in USPS/US printing 4,500 mailpieces this month, one withdrawn.
+    let report = demo(DemoOptions::new(2, 9_000)).await;
+    let tin = report.mail.tin.as_ref().unwrap();
+    assert!(tin.mailpieces > postkey_wire::command::MAX_LIST, "{}", tin.mailpieces);
+    assert_eq!(report.mismatches, 0, "{:#?}", report.mail.tin);
+}

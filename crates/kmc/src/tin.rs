@@ -30,6 +30,10 @@ use crate::{Boxes, Kmc, KmcError};
 /// Chunks per `EXPORT_TOKEN_KEYS` or `IMPORT_TIN_EXPORT` command: a frame of a few megabytes.
 const CHUNKS_PER_COMMAND: usize = 32;
 
+/// What a Tin box may answer for a postal token.
+const TIN_VERDICTS: [Verdict; 4] =
+    [Verdict::Good, Verdict::Bad, Verdict::UnknownMeter, Verdict::DateBeforeRegistration];
+
 /// An export the KMC had Brass make.
 #[derive(Debug, Clone)]
 pub struct MadeExport {
@@ -71,14 +75,25 @@ impl<S: Store> Kmc<S> {
         let keys = self.active_keys(&domain, subdomain).await?;
         let mut mr3s = Vec::with_capacity(keys.len());
         for batch in keys.chunks(MAX_LIST) {
+            let mut found = BTreeMap::new();
             for (d, key_id, stored) in self.store().records_of_type(batch, RecordType::MR3).await? {
                 let mr3 =
                     Maced::<RegisteredKey>::from_bytes(&stored.record.bytes).map_err(|_| {
                         KmcError::ArchivedRecord(d.clone(), key_id, "its MR3 does not decode")
                     })?;
-                if &mr3.claimed_body().subdomain == subdomain {
-                    mr3s.push(mr3);
+                if &mr3.claimed_body().subdomain != subdomain {
+                    let why = "its MR3 is of another sub-domain";
+                    return Err(KmcError::ArchivedRecord(d, key_id, why));
                 }
+                // The newest, should there be more than one.
+                found.insert(key_id, mr3);
+            }
+            // Every Active key of the sub-domain is in the export, or the export is not made:
+            // a meter left out would be `unknown-meter` at the site with nothing said here.
+            for (d, key_id) in batch {
+                mr3s.push(found.remove(key_id).ok_or_else(|| {
+                    KmcError::ArchivedRecord(d.clone(), *key_id, "an Active key without its MR3")
+                })?);
             }
         }
         let chunks = mr3s.len().div_ceil(TIN_EXPORT_CHUNK_KEYS).max(1);
@@ -109,11 +124,15 @@ impl<S: Store> Kmc<S> {
             for answer in called.answers {
                 let made = answer?;
                 let b = made.claimed_body();
+                let sent = mr3s.len().saturating_sub(out.len() * TIN_EXPORT_CHUNK_KEYS);
                 if b.tin != tin
+                    || b.brass != brass
                     || &b.subdomain != subdomain
                     || b.period != period
                     || b.as_of != as_of
                     || b.chunk as usize != out.len()
+                    || b.chunks as usize != chunks
+                    || b.keys as usize != sent.min(TIN_EXPORT_CHUNK_KEYS)
                 {
                     return Err(KmcError::WrongAnswer { box_id: brass });
                 }
@@ -179,7 +198,13 @@ impl<S: Store> Kmc<S> {
                 .push(i);
         }
         let mut out: Vec<Option<TinPieceVerdict>> = vec![None; pieces.len()];
-        let groups: Vec<_> = groups.into_iter().collect();
+        // A busy meter's mailpieces of a month go in items of at most `MAX_LIST`.
+        let groups: Vec<_> = groups
+            .into_iter()
+            .flat_map(|(k, places)| {
+                places.chunks(MAX_LIST).map(|p| (k.clone(), p.to_vec())).collect::<Vec<_>>()
+            })
+            .collect();
         for batch in groups.chunks(MAX_LIST) {
             let items: Vec<TinVerify> = batch
                 .iter()
@@ -206,9 +231,11 @@ impl<S: Store> Kmc<S> {
                 match answer {
                     Ok(a) if a.codes.len() == places.len() => {
                         for (&i, &code) in places.iter().zip(&a.codes) {
+                            // Only what a Tin box may answer: it has no archive, no memory.
                             let verdict = u16::try_from(code)
                                 .ok()
                                 .and_then(Verdict::from_code)
+                                .filter(|v| TIN_VERDICTS.contains(v))
                                 .ok_or(KmcError::WrongAnswer { box_id: tin })?;
                             out[i] = Some(TinPieceVerdict {
                                 verdict,

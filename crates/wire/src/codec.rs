@@ -25,12 +25,34 @@ pub fn to_bytes<T: Encode<()>>(value: &T) -> Vec<u8> {
 /// Encodes a value that holds secrets (a box's state image, a key image) into a wiped buffer
 /// sized up front (`capacity`), so that growing it leaves no copy of the secret behind.
 pub fn to_secret_bytes<T: Encode<()>>(value: &T, capacity: usize) -> zeroize::Zeroizing<Vec<u8>> {
-    let mut out = zeroize::Zeroizing::new(Vec::with_capacity(capacity));
-    // Writing to a Vec cannot fail (see `to_bytes`); an empty result is refused by every reader.
-    if minicbor::encode(value, &mut *out).is_err() {
-        out.clear();
+    let mut out = SecretBuf(zeroize::Zeroizing::new(Vec::with_capacity(capacity)));
+    // Writing to memory cannot fail; an empty result is refused by every reader.
+    if minicbor::encode(value, &mut out).is_err() {
+        out.0.clear();
     }
-    out
+    out.0
+}
+
+/// A buffer for secrets that, when it must grow, copies into a new one and wipes the old (a
+/// `Vec` growing by itself would leave a copy in freed memory): a large sealed state (a Tin
+/// box's) outgrows any capacity guessed up front.
+struct SecretBuf(zeroize::Zeroizing<Vec<u8>>);
+
+impl minicbor::encode::Write for SecretBuf {
+    type Error = core::convert::Infallible;
+
+    fn write_all(&mut self, buf: &[u8]) -> Result<(), Self::Error> {
+        let needed = self.0.len() + buf.len();
+        if needed > self.0.capacity() {
+            let mut bigger =
+                zeroize::Zeroizing::new(Vec::with_capacity(needed.max(self.0.capacity() * 2)));
+            bigger.extend_from_slice(&self.0);
+            // The old buffer is wiped (its whole capacity) as it is dropped here.
+            self.0 = bigger;
+        }
+        self.0.extend_from_slice(buf);
+        Ok(())
+    }
 }
 
 /// Decodes a `T` from exactly `bytes`, at most `max` long (and never more than a message,

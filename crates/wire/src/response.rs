@@ -123,7 +123,7 @@ codes! {
     /// 3xxx processing: the meter was withdrawn; it is never registered or keyed again.
     METER_WITHDRAWN = 3026, Caller, "meter withdrawn: it is never registered or keyed again";
     /// 3xxx processing: the Brass process does not serve that sub-domain.
-    SUBDOMAIN_NOT_SERVED = 3030, Caller, "sub-domain not served by this Brass process";
+    SUBDOMAIN_NOT_SERVED = 3030, Caller, "sub-domain not served by this box's process (Brass, Tin)";
     /// 3xxx processing: a sub-domain of another domain than the key's, or of another country
     /// than the registration's.
     SUBDOMAIN_MISMATCH = 3031, Caller, "sub-domain of another domain than the key's, or of another country than the registration's";
@@ -233,8 +233,9 @@ codes! {
     NOT_EXPORTED = 5008, Caller, "not exported: the Tin box holds no export of the mailpiece's sub-domain and month";
 
     /// 3xxx state: a Tin export not newer than one the Tin box holds (or took) for its
-    /// sub-domain and month, or of a month outside its window.
-    TIN_EXPORT_STALE = 3034, Peer, "Tin export not newer than the one held for that sub-domain and month, or of a month too old (replay)";
+    /// sub-domain and month, of a month outside the window or let go of, or of a time after
+    /// the box's clock.
+    TIN_EXPORT_STALE = 3034, Peer, "Tin export not newer than the one held for that sub-domain and month, or of a month or time outside the window (replay)";
     /// 3xxx state: a Tin box asked about a sub-domain and month it holds no export of.
     TIN_NOT_EXPORTED = 3035, Caller, "the Tin box holds no complete export of that sub-domain and month";
     /// 3xxx resource: a Tin box would hold more token keys than its bound.

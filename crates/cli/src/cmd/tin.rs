@@ -5,7 +5,7 @@ use postkey_host::tin::{TIN_COVERS, TinReport, TinVerifier};
 use postkey_host::{Access, DEFAULT_VERIFY_BATCH};
 use postkey_wire::{BoxId, Period, SubdomainId};
 
-use super::verify::{Lines, single_counted};
+use super::verify::{ReportStream, single_counted};
 use super::{Ctx, Outcome, block_on, print_json, print_lines, shares_dir};
 
 /// `postkey tin …`
@@ -154,17 +154,20 @@ fn verify(ctx: &Ctx, a: VerifyArgs) -> anyhow::Result<Outcome> {
         let out = match (&text, &a.file) {
             (Some(t), _) => {
                 let reports = v.verify_inputs(&[t.as_deref().map_err(Clone::clone)]).await;
-                reports.map(|r| single_counted(r, |x| x.outcome))
+                reports.map(|r| single_counted(r, |x| x.outcome)).map_err(anyhow::Error::from)
             }
             (None, Some(file)) => {
-                let head = format!("\"covers\":\"{TIN_COVERS}\",");
-                let mut lines = Lines::start(&mut stdout, a.json, &head);
+                let head = [("covers", serde_json::json!(TIN_COVERS))];
+                let mut lines = ReportStream::new(&mut stdout, a.json, &head);
                 let counts = v
                     .verify_file(file, DEFAULT_VERIFY_BATCH, |line, r| {
                         lines.write(line, r, || describe(r));
                     })
                     .await;
-                counts.map(|c| (c, None))
+                match counts {
+                    Ok(c) => lines.finish(&c, "postal tokens").map(|()| (c, None)),
+                    Err(e) => Err(anyhow::Error::from(e)),
+                }
             }
             (None, None) => unreachable!("clap requires one input"),
         };
@@ -174,10 +177,11 @@ fn verify(ctx: &Ctx, a: VerifyArgs) -> anyhow::Result<Outcome> {
         anyhow::Ok(out)
     })??;
     let all_good = counts.iter().all(|(o, _)| *o == "good") && !counts.is_empty();
+    // A file's reports and counts were written as they came.
     match single {
         Some(report) if a.json => print_json(&report)?,
         Some(report) => print_lines(&[describe(&report)])?,
-        None => Lines::finish(&mut stdout, a.json, &counts, "postal tokens")?,
+        None => {}
     }
     Ok(if all_good { Outcome::Success } else { Outcome::CheckFailed })
 }

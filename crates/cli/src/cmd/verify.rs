@@ -47,16 +47,19 @@ pub(crate) fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Outcome> {
         let out = match (&text, &a.file) {
             (Some(t), _) => {
                 let reports = v.verify_inputs(&[t.as_deref().map_err(Clone::clone)]).await;
-                reports.map(|r| single_counted(r, |x| x.outcome))
+                reports.map(|r| single_counted(r, |x| x.outcome)).map_err(anyhow::Error::from)
             }
             (None, Some(file)) => {
-                let mut lines = Lines::start(&mut stdout, a.json, "");
+                let mut lines = ReportStream::new(&mut stdout, a.json, &[]);
                 let counts = v
                     .verify_file(file, usize::from(a.batch), |line, r| {
                         lines.write(line, r, || describe(r));
                     })
                     .await;
-                counts.map(|c| (c, None))
+                match counts {
+                    Ok(c) => lines.finish(&c, "mailpieces").map(|()| (c, None)),
+                    Err(e) => Err(anyhow::Error::from(e)),
+                }
             }
             (None, None) => unreachable!("clap requires one input"),
         };
@@ -66,15 +69,13 @@ pub(crate) fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Outcome> {
         anyhow::Ok(out)
     })??;
     let all_good = counts.iter().all(|(o, _)| *o == "good") && !counts.is_empty();
-    match single {
-        Some(report) => {
-            if a.json {
-                print_json(&report)?;
-            } else {
-                print_lines(&[describe(&report)])?;
-            }
+    // A file's reports and counts were written as they came.
+    if let Some(report) = single {
+        if a.json {
+            print_json(&report)?;
+        } else {
+            print_lines(&[describe(&report)])?;
         }
-        None => Lines::finish(&mut stdout, a.json, &counts, "mailpieces")?,
     }
     Ok(if all_good { Outcome::Success } else { Outcome::CheckFailed })
 }
@@ -144,19 +145,26 @@ pub(crate) fn single_counted<R>(
 }
 
 /// The reports of a file as they come: a line each, or one JSON document whose `mailpieces`
-/// list is written as it grows (`head` goes before it).
-pub(crate) struct Lines<'a, W: std::io::Write> {
+/// list is written as it grows. Nothing is written before the first report, so a file refused
+/// before it is read leaves no half document on standard output.
+pub(crate) struct ReportStream<'a, W: std::io::Write> {
     out: &'a mut W,
     json: bool,
-    first: bool,
+    /// The members written before `mailpieces` (`"key":value,` each), in JSON.
+    head: String,
+    started: bool,
 }
 
-impl<'a, W: std::io::Write> Lines<'a, W> {
-    pub(crate) fn start(out: &'a mut W, json: bool, head: &str) -> Self {
-        if json {
-            let _ = write!(out, "{{{head}\"mailpieces\":[");
+impl<'a, W: std::io::Write> ReportStream<'a, W> {
+    pub(crate) fn new(out: &'a mut W, json: bool, head: &[(&str, serde_json::Value)]) -> Self {
+        let head = head.iter().map(|(k, v)| format!("{}:{v},", serde_json::json!(k))).collect();
+        Self { out, json, head, started: false }
+    }
+
+    fn start(&mut self) {
+        if self.json && !self.started {
+            let _ = write!(self.out, "{{{}\"mailpieces\":[", self.head);
         }
-        Self { out, json, first: true }
     }
 
     /// One report, with its line number.
@@ -166,31 +174,32 @@ impl<'a, W: std::io::Write> Lines<'a, W> {
         r: &impl serde::Serialize,
         text: impl Fn() -> String,
     ) {
+        self.start();
         let _ = if self.json {
-            let sep = if self.first { "" } else { "," };
+            let sep = if self.started { "," } else { "" };
             let mut value = serde_json::to_value(r).unwrap_or_default();
             value["line"] = line.into();
             write!(self.out, "{sep}{value}")
         } else {
             writeln!(self.out, "{line}: {}", text())
         };
-        self.first = false;
+        self.started = true;
     }
 
     /// The counts of each outcome, after the reports: the JSON document's end, or one line.
     pub(crate) fn finish(
-        out: &mut W,
-        json: bool,
+        mut self,
         counts: &BTreeMap<&'static str, u64>,
         what: &str,
     ) -> anyhow::Result<()> {
+        self.start();
         let total: u64 = counts.values().sum();
-        if json {
+        if self.json {
             let outcomes = serde_json::to_value(counts)?;
-            writeln!(out, "],\"outcomes\":{outcomes},\"total\":{total}}}")?;
+            writeln!(self.out, "],\"outcomes\":{outcomes},\"total\":{total}}}")?;
         } else {
             let list: Vec<String> = counts.iter().map(|(o, n)| format!("{n} {o}")).collect();
-            writeln!(out, "{total} {what}: {}", list.join(", "))?;
+            writeln!(self.out, "{total} {what}: {}", list.join(", "))?;
         }
         Ok(())
     }
