@@ -25,7 +25,7 @@ use crate::core::{Core, TypedBox};
 use crate::image::{Blob, StateImage};
 use crate::install::{brass_recipient, header_key, header_meter, key_info};
 use crate::process::{BrassKeys, Processes, serving_role};
-use crate::token_keys::{TokenKeyId, TokenKeys};
+use crate::token_keys::{CheckedMr3, CheckedMr3s, TokenKeyId, TokenKeys};
 
 /// A Brass box's role: its processes, and the last checkpoint it signed of each chain.
 #[derive(Debug, Default)]
@@ -35,6 +35,8 @@ pub struct Brass {
     checkpoints: BTreeMap<DomainId, Unverified<Checkpoint>>,
     /// The token keys derived while verifying: memory only, never sealed.
     token_keys: TokenKeys,
+    /// The MR3s whose MAC it checked while verifying, by digest: memory only.
+    checked: CheckedMr3s,
 }
 
 serving_role!(Brass, BrassKeys, own_state);
@@ -61,7 +63,12 @@ impl RoleState for Brass {
                 return Err(corrupt());
             }
         }
-        Ok(Self { processes, checkpoints, token_keys: TokenKeys::default() })
+        Ok(Self {
+            processes,
+            checkpoints,
+            token_keys: TokenKeys::default(),
+            checked: CheckedMr3s::default(),
+        })
     }
 }
 
@@ -355,27 +362,40 @@ impl TypedBox<Brass> {
     }
 
     /// `VERIFY` (protocol §6.5): the token of each mailpiece, recomputed with the token key of
-    /// MR3's key for the mailpiece's month and compared in constant time. MR3 must be of a
-    /// sub-domain this box serves, the postal sub-domain the mailpieces name (the postal key)
-    /// or its domain's sub-domain of the same country (the vendor key). The token keys come
-    /// from the cache ([`TokenKeys`]); a miss checks MR3's MAC, unwraps K once for the item
-    /// and derives the month's key. K never leaves the box; nothing is sealed.
+    /// MR3's key for the mailpiece's month and compared in constant time. MR3 comes with the
+    /// item (its digest must be the one named, its MAC is checked unless an MR3 of the same
+    /// bytes was checked before) or is named by its digest alone (answered `held: false`,
+    /// nothing verified, if the box checked no MR3 of that digest). MR3 must be of a sub-domain
+    /// this box serves, the postal sub-domain the mailpieces name (the postal key) or its
+    /// domain's sub-domain of the same country (the vendor key), and of the ISN they name. The
+    /// token keys come from the cache ([`TokenKeys`]); a miss unwraps K once for the item and
+    /// derives the month's key. K never leaves the box; nothing is sealed.
     pub(crate) fn verify(&self, item: Verify) -> Result<Verdicts, BoxError> {
-        let Verify { mr3, isn, subdomain, pieces } = item;
-        let domain = mr3.header().domain.clone();
-        let key_id = header_key(mr3.header().key_id)?;
-        let process = self.role.processes.of(&self.core.tables, &domain)?;
-        let claimed = mr3.claimed_body();
-        if claimed.isn != isn {
+        let Verify { mr3_digest, mr3, isn, subdomain, pieces } = item;
+        let known = match mr3.as_slice() {
+            [] => match self.role.checked.get(&mr3_digest) {
+                Some(known) => known,
+                None => return Ok(Verdicts { held: false, good: Vec::new() }),
+            },
+            [one] => {
+                if postkey_wire::Mr3Digest::of(one) != mr3_digest {
+                    return Err(BoxError::RecordMismatch("MR3 is not of the digest named"));
+                }
+                self.role.checked.get_or_derive(mr3_digest, || self.check_mr3(one))?
+            }
+            _ => return Err(BoxError::RecordMismatch("more than one MR3 in an item")),
+        };
+        let CheckedMr3 { domain, key_id, subdomain: of, isn: of_isn, wrapped } = &*known;
+        let process = self.role.processes.of(&self.core.tables, domain)?;
+        if of_isn != &isn {
             return Err(BoxError::RecordMismatch("MR3 is of another ISN than the mailpieces"));
         }
-        let of = &claimed.subdomain;
         let postal = of == &subdomain;
         let vendor = of.domain() != subdomain.domain() && of.country() == subdomain.country();
-        if of.domain() != &domain || !(postal || vendor) {
+        if !(postal || vendor) {
             return Err(BoxError::SubdomainMismatch {
                 subdomain: of.clone(),
-                domain,
+                domain: domain.clone(),
                 country: subdomain.country().clone(),
             });
         }
@@ -386,10 +406,6 @@ impl TypedBox<Brass> {
             .ok_or_else(|| BoxError::SubdomainNotServed(of.clone()))?;
         // K, unwrapped at most once for the item, and only on a cache miss.
         let mut key: Option<postkey_secrets::MasterKey> = None;
-        let open = || -> Result<postkey_secrets::MasterKey, BoxError> {
-            sub.auth.verify(mr3.message_bytes(), mr3.tag())?;
-            Ok(sub.conf.unwrap(&claimed.wrapped.0)?)
-        };
         let mut months: Vec<(postkey_wire::Period, std::sync::Arc<postkey_secrets::TokenMac>)> =
             Vec::new();
         let mut canonical = Vec::with_capacity(64);
@@ -401,19 +417,19 @@ impl TypedBox<Brass> {
                 None => {
                     let id = TokenKeyId {
                         domain: domain.clone(),
-                        key_id,
+                        key_id: *key_id,
                         subdomain: of.clone(),
-                        isn: claimed.isn.clone(),
+                        isn: isn.clone(),
                         period,
                     };
                     let mac = self.role.token_keys.get_or_derive(id, || {
                         let k = match key.take() {
                             Some(k) => k,
-                            None => open()?,
+                            None => sub.conf.unwrap(&wrapped.0)?,
                         };
-                        let mac = k.token_key(&domain, &claimed.isn, period).prepare();
+                        let mac = k.token_key(domain, &isn, period).prepare();
                         key = Some(k);
-                        Ok(mac)
+                        Ok(std::sync::Arc::new(mac))
                     })?;
                     months.push((period, std::sync::Arc::clone(&mac)));
                     mac
@@ -421,7 +437,7 @@ impl TypedBox<Brass> {
             };
             Mailpiece::write_canonical(
                 &mut canonical,
-                &claimed.isn,
+                &isn,
                 &subdomain,
                 *date,
                 *value,
@@ -430,7 +446,39 @@ impl TypedBox<Brass> {
             );
             good.push(bool::from(mac.token_over(&canonical).ct_eq(token)));
         }
-        Ok(Verdicts { good })
+        Ok(Verdicts { held: true, good })
+    }
+
+    /// Checks an MR3 sent in a `VERIFY` item: of a domain this box runs, of a sub-domain it
+    /// serves of that domain, its MAC under the sub-domain's authentication key. What it holds.
+    fn check_mr3(
+        &self,
+        mr3: &Maced<RegisteredKey>,
+    ) -> Result<std::sync::Arc<CheckedMr3>, BoxError> {
+        let domain = mr3.header().domain.clone();
+        let key_id = header_key(mr3.header().key_id)?;
+        let process = self.role.processes.of(&self.core.tables, &domain)?;
+        let claimed = mr3.claimed_body();
+        if claimed.subdomain.domain() != &domain {
+            return Err(BoxError::SubdomainMismatch {
+                subdomain: claimed.subdomain.clone(),
+                domain,
+                country: claimed.country.clone(),
+            });
+        }
+        let sub = process
+            .keys
+            .subdomains
+            .get(&claimed.subdomain)
+            .ok_or_else(|| BoxError::SubdomainNotServed(claimed.subdomain.clone()))?;
+        sub.auth.verify(mr3.message_bytes(), mr3.tag())?;
+        Ok(std::sync::Arc::new(CheckedMr3 {
+            domain,
+            key_id,
+            subdomain: claimed.subdomain.clone(),
+            isn: claimed.isn.clone(),
+            wrapped: claimed.wrapped,
+        }))
     }
 
     /// `EXPORT_TOKEN_KEYS` (protocol §6.5, docs/tin.md): one chunk of a Tin export. The

@@ -5,9 +5,9 @@
 //! and every entry zeroizes when it goes.
 //!
 //! An entry is found only by everything its derivation took from a checked MR3 (domain, key
-//! ID, sub-domain, ISN) and the period: a later MR3 naming the same is answered from the cache
-//! without checking its MAC, and that is safe because the cached key was derived from an MR3
-//! whose MAC was checked, for exactly those fields.
+//! ID, sub-domain, ISN) and the period. Beside it, the MR3s whose MAC was checked are kept by
+//! their SHA-256 ([`CheckedMr3s`]): a `VERIFY` item that names an MR3 by its digest alone is
+//! answered only if the box checked an MR3 of exactly those bytes.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -32,37 +32,60 @@ pub(crate) struct TokenKeyId {
     pub period: Period,
 }
 
-/// The bounded cache of prepared token keys.
-pub(crate) struct TokenKeys {
+/// What Brass took from an MR3 whose MAC it checked: found again by the MR3's digest, so a
+/// later `VERIFY` item may name the MR3 without sending it. The wrapped K is as public as
+/// the MR3 it came from (it opens only under the sub-domain's confidentiality key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CheckedMr3 {
+    pub domain: DomainId,
+    pub key_id: KeyId,
+    pub subdomain: SubdomainId,
+    pub isn: Isn,
+    pub wrapped: postkey_wire::WrappedKey,
+}
+
+/// The bounded caches of a Brass box's memory: the oldest entry goes first when one is full.
+pub(crate) struct Bounded<K, V> {
     capacity: usize,
-    inner: Mutex<Entries>,
+    inner: Mutex<Entries<K, V>>,
 }
 
-#[derive(Default)]
-struct Entries {
-    map: HashMap<TokenKeyId, Arc<TokenMac>>,
+struct Entries<K, V> {
+    map: HashMap<K, V>,
     /// Insertion order: the first goes first when the cache is full.
-    order: VecDeque<TokenKeyId>,
+    order: VecDeque<K>,
 }
 
-impl Default for TokenKeys {
+impl<K, V> Default for Entries<K, V> {
+    fn default() -> Self {
+        Self { map: HashMap::new(), order: VecDeque::new() }
+    }
+}
+
+/// The prepared token keys, by what they were derived for.
+pub(crate) type TokenKeys = Bounded<TokenKeyId, Arc<TokenMac>>;
+
+/// The MR3s checked, by digest.
+pub(crate) type CheckedMr3s = Bounded<postkey_wire::Mr3Digest, Arc<CheckedMr3>>;
+
+impl<K, V> Default for Bounded<K, V> {
     fn default() -> Self {
         Self::with_capacity(TOKEN_KEY_CACHE_CAPACITY)
     }
 }
 
-impl core::fmt::Debug for TokenKeys {
+impl<K, V> core::fmt::Debug for Bounded<K, V> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "TokenKeys({} of {}, [redacted])", self.len(), self.capacity)
+        write!(f, "Bounded({} of {}, [redacted])", self.len(), self.capacity)
     }
 }
 
-impl TokenKeys {
+impl<K, V> Bounded<K, V> {
     pub(crate) fn with_capacity(capacity: usize) -> Self {
-        Self { capacity: capacity.max(1), inner: Mutex::default() }
+        Self { capacity: capacity.max(1), inner: Mutex::new(Entries::default()) }
     }
 
-    fn entries(&self) -> std::sync::MutexGuard<'_, Entries> {
+    fn entries(&self) -> std::sync::MutexGuard<'_, Entries<K, V>> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -70,28 +93,35 @@ impl TokenKeys {
     pub(crate) fn len(&self) -> usize {
         self.entries().map.len()
     }
+}
 
-    /// The key of `id`, derived by `derive` if not held (outside the lock: other threads of
+impl<K: Clone + Eq + core::hash::Hash, V: Clone> Bounded<K, V> {
+    /// The entry of `id`, if held.
+    pub(crate) fn get(&self, id: &K) -> Option<V> {
+        self.entries().map.get(id).cloned()
+    }
+
+    /// The entry of `id`, made by `derive` if not held (outside the lock: other threads of
     /// the same command go on meanwhile). A failed derivation caches nothing.
     pub(crate) fn get_or_derive(
         &self,
-        id: TokenKeyId,
-        derive: impl FnOnce() -> Result<TokenMac, BoxError>,
-    ) -> Result<Arc<TokenMac>, BoxError> {
-        if let Some(hit) = self.entries().map.get(&id) {
-            return Ok(Arc::clone(hit));
+        id: K,
+        derive: impl FnOnce() -> Result<V, BoxError>,
+    ) -> Result<V, BoxError> {
+        if let Some(hit) = self.get(&id) {
+            return Ok(hit);
         }
-        let made = Arc::new(derive()?);
+        let made = derive()?;
         let mut e = self.entries();
         if let Some(raced) = e.map.get(&id) {
-            return Ok(Arc::clone(raced));
+            return Ok(raced.clone());
         }
         while e.map.len() >= self.capacity {
             let Some(oldest) = e.order.pop_front() else { break };
             e.map.remove(&oldest);
         }
         e.order.push_back(id.clone());
-        e.map.insert(id, Arc::clone(&made));
+        e.map.insert(id, made.clone());
         Ok(made)
     }
 }
@@ -120,18 +150,18 @@ mod tests {
 
     #[test]
     fn derives_once_and_stays_bounded() {
-        let cache = TokenKeys::with_capacity(3);
+        let cache: TokenKeys = Bounded::with_capacity(3);
         let mut derived = 0;
         for n in [1, 2, 1, 3, 2] {
             cache
                 .get_or_derive(id(n), || {
                     derived += 1;
-                    Ok(mac())
+                    Ok(Arc::new(mac()))
                 })
                 .unwrap();
         }
         assert_eq!(derived, 3, "a key held is not derived again");
-        cache.get_or_derive(id(4), || Ok(mac())).unwrap();
+        cache.get_or_derive(id(4), || Ok(Arc::new(mac()))).unwrap();
         assert_eq!(cache.len(), 3, "the cache never holds more than its capacity");
         // The oldest (1) went; 2, 3 and 4 are held.
         let mut again = 0;
@@ -139,7 +169,7 @@ mod tests {
             cache
                 .get_or_derive(id(n), || {
                     again += 1;
-                    Ok(mac())
+                    Ok(Arc::new(mac()))
                 })
                 .unwrap();
         }
@@ -148,7 +178,7 @@ mod tests {
 
     #[test]
     fn a_failed_derivation_caches_nothing() {
-        let cache = TokenKeys::with_capacity(4);
+        let cache: TokenKeys = Bounded::with_capacity(4);
         let refused = cache.get_or_derive(id(1), || Err(BoxError::RecordMismatch("forged")));
         assert!(refused.is_err());
         assert_eq!(cache.len(), 0);

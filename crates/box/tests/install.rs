@@ -1124,6 +1124,7 @@ fn token_of(m: &SimulatedMeter, isn: &str, date: &str, count: u32) -> postkey_wi
 #[test]
 fn brass_verifies_each_token_of_a_registered_key_and_refuses_a_forged_or_misplaced_mr3() {
     use postkey_wire::command::{Register, Verify};
+    use postkey_wire::{Isn, Maced, Mr3Digest};
     let mut l = line();
     let (m, mi9) = installed(&mut l);
     let isn = "0401234567";
@@ -1131,24 +1132,40 @@ fn brass_verifies_each_token_of_a_registered_key_and_refuses_a_forged_or_misplac
         cmd(&mut l.brass, Register { mr1: mr1(&m, "USPS/US", (isn, "US", "20261129"), None), mi9 })
             .unwrap();
     let mr3 = r.mr3;
+    // An item with its MR3, or naming it by digest alone.
+    let with =
+        |mr3: &Maced<postkey_wire::RegisteredKey>, isn: &str, subdomain: &str, pieces| Verify {
+            mr3_digest: Mr3Digest::of(mr3),
+            mr3: vec![mr3.clone()],
+            isn: Isn::parse(isn).unwrap(),
+            subdomain: sub(subdomain),
+            pieces,
+        };
+    let by_digest = |mr3: &Maced<postkey_wire::RegisteredKey>, pieces| Verify {
+        mr3: vec![],
+        ..with(mr3, isn, "USPS/US", pieces)
+    };
+    let good = token_of(&m, isn, "20261130", 1);
 
-    // A forged MR3 (one byte of its tag flipped) is refused before any key is derived.
+    // Named by digest before the box checked it: not held, nothing verified.
+    let unknown = cmd(&mut l.brass, by_digest(&mr3, vec![piece("20261130", 1, good)])).unwrap();
+    assert_eq!((unknown.held, unknown.good.len()), (false, 0));
+
+    // A forged MR3 (one byte of its tag flipped) is refused before any key is derived, and is
+    // not held after: named by its digest alone it is still unknown.
     let mut flipped = mr3.as_bytes().to_vec();
     let at = flipped.len() - 1;
     flipped[at] ^= 1;
-    let forged = postkey_wire::Maced::from_bytes(&flipped).unwrap();
-    let good = token_of(&m, isn, "20261130", 1);
-    let refused = cmd(
-        &mut l.brass,
-        Verify {
-            mr3: forged.clone(),
-            isn: postkey_wire::Isn::parse(isn).unwrap(),
-            subdomain: sub("USPS/US"),
-            pieces: vec![piece("20261130", 1, good)],
-        },
-    )
-    .unwrap_err();
-    assert_eq!(refused, ResponseCode::BAD_MAC);
+    let forged = Maced::from_bytes(&flipped).unwrap();
+    let refused =
+        cmd(&mut l.brass, with(&forged, isn, "USPS/US", vec![piece("20261130", 1, good)]));
+    assert_eq!(refused.unwrap_err(), ResponseCode::BAD_MAC);
+    let after = cmd(&mut l.brass, by_digest(&forged, vec![piece("20261130", 1, good)])).unwrap();
+    assert!(!after.held);
+    // An MR3 that is not of the digest named.
+    let mut lying = with(&mr3, isn, "USPS/US", vec![piece("20261130", 1, good)]);
+    lying.mr3_digest = Mr3Digest::of(&forged);
+    assert_eq!(cmd(&mut l.brass, lying).unwrap_err(), ResponseCode::RECORD_MISMATCH);
 
     // Good, bad (another count's token), and two months: each token its own answer.
     let pieces = vec![
@@ -1157,64 +1174,31 @@ fn brass_verifies_each_token_of_a_registered_key_and_refuses_a_forged_or_misplac
         piece("20261201", 3, token_of(&m, isn, "20261201", 3)),
         piece("20261201", 4, token_of(&m, isn, "20261130", 4)),
     ];
-    let v = cmd(
-        &mut l.brass,
-        Verify {
-            mr3: mr3.clone(),
-            isn: postkey_wire::Isn::parse(isn).unwrap(),
-            subdomain: sub("USPS/US"),
-            pieces,
-        },
-    )
-    .unwrap();
-    assert_eq!(v.good, [true, false, true, false]);
+    let v = cmd(&mut l.brass, with(&mr3, isn, "USPS/US", pieces.clone())).unwrap();
+    assert_eq!((v.held, v.good), (true, vec![true, false, true, false]));
+    // Checked once, then named by its digest alone: the same answers.
+    let v = cmd(&mut l.brass, by_digest(&mr3, pieces)).unwrap();
+    assert_eq!((v.held, v.good), (true, vec![true, false, true, false]));
 
     // The postal key verifies only in its own sub-domain: the mailpieces of another
     // sub-domain of the same domain are refused.
-    let misplaced = Verify {
-        mr3: mr3.clone(),
-        isn: postkey_wire::Isn::parse(isn).unwrap(),
-        subdomain: sub("USPS/PR"),
-        pieces: vec![piece("20261130", 1, good)],
-    };
+    let misplaced = with(&mr3, isn, "USPS/PR", vec![piece("20261130", 1, good)]);
     assert_eq!(cmd(&mut l.brass, misplaced).unwrap_err(), ResponseCode::SUBDOMAIN_MISMATCH);
 
-    // Once its month's key is cached, a forged copy of the same MR3 (same key, sub-domain and
-    // ISN) answers from the cache: it can name nothing the checked MR3 did not. Changing
-    // what it names (another ISN) needs the MAC, and is refused.
-    let again = cmd(
-        &mut l.brass,
-        Verify {
-            mr3: forged,
-            isn: postkey_wire::Isn::parse(isn).unwrap(),
-            subdomain: sub("USPS/US"),
-            pieces: vec![piece("20261130", 1, good)],
-        },
-    )
-    .unwrap();
-    assert_eq!(again.good, [true]);
+    // An MR3 renamed to another ISN needs the MAC, and is refused.
     let mut body = mr3.claimed_body().clone();
-    body.isn = postkey_wire::Isn::parse("0401234568").unwrap();
-    let renamed = postkey_wire::Maced::new(Message::new(context(mr3.header()), body), |_| [0; 32]);
+    body.isn = Isn::parse("0401234568").unwrap();
+    let renamed = Maced::new(Message::new(context(mr3.header()), body), |_| [0; 32]);
     let other = token_of(&m, "0401234568", "20261130", 1);
     let refused = cmd(
         &mut l.brass,
-        Verify {
-            mr3: renamed,
-            isn: postkey_wire::Isn::parse("0401234568").unwrap(),
-            subdomain: sub("USPS/US"),
-            pieces: vec![piece("20261130", 1, other)],
-        },
-    )
-    .unwrap_err();
-    assert_eq!(refused, ResponseCode::BAD_MAC);
-    // The genuine MR3 for mailpieces that name another ISN: refused, whatever the cache holds.
-    let elsewhere = Verify {
-        mr3: mr3.clone(),
-        isn: postkey_wire::Isn::parse("0401234568").unwrap(),
-        subdomain: sub("USPS/US"),
-        pieces: vec![piece("20261130", 1, good)],
-    };
+        with(&renamed, "0401234568", "USPS/US", vec![piece("20261130", 1, other)]),
+    );
+    assert_eq!(refused.unwrap_err(), ResponseCode::BAD_MAC);
+    // The genuine MR3 for mailpieces that name another ISN: refused, whatever the box holds.
+    let elsewhere = with(&mr3, "0401234568", "USPS/US", vec![piece("20261130", 1, good)]);
+    assert_eq!(cmd(&mut l.brass, elsewhere).unwrap_err(), ResponseCode::RECORD_MISMATCH);
+    let elsewhere = Verify { mr3: vec![], ..with(&mr3, "0401234568", "USPS/US", vec![]) };
     assert_eq!(cmd(&mut l.brass, elsewhere).unwrap_err(), ResponseCode::RECORD_MISMATCH);
 }
 

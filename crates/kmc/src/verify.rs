@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, HashMap};
 use postkey_archive::{KeyRecord, KeyStatus, Sighting, Store};
 use postkey_wire::command::{MAX_LIST, PieceToken, Verify};
 use postkey_wire::{
-    BoxId, Date, DomainId, Isn, KeyId, Maced, Mailpiece, MeterId, RecordType, RegisteredKey, Site,
-    SubdomainId, Timestamp, Token, Verdict,
+    BoxId, Date, DomainId, Isn, KeyId, Maced, Mailpiece, MeterId, Mr3Digest, RecordType,
+    RegisteredKey, Site, SubdomainId, Timestamp, Token, Verdict,
 };
 
 use crate::link::call;
@@ -66,7 +66,41 @@ const MAX_CACHED_MR3: usize = 1 << 17;
 pub struct VerifyCache {
     brass: std::sync::Mutex<BTreeMap<SubdomainId, BoxId>>,
     roles: std::sync::Mutex<BTreeMap<DomainId, Option<crate::KeyRole>>>,
-    mr3: std::sync::Mutex<HashMap<(DomainId, KeyId), Maced<RegisteredKey>>>,
+    mr3: std::sync::Mutex<HashMap<(DomainId, KeyId), KnownMr3>>,
+    /// The MR3s each Brass box answered for, by digest: sent by digest alone from then on (a
+    /// box that no longer holds one says so, and gets it again).
+    sent: std::sync::Mutex<std::collections::HashSet<(BoxId, Mr3Digest)>>,
+}
+
+/// An MR3 as the archive keeps it, and its digest.
+#[derive(Debug, Clone)]
+struct KnownMr3 {
+    mr3: Maced<RegisteredKey>,
+    digest: Mr3Digest,
+}
+
+/// An item sent: its mailpieces' places, its MR3, and whether the MR3 went with it.
+type Sent = (Vec<Pending>, KnownMr3, bool);
+
+/// Brass's answers for one item's mailpieces, into their places.
+fn write_verdicts(
+    verdicts: postkey_wire::command::Verdicts,
+    part: Vec<Pending>,
+    out: &mut [PieceVerdict],
+) -> Result<(), KmcError> {
+    if !verdicts.held || verdicts.good.len() != part.len() {
+        return Err(KmcError::Unfinished);
+    }
+    for (good, t) in verdicts.good.into_iter().zip(part) {
+        let v = if good { Verdict::Good } else { Verdict::Bad };
+        let slot = &mut out[t.piece];
+        if t.postal {
+            slot.postal = v;
+        } else {
+            slot.vendor = v;
+        }
+    }
+    Ok(())
 }
 
 fn held<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -117,7 +151,7 @@ struct Pending {
 /// The Brass work for one key.
 #[derive(Debug)]
 struct KeyWork {
-    mr3: Maced<RegisteredKey>,
+    mr3: KnownMr3,
     subdomain: SubdomainId,
     isn: Isn,
     tokens: Vec<Pending>,
@@ -285,7 +319,7 @@ impl<S: Store> Kmc<S> {
         &self,
         keys: &HashMap<(SubdomainId, Isn), (KeyRecord, Option<KeyRecord>)>,
         cache: &VerifyCache,
-    ) -> Result<HashMap<(DomainId, KeyId), Maced<RegisteredKey>>, KmcError> {
+    ) -> Result<HashMap<(DomainId, KeyId), KnownMr3>, KmcError> {
         let mut out = HashMap::new();
         let mut missing = Vec::new();
         {
@@ -314,7 +348,7 @@ impl<S: Store> Kmc<S> {
                 KmcError::ArchivedRecord(domain.clone(), key_id, "its MR3 does not decode")
             })?;
             // The newest, should there be more than one.
-            read.insert((domain, key_id), mr3);
+            read.insert((domain, key_id), KnownMr3 { digest: Mr3Digest::of(&mr3), mr3 });
         }
         let mut cached = held(&cache.mr3);
         if cached.len() + read.len() > MAX_CACHED_MR3 {
@@ -337,48 +371,69 @@ impl<S: Store> Kmc<S> {
         work: BTreeMap<(DomainId, KeyId, SubdomainId, Isn), KeyWork>,
         out: &mut [PieceVerdict],
     ) -> Result<(), KmcError> {
-        let mut by_box: BTreeMap<BoxId, (Vec<Verify>, Vec<Vec<Pending>>)> = BTreeMap::new();
+        // Per box: each item, and what it was made of (to make it again with its MR3).
+        let mut by_box: BTreeMap<BoxId, Vec<(Verify, Vec<Pending>, KnownMr3)>> = BTreeMap::new();
+        let item =
+            |k: &KnownMr3, isn: &Isn, subdomain: &SubdomainId, part: &[Pending], with| Verify {
+                mr3_digest: k.digest,
+                mr3: if with { vec![k.mr3.clone()] } else { Vec::new() },
+                isn: isn.clone(),
+                subdomain: subdomain.clone(),
+                pieces: part.iter().map(|t| piece_token(&pieces[t.piece], t.postal)).collect(),
+            };
         for (_, w) in work {
-            let of = w.mr3.claimed_body().subdomain.clone();
+            let of = w.mr3.mr3.claimed_body().subdomain.clone();
             let id = cache.serving(self.store(), &of).await?;
+            // An MR3 the box answered for before goes by its digest alone.
+            let with = !held(&cache.sent).contains(&(id, w.mr3.digest));
             let entry = by_box.entry(id).or_default();
             // A list holds at most MAX_LIST entries: a key with more mailpieces goes in parts.
             let mut tokens = w.tokens.into_iter().peekable();
             while tokens.peek().is_some() {
                 let part: Vec<Pending> = tokens.by_ref().take(MAX_LIST).collect();
-                let item = Verify {
-                    mr3: w.mr3.clone(),
-                    isn: w.isn.clone(),
-                    subdomain: w.subdomain.clone(),
-                    pieces: part.iter().map(|t| piece_token(&pieces[t.piece], t.postal)).collect(),
-                };
-                entry.0.push(item);
-                entry.1.push(part);
+                let v = item(&w.mr3, &w.isn, &w.subdomain, &part, with);
+                entry.push((v, part, w.mr3.clone()));
             }
         }
-        for (id, (items, places)) in by_box {
-            let mut items = items.into_iter();
-            let mut places = places.into_iter();
+        for (id, work) in by_box {
+            let mut work = work.into_iter();
             loop {
-                let batch: Vec<Verify> = items.by_ref().take(MAX_LIST).collect();
+                let (batch, rest): (Vec<Verify>, Vec<Sent>) = work
+                    .by_ref()
+                    .take(MAX_LIST)
+                    .map(|(v, p, k)| {
+                        let with = !v.mr3.is_empty();
+                        (v, (p, k, with))
+                    })
+                    .unzip();
                 if batch.is_empty() {
                     break;
                 }
+                let isns: Vec<(Isn, SubdomainId)> =
+                    batch.iter().map(|v| (v.isn.clone(), v.subdomain.clone())).collect();
                 let called = call(boxes, id, batch).await?;
-                for (answer, part) in called.answers.into_iter().zip(places.by_ref()) {
+                let mut again = Vec::new();
+                let mut kept = Vec::new();
+                for ((answer, (part, k, with)), (isn, subdomain)) in
+                    called.answers.into_iter().zip(rest).zip(isns)
+                {
                     let verdicts = answer?;
-                    if verdicts.good.len() != part.len() {
-                        return Err(KmcError::Unfinished);
+                    if !verdicts.held && !with {
+                        // The box no longer holds it (restarted, or evicted): once more with it.
+                        again.push(item(&k, &isn, &subdomain, &part, true));
+                        kept.push((part, k));
+                        continue;
                     }
-                    for (good, t) in verdicts.good.into_iter().zip(part) {
-                        let v = if good { Verdict::Good } else { Verdict::Bad };
-                        let slot = &mut out[t.piece];
-                        if t.postal {
-                            slot.postal = v;
-                        } else {
-                            slot.vendor = v;
-                        }
-                    }
+                    held(&cache.sent).insert((id, k.digest));
+                    write_verdicts(verdicts, part, out)?;
+                }
+                if again.is_empty() {
+                    continue;
+                }
+                let called = call(boxes, id, again).await?;
+                for (answer, (part, k)) in called.answers.into_iter().zip(kept) {
+                    held(&cache.sent).insert((id, k.digest));
+                    write_verdicts(answer?, part, out)?;
                 }
             }
         }
@@ -486,6 +541,131 @@ mod tests {
 
     /// 2026-12-04T23:59:59Z in microseconds.
     const LATE_ON_DEC_4: u64 = (20_791 * 86_400 + 86_399) * 1_000_000;
+
+    /// A Brass link that answers every token good, and holds the MR3s it was sent until told
+    /// to forget them (a box restarted, or its cache full); it notes, per command, how many
+    /// items came and how many carried their MR3.
+    #[derive(Default)]
+    struct ForgetfulBrass {
+        holds: std::sync::Mutex<std::collections::HashSet<Mr3Digest>>,
+        calls: std::sync::Mutex<Vec<(usize, usize)>>,
+    }
+
+    impl Boxes for ForgetfulBrass {
+        async fn send(
+            &self,
+            _: BoxId,
+            command: postkey_wire::command::Command,
+        ) -> Result<postkey_wire::command::Answered, postkey_wire::Refusal> {
+            use postkey_wire::command::{Answered, Command, Response, Verdicts};
+            let Command::Verify(items) = command else { panic!("not VERIFY") };
+            let with = items.iter().filter(|i| !i.mr3.is_empty()).count();
+            held(&self.calls).push((items.len(), with));
+            let mut holds = held(&self.holds);
+            let answers = items
+                .iter()
+                .map(|i| {
+                    if i.mr3.is_empty() && !holds.contains(&i.mr3_digest) {
+                        return Ok(Verdicts { held: false, good: vec![] });
+                    }
+                    holds.insert(i.mr3_digest);
+                    Ok(Verdicts { held: true, good: vec![true; i.pieces.len()] })
+                })
+                .collect();
+            Ok(Answered {
+                response: Response::Verify(answers),
+                state_version: postkey_wire::StateVersion(1),
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn an_mr3_goes_by_digest_once_answered_for_and_again_whole_to_a_box_that_forgot_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            postkey_archive_sqlite::SqliteStore::open(dir.path().join("a.db")).await.unwrap();
+        // The base point of Ed25519: any valid key will do, no bundle is read here.
+        let mut point = [0x66; 32];
+        point[0] = 0x58;
+        let dks = postkey_crypto::VerifyingKey::from_bytes(&point).unwrap();
+        let kmc = Kmc::new(
+            store,
+            dks,
+            postkey_wire::InstallationId([0; 16]),
+            crate::InstallConfig::default(),
+        );
+        let usps = SubdomainId::parse("USPS/US").unwrap();
+        let brass = BoxId::new(BoxType::Brass, 1).unwrap();
+        let cache = VerifyCache::default();
+        held(&cache.brass).insert(usps.clone(), brass);
+        let isn = Isn::parse("0400000001").unwrap();
+        let body = RegisteredKey {
+            brass,
+            subdomain: usps.clone(),
+            isn: isn.clone(),
+            country: postkey_wire::Country::parse("US").unwrap(),
+            date: Date::parse("20261204").unwrap(),
+            wrapped: postkey_wire::WrappedKey([7; postkey_wire::WRAPPED_KEY_LEN]),
+        };
+        let context = postkey_wire::Context {
+            domain: DomainId::parse("USPS").unwrap(),
+            sender: postkey_wire::Sender::Box(brass),
+            meter_id: None,
+            key_id: Some(KeyId::new(1).unwrap()),
+            state_version: None,
+            timestamp: Timestamp::from_unix_micros(0),
+        };
+        let mr3 = Maced::new(postkey_wire::Message::new(context, body), |_| [0; 32]);
+        let known = KnownMr3 { digest: Mr3Digest::of(&mr3), mr3 };
+        let mailpiece = Mailpiece {
+            isn: isn.clone(),
+            subdomain: usps.clone(),
+            date: Date::parse("20261204").unwrap(),
+            value: 65,
+            count: 1,
+            zip: postkey_wire::Zip::normalize("06484").unwrap(),
+        };
+        let token = Token::from_bytes([1; 8]);
+        let pieces = vec![PieceToVerify { mailpiece, vendor: token, postal: token }];
+        let work = || {
+            let mut w = BTreeMap::new();
+            w.insert(
+                (
+                    DomainId::parse("USPS").unwrap(),
+                    KeyId::new(1).unwrap(),
+                    usps.clone(),
+                    isn.clone(),
+                ),
+                KeyWork {
+                    mr3: known.clone(),
+                    subdomain: usps.clone(),
+                    isn: isn.clone(),
+                    tokens: vec![Pending { piece: 0, postal: true }],
+                },
+            );
+            w
+        };
+        let boxes = ForgetfulBrass::default();
+        let verify = || async {
+            let mut out = vec![
+                PieceVerdict {
+                    vendor: Verdict::Good,
+                    postal: Verdict::Bad,
+                    meter: None,
+                    first: None
+                };
+                1
+            ];
+            kmc.ask_brass(&boxes, &cache, &pieces, work(), &mut out).await.unwrap();
+            out[0].postal
+        };
+        assert_eq!(verify().await, Verdict::Good);
+        assert_eq!(verify().await, Verdict::Good);
+        held(&boxes.holds).clear();
+        assert_eq!(verify().await, Verdict::Good);
+        // Whole the first time; by digest once answered for; whole again after a "not held".
+        assert_eq!(*held(&boxes.calls), [(1, 1), (1, 0), (1, 0), (1, 1)]);
+    }
 
     #[test]
     fn only_an_active_key_goes_to_the_token_check() {

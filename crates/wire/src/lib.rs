@@ -53,8 +53,8 @@ pub use mailpiece::{MAX_SITE_LEN, Mailpiece, RegistrationToken, Site, TestTokens
 pub use message::{Body, Context, Header, Message, RecordType, Role, Sender, peek_header};
 pub use meter_link::MeterLink;
 pub use register::{
-    MAX_REASON_LEN, RegisteredKey, RegistrationConfirmed, RegistrationRequest, WRAPPED_KEY_LEN,
-    Withdrawn, WrappedKey, check_reason,
+    MAX_REASON_LEN, Mr3Digest, RegisteredKey, RegistrationConfirmed, RegistrationRequest,
+    WRAPPED_KEY_LEN, Withdrawn, WrappedKey, check_reason,
 };
 pub use response::{Fault, ResponseCode};
 pub use share::{SharePurpose, ShareSetId};

@@ -31,6 +31,28 @@ postkey_crypto::cbor_byte_string!(WrappedKey, WRAPPED_KEY_LEN, "wrapped key", |v
     WrappedKey(b)
 ));
 
+/// SHA-256 of an MR3 record's bytes as the archive keeps them: how a `VERIFY` item names an MR3
+/// the Brass box has checked before, instead of sending it again.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Mr3Digest(pub [u8; 32]);
+
+impl Mr3Digest {
+    /// The digest of `mr3`.
+    pub fn of(mr3: &crate::Maced<RegisteredKey>) -> Self {
+        Self(postkey_crypto::sha256(mr3.as_bytes()))
+    }
+}
+
+impl core::fmt::Debug for Mr3Digest {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Mr3Digest(")?;
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))?;
+        write!(f, ")")
+    }
+}
+
+postkey_crypto::cbor_byte_string!(Mr3Digest, 32, "MR3 digest", |v| v.0, |b| Ok(Mr3Digest(b)));
+
 /// MR1: a meter asks to register one of its master keys, the one its header names (one MR1 per
 /// key). Not signed: the token, which only a holder of K can make, is its proof.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]

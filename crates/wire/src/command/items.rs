@@ -5,8 +5,8 @@ use crate::command::param::{choice, params};
 use crate::{
     Aborted, BadKey, BlankOffer, BoxId, BoxKeys, BoxType, Certificate, ChainHash, Checkpoint,
     ConfigTables, Delivery, DomainBundle, DomainId, DomainKind, InstallConfirmed, Installed,
-    InstalledKeyRecord, Isn, KeyForSteel, Kit, Maced, Message, MeterId, NewKeyRecord, Nonce,
-    ProcessRecord, RegisteredKey, RegistrationConfirmed, RegistrationRequest, SubdomainId,
+    InstalledKeyRecord, Isn, KeyForSteel, Kit, Maced, Message, MeterId, Mr3Digest, NewKeyRecord,
+    Nonce, ProcessRecord, RegisteredKey, RegistrationConfirmed, RegistrationRequest, SubdomainId,
     TableUpdate, TinExport, Token, Transcript, Unverified, Zip,
 };
 use crate::{Period, Timestamp};
@@ -159,10 +159,13 @@ params! {
     /// `VERIFY`: Brass recomputes the tokens one key made over the mailpieces that name its
     /// meter (protocol §6.5). The KMC found the key's MR3 by (postal sub-domain, ISN) and
     /// checked its status; the box checks MR3 (MAC, sub-domain served, the ISN the mailpieces
-    /// name) and answers, per mailpiece, whether the token is the key's.
+    /// name) and answers, per mailpiece, whether the token is the key's. An MR3 the box checked
+    /// before is named by its digest alone.
     pub struct Verify {
-        /// MR3 of the key, as the archive keeps it.
-        pub mr3: Maced<RegisteredKey>,
+        /// SHA-256 of the key's MR3 as the archive keeps it.
+        pub mr3_digest: Mr3Digest,
+        /// The MR3 itself (one), or none when the box should hold it checked already.
+        pub mr3: Vec<Maced<RegisteredKey>>,
         /// The ISN the mailpieces name: MR3's must be the same.
         pub isn: Isn,
         /// The postal sub-domain the mailpieces name: MR3's own for the postal key, the
@@ -187,9 +190,12 @@ params! {
     }
 
     /// `VERIFY`'s answer: for each mailpiece of the item, in order, whether its token is the
-    /// key's (compared in constant time).
+    /// key's (compared in constant time); or, for an item that named its MR3 by digest alone,
+    /// that the box does not hold it (nothing verified: send the MR3).
     pub struct Verdicts {
-        /// `true`: good; `false`: bad.
+        /// Whether the box had the MR3 (sent, or checked before under its digest).
+        pub held: bool,
+        /// `true`: good; `false`: bad. Empty when the MR3 was not held.
         pub good: Vec<bool>,
     }
 

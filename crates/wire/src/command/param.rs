@@ -51,6 +51,7 @@ cbor_param!(
     crate::ChainHash,
     crate::Date,
     crate::Period,
+    crate::Mr3Digest,
     crate::Timestamp,
     crate::Isn,
     crate::Zip,
