@@ -124,6 +124,9 @@ pub struct StateImage {
     #[n(17)]
     #[zeroize(skip)]
     pub(crate) tin_dropped: Option<Vec<DroppedImage>>,
+    /// Tin: the latest time it took an import at (µs since the epoch).
+    #[n(18)]
+    pub(crate) tin_latest: Option<u64>,
 }
 
 /// A Tin box's sub-domain and the latest month of it that it let go of.

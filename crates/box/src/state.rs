@@ -141,6 +141,7 @@ impl<R: Role> TypedBox<R> {
             checkpoints: None,
             tin_exports: None,
             tin_dropped: None,
+            tin_latest: None,
             counters: Vec::new(),
         };
         self.role.write_image(&mut image);

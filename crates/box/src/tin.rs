@@ -46,13 +46,22 @@ pub const TIN_MAX_KEYS: usize = 100_000;
 /// within [`crate::MAX_SEALED_LEN`].
 pub const TIN_MAX_CHUNK_BYTES: usize = 12 * 1024 * 1024;
 
+/// The month of `now`, as [`Period::index`] counts.
+fn month_of(now: Timestamp) -> u32 {
+    let (y, m, _) = now.utc_date();
+    (u32::try_from(y).unwrap_or(0) * 12 + u32::from(m)).saturating_sub(1)
+}
+
+/// Whether `period` is before the window of a box whose clock says `now`.
+fn behind_window(period: Period, now: Timestamp) -> bool {
+    period.index() + TIN_WINDOW_MONTHS <= month_of(now)
+}
+
 /// Whether `period` is in the window of a box whose clock says `now`: why not, if it is not.
 pub fn in_tin_window(period: Period, now: Timestamp) -> Result<(), &'static str> {
-    let (y, m, _) = now.utc_date();
-    let this = u32::try_from(y).unwrap_or(0) * 12 + u32::from(m) - 1;
-    if period.index() + TIN_WINDOW_MONTHS <= this {
+    if behind_window(period, now) {
         Err("a month before the box's window (this month and the two before)")
-    } else if period.index() > this + 1 {
+    } else if period.index() > month_of(now) + 1 {
         Err("a month after next by the box's clock")
     } else {
         Ok(())
@@ -66,6 +75,8 @@ pub struct Tin {
     /// Per sub-domain, the latest month whose export was dropped (out of the window): that
     /// month and those before it are refused for ever, whatever the clock says later.
     dropped: BTreeMap<SubdomainId, Period>,
+    /// The latest time an import was taken at: the window never follows a clock set back.
+    latest: Timestamp,
     /// The most token keys it holds ([`TIN_MAX_KEYS`]).
     max_keys: usize,
 }
@@ -76,6 +87,7 @@ impl Default for Tin {
             processes: Processes::default(),
             exports: BTreeMap::new(),
             dropped: BTreeMap::new(),
+            latest: Timestamp::from_unix_micros(0),
             max_keys: TIN_MAX_KEYS,
         }
     }
@@ -151,6 +163,7 @@ impl RoleState for Tin {
             .map(|c| Blob(c.as_bytes().to_vec()))
             .collect();
         image.tin_exports = (!blobs.is_empty()).then_some(blobs);
+        image.tin_latest = (self.latest.unix_micros() > 0).then_some(self.latest.unix_micros());
         image.tin_dropped = (!self.dropped.is_empty()).then(|| {
             self.dropped
                 .iter()
@@ -174,6 +187,7 @@ impl RoleState for Tin {
         for d in image.tin_dropped.iter().flatten() {
             tin.dropped.insert(d.subdomain.clone(), d.period);
         }
+        tin.latest = Timestamp::from_unix_micros(image.tin_latest.unwrap_or(0));
         // The imports again, oldest export first: the same exports held and pending.
         let mut chunks = Vec::new();
         for blob in image.tin_exports.iter().flatten() {
@@ -192,6 +206,11 @@ impl RoleState for Tin {
         }
         chunks.sort_by_key(|c| (c.body.as_of, c.body.chunk));
         for c in chunks {
+            // A chunk of a month let go of is of no use any more; any other refusal means the
+            // state is not what the imports made.
+            if tin.dropped.get(&c.body.subdomain).is_some_and(|d| c.body.period <= *d) {
+                continue;
+            }
             tin.take(c, None).map_err(|_| corrupt())?;
         }
         Ok(tin)
@@ -257,7 +276,9 @@ impl Tin {
         if self.dropped.get(&body.subdomain).is_some_and(|d| body.period <= *d) {
             return Err(stale("a month this box has already let go of"));
         }
-        // Rebuilding the state at enable (`now` none) takes again what was taken.
+        // Rebuilding the state at enable (`now` none) takes again what was taken. The window
+        // follows the latest clock the box took an import at, never a clock set back.
+        let now = now.map(|n| n.max(self.latest));
         if let Some(now) = now {
             in_tin_window(body.period, now).map_err(stale)?;
             let latest =
@@ -313,7 +334,14 @@ impl Tin {
             _ => false,
         };
         if now.is_some() {
-            let all = || self.exports.values().flat_map(|s| s.held.iter().chain(&s.pending));
+            // What is held, less an unfinished export this chunk replaces.
+            let replaced = if continuing { None } else { slot.and_then(|s| s.pending.as_ref()) };
+            let all = || {
+                self.exports
+                    .values()
+                    .flat_map(|s| s.held.iter().chain(&s.pending))
+                    .filter(|e| !replaced.is_some_and(|r| std::ptr::eq(*e, r)))
+            };
             let held: usize = all().map(|e| e.keys.len()).sum();
             if held + keys.len() > self.max_keys {
                 return Err(BoxError::TinFull { held, max: self.max_keys, what: "token keys" });
@@ -343,14 +371,11 @@ impl Tin {
         } else {
             slot.pending = Some(export);
         }
-        // Months that fell out of the window go, and are refused from now on.
+        // Months that fell behind the window go, and are refused from now on.
         if let Some(now) = now {
-            let gone: Vec<(SubdomainId, Period)> = self
-                .exports
-                .keys()
-                .filter(|(_, p)| in_tin_window(*p, now).is_err())
-                .cloned()
-                .collect();
+            self.latest = now;
+            let gone: Vec<(SubdomainId, Period)> =
+                self.exports.keys().filter(|(_, p)| behind_window(*p, now)).cloned().collect();
             for (subdomain, period) in gone {
                 self.exports.remove(&(subdomain.clone(), period));
                 let floor = self.dropped.entry(subdomain).or_insert(period);
@@ -400,7 +425,7 @@ impl TypedBox<Tin> {
             }));
         }
         // A month out of the window is refused even before the next import drops its export.
-        let held = in_tin_window(period, now)
+        let held = in_tin_window(period, now.max(self.role.latest))
             .ok()
             .and_then(|()| self.role.exports.get(&(subdomain.clone(), period)))
             .and_then(|s| s.held.as_ref())
@@ -563,5 +588,20 @@ mod tests {
         // An export of a time after the box's clock is refused.
         let ahead = chunk("202703", u64::MAX / 2, 0, 1, &[]);
         assert_eq!(code(tin.take(ahead, march).unwrap_err()), ResponseCode::TIN_EXPORT_STALE);
+    }
+
+    #[test]
+    fn a_clock_set_back_neither_moves_the_window_back_nor_locks_this_month_out() {
+        let mut tin = Tin::default();
+        // On the 29th of November, next month's export; then the clock is set back a month.
+        tin.take(chunk("202612", 1, 0, 1, &["0401"]), Some(now())).unwrap();
+        let october = Timestamp::from_unix_micros(now().unix_micros() - 40 * 86_400_000_000);
+        // November is still taken (the window stays where the latest import put it) ...
+        tin.take(chunk(NOV, 2, 0, 1, &["0401"]), Some(october)).unwrap();
+        // ... and December was not let go of, so neither is refused for ever.
+        assert!(tin.dropped.is_empty());
+        // A month behind the window by the latest clock stays refused, whatever the clock says.
+        let august = tin.take(chunk("202608", 3, 0, 1, &[]), Some(october)).unwrap_err();
+        assert_eq!(code(august), ResponseCode::TIN_EXPORT_STALE);
     }
 }

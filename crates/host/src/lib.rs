@@ -149,9 +149,16 @@ impl OutputFile {
         match std::fs::hard_link(&self.temp, &self.path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(exists()),
+            Err(e)
+                if !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::Unsupported
+                ) =>
+            {
+                return Err(storage("linking", e));
+            }
             // A file system without links (FAT on removable media): the path made exclusively
-            // and written in place, a stop meanwhile leaving it short (the signed chunks in it
-            // are refused whole by the reader).
+            // and written in place; a failure removes it, a stop meanwhile leaves it short.
             Err(_) => {
                 use std::os::unix::fs::OpenOptionsExt as _;
                 let mut f = std::fs::OpenOptions::new()
@@ -166,9 +173,10 @@ impl OutputFile {
                             storage("creating", e)
                         }
                     })?;
-                f.write_all(bytes)
-                    .and_then(|()| f.sync_all())
-                    .map_err(|e| storage("writing", e))?;
+                if let Err(e) = f.write_all(bytes).and_then(|()| f.sync_all()) {
+                    let _ = std::fs::remove_file(&self.path);
+                    return Err(storage("writing", e));
+                }
             }
         }
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {

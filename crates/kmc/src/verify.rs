@@ -122,6 +122,16 @@ impl VerifyCache {
         Ok(role)
     }
 
+    /// Box `id` answered for the MR3 of `digest`: named by digest alone from now on. Bounded as
+    /// the MR3s are (all forgotten when full: each is sent whole once more).
+    fn answered(&self, id: BoxId, digest: Mr3Digest) {
+        let mut sent = held(&self.sent);
+        if sent.len() >= MAX_CACHED_MR3 {
+            sent.clear();
+        }
+        sent.insert((id, digest));
+    }
+
     async fn serving(&self, store: &impl Store, of: &SubdomainId) -> Result<BoxId, KmcError> {
         let known = held(&self.brass).get(of).copied();
         if let Some(id) = known {
@@ -424,16 +434,16 @@ impl<S: Store> Kmc<S> {
                         kept.push((part, k));
                         continue;
                     }
-                    held(&cache.sent).insert((id, k.digest));
                     write_verdicts(verdicts, part, out)?;
+                    cache.answered(id, k.digest);
                 }
                 if again.is_empty() {
                     continue;
                 }
                 let called = call(boxes, id, again).await?;
                 for (answer, (part, k)) in called.answers.into_iter().zip(kept) {
-                    held(&cache.sent).insert((id, k.digest));
                     write_verdicts(answer?, part, out)?;
+                    cache.answered(id, k.digest);
                 }
             }
         }
