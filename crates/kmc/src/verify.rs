@@ -579,7 +579,9 @@ mod tests {
                         return Ok(Verdicts { held: false, good: vec![] });
                     }
                     holds.insert(i.mr3_digest);
-                    Ok(Verdicts { held: true, good: vec![true; i.pieces.len()] })
+                    // A token of zeros is the one bad token of these tests.
+                    let good = i.pieces.iter().map(|p| p.token != Token::from_bytes([0; 8]));
+                    Ok(Verdicts { held: true, good: good.collect() })
                 })
                 .collect();
             Ok(Answered {
@@ -608,73 +610,87 @@ mod tests {
         let brass = BoxId::new(BoxType::Brass, 1).unwrap();
         let cache = VerifyCache::default();
         held(&cache.brass).insert(usps.clone(), brass);
-        let isn = Isn::parse("0400000001").unwrap();
-        let body = RegisteredKey {
-            brass,
-            subdomain: usps.clone(),
-            isn: isn.clone(),
-            country: postkey_wire::Country::parse("US").unwrap(),
-            date: Date::parse("20261204").unwrap(),
-            wrapped: postkey_wire::WrappedKey([7; postkey_wire::WRAPPED_KEY_LEN]),
+        // Keys 1 and 2, of ISNs ...01 and ...02.
+        let isn = |n: u64| Isn::parse(&format!("04000000{n:02}")).unwrap();
+        let known = |n: u64| {
+            let body = RegisteredKey {
+                brass,
+                subdomain: usps.clone(),
+                isn: isn(n),
+                country: postkey_wire::Country::parse("US").unwrap(),
+                date: Date::parse("20261204").unwrap(),
+                wrapped: postkey_wire::WrappedKey([7; postkey_wire::WRAPPED_KEY_LEN]),
+            };
+            let context = postkey_wire::Context {
+                domain: DomainId::parse("USPS").unwrap(),
+                sender: postkey_wire::Sender::Box(brass),
+                meter_id: None,
+                key_id: Some(KeyId::new(n).unwrap()),
+                state_version: None,
+                timestamp: Timestamp::from_unix_micros(0),
+            };
+            let mr3 = Maced::new(postkey_wire::Message::new(context, body), |_| [0; 32]);
+            KnownMr3 { digest: Mr3Digest::of(&mr3), mr3 }
         };
-        let context = postkey_wire::Context {
-            domain: DomainId::parse("USPS").unwrap(),
-            sender: postkey_wire::Sender::Box(brass),
-            meter_id: None,
-            key_id: Some(KeyId::new(1).unwrap()),
-            state_version: None,
-            timestamp: Timestamp::from_unix_micros(0),
+        let (one, two) = (known(1), known(2));
+        // Mailpiece 0 of key 1, good; 1 and 2 of key 2, bad then good.
+        let piece = |n: u64, count: u32, token: [u8; 8]| {
+            let mailpiece = Mailpiece {
+                isn: isn(n),
+                subdomain: usps.clone(),
+                date: Date::parse("20261204").unwrap(),
+                value: 65,
+                count,
+                zip: postkey_wire::Zip::normalize("06484").unwrap(),
+            };
+            let token = Token::from_bytes(token);
+            PieceToVerify { mailpiece, vendor: token, postal: token }
         };
-        let mr3 = Maced::new(postkey_wire::Message::new(context, body), |_| [0; 32]);
-        let known = KnownMr3 { digest: Mr3Digest::of(&mr3), mr3 };
-        let mailpiece = Mailpiece {
-            isn: isn.clone(),
-            subdomain: usps.clone(),
-            date: Date::parse("20261204").unwrap(),
-            value: 65,
-            count: 1,
-            zip: postkey_wire::Zip::normalize("06484").unwrap(),
-        };
-        let token = Token::from_bytes([1; 8]);
-        let pieces = vec![PieceToVerify { mailpiece, vendor: token, postal: token }];
+        let pieces = vec![piece(1, 1, [1; 8]), piece(2, 1, [0; 8]), piece(2, 2, [2; 8])];
         let work = || {
             let mut w = BTreeMap::new();
-            w.insert(
-                (
-                    DomainId::parse("USPS").unwrap(),
-                    KeyId::new(1).unwrap(),
-                    usps.clone(),
-                    isn.clone(),
-                ),
-                KeyWork {
-                    mr3: known.clone(),
-                    subdomain: usps.clone(),
-                    isn: isn.clone(),
-                    tokens: vec![Pending { piece: 0, postal: true }],
-                },
-            );
+            for (k, n, places) in [(&one, 1, vec![0]), (&two, 2, vec![1, 2])] {
+                w.insert(
+                    (
+                        DomainId::parse("USPS").unwrap(),
+                        KeyId::new(n).unwrap(),
+                        usps.clone(),
+                        isn(n),
+                    ),
+                    KeyWork {
+                        mr3: k.clone(),
+                        subdomain: usps.clone(),
+                        isn: isn(n),
+                        tokens: places
+                            .into_iter()
+                            .map(|piece| Pending { piece, postal: true })
+                            .collect(),
+                    },
+                );
+            }
             w
         };
         let boxes = ForgetfulBrass::default();
         let verify = || async {
-            let mut out = vec![
-                PieceVerdict {
-                    vendor: Verdict::Good,
-                    postal: Verdict::Bad,
-                    meter: None,
-                    first: None
-                };
-                1
-            ];
+            let unset = PieceVerdict {
+                vendor: Verdict::Good,
+                postal: Verdict::Malformed,
+                meter: None,
+                first: None,
+            };
+            let mut out = vec![unset; 3];
             kmc.ask_brass(&boxes, &cache, &pieces, work(), &mut out).await.unwrap();
-            out[0].postal
+            out.iter().map(|v| v.postal).collect::<Vec<_>>()
         };
-        assert_eq!(verify().await, Verdict::Good);
-        assert_eq!(verify().await, Verdict::Good);
-        held(&boxes.holds).clear();
-        assert_eq!(verify().await, Verdict::Good);
+        let answers = [Verdict::Good, Verdict::Bad, Verdict::Good];
+        assert_eq!(verify().await, answers);
+        assert_eq!(verify().await, answers);
+        // The box forgets key 2's MR3 only: key 2's item goes again, whole; each answer stays
+        // with its own mailpiece.
+        held(&boxes.holds).remove(&two.digest);
+        assert_eq!(verify().await, answers);
         // Whole the first time; by digest once answered for; whole again after a "not held".
-        assert_eq!(*held(&boxes.calls), [(1, 1), (1, 0), (1, 0), (1, 1)]);
+        assert_eq!(*held(&boxes.calls), [(2, 2), (2, 0), (2, 0), (1, 1)]);
     }
 
     #[test]
