@@ -470,21 +470,26 @@ pub(crate) fn record_sightings(
             "SELECT first_seen, site FROM sightings WHERE meter = ?1 AND piece_count = ?2",
         )
         .db()?;
+    // In key order (the table's: the meter as text, then the count; a copy within the batch
+    // after the first): each insert lands next to the last in the table and its index, instead
+    // of on a page of its own somewhere in a table of millions of rows.
+    let mut order: Vec<(String, u32, usize)> =
+        sightings.iter().enumerate().map(|(i, s)| (s.meter.to_string(), s.count, i)).collect();
+    order.sort_unstable();
     let mut added = Vec::new();
-    let mut answers = Vec::with_capacity(sightings.len());
-    for s in sightings {
-        let meter = s.meter.to_string();
+    let mut answers = vec![None; sightings.len()];
+    for (meter, count, i) in order {
+        let s = &sightings[i];
         let new = insert
-            .execute(params![meter, s.count, time_to_sql(s.time)?, s.site.as_str(), seq])
+            .execute(params![meter, count, time_to_sql(s.time)?, s.site.as_str(), seq])
             .db()?;
         if new == 1 {
             added.push(s.clone());
-            answers.push(None);
             continue;
         }
         let (time, site): (i64, String) =
-            first.query_row(params![meter, s.count], |r| Ok((r.get(0)?, r.get(1)?))).db()?;
-        answers.push(Some(sighting_from_sql(&meter, i64::from(s.count), time, &site)?));
+            first.query_row(params![meter, count], |r| Ok((r.get(0)?, r.get(1)?))).db()?;
+        answers[i] = Some(sighting_from_sql(&meter, i64::from(count), time, &site)?);
     }
     if !added.is_empty() {
         let mut chains = Chains::new();

@@ -5,10 +5,12 @@
 //! Its processes hold the domain Brass keys and the keys of the sub-domains they serve.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use postkey_crypto::{HpkeRecordType, Signer as _};
 use postkey_wire::command::{
-    CheckpointChain, Checkpointed, ExportTokenKeys, PieceToken, Registered, Verdicts, Verify,
+    CheckpointChain, Checkpointed, ExportTokenKeys, Registered, TokenBits, Verdicts, Verify,
+    VerifyKey,
 };
 use postkey_wire::{
     BadKey, ChainHash, Checkpoint, DomainId, InstallConfirmed, Installed, InstalledKeyRecord,
@@ -361,42 +363,146 @@ impl TypedBox<Brass> {
         Ok(Registered { mr3, mr4: mr4.into() })
     }
 
-    /// `VERIFY` (protocol §6.5): the token of each mailpiece, recomputed with the token key of
-    /// MR3's key for the mailpiece's month and compared in constant time. MR3 comes with the
-    /// item (its digest must be the one named, its MAC is checked unless an MR3 of the same
-    /// bytes was checked before) or is named by its digest alone (answered `held: false`,
-    /// nothing verified, if the box checked no MR3 of that digest). MR3 must be of a sub-domain
-    /// this box serves, the postal sub-domain the mailpieces name (the postal key) or its
-    /// domain's sub-domain of the same country (the vendor key), and of the ISN they name. The
-    /// token keys come from the cache ([`TokenKeys`]); a miss unwraps K once for the item and
-    /// derives the month's key. K never leaves the box; nothing is sealed.
+    /// `VERIFY` (protocol §6.5, docs/spec/box-protocol.md "VERIFY"): each token of each mailpiece,
+    /// recomputed with the token key of its key's MR3 for the mailpiece's month and compared in
+    /// constant time. Each key's MR3 comes with the item (its digest must be the one named, its
+    /// MAC is checked unless an MR3 of the same bytes was checked before) or is named by its
+    /// digest alone (listed `unheld`, its tokens not checked, if the box checked no MR3 of that
+    /// digest). MR3 must be of a sub-domain this box serves, the postal sub-domain the
+    /// mailpieces name (the postal key) or its domain's sub-domain of the same country (the
+    /// vendor key), and of the ISN they name; a mailpiece's two keys name the same ISN and
+    /// sub-domain. The token keys come from the cache ([`TokenKeys`]); a miss unwraps K once
+    /// for the item and derives the month's key. K never leaves the box; nothing is sealed.
     pub(crate) fn verify(&self, item: Verify) -> Result<Verdicts, BoxError> {
-        let Verify { mr3_digest, mr3, isn, subdomain, pieces } = item;
-        let known = match mr3.as_slice() {
-            [] => match self.role.checked.get(&mr3_digest) {
-                Some(known) => known,
-                None => return Ok(Verdicts { held: false, good: Vec::new() }),
-            },
+        let Verify { keys, pieces } = item;
+        // The MR3s, with one look at the cache for the item (a verifier's batch names
+        // thousands of keys, and the box's threads share the cache).
+        let held = self.role.checked.get_many(keys.iter().map(|k| &k.mr3_digest));
+        let mut using: Vec<Option<KeyInUse<'_>>> = Vec::with_capacity(keys.len());
+        let mut unheld = Vec::new();
+        for (i, (k, held)) in keys.iter().zip(held).enumerate() {
+            match self.known_mr3(k, held)? {
+                Some(known) => using.push(Some(self.key_in_use(known, k)?)),
+                None => {
+                    unheld.push(i as u32);
+                    using.push(None);
+                }
+            }
+        }
+        // The token keys of the months the mailpieces name: one look at the cache for the
+        // item, and a derivation for each it lacks.
+        let mut wanted: Vec<(usize, postkey_wire::Period)> = Vec::new();
+        for p in pieces.as_slice() {
+            let [a, b] = p.keys();
+            let first = a.or(b).ok_or(BoxError::RecordMismatch("a mailpiece names no key"))?;
+            // Both keys (when two) name the ISN and sub-domain of the mailpiece.
+            let named =
+                |i: u16| keys.get(usize::from(i)).ok_or(BoxError::RecordMismatch("no such key"));
+            let (head, other) = (named(first)?, named(b.unwrap_or(first))?);
+            if head.isn != other.isn || head.subdomain != other.subdomain {
+                return Err(BoxError::RecordMismatch("a mailpiece's two keys name two meters"));
+            }
+            let period = p.date().period();
+            for k in [a, b].into_iter().flatten().map(usize::from) {
+                if let Some(Some(u)) = using.get_mut(k)
+                    && !u.months.iter().any(|(m, _)| *m == period)
+                {
+                    u.months.push((period, None));
+                    wanted.push((k, period));
+                }
+            }
+        }
+        // Every wanted key is in use (held), so each has its id, in the same order.
+        let ids: Vec<TokenKeyId> = wanted
+            .iter()
+            .map(|&(k, period)| TokenKeyId { mr3: keys[k].mr3_digest, period })
+            .collect();
+        let found = self.role.token_keys.get_many(ids.iter());
+        for ((k, period), mac) in wanted.into_iter().zip(found) {
+            if let Some(Some(u)) = using.get_mut(k) {
+                let mac = match mac {
+                    Some(mac) => mac,
+                    None => u.derive(self, period)?,
+                };
+                if let Some(slot) = u.months.iter_mut().find(|(m, _)| *m == period) {
+                    slot.1 = Some(mac);
+                }
+            }
+        }
+        // Every token key is at hand: no K stays unwrapped while the tokens are computed.
+        for u in using.iter_mut().flatten() {
+            u.k = None;
+        }
+        let mut canonical = Vec::with_capacity(96);
+        let mut good = TokenBits::with_capacity(pieces.len());
+        for p in pieces.as_slice() {
+            let [a, b] = p.keys();
+            // Checked above: at least one key, each of the item.
+            let Some(head) = a.or(b).and_then(|k| keys.get(usize::from(k))) else {
+                return Err(BoxError::RecordMismatch("a mailpiece names no key"));
+            };
+            Mailpiece::write_canonical_head(&mut canonical, &head.isn, &head.subdomain);
+            Mailpiece::write_canonical_tail(
+                &mut canonical,
+                p.date(),
+                p.value(),
+                p.count(),
+                p.zip(),
+            );
+            let period = p.date().period();
+            let mut answer = [false; 2];
+            for (slot, key) in [a, b].into_iter().enumerate() {
+                let Some(Some(u)) = key.and_then(|k| using.get(usize::from(k))) else { continue };
+                let mac = u.mac(period).ok_or(BoxError::RecordMismatch("no token key"))?;
+                answer[slot] = bool::from(mac.token_over(&canonical).ct_eq(&p.tokens()[slot]));
+            }
+            good.push(answer);
+        }
+        Ok(Verdicts { unheld, good })
+    }
+
+    /// The checked MR3 a `VERIFY` key names: sent (its digest checked, its MAC checked unless
+    /// an MR3 of the same bytes was checked before), or named by its digest alone (`held`, as
+    /// the cache had it; `None` if the box checked none of that digest).
+    fn known_mr3(
+        &self,
+        k: &VerifyKey,
+        held: Option<Arc<CheckedMr3>>,
+    ) -> Result<Option<Arc<CheckedMr3>>, BoxError> {
+        match k.mr3.as_slice() {
+            [] => Ok(held),
             [one] => {
-                if postkey_wire::Mr3Digest::of(one) != mr3_digest {
+                if postkey_wire::Mr3Digest::of(one) != k.mr3_digest {
                     return Err(BoxError::RecordMismatch("MR3 is not of the digest named"));
                 }
-                self.role.checked.get_or_derive(mr3_digest, || self.check_mr3(one))?
+                match held {
+                    Some(known) => Ok(Some(known)),
+                    None => self
+                        .role
+                        .checked
+                        .get_or_derive(k.mr3_digest, || self.check_mr3(one))
+                        .map(Some),
+                }
             }
-            _ => return Err(BoxError::RecordMismatch("more than one MR3 in an item")),
-        };
-        let CheckedMr3 { domain, key_id, subdomain: of, isn: of_isn, wrapped } = &*known;
+            _ => Err(BoxError::RecordMismatch("more than one MR3 in an item")),
+        }
+    }
+
+    /// A held MR3 ready for the mailpieces a `VERIFY` key names: of their ISN, of their postal
+    /// sub-domain or of its country's sub-domain of the MR3's own domain, served here.
+    fn key_in_use(&self, known: Arc<CheckedMr3>, k: &VerifyKey) -> Result<KeyInUse<'_>, BoxError> {
+        let CheckedMr3 { domain, subdomain: of, isn: of_isn, .. } = &*known;
         let process = self.role.processes.of(&self.core.tables, domain)?;
-        if of_isn != &isn {
+        if of_isn != &k.isn {
             return Err(BoxError::RecordMismatch("MR3 is of another ISN than the mailpieces"));
         }
-        let postal = of == &subdomain;
-        let vendor = of.domain() != subdomain.domain() && of.country() == subdomain.country();
+        let postal = of == &k.subdomain;
+        let vendor = of.domain() != k.subdomain.domain() && of.country() == k.subdomain.country();
         if !(postal || vendor) {
             return Err(BoxError::SubdomainMismatch {
                 subdomain: of.clone(),
                 domain: domain.clone(),
-                country: subdomain.country().clone(),
+                country: k.subdomain.country().clone(),
             });
         }
         let sub = process
@@ -404,49 +510,7 @@ impl TypedBox<Brass> {
             .subdomains
             .get(of)
             .ok_or_else(|| BoxError::SubdomainNotServed(of.clone()))?;
-        // K, unwrapped at most once for the item, and only on a cache miss.
-        let mut key: Option<postkey_secrets::MasterKey> = None;
-        let mut months: Vec<(postkey_wire::Period, std::sync::Arc<postkey_secrets::TokenMac>)> =
-            Vec::new();
-        let mut canonical = Vec::with_capacity(64);
-        let mut good = Vec::with_capacity(pieces.len());
-        for PieceToken { date, value, count, zip, token } in &pieces {
-            let period = date.period();
-            let mac = match months.iter().find(|(p, _)| *p == period) {
-                Some((_, mac)) => std::sync::Arc::clone(mac),
-                None => {
-                    let id = TokenKeyId {
-                        domain: domain.clone(),
-                        key_id: *key_id,
-                        subdomain: of.clone(),
-                        isn: isn.clone(),
-                        period,
-                    };
-                    let mac = self.role.token_keys.get_or_derive(id, || {
-                        let k = match key.take() {
-                            Some(k) => k,
-                            None => sub.conf.unwrap(&wrapped.0)?,
-                        };
-                        let mac = k.token_key(domain, &isn, period).prepare();
-                        key = Some(k);
-                        Ok(std::sync::Arc::new(mac))
-                    })?;
-                    months.push((period, std::sync::Arc::clone(&mac)));
-                    mac
-                }
-            };
-            Mailpiece::write_canonical(
-                &mut canonical,
-                &isn,
-                &subdomain,
-                *date,
-                *value,
-                *count,
-                zip,
-            );
-            good.push(bool::from(mac.token_over(&canonical).ct_eq(token)));
-        }
-        Ok(Verdicts { held: true, good })
+        Ok(KeyInUse { digest: k.mr3_digest, known, conf: &sub.conf, k: None, months: Vec::new() })
     }
 
     /// Checks an MR3 sent in a `VERIFY` item: of a domain this box runs, of a sub-domain it
@@ -619,5 +683,41 @@ impl TypedBox<Brass> {
             Message::new(context, Withdrawn { brass: self.core.id, reason }),
             &process.keys.brass_auth,
         ))
+    }
+}
+
+/// A key of one `VERIFY` item, held: the token keys of the months its mailpieces name, found
+/// in the cache or derived (K unwrapped at most once for the item, and dropped with it).
+struct KeyInUse<'a> {
+    digest: postkey_wire::Mr3Digest,
+    known: Arc<CheckedMr3>,
+    conf: &'a postkey_secrets::SubdomainConfKey,
+    k: Option<postkey_secrets::MasterKey>,
+    months: Vec<(postkey_wire::Period, Option<Arc<postkey_secrets::TokenMac>>)>,
+}
+
+impl KeyInUse<'_> {
+    /// The token key of `period`, if found or derived for the item.
+    fn mac(&self, period: postkey_wire::Period) -> Option<&postkey_secrets::TokenMac> {
+        self.months.iter().find(|(p, _)| *p == period)?.1.as_deref()
+    }
+
+    /// The token key of `period` from the cache, or derived into it.
+    fn derive(
+        &mut self,
+        brass: &TypedBox<Brass>,
+        period: postkey_wire::Period,
+    ) -> Result<Arc<postkey_secrets::TokenMac>, BoxError> {
+        let id = TokenKeyId { mr3: self.digest, period };
+        let (known, conf, k) = (&self.known, self.conf, &mut self.k);
+        brass.role.token_keys.get_or_derive(id, || {
+            let key = match k.take() {
+                Some(key) => key,
+                None => conf.unwrap(&known.wrapped.0)?,
+            };
+            let mac = key.token_key(&known.domain, &known.isn, period).prepare();
+            *k = Some(key);
+            Ok(Arc::new(mac))
+        })
     }
 }

@@ -100,14 +100,16 @@ fn each<T, A>(items: Vec<T>, mut f: impl FnMut(T) -> Result<A, BoxError>) -> Vec
 const ITEMS_PER_THREAD: usize = 16;
 
 /// As [`each`], for items that change nothing in the box (`f` takes it shared): split over the
-/// host's cores, answers in order. Registration is the KMC's batch work that is all
-/// cryptography (docs/registration.md, "How the Brass work is laid out").
+/// host's cores, at least `per_thread` items a thread, answers in order. Registration is the
+/// KMC's batch work that is all cryptography (docs/registration.md, "How the Brass work is laid
+/// out"); a `VERIFY` item is a group of up to 4,096 mailpieces, one a thread is worth it.
 fn each_in_parallel<T: Send, A: Send>(
     items: Vec<T>,
+    per_thread: usize,
     f: impl Fn(T) -> Result<A, BoxError> + Sync,
 ) -> Vec<Outcome<A>> {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    let threads = cores.min(items.len() / ITEMS_PER_THREAD).max(1);
+    let threads = cores.min(items.len() / per_thread.max(1)).max(1);
     if threads == 1 {
         return each(items, f);
     }
@@ -279,9 +281,11 @@ pub fn dispatch<H: Host>(
                 return Err(wrong_type(code, b.box_type()).into());
             };
             let brass = &*brass;
-            Response::Register(each_in_parallel(items, |Register { mr1, mi9 }| {
-                brass.register(mr1, mi9, now)
-            }))
+            Response::Register(each_in_parallel(
+                items,
+                ITEMS_PER_THREAD,
+                |Register { mr1, mi9 }| brass.register(mr1, mi9, now),
+            ))
         }
         Command::Withdraw(items) => {
             let SecureBox::Brass(brass) = b else {
@@ -296,7 +300,7 @@ pub fn dispatch<H: Host>(
                 return Err(wrong_type(code, b.box_type()).into());
             };
             let brass = &*brass;
-            Response::Verify(each_in_parallel(items, |item| brass.verify(item)))
+            Response::Verify(each_in_parallel(items, 1, |item| brass.verify(item)))
         }
         Command::ExportTokenKeys(items) => {
             let SecureBox::Brass(brass) = b else {
@@ -317,7 +321,9 @@ pub fn dispatch<H: Host>(
                 return Err(wrong_type(code, b.box_type()).into());
             };
             let tin = &*tin;
-            Response::TinVerify(each_in_parallel(items, |item| tin.verify(item, now)))
+            Response::TinVerify(each_in_parallel(items, ITEMS_PER_THREAD, |item| {
+                tin.verify(item, now)
+            }))
         }
         Command::Checkpoint(items) => {
             let SecureBox::Brass(brass) = b else {

@@ -4,10 +4,10 @@
 //! and lives in the box's memory only (never in its sealed state): the oldest entry goes first,
 //! and every entry zeroizes when it goes.
 //!
-//! An entry is found only by everything its derivation took from a checked MR3 (domain, key
-//! ID, sub-domain, ISN) and the period. Beside it, the MR3s whose MAC was checked are kept by
-//! their SHA-256 ([`CheckedMr3s`]): a `VERIFY` item that names an MR3 by its digest alone is
-//! answered only if the box checked an MR3 of exactly those bytes.
+//! An entry is found by the SHA-256 of the checked MR3 it was derived from (which fixes the
+//! domain, key ID, sub-domain, ISN and wrapped K the derivation took) and the period. Beside
+//! it, the MR3s whose MAC was checked are kept by that digest ([`CheckedMr3s`]): a `VERIFY` key
+//! named by its digest alone is used only if the box checked an MR3 of exactly those bytes.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -22,13 +22,10 @@ use crate::BoxError;
 /// 600 bytes).
 pub const TOKEN_KEY_CACHE_CAPACITY: usize = 65_536;
 
-/// What a cached token key was derived for.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// What a cached token key was derived for: the checked MR3, by digest, and the month.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct TokenKeyId {
-    pub domain: DomainId,
-    pub key_id: KeyId,
-    pub subdomain: SubdomainId,
-    pub isn: Isn,
+    pub mr3: postkey_wire::Mr3Digest,
     pub period: Period,
 }
 
@@ -101,6 +98,15 @@ impl<K: Clone + Eq + core::hash::Hash, V: Clone> Bounded<K, V> {
         self.entries().map.get(id).cloned()
     }
 
+    /// The entries of `ids`, in order, with one lock.
+    pub(crate) fn get_many<'k>(&self, ids: impl Iterator<Item = &'k K>) -> Vec<Option<V>>
+    where
+        K: 'k,
+    {
+        let e = self.entries();
+        ids.map(|id| e.map.get(id).cloned()).collect()
+    }
+
     /// The entry of `id`, made by `derive` if not held (outside the lock: other threads of
     /// the same command go on meanwhile). A failed derivation caches nothing.
     pub(crate) fn get_or_derive(
@@ -132,20 +138,17 @@ mod tests {
 
     use super::*;
 
-    fn id(n: u64) -> TokenKeyId {
+    fn id(n: u8) -> TokenKeyId {
         TokenKeyId {
-            domain: DomainId::parse("USPS").unwrap(),
-            key_id: KeyId::new(n).unwrap(),
-            subdomain: SubdomainId::parse("USPS/US").unwrap(),
-            isn: Isn::parse("0401234567").unwrap(),
+            mr3: postkey_wire::Mr3Digest([n; 32]),
             period: Period::parse("202612").unwrap(),
         }
     }
 
     fn mac() -> TokenMac {
         let k = MasterKey::from_bytes([1; 32]);
-        let i = id(1);
-        k.token_key(&i.domain, &i.isn, i.period).prepare()
+        let isn = Isn::parse("0401234567").unwrap();
+        k.token_key(&DomainId::parse("USPS").unwrap(), &isn, id(1).period).prepare()
     }
 
     #[test]

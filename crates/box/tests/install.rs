@@ -1095,8 +1095,25 @@ fn brass_signs_a_withdrawal_of_a_key_it_installed() {
     }
 }
 
-/// A `VERIFY` piece of `date` and `count`, carrying `token`.
-fn piece(date: &str, count: u32, token: postkey_wire::Token) -> postkey_wire::command::PieceToken {
+/// A `VERIFY` mailpiece of `date` and `count`, carrying `token` for the item's key 0.
+fn piece(date: &str, count: u32, token: postkey_wire::Token) -> postkey_wire::command::VerifyPiece {
+    postkey_wire::command::VerifyPiece::new(
+        [Some(0), None],
+        postkey_wire::Date::parse(date).unwrap(),
+        65,
+        count,
+        &postkey_wire::Zip::normalize("06484").unwrap(),
+        [token, postkey_wire::Token::from_bytes([0; 8])],
+    )
+    .unwrap()
+}
+
+/// A Tin box's mailpiece of `date` and `count`, carrying `token`.
+fn tin_piece(
+    date: &str,
+    count: u32,
+    token: postkey_wire::Token,
+) -> postkey_wire::command::PieceToken {
     postkey_wire::command::PieceToken {
         date: postkey_wire::Date::parse(date).unwrap(),
         value: 65,
@@ -1123,7 +1140,7 @@ fn token_of(m: &SimulatedMeter, isn: &str, date: &str, count: u32) -> postkey_wi
 
 #[test]
 fn brass_verifies_each_token_of_a_registered_key_and_refuses_a_forged_or_misplaced_mr3() {
-    use postkey_wire::command::{Register, Verify};
+    use postkey_wire::command::{Register, Verdicts, Verify, VerifyKey, VerifyPiece, VerifyPieces};
     use postkey_wire::{Isn, Maced, Mr3Digest};
     let mut l = line();
     let (m, mi9) = installed(&mut l);
@@ -1132,24 +1149,30 @@ fn brass_verifies_each_token_of_a_registered_key_and_refuses_a_forged_or_misplac
         cmd(&mut l.brass, Register { mr1: mr1(&m, "USPS/US", (isn, "US", "20261129"), None), mi9 })
             .unwrap();
     let mr3 = r.mr3;
-    // An item with its MR3, or naming it by digest alone.
-    let with =
-        |mr3: &Maced<postkey_wire::RegisteredKey>, isn: &str, subdomain: &str, pieces| Verify {
-            mr3_digest: Mr3Digest::of(mr3),
-            mr3: vec![mr3.clone()],
-            isn: Isn::parse(isn).unwrap(),
-            subdomain: sub(subdomain),
-            pieces,
-        };
-    let by_digest = |mr3: &Maced<postkey_wire::RegisteredKey>, pieces| Verify {
-        mr3: vec![],
-        ..with(mr3, isn, "USPS/US", pieces)
+    // An item of one key with its MR3, or naming it by digest alone.
+    let key = |mr3: &Maced<postkey_wire::RegisteredKey>, isn: &str, subdomain: &str| VerifyKey {
+        mr3_digest: Mr3Digest::of(mr3),
+        mr3: vec![mr3.clone()],
+        isn: Isn::parse(isn).unwrap(),
+        subdomain: sub(subdomain),
     };
+    let item = |keys: Vec<VerifyKey>, pieces: Vec<VerifyPiece>| Verify {
+        keys,
+        pieces: VerifyPieces::new(pieces).unwrap(),
+    };
+    let with = |mr3: &Maced<postkey_wire::RegisteredKey>, isn: &str, subdomain: &str, pieces| {
+        item(vec![key(mr3, isn, subdomain)], pieces)
+    };
+    let by_digest = |mr3: &Maced<postkey_wire::RegisteredKey>, pieces| {
+        item(vec![VerifyKey { mr3: vec![], ..key(mr3, isn, "USPS/US") }], pieces)
+    };
+    let answers =
+        |v: &Verdicts, n: usize| (0..n).map(|i| v.good.get(i).unwrap()[0]).collect::<Vec<_>>();
     let good = token_of(&m, isn, "20261130", 1);
 
     // Named by digest before the box checked it: not held, nothing verified.
     let unknown = cmd(&mut l.brass, by_digest(&mr3, vec![piece("20261130", 1, good)])).unwrap();
-    assert_eq!((unknown.held, unknown.good.len()), (false, 0));
+    assert_eq!((unknown.unheld.clone(), answers(&unknown, 1)), (vec![0], vec![false]));
 
     // A forged MR3 (one byte of its tag flipped) is refused before any key is derived, and is
     // not held after: named by its digest alone it is still unknown.
@@ -1161,10 +1184,10 @@ fn brass_verifies_each_token_of_a_registered_key_and_refuses_a_forged_or_misplac
         cmd(&mut l.brass, with(&forged, isn, "USPS/US", vec![piece("20261130", 1, good)]));
     assert_eq!(refused.unwrap_err(), ResponseCode::BAD_MAC);
     let after = cmd(&mut l.brass, by_digest(&forged, vec![piece("20261130", 1, good)])).unwrap();
-    assert!(!after.held);
+    assert_eq!(after.unheld, vec![0]);
     // An MR3 that is not of the digest named.
     let mut lying = with(&mr3, isn, "USPS/US", vec![piece("20261130", 1, good)]);
-    lying.mr3_digest = Mr3Digest::of(&forged);
+    lying.keys[0].mr3_digest = Mr3Digest::of(&forged);
     assert_eq!(cmd(&mut l.brass, lying).unwrap_err(), ResponseCode::RECORD_MISMATCH);
 
     // Good, bad (another count's token), and two months: each token its own answer.
@@ -1175,10 +1198,39 @@ fn brass_verifies_each_token_of_a_registered_key_and_refuses_a_forged_or_misplac
         piece("20261201", 4, token_of(&m, isn, "20261130", 4)),
     ];
     let v = cmd(&mut l.brass, with(&mr3, isn, "USPS/US", pieces.clone())).unwrap();
-    assert_eq!((v.held, v.good), (true, vec![true, false, true, false]));
+    assert_eq!((v.unheld.clone(), answers(&v, 4)), (vec![], vec![true, false, true, false]));
     // Checked once, then named by its digest alone: the same answers.
-    let v = cmd(&mut l.brass, by_digest(&mr3, pieces)).unwrap();
-    assert_eq!((v.held, v.good), (true, vec![true, false, true, false]));
+    let v = cmd(&mut l.brass, by_digest(&mr3, pieces.clone())).unwrap();
+    assert_eq!((v.unheld.clone(), answers(&v, 4)), (vec![], vec![true, false, true, false]));
+
+    // Two keys of one item: a held one answers, the other (named by digest alone, never
+    // checked) is listed and its tokens are not; a mailpiece may name both.
+    let two_keys = vec![
+        VerifyKey { mr3: vec![], ..key(&mr3, isn, "USPS/US") },
+        VerifyKey { mr3: vec![], ..key(&forged, isn, "USPS/US") },
+    ];
+    let both = |t0, t1| {
+        VerifyPiece::new(
+            [Some(0), Some(1)],
+            postkey_wire::Date::parse("20261130").unwrap(),
+            65,
+            1,
+            &postkey_wire::Zip::normalize("06484").unwrap(),
+            [t0, t1],
+        )
+        .unwrap()
+    };
+    let v = cmd(&mut l.brass, item(two_keys.clone(), vec![both(good, good)])).unwrap();
+    assert_eq!((v.unheld, v.good.get(0)), (vec![1], Some([true, false])));
+    // Both keys of one mailpiece must name the same meter, held or not (the second, never
+    // checked, is not held: only the mailpiece's check refuses it).
+    let mut elsewhere = two_keys.clone();
+    elsewhere[1] = VerifyKey { mr3: vec![], ..key(&forged, "0401234568", "USPS/US") };
+    let refused = cmd(&mut l.brass, item(elsewhere, vec![both(good, good)]));
+    assert_eq!(refused.unwrap_err(), ResponseCode::RECORD_MISMATCH);
+    // A mailpiece naming a key the item does not have.
+    let refused = cmd(&mut l.brass, item(two_keys[..1].to_vec(), vec![both(good, good)]));
+    assert_eq!(refused.unwrap_err(), ResponseCode::RECORD_MISMATCH);
 
     // The postal key verifies only in its own sub-domain: the mailpieces of another
     // sub-domain of the same domain are refused.
@@ -1198,7 +1250,8 @@ fn brass_verifies_each_token_of_a_registered_key_and_refuses_a_forged_or_misplac
     // The genuine MR3 for mailpieces that name another ISN: refused, whatever the box holds.
     let elsewhere = with(&mr3, "0401234568", "USPS/US", vec![piece("20261130", 1, good)]);
     assert_eq!(cmd(&mut l.brass, elsewhere).unwrap_err(), ResponseCode::RECORD_MISMATCH);
-    let elsewhere = Verify { mr3: vec![], ..with(&mr3, "0401234568", "USPS/US", vec![]) };
+    let mut elsewhere = with(&mr3, "0401234568", "USPS/US", vec![]);
+    elsewhere.keys[0].mr3 = vec![];
     assert_eq!(cmd(&mut l.brass, elsewhere).unwrap_err(), ResponseCode::RECORD_MISMATCH);
 }
 
@@ -1304,26 +1357,26 @@ fn brass_exports_a_month_of_token_keys_to_one_tin_box_which_verifies_postal_toke
         isn,
         "USPS/US",
         vec![
-            piece("20261130", 1, good),
-            piece("20261130", 2, good),
-            piece("20261128", 3, token_of(&m, isn, "20261128", 3)),
+            tin_piece("20261130", 1, good),
+            tin_piece("20261130", 2, good),
+            tin_piece("20261128", 3, token_of(&m, isn, "20261128", 3)),
         ],
     )
     .unwrap();
     assert_eq!(v.codes, [0, 5001, 5005], "good, bad, before the registration day");
     assert_eq!(v.as_of, now());
-    let unknown = verify(&mut tin, "0401234568", "USPS/US", vec![piece("20261130", 1, good)]);
+    let unknown = verify(&mut tin, "0401234568", "USPS/US", vec![tin_piece("20261130", 1, good)]);
     assert_eq!(unknown.unwrap().codes, [5002]);
     // Another month, another sub-domain: refused, never guessed.
-    let october = verify(&mut tin, isn, "USPS/US", vec![piece("20261030", 1, good)]);
+    let october = verify(&mut tin, isn, "USPS/US", vec![tin_piece("20261030", 1, good)]);
     assert_eq!(october.unwrap_err(), ResponseCode::TIN_NOT_EXPORTED);
-    let elsewhere = verify(&mut tin, isn, "USPS/PR", vec![piece("20261130", 1, good)]);
+    let elsewhere = verify(&mut tin, isn, "USPS/PR", vec![tin_piece("20261130", 1, good)]);
     assert_eq!(elsewhere.unwrap_err(), ResponseCode::SUBDOMAIN_NOT_SERVED);
     let mixed = verify(
         &mut tin,
         isn,
         "USPS/US",
-        vec![piece("20261130", 1, good), piece("20261201", 2, good)],
+        vec![tin_piece("20261130", 1, good), tin_piece("20261201", 2, good)],
     );
     assert_eq!(mixed.unwrap_err(), ResponseCode::PARAMETER_SYNTAX);
 
@@ -1333,7 +1386,7 @@ fn brass_exports_a_month_of_token_keys_to_one_tin_box_which_verifies_postal_toke
     let second: Unverified<TinExport> =
         cmd(&mut l.brass, order(&tin, &record, later, vec![])).unwrap();
     assert_eq!(cmd(&mut tin, ImportTinExport { export: second }).unwrap().keys, 0);
-    let after = verify(&mut tin, isn, "USPS/US", vec![piece("20261130", 1, good)]);
+    let after = verify(&mut tin, isn, "USPS/US", vec![tin_piece("20261130", 1, good)]);
     assert_eq!(after.unwrap().codes, [5002]);
     let replay = cmd(&mut tin, ImportTinExport { export: first });
     assert_eq!(replay.unwrap_err(), ResponseCode::TIN_EXPORT_STALE);

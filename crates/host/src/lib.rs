@@ -70,7 +70,9 @@ pub use register::{
     read_registration_list, utc_date,
 };
 pub use session::Session;
-pub use verify::{DEFAULT_VERIFY_BATCH, FirstSeen, RepairReport, Verifier, VerifyReport};
+pub use verify::{
+    DEFAULT_VERIFY_BATCH, FirstSeen, MAX_VERIFY_BATCH, RepairReport, Verifier, VerifyReport,
+};
 
 /// Reads a file the user named (a picture, an export), bounded, refusing anything but a
 /// regular file. What cannot be read is the caller's to fix (2010), with the OS reason.

@@ -15,9 +15,16 @@ use crate::link::EmbeddedBoxes;
 use crate::lock::HomeLock;
 use crate::{Home, HostError};
 
-/// Mailpieces verified per batch by default: one archive read of each kind, one `VERIFY` call
-/// per Brass box and one duplicate-memory transaction per batch.
-pub const DEFAULT_VERIFY_BATCH: usize = 16384;
+/// Mailpieces verified per batch by default: one archive read of each kind for the meters it
+/// names that the verifier has not read, a few `VERIFY` commands per Brass box, one
+/// duplicate-memory transaction and one checkpoint per batch. Large enough that a day's mail
+/// from tens of thousands of meters names each key several times a batch (the box's per-key
+/// work is then shared by several tokens), small enough that three batches in flight take tens of
+/// megabytes (docs/benchmarks.md, "Verification").
+pub const DEFAULT_VERIFY_BATCH: usize = 65_536;
+
+/// The largest batch `verify --file` takes.
+pub const MAX_VERIFY_BATCH: usize = 65_536;
 
 /// One repair the check characters made.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -120,6 +127,15 @@ struct Prepared {
     plan: postkey_kmc::VerificationPlan,
 }
 
+/// A batch Brass answered for, to be remembered ([`Verifier::settle`]).
+struct Checked {
+    reports: Vec<Option<VerifyReport>>,
+    parsed: Vec<Parsed>,
+    places: Vec<usize>,
+    pieces: Vec<PieceToVerify>,
+    verdicts: Vec<postkey_kmc::PieceVerdict>,
+}
+
 /// A verifier: the KMC with every Brass box that serves a sub-domain enabled.
 #[derive(Debug)]
 pub struct Verifier<S = SqliteStore> {
@@ -201,11 +217,20 @@ impl<S: Store> Verifier<S> {
     /// Parses a batch (a text that does not parse is `malformed`, in the error log) and plans
     /// it against the archive: what [`Self::finish`] completes.
     async fn prepare(&self, inputs: &[Result<&str, String>]) -> Result<Prepared, HostError> {
+        self.prepare_parsed(parse_all(inputs)).await
+    }
+
+    /// As [`Self::prepare`], for a batch parsed already.
+    async fn prepare_parsed(
+        &self,
+        read: Vec<Result<Parsed, String>>,
+    ) -> Result<Prepared, HostError> {
+        log_refused(&self.home, &read, self.clock.now())?;
+        let inputs = &read;
         let mut reports: Vec<Option<VerifyReport>> = Vec::with_capacity(inputs.len());
         let mut parsed = Vec::new();
         let mut places = Vec::new();
-        for (i, read) in parse_logged(&self.home, inputs, self.clock.now())?.into_iter().enumerate()
-        {
+        for (i, read) in read.into_iter().enumerate() {
             match read {
                 Ok(p) => {
                     places.push(i);
@@ -231,13 +256,29 @@ impl<S: Store> Verifier<S> {
         Ok(Prepared { reports, parsed, places, pieces, plan })
     }
 
-    /// Brass and the duplicate memory for a prepared batch, then the checkpoint: its reports.
+    /// Brass, the duplicate memory and the checkpoint for a prepared batch: its reports.
     async fn finish(&self, prepared: Prepared) -> Result<Vec<VerifyReport>, HostError> {
-        let Prepared { mut reports, parsed, places, pieces, plan } = prepared;
-        let now = self.clock.now();
+        let checked = self.check(prepared).await?;
+        self.settle(checked).await
+    }
+
+    /// Brass's answers for a prepared batch.
+    async fn check(&self, prepared: Prepared) -> Result<Checked, HostError> {
+        let Prepared { reports, parsed, places, pieces, plan } = prepared;
         let verdicts = self
             .kmc
-            .finish_verification(&self.boxes, &self.cache, plan, &pieces, &self.site, now)
+            .brass_verdicts(&self.boxes, &self.cache, plan, &pieces)
+            .await
+            .map_err(|e| kmc_error(&self.home, e))?;
+        Ok(Checked { reports, parsed, places, pieces, verdicts })
+    }
+
+    /// The duplicate memory for a batch Brass answered for, then the checkpoint: its reports.
+    async fn settle(&self, checked: Checked) -> Result<Vec<VerifyReport>, HostError> {
+        let Checked { mut reports, parsed, places, pieces, mut verdicts } = checked;
+        let now = self.clock.now();
+        self.kmc
+            .remember(&mut verdicts, &pieces, &self.site, now)
             .await
             .map_err(|e| kmc_error(&self.home, e))?;
         for ((place, p), v) in places.into_iter().zip(&parsed).zip(verdicts) {
@@ -264,35 +305,52 @@ impl<S: Store> Verifier<S> {
         let this = &*self;
         let mut lines = Lines::open(&this.home, path)?;
         let mut counts = std::collections::BTreeMap::new();
-        // Two batches in flight: while batch n is at Brass and the duplicate memory, batch
-        // n + 1 is parsed and planned against the archive (`Kmc::plan_verification` reads
-        // only). Answers still leave in order, each batch's after its checkpoint.
-        let mut flight: Option<(Vec<u64>, Prepared)> = None;
+        // Three batches in flight: while batch n is remembered (the duplicate memory, then
+        // the checkpoint), batch n + 1 is at Brass and batch n + 2 is parsed and planned
+        // against the archive (`Kmc::plan_verification` reads only). Brass's answers do not
+        // depend on the duplicate memory; batches are remembered in order, and each batch's
+        // answers leave after its checkpoint.
+        let mut at_brass: Option<(Vec<u64>, Prepared)> = None;
+        let mut checked: Option<(Vec<u64>, Checked)> = None;
         loop {
             let read = lines.next_batch(batch)?;
-            if read.is_empty() && flight.is_none() {
+            if read.is_empty() && at_brass.is_none() && checked.is_none() {
                 break;
             }
             let numbers: Vec<u64> = read.iter().map(|(n, _)| *n).collect();
-            let inputs = Lines::inputs(&read);
-            let previous = flight.take();
+            let (to_check, to_settle) = (at_brass.take(), checked.take());
+            // Parsed on a thread of its own, beside the KMC's work on the other batches.
             let next = async {
-                if inputs.is_empty() { Ok(None) } else { this.prepare(&inputs).await.map(Some) }
+                if read.is_empty() {
+                    return Ok(None);
+                }
+                let parsed = tokio::task::spawn_blocking(move || parse_all(&Lines::inputs(&read)))
+                    .await
+                    // A panic while parsing is this command's, as on its own thread.
+                    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+                this.prepare_parsed(parsed).await.map(Some)
             };
-            let done = async {
-                match previous {
-                    Some((lines, p)) => this.finish(p).await.map(|r| Some((lines, r))),
+            let check = async {
+                match to_check {
+                    Some((lines, p)) => this.check(p).await.map(|c| Some((lines, c))),
                     None => Ok(None),
                 }
             };
-            let (next, done) = tokio::join!(next, done);
-            if let Some((numbers, reports)) = done? {
+            let settle = async {
+                match to_settle {
+                    Some((lines, c)) => this.settle(c).await.map(|r| Some((lines, r))),
+                    None => Ok(None),
+                }
+            };
+            let (next, check, settle) = tokio::join!(next, check, settle);
+            if let Some((numbers, reports)) = settle? {
                 for (n, r) in numbers.iter().zip(&reports) {
                     *counts.entry(r.outcome).or_default() += 1;
                     each(*n, r);
                 }
             }
-            flight = next?.map(|p| (numbers, p));
+            checked = check?;
+            at_brass = next?.map(|p| (numbers, p));
         }
         lines.check_any(&this.home, counts.is_empty())?;
         Ok(counts)
@@ -300,8 +358,8 @@ impl<S: Store> Verifier<S> {
 
     /// The box link and the archive, for the benchmark's direct Brass calls.
     #[cfg(feature = "bench")]
-    pub(crate) fn parts(&self) -> (&EmbeddedBoxes, &S) {
-        (&self.boxes, self.kmc.store())
+    pub(crate) fn parts(&self) -> (&Kmc<S>, &EmbeddedBoxes, &VerifyCache) {
+        (&self.kmc, &self.boxes, &self.cache)
     }
 
     /// What the command recorded goes to the error log and the audit box's checkpoints; the
@@ -325,7 +383,14 @@ pub(crate) fn parse_logged(
     inputs: &[Result<&str, String>],
     now: Timestamp,
 ) -> Result<Vec<Result<Parsed, String>>, HostError> {
-    let read: Vec<Result<Parsed, String>> = inputs
+    let read = parse_all(inputs);
+    log_refused(home, &read, now)?;
+    Ok(read)
+}
+
+/// Each input parsed (a text that does not parse, or a line that could not be read, says why).
+fn parse_all(inputs: &[Result<&str, String>]) -> Vec<Result<Parsed, String>> {
+    inputs
         .iter()
         .map(|input| {
             input
@@ -333,7 +398,15 @@ pub(crate) fn parse_logged(
                 .map_err(Clone::clone)
                 .and_then(|t| postkey_indicium::parse(t).map_err(|e: ParseError| e.to_string()))
         })
-        .collect();
+        .collect()
+}
+
+/// The inputs that did not parse, in the error log (one entry each, numbered in the batch).
+fn log_refused(
+    home: &Home,
+    read: &[Result<Parsed, String>],
+    now: Timestamp,
+) -> Result<(), HostError> {
     let refused: Vec<String> = read
         .iter()
         .enumerate()
@@ -344,7 +417,7 @@ pub(crate) fn parse_logged(
             refused.iter().map(|m| (ResponseCode::INDICIUM_MALFORMED, m.as_str())).collect();
         home.log_errors("kmc", &entries, now)?;
     }
-    Ok(read)
+    Ok(())
 }
 
 /// The repairs of a parsed indicium, as reports give them.

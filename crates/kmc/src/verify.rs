@@ -1,15 +1,17 @@
 //! Verification (protocol §6.5, docs/verification.md): for a batch of mailpieces, the KMC finds
-//! both key records of each meter once, by (postal sub-domain, ISN) and then through the postal
-//! record's meter; answers what the archive alone decides (an unknown meter, a key not
-//! `Active`, `Obsolete`, a date before registration); asks the Brass boxes serving the keys'
-//! sub-domains to recompute the rest, one `VERIFY` item per key with all its mailpieces; and
-//! records the good mailpieces in the duplicate memory, durably, before it answers: a copy of a
-//! good mailpiece, here or at another verifier of the archive, is `duplicate`.
+//! both key records of each meter (by (postal sub-domain, ISN), then through the postal record's
+//! meter; kept between batches while the domain chains stand); answers what the archive alone
+//! decides (an unknown meter, a key not `Active`, `Obsolete`, a date before registration); asks
+//! the Brass boxes serving the keys' sub-domains to recompute the rest, in `VERIFY` items of up to
+//! 4,096 packed mailpieces and keys; and records the good mailpieces in the duplicate memory,
+//! durably, before it answers: a copy of a good mailpiece, here or at another verifier of the
+//! archive, is `duplicate`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
-use postkey_archive::{KeyRecord, KeyStatus, Sighting, Store};
-use postkey_wire::command::{MAX_LIST, PieceToken, Verify};
+use postkey_archive::{ChainHead, KeyRecord, KeyStatus, Sighting, Store};
+use postkey_wire::command::{MAX_LIST, Verify, VerifyKey, VerifyPiece, VerifyPieces};
 use postkey_wire::{
     BoxId, Date, DomainId, Isn, KeyId, Maced, Mailpiece, MeterId, Mr3Digest, RecordType,
     RegisteredKey, Site, SubdomainId, Timestamp, Token, Verdict,
@@ -55,52 +57,102 @@ impl PieceVerdict {
     }
 }
 
-/// The most MR3 records a verifier keeps decoded between batches.
+/// The most MR3s a verifier remembers a Brass box answered for.
 const MAX_CACHED_MR3: usize = 1 << 17;
 
-/// What a verifier keeps between its batches: which Brass box serves each sub-domain, and the
-/// MR3 of each key it has seen, decoded. An MR3 is never changed once stored (records are
-/// append-only), so keeping it is safe; a key's status, which does change, is read again for
-/// every batch.
+/// The most meters (postal sub-domain, ISN) a verifier keeps the key records of between
+/// batches: all are read again when it is full.
+const MAX_KNOWN_METERS: usize = 1 << 18;
+
+/// What a verifier keeps between its batches: which Brass box serves each sub-domain, the key
+/// records and MR3s of the meters it has seen, and which MR3s each Brass box has checked.
 #[derive(Debug, Default)]
 pub struct VerifyCache {
     brass: std::sync::Mutex<BTreeMap<SubdomainId, BoxId>>,
     roles: std::sync::Mutex<BTreeMap<DomainId, Option<crate::KeyRole>>>,
-    mr3: std::sync::Mutex<HashMap<(DomainId, KeyId), KnownMr3>>,
+    keys: std::sync::Mutex<KnownMeters>,
     /// The MR3s each Brass box answered for, by digest: sent by digest alone from then on (a
     /// box that no longer holds one says so, and gets it again).
     sent: std::sync::Mutex<std::collections::HashSet<(BoxId, Mr3Digest)>>,
 }
 
+/// The key records a verifier read, by (postal sub-domain, ISN), `None` where no meter was
+/// found. They stand only while every key domain's chain in the archive has the number of
+/// events and the head it had before they were read: every change of a key (created, installed, registered,
+/// withdrawn, marked bad) appends an event to its domain's chain in the same transaction
+/// (docs/audit.md), so any such change, by this verifier's process or any other, makes the
+/// next batch read its key records again (docs/verification.md, "Speed").
+#[derive(Debug, Default)]
+struct KnownMeters {
+    heads: Vec<ChainHead>,
+    meters: HashMap<SubdomainId, HashMap<Isn, Option<Arc<MeterKeys>>>>,
+    count: usize,
+}
+
+/// What [`KnownMeters::lookup`] found for each meter asked (`None`: not held, to be read).
+type Found = Vec<Option<Option<Arc<MeterKeys>>>>;
+
+impl KnownMeters {
+    /// The meters held of `pairs`, in order, and those to read: none held if the domain
+    /// chains stand otherwise than at `heads` (all are forgotten then).
+    fn lookup(
+        &mut self,
+        heads: &[ChainHead],
+        pairs: &[(&SubdomainId, &Isn)],
+    ) -> (Found, Vec<(SubdomainId, Isn)>) {
+        if self.heads != heads {
+            *self = KnownMeters { heads: heads.to_vec(), ..KnownMeters::default() };
+        }
+        let mut missing = Vec::new();
+        let found = pairs
+            .iter()
+            .map(|(subdomain, isn)| {
+                let hit = self.meters.get(*subdomain).and_then(|m| m.get(*isn)).cloned();
+                if hit.is_none() {
+                    missing.push(((*subdomain).clone(), (*isn).clone()));
+                }
+                hit
+            })
+            .collect();
+        (found, missing)
+    }
+
+    /// Keeps what was read after the chains were seen at `heads`, unless they have been seen
+    /// otherwise since (the read may be older than what is held). Bounded: all are forgotten
+    /// when full.
+    fn keep(
+        &mut self,
+        heads: &[ChainHead],
+        read: &HashMap<(SubdomainId, Isn), Option<Arc<MeterKeys>>>,
+    ) {
+        if self.heads != heads {
+            return;
+        }
+        if self.count + read.len() > MAX_KNOWN_METERS {
+            *self = KnownMeters { heads: heads.to_vec(), ..KnownMeters::default() };
+        }
+        for ((subdomain, isn), keys) in read {
+            let of = self.meters.entry(subdomain.clone()).or_default();
+            if of.insert(isn.clone(), keys.clone()).is_none() {
+                self.count += 1;
+            }
+        }
+    }
+}
+
+/// A meter's two key records as the archive had them ([`POSTAL`], [`VENDOR`]), and the MR3 of
+/// each that is `Active`.
+#[derive(Debug)]
+struct MeterKeys {
+    keys: [Option<KeyRecord>; 2],
+    mr3: [Option<Arc<KnownMr3>>; 2],
+}
+
 /// An MR3 as the archive keeps it, and its digest.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct KnownMr3 {
     mr3: Maced<RegisteredKey>,
     digest: Mr3Digest,
-}
-
-/// An item sent: its mailpieces' places, its MR3, and whether the MR3 went with it.
-type Sent = (Vec<Pending>, KnownMr3, bool);
-
-/// Brass's answers for one item's mailpieces, into their places.
-fn write_verdicts(
-    verdicts: postkey_wire::command::Verdicts,
-    part: Vec<Pending>,
-    out: &mut [PieceVerdict],
-) -> Result<(), KmcError> {
-    if !verdicts.held || verdicts.good.len() != part.len() {
-        return Err(KmcError::Unfinished);
-    }
-    for (good, t) in verdicts.good.into_iter().zip(part) {
-        let v = if good { Verdict::Good } else { Verdict::Bad };
-        let slot = &mut out[t.piece];
-        if t.postal {
-            slot.postal = v;
-        } else {
-            slot.vendor = v;
-        }
-    }
-    Ok(())
 }
 
 fn held<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -122,14 +174,16 @@ impl VerifyCache {
         Ok(role)
     }
 
-    /// Box `id` answered for the MR3 of `digest`: named by digest alone from now on. Bounded as
-    /// the MR3s are (all forgotten when full: each is sent whole once more).
-    fn answered(&self, id: BoxId, digest: Mr3Digest) {
+    /// Box `id` answered for the MR3s of these digests: named by digest alone from now on.
+    /// Bounded (all forgotten when full: each is sent whole once more).
+    fn answered(&self, id: BoxId, digests: impl Iterator<Item = Mr3Digest>) {
         let mut sent = held(&self.sent);
-        if sent.len() >= MAX_CACHED_MR3 {
-            sent.clear();
+        for digest in digests {
+            if sent.len() >= MAX_CACHED_MR3 {
+                sent.clear();
+            }
+            sent.insert((id, digest));
         }
-        sent.insert((id, digest));
     }
 
     async fn serving(&self, store: &impl Store, of: &SubdomainId) -> Result<BoxId, KmcError> {
@@ -148,24 +202,40 @@ impl VerifyCache {
 #[derive(Debug)]
 pub struct VerificationPlan {
     out: Vec<PieceVerdict>,
-    work: BTreeMap<(DomainId, KeyId, SubdomainId, Isn), KeyWork>,
+    work: BrassWork,
 }
 
-/// A token the archive lets through to Brass: its place and which of the two.
-#[derive(Debug)]
-struct Pending {
-    piece: usize,
-    postal: bool,
+/// What Brass is to check: the keys, each once with the ISN and sub-domain its mailpieces
+/// name, and per mailpiece the key of each token ([`POSTAL`], [`VENDOR`]) that only Brass
+/// can answer for.
+#[derive(Debug, Default)]
+struct BrassWork {
+    keys: Vec<KeyWork>,
+    tokens: Vec<Tokens>,
 }
 
-/// The Brass work for one key.
+/// A mailpiece's place in its batch and the plan's key of each of its tokens ([`POSTAL`],
+/// [`VENDOR`]) that Brass is to check.
+type Tokens = (usize, [Option<u32>; 2]);
+
+/// A meter's (postal sub-domain, ISN), and its two key records ([`POSTAL`], [`VENDOR`]).
+type MeterRecords = ((SubdomainId, Isn), [Option<KeyRecord>; 2]);
+
+/// The token slots of a mailpiece in [`BrassWork`] and in a `VERIFY` mailpiece.
+const POSTAL: usize = 0;
+const VENDOR: usize = 1;
+
+/// A key Brass checks tokens with.
 #[derive(Debug)]
 struct KeyWork {
-    mr3: KnownMr3,
+    mr3: Arc<KnownMr3>,
     subdomain: SubdomainId,
     isn: Isn,
-    tokens: Vec<Pending>,
 }
+
+/// The `VERIFY` items a Brass box is sent at most in one command: four items of at most
+/// [`MAX_LIST`] mailpieces and keys each, a frame of a few megabytes even with every MR3.
+const ITEMS_PER_COMMAND: usize = 4;
 
 impl<S: Store> Kmc<S> {
     /// Verifies a batch of mailpieces at `site` (protocol §6.5): one answer per mailpiece, in
@@ -186,21 +256,34 @@ impl<S: Store> Kmc<S> {
 
     /// The first half of [`Kmc::verify`], which reads the archive only: the key records of the
     /// batch, the archive's answers, and the Brass work for the rest. A verifier plans batch
-    /// n + 1 while it finishes batch n.
+    /// n + 2 while batch n + 1 is at Brass and batch n in the duplicate memory.
     pub async fn plan_verification(
         &self,
         cache: &VerifyCache,
         pieces: &[PieceToVerify],
     ) -> Result<VerificationPlan, KmcError> {
-        let keys = self.verification_keys(pieces, cache).await?;
+        // The meters the batch names, each once.
+        let mut pair_of: HashMap<(&SubdomainId, &Isn), usize> = HashMap::new();
+        let mut pairs: Vec<(&SubdomainId, &Isn)> = Vec::new();
+        let at: Vec<usize> = pieces
+            .iter()
+            .map(|p| {
+                let pair = (&p.mailpiece.subdomain, &p.mailpiece.isn);
+                *pair_of.entry(pair).or_insert_with(|| {
+                    pairs.push(pair);
+                    pairs.len() - 1
+                })
+            })
+            .collect();
+        let meters = self.meter_keys(&pairs, cache).await?;
         let mut out: Vec<PieceVerdict> = Vec::with_capacity(pieces.len());
-        // A key's work is per sub-domain its mailpieces name: the tokens are recomputed over
-        // that sub-domain, so one line naming another cannot change another's answers.
-        let mut work: BTreeMap<(DomainId, KeyId, SubdomainId, Isn), KeyWork> = BTreeMap::new();
-        let mr3s = self.mr3s(&keys, cache).await?;
-        for (i, p) in pieces.iter().enumerate() {
+        // A key's work is per sub-domain and ISN its mailpieces name: the tokens are recomputed
+        // over those, so one line naming another cannot change another's answers.
+        let mut work = BrassWork::default();
+        let mut placed: Vec<[Option<u32>; 2]> = vec![[None; 2]; pairs.len()];
+        for (i, (p, &n)) in pieces.iter().zip(&at).enumerate() {
             let m = &p.mailpiece;
-            let Some((postal, vendor)) = keys.get(&(m.subdomain.clone(), m.isn.clone())) else {
+            let Some(keys) = &meters[n] else {
                 out.push(PieceVerdict {
                     vendor: Verdict::UnknownMeter,
                     postal: Verdict::UnknownMeter,
@@ -209,34 +292,38 @@ impl<S: Store> Kmc<S> {
                 });
                 continue;
             };
-            let mut verdict = |key: Option<&KeyRecord>, is_postal: bool| match key {
-                None => Verdict::UnknownMeter,
-                Some(k) => match archive_verdict(k, m.date) {
+            let mut to_brass = [None; 2];
+            let mut verdicts = [Verdict::UnknownMeter; 2];
+            for slot in [POSTAL, VENDOR] {
+                let Some(k) = &keys.keys[slot] else { continue };
+                verdicts[slot] = match archive_verdict(k, m.date) {
                     Some(v) => v,
-                    None => match mr3s.get(&(k.domain.clone(), k.key_id)) {
-                        // Checked by Brass: good or bad, once it answers.
+                    None => match &keys.mr3[slot] {
+                        // Checked by Brass: `bad` until it answers otherwise, so that a token
+                        // it never answered for can never pass.
                         Some(mr3) => {
-                            let at =
-                                (k.domain.clone(), k.key_id, m.subdomain.clone(), m.isn.clone());
-                            let w = work.entry(at).or_insert_with(|| KeyWork {
-                                mr3: mr3.clone(),
-                                subdomain: m.subdomain.clone(),
-                                isn: m.isn.clone(),
-                                tokens: Vec::new(),
+                            let index = *placed[n][slot].get_or_insert_with(|| {
+                                work.keys.push(KeyWork {
+                                    mr3: Arc::clone(mr3),
+                                    subdomain: m.subdomain.clone(),
+                                    isn: m.isn.clone(),
+                                });
+                                (work.keys.len() - 1) as u32
                             });
-                            w.tokens.push(Pending { piece: i, postal: is_postal });
-                            Verdict::Good
+                            to_brass[slot] = Some(index);
+                            Verdict::Bad
                         }
                         None => Verdict::NotActive,
                     },
-                },
-            };
-            let postal_verdict = verdict(Some(postal), true);
-            let vendor_verdict = verdict(vendor.as_ref(), false);
+                };
+            }
+            if to_brass.iter().any(Option::is_some) {
+                work.tokens.push((i, to_brass));
+            }
             out.push(PieceVerdict {
-                vendor: vendor_verdict,
-                postal: postal_verdict,
-                meter: postal.meter_id.clone(),
+                vendor: verdicts[VENDOR],
+                postal: verdicts[POSTAL],
+                meter: keys.keys[POSTAL].as_ref().and_then(|k| k.meter_id.clone()),
                 first: None,
             });
         }
@@ -254,27 +341,75 @@ impl<S: Store> Kmc<S> {
         site: &Site,
         now: Timestamp,
     ) -> Result<Vec<PieceVerdict>, KmcError> {
+        let mut out = self.brass_verdicts(boxes, cache, plan, pieces).await?;
+        self.remember(&mut out, pieces, site, now).await?;
+        Ok(out)
+    }
+
+    /// The answers of a planned batch, Brass's included, before the duplicate memory: not yet
+    /// answers to give. A `good` here may still be a copy: only [`Kmc::remember`] (or
+    /// [`Kmc::finish_verification`], which runs both) says so, and no answer of the batch may
+    /// leave before it has. `bench verify` measures verification in memory with this alone.
+    pub async fn brass_verdicts(
+        &self,
+        boxes: &impl Boxes,
+        cache: &VerifyCache,
+        plan: VerificationPlan,
+        pieces: &[PieceToVerify],
+    ) -> Result<Vec<PieceVerdict>, KmcError> {
         let VerificationPlan { mut out, work } = plan;
         if out.len() != pieces.len() {
             return Err(KmcError::Unfinished);
         }
         self.ask_brass(boxes, cache, pieces, work, &mut out).await?;
-        self.remember(&mut out, pieces, site, now).await?;
         Ok(out)
     }
 
-    /// Both key records of each meter the batch names: the postal one by (sub-domain, ISN),
-    /// the vendor one through the postal record's meter (its key of another domain registered
-    /// in the same country). Two reads for the batch.
-    async fn verification_keys(
+    /// The key records of each meter `pairs` name, in order (`None`: no meter): those the
+    /// cache holds while no domain chain has moved since they were read, and one read of the
+    /// archive for the rest.
+    async fn meter_keys(
         &self,
-        pieces: &[PieceToVerify],
+        pairs: &[(&SubdomainId, &Isn)],
         cache: &VerifyCache,
-    ) -> Result<HashMap<(SubdomainId, Isn), (KeyRecord, Option<KeyRecord>)>, KmcError> {
-        let mut pairs: Vec<(SubdomainId, Isn)> = pieces
-            .iter()
-            .map(|p| (p.mailpiece.subdomain.clone(), p.mailpiece.isn.clone()))
+    ) -> Result<Vec<Option<Arc<MeterKeys>>>, KmcError> {
+        // Read before the key records: a change after this read is seen by the next batch.
+        let mut heads: Vec<ChainHead> = self
+            .store()
+            .chain_heads()
+            .await?
+            .into_iter()
+            // `ADMIN`, `ERRORS` and `SIGHTS` hold no key's events; `ADMIN` and `SIGHTS` move with
+            // every batch (its checkpoint, its sightings).
+            .filter(|h| !h.chain.is_reserved_chain() && !h.chain.is_admin())
             .collect();
+        // By count and head hash: a chain put back and grown again to the same count differs.
+        heads.sort_by(|a, b| a.chain.cmp(&b.chain));
+        let (found, missing) = held(&cache.keys).lookup(&heads, pairs);
+        if missing.is_empty() {
+            return Ok(found.into_iter().flatten().collect());
+        }
+        let mut read = self.read_meter_keys(&missing, cache).await?;
+        held(&cache.keys).keep(&heads, &read);
+        Ok(pairs
+            .iter()
+            .zip(found)
+            .map(|((subdomain, isn), hit)| match hit {
+                Some(keys) => keys,
+                None => read.remove(&((*subdomain).clone(), (*isn).clone())).flatten(),
+            })
+            .collect())
+    }
+
+    /// Both key records of each meter named, from the archive: the postal one by (sub-domain,
+    /// ISN), the vendor one through the postal record's meter (its key of another domain
+    /// registered in the same country); and the MR3 of each that is `Active`. Three reads.
+    async fn read_meter_keys(
+        &self,
+        pairs: &[(SubdomainId, Isn)],
+        cache: &VerifyCache,
+    ) -> Result<HashMap<(SubdomainId, Isn), Option<Arc<MeterKeys>>>, KmcError> {
+        let mut pairs = pairs.to_vec();
         pairs.sort();
         pairs.dedup();
         let mut postal: HashMap<(SubdomainId, Isn), KeyRecord> = HashMap::new();
@@ -303,7 +438,7 @@ impl<S: Store> Kmc<S> {
                 of_meter.entry(m.clone()).or_default().push(k);
             }
         }
-        Ok(postal
+        let both: Vec<MeterRecords> = postal
             .into_iter()
             .map(|(pair, p)| {
                 let country = pair.0.country();
@@ -318,141 +453,167 @@ impl<S: Store> Kmc<S> {
                         .max_by_key(|k| rank(k))
                         .cloned()
                 });
-                (pair, (p, other))
+                (pair, [Some(p), other])
             })
-            .collect())
-    }
-
-    /// The MR3 of every key that may verify (`Active`), decoded: from the cache, and one read
-    /// for the batch of those it lacks.
-    async fn mr3s(
-        &self,
-        keys: &HashMap<(SubdomainId, Isn), (KeyRecord, Option<KeyRecord>)>,
-        cache: &VerifyCache,
-    ) -> Result<HashMap<(DomainId, KeyId), KnownMr3>, KmcError> {
-        let mut out = HashMap::new();
-        let mut missing = Vec::new();
-        {
-            let cached = held(&cache.mr3);
-            for k in keys.values().flat_map(|(p, v)| core::iter::once(p).chain(v)) {
-                if k.status != KeyStatus::Active {
-                    continue;
-                }
-                let id = (k.domain.clone(), k.key_id);
-                match cached.get(&id) {
-                    Some(mr3) => {
-                        out.insert(id, mr3.clone());
-                    }
-                    None => missing.push(id),
-                }
+            .collect();
+        let active: Vec<(DomainId, KeyId)> = both
+            .iter()
+            .flat_map(|(_, keys)| keys.iter().flatten())
+            .filter(|k| k.status == KeyStatus::Active)
+            .map(|k| (k.domain.clone(), k.key_id))
+            .collect();
+        let mut mr3s: HashMap<(DomainId, KeyId), Arc<KnownMr3>> = HashMap::new();
+        if !active.is_empty() {
+            for (domain, key_id, stored) in
+                self.store().records_of_type(&active, RecordType::MR3).await?
+            {
+                let mr3 =
+                    Maced::<RegisteredKey>::from_bytes(&stored.record.bytes).map_err(|_| {
+                        KmcError::ArchivedRecord(domain.clone(), key_id, "its MR3 does not decode")
+                    })?;
+                // The newest, should there be more than one.
+                mr3s.insert(
+                    (domain, key_id),
+                    Arc::new(KnownMr3 { digest: Mr3Digest::of(&mr3), mr3 }),
+                );
             }
         }
-        if missing.is_empty() {
-            return Ok(out);
-        }
-        let mut read = HashMap::with_capacity(missing.len());
-        for (domain, key_id, stored) in
-            self.store().records_of_type(&missing, RecordType::MR3).await?
-        {
-            let mr3 = Maced::<RegisteredKey>::from_bytes(&stored.record.bytes).map_err(|_| {
-                KmcError::ArchivedRecord(domain.clone(), key_id, "its MR3 does not decode")
-            })?;
-            // The newest, should there be more than one.
-            read.insert((domain, key_id), KnownMr3 { digest: Mr3Digest::of(&mr3), mr3 });
-        }
-        let mut cached = held(&cache.mr3);
-        if cached.len() + read.len() > MAX_CACHED_MR3 {
-            cached.clear();
-        }
-        for (id, mr3) in read {
-            cached.insert(id.clone(), mr3.clone());
-            out.insert(id, mr3);
+        let mut out: HashMap<(SubdomainId, Isn), Option<Arc<MeterKeys>>> =
+            pairs.into_iter().map(|pair| (pair, None)).collect();
+        for (pair, keys) in both {
+            let mr3 = [POSTAL, VENDOR].map(|slot| {
+                let k = keys[slot].as_ref()?;
+                (k.status == KeyStatus::Active)
+                    .then(|| mr3s.get(&(k.domain.clone(), k.key_id)).cloned())
+                    .flatten()
+            });
+            out.insert(pair, Some(Arc::new(MeterKeys { keys, mr3 })));
         }
         Ok(out)
     }
 
-    /// Sends each key's tokens to the Brass box serving its MR3's sub-domain, and writes the
-    /// answers (`bad` where the token is not the key's).
+    /// Sends each token to the Brass box serving its key's MR3's sub-domain, a mailpiece's two
+    /// tokens together when one box serves both keys, and writes the answers (`bad` where the
+    /// token is not the key's). A key whose MR3 a box answered for before goes by its digest
+    /// alone; the tokens of a key the box no longer holds go once more, with its MR3.
     async fn ask_brass(
         &self,
         boxes: &impl Boxes,
         cache: &VerifyCache,
         pieces: &[PieceToVerify],
-        work: BTreeMap<(DomainId, KeyId, SubdomainId, Isn), KeyWork>,
+        work: BrassWork,
         out: &mut [PieceVerdict],
     ) -> Result<(), KmcError> {
-        // Per box: each item, and what it was made of (to make it again with its MR3).
-        let mut by_box: BTreeMap<BoxId, Vec<(Verify, Vec<Pending>, KnownMr3)>> = BTreeMap::new();
-        let item =
-            |k: &KnownMr3, isn: &Isn, subdomain: &SubdomainId, part: &[Pending], with| Verify {
-                mr3_digest: k.digest,
-                mr3: if with { vec![k.mr3.clone()] } else { Vec::new() },
-                isn: isn.clone(),
-                subdomain: subdomain.clone(),
-                pieces: part.iter().map(|t| piece_token(&pieces[t.piece], t.postal)).collect(),
-            };
-        for (_, w) in work {
-            let of = w.mr3.mr3.claimed_body().subdomain.clone();
-            let id = cache.serving(self.store(), &of).await?;
-            // An MR3 the box answered for before goes by its digest alone.
-            let with = !held(&cache.sent).contains(&(id, w.mr3.digest));
-            let entry = by_box.entry(id).or_default();
-            // A list holds at most MAX_LIST entries: a key with more mailpieces goes in parts.
-            let mut tokens = w.tokens.into_iter().peekable();
-            while tokens.peek().is_some() {
-                let part: Vec<Pending> = tokens.by_ref().take(MAX_LIST).collect();
-                let v = item(&w.mr3, &w.isn, &w.subdomain, &part, with);
-                entry.push((v, part, w.mr3.clone()));
+        let BrassWork { keys, tokens } = work;
+        let mut box_of = Vec::with_capacity(keys.len());
+        for k in &keys {
+            box_of.push(cache.serving(self.store(), &k.mr3.mr3.claimed_body().subdomain).await?);
+        }
+        let mut by_box: BTreeMap<BoxId, Vec<Tokens>> = BTreeMap::new();
+        for (piece, slots) in tokens {
+            let [postal, vendor] = slots.map(|k| k.map(|k| box_of[k as usize]));
+            match (postal, vendor) {
+                (Some(a), Some(b)) if a != b => {
+                    by_box.entry(a).or_default().push((piece, [slots[POSTAL], None]));
+                    by_box.entry(b).or_default().push((piece, [None, slots[VENDOR]]));
+                }
+                _ => {
+                    if let Some(id) = postal.or(vendor) {
+                        by_box.entry(id).or_default().push((piece, slots));
+                    }
+                }
             }
         }
-        for (id, work) in by_box {
-            let mut work = work.into_iter();
-            loop {
-                let (batch, rest): (Vec<Verify>, Vec<Sent>) = work
-                    .by_ref()
-                    .take(MAX_LIST)
-                    .map(|(v, p, k)| {
-                        let with = !v.mr3.is_empty();
-                        (v, (p, k, with))
-                    })
-                    .unzip();
-                if batch.is_empty() {
-                    break;
-                }
-                let isns: Vec<(Isn, SubdomainId)> =
-                    batch.iter().map(|v| (v.isn.clone(), v.subdomain.clone())).collect();
-                let called = call(boxes, id, batch).await?;
+        for (id, mut pending) in by_box {
+            // A meter's mailpieces together: each key goes to as few items as it can.
+            pending.sort_unstable_by_key(|&(piece, slots)| (slots, piece));
+            // The keys to send whole whatever the box answered for before: those it said it
+            // no longer holds. A second "not held" for an MR3 sent whole is a box's fault.
+            let mut whole: Option<std::collections::HashSet<u32>> = None;
+            while !pending.is_empty() {
+                let items = verify_items(&keys, &pending, pieces, |of| {
+                    let sent = held(&cache.sent);
+                    of.iter()
+                        .map(|k| {
+                            whole.as_ref().is_some_and(|w| w.contains(k))
+                                || !sent.contains(&(id, keys[*k as usize].mr3.digest))
+                        })
+                        .collect()
+                })?;
                 let mut again = Vec::new();
-                let mut kept = Vec::new();
-                for ((answer, (part, k, with)), (isn, subdomain)) in
-                    called.answers.into_iter().zip(rest).zip(isns)
-                {
-                    let verdicts = answer?;
-                    if !verdicts.held && !with {
-                        // The box no longer holds it (restarted, or evicted): once more with it.
-                        again.push(item(&k, &isn, &subdomain, &part, true));
-                        kept.push((part, k));
-                        continue;
+                let mut unheld_keys = std::collections::HashSet::new();
+                let mut items = items.into_iter().peekable();
+                while items.peek().is_some() {
+                    let command: Vec<_> = items.by_ref().take(ITEMS_PER_COMMAND).collect();
+                    let (sent, made): (Vec<Verify>, Vec<ItemMade>) = command.into_iter().unzip();
+                    let called = call(boxes, id, sent).await?;
+                    for (answer, made) in called.answers.into_iter().zip(made) {
+                        let answer = answer?;
+                        if answer.good.len() != made.pieces.len() {
+                            return Err(KmcError::Unfinished);
+                        }
+                        // Ascending, each a key of the item sent by digest alone.
+                        if answer.unheld.windows(2).any(|w| w[0] >= w[1]) {
+                            return Err(KmcError::Unfinished);
+                        }
+                        let mut unheld = vec![false; made.keys.len()];
+                        for &u in &answer.unheld {
+                            let local = u as usize;
+                            if local >= made.keys.len() || made.whole[local] {
+                                return Err(KmcError::Unfinished);
+                            }
+                            unheld[local] = true;
+                            unheld_keys.insert(made.keys[local]);
+                        }
+                        // Those named by digest are noted already.
+                        cache.answered(
+                            id,
+                            made.keys
+                                .iter()
+                                .zip(&made.whole)
+                                .filter(|(_, whole)| **whole)
+                                .map(|(&k, _)| keys[k as usize].mr3.digest),
+                        );
+                        for (j, (piece, slots)) in made.pieces.into_iter().enumerate() {
+                            let good = answer.good.get(j).ok_or(KmcError::Unfinished)?;
+                            let mut retry = [None; 2];
+                            for slot in [POSTAL, VENDOR] {
+                                let Some(local) = slots[slot] else { continue };
+                                let local = usize::from(local);
+                                if unheld[local] {
+                                    retry[slot] = Some(made.keys[local]);
+                                    continue;
+                                }
+                                let v = if good[slot] { Verdict::Good } else { Verdict::Bad };
+                                let at = &mut out[piece];
+                                if slot == POSTAL {
+                                    at.postal = v;
+                                } else {
+                                    at.vendor = v;
+                                }
+                            }
+                            if retry.iter().any(Option::is_some) {
+                                again.push((piece, retry));
+                            }
+                        }
                     }
-                    write_verdicts(verdicts, part, out)?;
-                    cache.answered(id, k.digest);
                 }
-                if again.is_empty() {
-                    continue;
+                if !again.is_empty() && whole.is_some() {
+                    return Err(KmcError::Unfinished);
                 }
-                let called = call(boxes, id, again).await?;
-                for (answer, (part, k)) in called.answers.into_iter().zip(kept) {
-                    write_verdicts(answer?, part, out)?;
-                    cache.answered(id, k.digest);
-                }
+                pending = again;
+                whole = Some(unheld_keys);
             }
         }
         Ok(())
     }
 
-    /// The good mailpieces into the duplicate memory (one transaction, durable before the
-    /// answers leave); those seen before become `duplicate`, with the first sighting.
-    async fn remember(
+    /// The good mailpieces of a batch Brass answered for ([`Kmc::brass_verdicts`]) into the
+    /// duplicate memory (one transaction, durable before the answers leave); those seen before
+    /// become `duplicate`, with the first sighting. The second half of
+    /// [`Kmc::finish_verification`]: a verifier runs Brass on batch n + 1 while it remembers
+    /// batch n, and remembers batches in order.
+    pub async fn remember(
         &self,
         out: &mut [PieceVerdict],
         pieces: &[PieceToVerify],
@@ -513,16 +674,85 @@ fn rank(k: &KeyRecord) -> (bool, Option<Timestamp>, KeyId) {
     (k.status == KeyStatus::Active, k.times.kms_key_registration, k.key_id)
 }
 
-/// One key's token on a mailpiece, as `VERIFY` carries it.
-fn piece_token(p: &PieceToVerify, postal: bool) -> PieceToken {
-    let m = &p.mailpiece;
-    PieceToken {
-        date: m.date,
-        value: m.value,
-        count: m.count,
-        zip: m.zip.clone(),
-        token: if postal { p.postal } else { p.vendor },
+/// A `VERIFY` item as sent, and what it was made of: the plan's key of each of its keys,
+/// whether each went with its MR3, and each mailpiece's place with its local key indices.
+struct ItemMade {
+    keys: Vec<u32>,
+    whole: Vec<bool>,
+    pieces: Vec<(usize, [Option<u16>; 2])>,
+}
+
+/// The `VERIFY` items for `pending` (mailpiece, plan key of each token), in order: at most
+/// [`MAX_LIST`] mailpieces and keys an item, each key with its MR3 where `whole` says so.
+fn verify_items(
+    keys: &[KeyWork],
+    pending: &[Tokens],
+    pieces: &[PieceToVerify],
+    whole: impl Fn(&[u32]) -> Vec<bool>,
+) -> Result<Vec<(Verify, ItemMade)>, KmcError> {
+    const NONE: u16 = u16::MAX;
+    let mut items = Vec::new();
+    // The item's index of each plan key (NONE: not in the current item).
+    let mut local: Vec<u16> = vec![NONE; keys.len()];
+    let mut made = ItemMade { keys: Vec::new(), whole: Vec::new(), pieces: Vec::new() };
+    let mut records = Vec::new();
+    let close = |made: &mut ItemMade, records: &mut Vec<VerifyPiece>, local: &mut [u16]| {
+        for &k in &made.keys {
+            local[k as usize] = NONE;
+        }
+        let mut made = core::mem::replace(
+            made,
+            ItemMade { keys: Vec::new(), whole: Vec::new(), pieces: Vec::new() },
+        );
+        made.whole = whole(&made.keys);
+        let item = Verify {
+            keys: made
+                .keys
+                .iter()
+                .zip(&made.whole)
+                .map(|(&k, &with)| {
+                    let k = &keys[k as usize];
+                    VerifyKey {
+                        mr3_digest: k.mr3.digest,
+                        mr3: if with { vec![k.mr3.mr3.clone()] } else { Vec::new() },
+                        isn: k.isn.clone(),
+                        subdomain: k.subdomain.clone(),
+                    }
+                })
+                .collect(),
+            pieces: VerifyPieces::new(core::mem::take(records))?,
+        };
+        Ok::<_, postkey_wire::WireError>((item, made))
+    };
+    for &(piece, slots) in pending {
+        let fresh = slots.iter().flatten().filter(|&&k| local[k as usize] == NONE).count();
+        if made.pieces.len() == MAX_LIST || made.keys.len() + fresh > MAX_LIST {
+            items.push(
+                close(&mut made, &mut records, &mut local).map_err(|_| KmcError::Unfinished)?,
+            );
+        }
+        let mut at = [None; 2];
+        for (slot, k) in slots.iter().enumerate() {
+            let Some(k) = *k else { continue };
+            let index = &mut local[k as usize];
+            if *index == NONE {
+                made.keys.push(k);
+                *index = (made.keys.len() - 1) as u16;
+            }
+            at[slot] = Some(*index);
+        }
+        let p = &pieces[piece];
+        let m = &p.mailpiece;
+        // Each slot names a key of the item, at least one does: `new` refuses none of these.
+        let record = VerifyPiece::new(at, m.date, m.value, m.count, &m.zip, [p.postal, p.vendor])
+            .map_err(|_| KmcError::Unfinished)?;
+        records.push(record);
+        made.pieces.push((piece, at));
     }
+    if !made.pieces.is_empty() {
+        items.push(close(&mut made, &mut records, &mut local).map_err(|_| KmcError::Unfinished)?);
+    }
+    Ok(items)
 }
 
 #[cfg(test)]
@@ -552,36 +782,47 @@ mod tests {
     /// 2026-12-04T23:59:59Z in microseconds.
     const LATE_ON_DEC_4: u64 = (20_791 * 86_400 + 86_399) * 1_000_000;
 
-    /// A Brass link that answers every token good, and holds the MR3s it was sent until told
-    /// to forget them (a box restarted, or its cache full); it notes, per command, how many
-    /// items came and how many carried their MR3.
+    /// A Brass link that answers every token good but a token of zeros, and holds the MR3s it
+    /// was sent until told to forget them (a box restarted, or its cache full); it notes, per
+    /// command, how many keys came and how many carried their MR3.
     #[derive(Default)]
     struct ForgetfulBrass {
         holds: std::sync::Mutex<std::collections::HashSet<Mr3Digest>>,
-        calls: std::sync::Mutex<Vec<(usize, usize)>>,
+        calls: std::sync::Mutex<Vec<(u32, usize, usize)>>,
     }
 
     impl Boxes for ForgetfulBrass {
         async fn send(
             &self,
-            _: BoxId,
+            id: BoxId,
             command: postkey_wire::command::Command,
         ) -> Result<postkey_wire::command::Answered, postkey_wire::Refusal> {
-            use postkey_wire::command::{Answered, Command, Response, Verdicts};
+            use postkey_wire::command::{Answered, Command, Response, TokenBits, Verdicts};
             let Command::Verify(items) = command else { panic!("not VERIFY") };
-            let with = items.iter().filter(|i| !i.mr3.is_empty()).count();
-            held(&self.calls).push((items.len(), with));
+            let keys = items.iter().map(|i| i.keys.len()).sum();
+            let with = items.iter().flat_map(|i| &i.keys).filter(|k| !k.mr3.is_empty()).count();
+            held(&self.calls).push((id.number(), keys, with));
             let mut holds = held(&self.holds);
             let answers = items
                 .iter()
                 .map(|i| {
-                    if i.mr3.is_empty() && !holds.contains(&i.mr3_digest) {
-                        return Ok(Verdicts { held: false, good: vec![] });
+                    let mut unheld = Vec::new();
+                    for (n, k) in i.keys.iter().enumerate() {
+                        if k.mr3.is_empty() && !holds.contains(&k.mr3_digest) {
+                            unheld.push(n as u32);
+                        } else {
+                            holds.insert(k.mr3_digest);
+                        }
                     }
-                    holds.insert(i.mr3_digest);
-                    // A token of zeros is the one bad token of these tests.
-                    let good = i.pieces.iter().map(|p| p.token != Token::from_bytes([0; 8]));
-                    Ok(Verdicts { held: true, good: good.collect() })
+                    let mut good = TokenBits::with_capacity(i.pieces.len());
+                    for p in i.pieces.as_slice() {
+                        let answer = [0, 1].map(|slot| {
+                            p.keys()[slot].is_some_and(|k| !unheld.contains(&u32::from(k)))
+                                && p.tokens()[slot] != Token::from_bytes([0; 8])
+                        });
+                        good.push(answer);
+                    }
+                    Ok(Verdicts { unheld, good })
                 })
                 .collect();
             Ok(Answered {
@@ -607,34 +848,47 @@ mod tests {
             crate::InstallConfig::default(),
         );
         let usps = SubdomainId::parse("USPS/US").unwrap();
+        let ve = SubdomainId::parse("VE/US").unwrap();
         let brass = BoxId::new(BoxType::Brass, 1).unwrap();
         let cache = VerifyCache::default();
         held(&cache.brass).insert(usps.clone(), brass);
-        // Keys 1 and 2, of ISNs ...01 and ...02.
+        held(&cache.brass).insert(ve.clone(), brass);
+        // Meters 1 and 2 (ISNs ...01 and ...02), each with a USPS key (n) and a VE key (10 + n).
         let isn = |n: u64| Isn::parse(&format!("04000000{n:02}")).unwrap();
-        let known = |n: u64| {
+        let known = |domain: &str, of: &SubdomainId, n: u64, key: u64| {
             let body = RegisteredKey {
                 brass,
-                subdomain: usps.clone(),
+                subdomain: of.clone(),
                 isn: isn(n),
                 country: postkey_wire::Country::parse("US").unwrap(),
                 date: Date::parse("20261204").unwrap(),
                 wrapped: postkey_wire::WrappedKey([7; postkey_wire::WRAPPED_KEY_LEN]),
             };
             let context = postkey_wire::Context {
-                domain: DomainId::parse("USPS").unwrap(),
+                domain: DomainId::parse(domain).unwrap(),
                 sender: postkey_wire::Sender::Box(brass),
                 meter_id: None,
-                key_id: Some(KeyId::new(n).unwrap()),
+                key_id: Some(KeyId::new(key).unwrap()),
                 state_version: None,
                 timestamp: Timestamp::from_unix_micros(0),
             };
             let mr3 = Maced::new(postkey_wire::Message::new(context, body), |_| [0; 32]);
             KnownMr3 { digest: Mr3Digest::of(&mr3), mr3 }
         };
-        let (one, two) = (known(1), known(2));
-        // Mailpiece 0 of key 1, good; 1 and 2 of key 2, bad then good.
-        let piece = |n: u64, count: u32, token: [u8; 8]| {
+        // Keys 0..4 of the plan: meter 1's USPS and VE keys, meter 2's.
+        let planned = || {
+            [(1, "USPS", &usps, 1), (1, "VE", &ve, 11), (2, "USPS", &usps, 2), (2, "VE", &ve, 12)]
+                .into_iter()
+                .map(|(n, d, of, k)| KeyWork {
+                    mr3: Arc::new(known(d, of, n, k)),
+                    subdomain: usps.clone(),
+                    isn: isn(n),
+                })
+                .collect::<Vec<_>>()
+        };
+        // Mailpiece 0 of meter 1, good; 1 and 2 of meter 2: its postal token bad on 1, its
+        // vendor token bad on 2; mailpiece 3 of meter 2 with its postal token only.
+        let piece = |n: u64, count: u32, postal: [u8; 8], vendor: [u8; 8]| {
             let mailpiece = Mailpiece {
                 isn: isn(n),
                 subdomain: usps.clone(),
@@ -643,54 +897,100 @@ mod tests {
                 count,
                 zip: postkey_wire::Zip::normalize("06484").unwrap(),
             };
-            let token = Token::from_bytes(token);
-            PieceToVerify { mailpiece, vendor: token, postal: token }
+            let (postal, vendor) = (Token::from_bytes(postal), Token::from_bytes(vendor));
+            PieceToVerify { mailpiece, vendor, postal }
         };
-        let pieces = vec![piece(1, 1, [1; 8]), piece(2, 1, [0; 8]), piece(2, 2, [2; 8])];
-        let work = || {
-            let mut w = BTreeMap::new();
-            for (k, n, places) in [(&one, 1, vec![0]), (&two, 2, vec![1, 2])] {
-                w.insert(
-                    (
-                        DomainId::parse("USPS").unwrap(),
-                        KeyId::new(n).unwrap(),
-                        usps.clone(),
-                        isn(n),
-                    ),
-                    KeyWork {
-                        mr3: k.clone(),
-                        subdomain: usps.clone(),
-                        isn: isn(n),
-                        tokens: places
-                            .into_iter()
-                            .map(|piece| Pending { piece, postal: true })
-                            .collect(),
-                    },
-                );
-            }
-            w
+        let pieces = vec![
+            piece(1, 1, [1; 8], [1; 8]),
+            piece(2, 1, [0; 8], [2; 8]),
+            piece(2, 2, [2; 8], [0; 8]),
+            piece(2, 3, [3; 8], [3; 8]),
+        ];
+        let work = || BrassWork {
+            keys: planned(),
+            tokens: vec![
+                (0, [Some(0), Some(1)]),
+                (1, [Some(2), Some(3)]),
+                (2, [Some(2), Some(3)]),
+                (3, [Some(2), None]),
+            ],
         };
         let boxes = ForgetfulBrass::default();
         let verify = || async {
             let unset = PieceVerdict {
-                vendor: Verdict::Good,
+                vendor: Verdict::Malformed,
                 postal: Verdict::Malformed,
                 meter: None,
                 first: None,
             };
-            let mut out = vec![unset; 3];
+            let mut out = vec![unset; 4];
             kmc.ask_brass(&boxes, &cache, &pieces, work(), &mut out).await.unwrap();
-            out.iter().map(|v| v.postal).collect::<Vec<_>>()
+            out.iter().map(|v| (v.postal, v.vendor)).collect::<Vec<_>>()
         };
-        let answers = [Verdict::Good, Verdict::Bad, Verdict::Good];
+        use Verdict::{Bad, Good, Malformed};
+        let answers = [(Good, Good), (Bad, Good), (Good, Bad), (Good, Malformed)];
         assert_eq!(verify().await, answers);
         assert_eq!(verify().await, answers);
-        // The box forgets key 2's MR3 only: key 2's item goes again, whole; each answer stays
-        // with its own mailpiece.
-        held(&boxes.holds).remove(&two.digest);
+        // The box forgets meter 2's VE key only: its tokens go again, with its MR3; each
+        // answer stays with its own mailpiece and token.
+        held(&boxes.holds).remove(&known("VE", &ve, 2, 12).digest);
         assert_eq!(verify().await, answers);
-        // Whole the first time; by digest once answered for; whole again after a "not held".
-        assert_eq!(*held(&boxes.calls), [(2, 2), (2, 0), (2, 0), (1, 1)]);
+        // Whole the first time; by digest once answered for; whole again after a "not held",
+        // that key alone.
+        assert_eq!(*held(&boxes.calls), [(1, 4, 4), (1, 4, 0), (1, 4, 0), (1, 1, 1)]);
+
+        // Should another Brass box serve VE/US, each token goes to the box of its key (the
+        // vendor keys whole to the box that never had them), each answer still in its place.
+        held(&cache.brass).insert(ve.clone(), BoxId::new(BoxType::Brass, 2).unwrap());
+        held(&boxes.calls).clear();
+        assert_eq!(verify().await, answers);
+        assert_eq!(*held(&boxes.calls), [(1, 2, 0), (2, 2, 2)]);
+    }
+
+    #[test]
+    fn key_records_are_kept_only_while_the_domain_chains_stand() {
+        let usps = SubdomainId::parse("USPS/US").unwrap();
+        let isns: Vec<Isn> =
+            (1..=3).map(|n| Isn::parse(&format!("040000000{n}")).unwrap()).collect();
+        let pairs: Vec<(&SubdomainId, &Isn)> = isns.iter().map(|i| (&usps, i)).collect();
+        let head = |chain: &str, count: u64, hash: u8| ChainHead {
+            chain: DomainId::parse(chain).unwrap(),
+            count,
+            head_hash: postkey_archive::Digest([hash; 32]),
+        };
+        let at = |n: u64| vec![head("USPS", n, n as u8), head("VE", 7, 7)];
+        let read = |of: &[usize]| -> HashMap<(SubdomainId, Isn), Option<Arc<MeterKeys>>> {
+            of.iter()
+                .map(|&i| {
+                    let keys = (i != 2)
+                        .then(|| Arc::new(MeterKeys { keys: [None, None], mr3: [None, None] }));
+                    ((usps.clone(), isns[i].clone()), keys)
+                })
+                .collect()
+        };
+        let held_of = |found: &Found| found.iter().map(Option::is_some).collect::<Vec<_>>();
+        let mut known = KnownMeters::default();
+        let (found, missing) = known.lookup(&at(1), &pairs);
+        assert_eq!((held_of(&found), missing.len()), (vec![false; 3], 3));
+        known.keep(&at(1), &read(&[0, 1, 2]));
+        // The chains stand: all held, a meter found to be none included.
+        let (found, missing) = known.lookup(&at(1), &pairs);
+        assert_eq!((held_of(&found), missing.len()), (vec![true; 3], 0));
+        assert!(found[2].as_ref().unwrap().is_none());
+        // A key of USPS changed (a withdrawal, a registration, by any process): all read again.
+        let (found, missing) = known.lookup(&at(2), &pairs);
+        assert_eq!((held_of(&found), missing.len()), (vec![false; 3], 3));
+        // A chain put back and grown again to the same count, another history: read again.
+        known.keep(&at(2), &read(&[0]));
+        let other_history = vec![head("USPS", 2, 99), head("VE", 7, 7)];
+        assert_eq!(known.lookup(&other_history, &pairs).1.len(), 3);
+        let (_, missing) = known.lookup(&at(2), &pairs);
+        assert_eq!(missing.len(), 3);
+        // What was read before the chains were seen as they now stand is not kept.
+        known.keep(&at(1), &read(&[0]));
+        assert_eq!(known.lookup(&at(2), &pairs).1.len(), 3);
+        known.keep(&at(2), &read(&[0]));
+        assert_eq!(held_of(&known.lookup(&at(2), &pairs).0), [true, false, false]);
     }
 
     #[test]

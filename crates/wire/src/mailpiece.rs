@@ -53,11 +53,54 @@ impl Mailpiece {
         count: u32,
         zip: &Zip,
     ) {
-        use std::io::Write as _;
-        out.clear();
-        // Writing to a Vec cannot fail.
-        let _ = write!(out, "{isn}|{subdomain}|{date}|{value}|{count}|{zip}");
+        Self::write_canonical_head(out, isn, subdomain);
+        Self::write_canonical_tail(out, date, value, count, zip.as_str());
     }
+
+    /// The first part of the canonical bytes, the meter's: `ISN|SUBDOMAIN|` (`out` cleared
+    /// first). A verifier writes it once for a meter's mailpieces.
+    pub fn write_canonical_head(out: &mut Vec<u8>, isn: &Isn, subdomain: &SubdomainId) {
+        out.clear();
+        out.extend_from_slice(isn.as_str().as_bytes());
+        out.push(b'|');
+        out.extend_from_slice(subdomain.domain().as_str().as_bytes());
+        out.push(b'/');
+        out.extend_from_slice(subdomain.country().as_str().as_bytes());
+        out.push(b'|');
+    }
+
+    /// The rest of the canonical bytes, the mailpiece's: `DATE|VALUE|COUNT|ZIP`, appended.
+    /// `zip` is a normalized postal code (`[A-Z0-9]{1,10}`).
+    pub fn write_canonical_tail(out: &mut Vec<u8>, date: Date, value: u32, count: u32, zip: &str) {
+        let (y, m, d) = (u32::from(date.year()), u32::from(date.month()), u32::from(date.day()));
+        let ymd = y * 10_000 + m * 100 + d;
+        let mut digits = [0u8; 8];
+        for (i, b) in digits.iter_mut().enumerate() {
+            *b = b'0' + (ymd / 10u32.pow(7 - i as u32) % 10) as u8;
+        }
+        out.extend_from_slice(&digits);
+        out.push(b'|');
+        push_decimal(out, value);
+        out.push(b'|');
+        push_decimal(out, count);
+        out.push(b'|');
+        out.extend_from_slice(zip.as_bytes());
+    }
+}
+
+/// `n` in decimal, without leading zeros (as `Display` writes it).
+fn push_decimal(out: &mut Vec<u8>, mut n: u32) {
+    let mut buf = [0u8; 10];
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[at..]);
 }
 
 macro_rules! public_tag {
@@ -277,6 +320,25 @@ mod tests {
             zip: Zip::normalize("06484").unwrap(),
         };
         assert_eq!(m.canonical_bytes(), b"0401234567|USPS/US|20261129|65|1|06484".to_vec());
+    }
+
+    #[test]
+    fn canonical_numbers_are_written_as_display_writes_them() {
+        let mut m = Mailpiece {
+            isn: Isn::parse("A1").unwrap(),
+            subdomain: SubdomainId::parse("EARTH/GB").unwrap(),
+            date: Date::parse("20000101").unwrap(),
+            value: 0,
+            count: u32::MAX,
+            zip: Zip::normalize("SW1A 1AA").unwrap(),
+        };
+        for (value, count) in [(0, u32::MAX), (9, 10), (1_000_000, 99), (u32::MAX, 0)] {
+            (m.value, m.count) = (value, count);
+            let text = format!("A1|EARTH/GB|20000101|{value}|{count}|SW1A1AA");
+            assert_eq!(m.canonical_bytes(), text.into_bytes());
+        }
+        m.date = Date::parse("99991231").unwrap();
+        assert!(m.canonical_bytes().starts_with(b"A1|EARTH/GB|99991231|"));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use postkey_host::{Access, DEFAULT_VERIFY_BATCH, Verifier, VerifyReport};
+use postkey_host::{Access, DEFAULT_VERIFY_BATCH, MAX_VERIFY_BATCH, Verifier, VerifyReport};
 use postkey_wire::Site;
 
 use super::{Ctx, Outcome, block_on, print_json, print_lines, shares_dir};
@@ -22,8 +22,8 @@ pub(crate) struct Args {
     #[arg(long, default_value = "local", value_parser = |s: &str| Site::parse(s).map_err(|e| e.to_string()))]
     site: Site,
     /// Mailpieces verified per batch (one duplicate-memory transaction each).
-    #[arg(long, default_value_t = DEFAULT_VERIFY_BATCH as u16, value_parser = clap::value_parser!(u16).range(1..=16384))]
-    batch: u16,
+    #[arg(long, default_value_t = DEFAULT_VERIFY_BATCH as u32, value_parser = clap::value_parser!(u32).range(1..=MAX_VERIFY_BATCH as i64))]
+    batch: u32,
     /// Directory of the boxes' share files [default: <home>/media]
     #[arg(long, value_name = "DIR")]
     shares_dir: Option<PathBuf>,
@@ -52,7 +52,7 @@ pub(crate) fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Outcome> {
             (None, Some(file)) => {
                 let mut lines = ReportStream::new(&mut stdout, a.json, &[]);
                 let counts = v
-                    .verify_file(file, usize::from(a.batch), |line, r| {
+                    .verify_file(file, a.batch as usize, |line, r| {
                         lines.write(line, r, || describe(r));
                     })
                     .await;

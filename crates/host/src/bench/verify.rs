@@ -3,24 +3,22 @@
 //! bare AES-256-CMACs of the same canonical bytes per mailpiece (a mailpiece has two tokens),
 //! measured in the same run:
 //!
-//! - **single**: one mailpiece per `VERIFY` call to the Brass box over the embedded link (its
-//!   two tokens, one item each), the token-key cache and the key records warm;
-//! - **batched**: the same mailpieces in batches, one item per key as the KMC sends them;
+//! - **single**: one mailpiece per batch (`Kmc::brass_verdicts` on a plan made before the
+//!   clock starts: the KMC's `VERIFY` item, the embedded link, Brass and the answer), the
+//!   token-key cache and the key records warm;
+//! - **batched**: the same in batches of [`crate::DEFAULT_VERIFY_BATCH`];
 //! - **file**: `verify --file`'s path end to end (`Verifier::verify_file`): parsing and repair,
-//!   the archive's key records per batch, Brass, and the durable duplicate memory.
+//!   the archive's key records, Brass, and the durable duplicate memory.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
-use postkey_archive::{KeyStatus, Store};
+use postkey_archive::Store;
 use postkey_indicium::Indicium;
+use postkey_kmc::{PieceToVerify, PieceVerdict};
 use postkey_meter::{Mailing, Meter, MeterError};
 use postkey_secrets::TokenKey;
-use postkey_wire::command::{Command, MAX_LIST, PieceToken, Response, Verify};
-use postkey_wire::{
-    DomainId, Isn, KeyId, Maced, Mailpiece, MeterId, RecordType, RegisteredKey, Site, SubdomainId,
-    Zip,
-};
+use postkey_wire::{Site, Verdict, Zip};
 
 use super::{Run, cpu_seconds, durable_seconds};
 use crate::lock::HomeLock;
@@ -96,7 +94,7 @@ pub async fn verify(
     meters: usize,
     pieces: usize,
     archive: Option<&postkey_archive_postgres::PgConfig>,
-    progress: impl FnMut(&str),
+    mut progress: impl FnMut(&str),
 ) -> Result<VerifyBench, HostError> {
     let (ids, line, orders) = super::registered_line(meters, 'V')?;
     let run = Run { lock, ids: &ids, line: &line, orders: &orders, batch: 64 };
@@ -104,17 +102,17 @@ pub async fn verify(
         None => {
             crate::demo::run(lock, crate::demo::DemoOptions::new(0, 0), |_| {}).await?;
             let store = crate::open_archive(lock.home()).await?;
-            prepare(&run, store.clone(), pieces, progress).await?;
-            measure(&run, store, pieces, "SQLite".into()).await
+            prepare(&run, store.clone(), pieces, &mut progress).await?;
+            measure(&run, store, pieces, "SQLite".into(), progress).await
         }
         Some(config) => {
             let store = postkey_archive_postgres::PgStore::connect(config).await?;
             crate::demo::run_on(lock, store.clone(), crate::demo::DemoOptions::new(0, 0), |_| {})
                 .await?;
-            prepare(&run, store.clone(), pieces, progress).await?;
+            prepare(&run, store.clone(), pieces, &mut progress).await?;
             store.analyze().await?;
             let schema = config.schema.as_deref().unwrap_or("(default)");
-            measure(&run, store, pieces, format!("PostgreSQL, schema {schema}")).await
+            measure(&run, store, pieces, format!("PostgreSQL, schema {schema}"), progress).await
         }
     }
 }
@@ -195,17 +193,12 @@ fn floor(canonical: &[Vec<u8>]) -> f64 {
     (0..5).map(|_| round()).fold(f64::INFINITY, f64::min)
 }
 
-/// One mailpiece's two tokens, as `VERIFY` items per key.
-struct Sample {
-    mailpiece: Mailpiece,
-    tokens: [(DomainId, KeyId, postkey_wire::Token); 2],
-}
-
 async fn measure<S: Store + Clone>(
     run: &Run<'_>,
     store: S,
     pieces: usize,
     archive: String,
+    mut progress: impl FnMut(&str),
 ) -> Result<VerifyBench, HostError> {
     let home = run.lock.home();
     let path = workload_path(run);
@@ -214,108 +207,76 @@ async fn measure<S: Store + Clone>(
     let site = Site::parse("bench")?;
     let v = Verifier::open(run.lock, store.clone(), &home.media_dir(), site).await?;
 
-    // The sample, parsed, with each key's MR3 (read once: the key records warm).
-    let parsed: Vec<Indicium> = text
-        .lines()
-        .take(SAMPLE)
-        .map(|l| postkey_indicium::parse(l).map(|p| p.indicium))
-        .collect::<Result<_, _>>()
-        .map_err(|e| crate::Usage::InvalidArgument(format!("bench workload: {e}")))?;
-    let pairs: Vec<(SubdomainId, Isn)> =
-        parsed.iter().map(|i| (i.mailpiece.subdomain.clone(), i.mailpiece.isn.clone())).collect();
-    let postal = store.keys_by_isns(&pairs).await?;
-    let meters: Vec<MeterId> = postal.iter().filter_map(|k| k.meter_id.clone()).collect();
-    let all = store.keys_of_meters(&meters).await?;
-    let active: Vec<(DomainId, KeyId)> = all
-        .iter()
-        .filter(|k| k.status == KeyStatus::Active)
-        .map(|k| (k.domain.clone(), k.key_id))
-        .collect();
-    let mut mr3s: HashMap<(DomainId, KeyId), Maced<RegisteredKey>> = HashMap::new();
-    for (d, k, stored) in store.records_of_type(&active, RecordType::MR3).await? {
-        mr3s.insert((d, k), Maced::from_bytes(&stored.record.bytes)?);
-    }
-    let by_isn: HashMap<&Isn, &postkey_archive::KeyRecord> =
-        postal.iter().filter_map(|k| k.registration.as_ref().map(|r| (&r.isn, k))).collect();
-    let vendor_of: HashMap<&MeterId, &postkey_archive::KeyRecord> = all
-        .iter()
-        .filter(|k| k.domain.as_str() == "VE")
-        .filter_map(|k| k.meter_id.as_ref().map(|m| (m, k)))
-        .collect();
-    let samples: Vec<Sample> = parsed
-        .iter()
-        .filter_map(|i| {
-            let p = by_isn.get(&i.mailpiece.isn)?;
-            let v = vendor_of.get(p.meter_id.as_ref()?)?;
-            Some(Sample {
-                mailpiece: i.mailpiece.clone(),
-                tokens: [
-                    (p.domain.clone(), p.key_id, i.postal),
-                    (v.domain.clone(), v.key_id, i.vendor),
-                ],
-            })
-        })
-        .collect();
-    let canonical: Vec<Vec<u8>> = samples.iter().map(|s| s.mailpiece.canonical_bytes()).collect();
-    let (boxes, _) = v.parts();
-    let brass = brass_box(&store).await?;
-
-    // Warm the token-key cache, then batched, then single.
-    let check = |r: Response| -> Result<usize, HostError> {
-        let Response::Verify(answers) = r else {
-            return Err(crate::Usage::InvalidArgument("bench: not a VERIFY answer".into()).into());
+    // The sample, parsed, and planned against the archive before the clock starts (the key
+    // records warm): what is measured is the KMC's `VERIFY` items, Brass and the answers.
+    let pieces_of =
+        |lines: &mut dyn Iterator<Item = &str>| -> Result<Vec<PieceToVerify>, HostError> {
+            lines
+                .map(|l| {
+                    let i = postkey_indicium::parse(l)
+                        .map_err(|e| crate::Usage::InvalidArgument(format!("bench workload: {e}")))?
+                        .indicium;
+                    Ok(PieceToVerify { mailpiece: i.mailpiece, vendor: i.vendor, postal: i.postal })
+                })
+                .collect()
         };
-        let mut good = 0;
-        for a in answers {
-            let v = a.map_err(|r| HostError::Refused { component: "Brass".into(), refusal: r })?;
-            if !v.held {
-                let why = "bench: the Brass box does not hold an MR3 it was sent";
-                return Err(crate::Usage::InvalidArgument(why.into()).into());
-            }
-            good += v.good.iter().filter(|g| **g).count();
-        }
-        Ok(good)
+    let sample = pieces_of(&mut text.lines().take(SAMPLE))?;
+    let canonical: Vec<Vec<u8>> = sample.iter().map(|p| p.mailpiece.canonical_bytes()).collect();
+    let (kmc, boxes, cache) = v.parts();
+    let plan = async |pieces: &[PieceToVerify]| {
+        kmc.plan_verification(cache, pieces).await.map_err(kmc_refused)
     };
-    // The first round sends each MR3 (the box checks it and keeps it by digest); the KMC
-    // names it by digest alone from then on, as the measured round does.
-    for c in batched_commands(&samples, &mr3s, true) {
-        check(send(boxes, brass, c).await?)?;
+    let check = |answers: Vec<PieceVerdict>| -> Result<usize, HostError> {
+        Ok(answers
+            .iter()
+            .map(|a| {
+                usize::from(a.postal == Verdict::Good) + usize::from(a.vendor == Verdict::Good)
+            })
+            .sum())
+    };
+    progress("in memory: warming the caches");
+    let batches: Vec<&[PieceToVerify]> = sample.chunks(crate::DEFAULT_VERIFY_BATCH).collect();
+    // The first round sends each MR3 (the box checks it and keeps it by digest, the token keys
+    // are derived); the KMC names each by digest alone from then on, as the measured round does.
+    for b in &batches {
+        let answers =
+            kmc.brass_verdicts(boxes, cache, plan(b).await?, b).await.map_err(kmc_refused)?;
+        check(answers)?;
     }
-    let batches = batched_commands(&samples, &mr3s, false);
+    let mut plans = Vec::with_capacity(batches.len());
+    for b in &batches {
+        plans.push(plan(b).await?);
+    }
+    progress("in memory: batched");
     let (cpu0, start) = (cpu_seconds(), Instant::now());
     let mut good = 0;
-    for c in batches {
-        good += check(send(boxes, brass, c).await?)?;
+    for (b, p) in batches.iter().zip(plans) {
+        good += check(kmc.brass_verdicts(boxes, cache, p, b).await.map_err(kmc_refused)?)?;
     }
     let batched_wall = start.elapsed().as_secs_f64();
     let batched_cpu = cpu_seconds() - cpu0;
-    if good != 2 * samples.len() {
+    if good != 2 * sample.len() {
         return Err(crate::Usage::InvalidArgument(format!(
             "bench: {good} of {} tokens good in the batched run",
-            2 * samples.len()
+            2 * sample.len()
         ))
         .into());
     }
+    progress("in memory: single");
+    let single = sample.len().min(SINGLE);
+    let mut plans = Vec::with_capacity(single);
+    for p in sample[..single].chunks(1) {
+        plans.push(plan(p).await?);
+    }
     let start = Instant::now();
-    let single = samples.len().min(SINGLE);
-    for s in &samples[..single] {
-        let items = s
-            .tokens
-            .iter()
-            .map(|(d, k, t)| Verify {
-                mr3_digest: postkey_wire::Mr3Digest::of(&mr3s[&(d.clone(), *k)]),
-                mr3: Vec::new(),
-                isn: s.mailpiece.isn.clone(),
-                subdomain: s.mailpiece.subdomain.clone(),
-                pieces: vec![piece(&s.mailpiece, *t)],
-            })
-            .collect();
-        check(send(boxes, brass, Command::Verify(items)).await?)?;
+    for (p, plan) in sample[..single].chunks(1).zip(plans) {
+        check(kmc.brass_verdicts(boxes, cache, plan, p).await.map_err(kmc_refused)?)?;
     }
     let single_wall = start.elapsed().as_secs_f64() / single.max(1) as f64;
     let bare = floor(&canonical);
 
     // The file, end to end.
+    progress("the file, end to end");
     let (cpu0, durable0, start) = (cpu_seconds(), durable_seconds(), Instant::now());
     let mut v = v;
     let outcomes = v.verify_file(&path, crate::DEFAULT_VERIFY_BATCH, |_, _| {}).await?;
@@ -333,7 +294,7 @@ async fn measure<S: Store + Clone>(
         ))
         .into());
     }
-    let m = samples.len().max(1) as f64;
+    let m = sample.len().max(1) as f64;
     Ok(VerifyBench {
         meters: run.ids.len(),
         mailpieces: pieces,
@@ -342,7 +303,7 @@ async fn measure<S: Store + Clone>(
         bare_cmacs_us_per_piece: bare,
         single_pieces_per_second: 1.0 / single_wall,
         single_ratio: single_wall * 1e6 / bare,
-        batched_pieces: samples.len(),
+        batched_pieces: sample.len(),
         batched_pieces_per_second: m / batched_wall,
         batched_cpu_us_per_piece: batched_cpu * 1e6 / m,
         batched_ratio: batched_cpu * 1e6 / m / bare,
@@ -355,64 +316,6 @@ async fn measure<S: Store + Clone>(
     })
 }
 
-/// The Brass box of the bench's sub-domains.
-async fn brass_box(store: &impl Store) -> Result<postkey_wire::BoxId, HostError> {
-    let usps = SubdomainId::parse("USPS/US")?;
-    postkey_kmc::brass_serving(store, &usps)
-        .await
-        .map_err(|e| crate::Usage::InvalidArgument(e.to_string()).into())
-}
-
-fn piece(m: &Mailpiece, token: postkey_wire::Token) -> PieceToken {
-    PieceToken { date: m.date, value: m.value, count: m.count, zip: m.zip.clone(), token }
-}
-
-/// The samples as the KMC sends them: batches of [`crate::DEFAULT_VERIFY_BATCH`] mailpieces,
-/// one item per key with all its tokens in the batch, at most [`MAX_LIST`] items a command;
-/// each with its MR3, or naming it by digest alone.
-fn batched_commands(
-    samples: &[Sample],
-    mr3s: &HashMap<(DomainId, KeyId), Maced<RegisteredKey>>,
-    with_mr3: bool,
-) -> Vec<Command> {
-    samples
-        .chunks(crate::DEFAULT_VERIFY_BATCH)
-        .flat_map(|chunk| {
-            let mut items: BTreeMap<(DomainId, KeyId), Verify> = BTreeMap::new();
-            for s in chunk {
-                for (d, k, t) in &s.tokens {
-                    items
-                        .entry((d.clone(), *k))
-                        .or_insert_with(|| Verify {
-                            mr3_digest: postkey_wire::Mr3Digest::of(&mr3s[&(d.clone(), *k)]),
-                            mr3: if with_mr3 {
-                                vec![mr3s[&(d.clone(), *k)].clone()]
-                            } else {
-                                vec![]
-                            },
-                            isn: s.mailpiece.isn.clone(),
-                            subdomain: s.mailpiece.subdomain.clone(),
-                            pieces: Vec::new(),
-                        })
-                        .pieces
-                        .push(piece(&s.mailpiece, *t));
-                }
-            }
-            let items: Vec<Verify> = items.into_values().collect();
-            items.chunks(MAX_LIST).map(|c| Command::Verify(c.to_vec())).collect::<Vec<_>>()
-        })
-        .collect()
-}
-
-async fn send(
-    boxes: &crate::EmbeddedBoxes,
-    brass: postkey_wire::BoxId,
-    command: Command,
-) -> Result<Response, HostError> {
-    use postkey_kmc::Boxes as _;
-    let answered = boxes
-        .send(brass, command)
-        .await
-        .map_err(|r| HostError::Refused { component: "Brass".into(), refusal: r })?;
-    Ok(answered.response)
+fn kmc_refused(e: postkey_kmc::KmcError) -> HostError {
+    crate::Usage::InvalidArgument(format!("bench: {e}")).into()
 }

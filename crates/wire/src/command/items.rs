@@ -11,6 +11,8 @@ use crate::{
 };
 use crate::{Period, Timestamp};
 
+use super::pieces::{TokenBits, VerifyPieces};
+
 params! {
     /// `SELF_TEST`: run the power-up self-tests again.
     pub struct SelfTest {}
@@ -156,12 +158,20 @@ params! {
         pub reason: String,
     }
 
-    /// `VERIFY`: Brass recomputes the tokens one key made over the mailpieces that name its
-    /// meter (protocol §6.5). The KMC found the key's MR3 by (postal sub-domain, ISN) and
-    /// checked its status; the box checks MR3 (MAC, sub-domain served, the ISN the mailpieces
-    /// name) and answers, per mailpiece, whether the token is the key's. An MR3 the box checked
-    /// before is named by its digest alone.
+    /// `VERIFY`: Brass recomputes the tokens of a group of mailpieces (protocol §6.5). The KMC
+    /// found each key's MR3 by (postal sub-domain, ISN) and checked its status; the box checks
+    /// each MR3 (MAC, sub-domain served, the ISN and sub-domain its mailpieces name) and
+    /// answers, per mailpiece, whether each token is its key's. An MR3 the box checked before
+    /// is named by its digest alone.
     pub struct Verify {
+        /// The keys the mailpieces' tokens are checked with, each once.
+        pub keys: Vec<VerifyKey>,
+        /// The mailpieces, packed; each names one or two of `keys` by index.
+        pub pieces: VerifyPieces,
+    }
+
+    /// A key of a `VERIFY` item, and the mailpieces it is used for.
+    pub struct VerifyKey {
         /// SHA-256 of the key's MR3 as the archive keeps it.
         pub mr3_digest: Mr3Digest,
         /// The MR3 itself (one), or none when the box should hold it checked already.
@@ -171,11 +181,9 @@ params! {
         /// The postal sub-domain the mailpieces name: MR3's own for the postal key, the
         /// vendor's sub-domain of the same country for the vendor key.
         pub subdomain: SubdomainId,
-        /// The mailpieces (ISN and sub-domain are MR3's) with this key's token on each.
-        pub pieces: Vec<PieceToken>,
     }
 
-    /// One mailpiece of a `VERIFY` item: its own fields and the token to check.
+    /// One mailpiece of a `TIN_VERIFY` item: its own fields and the token to check.
     pub struct PieceToken {
         /// The mailing date.
         pub date: crate::Date,
@@ -185,18 +193,18 @@ params! {
         pub count: u32,
         /// The origin postal code.
         pub zip: Zip,
-        /// The token printed for this item's key.
+        /// The printed postal token.
         pub token: Token,
     }
 
-    /// `VERIFY`'s answer: for each mailpiece of the item, in order, whether its token is the
-    /// key's (compared in constant time); or, for an item that named its MR3 by digest alone,
-    /// that the box does not hold it (nothing verified: send the MR3).
+    /// `VERIFY`'s answer: per mailpiece, whether each of its tokens is its key's (compared in
+    /// constant time), and which keys named by digest alone the box does not hold (their
+    /// tokens not checked: send their MR3s).
     pub struct Verdicts {
-        /// Whether the box had the MR3 (sent, or checked before under its digest).
-        pub held: bool,
-        /// `true`: good; `false`: bad. Empty when the MR3 was not held.
-        pub good: Vec<bool>,
+        /// Indices into the item's keys of the MR3s not held, ascending.
+        pub unheld: Vec<u32>,
+        /// Two bits per mailpiece, in order.
+        pub good: TokenBits,
     }
 
     /// `EXPORT_TOKEN_KEYS`: Brass derives one month's token keys of the meters whose MR3s

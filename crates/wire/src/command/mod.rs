@@ -37,6 +37,7 @@
 
 mod items;
 pub(crate) mod param;
+mod pieces;
 
 use core::fmt;
 
@@ -47,9 +48,11 @@ pub use items::{
     Confirmed, CreateDomain, Deliver, Delivered, Done, ExportTokenKeys, GenerateKey, Generated,
     ImportTinExport, InstallCertificate, InstallEnded, InstallKey, InstallKit, InstallProcess,
     IssueKit, IssueSetId, PieceToken, Recover, Register, Registered, SelfTest, SignTables,
-    SignTranscript, TinImported, TinVerdicts, TinVerify, UpdateTables, Verdicts, Verify, Withdraw,
+    SignTranscript, TinImported, TinVerdicts, TinVerify, UpdateTables, Verdicts, Verify, VerifyKey,
+    Withdraw,
 };
 pub use param::MAX_LIST;
+pub use pieces::{PIECE_RECORD_LEN, TokenBits, VerifyPiece, VerifyPieces};
 
 use param::{Enc, Param, take_key};
 
@@ -427,7 +430,7 @@ box_commands! {
         boxes [Brass], records [MI9];
     /// Brass: recompute mailpieces' tokens with a registered key (MR3).
     VERIFY = 0x0404, "verify",
-        Verify(Verify) -> Verdicts, version 1,
+        Verify(Verify) -> Verdicts, version 2,
         boxes [Brass], records [MR3];
     /// Brass: one chunk of a month's token keys, sealed to a Tin box (→ TINEXPORT).
     EXPORT_TOKEN_KEYS = 0x0405, "export-token-keys",
@@ -640,8 +643,10 @@ mod tests {
     fn every_known_command_has_box_types_and_a_version() {
         for (code, name) in CommandCode::KNOWN {
             assert!(!code.box_types().is_empty(), "{name}");
-            // RECOVER's answer grew the last batch's outcomes in version 2.
-            let version = if *code == CommandCode::RECOVER { 2 } else { 1 };
+            // RECOVER's answer grew the last batch's outcomes in version 2; VERIFY's items
+            // became groups of packed mailpieces in version 2.
+            let version =
+                if [CommandCode::RECOVER, CommandCode::VERIFY].contains(code) { 2 } else { 1 };
             assert_eq!(code.version(), Some(version), "{name}");
             assert_eq!(code.name(), Some(*name));
         }
