@@ -61,8 +61,9 @@ impl PieceVerdict {
 const MAX_CACHED_MR3: usize = 1 << 17;
 
 /// The most meters (postal sub-domain, ISN) a verifier keeps the key records of between
-/// batches: all are read again when it is full.
-const MAX_KNOWN_METERS: usize = 1 << 18;
+/// batches, found or not: all are read again when it is full. A meter's two records and MR3s
+/// take about 1.6 KB, so at most about 100 MB.
+const MAX_KNOWN_METERS: usize = 1 << 16;
 
 /// What a verifier keeps between its batches: which Brass box serves each sub-domain, the key
 /// records and MR3s of the meters it has seen, and which MR3s each Brass box has checked.
