@@ -134,7 +134,10 @@ fn main() -> ExitCode {
                 let error = serde_json::json!({
                     "error": { "code": code, "fault": fault, "message": message }
                 });
-                println!("{error}");
+                // Written, not printed: a standard output that is closed or full must not turn
+                // the refusal into a panic; the error is on standard error already.
+                use std::io::Write as _;
+                let _ = writeln!(std::io::stdout().lock(), "{error}");
             }
             ExitCode::from(exit_code(&e))
         }

@@ -336,4 +336,16 @@ fn a_refusal_asked_for_as_json_is_json_on_standard_output_too() {
     // Without --json, standard output stays empty.
     let o = h.run(&["withdraw", "PB1234-999999"]);
     assert!(common::stdout(&o).is_empty());
+    // A standard output that cannot be written (full): the refusal stays on standard error with
+    // its exit code, and nothing panics.
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let o = std::process::Command::new(common::binary())
+        .arg("--home")
+        .arg(h.path(""))
+        .args(["verify", "--file", "no-such-file", "--json"])
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
 }

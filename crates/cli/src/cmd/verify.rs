@@ -18,7 +18,7 @@ pub(crate) struct Args {
     /// A picture of one indicium (PNG): its Data Matrix is read.
     #[arg(long, value_name = "PNG")]
     image: Option<PathBuf>,
-    /// The name of this verifier's site, kept with each first sighting [default: local].
+    /// The name of this verifier's site, kept with each first sighting.
     #[arg(long, default_value = "local", value_parser = |s: &str| Site::parse(s).map_err(|e| e.to_string()))]
     site: Site,
     /// Mailpieces verified per batch (one duplicate-memory transaction each).
