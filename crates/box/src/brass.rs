@@ -27,7 +27,7 @@ use crate::core::{Core, TypedBox};
 use crate::image::{Blob, StateImage};
 use crate::install::{brass_recipient, header_key, header_meter, key_info};
 use crate::process::{BrassKeys, Processes, serving_role};
-use crate::token_keys::{CheckedMr3, CheckedMr3s, TokenKeyId, TokenKeys};
+use crate::token_keys::{CheckedMr3, CheckedMr3s, DerivedFor, TokenKeys};
 
 /// A Brass box's role: its processes, and the last checkpoint it signed of each chain.
 #[derive(Debug, Default)]
@@ -413,9 +413,9 @@ impl TypedBox<Brass> {
             }
         }
         // Every wanted key is in use (held), so each has its id, in the same order.
-        let ids: Vec<TokenKeyId> = wanted
+        let ids: Vec<DerivedFor> = wanted
             .iter()
-            .map(|&(k, period)| TokenKeyId { mr3: keys[k].mr3_digest, period })
+            .map(|&(k, period)| DerivedFor { mr3: keys[k].mr3_digest, period })
             .collect();
         let found = self.role.token_keys.get_many(ids.iter());
         for ((k, period), mac) in wanted.into_iter().zip(found) {
@@ -708,7 +708,7 @@ impl KeyInUse<'_> {
         brass: &TypedBox<Brass>,
         period: postkey_wire::Period,
     ) -> Result<Arc<postkey_secrets::TokenMac>, BoxError> {
-        let id = TokenKeyId { mr3: self.digest, period };
+        let id = DerivedFor { mr3: self.digest, period };
         let (known, conf, k) = (&self.known, self.conf, &mut self.k);
         brass.role.token_keys.get_or_derive(id, || {
             let key = match k.take() {

@@ -22,9 +22,10 @@ use crate::BoxError;
 /// 600 bytes).
 pub const TOKEN_KEY_CACHE_CAPACITY: usize = 65_536;
 
-/// What a cached token key was derived for: the checked MR3, by digest, and the month.
+/// What a cached token key was derived for: the checked MR3, by digest, and the month (public
+/// values only: the key itself is the cache entry, which prints redacted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct TokenKeyId {
+pub(crate) struct DerivedFor {
     pub mr3: postkey_wire::Mr3Digest,
     pub period: Period,
 }
@@ -60,7 +61,7 @@ impl<K, V> Default for Entries<K, V> {
 }
 
 /// The prepared token keys, by what they were derived for.
-pub(crate) type TokenKeys = Bounded<TokenKeyId, Arc<TokenMac>>;
+pub(crate) type TokenKeys = Bounded<DerivedFor, Arc<TokenMac>>;
 
 /// The MR3s checked, by digest.
 pub(crate) type CheckedMr3s = Bounded<postkey_wire::Mr3Digest, Arc<CheckedMr3>>;
@@ -138,8 +139,8 @@ mod tests {
 
     use super::*;
 
-    fn id(n: u8) -> TokenKeyId {
-        TokenKeyId {
+    fn id(n: u8) -> DerivedFor {
+        DerivedFor {
             mr3: postkey_wire::Mr3Digest([n; 32]),
             period: Period::parse("202612").unwrap(),
         }
