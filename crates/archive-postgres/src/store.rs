@@ -353,9 +353,9 @@ impl Store for PgStore {
 
     async fn record_sightings(
         &self,
-        sightings: &[Sighting],
+        sightings: Vec<Sighting>,
     ) -> Result<Vec<Option<Sighting>>, StoreError> {
-        in_tx!(self, |tx| registry::record_sightings(&tx, sightings))
+        in_tx!(self, |tx| registry::record_sightings(&tx, &sightings))
     }
 
     async fn sightings_of_event(&self, seq: u64) -> Result<Vec<Sighting>, StoreError> {

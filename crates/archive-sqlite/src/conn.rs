@@ -17,6 +17,9 @@ const MAX_IDLE_READERS: usize = 8;
 /// Page cache per connection, in KiB (SQLite's negative `cache_size`): keeps the upper levels
 /// of the key index in memory at a million keys.
 const CACHE_KIB: i64 = 32 * 1024;
+/// The WAL pages after which the writer's commit checkpoints them into the database file
+/// (64 MiB at SQLite's 4 KiB pages).
+const WAL_CHECKPOINT_PAGES: i64 = 16 * 1024;
 /// The most of the database file a reader maps into memory (address space, not memory; SQLite
 /// caps it at its compile-time maximum, 2 GiB in the bundled build).
 const MMAP_BYTES: i64 = 16 << 30;
@@ -105,6 +108,11 @@ fn configure(conn: &Connection, reader: bool, busy_timeout: Duration) -> Result<
         // disk error under a mapped page ends the process (SIGBUS) instead of failing the call,
         // acceptable for a local file whose every write is fsynced.
         conn.pragma_update(None, "mmap_size", MMAP_BYTES).db()?;
+    } else {
+        // A verifier's batch of first sightings touches thousands of the duplicate memory's
+        // pages; at SQLite's default (a checkpoint once the WAL holds 1,000 pages) every such
+        // commit was followed by copying them all into the database file and syncing it.
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES).db()?;
     }
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())

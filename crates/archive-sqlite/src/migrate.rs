@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0005_checkpoints.sql"),
     include_str!("../migrations/0006_error_chain.sql"),
     include_str!("../migrations/0007_sightings.sql"),
+    include_str!("../migrations/0008_sightings_compact.sql"),
 ];
 
 /// The schema version this build writes and understands.
@@ -64,4 +65,57 @@ fn found_version(conn: &Connection) -> Result<u32, StoreError> {
         .db()?
         .flatten();
     u32::try_from(found.unwrap_or(0)).map_err(|_| StoreError::Corrupt("schema version"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MIGRATIONS;
+    use rusqlite::Connection;
+
+    /// Version 8 keeps every sighting of version 7: its meter, count, time, site and event.
+    #[test]
+    fn the_compact_duplicate_memory_keeps_every_sighting() {
+        let c = Connection::open_in_memory().unwrap();
+        c.pragma_update(None, "foreign_keys", "ON").unwrap();
+        for sql in &MIGRATIONS[..7] {
+            c.execute_batch(sql).unwrap();
+        }
+        let rows = [
+            ("PB1234-000002", 7, 100, "CHI", 1),
+            ("PB1234-000001", 7, 100, "CHI", 1),
+            ("PB1234-000001", 8, 200, "NYC", 2),
+            ("PB1234-000002", 9, 201, "LAX", 2),
+        ];
+        for (meter, count, time, site, seq) in rows {
+            c.execute(
+                "INSERT INTO sightings VALUES (?1, ?2, ?3, ?4, ?5)",
+                rusqlite::params![meter, count, time, site, seq],
+            )
+            .unwrap();
+        }
+        c.execute_batch(MIGRATIONS[7]).unwrap();
+        let mut read = c
+            .prepare(
+                "SELECT m.meter, s.piece_count, t.first_seen, t.site, t.seq FROM sightings s \
+                 JOIN sighting_meters m ON m.id = s.meter JOIN sighting_stamps t ON t.id = s.stamp \
+                 ORDER BY t.seq, m.meter, s.piece_count",
+            )
+            .unwrap();
+        let got: Vec<(String, i64, i64, String, i64)> = read
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let want: Vec<(String, i64, i64, String, i64)> = [rows[1], rows[0], rows[2], rows[3]]
+            .iter()
+            .map(|&(m, n, t, s, q)| (m.to_owned(), n, t, s.to_owned(), q))
+            .collect();
+        assert_eq!(got, want);
+        let stamps: i64 =
+            c.query_row("SELECT count(*) FROM sighting_stamps", [], |r| r.get(0)).unwrap();
+        assert_eq!(stamps, 3, "one stamp per (event, time, site)");
+        assert!(c.execute("DELETE FROM sighting_meters", []).is_err(), "append-only");
+        assert!(c.execute("UPDATE sighting_stamps SET site = 'X'", []).is_err(), "append-only");
+        assert!(!c.prepare("PRAGMA foreign_key_check").unwrap().exists([]).unwrap());
+    }
 }

@@ -9,9 +9,11 @@ use postkey_archive::{
     NewSubdomain, NewTranscript, Rebaseline, RecordRef, Sighting, SignedRecord, StoreError,
     StoredCheckpoint, Subject, TranscriptId,
 };
-use postkey_wire::{BoxId, BoxType, DomainId, KeyId, StateVersion};
+use std::collections::HashMap;
+
+use postkey_wire::{BoxId, BoxType, DomainId, KeyId, MeterId, Site, StateVersion, Timestamp};
 use rusqlite::types::Value;
-use rusqlite::{Connection, Transaction, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, Transaction, params, params_from_iter};
 
 use crate::chain::{self, Chains};
 use crate::conn::Db;
@@ -446,8 +448,10 @@ pub(crate) fn error_log(
 
 /// Each sighting recorded if its (meter, piece count) is new, else the first one recorded; the
 /// added ones with their event of the `SIGHTS` chain. The write transaction is the only writer,
-/// so the event's position is known before the rows that name it go in: each row is inserted at
-/// once, and only a row the unique key refused is read.
+/// so the event's position and the batch's stamp numbers are known before the rows that name
+/// them go in: each row is inserted at once, only a row the unique key refused is read, and the
+/// stamps some added row names are written last (schema version 8: the references are checked
+/// at commit).
 pub(crate) fn record_sightings(
     tx: &Transaction<'_>,
     sightings: &[Sighting],
@@ -459,55 +463,137 @@ pub(crate) fn record_sightings(
         .query_row([chain.as_str()], |r| r.get(0))
         .db()?;
     let seq = count + 1;
+    // The batch's stamps (time, site), numbered from the next free number; a batch of one
+    // verifier has one.
+    let next_stamp: i64 = tx
+        .prepare_cached("SELECT coalesce(max(id), 0) + 1 FROM sighting_stamps")
+        .db()?
+        .query_row([], |r| r.get(0))
+        .db()?;
+    let mut stamps: Vec<(Timestamp, &Site)> = Vec::new();
+    let mut numbered: HashMap<(Timestamp, &Site), usize> = HashMap::new();
+    let stamp_of: Vec<usize> = sightings
+        .iter()
+        .map(|s| {
+            *numbered.entry((s.time, &s.site)).or_insert_with(|| {
+                stamps.push((s.time, &s.site));
+                stamps.len() - 1
+            })
+        })
+        .collect();
+    // In key order (the meter, then the count; a copy within the batch after the first): each
+    // insert lands next to the last in the table (meters are numbered in the order first
+    // seen, which for the meters of one batch is this order), instead of on a page of its own
+    // somewhere in a table of millions of rows.
+    let mut order: Vec<usize> = (0..sightings.len()).collect();
+    order.sort_unstable_by(|&a, &b| {
+        let (x, y) = (&sightings[a], &sightings[b]);
+        (&x.meter, x.count, a).cmp(&(&y.meter, y.count, b))
+    });
+    let numbers = meter_numbers(tx, order.iter().map(|&i| &sightings[i].meter))?;
     let mut insert = tx
         .prepare_cached(
-            "INSERT INTO sightings (meter, piece_count, first_seen, site, seq) \
-             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+            "INSERT INTO sightings (meter, piece_count, stamp) VALUES (?1, ?2, ?3) \
+             ON CONFLICT DO NOTHING",
         )
         .db()?;
     let mut first = tx
         .prepare_cached(
-            "SELECT first_seen, site FROM sightings WHERE meter = ?1 AND piece_count = ?2",
+            "SELECT s.stamp, t.first_seen, t.site FROM sightings s \
+             LEFT JOIN sighting_stamps t ON t.id = s.stamp \
+             WHERE s.meter = ?1 AND s.piece_count = ?2",
         )
         .db()?;
-    // In key order (the table's: the meter as text, then the count; a copy within the batch
-    // after the first): each insert lands next to the last in the table and its index, instead
-    // of on a page of its own somewhere in a table of millions of rows.
-    let mut order: Vec<(String, u32, usize)> =
-        sightings.iter().enumerate().map(|(i, s)| (s.meter.to_string(), s.count, i)).collect();
-    order.sort_unstable();
     let mut added = Vec::new();
+    let mut used = vec![false; stamps.len()];
     let mut answers = vec![None; sightings.len()];
-    for (meter, count, i) in order {
+    for (i, meter) in order.into_iter().zip(numbers) {
         let s = &sightings[i];
-        let new = insert
-            .execute(params![meter, count, time_to_sql(s.time)?, s.site.as_str(), seq])
-            .db()?;
-        if new == 1 {
-            added.push(s.clone());
+        let count = s.count;
+        let stamp = next_stamp + stamp_of[i] as i64;
+        if insert.execute(params![meter, count, stamp]).db()? == 1 {
+            used[stamp_of[i]] = true;
+            added.push(s);
             continue;
         }
-        let (time, site): (i64, String) =
-            first.query_row(params![meter, count], |r| Ok((r.get(0)?, r.get(1)?))).db()?;
-        answers[i] = Some(sighting_from_sql(&meter, i64::from(count), time, &site)?);
+        let (stamp, time, site): (i64, Option<i64>, Option<String>) = first
+            .query_row(params![meter, count], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .db()?;
+        answers[i] = Some(match (time, site) {
+            (Some(time), Some(site)) => {
+                sighting_from_sql(&s.meter.to_string(), i64::from(count), time, &site)?
+            }
+            // Seen first earlier in this batch, under a stamp not yet written.
+            _ => {
+                let (time, site) = usize::try_from(stamp - next_stamp)
+                    .ok()
+                    .and_then(|at| stamps.get(at))
+                    .ok_or(StoreError::Corrupt("a sighting names no stamp"))?;
+                Sighting { meter: s.meter.clone(), count, time: *time, site: (*site).clone() }
+            }
+        });
     }
-    if !added.is_empty() {
-        let mut chains = Chains::new();
-        let event = chains.append(tx, &chain, Sighting::batch_event(&added))?;
-        chains.finish(tx)?;
-        if to_i64(event.seq)? != seq {
-            return Err(StoreError::Corrupt("the SIGHTS chain moved inside its transaction"));
+    if added.is_empty() {
+        return Ok(answers);
+    }
+    let mut stamp = tx
+        .prepare_cached(
+            "INSERT INTO sighting_stamps (id, seq, first_seen, site) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .db()?;
+    for (at, (time, site)) in stamps.iter().enumerate() {
+        if used[at] {
+            stamp
+                .execute(params![next_stamp + at as i64, seq, time_to_sql(*time)?, site.as_str()])
+                .db()?;
         }
     }
+    let mut chains = Chains::new();
+    let event = chains.append(tx, &chain, Sighting::batch_event(added.iter().copied()))?;
+    chains.finish(tx)?;
+    if to_i64(event.seq)? != seq {
+        return Err(StoreError::Corrupt("the SIGHTS chain moved inside its transaction"));
+    }
     Ok(answers)
+}
+
+/// The number of each meter of `meters` (in order, each meter's entries together), those new
+/// to the duplicate memory numbered now: one look per meter.
+fn meter_numbers<'a>(
+    tx: &Transaction<'_>,
+    meters: impl Iterator<Item = &'a MeterId>,
+) -> Result<Vec<i64>, StoreError> {
+    let mut get = tx.prepare_cached("SELECT id FROM sighting_meters WHERE meter = ?1").db()?;
+    let mut put = tx.prepare_cached("INSERT INTO sighting_meters (meter) VALUES (?1)").db()?;
+    let mut numbers = Vec::with_capacity(meters.size_hint().0);
+    let mut last: Option<(&MeterId, i64)> = None;
+    for meter in meters {
+        let id = match last {
+            Some((m, id)) if m == meter => id,
+            _ => {
+                let name = meter.to_string();
+                match get.query_row([&name], |r| r.get(0)).optional().db()? {
+                    Some(id) => id,
+                    None => {
+                        put.execute([&name]).db()?;
+                        tx.last_insert_rowid()
+                    }
+                }
+            }
+        };
+        last = Some((meter, id));
+        numbers.push(id);
+    }
+    Ok(numbers)
 }
 
 /// The sightings event `seq` of the `SIGHTS` chain added, in (meter, count) order.
 pub(crate) fn sightings_of_event(conn: &Connection, seq: u64) -> Result<Vec<Sighting>, StoreError> {
     let mut stmt = conn
         .prepare_cached(
-            "SELECT meter, piece_count, first_seen, site FROM sightings WHERE seq = ?1 \
-             ORDER BY meter, piece_count",
+            "SELECT m.meter, s.piece_count, t.first_seen, t.site FROM sighting_stamps t \
+             JOIN sightings s ON s.stamp = t.id JOIN sighting_meters m ON m.id = s.meter \
+             WHERE t.seq = ?1 ORDER BY m.meter, s.piece_count",
         )
         .db()?;
     let rows = stmt

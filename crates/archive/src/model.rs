@@ -560,24 +560,61 @@ impl Sighting {
     /// first sightings one transaction added: the earliest of their times, the KMC as the
     /// actor, and in its note their number and the SHA-256 of their lines
     /// `meter|count|time|site`, in (meter, count) order. The audit recomputes it from the rows.
-    pub fn batch_event(batch: &[Sighting]) -> crate::EventEntry {
-        let mut sorted: Vec<&Sighting> = batch.iter().collect();
-        sorted.sort_by(|a, b| (&a.meter, a.count).cmp(&(&b.meter, b.count)));
-        let mut lines = String::with_capacity(64 * batch.len());
-        for s in sorted {
-            use core::fmt::Write as _;
-            let _ = writeln!(lines, "{}|{}|{}|{}", s.meter, s.count, s.time.unix_micros(), s.site);
+    pub fn batch_event<'a>(batch: impl IntoIterator<Item = &'a Sighting>) -> crate::EventEntry {
+        use core::fmt::Write as _;
+        let mut sorted: Vec<&Sighting> = batch.into_iter().collect();
+        sorted.sort_unstable_by(|a, b| (&a.meter, a.count).cmp(&(&b.meter, b.count)));
+        // A batch holds tens of thousands: each line pieced together, the numbers alone
+        // formatted.
+        let mut lines = String::with_capacity(48 * sorted.len());
+        for s in &sorted {
+            lines.push_str(s.meter.product_code().as_str());
+            lines.push('-');
+            lines.push_str(s.meter.msn().as_str());
+            let _ = write!(lines, "|{}|{}|", s.count, s.time.unix_micros());
+            lines.push_str(s.site.as_str());
+            lines.push('\n');
         }
         let digest: String =
             postkey_crypto::sha256(lines.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
-        let time = batch.iter().map(|s| s.time).min().unwrap_or(Timestamp::from_unix_micros(0));
+        let time = sorted.iter().map(|s| s.time).min().unwrap_or(Timestamp::from_unix_micros(0));
         crate::EventEntry {
             time,
             actor: Sender::Role(postkey_wire::Role::Kmc),
             action: crate::Action::SightingsRecorded,
             key_id: None,
             record: None,
-            note: Some(format!("count={}\nsha256={digest}", batch.len())),
+            note: Some(format!("count={}\nsha256={digest}", sorted.len())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Sighting;
+    use postkey_wire::{MeterId, Site, Timestamp};
+
+    /// The note of a batch's event: its count and the SHA-256 of its lines
+    /// `meter|count|time|site` in (meter, count) order, whatever order the batch came in. An
+    /// archive's events were written with this text: it never changes.
+    #[test]
+    fn a_batch_event_digests_its_lines_in_key_order() {
+        let s = |meter: &str, count, time, site: &str| Sighting {
+            meter: MeterId::parse(meter).unwrap(),
+            count,
+            time: Timestamp::from_unix_micros(time),
+            site: Site::parse(site).unwrap(),
+        };
+        let batch = [
+            s("PB1234-000002", 7, 300, "NYC"),
+            s("PB12-000009", 8, 200, "CHI"),
+            s("PB1234-000002", 6, 100, "NYC"),
+        ];
+        let event = Sighting::batch_event(&batch);
+        let lines = "PB12-000009|8|200|CHI\nPB1234-000002|6|100|NYC\nPB1234-000002|7|300|NYC\n";
+        let digest: String =
+            postkey_crypto::sha256(lines.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(event.note.as_deref(), Some(format!("count=3\nsha256={digest}").as_str()));
+        assert_eq!(event.time, Timestamp::from_unix_micros(100), "the earliest time");
     }
 }

@@ -374,14 +374,15 @@ pub trait Store: Send + Sync {
 
     /// Records the first sighting of each good mailpiece, in order, in one transaction that is
     /// durable before this returns, with one event of the `SIGHTS` chain for the sightings it
-    /// added ([`Sighting::batch_event`]), which each added row names. For each: `None` if it is the first sighting of its
-    /// (meter, piece count), now recorded; else the first sighting recorded, by another
+    /// added ([`Sighting::batch_event`]), which each added row names. For each: `None` if it is
+    /// the first sighting of its (meter, piece count), now recorded; else the first sighting recorded, by another
     /// verifier, an earlier batch or an earlier entry of this one. The unique (meter, piece
     /// count) decides which of two verifiers racing on one mailpiece sees it first. Rows are
-    /// only added: none is ever updated or deleted.
+    /// only added: none is ever updated or deleted. Taken whole: a verifier's batch is tens of
+    /// thousands, handed to the archive's writer without a copy.
     fn record_sightings(
         &self,
-        sightings: &[Sighting],
+        sightings: Vec<Sighting>,
     ) -> impl Future<Output = Result<Vec<Option<Sighting>>, StoreError>> + Send;
 
     /// The sightings the event `seq` of the `SIGHTS` chain added, in (meter, count) order (for

@@ -281,7 +281,7 @@ impl<S: Store> TinVerifier<S> {
                         subdomain: Some(m.subdomain.to_string()),
                         isn: Some(m.isn.to_string()),
                         count: Some(m.count),
-                        repairs: repairs_of(p),
+                        repairs: repairs_of(&p.repairs),
                         reason: v.refusal.map(|r| format!("{} [{}]", r.message, r.code.0)),
                     }
                 }

@@ -5,7 +5,7 @@
 
 use postkey_archive::Store;
 use postkey_archive_sqlite::SqliteStore;
-use postkey_indicium::{ParseError, Parsed};
+use postkey_indicium::{FieldRepair, ParseError, Parsed};
 use postkey_kmc::{Kmc, KmsClock, PieceToVerify, PieceVerdict, VerifyCache};
 use postkey_wire::{BoxId, BoxType, ResponseCode, Site, Timestamp, Verdict};
 
@@ -97,8 +97,8 @@ impl VerifyReport {
         }
     }
 
-    fn of(parsed: &Parsed, v: PieceVerdict) -> Self {
-        let m = &parsed.indicium.mailpiece;
+    fn of(piece: &PieceToVerify, repairs: &[FieldRepair], v: PieceVerdict) -> Self {
+        let m = &piece.mailpiece;
         let verdict = v.verdict();
         Self {
             outcome: verdict.name(),
@@ -109,7 +109,7 @@ impl VerifyReport {
             subdomain: Some(m.subdomain.to_string()),
             isn: Some(m.isn.to_string()),
             count: Some(m.count),
-            repairs: repairs_of(parsed),
+            repairs: repairs_of(repairs),
             first_seen: v
                 .first
                 .map(|f| FirstSeen { time: f.time.to_string(), site: f.site.to_string() }),
@@ -121,7 +121,7 @@ impl VerifyReport {
 /// A batch parsed and planned against the archive, waiting for Brass and the duplicate memory.
 struct Prepared {
     reports: Vec<Option<VerifyReport>>,
-    parsed: Vec<Parsed>,
+    repairs: Vec<Vec<FieldRepair>>,
     places: Vec<usize>,
     pieces: Vec<PieceToVerify>,
     plan: postkey_kmc::VerificationPlan,
@@ -130,7 +130,7 @@ struct Prepared {
 /// A batch Brass answered for, to be remembered ([`Verifier::settle`]).
 struct Checked {
     reports: Vec<Option<VerifyReport>>,
-    parsed: Vec<Parsed>,
+    repairs: Vec<Vec<FieldRepair>>,
     places: Vec<usize>,
     pieces: Vec<PieceToVerify>,
     verdicts: Vec<postkey_kmc::PieceVerdict>,
@@ -228,32 +228,29 @@ impl<S: Store> Verifier<S> {
         log_refused(&self.home, &read, self.clock.now())?;
         let inputs = &read;
         let mut reports: Vec<Option<VerifyReport>> = Vec::with_capacity(inputs.len());
-        let mut parsed = Vec::new();
-        let mut places = Vec::new();
+        let (mut pieces, mut repairs, mut places) = (Vec::new(), Vec::new(), Vec::new());
         for (i, read) in read.into_iter().enumerate() {
             match read {
-                Ok(p) => {
+                Ok(Parsed { indicium, repairs: repaired }) => {
                     places.push(i);
-                    parsed.push(p);
+                    // Moved, not copied: the report takes the fields from the piece verified.
+                    pieces.push(PieceToVerify {
+                        mailpiece: indicium.mailpiece,
+                        vendor: indicium.vendor,
+                        postal: indicium.postal,
+                    });
+                    repairs.push(repaired);
                     reports.push(None);
                 }
                 Err(why) => reports.push(Some(VerifyReport::malformed(why))),
             }
         }
-        let pieces: Vec<PieceToVerify> = parsed
-            .iter()
-            .map(|p| PieceToVerify {
-                mailpiece: p.indicium.mailpiece.clone(),
-                vendor: p.indicium.vendor,
-                postal: p.indicium.postal,
-            })
-            .collect();
         let plan = self
             .kmc
             .plan_verification(&self.cache, &pieces)
             .await
             .map_err(|e| kmc_error(&self.home, e))?;
-        Ok(Prepared { reports, parsed, places, pieces, plan })
+        Ok(Prepared { reports, repairs, places, pieces, plan })
     }
 
     /// Brass, the duplicate memory and the checkpoint for a prepared batch: its reports.
@@ -264,25 +261,25 @@ impl<S: Store> Verifier<S> {
 
     /// Brass's answers for a prepared batch.
     async fn check(&self, prepared: Prepared) -> Result<Checked, HostError> {
-        let Prepared { reports, parsed, places, pieces, plan } = prepared;
+        let Prepared { reports, repairs, places, pieces, plan } = prepared;
         let verdicts = self
             .kmc
             .brass_verdicts(&self.boxes, &self.cache, plan, &pieces)
             .await
             .map_err(|e| kmc_error(&self.home, e))?;
-        Ok(Checked { reports, parsed, places, pieces, verdicts })
+        Ok(Checked { reports, repairs, places, pieces, verdicts })
     }
 
     /// The duplicate memory for a batch Brass answered for, then the checkpoint: its reports.
     async fn settle(&self, checked: Checked) -> Result<Vec<VerifyReport>, HostError> {
-        let Checked { mut reports, parsed, places, pieces, mut verdicts } = checked;
+        let Checked { mut reports, repairs, places, pieces, mut verdicts } = checked;
         let now = self.clock.now();
         self.kmc
             .remember(&mut verdicts, &pieces, &self.site, now)
             .await
             .map_err(|e| kmc_error(&self.home, e))?;
-        for ((place, p), v) in places.into_iter().zip(&parsed).zip(verdicts) {
-            reports[place] = Some(VerifyReport::of(p, v));
+        for (((place, p), r), v) in places.into_iter().zip(&pieces).zip(&repairs).zip(verdicts) {
+            reports[place] = Some(VerifyReport::of(p, r, v));
         }
         // The audit box signs the duplicate memory's chain as it now stands before any answer
         // leaves: an archive put back from before this batch is refused (3676) by the next
@@ -421,9 +418,8 @@ fn log_refused(
 }
 
 /// The repairs of a parsed indicium, as reports give them.
-pub(crate) fn repairs_of(parsed: &Parsed) -> Vec<RepairReport> {
-    parsed
-        .repairs
+pub(crate) fn repairs_of(repairs: &[FieldRepair]) -> Vec<RepairReport> {
+    repairs
         .iter()
         .map(|r| RepairReport {
             field: r.field.name(),

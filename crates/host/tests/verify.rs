@@ -305,26 +305,35 @@ async fn the_duplicate_memory_is_chained_and_the_audit_finds_a_sighting_removed_
     // Put back, and one added by hand (a real mailpiece burned in advance): found too.
     w.store.with_raw_connection(|c| {
         c.execute(
-            "INSERT INTO sightings SELECT meter, 2, first_seen, site, seq FROM sightings \
-             WHERE piece_count = 1",
+            "INSERT INTO sightings SELECT meter, 2, stamp FROM sightings WHERE piece_count = 1",
             [],
         )
         .unwrap();
     });
     assert!(postkey_audit::verify(&w.store, &w.trust.anchors).await.unwrap().holds());
-    for seq in ["seq", "0", "999999"] {
+    // Under the batch's stamp, under none, and under a stamp of an event the chain lacks.
+    w.store.with_raw_connection(|c| {
+        c.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
+        c.execute(
+            "INSERT INTO sighting_stamps (id, seq, first_seen, site) VALUES (999, 999999, 0, 'X')",
+            [],
+        )
+        .unwrap();
+    });
+    for stamp in ["stamp", "0", "999"] {
         w.store.with_raw_connection(|c| {
+            c.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
             c.execute(
                 &format!(
-                    "INSERT INTO sightings SELECT meter, 77, first_seen, site, {seq} FROM \
-                     sightings WHERE piece_count = 1"
+                    "INSERT INTO sightings SELECT meter, 77, {stamp} FROM sightings \
+                     WHERE piece_count = 1"
                 ),
                 [],
             )
             .unwrap();
         });
         let report = postkey_audit::verify(&w.store, &w.trust.anchors).await.unwrap();
-        assert!(!report.holds(), "a row added with seq {seq}");
+        assert!(!report.holds(), "a row added with stamp {stamp}");
         w.store.with_raw_connection(|c| {
             c.execute("DELETE FROM sightings WHERE piece_count = 77", []).unwrap();
         });

@@ -639,7 +639,7 @@ impl<S: Store> Kmc<S> {
         if sightings.is_empty() {
             return Ok(());
         }
-        let firsts = self.store().record_sightings(&sightings).await?;
+        let firsts = self.store().record_sightings(sightings).await?;
         for (i, first) in good.into_iter().zip(firsts) {
             if let Some(first) = first {
                 let slot = &mut out[i];

@@ -102,7 +102,7 @@ fn sighting(meter: &str, count: u32, time: u64, site: &str) -> crate::Sighting {
 pub async fn sightings_answer_the_first<H: Harness>(h: &H) {
     let a = h.open().await;
     let first = sighting("PB1234-000001", 7, 100, "CHI");
-    let got = a.record_sightings(core::slice::from_ref(&first)).await.unwrap();
+    let got = a.record_sightings(vec![first.clone()]).await.unwrap();
     assert_eq!(got, vec![None]);
     let batch = vec![
         sighting("PB1234-000001", 7, 200, "NYC"),
@@ -110,16 +110,16 @@ pub async fn sightings_answer_the_first<H: Harness>(h: &H) {
         sighting("PB1234-000002", 7, 200, "NYC"),
         sighting("PB1234-000001", 8, 201, "LAX"),
     ];
-    let got = a.record_sightings(&batch).await.unwrap();
+    let got = a.record_sightings(batch.clone()).await.unwrap();
     assert_eq!(got[0].as_ref(), Some(&first), "a copy answers the first sighting");
     assert_eq!(got[1], None);
     assert_eq!(got[2], None, "another meter's same count is another mailpiece");
     assert_eq!(got[3].as_ref(), Some(&batch[1]), "a copy in the same batch answers the first");
     // Durable and shared: another handle on the archive sees them.
     let b = h.open().await;
-    let again = b.record_sightings(&[sighting("PB1234-000002", 7, 300, "SEA")]).await.unwrap();
+    let again = b.record_sightings(vec![sighting("PB1234-000002", 7, 300, "SEA")]).await.unwrap();
     assert_eq!(again, vec![Some(batch[2].clone())]);
-    assert_eq!(a.record_sightings(&[]).await.unwrap(), Vec::new());
+    assert_eq!(a.record_sightings(Vec::new()).await.unwrap(), Vec::new());
 }
 
 /// Two verifiers racing on the same mailpieces: each is new for exactly one of them.
@@ -133,8 +133,8 @@ pub async fn racing_sightings_one_first<H: Harness>(h: &H) {
         };
         let (sa, sb) = (mine("A", 1000), mine("B", 1001));
         let (a2, b2) = (a.clone(), b.clone());
-        let ta = tokio::spawn(async move { a2.record_sightings(&sa).await });
-        let tb = tokio::spawn(async move { b2.record_sightings(&sb).await });
+        let ta = tokio::spawn(async move { a2.record_sightings(sa).await });
+        let tb = tokio::spawn(async move { b2.record_sightings(sb).await });
         let (ra, rb) = (ta.await.unwrap().unwrap(), tb.await.unwrap().unwrap());
         for (x, y) in ra.iter().zip(&rb) {
             match (x, y) {
