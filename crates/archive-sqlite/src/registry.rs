@@ -1,7 +1,7 @@
 //! Domains, the box registry, bundles, transcripts and the error log.
 
 use postkey_archive::backend::{
-    check_domain_process, sighting_from_sql, subdomains_to_sql, time_to_sql, to_i64,
+    check_domain_process, sighting_from_sql, subdomains_to_sql, time_from_sql, time_to_sql, to_i64,
 };
 use postkey_archive::{
     Action, DomainRecord, ErrorLogEntry, ErrorLogQuery, EventEntry, InstallationRecord,
@@ -520,9 +520,13 @@ pub(crate) fn record_sightings(
             .query_row(params![meter, count], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .db()?;
         answers[i] = Some(match (time, site) {
-            (Some(time), Some(site)) => {
-                sighting_from_sql(&s.meter.to_string(), i64::from(count), time, &site)?
-            }
+            // The meter and count are the row's own: only the stamp's columns are read back.
+            (Some(time), Some(site)) => Sighting {
+                meter: s.meter.clone(),
+                count,
+                time: time_from_sql(time)?,
+                site: Site::parse(&site).map_err(|_| StoreError::Corrupt("site"))?,
+            },
             // Seen first earlier in this batch, under a stamp not yet written.
             _ => {
                 let (time, site) = usize::try_from(stamp - next_stamp)
