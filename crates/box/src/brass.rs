@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use postkey_crypto::{HpkeRecordType, Signer as _};
+use postkey_secrets::TokenMac;
 use postkey_wire::command::{
     CheckpointChain, Checkpointed, ExportTokenKeys, Registered, TokenBits, Verdicts, Verify,
     VerifyKey,
@@ -425,7 +426,8 @@ impl TypedBox<Brass> {
                     None => u.derive(self, period)?,
                 };
                 if let Some(slot) = u.months.iter_mut().find(|(m, _)| *m == period) {
-                    slot.1 = Some(mac);
+                    // A copy of the state for the item: its tokens in a row on it.
+                    slot.1 = Some(TokenMac::clone(&mac));
                 }
             }
         }
@@ -452,9 +454,11 @@ impl TypedBox<Brass> {
             let period = p.date().period();
             let mut answer = [false; 2];
             for (slot, key) in [a, b].into_iter().enumerate() {
-                let Some(Some(u)) = key.and_then(|k| using.get(usize::from(k))) else { continue };
+                let Some(Some(u)) = key.and_then(|k| using.get_mut(usize::from(k))) else {
+                    continue;
+                };
                 let mac = u.mac(period).ok_or(BoxError::RecordMismatch("no token key"))?;
-                answer[slot] = bool::from(mac.token_over(&canonical).ct_eq(&p.tokens()[slot]));
+                answer[slot] = bool::from(mac.next_token(&canonical).ct_eq(&p.tokens()[slot]));
             }
             good.push(answer);
         }
@@ -510,7 +514,13 @@ impl TypedBox<Brass> {
             .subdomains
             .get(of)
             .ok_or_else(|| BoxError::SubdomainNotServed(of.clone()))?;
-        Ok(KeyInUse { digest: k.mr3_digest, known, conf: &sub.conf, k: None, months: Vec::new() })
+        Ok(KeyInUse {
+            digest: k.mr3_digest,
+            known,
+            conf: &sub.conf,
+            k: None,
+            months: Vec::with_capacity(1),
+        })
     }
 
     /// Checks an MR3 sent in a `VERIFY` item: of a domain this box runs, of a sub-domain it
@@ -693,13 +703,13 @@ struct KeyInUse<'a> {
     known: Arc<CheckedMr3>,
     conf: &'a postkey_secrets::SubdomainConfKey,
     k: Option<postkey_secrets::MasterKey>,
-    months: Vec<(postkey_wire::Period, Option<Arc<postkey_secrets::TokenMac>>)>,
+    months: Vec<(postkey_wire::Period, Option<TokenMac>)>,
 }
 
 impl KeyInUse<'_> {
     /// The token key of `period`, if found or derived for the item.
-    fn mac(&self, period: postkey_wire::Period) -> Option<&postkey_secrets::TokenMac> {
-        self.months.iter().find(|(p, _)| *p == period)?.1.as_deref()
+    fn mac(&mut self, period: postkey_wire::Period) -> Option<&mut TokenMac> {
+        self.months.iter_mut().find(|(p, _)| *p == period)?.1.as_mut()
     }
 
     /// The token key of `period` from the cache, or derived into it.
@@ -707,7 +717,7 @@ impl KeyInUse<'_> {
         &mut self,
         brass: &TypedBox<Brass>,
         period: postkey_wire::Period,
-    ) -> Result<Arc<postkey_secrets::TokenMac>, BoxError> {
+    ) -> Result<Arc<TokenMac>, BoxError> {
         let id = DerivedFor { mr3: self.digest, period };
         let (known, conf, k) = (&self.known, self.conf, &mut self.k);
         brass.role.token_keys.get_or_derive(id, || {

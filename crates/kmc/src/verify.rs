@@ -226,12 +226,28 @@ type MeterRecords = ((SubdomainId, Isn), [Option<KeyRecord>; 2]);
 const POSTAL: usize = 0;
 const VENDOR: usize = 1;
 
-/// A key Brass checks tokens with.
+/// A key Brass checks tokens with: its MR3, and the ISN and sub-domain its mailpieces name.
+/// The MR3's digest and sub-domain are copied out of it: the items and the choice of box read
+/// them for every key, and a batch's thousands of MR3s are not in the CPU's caches.
 #[derive(Debug)]
 struct KeyWork {
     mr3: Arc<KnownMr3>,
+    digest: Mr3Digest,
+    of: SubdomainId,
     subdomain: SubdomainId,
     isn: Isn,
+}
+
+impl KeyWork {
+    fn new(mr3: &Arc<KnownMr3>, subdomain: &SubdomainId, isn: &Isn) -> Self {
+        Self {
+            digest: mr3.digest,
+            of: mr3.mr3.claimed_body().subdomain.clone(),
+            mr3: Arc::clone(mr3),
+            subdomain: subdomain.clone(),
+            isn: isn.clone(),
+        }
+    }
 }
 
 /// The `VERIFY` items a Brass box is sent at most in one command: four items of at most
@@ -304,11 +320,7 @@ impl<S: Store> Kmc<S> {
                         // it never answered for can never pass.
                         Some(mr3) => {
                             let index = *placed[n][slot].get_or_insert_with(|| {
-                                work.keys.push(KeyWork {
-                                    mr3: Arc::clone(mr3),
-                                    subdomain: m.subdomain.clone(),
-                                    isn: m.isn.clone(),
-                                });
+                                work.keys.push(KeyWork::new(mr3, &m.subdomain, &m.isn));
                                 (work.keys.len() - 1) as u32
                             });
                             to_brass[slot] = Some(index);
@@ -506,9 +518,20 @@ impl<S: Store> Kmc<S> {
         out: &mut [PieceVerdict],
     ) -> Result<(), KmcError> {
         let BrassWork { keys, tokens } = work;
+        // A batch's keys are of a few sub-domains: each asked of the cache once.
+        let mut served: Vec<(&SubdomainId, BoxId)> = Vec::new();
         let mut box_of = Vec::with_capacity(keys.len());
         for k in &keys {
-            box_of.push(cache.serving(self.store(), &k.mr3.mr3.claimed_body().subdomain).await?);
+            let of = &k.of;
+            let id = match served.iter().find(|(s, _)| *s == of) {
+                Some(&(_, id)) => id,
+                None => {
+                    let id = cache.serving(self.store(), of).await?;
+                    served.push((of, id));
+                    id
+                }
+            };
+            box_of.push(id);
         }
         let mut by_box: BTreeMap<BoxId, Vec<Tokens>> = BTreeMap::new();
         for (piece, slots) in tokens {
@@ -537,7 +560,7 @@ impl<S: Store> Kmc<S> {
                     of.iter()
                         .map(|k| {
                             whole.as_ref().is_some_and(|w| w.contains(k))
-                                || !sent.contains(&(id, keys[*k as usize].mr3.digest))
+                                || !sent.contains(&(id, keys[*k as usize].digest))
                         })
                         .collect()
                 })?;
@@ -573,7 +596,7 @@ impl<S: Store> Kmc<S> {
                                 .iter()
                                 .zip(&made.whole)
                                 .filter(|(_, whole)| **whole)
-                                .map(|(&k, _)| keys[k as usize].mr3.digest),
+                                .map(|(&k, _)| keys[k as usize].digest),
                         );
                         for (j, (piece, slots)) in made.pieces.into_iter().enumerate() {
                             let good = answer.good.get(j).ok_or(KmcError::Unfinished)?;
@@ -714,7 +737,7 @@ fn verify_items(
                 .map(|(&k, &with)| {
                     let k = &keys[k as usize];
                     VerifyKey {
-                        mr3_digest: k.mr3.digest,
+                        mr3_digest: k.digest,
                         mr3: if with { vec![k.mr3.mr3.clone()] } else { Vec::new() },
                         isn: k.isn.clone(),
                         subdomain: k.subdomain.clone(),
@@ -880,11 +903,7 @@ mod tests {
         let planned = || {
             [(1, "USPS", &usps, 1), (1, "VE", &ve, 11), (2, "USPS", &usps, 2), (2, "VE", &ve, 12)]
                 .into_iter()
-                .map(|(n, d, of, k)| KeyWork {
-                    mr3: Arc::new(known(d, of, n, k)),
-                    subdomain: usps.clone(),
-                    isn: isn(n),
-                })
+                .map(|(n, d, of, k)| KeyWork::new(&Arc::new(known(d, of, n, k)), &usps, &isn(n)))
                 .collect::<Vec<_>>()
         };
         // Mailpiece 0 of meter 1, good; 1 and 2 of meter 2: its postal token bad on 1, its

@@ -11,13 +11,20 @@ use crate::WireError;
 /// The ID a box carries before a manufacturing box initializes it.
 pub const UNINITIALIZED_BOX: &str = "X00000000";
 
-/// Defines a text identifier: a `String` newtype whose only constructor validates, encoded in
-/// CBOR as a text string and decoded through the same validation.
+/// Defines a text identifier: a newtype of at most `$max` ASCII bytes whose only constructor
+/// validates, encoded in CBOR as a text string and decoded through the same validation. The
+/// text is kept inline, not on the heap: verification copies a mailpiece's ISN, sub-domain,
+/// ZIP and meter several times (docs/verification.md, "Speed"), and a copy of an inline ID is
+/// a few bytes moved, where a `String` is an allocation and a pointer to chase.
 macro_rules! text_id {
     ($(#[$doc:meta])* $name:ident, $field:literal, $max:expr, $valid:expr) => {
         $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub struct $name(String);
+        #[derive(Clone)]
+        pub struct $name {
+            len: u8,
+            // The text, then zeros.
+            bytes: [u8; $max],
+        }
 
         impl $name {
             /// The longest valid value, in bytes.
@@ -30,12 +37,56 @@ macro_rules! text_id {
                     return Err(WireError::InvalidField { field: $field, reason: "too long" });
                 }
                 valid(s).map_err(|reason| WireError::InvalidField { field: $field, reason })?;
-                Ok(Self(s.to_owned()))
+                Ok(Self::inline(s))
+            }
+
+            /// `s` kept inline: validated by the caller, so at most `MAX_LEN` bytes of ASCII.
+            fn inline(s: &str) -> Self {
+                let mut bytes = [0u8; $max];
+                let len = s.len().min($max);
+                bytes[..len].copy_from_slice(&s.as_bytes()[..len]);
+                Self { len: len as u8, bytes }
             }
 
             /// The validated text.
             pub fn as_str(&self) -> &str {
-                &self.0
+                // Only `inline` fills the bytes, from a `&str`, whole: always UTF-8.
+                core::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+            }
+        }
+
+        // Compared, ordered and hashed as the text, through its bytes: equal texts have equal
+        // lengths and zeros after, and `str` orders by bytes (the order of the strings, as
+        // before the text was kept inline).
+        impl $name {
+            fn text(&self) -> &[u8] {
+                &self.bytes[..usize::from(self.len)]
+            }
+        }
+
+        impl PartialEq for $name {
+            fn eq(&self, other: &Self) -> bool {
+                self.len == other.len && self.bytes == other.bytes
+            }
+        }
+
+        impl Eq for $name {}
+
+        impl PartialOrd for $name {
+            fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+
+        impl Ord for $name {
+            fn cmp(&self, other: &Self) -> core::cmp::Ordering {
+                self.text().cmp(other.text())
+            }
+        }
+
+        impl core::hash::Hash for $name {
+            fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+                self.text().hash(state)
             }
         }
 
@@ -48,13 +99,13 @@ macro_rules! text_id {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.pad(&self.0)
+                f.pad(self.as_str())
             }
         }
 
         impl fmt::Debug for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{}({:?})", stringify!($name), self.0)
+                write!(f, "{}({:?})", stringify!($name), self.as_str())
             }
         }
 
@@ -64,7 +115,7 @@ macro_rules! text_id {
                 e: &mut Encoder<W>,
                 _: &mut C,
             ) -> Result<(), encode::Error<W::Error>> {
-                e.str(&self.0)?;
+                e.str(self.as_str())?;
                 Ok(())
             }
         }
@@ -93,28 +144,28 @@ text_id!(
 impl DomainId {
     /// The administration domain, in which domains are created and the audit trail is signed.
     pub fn admin() -> Self {
-        Self("ADMIN".to_owned())
+        Self::inline("ADMIN")
     }
     /// Whether this is the administration domain.
     pub fn is_admin(&self) -> bool {
-        self.0 == "ADMIN"
+        self.as_str() == "ADMIN"
     }
     /// The name of the error log's hash chain in the archive: reserved, never a domain.
     pub fn error_log() -> Self {
-        Self("ERRORS".to_owned())
+        Self::inline("ERRORS")
     }
     /// Whether this is the error log's chain name.
     pub fn is_error_log(&self) -> bool {
-        self.0 == "ERRORS"
+        self.as_str() == "ERRORS"
     }
     /// The name of the duplicate memory's hash chain (verification's first sightings):
     /// reserved, never a domain.
     pub fn sightings() -> Self {
-        Self("SIGHTS".to_owned())
+        Self::inline("SIGHTS")
     }
     /// Whether this is the duplicate memory's chain name.
     pub fn is_sightings(&self) -> bool {
-        self.0 == "SIGHTS"
+        self.as_str() == "SIGHTS"
     }
     /// Whether this names a chain of the archive that is no domain (`ERRORS`, `SIGHTS`).
     pub fn is_reserved_chain(&self) -> bool {
@@ -502,6 +553,31 @@ mod tests {
         ] {
             assert!(BoxId::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn inline_text_ids_compare_order_and_hash_as_their_text() {
+        use std::collections::HashSet;
+        let texts =
+            ["A", "A0", "AB", "ABC", "AB0", "B", "Z9", "0", "0000000000000000", "ZZZZZZZZZZZZZZZZ"];
+        let ids: Vec<Isn> = texts.iter().map(|t| Isn::parse(t).unwrap()).collect();
+        for (a, ta) in ids.iter().zip(texts) {
+            assert_eq!(a.as_str(), ta);
+            assert_eq!(format!("{a:?}"), format!("Isn({ta:?})"));
+            for (b, tb) in ids.iter().zip(texts) {
+                assert_eq!(a == b, ta == tb, "{ta} == {tb}");
+                assert_eq!(a.cmp(b), ta.cmp(tb), "{ta} cmp {tb}");
+            }
+        }
+        // A prefix is neither equal to nor hashed as the longer text.
+        let set: HashSet<Isn> = ids.iter().cloned().collect();
+        assert_eq!(set.len(), texts.len());
+        assert!(set.contains(&Isn::parse("AB").unwrap()));
+        assert!(!set.contains(&Isn::parse("A1").unwrap()));
+        assert!(
+            DomainId::admin().is_admin() && DomainId::parse("ADMIN").unwrap() == DomainId::admin()
+        );
+        assert_eq!(Zip::parse("0648400000").unwrap().as_str(), "0648400000");
     }
 
     #[test]

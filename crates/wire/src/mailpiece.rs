@@ -276,9 +276,9 @@ pub const MAX_SITE_LEN: usize = 64;
 
 /// The name a verifier gives its site (a mail facility, a data centre): recorded with the first
 /// sighting of each mailpiece, and shown when a copy turns up. 1 to 64 characters of
-/// `[A-Za-z0-9._:/-]`.
+/// `[A-Za-z0-9._:/-]`. Shared, not copied: each sighting of a batch names its verifier's site.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Site(String);
+pub struct Site(std::sync::Arc<str>);
 
 impl Site {
     /// Parses a site name.
@@ -290,7 +290,7 @@ impl Site {
                 reason: "1 to 64 characters of letters, digits and . _ : / -",
             });
         }
-        Ok(Self(s.to_owned()))
+        Ok(Self(s.into()))
     }
 
     /// The name.
