@@ -406,9 +406,9 @@ impl TypedBox<Brass> {
             let period = p.date().period();
             for k in [a, b].into_iter().flatten().map(usize::from) {
                 if let Some(Some(u)) = using.get_mut(k)
-                    && !u.months.iter().any(|(m, _)| *m == period)
+                    && u.months.position(period).is_none()
                 {
-                    u.months.push((period, None));
+                    u.months.push(period);
                     wanted.push((k, period));
                 }
             }
@@ -425,9 +425,8 @@ impl TypedBox<Brass> {
                     Some(mac) => mac,
                     None => u.derive(self, period)?,
                 };
-                if let Some(slot) = u.months.iter_mut().find(|(m, _)| *m == period) {
-                    // A copy of the state for the item: its tokens in a row on it.
-                    slot.1 = Some(TokenMac::clone(&mac));
+                if let Some(slot) = u.months.position(period).and_then(|i| u.months.get_mut(i)) {
+                    slot.1 = Some(mac);
                 }
             }
         }
@@ -435,9 +434,14 @@ impl TypedBox<Brass> {
         for u in using.iter_mut().flatten() {
             u.k = None;
         }
+        // Each mailpiece's canonical bytes, once (its two tokens cover the same bytes), and the
+        // tokens to check: (key, its month's place in `months`, mailpiece, slot).
         let mut canonical = Vec::with_capacity(96);
-        let mut good = TokenBits::with_capacity(pieces.len());
-        for p in pieces.as_slice() {
+        let mut bytes: Vec<u8> = Vec::with_capacity(pieces.len() * 48);
+        let mut bounds: Vec<usize> = Vec::with_capacity(pieces.len() + 1);
+        bounds.push(0);
+        let mut checks: Vec<(u16, u16, u32, u8)> = Vec::with_capacity(2 * pieces.len());
+        for (i, p) in pieces.as_slice().iter().enumerate() {
             let [a, b] = p.keys();
             // Checked above: at least one key, each of the item.
             let Some(head) = a.or(b).and_then(|k| keys.get(usize::from(k))) else {
@@ -451,15 +455,46 @@ impl TypedBox<Brass> {
                 p.count(),
                 p.zip(),
             );
+            bytes.extend_from_slice(&canonical);
+            bounds.push(bytes.len());
             let period = p.date().period();
-            let mut answer = [false; 2];
             for (slot, key) in [a, b].into_iter().enumerate() {
-                let Some(Some(u)) = key.and_then(|k| using.get_mut(usize::from(k))) else {
-                    continue;
-                };
-                let mac = u.mac(period).ok_or(BoxError::RecordMismatch("no token key"))?;
-                answer[slot] = bool::from(mac.next_token(&canonical).ct_eq(&p.tokens()[slot]));
+                // A key not held leaves its tokens unchecked (false, and listed `unheld`).
+                let Some(k) = key else { continue };
+                let Some(Some(u)) = using.get(usize::from(k)) else { continue };
+                let month =
+                    u.months.position(period).ok_or(BoxError::RecordMismatch("no token key"))?;
+                checks.push((k, month as u16, i as u32, slot as u8));
             }
+        }
+        // A key's tokens of one month side by side: their CMACs advance together, a block of
+        // each in one call of the cipher ([`TokenMac::tokens_over`]).
+        let checks = by_key_and_month(checks, keys.len());
+        let mut answers = vec![[false; 2]; pieces.len()];
+        let (mut messages, mut tokens): (Vec<&[u8]>, Vec<postkey_wire::Token>) =
+            (Vec::new(), Vec::new());
+        for run in checks.chunk_by(|x, y| (x.0, x.1) == (y.0, y.1)) {
+            let (k, month) = (usize::from(run[0].0), usize::from(run[0].1));
+            let mac = using
+                .get(k)
+                .and_then(Option::as_ref)
+                .and_then(|u| u.months.get(month)?.1.as_deref())
+                .ok_or(BoxError::RecordMismatch("no token key"))?;
+            messages.clear();
+            messages.extend(run.iter().map(|c| {
+                let i = c.2 as usize;
+                &bytes[bounds[i]..bounds[i + 1]]
+            }));
+            tokens.clear();
+            tokens.resize(run.len(), postkey_wire::Token::from_bytes([0; 8]));
+            mac.tokens_over(&messages, &mut tokens);
+            for (&(_, _, i, slot), token) in run.iter().zip(&tokens) {
+                let (i, slot) = (i as usize, usize::from(slot));
+                answers[i][slot] = bool::from(token.ct_eq(&pieces.as_slice()[i].tokens()[slot]));
+            }
+        }
+        let mut good = TokenBits::with_capacity(pieces.len());
+        for answer in answers {
             good.push(answer);
         }
         Ok(Verdicts { unheld, good })
@@ -519,7 +554,7 @@ impl TypedBox<Brass> {
             known,
             conf: &sub.conf,
             k: None,
-            months: Vec::with_capacity(1),
+            months: Months::default(),
         })
     }
 
@@ -696,6 +731,34 @@ impl TypedBox<Brass> {
     }
 }
 
+/// The token checks of an item (key, month's place, mailpiece, slot) grouped by key and month:
+/// a counting sort by key (an item has at most `MAX_LIST` keys; a comparison sort of 8,192
+/// checks was a twentieth of the batched path), then a key's checks by month where it has
+/// mailpieces of more than one.
+fn by_key_and_month(checks: Vec<(u16, u16, u32, u8)>, keys: usize) -> Vec<(u16, u16, u32, u8)> {
+    let mut start = vec![0usize; keys + 1];
+    for c in &checks {
+        start[usize::from(c.0) + 1] += 1;
+    }
+    for k in 0..keys {
+        start[k + 1] += start[k];
+    }
+    let mut next = start.clone();
+    let mut sorted = vec![(0, 0, 0, 0); checks.len()];
+    for c in checks {
+        let at = &mut next[usize::from(c.0)];
+        sorted[*at] = c;
+        *at += 1;
+    }
+    for w in start.windows(2) {
+        let run = &mut sorted[w[0]..w[1]];
+        if run.windows(2).any(|p| p[0].1 != p[1].1) {
+            run.sort_unstable();
+        }
+    }
+    sorted
+}
+
 /// A key of one `VERIFY` item, held: the token keys of the months its mailpieces name, found
 /// in the cache or derived (K unwrapped at most once for the item, and dropped with it).
 struct KeyInUse<'a> {
@@ -703,15 +766,48 @@ struct KeyInUse<'a> {
     known: Arc<CheckedMr3>,
     conf: &'a postkey_secrets::SubdomainConfKey,
     k: Option<postkey_secrets::MasterKey>,
-    months: Vec<(postkey_wire::Period, Option<TokenMac>)>,
+    months: Months,
+}
+
+/// The months a key's mailpieces of an item name, each with its token key once found: nearly
+/// always one, kept inline (a `Vec` was an allocation per key per item).
+#[derive(Default)]
+struct Months {
+    first: Option<Month>,
+    more: Vec<Month>,
+}
+
+type Month = (postkey_wire::Period, Option<Arc<TokenMac>>);
+
+impl Months {
+    fn position(&self, period: postkey_wire::Period) -> Option<usize> {
+        self.first.iter().chain(&self.more).position(|(m, _)| *m == period)
+    }
+
+    fn push(&mut self, period: postkey_wire::Period) {
+        if self.first.is_none() {
+            self.first = Some((period, None));
+        } else {
+            self.more.push((period, None));
+        }
+    }
+
+    fn get(&self, i: usize) -> Option<&Month> {
+        match i {
+            0 => self.first.as_ref(),
+            _ => self.more.get(i - 1),
+        }
+    }
+
+    fn get_mut(&mut self, i: usize) -> Option<&mut Month> {
+        match i {
+            0 => self.first.as_mut(),
+            _ => self.more.get_mut(i - 1),
+        }
+    }
 }
 
 impl KeyInUse<'_> {
-    /// The token key of `period`, if found or derived for the item.
-    fn mac(&mut self, period: postkey_wire::Period) -> Option<&mut TokenMac> {
-        self.months.iter_mut().find(|(p, _)| *p == period)?.1.as_mut()
-    }
-
     /// The token key of `period` from the cache, or derived into it.
     fn derive(
         &mut self,
@@ -729,5 +825,35 @@ impl KeyInUse<'_> {
             *k = Some(key);
             Ok(Arc::new(mac))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::by_key_and_month;
+
+    #[test]
+    fn token_checks_come_grouped_by_key_and_month_and_none_is_lost() {
+        // (key, month, mailpiece, slot): keys out of order, key 2 with two months interleaved.
+        let checks = vec![
+            (2, 1, 0, 0),
+            (0, 0, 0, 1),
+            (2, 0, 1, 0),
+            (1, 0, 2, 1),
+            (2, 1, 3, 0),
+            (0, 0, 4, 1),
+            (2, 0, 5, 0),
+        ];
+        let grouped = by_key_and_month(checks.clone(), 3);
+        let mut a = grouped.clone();
+        let mut b = checks;
+        a.sort_unstable();
+        b.sort_unstable();
+        assert_eq!(a, b);
+        // Each (key, month) is one run.
+        let runs: Vec<(u16, u16)> =
+            grouped.chunk_by(|x, y| (x.0, x.1) == (y.0, y.1)).map(|r| (r[0].0, r[0].1)).collect();
+        assert_eq!(runs, [(0, 0), (1, 0), (2, 0), (2, 1)]);
+        assert!(by_key_and_month(Vec::new(), 0).is_empty());
     }
 }

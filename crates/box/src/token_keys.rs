@@ -19,7 +19,7 @@ use crate::BoxError;
 
 /// The most token keys a Brass box keeps: two keys (vendor, postal) of 32,768 meters for one
 /// month, or of 16,384 across a month's turn. Each entry holds a prepared AES-256-CMAC (about
-/// 600 bytes).
+/// 300 bytes: the encryption key schedule and the two subkeys).
 pub const TOKEN_KEY_CACHE_CAPACITY: usize = 65_536;
 
 /// What a cached token key was derived for: the checked MR3, by digest, and the month (public

@@ -258,3 +258,54 @@ fn verifiers_waiting_on_each_other_never_see_a_healthy_archive_as_damaged() {
     }
     h.ok(&["audit", "verify"]);
 }
+
+#[test]
+fn answers_that_cannot_be_written_stop_the_run_and_no_later_mailpiece_is_remembered() {
+    let (h, meter) = registered();
+    let texts = print(&h, &meter, &["--count", "6"]);
+    let file = h.root.join("day.txt");
+    std::fs::write(&file, texts.join("\n")).unwrap();
+    let path = file.to_str().unwrap();
+    // A full disk under standard output: the first answer cannot be written, so the run stops
+    // there (3602) instead of verifying, and remembering, the rest of the file unanswered.
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let o = h.run_to(&["verify", "--file", path, "--batch", "1"], full.into());
+    refused(&o, 3, 3602);
+    assert!(stderr(&o).contains("writing the answers failed"), "{}", stderr(&o));
+    // Only the batch whose answer was being written is remembered: one duplicate, five good.
+    let again = h.run(&["verify", "--file", path, "--json"]);
+    let r: serde_json::Value = serde_json::from_str(&stdout(&again)).unwrap();
+    assert_eq!(r["outcomes"], serde_json::json!({"duplicate": 1, "good": 5}), "{r}");
+    // A pager that quits (a closed pipe): the same, on fresh mailpieces.
+    let texts = print(&h, &meter, &["--count", "6"]);
+    std::fs::write(&file, texts.join("\n")).unwrap();
+    let mut child = h.spawn(&["verify", "--file", path, "--batch", "1"]);
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    refused(&o, 3, 3602);
+    let again = h.run(&["verify", "--file", path, "--json"]);
+    let r: serde_json::Value = serde_json::from_str(&stdout(&again)).unwrap();
+    assert_eq!(r["outcomes"], serde_json::json!({"duplicate": 1, "good": 5}), "{r}");
+}
+
+#[test]
+fn the_error_log_names_a_malformed_line_by_its_line_of_the_file_in_every_batch() {
+    let (h, meter) = registered();
+    let good = print(&h, &meter, &[]);
+    let file = h.root.join("day.txt");
+    // Lines 2, 4 and 6 are malformed; line 3 is blank (skipped, still counted).
+    std::fs::write(&file, format!("{}\nhello\n\nbad line\n{}\nX", good[0], good[0])).unwrap();
+    let o = h.run(&["verify", "--file", file.to_str().unwrap(), "--batch", "2"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let log = h.json(&["errors"]);
+    let mut named: Vec<String> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["code"] == 5006)
+        .map(|e| e["message"].as_str().unwrap().split(':').next().unwrap().to_owned())
+        .collect();
+    named.sort();
+    let at = |n: u32| format!("{} line {n}", file.display());
+    assert_eq!(named, [at(2), at(4), at(6)], "{log}");
+}

@@ -94,6 +94,16 @@ pub enum HostError {
     /// The KMS computer could not complete an order (its response code says why).
     #[error(transparent)]
     Kmc(#[from] postkey_kmc::KmcError),
+    /// The answers of a file could not be written (a full disk, a closed pipe): the run stops
+    /// at once. Verification: the batch being written was remembered before its answers left,
+    /// no later batch was.
+    #[error(
+        "writing the answers failed: {0}; the run stopped at the batch being written (`verify` \
+         remembered that batch's good mailpieces as seen, so verifying them again answers \
+         `duplicate` with their first sighting; it remembered none after them): write the answers \
+         where they fit and verify the rest of the file"
+    )]
+    Output(std::io::Error),
 }
 
 /// The caller's mistakes, found after the arguments parsed: each its own code, all the caller's
@@ -232,7 +242,7 @@ impl HostError {
             }
             Self::Busy(crate::lock::Busy::Box(_)) => ResponseCode::BOX_IN_USE,
             Self::Locked(_) => ResponseCode::BOX_LOCKED,
-            Self::Storage(_) => ResponseCode::STORAGE_FAILED,
+            Self::Storage(_) | Self::Output(_) => ResponseCode::STORAGE_FAILED,
             Self::Corrupt { .. } | Self::Missing { .. } => ResponseCode::HOME_FILE_CORRUPT,
             Self::InstallationMismatch(_) => ResponseCode::INSTALLATION_MISMATCH,
             Self::ArchiveRecord(_) => ResponseCode::ARCHIVE_RECORD_INVALID,

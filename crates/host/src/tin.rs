@@ -12,7 +12,7 @@ use crate::archive::Trust;
 use crate::factory::{Opened, kmc_error, open_kmc};
 use crate::link::EmbeddedBoxes;
 use crate::lock::HomeLock;
-use crate::verify::{Lines, RepairReport, parse_logged, repairs_of};
+use crate::verify::{Inputs, Lines, RepairReport, parse_logged, repairs_of};
 use crate::{Home, HostError, OutputFile, Usage};
 
 /// What a Tin box's answers cover, said with each of them.
@@ -238,7 +238,16 @@ impl<S: Store> TinVerifier<S> {
         &self,
         inputs: &[Result<&str, String>],
     ) -> Result<Vec<TinReport>, HostError> {
-        let read = parse_logged(&self.home, inputs, self.clock.now())?;
+        self.verify_named(inputs, Inputs::Given).await
+    }
+
+    /// As [`Self::verify_inputs`], the error log naming each input as `named` says.
+    async fn verify_named(
+        &self,
+        inputs: &[Result<&str, String>],
+        named: Inputs<'_>,
+    ) -> Result<Vec<TinReport>, HostError> {
+        let read = parse_logged(&self.home, inputs, named, self.clock.now())?;
         let pieces: Vec<PieceToVerify> = read
             .iter()
             .flatten()
@@ -296,7 +305,7 @@ impl<S: Store> TinVerifier<S> {
         &self,
         path: &std::path::Path,
         batch: usize,
-        mut each: impl FnMut(u64, &TinReport),
+        mut each: impl FnMut(u64, &TinReport) -> std::io::Result<()>,
     ) -> Result<std::collections::BTreeMap<&'static str, u64>, HostError> {
         let mut lines = Lines::open(&self.home, path)?;
         let mut counts = std::collections::BTreeMap::new();
@@ -305,10 +314,12 @@ impl<S: Store> TinVerifier<S> {
             if read.is_empty() {
                 break;
             }
-            let reports = self.verify_inputs(&Lines::inputs(&read)).await?;
+            let numbers: Vec<u64> = read.iter().map(|(n, _)| *n).collect();
+            let named = Inputs::Lines(path, &numbers);
+            let reports = self.verify_named(&Lines::inputs(&read), named).await?;
             for ((n, _), r) in read.iter().zip(&reports) {
                 *counts.entry(r.outcome).or_default() += 1;
-                each(*n, r);
+                each(*n, r).map_err(HostError::Output)?;
             }
         }
         lines.check_any(&self.home, counts.is_empty())?;

@@ -217,15 +217,16 @@ impl<S: Store> Verifier<S> {
     /// Parses a batch (a text that does not parse is `malformed`, in the error log) and plans
     /// it against the archive: what [`Self::finish`] completes.
     async fn prepare(&self, inputs: &[Result<&str, String>]) -> Result<Prepared, HostError> {
-        self.prepare_parsed(parse_all(inputs)).await
+        self.prepare_parsed(parse_all(inputs), Inputs::Given).await
     }
 
     /// As [`Self::prepare`], for a batch parsed already.
     async fn prepare_parsed(
         &self,
         read: Vec<Result<Parsed, String>>,
+        inputs: Inputs<'_>,
     ) -> Result<Prepared, HostError> {
-        log_refused(&self.home, &read, self.clock.now())?;
+        log_refused(&self.home, &read, inputs, self.clock.now())?;
         let inputs = &read;
         let mut reports: Vec<Option<VerifyReport>> = Vec::with_capacity(inputs.len());
         let (mut pieces, mut repairs, mut places) = (Vec::new(), Vec::new(), Vec::new());
@@ -290,14 +291,15 @@ impl<S: Store> Verifier<S> {
 
     /// Verifies the indicia of a file, one a line (empty lines skipped), `batch` at a time:
     /// `each` is told every report with its line number as its batch is done (its sightings
-    /// committed). A line longer than [`MAX_LINE`] is `malformed` and is not held whole. The
+    /// committed), and writes it: if it fails, the run stops there ([`HostError::Output`]) and
+    /// no later batch is remembered (its answers could not be given). A line longer than [`MAX_LINE`] is `malformed` and is not held whole. The
     /// file must be a regular file (a FIFO or a device is refused before it is read). Returns
     /// the count of each outcome.
     pub async fn verify_file(
         &mut self,
         path: &std::path::Path,
         batch: usize,
-        mut each: impl FnMut(u64, &VerifyReport),
+        mut each: impl FnMut(u64, &VerifyReport) -> std::io::Result<()>,
     ) -> Result<std::collections::BTreeMap<&'static str, u64>, HostError> {
         let this = &*self;
         let mut lines = Lines::open(&this.home, path)?;
@@ -325,7 +327,7 @@ impl<S: Store> Verifier<S> {
                     .await
                     // A panic while parsing is this command's, as on its own thread.
                     .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-                this.prepare_parsed(parsed).await.map(Some)
+                this.prepare_parsed(parsed, Inputs::Lines(path, &numbers)).await.map(Some)
             };
             let check = async {
                 match to_check {
@@ -343,7 +345,8 @@ impl<S: Store> Verifier<S> {
             if let Some((numbers, reports)) = settle? {
                 for (n, r) in numbers.iter().zip(&reports) {
                     *counts.entry(r.outcome).or_default() += 1;
-                    each(*n, r);
+                    // Batch n + 1 (Brass's answers) and n + 2 are dropped unremembered.
+                    each(*n, r).map_err(HostError::Output)?;
                 }
             }
             checked = check?;
@@ -378,11 +381,35 @@ impl<S: Store> Verifier<S> {
 pub(crate) fn parse_logged(
     home: &Home,
     inputs: &[Result<&str, String>],
+    named: Inputs<'_>,
     now: Timestamp,
 ) -> Result<Vec<Result<Parsed, String>>, HostError> {
     let read = parse_all(inputs);
-    log_refused(home, &read, now)?;
+    log_refused(home, &read, named, now)?;
     Ok(read)
+}
+
+/// How the error log names a batch's inputs: by their place among the texts given, or by
+/// their line of the file (a batch of a file is not its first lines, and blank lines are
+/// skipped: the line is what the verifier's own answers name).
+#[derive(Clone, Copy)]
+pub(crate) enum Inputs<'a> {
+    /// Texts given one by one (arguments, pictures): `indicium N`.
+    Given,
+    /// Lines of a file, each with its number: `FILE line N`.
+    Lines(&'a std::path::Path, &'a [u64]),
+}
+
+impl Inputs<'_> {
+    fn name(&self, i: usize) -> String {
+        match self {
+            Inputs::Given => format!("indicium {}", i + 1),
+            Inputs::Lines(path, numbers) => match numbers.get(i) {
+                Some(n) => format!("{} line {n}", path.display()),
+                None => format!("{} input {}", path.display(), i + 1),
+            },
+        }
+    }
 }
 
 /// Each input parsed (a text that does not parse, or a line that could not be read, says why).
@@ -402,12 +429,13 @@ fn parse_all(inputs: &[Result<&str, String>]) -> Vec<Result<Parsed, String>> {
 fn log_refused(
     home: &Home,
     read: &[Result<Parsed, String>],
+    inputs: Inputs<'_>,
     now: Timestamp,
 ) -> Result<(), HostError> {
     let refused: Vec<String> = read
         .iter()
         .enumerate()
-        .filter_map(|(i, r)| r.as_ref().err().map(|why| format!("indicium {}: {why}", i + 1)))
+        .filter_map(|(i, r)| r.as_ref().err().map(|why| format!("{}: {why}", inputs.name(i))))
         .collect();
     if !refused.is_empty() {
         let entries: Vec<(ResponseCode, &str)> =

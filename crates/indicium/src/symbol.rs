@@ -26,7 +26,8 @@ use image::{
 };
 use rxing::common::HybridBinarizer;
 use rxing::datamatrix::DataMatrixReader;
-use rxing::{BinaryBitmap, DecodeHints, Exceptions, Luma8LuminanceSource, Reader as _};
+use rxing::multi::{GenericMultipleBarcodeReader, MultipleBarcodeReader as _};
+use rxing::{BinaryBitmap, DecodeHints, Exceptions, Luma8LuminanceSource};
 
 use crate::Indicium;
 
@@ -81,6 +82,12 @@ pub enum SymbolError {
     /// symbol at all (dense text can look like one to the finder).
     #[error("no Data Matrix symbol could be decoded (a candidate was found)")]
     Unreadable,
+    /// The picture holds more than one symbol, of different texts: a picture is one mailpiece,
+    /// and verifying one of them would leave the others unanswered.
+    #[error(
+        "the picture holds {0} Data Matrix symbols of different texts: give one mailpiece a picture"
+    )]
+    Several(usize),
     /// The reader failed on this picture in a way it does not report as an error.
     #[error("the Data Matrix reader failed on this picture")]
     ReaderFault,
@@ -214,13 +221,25 @@ fn read_luma(luma: Vec<u8>, width: u32, height: u32) -> Result<String, SymbolErr
     let hints = DecodeHints { TryHarder: Some(true), ..DecodeHints::default() };
     // rxing is a port of ZXing and has panicked on malformed pictures before; a picture from
     // outside must not take the caller down with it.
+    // Every symbol of the picture: the reader decodes the whole picture, then looks again
+    // beside what it found. One mailpiece a picture: two symbols of different texts are refused.
     let result = catch_unwind(AssertUnwindSafe(move || {
         let mut bitmap = BinaryBitmap::new(HybridBinarizer::new(source));
-        DataMatrixReader.decode_with_hints(&mut bitmap, &hints)
+        GenericMultipleBarcodeReader::new(DataMatrixReader)
+            .decode_multiple_with_hints(&mut bitmap, &hints)
     }))
     .map_err(|_| SymbolError::ReaderFault)?;
     match result {
-        Ok(found) => Ok(found.getText().to_owned()),
+        Ok(found) => {
+            let mut texts: Vec<&str> = found.iter().map(|r| r.getText()).collect();
+            texts.sort_unstable();
+            texts.dedup();
+            match texts.as_slice() {
+                [one] => Ok((*one).to_owned()),
+                [] => Err(SymbolError::NotFound),
+                several => Err(SymbolError::Several(several.len())),
+            }
+        }
         Err(Exceptions::NotFoundException(_)) => Err(SymbolError::NotFound),
         Err(_) => Err(SymbolError::Unreadable),
     }

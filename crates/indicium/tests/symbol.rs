@@ -312,3 +312,29 @@ fn noise_and_damaged_files_give_errors_not_panics() {
         }
     }
 }
+
+#[test]
+fn a_picture_of_two_mailpieces_is_refused_never_one_of_them_verified() {
+    let mut rng = ChaCha20Rng::seed_from_u64(7);
+    let (a, b) = (random_indicium(&mut rng), random_indicium(&mut rng));
+    let (left, right) = (decode_png(&to_png(&a, 4).unwrap()), decode_png(&to_png(&b, 4).unwrap()));
+    let gap = 40;
+    let mut both = GrayImage::from_pixel(
+        left.width() + gap + right.width(),
+        left.height().max(right.height()),
+        image::Luma([255]),
+    );
+    image::imageops::replace(&mut both, &left, 0, 0);
+    image::imageops::replace(&mut both, &right, i64::from(left.width() + gap), 0);
+    assert!(
+        matches!(read_png(&encode_png(&both)), Err(SymbolError::Several(2))),
+        "{:?}",
+        read_png(&encode_png(&both))
+    );
+    // The same symbol twice is one mailpiece's picture: read as it.
+    let mut twice =
+        GrayImage::from_pixel(2 * left.width() + gap, left.height(), image::Luma([255]));
+    image::imageops::replace(&mut twice, &left, 0, 0);
+    image::imageops::replace(&mut twice, &left, i64::from(left.width() + gap), 0);
+    assert_eq!(read_png(&encode_png(&twice)).unwrap(), a.to_text());
+}

@@ -3,7 +3,10 @@
 //! Brass and Tin recompute them through these same functions.
 
 use aes::Aes256;
-use aes::cipher::{BlockCipherEncrypt, KeyInit};
+use aes::cipher::consts::U16;
+use aes::cipher::{
+    BlockCipherEncBackend, BlockCipherEncClosure, BlockCipherEncrypt, BlockSizeUser, KeyInit,
+};
 use cmac::{Cmac, Mac};
 use postkey_wire::{
     Country, Date, DomainId, Isn, Mailpiece, MeterId, Period, RegistrationToken, TestTokens, Token,
@@ -123,27 +126,135 @@ impl TokenKey {
     /// This key ready for many tokens: the AES key schedule and the CMAC subkeys computed once
     /// (a verifier keeps these in its cache, protocol §6.5).
     pub fn prepare(&self) -> TokenMac {
-        TokenMac(<Cmac<Aes256> as KeyInit>::new(self.expose_secret().into()))
+        let cipher = aes::Aes256Enc::new(self.expose_secret().into());
+        // SP 800-38B §6.1: L = E_K(0^128), K1 = dbl(L), K2 = dbl(K1).
+        let mut l = aes::Block::default();
+        cipher.encrypt_block(&mut l);
+        let k1 = dbl(l.into());
+        let k2 = dbl(k1);
+        l.zeroize();
+        TokenMac { cipher, k1, k2 }
     }
 }
 
-/// A token key with its CMAC state prepared: the same tokens as [`TokenKey::token_over`],
-/// without expanding the key for each. Its state zeroizes on drop (the `zeroize` feature of
-/// `cmac` and `aes`), and it prints as `[redacted]`.
+/// Doubling in GF(2^128) (SP 800-38B §6.1): a shift left, and `0x87` folded in when the bit
+/// shifted out was set, by a mask rather than a branch (the value is secret).
+fn dbl(block: [u8; 16]) -> [u8; 16] {
+    let x = u128::from_be_bytes(block);
+    let carry = 0u128.wrapping_sub(x >> 127);
+    ((x << 1) ^ (carry & 0x87)).to_be_bytes()
+}
+
+/// A token key with its AES key schedule (encryption only: CMAC never decrypts, and a verifier
+/// holds tens of thousands of these, so half the bytes is fewer cache misses) and CMAC subkeys
+/// computed once: the same tokens as
+/// [`TokenKey::token_over`] (the `cmac` crate's AES-256-CMAC), without expanding the key for
+/// each. What the `cmac` crate cannot do is compute the CMACs of many mailpieces under one key
+/// side by side: [`TokenMac::tokens_over`] does, block i of every mailpiece encrypted in one
+/// call of the cipher, so that it runs its parallel blocks (docs/verification.md, "Speed").
+/// The tests check it against the `cmac` crate and SP 800-38B's examples. Its key schedule and
+/// subkeys zeroize on drop (the `zeroize` feature of `aes`, and `Drop` here); it prints as
+/// `[redacted]`.
 #[derive(Clone)]
-pub struct TokenMac(Cmac<Aes256>);
+pub struct TokenMac {
+    cipher: aes::Aes256Enc,
+    k1: [u8; 16],
+    k2: [u8; 16],
+}
+
+impl Drop for TokenMac {
+    fn drop(&mut self) {
+        self.k1.zeroize();
+        self.k2.zeroize();
+    }
+}
 
 impl TokenMac {
     /// The token over canonical mailpiece bytes.
     pub fn token_over(&self, canonical: &[u8]) -> Token {
-        self.clone().next_token(canonical)
+        let mut one = [Token::from_bytes([0; 8])];
+        self.tokens_over(&[canonical], &mut one);
+        let [token] = one;
+        token
     }
 
-    /// The token over canonical mailpiece bytes, the state reset after: a verifier computes a
-    /// key's tokens in a row on one copy of the state, instead of a copy per token.
-    pub fn next_token(&mut self, canonical: &[u8]) -> Token {
-        self.0.update(canonical);
-        Token::from_bytes(first8(self.0.finalize_reset().into_bytes().into()))
+    /// The tokens over many canonical mailpieces, `tokens[i]` over `messages[i]` (the two the
+    /// same length): AES-256-CMAC as SP 800-38B §6.2 defines it, truncated to 8 bytes. Each
+    /// mailpiece is a chain of blocks `C_j = E_K(C_{j-1} ⊕ M_j)`, its last block padded and
+    /// masked with K1 (whole) or K2 (padded with `0x80 00…`); the chains advance together, a
+    /// step of all of them in one call of the cipher. Lengths are public (the canonical bytes
+    /// are printed on the mailpiece), so the mailpieces' block counts may steer the loop.
+    pub fn tokens_over(&self, messages: &[&[u8]], tokens: &mut [Token]) {
+        debug_assert_eq!(messages.len(), tokens.len());
+        let TokenMac { cipher, k1, k2 } = self;
+        cipher.encrypt_with_backend(SideBySide { k1, k2, messages, tokens });
+    }
+}
+
+/// The CMACs of [`TokenMac::tokens_over`], in one call of the cipher's backend (which, on a
+/// CPU with VAES, prepares its round keys at each call: once for all the mailpieces, not once
+/// or twice for each). The chains advance [`LANES`] at a time, a block of each per step: the
+/// blocks of one step are independent, so the CPU overlaps their AES rounds.
+struct SideBySide<'a> {
+    k1: &'a [u8; 16],
+    k2: &'a [u8; 16],
+    messages: &'a [&'a [u8]],
+    tokens: &'a mut [Token],
+}
+
+/// How many chains advance together.
+const LANES: usize = 8;
+
+impl BlockSizeUser for SideBySide<'_> {
+    type BlockSize = U16;
+}
+
+impl BlockCipherEncClosure for SideBySide<'_> {
+    fn call<B: BlockCipherEncBackend<BlockSize = U16>>(self, backend: &B) {
+        let blocks_of = |m: &[u8]| m.len().div_ceil(16).max(1);
+        for (messages, tokens) in self.messages.chunks(LANES).zip(self.tokens.chunks_mut(LANES)) {
+            let mut chains = [aes::Block::default(); LANES];
+            let steps = messages.iter().map(|m| blocks_of(m)).max().unwrap_or(0);
+            for j in 0..steps {
+                for (m, chain) in messages.iter().zip(&mut chains) {
+                    let n = blocks_of(m);
+                    if j >= n {
+                        continue;
+                    }
+                    let mut block = [0u8; 16];
+                    let part = &m[16 * j..m.len().min(16 * j + 16)];
+                    block[..part.len()].copy_from_slice(part);
+                    if j + 1 == n {
+                        // The last block: whole, masked with K1; else padded and masked with K2.
+                        let mask = if part.len() == 16 {
+                            self.k1
+                        } else {
+                            block[part.len()] = 0x80;
+                            self.k2
+                        };
+                        xor(&mut block, mask);
+                    }
+                    for (c, b) in chain.iter_mut().zip(&block) {
+                        *c ^= b;
+                    }
+                    backend.encrypt_block_inplace(chain);
+                }
+            }
+            for (token, chain) in tokens.iter_mut().zip(&chains) {
+                let mut full = [0u8; 16];
+                full.copy_from_slice(chain);
+                *token = Token::from_bytes(first8(full));
+            }
+            for chain in &mut chains {
+                chain.as_mut_slice().zeroize();
+            }
+        }
+    }
+}
+
+fn xor(block: &mut [u8; 16], with: &[u8; 16]) {
+    for (b, w) in block.iter_mut().zip(with) {
+        *b ^= w;
     }
 }
 
@@ -184,13 +295,41 @@ mod tests {
             Period::parse("202611").unwrap(),
         );
         let prepared = kt.prepare();
-        // One state for tokens in a row: each reset after, so none carries into the next.
-        let mut in_a_row = kt.prepare();
-        for data in [&b""[..], b"0401234567|USPS/US|20261129|65|1|06484", &[0x55; 100], b"x"] {
-            assert_eq!(prepared.token_over(data), kt.token_over(data));
-            assert_eq!(in_a_row.next_token(data), kt.token_over(data));
+        let data: [&[u8]; 7] = [
+            b"",
+            b"0401234567|USPS/US|20261129|65|1|06484",
+            &[0x55; 100],
+            b"x",
+            &[0xAA; 16],
+            &[0x0F; 32],
+            &[0x80; 15],
+        ];
+        let mut side_by_side = [Token::from_bytes([0; 8]); 7];
+        prepared.tokens_over(&data, &mut side_by_side);
+        for (d, token) in data.iter().zip(side_by_side) {
+            assert_eq!(prepared.token_over(d), kt.token_over(d));
+            assert_eq!(token, kt.token_over(d));
         }
         assert_eq!(format!("{prepared:?}"), "TokenMac([redacted])");
+    }
+
+    proptest::proptest! {
+        /// Side by side, mailpieces of any lengths (whole blocks, padded, empty) get the tokens
+        /// the `cmac` crate computes one at a time.
+        #[test]
+        fn tokens_side_by_side_are_the_cmac_crates(
+            key in proptest::array::uniform32(proptest::prelude::any::<u8>()),
+            messages in proptest::collection::vec(
+                proptest::collection::vec(proptest::prelude::any::<u8>(), 0..70), 0..12),
+        ) {
+            let key = TokenKey::from_bytes(key);
+            let slices: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+            let mut tokens = vec![Token::from_bytes([0; 8]); slices.len()];
+            key.prepare().tokens_over(&slices, &mut tokens);
+            for (m, t) in slices.iter().zip(&tokens) {
+                proptest::prop_assert_eq!(*t, Token::from_bytes(first8(cmac(key.expose_secret(), m))));
+            }
+        }
     }
 
     #[test]

@@ -88,17 +88,61 @@ where
     Ok(value)
 }
 
+/// Text formatted on the stack: the identifiers and dates that travel as text are short, and a
+/// `VERIFY` batch encodes thousands of them (a `String` each was an allocation). Refuses (with
+/// `fmt::Error`) what does not fit, for the caller to format on the heap instead.
+pub(crate) struct ShortText {
+    len: usize,
+    bytes: [u8; 64],
+}
+
+impl Default for ShortText {
+    fn default() -> Self {
+        Self { len: 0, bytes: [0; 64] }
+    }
+}
+
+impl ShortText {
+    pub(crate) fn as_str(&self) -> &str {
+        // Only whole `&str`s are appended: always UTF-8.
+        core::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    }
+}
+
+impl core::fmt::Write for ShortText {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let end = self.len + s.len();
+        let room = self.bytes.get_mut(self.len..end).ok_or(core::fmt::Error)?;
+        room.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
 /// Encodes a type as its text (`Display`) and decodes it with its `parse`, refusing what does
-/// not parse with `$what` (identifiers, dates, senders travel as text).
+/// not parse with `$what` (identifiers, dates, senders travel as text). With `$write`, the text
+/// is written by it (without the formatter: for the identifiers a `VERIFY` batch encodes by the
+/// thousand), which must write what `Display` writes.
 macro_rules! cbor_as_text {
     ($t:ty, $what:literal) => {
+        $crate::codec::cbor_as_text!($t, $what, |v: &$t, text: &mut $crate::codec::ShortText| {
+            core::fmt::Write::write_fmt(text, format_args!("{v}"))
+        });
+    };
+    ($t:ty, $what:literal, $write:expr) => {
         impl<C> minicbor::Encode<C> for $t {
             fn encode<W: minicbor::encode::Write>(
                 &self,
                 e: &mut minicbor::Encoder<W>,
                 _: &mut C,
             ) -> Result<(), minicbor::encode::Error<W::Error>> {
-                e.str(&self.to_string())?;
+                let write: fn(&$t, &mut $crate::codec::ShortText) -> core::fmt::Result = $write;
+                let mut text = $crate::codec::ShortText::default();
+                if write(self, &mut text).is_ok() {
+                    e.str(text.as_str())?;
+                } else {
+                    e.str(&self.to_string())?;
+                }
                 Ok(())
             }
         }
@@ -120,6 +164,23 @@ mod tests {
     use minicbor::{Decode, Encode};
 
     use super::*;
+
+    #[test]
+    fn text_formatted_on_the_stack_is_the_display_text_and_refuses_overflow() {
+        use core::fmt::Write as _;
+        let sub = crate::SubdomainId::parse("USPS/US").unwrap();
+        let meter = crate::MeterId::parse("PB1234-000123").unwrap();
+        for (value, text) in [
+            (minicbor::to_vec(&sub).unwrap(), "USPS/US"),
+            (minicbor::to_vec(&meter).unwrap(), "PB1234-000123"),
+        ] {
+            assert_eq!(value, minicbor::to_vec(text).unwrap());
+        }
+        let mut t = ShortText::default();
+        assert!(t.write_str(&"x".repeat(64)).is_ok());
+        assert!(t.write_str("y").is_err());
+        assert_eq!(t.as_str(), "x".repeat(64));
+    }
 
     #[derive(Debug, PartialEq, Encode, Decode)]
     #[cbor(map)]

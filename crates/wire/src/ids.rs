@@ -422,7 +422,12 @@ impl fmt::Debug for SubdomainId {
     }
 }
 
-crate::codec::cbor_as_text!(SubdomainId, "invalid sub-domain");
+crate::codec::cbor_as_text!(SubdomainId, "invalid sub-domain", |s: &SubdomainId, text| {
+    use core::fmt::Write as _;
+    text.write_str(s.domain.as_str())?;
+    text.write_str("/")?;
+    text.write_str(s.country.as_str())
+});
 
 /// A meter: product code and MSN, written `PB1234-000123`; unique within the vendor.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -475,7 +480,12 @@ impl fmt::Debug for MeterId {
     }
 }
 
-crate::codec::cbor_as_text!(MeterId, "invalid meter ID");
+crate::codec::cbor_as_text!(MeterId, "invalid meter ID", |m: &MeterId, text| {
+    use core::fmt::Write as _;
+    text.write_str(m.product.as_str())?;
+    text.write_str("-")?;
+    text.write_str(m.msn.as_str())
+});
 
 /// A master key's ID: per domain, strictly increasing from 1, never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -158,6 +158,11 @@ pub(crate) fn run(
         }
     });
     progress.finish();
+    // An interrupted run's box calls may still be writing into the home on the runtime's
+    // blocking threads: dropping the runtime waits for them, so none writes while the home is
+    // removed (a signal 20 ms into a run once left "Directory not empty").
+    drop(interrupts);
+    drop(runtime);
     drop(lock);
     // What the run made goes, whatever its outcome, unless kept.
     if !a.keep {

@@ -161,7 +161,7 @@ fn verify(ctx: &Ctx, a: VerifyArgs) -> anyhow::Result<Outcome> {
                 let mut lines = ReportStream::new(&mut stdout, a.json, &head);
                 let counts = v
                     .verify_file(file, DEFAULT_VERIFY_BATCH, |line, r| {
-                        lines.write(line, r, || describe(r));
+                        lines.write(line, r, || describe(r))
                     })
                     .await;
                 match counts {

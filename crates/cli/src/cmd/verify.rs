@@ -53,7 +53,7 @@ pub(crate) fn run(ctx: &Ctx, a: Args) -> anyhow::Result<Outcome> {
                 let mut lines = ReportStream::new(&mut stdout, a.json, &[]);
                 let counts = v
                     .verify_file(file, a.batch as usize, |line, r| {
-                        lines.write(line, r, || describe(r));
+                        lines.write(line, r, || describe(r))
                     })
                     .await;
                 match counts {
@@ -161,29 +161,32 @@ impl<'a, W: std::io::Write> ReportStream<'a, W> {
         Self { out, json, head, started: false }
     }
 
-    fn start(&mut self) {
+    fn start(&mut self) -> std::io::Result<()> {
         if self.json && !self.started {
-            let _ = write!(self.out, "{{{}\"mailpieces\":[", self.head);
+            write!(self.out, "{{{}\"mailpieces\":[", self.head)?;
         }
+        Ok(())
     }
 
-    /// One report, with its line number.
+    /// One report, with its line number. A failed write stops the run that gives the reports
+    /// (nothing more is verified for answers that cannot be given).
     pub(crate) fn write(
         &mut self,
         line: u64,
         r: &impl serde::Serialize,
         text: impl Fn() -> String,
-    ) {
-        self.start();
-        let _ = if self.json {
+    ) -> std::io::Result<()> {
+        self.start()?;
+        if self.json {
             let sep = if self.started { "," } else { "" };
             let mut value = serde_json::to_value(r).unwrap_or_default();
             value["line"] = line.into();
-            write!(self.out, "{sep}{value}")
+            write!(self.out, "{sep}{value}")?;
         } else {
-            writeln!(self.out, "{line}: {}", text())
-        };
+            writeln!(self.out, "{line}: {}", text())?;
+        }
         self.started = true;
+        Ok(())
     }
 
     /// The counts of each outcome, after the reports: the JSON document's end, or one line.
@@ -192,7 +195,7 @@ impl<'a, W: std::io::Write> ReportStream<'a, W> {
         counts: &BTreeMap<&'static str, u64>,
         what: &str,
     ) -> anyhow::Result<()> {
-        self.start();
+        self.start()?;
         let total: u64 = counts.values().sum();
         if self.json {
             let outcomes = serde_json::to_value(counts)?;

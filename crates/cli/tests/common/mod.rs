@@ -48,6 +48,11 @@ impl Home {
         self.command(args).output().expect("postkey runs")
     }
 
+    /// Runs it with its standard output sent to `out` (a full disk, a closed pipe).
+    pub(crate) fn run_to(&self, args: &[&str], out: Stdio) -> Output {
+        self.command(args).stdout(out).stderr(Stdio::piped()).output().expect("postkey runs")
+    }
+
     /// Runs it, which must succeed; its standard output.
     pub(crate) fn ok(&self, args: &[&str]) -> String {
         let o = self.run(args);

@@ -46,7 +46,8 @@ pub struct VerifyBench {
     pub batched_pieces: usize,
     /// Batched: mailpieces per second (wall).
     pub batched_pieces_per_second: f64,
-    /// Batched: process CPU time per mailpiece, microseconds.
+    /// Batched: process CPU time per mailpiece, microseconds (the least of three rounds, as
+    /// the floor is the least of five).
     pub batched_cpu_us_per_piece: f64,
     /// Batched: CPU per mailpiece over the floor.
     pub batched_ratio: f64,
@@ -67,6 +68,8 @@ pub struct VerifyBench {
 /// Mailpieces sent singly, and batched, for the in-process figures.
 const SAMPLE: usize = 100_000;
 const SINGLE: usize = 10_000;
+/// Rounds of the batched measurement, of which the least is reported (as for the floor).
+const BATCHED_ROUNDS: usize = 3;
 
 /// A small deterministic generator for the workload's order (splitmix64).
 struct Mix(u64);
@@ -243,24 +246,31 @@ async fn measure<S: Store + Clone>(
             kmc.brass_verdicts(boxes, cache, plan(b).await?, b).await.map_err(kmc_refused)?;
         check(answers)?;
     }
-    let mut plans = Vec::with_capacity(batches.len());
-    for b in &batches {
-        plans.push(plan(b).await?);
-    }
     progress("in memory: batched");
-    let (cpu0, start) = (cpu_seconds(), Instant::now());
-    let mut good = 0;
-    for (b, p) in batches.iter().zip(plans) {
-        good += check(kmc.brass_verdicts(boxes, cache, p, b).await.map_err(kmc_refused)?)?;
-    }
-    let batched_wall = start.elapsed().as_secs_f64();
-    let batched_cpu = cpu_seconds() - cpu0;
-    if good != 2 * sample.len() {
-        return Err(crate::Usage::InvalidArgument(format!(
-            "bench: {good} of {} tokens good in the batched run",
-            2 * sample.len()
-        ))
-        .into());
+    // The least of three rounds, as the floor is: what verification costs undisturbed (a round
+    // is some 0.1 s of CPU, which another process on the machine easily inflates).
+    let (mut batched_wall, mut batched_cpu) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..BATCHED_ROUNDS {
+        let mut plans = Vec::with_capacity(batches.len());
+        for b in &batches {
+            plans.push(plan(b).await?);
+        }
+        let (cpu0, start) = (cpu_seconds(), Instant::now());
+        let mut good = 0;
+        for (b, p) in batches.iter().zip(plans) {
+            good += check(kmc.brass_verdicts(boxes, cache, p, b).await.map_err(kmc_refused)?)?;
+        }
+        let (wall, cpu) = (start.elapsed().as_secs_f64(), cpu_seconds() - cpu0);
+        if good != 2 * sample.len() {
+            return Err(crate::Usage::InvalidArgument(format!(
+                "bench: {good} of {} tokens good in the batched run",
+                2 * sample.len()
+            ))
+            .into());
+        }
+        if cpu < batched_cpu {
+            (batched_wall, batched_cpu) = (wall, cpu);
+        }
     }
     progress("in memory: single");
     let single = sample.len().min(SINGLE);
@@ -279,7 +289,7 @@ async fn measure<S: Store + Clone>(
     progress("the file, end to end");
     let (cpu0, durable0, start) = (cpu_seconds(), durable_seconds(), Instant::now());
     let mut v = v;
-    let outcomes = v.verify_file(&path, crate::DEFAULT_VERIFY_BATCH, |_, _| {}).await?;
+    let outcomes = v.verify_file(&path, crate::DEFAULT_VERIFY_BATCH, |_, _| Ok(())).await?;
     let file_seconds = start.elapsed().as_secs_f64();
     let (cpu, durable) = (cpu_seconds() - cpu0, durable_seconds() - durable0);
     v.close().await?;
