@@ -485,8 +485,6 @@ impl TypedBox<Brass> {
                 let i = c.2 as usize;
                 &bytes[bounds[i]..bounds[i + 1]]
             }));
-            tokens.clear();
-            tokens.resize(run.len(), postkey_wire::Token::from_bytes([0; 8]));
             mac.tokens_over(&messages, &mut tokens);
             for (&(_, _, i, slot), token) in run.iter().zip(&tokens) {
                 let (i, slot) = (i as usize, usize::from(slot));

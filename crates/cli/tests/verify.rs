@@ -276,6 +276,15 @@ fn answers_that_cannot_be_written_stop_the_run_and_no_later_mailpiece_is_remembe
     let again = h.run(&["verify", "--file", path, "--json"]);
     let r: serde_json::Value = serde_json::from_str(&stdout(&again)).unwrap();
     assert_eq!(r["outcomes"], serde_json::json!({"duplicate": 1, "good": 5}), "{r}");
+    // The same with --json (whose reports have no line ends to flush them), on fresh ones.
+    let texts = print(&h, &meter, &["--count", "6"]);
+    std::fs::write(&file, texts.join("\n")).unwrap();
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let o = h.run_to(&["verify", "--file", path, "--batch", "1", "--json"], full.into());
+    refused(&o, 3, 3602);
+    let again = h.run(&["verify", "--file", path, "--json"]);
+    let r: serde_json::Value = serde_json::from_str(&stdout(&again)).unwrap();
+    assert_eq!(r["outcomes"], serde_json::json!({"duplicate": 1, "good": 5}), "{r}");
     // A pager that quits (a closed pipe): the same, on fresh mailpieces.
     let texts = print(&h, &meter, &["--count", "6"]);
     std::fs::write(&file, texts.join("\n")).unwrap();

@@ -172,20 +172,20 @@ impl Drop for TokenMac {
 impl TokenMac {
     /// The token over canonical mailpiece bytes.
     pub fn token_over(&self, canonical: &[u8]) -> Token {
-        let mut one = [Token::from_bytes([0; 8])];
+        let mut one = Vec::with_capacity(1);
         self.tokens_over(&[canonical], &mut one);
-        let [token] = one;
-        token
+        one.pop().unwrap_or(Token::from_bytes([0; 8]))
     }
 
-    /// The tokens over many canonical mailpieces, `tokens[i]` over `messages[i]` (the two the
-    /// same length): AES-256-CMAC as SP 800-38B §6.2 defines it, truncated to 8 bytes. Each
+    /// The tokens over many canonical mailpieces into `tokens` (emptied first, then one a
+    /// message: `tokens[i]` over `messages[i]`, never a token left from before): AES-256-CMAC as SP 800-38B §6.2 defines it, truncated to 8 bytes. Each
     /// mailpiece is a chain of blocks `C_j = E_K(C_{j-1} ⊕ M_j)`, its last block padded and
     /// masked with K1 (whole) or K2 (padded with `0x80 00…`); the chains advance together, a
     /// step of all of them in one call of the cipher. Lengths are public (the canonical bytes
     /// are printed on the mailpiece), so the mailpieces' block counts may steer the loop.
-    pub fn tokens_over(&self, messages: &[&[u8]], tokens: &mut [Token]) {
-        debug_assert_eq!(messages.len(), tokens.len());
+    pub fn tokens_over(&self, messages: &[&[u8]], tokens: &mut Vec<Token>) {
+        tokens.clear();
+        tokens.resize(messages.len(), Token::from_bytes([0; 8]));
         let TokenMac { cipher, k1, k2 } = self;
         cipher.encrypt_with_backend(SideBySide { k1, k2, messages, tokens });
     }
@@ -237,6 +237,8 @@ impl BlockCipherEncClosure for SideBySide<'_> {
                     for (c, b) in chain.iter_mut().zip(&block) {
                         *c ^= b;
                     }
+                    // The last block, masked, would give K1 or K2 away with the public message.
+                    block.zeroize();
                     backend.encrypt_block_inplace(chain);
                 }
             }
@@ -244,6 +246,7 @@ impl BlockCipherEncClosure for SideBySide<'_> {
                 let mut full = [0u8; 16];
                 full.copy_from_slice(chain);
                 *token = Token::from_bytes(first8(full));
+                full.zeroize();
             }
             for chain in &mut chains {
                 chain.as_mut_slice().zeroize();
@@ -304,8 +307,10 @@ mod tests {
             &[0x0F; 32],
             &[0x80; 15],
         ];
-        let mut side_by_side = [Token::from_bytes([0; 8]); 7];
+        // Stale tokens in the vector are replaced, never kept.
+        let mut side_by_side = vec![Token::from_bytes([1; 8]); 9];
         prepared.tokens_over(&data, &mut side_by_side);
+        assert_eq!(side_by_side.len(), data.len());
         for (d, token) in data.iter().zip(side_by_side) {
             assert_eq!(prepared.token_over(d), kt.token_over(d));
             assert_eq!(token, kt.token_over(d));
@@ -324,8 +329,9 @@ mod tests {
         ) {
             let key = TokenKey::from_bytes(key);
             let slices: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
-            let mut tokens = vec![Token::from_bytes([0; 8]); slices.len()];
+            let mut tokens = Vec::new();
             key.prepare().tokens_over(&slices, &mut tokens);
+            proptest::prop_assert_eq!(tokens.len(), slices.len());
             for (m, t) in slices.iter().zip(&tokens) {
                 proptest::prop_assert_eq!(*t, Token::from_bytes(first8(cmac(key.expose_secret(), m))));
             }

@@ -26,6 +26,9 @@ macro_rules! text_id {
             bytes: [u8; $max],
         }
 
+        // The length is kept in a byte.
+        const _: () = assert!($max <= 255);
+
         impl $name {
             /// The longest valid value, in bytes.
             pub const MAX_LEN: usize = $max;

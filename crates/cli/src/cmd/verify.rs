@@ -182,6 +182,9 @@ impl<'a, W: std::io::Write> ReportStream<'a, W> {
             let mut value = serde_json::to_value(r).unwrap_or_default();
             value["line"] = line.into();
             write!(self.out, "{sep}{value}")?;
+            // Out now, as a line of text is: a write that fails must fail here, before the
+            // next batch is remembered, not when a buffer fills later.
+            self.out.flush()?;
         } else {
             writeln!(self.out, "{line}: {}", text())?;
         }
@@ -195,15 +198,18 @@ impl<'a, W: std::io::Write> ReportStream<'a, W> {
         counts: &BTreeMap<&'static str, u64>,
         what: &str,
     ) -> anyhow::Result<()> {
-        self.start()?;
         let total: u64 = counts.values().sum();
-        if self.json {
-            let outcomes = serde_json::to_value(counts)?;
-            writeln!(self.out, "],\"outcomes\":{outcomes},\"total\":{total}}}")?;
-        } else {
-            let list: Vec<String> = counts.iter().map(|(o, n)| format!("{n} {o}")).collect();
-            writeln!(self.out, "{total} {what}: {}", list.join(", "))?;
-        }
-        Ok(())
+        let written = (|| {
+            self.start()?;
+            if self.json {
+                let outcomes = serde_json::to_value(counts).map_err(std::io::Error::other)?;
+                writeln!(self.out, "],\"outcomes\":{outcomes},\"total\":{total}}}")?;
+            } else {
+                let list: Vec<String> = counts.iter().map(|(o, n)| format!("{n} {o}")).collect();
+                writeln!(self.out, "{total} {what}: {}", list.join(", "))?;
+            }
+            self.out.flush()
+        })();
+        written.map_err(|e| postkey_host::HostError::Output(e).into())
     }
 }
