@@ -221,43 +221,37 @@ impl BlockCipherEncClosure for SideBySide<'_> {
                     if j >= n {
                         continue;
                     }
-                    let mut block = [0u8; 16];
+                    // Into the chain directly: no copy of a masked block (which, with the
+                    // public message, would give K1 or K2 away) is left to wipe.
                     let part = &m[16 * j..m.len().min(16 * j + 16)];
-                    block[..part.len()].copy_from_slice(part);
+                    for (c, b) in chain.iter_mut().zip(part) {
+                        *c ^= b;
+                    }
                     if j + 1 == n {
                         // The last block: whole, masked with K1; else padded and masked with K2.
                         let mask = if part.len() == 16 {
                             self.k1
                         } else {
-                            block[part.len()] = 0x80;
+                            chain[part.len()] ^= 0x80;
                             self.k2
                         };
-                        xor(&mut block, mask);
+                        for (c, k) in chain.iter_mut().zip(mask) {
+                            *c ^= k;
+                        }
                     }
-                    for (c, b) in chain.iter_mut().zip(&block) {
-                        *c ^= b;
-                    }
-                    // The last block, masked, would give K1 or K2 away with the public message.
-                    block.zeroize();
                     backend.encrypt_block_inplace(chain);
                 }
             }
             for (token, chain) in tokens.iter_mut().zip(&chains) {
-                let mut full = [0u8; 16];
-                full.copy_from_slice(chain);
-                *token = Token::from_bytes(first8(full));
-                full.zeroize();
+                // The token is public; the rest of the tag is wiped with the chain.
+                let mut first = [0u8; 8];
+                first.copy_from_slice(&chain[..8]);
+                *token = Token::from_bytes(first);
             }
             for chain in &mut chains {
                 chain.as_mut_slice().zeroize();
             }
         }
-    }
-}
-
-fn xor(block: &mut [u8; 16], with: &[u8; 16]) {
-    for (b, w) in block.iter_mut().zip(with) {
-        *b ^= w;
     }
 }
 
