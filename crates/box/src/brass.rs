@@ -390,10 +390,18 @@ impl TypedBox<Brass> {
                 }
             }
         }
-        // The token keys of the months the mailpieces name: one look at the cache for the
-        // item, and a derivation for each it lacks.
-        let mut wanted: Vec<(usize, postkey_wire::Period)> = Vec::new();
-        for p in pieces.as_slice() {
+        // One pass over the mailpieces: each checked (its two keys name one meter), its
+        // canonical bytes written once (its two tokens cover the same bytes), its tokens to
+        // check listed as (key, its month's place in `months`, mailpiece, slot), and the
+        // months each key needs noted, to be found or derived after.
+        let mut wanted: Vec<(usize, usize)> = Vec::new();
+        let mut ids: Vec<DerivedFor> = Vec::new();
+        let mut canonical = Vec::with_capacity(96);
+        let mut bytes: Vec<u8> = Vec::with_capacity(pieces.len() * 48);
+        let mut bounds: Vec<usize> = Vec::with_capacity(pieces.len() + 1);
+        bounds.push(0);
+        let mut checks: Vec<(u16, u16, u32, u8)> = Vec::with_capacity(2 * pieces.len());
+        for (i, p) in pieces.as_slice().iter().enumerate() {
             let [a, b] = p.keys();
             let first = a.or(b).ok_or(BoxError::RecordMismatch("a mailpiece names no key"))?;
             // Both keys (when two) name the ISN and sub-domain of the mailpiece.
@@ -403,50 +411,6 @@ impl TypedBox<Brass> {
             if head.isn != other.isn || head.subdomain != other.subdomain {
                 return Err(BoxError::RecordMismatch("a mailpiece's two keys name two meters"));
             }
-            let period = p.date().period();
-            for k in [a, b].into_iter().flatten().map(usize::from) {
-                if let Some(Some(u)) = using.get_mut(k)
-                    && u.months.position(period).is_none()
-                {
-                    u.months.push(period);
-                    wanted.push((k, period));
-                }
-            }
-        }
-        // Every wanted key is in use (held), so each has its id, in the same order.
-        let ids: Vec<DerivedFor> = wanted
-            .iter()
-            .map(|&(k, period)| DerivedFor { mr3: keys[k].mr3_digest, period })
-            .collect();
-        let found = self.role.token_keys.get_many(ids.iter());
-        for ((k, period), mac) in wanted.into_iter().zip(found) {
-            if let Some(Some(u)) = using.get_mut(k) {
-                let mac = match mac {
-                    Some(mac) => mac,
-                    None => u.derive(self, period)?,
-                };
-                if let Some(slot) = u.months.position(period).and_then(|i| u.months.get_mut(i)) {
-                    slot.1 = Some(mac);
-                }
-            }
-        }
-        // Every token key is at hand: no K stays unwrapped while the tokens are computed.
-        for u in using.iter_mut().flatten() {
-            u.k = None;
-        }
-        // Each mailpiece's canonical bytes, once (its two tokens cover the same bytes), and the
-        // tokens to check: (key, its month's place in `months`, mailpiece, slot).
-        let mut canonical = Vec::with_capacity(96);
-        let mut bytes: Vec<u8> = Vec::with_capacity(pieces.len() * 48);
-        let mut bounds: Vec<usize> = Vec::with_capacity(pieces.len() + 1);
-        bounds.push(0);
-        let mut checks: Vec<(u16, u16, u32, u8)> = Vec::with_capacity(2 * pieces.len());
-        for (i, p) in pieces.as_slice().iter().enumerate() {
-            let [a, b] = p.keys();
-            // Checked above: at least one key, each of the item.
-            let Some(head) = a.or(b).and_then(|k| keys.get(usize::from(k))) else {
-                return Err(BoxError::RecordMismatch("a mailpiece names no key"));
-            };
             Mailpiece::write_canonical_head(&mut canonical, &head.isn, &head.subdomain);
             Mailpiece::write_canonical_tail(
                 &mut canonical,
@@ -461,11 +425,36 @@ impl TypedBox<Brass> {
             for (slot, key) in [a, b].into_iter().enumerate() {
                 // A key not held leaves its tokens unchecked (false, and listed `unheld`).
                 let Some(k) = key else { continue };
-                let Some(Some(u)) = using.get(usize::from(k)) else { continue };
-                let month =
-                    u.months.position(period).ok_or(BoxError::RecordMismatch("no token key"))?;
+                let Some(Some(u)) = using.get_mut(usize::from(k)) else { continue };
+                let month = match u.months.position(period) {
+                    Some(month) => month,
+                    None => {
+                        let month = u.months.push(period);
+                        wanted.push((usize::from(k), month));
+                        ids.push(DerivedFor { mr3: keys[usize::from(k)].mr3_digest, period });
+                        month
+                    }
+                };
                 checks.push((k, month as u16, i as u32, slot as u8));
             }
+        }
+        // The token keys: one look at the cache for the item, and a derivation for each it
+        // lacks (`ids` beside `wanted`, in the same order).
+        let found = self.role.token_keys.get_many(ids.iter());
+        for ((k, month), (id, mac)) in wanted.into_iter().zip(ids.iter().zip(found)) {
+            if let Some(Some(u)) = using.get_mut(k) {
+                let mac = match mac {
+                    Some(mac) => mac,
+                    None => u.derive(self, id.period)?,
+                };
+                if let Some(slot) = u.months.get_mut(month) {
+                    slot.1 = Some(mac);
+                }
+            }
+        }
+        // Every token key is at hand: no K stays unwrapped while the tokens are computed.
+        for u in using.iter_mut().flatten() {
+            u.k = None;
         }
         // A key's tokens of one month side by side: their CMACs advance together, a block of
         // each in one call of the cipher ([`TokenMac::tokens_over`]).
@@ -782,11 +771,14 @@ impl Months {
         self.first.iter().chain(&self.more).position(|(m, _)| *m == period)
     }
 
-    fn push(&mut self, period: postkey_wire::Period) {
+    /// Adds `period` (not held yet), its token key to come; its place.
+    fn push(&mut self, period: postkey_wire::Period) -> usize {
         if self.first.is_none() {
             self.first = Some((period, None));
+            0
         } else {
             self.more.push((period, None));
+            self.more.len()
         }
     }
 
